@@ -1,0 +1,81 @@
+# envproxy: a MySQL wire-protocol proxy for many environments.
+#
+#   make            build build/envproxy
+#   make test       install missing packages, then unit and integration tests
+#   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
+#   make unit       unit tests only;  make integration   integration tests only
+#   V=1             show the commands
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := libevent libevent_pthreads libevent_openssl openssl libmariadb yaml-0.1 sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+SANITIZE ?=
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANITIZE) $(WARN) -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
+LDLIBS   := $(PKG_LIBS) -lpthread -lm
+PYTHON   ?= /usr/bin/python3
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: all test unit integration asan demo demo-stop deps clean fuzz
+
+all: $(BUILD)/envproxy
+
+$(BUILD)/envproxy: $(OBJS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) $(SANITIZE) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+deps:
+	@scripts/install-deps.sh
+
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+integration: $(BUILD)/envproxy
+	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+asan: deps
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit integration
+
+demo: deps all
+	@scripts/demo.sh start
+
+demo-stop:
+	@scripts/demo.sh stop
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:%=%.d)

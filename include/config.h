@@ -1,0 +1,110 @@
+/* config.h: the typed configuration model and its YAML loader (pure: no event loop). */
+#ifndef ENVPROXY_CONFIG_H
+#define ENVPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum { ACCESS_READ_ONLY = 0, ACCESS_READ_WRITE = 1 } env_access;
+
+typedef enum {
+    BTLS_DISABLED = 0,
+    BTLS_PREFERRED,
+    BTLS_REQUIRED,
+    BTLS_VERIFY_CA,
+    BTLS_VERIFY_FULL
+} backend_tls_mode;
+
+/* Per-environment limits. In the loaded model every environment's limits are resolved:
+ * its own value, else the top-level value, else the built-in default. */
+typedef struct {
+    long long max_rows;             /* 0 = no cap; default 10000 */
+    long long statement_timeout_ms; /* 0 = none; default 30000 */
+} cfg_limits;
+
+typedef struct {
+    int max;                      /* default 20, >= 1 */
+    int min;                      /* default 0, <= max */
+    long long idle_timeout_ms;    /* default 300 s */
+    long long connect_timeout_ms; /* default 2 s */
+    long long wait_timeout_ms;    /* default 5 s */
+} cfg_pool;
+
+/* Where a value came from, for diagnostics. */
+typedef struct {
+    const char *file; /* points into config.files[] */
+    int line, col;    /* 1-based */
+} cfg_mark;
+
+typedef struct {
+    char *name;        /* [A-Za-z0-9_-]{1,64} */
+    char *description; /* "" when absent */
+    char *host;        /* required */
+    int port;          /* default 3306 */
+    char *user;        /* required */
+    char *password;    /* "" when absent; ${VAR} already substituted; may start with "enc:" */
+    char *database;    /* default database; NULL when absent */
+    env_access access; /* default ACCESS_READ_ONLY */
+    cfg_limits limits;
+    cfg_pool pool;
+    backend_tls_mode tls_mode; /* default BTLS_PREFERRED */
+    char *tls_ca;              /* NULL when absent; absolute path */
+    cfg_mark mark;             /* where the environment's name was written */
+} cfg_env;
+
+typedef struct {
+    char *host; /* "127.0.0.1", "::1", "0.0.0.0" */
+    int port;
+} cfg_addr;
+
+typedef struct config {
+    char *path; /* the main file as given */
+
+    cfg_addr *listen; /* default one entry 127.0.0.1:3307 */
+    int n_listen;
+    int threads;               /* default: number of online CPUs */
+    char *accounts;            /* absolute path; default <config dir>/envproxy.db */
+    char *default_environment; /* default: the first environment defined */
+    char *tls_cert, *tls_key;  /* absolute paths or NULL (then a self-signed pair) */
+    bool tls_require;
+    cfg_limits limits;      /* top-level defaults */
+    char *audit_log;        /* absolute path or NULL */
+    cfg_addr *http;         /* NULL when absent */
+    long long max_packet_size;      /* bytes; default 64 MiB; client packets above close it */
+    long long handshake_timeout_ms; /* default 10 s */
+    long long health_interval_ms;   /* default 5 s */
+    long long shutdown_timeout_ms;  /* default 10 s */
+    int log_level;                  /* LOG_ERROR=0 .. LOG_DEBUG=3; default info (2) */
+
+    cfg_env *envs; /* in definition order: main file first, then included files */
+    int n_envs;
+
+    char **files; /* every file read, main first (owned; marks point here) */
+    int n_files;
+} config;
+
+/* A list of problems found while loading, each "FILE:LINE:COL: message". */
+typedef struct {
+    char **msgs;
+    int n, cap;
+} cfg_diags;
+
+void cfg_diags_init(cfg_diags *d);
+void cfg_diags_free(cfg_diags *d);
+void cfg_diags_print(const cfg_diags *d, FILE *out);
+
+/* Loads the file at path and its includes. Returns the model, or NULL when d holds at least
+ * one error (all errors found are in d, not only the first). The caller frees the model
+ * with config_free() and the diagnostics with cfg_diags_free(). */
+config *config_load(const char *path, cfg_diags *d);
+void config_free(config *c);
+
+const cfg_env *config_find_env(const config *c, const char *name);
+
+/* Parses "30s", "2m", "500ms", "1h", "0", a bare integer (seconds). -1 if malformed. */
+long long config_parse_duration_ms(const char *s);
+/* Parses "1024", "64k", "16MiB", "1G" (binary multiples). -1 if malformed. */
+long long config_parse_size(const char *s);
+
+#endif
