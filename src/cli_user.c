@@ -1,0 +1,411 @@
+/* cli_user.c: the `envproxy -c FILE user ...` subcommands that manage the account store. */
+#include "cli_user.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "accounts.h"
+
+/* Longest password accepted, in bytes (MySQL clients send far less in practice). */
+#define PW_MAX 1024
+
+static const char usage_text[] =
+    "usage: envproxy -c FILE user add NAME [--password-stdin] [--default-env ENV]\n"
+    "       envproxy -c FILE user passwd NAME [--password-stdin]\n"
+    "       envproxy -c FILE user grant NAME ENV read|write\n"
+    "       envproxy -c FILE user revoke NAME ENV\n"
+    "       envproxy -c FILE user del NAME\n"
+    "       envproxy -c FILE user list\n"
+    "Without --password-stdin the password is asked for twice on the terminal.\n"
+    "With it, the first line of standard input is the password.\n";
+
+/* Reports a usage error: the problem, then the usage. Returns 2. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("envproxy: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+/* Reports an error on one line. Returns 1. */
+static int fail(const char *msg)
+{
+    fprintf(stderr, "envproxy: %s\n", msg);
+    return 1;
+}
+
+/* ---- reading passwords -------------------------------------------------------------------- */
+
+/* Reads one line from fd into buf (NUL-terminated, without its "\n" or "\r\n"), one byte at a
+ * time so nothing past the line is consumed and no copy is left in a stdio buffer.
+ * Returns the length, or -1 with *why set. stop, when not NULL, is polled after an EINTR. */
+static int read_line(int fd, char *buf, size_t size, volatile sig_atomic_t *stop, const char **why)
+{
+    size_t n = 0;
+    bool got_any = false;
+
+    for (;;) {
+        char c;
+        ssize_t r = read(fd, &c, 1);
+
+        if (r < 0) {
+            if (errno == EINTR && !(stop && *stop))
+                continue;
+            *why = errno == EINTR ? "interrupted" : "cannot read the password";
+            goto bad;
+        }
+        if (r == 0) {
+            if (!got_any) {
+                *why = "no password given (end of input)";
+                goto bad;
+            }
+            break;
+        }
+        got_any = true;
+        if (c == '\n')
+            break;
+        if (c == '\0') {
+            *why = "the password contains a NUL byte";
+            goto bad;
+        }
+        if (n + 1 >= size) {
+            *why = "the password is too long (at most 1024 bytes)";
+            goto bad;
+        }
+        buf[n++] = c;
+    }
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = 0;
+    return (int)n;
+bad:
+    OPENSSL_cleanse(buf, size);
+    return -1;
+}
+
+static volatile sig_atomic_t caught_signal;
+
+static void on_signal(int sig)
+{
+    caught_signal = sig;
+}
+
+static const int prompt_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define N_PROMPT_SIGNALS (sizeof prompt_signals / sizeof prompt_signals[0])
+
+/* Prompts twice on the terminal with echo off and fills pw. Returns 0, or -1 with *why set.
+ * A signal that would end the process while echo is off first restores the terminal. */
+static int prompt_password(char *pw, size_t size, const char **why)
+{
+    char again[PW_MAX + 1];
+    struct sigaction sa, old[N_PROMPT_SIGNALS];
+    struct termios saved, quiet;
+    int fd, n1 = -1, n2 = -1, sig;
+
+    fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 || tcgetattr(fd, &saved) < 0) {
+        if (fd >= 0)
+            close(fd);
+        *why = "no terminal to prompt for a password; use --password-stdin";
+        return -1;
+    }
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: a signal must end the read */
+    sigemptyset(&sa.sa_mask);
+    caught_signal = 0;
+    for (size_t i = 0; i < N_PROMPT_SIGNALS; i++)
+        sigaction(prompt_signals[i], &sa, &old[i]);
+
+    quiet = saved;
+    quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
+    quiet.c_lflag |= ECHONL;
+    if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
+        *why = "cannot turn off echo on the terminal";
+    } else {
+        if (write(fd, "Password: ", 10) == 10)
+            n1 = read_line(fd, pw, size, &caught_signal, why);
+        if (n1 >= 0 && write(fd, "Again: ", 7) == 7)
+            n2 = read_line(fd, again, sizeof again, &caught_signal, why);
+        tcsetattr(fd, TCSAFLUSH, &saved);
+    }
+    if (caught_signal) {
+        /* End the prompt's line; echo was off, so nothing else did. */
+        ssize_t ignored = write(fd, "\n", 1);
+        (void)ignored;
+    }
+    close(fd);
+    sig = caught_signal;
+    for (size_t i = 0; i < N_PROMPT_SIGNALS; i++)
+        sigaction(prompt_signals[i], &old[i], NULL);
+
+    if (sig) {
+        *why = "interrupted";
+        n2 = -1;
+    } else if (n1 >= 0 && n2 >= 0 && strcmp(pw, again) != 0) {
+        *why = "the passwords do not match";
+        n2 = -1;
+    } else if (n1 < 0 || n2 < 0) {
+        if (!*why)
+            *why = "cannot write the prompt to the terminal";
+    }
+    OPENSSL_cleanse(again, sizeof again);
+    if (n1 < 0 || n2 < 0) {
+        OPENSSL_cleanse(pw, size);
+        if (sig)
+            raise(sig); /* the old handler is back: act on the signal as it would have */
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills pw from standard input or the terminal. Returns 0, or 1 after reporting an error. */
+static int get_password(bool from_stdin, char *pw, size_t size)
+{
+    const char *why = NULL;
+    int rc;
+
+    if (from_stdin)
+        rc = read_line(STDIN_FILENO, pw, size, NULL, &why);
+    else
+        rc = prompt_password(pw, size, &why);
+    if (rc < 0)
+        return fail(why);
+    if (pw[0] == 0)
+        return fail("an empty password is not allowed");
+    return 0;
+}
+
+/* ---- subcommands ------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *sub;
+    const char *pos[3]; /* positional words */
+    int n_pos;
+    bool password_stdin;
+    const char *default_env;
+} user_args;
+
+/* Splits the words after the subcommand into positionals and options. Returns 0 or the
+ * usage-error exit code. */
+static int parse_args(int argc, char **argv, user_args *a)
+{
+    bool options_done = false;
+
+    for (int i = 2; i < argc; i++) {
+        const char *w = argv[i];
+
+        if (!options_done && strcmp(w, "--") == 0) {
+            options_done = true;
+        } else if (!options_done && strcmp(w, "--password-stdin") == 0) {
+            a->password_stdin = true;
+        } else if (!options_done && strcmp(w, "--default-env") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("--default-env needs an environment name");
+            a->default_env = argv[++i];
+        } else if (!options_done && strncmp(w, "--default-env=", 14) == 0) {
+            a->default_env = w + 14;
+        } else if (!options_done &&
+                   (strncmp(w, "--password", 10) == 0 || strncmp(w, "-p", 2) == 0)) {
+            /* Someone used to `mysql -pSECRET`: refuse without echoing the word. */
+            return usage_error("passwords are read from the terminal or with --password-stdin, "
+                               "never from the command line");
+        } else if (!options_done && w[0] == '-' && w[1] != 0) {
+            return usage_error("unknown option '%s'", w);
+        } else {
+            if (a->n_pos == 3)
+                return usage_error("too many arguments for 'user %s'", a->sub);
+            a->pos[a->n_pos++] = w;
+        }
+    }
+    return 0;
+}
+
+static int check_user_name(const char *name)
+{
+    if (acct_valid_name(name))
+        return 0;
+    fprintf(stderr, "envproxy: invalid user name '%s': use 1 to 64 of A-Z a-z 0-9 _ . -\n", name);
+    return 1;
+}
+
+static int check_env_name(const char *env)
+{
+    if (acct_valid_env_name(env))
+        return 0;
+    fprintf(stderr, "envproxy: invalid environment name '%s': use 1 to 64 of A-Z a-z 0-9 _ -\n",
+            env);
+    return 1;
+}
+
+/* Whether the store holds an account named name: 1 yes, 0 no, -1 after reporting an error. */
+static int user_exists(acct_store *s, const char *name)
+{
+    char err[512];
+    acct_snapshot *snap = acct_snapshot_load(s, err, sizeof err);
+    int found;
+
+    if (!snap) {
+        fail(err);
+        return -1;
+    }
+    found = acct_find(snap, name) != NULL;
+    acct_snapshot_free(snap);
+    return found;
+}
+
+/* user add / user passwd: the existence check comes before the prompt, so nobody types a
+ * password only to learn that the name was wrong. */
+static int cmd_set_password(acct_store *s, const user_args *a, bool add)
+{
+    char pw[PW_MAX + 1], err[512];
+    const char *name = a->pos[0];
+    int exists = user_exists(s, name), rc;
+
+    if (exists < 0)
+        return 1;
+    if (add && exists) {
+        fprintf(stderr, "envproxy: user '%s' already exists\n", name);
+        return 1;
+    }
+    if (!add && !exists) {
+        fprintf(stderr, "envproxy: user '%s' does not exist\n", name);
+        return 1;
+    }
+    if (get_password(a->password_stdin, pw, sizeof pw) != 0)
+        return 1;
+    if (add)
+        rc = acct_user_add(s, name, pw, a->default_env, err, sizeof err);
+    else
+        rc = acct_user_passwd(s, name, pw, err, sizeof err);
+    OPENSSL_cleanse(pw, sizeof pw);
+    if (rc < 0)
+        return fail(err);
+    if (!add) {
+        printf("password changed for user '%s'\n", name);
+        return 0;
+    }
+    printf("user '%s' added\n", name);
+    if (a->default_env)
+        printf("note: '%s' has no grant on '%s' yet: user grant %s %s read|write\n", name,
+               a->default_env, name, a->default_env);
+    return 0;
+}
+
+static int run_command(acct_store *s, const user_args *a, grant_level level)
+{
+    char err[512];
+    const char *name = a->pos[0];
+
+    if (strcmp(a->sub, "add") == 0)
+        return cmd_set_password(s, a, true);
+    if (strcmp(a->sub, "passwd") == 0)
+        return cmd_set_password(s, a, false);
+    if (strcmp(a->sub, "grant") == 0) {
+        if (acct_grant_set(s, name, a->pos[1], level, err, sizeof err) < 0)
+            return fail(err);
+        printf("granted %s on '%s' to '%s'\n", level == GRANT_WRITE ? "write" : "read", a->pos[1],
+               name);
+        return 0;
+    }
+    if (strcmp(a->sub, "revoke") == 0) {
+        if (acct_grant_revoke(s, name, a->pos[1], err, sizeof err) < 0)
+            return fail(err);
+        printf("revoked the grant on '%s' from '%s'\n", a->pos[1], name);
+        return 0;
+    }
+    if (strcmp(a->sub, "del") == 0) {
+        if (acct_user_del(s, name, err, sizeof err) < 0)
+            return fail(err);
+        printf("user '%s' deleted\n", name);
+        return 0;
+    }
+    /* list */
+    if (acct_list(s, stdout, err, sizeof err) < 0)
+        return fail(err);
+    return 0;
+}
+
+int cli_user(const char *accounts_path, int argc, char **argv)
+{
+    static const struct {
+        const char *sub;
+        int n_pos;
+        bool password_opts; /* --password-stdin allowed */
+        bool env_opt;       /* --default-env allowed */
+    } subs[] = {
+        {"add", 1, true, true},      {"passwd", 1, true, false}, {"grant", 3, false, false},
+        {"revoke", 2, false, false}, {"del", 1, false, false},   {"list", 0, false, false},
+    };
+    user_args a = {0};
+    grant_level level = GRANT_NONE;
+    char err[512];
+    acct_store *s;
+    int spec = -1, rc;
+
+    if (argc < 2)
+        return usage_error("'user' needs a subcommand");
+    a.sub = argv[1];
+    if (strcmp(a.sub, "help") == 0 || strcmp(a.sub, "--help") == 0 || strcmp(a.sub, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (strcmp(a.sub, subs[i].sub) == 0)
+            spec = (int)i;
+    }
+    if (spec < 0)
+        return usage_error("unknown user subcommand '%s'", a.sub);
+    rc = parse_args(argc, argv, &a);
+    if (rc != 0)
+        return rc;
+    if (a.n_pos != subs[spec].n_pos)
+        return usage_error("wrong number of arguments for 'user %s'", a.sub);
+    if (a.password_stdin && !subs[spec].password_opts)
+        return usage_error("'user %s' takes no --password-stdin", a.sub);
+    if (a.default_env && !subs[spec].env_opt)
+        return usage_error("'user %s' takes no --default-env", a.sub);
+
+    /* Check every word before touching the store. */
+    if (a.n_pos >= 1 && check_user_name(a.pos[0]) != 0)
+        return 1;
+    if (a.n_pos >= 2 && check_env_name(a.pos[1]) != 0)
+        return 1;
+    if (a.default_env && check_env_name(a.default_env) != 0)
+        return 1;
+    if (a.n_pos == 3) {
+        if (strcasecmp(a.pos[2], "read") == 0)
+            level = GRANT_READ;
+        else if (strcasecmp(a.pos[2], "write") == 0)
+            level = GRANT_WRITE;
+        else
+            return usage_error("grant level must be read or write, not '%s'", a.pos[2]);
+    }
+
+    s = acct_open(accounts_path, err, sizeof err);
+    if (!s)
+        return fail(err);
+    rc = run_command(s, &a, level);
+    acct_close(s);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = fail("cannot write to standard output");
+    return rc;
+}
