@@ -1,0 +1,355 @@
+/* envproxy.h: the central types: proxy, worker, client, backend connection, pool. */
+#ifndef ENVPROXY_H
+#define ENVPROXY_H
+
+#include "accounts.h"
+#include "config.h"
+#include "packet.h"
+#include "router.h"
+#include "sqlpolicy.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <mysql.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ENVPROXY_VERSION "0.1.0"
+
+typedef struct proxy proxy;
+typedef struct worker worker;
+typedef struct client client;
+typedef struct backend backend;
+typedef struct pool pool;
+
+/* ---- backend connections (backend.c) ---------------------------------------------------- */
+
+typedef enum {
+    BE_CONNECTING, /* Connector/C connect in progress */
+    BE_IDLE,       /* on its pool's idle list */
+    BE_BUSY,       /* held by a client (or by the pool's maintenance) */
+    BE_RESETTING,  /* being reset before it goes back to the pool */
+} be_state;
+
+typedef enum {
+    BOP_NONE,
+    BOP_CONNECT,
+    BOP_SELECT_DB,
+    BOP_QUERY, /* a statement without a result set */
+    BOP_RESET,
+    BOP_SET_OPTION,
+    BOP_CHARSET,
+    BOP_CHANGE_USER,
+} be_op;
+
+/* Called on the backend's current event base when an operation ends: rc 0 on success, -1
+ * with b->err_code / b->err_state / b->err_msg filled. */
+typedef void (*be_done_fn)(backend *b, int rc, void *arg);
+
+struct backend {
+    pool *pool;
+    MYSQL *mysql;
+    int fd;
+    be_state state;
+    struct event_base *base; /* the loop currently driving it */
+    struct event ev;
+    bool ev_added;
+
+    be_op op;
+    be_done_fn done;
+    void *done_arg;
+    int ret_int;
+    my_bool ret_bool;
+    MYSQL *ret_mysql;
+    char op_text[96]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+
+    /* Session state known to be applied on the server side. */
+    char *cur_db;        /* NULL: no database */
+    bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
+    bool multi_stmt;     /* multi-statements enabled */
+    char charset[32];    /* character set of SET NAMES; "" = unknown */
+    unsigned long thread_id;
+
+    /* The raw relay: bytes read from and queued for the socket. */
+    struct evbuffer *in, *out;
+
+    uint64_t idle_since_ms;
+    backend *next;               /* idle list */
+    backend *all_prev, *all_next; /* every connection of the pool, for shutdown */
+
+    unsigned err_code;
+    char err_state[6];
+    char err_msg[256];
+};
+
+backend *backend_new(pool *pl);
+/* Starts connecting on base; done is called when connected or failed. */
+void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg);
+void backend_select_db(backend *b, const char *db, be_done_fn done, void *arg);
+void backend_query(backend *b, const char *sql, be_done_fn done, void *arg);
+void backend_reset(backend *b, be_done_fn done, void *arg);
+void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg);
+void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg);
+/* COM_CHANGE_USER to the pool's own account with no database: the way back to "no database". */
+void backend_clear_db(backend *b, be_done_fn done, void *arg);
+/* Moves the backend to base (it must have nothing pending). */
+void backend_attach(backend *b, struct event_base *base);
+/* Stops watching the socket (the raw relay or an operation). */
+void backend_unwatch(backend *b);
+/* Watches the socket for the raw relay: cb on readability (and writability while b->out
+ * holds bytes). */
+void backend_watch(backend *b, event_callback_fn cb, void *arg);
+/* Writes b->out; returns 0 (all or part written, the rest on the next writable event) or
+ * -1 when the connection is broken. */
+int backend_flush(backend *b);
+/* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
+bool backend_is_dead(backend *b);
+/* Closes the connection and frees b (the pool's counters are not touched). */
+void backend_free(backend *b);
+
+/* ---- pools (pool.c) ----------------------------------------------------------------------- */
+
+typedef enum {
+    PW_NONE,
+    PW_QUEUED,  /* waiting on the pool's queue */
+    PW_GRANTED, /* a connection was handed over: in granted */
+    PW_SLOT,    /* permission to open a new connection was handed over */
+} pw_state;
+
+/* A client's place in a pool's queue. wake is activated (from any thread, under the pool's
+ * lock) when the state leaves PW_QUEUED. */
+typedef struct pool_waiter {
+    struct pool_waiter *prev, *next;
+    pool *pool;
+    pw_state state;
+    backend *granted;
+    struct event *wake;
+} pool_waiter;
+
+typedef enum { POOL_READY, POOL_CONNECT, POOL_QUEUED } pool_result;
+
+struct pool {
+    proxy *proxy;
+    const cfg_env *env;
+    int index;
+    pthread_mutex_t mu;
+    backend *idle; /* most recently used first */
+    int n_idle;
+    int n_total; /* idle + busy + connecting */
+    pool_waiter *wait_head, *wait_tail;
+    int n_waiting;
+    backend *all; /* every connection, whatever its state */
+    atomic_ullong connect_errors;
+    atomic_ullong connects;
+};
+
+pool *pool_new(proxy *p, const cfg_env *env, int index);
+void pool_free(pool *pl);
+/* POOL_READY: *out is a healthy idle connection, now busy. POOL_CONNECT: a slot is
+ * reserved, the caller opens a connection. POOL_QUEUED: w is queued. */
+pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out);
+/* Leaves the queue. Returns a connection granted meanwhile (the caller owns it), or NULL;
+ * a slot granted meanwhile is given back. */
+backend *pool_cancel(pool *pl, pool_waiter *w);
+/* A healthy, reset connection goes back: to the first waiter, else to the idle list. */
+void pool_release(pool *pl, backend *b);
+/* A connection that failed or was closed leaves the pool (b is freed); its slot goes to the
+ * first waiter. Also used to give back a slot whose connect failed (b may be NULL). */
+void pool_discard(pool *pl, backend *b);
+/* Closes idle connections older than idle_timeout, keeping min. Called by the main loop. */
+void pool_maintain(pool *pl, uint64_t now_ms);
+void pool_stats(pool *pl, int *in_use, int *idle, int *waiting);
+
+/* Resets b (on its current base) and gives it back, or discards it when the reset fails. */
+void backend_recycle(backend *b);
+
+/* ---- clients (client.c, relay.c) ------------------------------------------------------ */
+
+typedef enum {
+    CL_GREETING,    /* greeting sent; waiting for the handshake response (or SSLRequest) */
+    CL_AUTH_SWITCH, /* auth switch sent; waiting for the client's answer */
+    CL_IDLE,        /* logged in, ready for a command */
+    CL_WAIT_POOL,   /* a command waits for a backend connection */
+    CL_PREPARE,     /* a command waits while its backend is made ready (db, mode, ...) */
+    CL_RELAY,       /* a command runs on the backend; its response is relayed */
+    CL_CLOSING,     /* the last bytes are flushed, then the client is freed */
+} cl_state;
+
+/* What a command needs done once its backend is ready. */
+typedef enum {
+    JOB_NONE,
+    JOB_QUERY,       /* forward the command, relay the response */
+    JOB_USE,         /* USE / COM_INIT_DB: switch the session on success */
+    JOB_LOGIN_DB,    /* the handshake's database: finish the login on success */
+} job_kind;
+
+/* The relay's position in a response. */
+typedef enum {
+    RL_FIRST,    /* OK, ERR, or a column count */
+    RL_COLUMNS,  /* column definitions */
+    RL_COLS_EOF, /* the EOF after the column definitions */
+    RL_ROWS,     /* rows until EOF or ERR */
+    RL_FIELDS,   /* COM_FIELD_LIST: column definitions until EOF or ERR */
+    RL_ONE,      /* a single packet (COM_STATISTICS) */
+} relay_state;
+
+#define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
+
+struct client {
+    worker *w;
+    proxy *p;
+    client *prev, *next;
+    uint32_t id;
+    int fd;
+    struct bufferevent *bev;
+    char addr[64]; /* "127.0.0.1:51234" */
+    char host[48]; /* "127.0.0.1" */
+    cl_state state;
+    cl_state state_at_free;
+    bool in_input;     /* inside client_process_input(): freeing is deferred */
+    bool free_pending;
+    bool tls;
+    struct event *timer; /* handshake and pool-wait deadlines */
+    struct event *wake;  /* activated by the pool */
+    pool_waiter waiter;
+
+    /* Handshake and authentication. */
+    uint8_t scramble[20];
+    uint32_t caps;
+    uint8_t charset;
+    uint8_t seq; /* next sequence id toward the client */
+    char user[ROUTE_NAME_MAX + 1];
+    char login_db[2 * ROUTE_NAME_MAX + 2];
+    bool has_login_db;
+
+    /* The account, looked up again when the store changes. */
+    struct acct_ref *acct_ref;
+    const account *acct;
+    int acct_gen;
+
+    /* The session's position. */
+    const cfg_env *env; /* NULL when the account has no grant anywhere */
+    char db[ROUTE_NAME_MAX + 1];
+    bool has_db;
+    bool multi_stmt;
+    sql_mode_flags sql_mode;
+
+    /* Backend connections held, at most one per environment. */
+    backend *held[CLIENT_MAX_HELD];
+    int held_env[CLIENT_MAX_HELD];
+
+    /* The command being served. */
+    pbuf cmd; /* the payload of the current client packet (continuations joined) */
+    bool cmd_done; /* cmd holds a whole packet already handled */
+    job_kind job;
+    route_result route;
+    char job_db[ROUTE_NAME_MAX + 1];
+    bool job_has_db;
+    bool job_moves_session; /* the statement runs at the session's position */
+    backend *be;
+
+    /* Relay state. */
+    relay_state rl;
+    uint64_t rl_columns;   /* column definitions still expected */
+    size_t rl_remaining;   /* payload bytes of the current physical packet still to copy */
+    bool rl_continued;     /* the current logical packet continues in another packet */
+    bool rl_sent;          /* something of the response reached the client */
+    bool rl_paused;        /* backend reads paused until the client drains */
+};
+
+/* Takes ownership of an accepted socket on worker w. */
+void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen);
+void client_free(client *c);
+/* Sends the client's packets built in b. */
+void client_send(client *c, pbuf *b);
+void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The command is finished: back to CL_IDLE and on to any pipelined command. */
+void client_command_done(client *c);
+/* The backend held for the current command broke: drop it. */
+void client_drop_backend(client *c, backend *b);
+
+/* relay.c: send the command to c->be and relay its response. */
+void relay_start(client *c, relay_state first);
+/* Called when the client's output drained below the low-water mark. */
+void relay_resume(client *c);
+
+/* ---- workers, proxy (worker.c, proxy.c) ------------------------------------------------- */
+
+typedef struct accepted_fd {
+    int fd;
+    struct sockaddr_storage sa;
+    int salen;
+} accepted_fd;
+
+struct worker {
+    proxy *p;
+    int index;
+    pthread_t thread;
+    struct event_base *base;
+    struct event *inbox_ev;
+    pthread_mutex_t inbox_mu;
+    accepted_fd *inbox;
+    int inbox_len, inbox_cap;
+    client *clients;
+    int n_clients;
+};
+
+/* The account store's current content, shared by reference. */
+typedef struct acct_ref {
+    acct_snapshot *snap;
+    atomic_int refs;
+} acct_ref;
+
+struct proxy {
+    config *cfg;
+    struct event_base *base; /* the main loop: accept, signals, maintenance */
+    worker *workers;
+    int n_workers;
+    unsigned next_worker;
+    struct evconnlistener **listeners;
+    int n_listeners;
+    pool **pools; /* one per environment, in config order */
+    SSL_CTX *tls_ctx;
+
+    acct_store *store;
+    pthread_mutex_t acct_mu;
+    acct_ref *acct_cur;
+    atomic_int acct_gen;
+    long long acct_version;
+
+    pthread_mutex_t version_mu;
+    char server_version[96]; /* the default environment's version, "" until known */
+
+    atomic_bool stopping;
+    atomic_uint next_conn_id;
+    atomic_ullong clients_total;
+    struct event *sig_int, *sig_term, *sig_hup, *tick;
+};
+
+int env_index(const proxy *p, const cfg_env *e);
+acct_ref *proxy_acct_get(proxy *p);
+void proxy_acct_put(acct_ref *r);
+void proxy_note_version(proxy *p, const cfg_env *e, const char *version);
+void proxy_server_version(proxy *p, char *out, size_t cap);
+
+int worker_start(worker *w);
+void worker_stop(worker *w);
+void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen);
+
+/* tls.c */
+SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);
+
+/* Monotonic milliseconds. */
+uint64_t now_ms(void);
+
+/* Runs the proxy until SIGTERM or SIGINT. Returns the exit code. */
+int proxy_run(const char *config_path);
+
+#endif

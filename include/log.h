@@ -1,0 +1,20 @@
+/* log.h: leveled, line-oriented logging to stderr, safe from any thread. */
+#ifndef ENVPROXY_LOG_H
+#define ENVPROXY_LOG_H
+
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+extern int log_level;
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                            \
+    do {                                                                                          \
+        if (log_level >= LOG_DEBUG)                                                               \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                      \
+    } while (0)
+
+#endif

@@ -1,0 +1,125 @@
+/* sqlpolicy.h: a MySQL/MariaDB SQL lexer and the read-only statement classifier (pure). */
+#ifndef ENVPROXY_SQLPOLICY_H
+#define ENVPROXY_SQLPOLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The parts of a session's sql_mode that change how SQL text is read.
+ *
+ * unknown: a SET sql_mode value could not be worked out statically (sql_mode = @x,
+ *   sql_mode = DEFAULT, a number, a function other than CONCAT of @@sql_mode and literals,
+ *   ...). The two flags above are then meaningless: sqlpolicy_check_readonly() reads the
+ *   text under all four combinations of ANSI_QUOTES and NO_BACKSLASH_ESCAPES and allows it
+ *   only when every reading allows it. While the mode is unknown, '[' and ']' outside
+ *   strings and comments are refused too, because the mode might be MSSQL.
+ * unreadable: the mode is known to be MariaDB's ORACLE or MSSQL, which read SQL differently
+ *   ('[' quoting, PL/SQL blocks): every statement is refused until the mode is set back. */
+typedef struct {
+    bool ansi_quotes;
+    bool no_backslash_escapes;
+    bool unknown;
+    bool unreadable;
+} sql_mode_flags;
+
+typedef enum {
+    STMT_OTHER,
+    STMT_SELECT,
+    STMT_SHOW,
+    STMT_DESCRIBE,
+    STMT_EXPLAIN,
+    STMT_USE,
+    STMT_SET,
+    STMT_BEGIN,
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_EMPTY
+} stmt_kind;
+
+typedef struct {
+    bool allowed;         /* true: safe for a read-only environment */
+    char what[96];        /* when refused: what was refused, e.g. "DELETE", "SELECT ... INTO
+                             OUTFILE", "function SLEEP()", "SET GLOBAL", "unterminated string",
+                             "NUL byte", "character set gbk"; used as "<what> is not allowed" */
+    int n_statements;     /* statements in the packet (empty ones between ';' not counted) */
+    stmt_kind first_kind; /* kind of the first statement */
+} policy_verdict;
+
+/* Classifies every statement of one COM_QUERY (or COM_STMT_PREPARE) text for read-only use.
+ * A packet with several statements is allowed only if every statement is; a SET sql_mode
+ * inside the packet changes how the statements after it are read, as on the server. Text
+ * the lexer cannot read (unterminated quote or comment, NUL byte, a byte that some client
+ * character sets read as a space, ...) is refused. mode may be NULL (the server default:
+ * neither flag). Returns v->allowed. Never allocates unless a statement has more tokens
+ * than an internal stack buffer holds; a failed allocation refuses. */
+bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
+                              policy_verdict *v);
+
+/* Follows the SET statements in sql (sql_mode = ..., SESSION / LOCAL / @@session. / @@local.
+ * / @@ forms, := as well as =, several assignments in one SET, several statements in one
+ * packet) and updates *mode as the server would. String values are parsed as comma lists of
+ * mode names ('ANSI' and the other combination modes that include ANSI_QUOTES count);
+ * CONCAT(@@sql_mode, '...') and CONCAT('...', @@sql_mode) add to the current flags; any other
+ * value sets mode->unknown. SET GLOBAL and SET STATEMENT ... FOR do not change the session's
+ * mode and are ignored. Call it after the server accepted the statement. */
+void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode);
+
+/* Sets *mode from a sql_mode value as the server reports it (SELECT @@sql_mode), e.g.
+ * "STRICT_TRANS_TABLES,ANSI_QUOTES". Unknown mode names are ignored. */
+void sqlpolicy_mode_from_string(const char *modes, size_t len, sql_mode_flags *mode);
+
+/* True for client character sets in which byte 0x5C (backslash) or 0x60 (backquote) can be
+ * the second byte of a multibyte character: gbk, big5, sjis, cp932, gb18030, and their
+ * collations' names such as gbk_chinese_ci. Case-insensitive; NULL is unsafe. */
+bool sqlpolicy_charset_unsafe(const char *name);
+
+/* True if collation id (as sent in the MySQL handshake, or a MariaDB id above 255) belongs to
+ * such a character set. */
+bool sqlpolicy_collation_unsafe(unsigned collation_id);
+
+/* ---- The lexer, for the classifier and for other modules that need to read SQL ---- */
+
+typedef enum {
+    SQLTOK_END,       /* end of the text */
+    SQLTOK_WORD,      /* an unquoted identifier or keyword */
+    SQLTOK_QIDENT,    /* `quoted` identifier, or "quoted" under ANSI_QUOTES */
+    SQLTOK_STRING,    /* '...', or "..." without ANSI_QUOTES; a prefix (N, X, _utf8mb4) is a
+                         WORD of its own before it */
+    SQLTOK_NUMBER,    /* 12, 1.5, .5e-3, 0x1F, 0b101 */
+    SQLTOK_USERVAR,   /* @name, @'name', @"name", @`name` (a lone '@' too) */
+    SQLTOK_SYSVAR,    /* "@@"; the variable's name follows as WORD/QIDENT tokens */
+    SQLTOK_PUNCT,     /* one byte of punctuation or operator, or ":=" */
+    SQLTOK_SEMICOLON, /* ';' outside quotes and comments */
+    SQLTOK_ERROR      /* the text cannot be read on: sql_lexer.error says why */
+} sql_token_kind;
+
+typedef struct {
+    sql_token_kind kind;
+    bool spaced;  /* whitespace or a comment came right before the token */
+    size_t start; /* offset of the token's first byte (quotes included) */
+    size_t len;   /* length in bytes */
+} sql_token;
+
+/* Comments are skipped, except that the contents of executable comments (/ *! ... * /,
+ * / *!50001 ... * /, / *M! ... * /, / *M!100100 ... * /) are read as SQL whatever the version,
+ * and text whose reading would depend on the version is an error. Optimizer hints
+ * (/ *+ ... * /) are comments. */
+typedef struct {
+    const char *sql;
+    size_t len;
+    size_t pos;
+    sql_mode_flags mode; /* ansi_quotes and no_backslash_escapes are used; may be changed
+                            between tokens (after a SET sql_mode statement) */
+    bool strict_brackets; /* refuse '[' and ']' outside quotes (see sql_mode_flags.unknown) */
+    bool in_exec;         /* inside an executable comment */
+    const char *error;    /* with SQLTOK_ERROR: a static description, e.g. "unterminated
+                             string" */
+    char error_buf[48];   /* storage for errors that name a byte */
+} sql_lexer;
+
+void sqllex_init(sql_lexer *lx, const char *sql, size_t len, const sql_mode_flags *mode);
+
+/* Reads the next token. After SQLTOK_END or SQLTOK_ERROR it keeps returning the same kind. */
+sql_token sqllex_next(sql_lexer *lx);
+
+#endif

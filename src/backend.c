@@ -1,0 +1,348 @@
+/* backend.c: one backend connection, driven without blocking by MariaDB Connector/C's
+ * _start/_cont calls from whichever worker loop holds it. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static void be_step(backend *b, int ready);
+
+backend *backend_new(pool *pl)
+{
+    backend *b = calloc(1, sizeof(*b));
+    if (!b)
+        abort();
+    b->pool = pl;
+    b->fd = -1;
+    b->state = BE_CONNECTING;
+    b->in = evbuffer_new();
+    b->out = evbuffer_new();
+    if (!b->in || !b->out)
+        abort();
+    pthread_mutex_lock(&pl->mu);
+    b->all_next = pl->all;
+    if (pl->all)
+        pl->all->all_prev = b;
+    pl->all = b;
+    pthread_mutex_unlock(&pl->mu);
+    return b;
+}
+
+void backend_unwatch(backend *b)
+{
+    if (b->ev_added) {
+        event_del(&b->ev);
+        b->ev_added = false;
+    }
+}
+
+void backend_attach(backend *b, struct event_base *base)
+{
+    backend_unwatch(b);
+    b->base = base;
+}
+
+/* Copies Connector/C's error into b->err_*. */
+static void be_take_error(backend *b)
+{
+    b->err_code = mysql_errno(b->mysql);
+    const char *st = mysql_sqlstate(b->mysql);
+    snprintf(b->err_state, sizeof(b->err_state), "%.5s", st && *st ? st : "HY000");
+    snprintf(b->err_msg, sizeof(b->err_msg), "%s", mysql_error(b->mysql));
+    if (!b->err_code) {
+        b->err_code = 2013;
+        snprintf(b->err_msg, sizeof(b->err_msg), "Lost connection to server");
+    }
+}
+
+static void be_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    backend *b = arg;
+    int ready = 0;
+    b->ev_added = false;
+    if (what & EV_READ)
+        ready |= MYSQL_WAIT_READ;
+    if (what & EV_WRITE)
+        ready |= MYSQL_WAIT_WRITE;
+    if (what & EV_TIMEOUT)
+        ready |= MYSQL_WAIT_TIMEOUT;
+    be_step(b, ready);
+}
+
+/* Waits for what Connector/C asked for in status. */
+static void be_wait(backend *b, int status)
+{
+    short what = 0;
+    struct timeval tv, *tvp = NULL;
+    if (b->fd < 0)
+        b->fd = mysql_get_socket(b->mysql);
+    if (status & MYSQL_WAIT_READ)
+        what |= EV_READ;
+    if (status & MYSQL_WAIT_WRITE)
+        what |= EV_WRITE;
+    if (status & MYSQL_WAIT_TIMEOUT) {
+        unsigned ms = mysql_get_timeout_value_ms(b->mysql);
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+        tvp = &tv;
+    }
+    backend_unwatch(b);
+    event_assign(&b->ev, b->base, b->fd, what, be_event_cb, b);
+    event_add(&b->ev, tvp);
+    b->ev_added = true;
+}
+
+/* Starts (ready < 0) or continues the current operation; on completion calls done. */
+static void be_step(backend *b, int ready)
+{
+    int status = 0;
+    bool start = ready < 0;
+    switch (b->op) {
+    case BOP_CONNECT: {
+        const cfg_env *e = b->pool->env;
+        status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, e->host, e->user,
+                                                  e->password, e->database, (unsigned)e->port,
+                                                  NULL, CLIENT_MULTI_STATEMENTS |
+                                                            CLIENT_MULTI_RESULTS |
+                                                            CLIENT_PS_MULTI_RESULTS)
+                       : mysql_real_connect_cont(&b->ret_mysql, b->mysql, ready);
+        break;
+    }
+    case BOP_SELECT_DB:
+        status = start ? mysql_select_db_start(&b->ret_int, b->mysql, b->op_text)
+                       : mysql_select_db_cont(&b->ret_int, b->mysql, ready);
+        break;
+    case BOP_QUERY:
+        status = start ? mysql_real_query_start(&b->ret_int, b->mysql, b->op_text,
+                                                strlen(b->op_text))
+                       : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
+        break;
+    case BOP_RESET:
+        status = start ? mysql_reset_connection_start(&b->ret_int, b->mysql)
+                       : mysql_reset_connection_cont(&b->ret_int, b->mysql, ready);
+        break;
+    case BOP_SET_OPTION:
+        status = start ? mysql_set_server_option_start(&b->ret_int, b->mysql,
+                                                       b->multi_stmt
+                                                           ? MYSQL_OPTION_MULTI_STATEMENTS_ON
+                                                           : MYSQL_OPTION_MULTI_STATEMENTS_OFF)
+                       : mysql_set_server_option_cont(&b->ret_int, b->mysql, ready);
+        break;
+    case BOP_CHARSET:
+        status = start ? mysql_set_character_set_start(&b->ret_int, b->mysql, b->op_text)
+                       : mysql_set_character_set_cont(&b->ret_int, b->mysql, ready);
+        break;
+    case BOP_CHANGE_USER: {
+        const cfg_env *e = b->pool->env;
+        status = start ? mysql_change_user_start(&b->ret_bool, b->mysql, e->user, e->password,
+                                                 NULL)
+                       : mysql_change_user_cont(&b->ret_bool, b->mysql, ready);
+        break;
+    }
+    case BOP_NONE:
+        return;
+    }
+    if (status) {
+        be_wait(b, status);
+        return;
+    }
+
+    int rc = 0;
+    switch (b->op) {
+    case BOP_CONNECT:
+        rc = b->ret_mysql ? 0 : -1;
+        if (rc == 0) {
+            b->fd = mysql_get_socket(b->mysql);
+            b->thread_id = mysql_thread_id(b->mysql);
+            b->cur_db = b->pool->env->database ? strdup(b->pool->env->database) : NULL;
+            snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+        }
+        break;
+    case BOP_CHANGE_USER:
+        rc = b->ret_bool ? -1 : 0;
+        if (rc == 0) {
+            free(b->cur_db);
+            b->cur_db = NULL;
+            b->read_only = false;
+            snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+        }
+        break;
+    case BOP_SELECT_DB:
+        rc = b->ret_int ? -1 : 0;
+        if (rc == 0) {
+            free(b->cur_db);
+            b->cur_db = strdup(b->op_text);
+        }
+        break;
+    case BOP_RESET:
+        rc = b->ret_int ? -1 : 0;
+        if (rc == 0) {
+            b->read_only = false;
+            snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+        }
+        break;
+    case BOP_CHARSET:
+        rc = b->ret_int ? -1 : 0;
+        if (rc == 0) {
+            size_t n = strnlen(b->op_text, sizeof(b->charset) - 1);
+            memcpy(b->charset, b->op_text, n);
+            b->charset[n] = '\0';
+        }
+        break;
+    default:
+        rc = b->ret_int ? -1 : 0;
+        break;
+    }
+    if (rc)
+        be_take_error(b);
+    if (b->op == BOP_QUERY && rc == 0) {
+        /* Setup statements return no rows, but drain any result to keep the protocol in step. */
+        MYSQL_RES *res = mysql_use_result(b->mysql);
+        if (res) {
+            mysql_free_result(res);
+            rc = -1;
+            b->err_code = 2014;
+            snprintf(b->err_state, sizeof(b->err_state), "HY000");
+            snprintf(b->err_msg, sizeof(b->err_msg), "unexpected result set");
+        }
+    }
+    b->op = BOP_NONE;
+    be_done_fn done = b->done;
+    b->done = NULL;
+    if (done)
+        done(b, rc, b->done_arg);
+}
+
+static void be_begin(backend *b, be_op op, be_done_fn done, void *arg)
+{
+    backend_unwatch(b);
+    b->op = op;
+    b->done = done;
+    b->done_arg = arg;
+    be_step(b, -1);
+}
+
+void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
+{
+    const cfg_env *e = b->pool->env;
+    b->base = base;
+    b->mysql = mysql_init(NULL);
+    if (!b->mysql)
+        abort();
+    unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
+    unsigned io_timeout = 30;
+    my_bool off = 0;
+    unsigned zero = 0;
+    mysql_options(b->mysql, MYSQL_OPT_NONBLOCK, 0);
+    mysql_options(b->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(b->mysql, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
+    mysql_options(b->mysql, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
+    mysql_options(b->mysql, MYSQL_OPT_LOCAL_INFILE, &zero);
+    mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &off);
+    mysql_options(b->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    mysql_options(b->mysql, MYSQL_OPT_CONNECT_ATTR_RESET, 0);
+    mysql_options4(b->mysql, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", "envproxy");
+    be_begin(b, BOP_CONNECT, done, arg);
+}
+
+void backend_select_db(backend *b, const char *db, be_done_fn done, void *arg)
+{
+    snprintf(b->op_text, sizeof(b->op_text), "%s", db);
+    be_begin(b, BOP_SELECT_DB, done, arg);
+}
+
+void backend_query(backend *b, const char *sql, be_done_fn done, void *arg)
+{
+    snprintf(b->op_text, sizeof(b->op_text), "%s", sql);
+    be_begin(b, BOP_QUERY, done, arg);
+}
+
+void backend_reset(backend *b, be_done_fn done, void *arg)
+{
+    be_begin(b, BOP_RESET, done, arg);
+}
+
+void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg)
+{
+    b->multi_stmt = on;
+    be_begin(b, BOP_SET_OPTION, done, arg);
+}
+
+void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg)
+{
+    snprintf(b->op_text, sizeof(b->op_text), "%s", cs);
+    be_begin(b, BOP_CHARSET, done, arg);
+}
+
+void backend_clear_db(backend *b, be_done_fn done, void *arg)
+{
+    be_begin(b, BOP_CHANGE_USER, done, arg);
+}
+
+void backend_watch(backend *b, event_callback_fn cb, void *arg)
+{
+    short what = EV_READ | EV_PERSIST;
+    if (evbuffer_get_length(b->out) > 0)
+        what |= EV_WRITE;
+    if (b->ev_added && event_get_events(&b->ev) == what && event_get_callback(&b->ev) == cb)
+        return;
+    backend_unwatch(b);
+    event_assign(&b->ev, b->base, b->fd, what, cb, arg);
+    event_add(&b->ev, NULL);
+    b->ev_added = true;
+}
+
+int backend_flush(backend *b)
+{
+    while (evbuffer_get_length(b->out) > 0) {
+        int n = evbuffer_write(b->out, b->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return 0;
+            return -1;
+        }
+        if (n == 0)
+            return 0;
+    }
+    return 0;
+}
+
+bool backend_is_dead(backend *b)
+{
+    char c;
+    if (b->fd < 0)
+        return true;
+    ssize_t n = recv(b->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return true; /* closed by the server */
+    if (n > 0)
+        return true; /* an unsolicited packet: the server is about to close it */
+    return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
+void backend_free(backend *b)
+{
+    if (!b)
+        return;
+    pool *pl = b->pool;
+    pthread_mutex_lock(&pl->mu);
+    if (b->all_prev)
+        b->all_prev->all_next = b->all_next;
+    else
+        pl->all = b->all_next;
+    if (b->all_next)
+        b->all_next->all_prev = b->all_prev;
+    pthread_mutex_unlock(&pl->mu);
+    backend_unwatch(b);
+    if (b->mysql) {
+        /* Connector/C would write COM_QUIT; a closed or busy socket does not need it. */
+        mysql_close(b->mysql);
+    }
+    evbuffer_free(b->in);
+    evbuffer_free(b->out);
+    free(b->cur_db);
+    free(b);
+}

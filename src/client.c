@@ -1,0 +1,1057 @@
+/* client.c: the client side: handshake, authentication, and one command at a time.
+ *
+ * A client moves through cl_state (envproxy.h). Every command is read whole, checked
+ * (routing, grants, policy), then either answered here or run on a backend connection of
+ * the chosen environment: the connection is borrowed from the pool once per environment,
+ * made ready (character set, database, read-only mode, multi-statements) and the command
+ * is relayed (relay.c). Pipelined commands wait in the input buffer and run in order. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PLUGIN_SHA2 "caching_sha2_password"
+#define PLUGIN_NATIVE "mysql_native_password"
+
+/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
+#define SERVER_CAPS                                                                               \
+    (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 |                \
+     CAP_INTERACTIVE | CAP_SSL | CAP_TRANSACTIONS | CAP_SECURE_CONNECTION |                      \
+     CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH |         \
+     CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC | CAP_DEPRECATE_EOF)
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_process_input(client *c);
+static void start_job(client *c);
+static void prepare_step(client *c);
+
+/* ---- sending ----------------------------------------------------------------------------- */
+
+void client_send(client *c, pbuf *b)
+{
+    if (b->len)
+        bufferevent_write(c->bev, b->data, b->len);
+    pbuf_free(b);
+}
+
+static void client_send_errv(client *c, uint16_t code, const char *state, const char *fmt,
+                             va_list ap)
+{
+    pbuf b;
+    pbuf_init(&b);
+    pkt_build_errv(&b, &c->seq, code, state, fmt, ap);
+    client_send(c, &b);
+}
+
+void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    client_send_errv(c, code, state, fmt, ap);
+    va_end(ap);
+}
+
+static void send_ok(client *c, uint16_t status)
+{
+    pbuf b;
+    pbuf_init(&b);
+    pkt_build_ok(&b, &c->seq, 0, 0, status, 0, NULL, 0);
+    client_send(c, &b);
+}
+
+/* Sends an error and closes the client once it has been written. */
+static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void client_close_after_flush(client *c);
+
+static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    client_send_errv(c, code, state, fmt, ap);
+    va_end(ap);
+    client_close_after_flush(c);
+}
+
+static void client_close_after_flush(client *c)
+{
+    c->state = CL_CLOSING;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        client_free(c);
+    /* else client_write_cb frees it once the output drained */
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
+
+static void set_timer(client *c, long long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    proxy *p = w->p;
+    client *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->w = w;
+    c->p = p;
+    c->fd = fd;
+    c->id = atomic_fetch_add(&p->next_conn_id, 1);
+    atomic_fetch_add(&p->clients_total, 1);
+    pbuf_init(&c->cmd);
+    for (int i = 0; i < CLIENT_MAX_HELD; i++)
+        c->held_env[i] = -1;
+
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    (void)salen;
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, client_timer_cb, c);
+    c->wake = event_new(w->base, -1, 0, client_wake_cb, c);
+    if (!c->bev || !c->timer || !c->wake)
+        abort();
+    c->waiter.wake = c->wake;
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    w->n_clients++;
+
+    /* Scramble: printable ASCII without '$' (some clients treat it specially). */
+    RAND_bytes(c->scramble, sizeof(c->scramble));
+    for (size_t i = 0; i < sizeof(c->scramble); i++) {
+        uint8_t v = (uint8_t)(0x21 + c->scramble[i] % 94);
+        c->scramble[i] = v == '$' ? '#' : v;
+    }
+
+    char version[128];
+    proxy_server_version(p, version, sizeof(version));
+    pkt_greeting g = {
+        .server_version = version,
+        .connection_id = c->id,
+        .scramble = c->scramble,
+        .capabilities = SERVER_CAPS,
+        .charset = 45, /* utf8mb4_general_ci */
+        .status = ST_AUTOCOMMIT,
+        .auth_plugin = PLUGIN_SHA2,
+    };
+    pbuf b;
+    pbuf_init(&b);
+    c->seq = 0;
+    pkt_build_greeting(&b, &c->seq, &g);
+    client_send(c, &b);
+    c->state = CL_GREETING;
+    set_timer(c, p->cfg->handshake_timeout_ms);
+    log_debug("conn %u %s: connected", c->id, c->addr);
+}
+
+/* Gives back or closes a backend connection the client no longer needs. */
+static void orphan_done(backend *b, int rc, void *arg)
+{
+    if (rc)
+        pool_discard(b->pool, b);
+    else
+        backend_recycle(b);
+}
+
+static void let_go(backend *b, bool mid_response)
+{
+    if (b->op != BOP_NONE) {
+        /* An operation runs: finish it without us, then recycle. */
+        b->done = orphan_done;
+        b->done_arg = NULL;
+    } else if (mid_response) {
+        /* Mid-response: the connection cannot be reset cleanly. */
+        pool_discard(b->pool, b);
+    } else {
+        backend_recycle(b);
+    }
+}
+
+void client_free(client *c)
+{
+    worker *w = c->w;
+    if (c->in_input) {
+        /* Called from inside the input loop: free once the loop has returned. */
+        if (!c->free_pending) {
+            c->free_pending = true;
+            c->state_at_free = c->state;
+            c->state = CL_CLOSING;
+        }
+        return;
+    }
+    cl_state st = c->free_pending ? c->state_at_free : c->state;
+    c->state = CL_CLOSING;
+    if (st != CL_GREETING && st != CL_AUTH_SWITCH)
+        log_info("conn %u %s user=%s: disconnected", c->id, c->addr, c->user);
+    evtimer_del(c->timer);
+    if (st == CL_WAIT_POOL && c->waiter.pool) {
+        backend *b = pool_cancel(c->waiter.pool, &c->waiter);
+        if (b) {
+            backend_attach(b, w->base);
+            backend_recycle(b);
+        }
+    }
+    bool be_held = false;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i]) {
+            if (c->held[i] == c->be)
+                be_held = true;
+            let_go(c->held[i], st == CL_RELAY && c->held[i] == c->be);
+            c->held[i] = NULL;
+        }
+    }
+    if (c->be && !be_held) {
+        /* A connection being opened for this client, not yet held. */
+        c->be->done = orphan_done;
+        c->be->done_arg = NULL;
+    }
+    c->be = NULL;
+    /* The pool may still hold the wake event under its lock: take the lock before freeing. */
+    if (c->waiter.pool) {
+        pthread_mutex_lock(&c->waiter.pool->mu);
+        pthread_mutex_unlock(&c->waiter.pool->mu);
+    }
+    event_free(c->wake);
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    pbuf_free(&c->cmd);
+    if (c->acct_ref)
+        proxy_acct_put(c->acct_ref);
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_clients--;
+    free(c);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    client *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (what & BEV_EVENT_ERROR) {
+            unsigned long e = bufferevent_get_openssl_error(bev);
+            if (e) {
+                char buf[160];
+                ERR_error_string_n(e, buf, sizeof(buf));
+                log_info("conn %u %s: TLS error: %s", c->id, c->addr, buf);
+            }
+        }
+        client_free(c);
+    }
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    client *c = arg;
+    if (c->state == CL_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            client_free(c);
+        return;
+    }
+    if (c->rl_paused)
+        relay_resume(c);
+}
+
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    switch (c->state) {
+    case CL_GREETING:
+    case CL_AUTH_SWITCH:
+        log_info("conn %u %s: handshake not completed in time", c->id, c->addr);
+        client_free(c);
+        return;
+    case CL_WAIT_POOL: {
+        backend *b = pool_cancel(c->waiter.pool, &c->waiter);
+        c->waiter.pool = NULL;
+        if (b) {
+            /* Granted at the last moment. */
+            backend_attach(b, c->w->base);
+            c->be = b;
+            prepare_step(c);
+            return;
+        }
+        const cfg_env *e = c->route.env;
+        log_warn("conn %u %s user=%s env=%s: no backend connection within %lld ms", c->id,
+                 c->addr, c->user, e->name, e->pool.wait_timeout_ms);
+        client_send_err(c, 1040, "08004",
+                        "envproxy: too many connections to environment '%s': all %d backend "
+                        "connections stayed busy for %lld ms",
+                        e->name, e->pool.max, e->pool.wait_timeout_ms);
+        if (c->job == JOB_LOGIN_DB)
+            client_close_after_flush(c);
+        else
+            client_command_done(c);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static void handle_packet(client *c);
+static void process_packets(client *c);
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    client_process_input(arg);
+}
+
+/* Whether the client's next packet may be read in the current state. */
+static bool reading(const client *c)
+{
+    return c->state == CL_GREETING || c->state == CL_AUTH_SWITCH || c->state == CL_IDLE;
+}
+
+/* Cuts complete packets from the input and handles them, one command at a time. */
+static void client_process_input(client *c)
+{
+    c->in_input = true;
+    process_packets(c);
+    c->in_input = false;
+    if (c->free_pending)
+        client_free(c);
+}
+
+static void process_packets(client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    long long max = c->p->cfg->max_packet_size;
+    while (reading(c)) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < PKT_HEADER)
+            return;
+        uint8_t h[PKT_HEADER];
+        evbuffer_copyout(in, h, PKT_HEADER);
+        size_t len = pkt_u24(h);
+        uint8_t seq = h[3];
+        if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
+            log_warn("conn %u %s: packet larger than max_packet_size (%lld bytes)", c->id,
+                     c->addr, max);
+            client_fail(c, 1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes");
+            return;
+        }
+        if (avail < PKT_HEADER + len)
+            return;
+        if (c->cmd_done) {
+            /* The previous command's payload is no longer needed. */
+            pbuf_reset(&c->cmd);
+            c->cmd_done = false;
+        }
+        bool first = c->cmd.len == 0;
+        uint8_t want = first && c->state == CL_IDLE ? 0 : c->seq;
+        if (seq != want) {
+            log_warn("conn %u %s: packet out of order (sequence %u, expected %u)", c->id,
+                     c->addr, seq, want);
+            client_fail(c, 1156, "08S01", "Got packets out of order");
+            return;
+        }
+        c->seq = (uint8_t)(seq + 1);
+        evbuffer_drain(in, PKT_HEADER);
+        pbuf_reserve(&c->cmd, len);
+        evbuffer_remove(in, c->cmd.data + c->cmd.len, len);
+        c->cmd.len += len;
+        if (len == PKT_MAX_PAYLOAD)
+            continue; /* the payload goes on in the next packet */
+        c->cmd_done = true; /* kept until the next packet: the relay sends it from here */
+        handle_packet(c);
+        if (c->state == CL_CLOSING)
+            return;
+    }
+}
+
+void client_command_done(client *c)
+{
+    c->state = CL_IDLE;
+    c->job = JOB_NONE;
+    c->be = NULL;
+    c->rl_paused = false;
+    /* Pipelined commands already buffered: handle them from the loop, not from here. */
+    if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- accounts ---------------------------------------------------------------------------- */
+
+/* Looks the user up again when the account store changed since the last look. Returns false
+ * when the account is gone. */
+static bool refresh_account(client *c)
+{
+    int gen = atomic_load(&c->p->acct_gen);
+    if (c->acct_ref && c->acct_gen == gen)
+        return c->acct != NULL;
+    acct_ref *r = proxy_acct_get(c->p);
+    if (c->acct_ref)
+        proxy_acct_put(c->acct_ref);
+    c->acct_ref = r;
+    c->acct_gen = gen;
+    c->acct = acct_find(r->snap, c->user);
+    return c->acct != NULL;
+}
+
+/* ---- authentication ---------------------------------------------------------------------- */
+
+static void login_succeeded(client *c);
+
+static void deny_login(client *c, bool used_password)
+{
+    log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
+    client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
+                c->user, c->host, used_password ? "YES" : "NO");
+}
+
+static void start_tls(client *c)
+{
+    SSL *ssl = SSL_new(c->p->tls_ctx);
+    if (!ssl) {
+        client_free(c);
+        return;
+    }
+    struct bufferevent *tb = bufferevent_openssl_filter_new(
+        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tb) {
+        SSL_free(ssl);
+        client_free(c);
+        return;
+    }
+    c->bev = tb;
+    c->tls = true;
+    bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+static void handle_handshake(client *c)
+{
+    pkt_handshake_response r;
+    char err[160];
+    if (pkt_parse_handshake_response(c->cmd.data, c->cmd.len, &r, err, sizeof(err))) {
+        log_warn("conn %u %s: bad handshake: %s", c->id, c->addr, err);
+        client_fail(c, 1043, "08S01", "Bad handshake");
+        return;
+    }
+    if (r.ssl_request) {
+        if (c->tls) {
+            client_fail(c, 1043, "08S01", "Bad handshake");
+            return;
+        }
+        start_tls(c);
+        return;
+    }
+    c->caps = r.caps & SERVER_CAPS;
+    c->charset = r.charset;
+    c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
+    size_t ul = r.user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : r.user_len;
+    memcpy(c->user, r.user, ul);
+    c->user[ul] = '\0';
+    for (size_t i = 0; i < ul; i++)
+        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
+            c->user[i] = '?';
+    if (r.database && r.database_len) {
+        size_t dl = r.database_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1
+                                                          : r.database_len;
+        memcpy(c->login_db, r.database, dl);
+        c->login_db[dl] = '\0';
+        c->has_login_db = true;
+    }
+    if (c->p->cfg->tls_require && !c->tls) {
+        log_warn("conn %u %s: refused: TLS is required", c->id, c->addr);
+        client_fail(c, 3159, "HY000",
+                    "Connections using insecure transport are prohibited: envproxy requires "
+                    "TLS (tls.require)");
+        return;
+    }
+    bool known = refresh_account(c) && r.user_len == ul;
+    const char *plugin = r.plugin ? r.plugin : PLUGIN_NATIVE;
+    size_t plen = r.plugin ? r.plugin_len : strlen(PLUGIN_NATIVE);
+    bool is_sha2 = plen == strlen(PLUGIN_SHA2) && memcmp(plugin, PLUGIN_SHA2, plen) == 0;
+    bool is_native = plen == strlen(PLUGIN_NATIVE) && memcmp(plugin, PLUGIN_NATIVE, plen) == 0;
+    if (is_sha2) {
+        if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, r.auth, r.auth_len)) {
+            deny_login(c, r.auth_len > 0);
+            return;
+        }
+        /* AuthMoreData: fast authentication succeeded. */
+        pbuf b;
+        pbuf_init(&b);
+        size_t start = pkt_begin(&b);
+        pbuf_u8(&b, 0x01);
+        pbuf_u8(&b, 0x03);
+        pkt_end(&b, start, &c->seq);
+        client_send(c, &b);
+        login_succeeded(c);
+    } else if (is_native) {
+        if (!known ||
+            !acct_verify_native(c->acct->sha1_stage2, c->scramble, r.auth, r.auth_len)) {
+            deny_login(c, r.auth_len > 0);
+            return;
+        }
+        login_succeeded(c);
+    } else {
+        /* Another plugin: switch to mysql_native_password with a fresh scramble. */
+        RAND_bytes(c->scramble, sizeof(c->scramble));
+        for (size_t i = 0; i < sizeof(c->scramble); i++) {
+            uint8_t v = (uint8_t)(0x21 + c->scramble[i] % 94);
+            c->scramble[i] = v == '$' ? '#' : v;
+        }
+        pbuf b;
+        pbuf_init(&b);
+        pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
+        client_send(c, &b);
+        c->state = CL_AUTH_SWITCH;
+    }
+}
+
+static void handle_auth_switch(client *c)
+{
+    bool known = c->acct != NULL;
+    if (!known ||
+        !acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len)) {
+        deny_login(c, c->cmd.len > 0);
+        return;
+    }
+    login_succeeded(c);
+}
+
+static const char *charset_name(uint8_t nr)
+{
+    const MARIADB_CHARSET_INFO *cs = mariadb_get_charset_by_nr(nr);
+    if (!cs || !cs->csname)
+        return "utf8mb4";
+    /* utf8mb3 is spelled utf8 in older servers; both accept "utf8". */
+    if (strcmp(cs->csname, "utf8mb3") == 0)
+        return "utf8";
+    return cs->csname;
+}
+
+/* Authenticated: settle the session's environment and database, then send OK. */
+static void login_succeeded(client *c)
+{
+    evtimer_del(c->timer);
+    const config *cfg = c->p->cfg;
+    c->env = route_initial_env(cfg, c->acct);
+    c->has_db = false;
+    if (c->env && c->env->database) {
+        snprintf(c->db, sizeof(c->db), "%s", c->env->database);
+        c->has_db = true;
+    }
+    log_info("conn %u %s user=%s: logged in%s (env=%s)", c->id, c->addr, c->user,
+             c->tls ? " with TLS" : "", c->env ? c->env->name : "-");
+    if (!c->has_login_db) {
+        c->state = CL_IDLE;
+        send_ok(c, ST_AUTOCOMMIT);
+        return;
+    }
+    route_target t;
+    char err[200];
+    if (route_parse_target(c->login_db, strlen(c->login_db), &t, err, sizeof(err))) {
+        client_fail(c, 1049, "42000", "envproxy: %s", err);
+        return;
+    }
+    const char *env_name = t.has_env ? t.env : c->env ? c->env->name : NULL;
+    grant_level g;
+    const cfg_env *e = env_name ? route_env_for(cfg, c->acct, env_name, &g) : NULL;
+    if (!e) {
+        log_warn("conn %u %s user=%s: no grant for environment '%s'", c->id, c->addr, c->user,
+                 env_name ? env_name : "-");
+        client_fail(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
+                    c->user, c->host, env_name ? env_name : "(none)");
+        return;
+    }
+    const char *db = t.has_db ? t.db : e->database;
+    if (!db) {
+        c->env = e;
+        c->has_db = false;
+        c->state = CL_IDLE;
+        send_ok(c, ST_AUTOCOMMIT);
+        return;
+    }
+    memset(&c->route, 0, sizeof(c->route));
+    c->route.env = e;
+    c->route.grant = g;
+    c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
+    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
+    c->job_has_db = true;
+    c->job = JOB_LOGIN_DB;
+    start_job(c);
+}
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+static void handle_command(client *c);
+
+static void handle_packet(client *c)
+{
+    switch (c->state) {
+    case CL_GREETING:
+        handle_handshake(c);
+        break;
+    case CL_AUTH_SWITCH:
+        handle_auth_switch(c);
+        break;
+    case CL_IDLE:
+        handle_command(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* USE / CMD_INIT_DB / the login database: name is "db", "db@env" or "@env". */
+static void handle_use(client *c, const char *name, size_t len, const route_hint *h)
+{
+    route_target t;
+    char err[200];
+    if (route_parse_target(name, len, &t, err, sizeof(err))) {
+        client_send_err(c, 1049, "42000", "envproxy: %s", err);
+        client_command_done(c);
+        return;
+    }
+    const char *env_name = t.has_env ? t.env
+                           : h && h->present && h->n_envs == 1 ? h->envs[0]
+                           : c->env ? c->env->name : NULL;
+    grant_level g;
+    const cfg_env *e = env_name ? route_env_for(c->p->cfg, c->acct, env_name, &g) : NULL;
+    if (!e) {
+        client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
+                        c->user, c->host, env_name ? env_name : "(none)");
+        client_command_done(c);
+        return;
+    }
+    const char *db = t.has_db ? t.db : e->database;
+    if (!db) {
+        c->env = e;
+        c->has_db = false;
+        send_ok(c, ST_AUTOCOMMIT);
+        client_command_done(c);
+        return;
+    }
+    memset(&c->route, 0, sizeof(c->route));
+    c->route.env = e;
+    c->route.grant = g;
+    c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
+    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
+    c->job_has_db = true;
+    c->job = JOB_USE;
+    start_job(c);
+}
+
+/* Resolves where the statement runs; on failure sends the error and returns false. */
+static bool resolve(client *c, const route_hint *h)
+{
+    char err[256];
+    int code = route_resolve(c->p->cfg, c->acct, c->env ? c->env->name : NULL,
+                             c->has_db ? c->db : NULL, h, &c->route, err, sizeof(err));
+    if (code) {
+        log_info("conn %u %s user=%s: %s", c->id, c->addr, c->user, err);
+        client_send_err(c, (uint16_t)code, "42000", "%s", err);
+        client_command_done(c);
+        return false;
+    }
+    c->job_has_db = c->route.db != NULL;
+    if (c->job_has_db)
+        snprintf(c->job_db, sizeof(c->job_db), "%s", c->route.db);
+    c->job_moves_session = !(h && h->present && (h->n_envs || h->has_db));
+    return true;
+}
+
+static void handle_query(client *c)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    route_hint h;
+    char err[256];
+    if (route_parse_hint(sql, len, &h, err, sizeof(err))) {
+        client_send_err(c, 1064, "42000", "envproxy: %s", err);
+        client_command_done(c);
+        return;
+    }
+    if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
+        client_send_err(c, 1235, "42000",
+                        "envproxy: running one statement in several environments (env=a,b, "
+                        "env=*, compare=) is not supported by this version");
+        client_command_done(c);
+        return;
+    }
+    char name[2 * ROUTE_NAME_MAX + 2];
+    int use = route_parse_use(sql + h.end, len - h.end, name, sizeof(name), err, sizeof(err));
+    if (use < 0) {
+        client_send_err(c, 1064, "42000", "envproxy: %s", err);
+        client_command_done(c);
+        return;
+    }
+    if (use > 0) {
+        handle_use(c, name, strlen(name), &h);
+        return;
+    }
+    if (!resolve(c, &h))
+        return;
+    if (c->route.read_only) {
+        policy_verdict v;
+        if (!sqlpolicy_check_readonly(sql, len, &c->sql_mode, &v)) {
+            const cfg_env *e = c->route.env;
+            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
+                     v.what);
+            if (e->access != ACCESS_READ_WRITE)
+                client_send_err(c, 1290, "HY000",
+                                "envproxy: environment '%s' is read-only: %s is not allowed",
+                                e->name, v.what);
+            else
+                client_send_err(c, 1290, "HY000",
+                                "envproxy: account '%s' may only read in environment '%s': %s "
+                                "is not allowed",
+                                c->user, e->name, v.what);
+            client_command_done(c);
+            return;
+        }
+    }
+    sqlpolicy_track_sql_mode(sql, len, &c->sql_mode);
+    c->job = JOB_QUERY;
+    c->rl = RL_FIRST;
+    start_job(c);
+}
+
+static void handle_reset_connection(client *c)
+{
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i]) {
+            backend_recycle(c->held[i]);
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    c->env = route_initial_env(c->p->cfg, c->acct);
+    c->has_db = false;
+    if (c->env && c->env->database) {
+        snprintf(c->db, sizeof(c->db), "%s", c->env->database);
+        c->has_db = true;
+    }
+    memset(&c->sql_mode, 0, sizeof(c->sql_mode));
+    send_ok(c, ST_AUTOCOMMIT);
+    client_command_done(c);
+}
+
+static void handle_command(client *c)
+{
+    if (c->cmd.len == 0) {
+        client_fail(c, 1047, "08S01", "envproxy: empty command packet");
+        return;
+    }
+    uint8_t cmd = c->cmd.data[0];
+    if (cmd == CMD_QUIT) {
+        client_free(c);
+        return;
+    }
+    if (!refresh_account(c)) {
+        client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s': the account was removed",
+                    c->user, c->host);
+        return;
+    }
+    c->state = CL_PREPARE; /* busy until client_command_done() */
+    switch (cmd) {
+    case CMD_PING:
+        send_ok(c, ST_AUTOCOMMIT);
+        client_command_done(c);
+        break;
+    case CMD_QUERY:
+        handle_query(c);
+        break;
+    case CMD_INIT_DB:
+        handle_use(c, (const char *)c->cmd.data + 1, c->cmd.len - 1, NULL);
+        break;
+    case CMD_FIELD_LIST:
+    case CMD_STATISTICS:
+        if (!resolve(c, NULL))
+            return;
+        c->job = JOB_QUERY;
+        c->rl = cmd == CMD_FIELD_LIST ? RL_FIELDS : RL_ONE;
+        start_job(c);
+        break;
+    case CMD_SET_OPTION:
+        if (c->cmd.len != 3 || pkt_u16(c->cmd.data + 1) > 1) {
+            client_send_err(c, 1047, "08S01", "Unknown command");
+        } else {
+            c->multi_stmt = pkt_u16(c->cmd.data + 1) == 0;
+            pbuf b;
+            pbuf_init(&b);
+            pkt_build_eof(&b, &c->seq, c->caps, 0, ST_AUTOCOMMIT);
+            client_send(c, &b);
+        }
+        client_command_done(c);
+        break;
+    case CMD_RESET_CONNECTION:
+        handle_reset_connection(c);
+        break;
+    case CMD_STMT_CLOSE:
+    case CMD_STMT_SEND_LONG_DATA:
+        client_command_done(c); /* no reply, as the protocol says */
+        break;
+    case CMD_STMT_PREPARE:
+        client_send_err(c, 1295, "HY000",
+                        "envproxy: server-side prepared statements are not supported by this "
+                        "version; use client-side prepared statements");
+        client_command_done(c);
+        break;
+    case CMD_STMT_EXECUTE:
+    case CMD_STMT_RESET:
+    case CMD_STMT_FETCH:
+        client_send_err(c, 1243, "HY000", "Unknown prepared statement handler given to envproxy");
+        client_command_done(c);
+        break;
+    default:
+        client_send_err(c, 1047, "08S01", "Unknown command (0x%02x)", cmd);
+        client_command_done(c);
+        break;
+    }
+}
+
+/* ---- backend connections for a command ---------------------------------------------------- */
+
+static int held_slot(client *c, int env)
+{
+    for (int i = 0; i < CLIENT_MAX_HELD; i++)
+        if (c->held[i] && c->held_env[i] == env)
+            return i;
+    return -1;
+}
+
+static void hold(client *c, backend *b)
+{
+    int env = b->pool->index;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (!c->held[i]) {
+            c->held[i] = b;
+            c->held_env[i] = env;
+            return;
+        }
+    }
+    /* Every slot taken: give back the oldest connection that is not this one. */
+    backend_recycle(c->held[0]);
+    c->held[0] = b;
+    c->held_env[0] = env;
+}
+
+void client_drop_backend(client *c, backend *b)
+{
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i] == b) {
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    if (c->be == b)
+        c->be = NULL;
+    pool_discard(b->pool, b);
+}
+
+/* The command cannot run: tell the client and move on (or close, for the login). */
+static void job_failed(client *c)
+{
+    if (c->job == JOB_LOGIN_DB)
+        client_close_after_flush(c);
+    else
+        client_command_done(c);
+}
+
+static void connect_done(backend *b, int rc, void *arg)
+{
+    client *c = arg;
+    const cfg_env *e = b->pool->env;
+    if (rc) {
+        atomic_fetch_add(&b->pool->connect_errors, 1);
+        log_warn("env %s: cannot connect to %s:%d: %s", e->name, e->host, e->port, b->err_msg);
+        client_send_err(c, 2003, "HY000", "envproxy: environment '%s' is unreachable: %s",
+                        e->name, b->err_msg);
+        c->be = NULL;
+        pool_discard(b->pool, b);
+        job_failed(c);
+        return;
+    }
+    atomic_fetch_add(&b->pool->connects, 1);
+    b->state = BE_BUSY;
+    proxy_note_version(c->p, e, mysql_get_server_info(b->mysql));
+    log_debug("env %s: new backend connection %lu", e->name, b->thread_id);
+    hold(c, b);
+    prepare_step(c);
+}
+
+static void open_backend(client *c, pool *pl)
+{
+    backend *b = backend_new(pl);
+    c->be = b;
+    c->state = CL_PREPARE;
+    backend_connect(b, c->w->base, connect_done, c);
+}
+
+static void client_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    if (c->state != CL_WAIT_POOL)
+        return;
+    pool *pl = c->waiter.pool;
+    pthread_mutex_lock(&pl->mu);
+    pw_state st = c->waiter.state;
+    backend *b = c->waiter.granted;
+    c->waiter.state = PW_NONE;
+    c->waiter.granted = NULL;
+    pthread_mutex_unlock(&pl->mu);
+    evtimer_del(c->timer);
+    if (st == PW_GRANTED) {
+        backend_attach(b, c->w->base);
+        b->state = BE_BUSY;
+        hold(c, b);
+        c->be = b;
+        c->state = CL_PREPARE;
+        prepare_step(c);
+    } else if (st == PW_SLOT) {
+        open_backend(c, pl);
+    }
+}
+
+static void start_job(client *c)
+{
+    proxy *p = c->p;
+    int env = env_index(p, c->route.env);
+    int slot = held_slot(c, env);
+    c->state = CL_PREPARE;
+    if (slot >= 0) {
+        c->be = c->held[slot];
+        if (backend_is_dead(c->be)) {
+            /* The server closed it while we held it (restart, wait_timeout): start over. */
+            log_info("conn %u %s user=%s env=%s: backend connection was closed; reconnecting",
+                     c->id, c->addr, c->user, c->route.env->name);
+            client_drop_backend(c, c->be);
+        } else {
+            prepare_step(c);
+            return;
+        }
+    }
+    pool *pl = p->pools[env];
+    backend *b;
+    switch (pool_acquire(pl, &c->waiter, &b)) {
+    case POOL_READY:
+        backend_attach(b, c->w->base);
+        hold(c, b);
+        c->be = b;
+        prepare_step(c);
+        break;
+    case POOL_CONNECT:
+        open_backend(c, pl);
+        break;
+    case POOL_QUEUED:
+        c->state = CL_WAIT_POOL;
+        set_timer(c, c->route.env->pool.wait_timeout_ms);
+        break;
+    }
+}
+
+static void prepare_done(backend *b, int rc, void *arg)
+{
+    client *c = arg;
+    if (rc) {
+        log_info("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, b->pool->env->name,
+                 b->err_msg);
+        client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
+        if (b->err_code == 2013 || b->err_code == 2006 || b->err_code >= 2000)
+            client_drop_backend(c, b);
+        job_failed(c);
+        return;
+    }
+    prepare_step(c);
+}
+
+/* Brings the backend to the session state the command needs, one step at a time, then
+ * runs the command. */
+static void prepare_step(client *c)
+{
+    backend *b = c->be;
+    const char *db = c->job_has_db ? c->job_db : NULL;
+    if (!db && b->cur_db) {
+        backend_clear_db(b, prepare_done, c);
+        return;
+    }
+    const char *cs = charset_name(c->charset);
+    if (strcmp(b->charset, cs) != 0) {
+        backend_set_charset(b, cs, prepare_done, c);
+        return;
+    }
+    if (db && (!b->cur_db || strcmp(b->cur_db, db) != 0)) {
+        backend_select_db(b, db, prepare_done, c);
+        return;
+    }
+    if (b->read_only != c->route.read_only) {
+        b->read_only = c->route.read_only;
+        backend_query(b,
+                      b->read_only ? "SET SESSION TRANSACTION READ ONLY"
+                                   : "SET SESSION TRANSACTION READ WRITE",
+                      prepare_done, c);
+        return;
+    }
+    if (b->multi_stmt != c->multi_stmt) {
+        backend_set_multi(b, c->multi_stmt, prepare_done, c);
+        return;
+    }
+
+    switch (c->job) {
+    case JOB_QUERY:
+        relay_start(c, c->rl);
+        break;
+    case JOB_USE:
+    case JOB_LOGIN_DB:
+        c->env = c->route.env;
+        snprintf(c->db, sizeof(c->db), "%s", c->job_db);
+        c->has_db = true;
+        send_ok(c, ST_AUTOCOMMIT);
+        if (c->job == JOB_LOGIN_DB)
+            log_info("conn %u %s user=%s: database %s in env %s", c->id, c->addr, c->user,
+                     c->db, c->env->name);
+        client_command_done(c);
+        break;
+    case JOB_NONE:
+        client_command_done(c);
+        break;
+    }
+}

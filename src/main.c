@@ -1,0 +1,117 @@
+/* main.c: the command line: run, check, user, encrypt-secret, --version, --help. */
+#include "cli_user.h"
+#include "config.h"
+#include "envproxy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage:\n"
+            "  envproxy [-c FILE] [run]            run in the foreground (default FILE: "
+            "./proxy.yaml)\n"
+            "  envproxy -c FILE check              validate FILE and its includes\n"
+            "  envproxy -c FILE user add NAME [--password-stdin] [--default-env ENV]\n"
+            "  envproxy -c FILE user passwd NAME [--password-stdin]\n"
+            "  envproxy -c FILE user grant NAME ENV read|write\n"
+            "  envproxy -c FILE user revoke NAME ENV\n"
+            "  envproxy -c FILE user del NAME\n"
+            "  envproxy -c FILE user list\n"
+            "  envproxy -c FILE encrypt-secret [--stdin]\n"
+            "  envproxy --version | --help\n");
+}
+
+/* Loads the configuration, printing every problem. NULL when there is any. */
+static config *load(const char *path)
+{
+    cfg_diags d;
+    cfg_diags_init(&d);
+    config *c = config_load(path, &d);
+    if (!c)
+        cfg_diags_print(&d, stderr);
+    cfg_diags_free(&d);
+    return c;
+}
+
+static int cmd_check(const char *path)
+{
+    config *c = load(path);
+    if (!c)
+        return 1;
+    printf("%s: OK (%d environment%s)\n", path, c->n_envs, c->n_envs == 1 ? "" : "s");
+    config_free(c);
+    return 0;
+}
+
+static int cmd_user(const char *path, int argc, char **argv)
+{
+    config *c = load(path);
+    if (!c)
+        return 1;
+    /* grant/revoke and --default-env name environments: they must exist in the config. */
+    const char *env = NULL;
+    if (argc >= 4 && (strcmp(argv[1], "grant") == 0 || strcmp(argv[1], "revoke") == 0))
+        env = argv[3];
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--default-env") == 0)
+            env = argv[i + 1];
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--default-env=", 14) == 0)
+            env = argv[i] + 14;
+    if (env && !config_find_env(c, env)) {
+        fprintf(stderr, "envproxy: environment '%s' is not defined in %s\n", env, path);
+        config_free(c);
+        return 1;
+    }
+    int rc = cli_user(c->accounts, argc, argv);
+    config_free(c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "proxy.yaml";
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "envproxy: %s needs a file name\n", argv[i]);
+                return 2;
+            }
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("envproxy %s\n", ENVPROXY_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "envproxy: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    const char *cmd = i < argc ? argv[i] : "run";
+    if (strcmp(cmd, "run") == 0) {
+        if (i + 1 < argc) {
+            usage(stderr);
+            return 2;
+        }
+        return proxy_run(path);
+    }
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(path);
+    if (strcmp(cmd, "user") == 0)
+        return cmd_user(path, argc - i, argv + i);
+    if (strcmp(cmd, "encrypt-secret") == 0) {
+        fprintf(stderr, "envproxy: encrypt-secret is not available in this version\n");
+        return 1;
+    }
+    fprintf(stderr, "envproxy: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,542 @@
+/* packet.c: MySQL wire-protocol framing, builders and parsers. */
+#include "packet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pbuf_init(pbuf *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void pbuf_free(pbuf *b)
+{
+    free(b->data);
+    pbuf_init(b);
+}
+
+void pbuf_reset(pbuf *b)
+{
+    b->len = 0;
+}
+
+void pbuf_reserve(pbuf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra)
+        cap *= 2;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d) {
+        fprintf(stderr, "envproxy: out of memory\n");
+        abort();
+    }
+    b->data = d;
+    b->cap = cap;
+}
+
+void pbuf_put(pbuf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    pbuf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void pbuf_u8(pbuf *b, uint8_t v)
+{
+    pbuf_put(b, &v, 1);
+}
+
+void pbuf_u16(pbuf *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    pbuf_put(b, x, 2);
+}
+
+void pbuf_u24(pbuf *b, uint32_t v)
+{
+    uint8_t x[3] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16)};
+    pbuf_put(b, x, 3);
+}
+
+void pbuf_u32(pbuf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    pbuf_put(b, x, 4);
+}
+
+void pbuf_lenenc(pbuf *b, uint64_t v)
+{
+    if (v < 251) {
+        pbuf_u8(b, (uint8_t)v);
+    } else if (v < 0x10000) {
+        pbuf_u8(b, 0xFC);
+        pbuf_u16(b, (uint16_t)v);
+    } else if (v < 0x1000000) {
+        pbuf_u8(b, 0xFD);
+        pbuf_u24(b, (uint32_t)v);
+    } else {
+        pbuf_u8(b, 0xFE);
+        pbuf_u32(b, (uint32_t)v);
+        pbuf_u32(b, (uint32_t)(v >> 32));
+    }
+}
+
+void pbuf_lenenc_str(pbuf *b, const void *s, size_t n)
+{
+    pbuf_lenenc(b, n);
+    pbuf_put(b, s, n);
+}
+
+void pbuf_cstr(pbuf *b, const char *s)
+{
+    pbuf_put(b, s, strlen(s) + 1);
+}
+
+size_t pkt_begin(pbuf *b)
+{
+    size_t start = b->len;
+    pbuf_reserve(b, PKT_HEADER);
+    b->len += PKT_HEADER;
+    return start;
+}
+
+/* Fills in the header at start. A payload of PKT_MAX_PAYLOAD bytes or more is split into
+ * physical packets of PKT_MAX_PAYLOAD bytes, each with its own header, ending with a shorter
+ * (possibly empty) one. */
+void pkt_end(pbuf *b, size_t start, uint8_t *seq)
+{
+    size_t payload = b->len - start - PKT_HEADER;
+    if (payload < PKT_MAX_PAYLOAD) {
+        uint8_t *h = b->data + start;
+        h[0] = (uint8_t)payload;
+        h[1] = (uint8_t)(payload >> 8);
+        h[2] = (uint8_t)(payload >> 16);
+        h[3] = (*seq)++;
+        return;
+    }
+    /* Rare: rebuild with continuation headers. */
+    size_t chunks = payload / PKT_MAX_PAYLOAD + 1;
+    uint8_t *copy = malloc(payload);
+    if (!copy) {
+        fprintf(stderr, "envproxy: out of memory\n");
+        abort();
+    }
+    memcpy(copy, b->data + start + PKT_HEADER, payload);
+    b->len = start;
+    pbuf_reserve(b, payload + chunks * PKT_HEADER);
+    size_t off = 0;
+    for (;;) {
+        size_t n = payload - off;
+        if (n > PKT_MAX_PAYLOAD)
+            n = PKT_MAX_PAYLOAD;
+        pbuf_u24(b, (uint32_t)n);
+        pbuf_u8(b, (*seq)++);
+        pbuf_put(b, copy + off, n);
+        off += n;
+        if (n < PKT_MAX_PAYLOAD)
+            break;
+    }
+    free(copy);
+}
+
+void pr_init(preader *r, const uint8_t *p, size_t n)
+{
+    r->p = p;
+    r->end = p + n;
+    r->bad = false;
+}
+
+size_t pr_left(const preader *r)
+{
+    return r->bad ? 0 : (size_t)(r->end - r->p);
+}
+
+static bool pr_need(preader *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return false;
+    }
+    return true;
+}
+
+bool pr_u8(preader *r, uint8_t *v)
+{
+    if (!pr_need(r, 1))
+        return false;
+    *v = *r->p++;
+    return true;
+}
+
+bool pr_u16(preader *r, uint16_t *v)
+{
+    if (!pr_need(r, 2))
+        return false;
+    *v = pkt_u16(r->p);
+    r->p += 2;
+    return true;
+}
+
+bool pr_u32(preader *r, uint32_t *v)
+{
+    if (!pr_need(r, 4))
+        return false;
+    *v = pkt_u32(r->p);
+    r->p += 4;
+    return true;
+}
+
+bool pr_skip(preader *r, size_t n)
+{
+    if (!pr_need(r, n))
+        return false;
+    r->p += n;
+    return true;
+}
+
+bool pr_bytes(preader *r, size_t n, const uint8_t **out)
+{
+    if (!pr_need(r, n))
+        return false;
+    *out = r->p;
+    r->p += n;
+    return true;
+}
+
+bool pr_lenenc(preader *r, uint64_t *v, bool *is_null)
+{
+    uint8_t first;
+    if (is_null)
+        *is_null = false;
+    if (!pr_u8(r, &first))
+        return false;
+    if (first < 0xFB) {
+        *v = first;
+        return true;
+    }
+    if (first == 0xFB) {
+        if (!is_null) {
+            r->bad = true;
+            return false;
+        }
+        *is_null = true;
+        *v = 0;
+        return true;
+    }
+    size_t n = first == 0xFC ? 2 : first == 0xFD ? 3 : first == 0xFE ? 8 : 0;
+    if (n == 0 || !pr_need(r, n)) {
+        r->bad = true;
+        return false;
+    }
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t)r->p[i] << (8 * i);
+    r->p += n;
+    *v = x;
+    return true;
+}
+
+bool pr_lenenc_str(preader *r, const uint8_t **s, size_t *n)
+{
+    uint64_t len;
+    if (!pr_lenenc(r, &len, NULL))
+        return false;
+    if (len > pr_left(r)) {
+        r->bad = true;
+        return false;
+    }
+    *n = (size_t)len;
+    return pr_bytes(r, (size_t)len, s);
+}
+
+bool pr_cstr(preader *r, const char **s, size_t *n)
+{
+    if (r->bad)
+        return false;
+    const uint8_t *nul = memchr(r->p, 0, (size_t)(r->end - r->p));
+    if (!nul) {
+        r->bad = true;
+        return false;
+    }
+    *s = (const char *)r->p;
+    *n = (size_t)(nul - r->p);
+    r->p = nul + 1;
+    return true;
+}
+
+void pkt_build_greeting(pbuf *b, uint8_t *seq, const pkt_greeting *g)
+{
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 10);
+    pbuf_cstr(b, g->server_version);
+    pbuf_u32(b, g->connection_id);
+    pbuf_put(b, g->scramble, 8);
+    pbuf_u8(b, 0);
+    pbuf_u16(b, (uint16_t)(g->capabilities & 0xFFFF));
+    pbuf_u8(b, g->charset);
+    pbuf_u16(b, g->status);
+    pbuf_u16(b, (uint16_t)(g->capabilities >> 16));
+    pbuf_u8(b, 21); /* length of the auth plugin data, NUL included */
+    static const uint8_t reserved[10];
+    pbuf_put(b, reserved, sizeof(reserved));
+    pbuf_put(b, g->scramble + 8, 12);
+    pbuf_u8(b, 0);
+    pbuf_cstr(b, g->auth_plugin);
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, uint16_t status,
+                  uint16_t warnings, const char *info, size_t info_len)
+{
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 0x00);
+    pbuf_lenenc(b, affected);
+    pbuf_lenenc(b, insert_id);
+    pbuf_u16(b, status);
+    pbuf_u16(b, warnings);
+    if (info && info_len)
+        pbuf_put(b, info, info_len);
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_eof(pbuf *b, uint8_t *seq, uint32_t client_caps, uint16_t warnings,
+                   uint16_t status)
+{
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 0xFE);
+    if (client_caps & CAP_DEPRECATE_EOF) {
+        /* An OK packet with the EOF header: affected rows, insert id, status, warnings. */
+        pbuf_lenenc(b, 0);
+        pbuf_lenenc(b, 0);
+        pbuf_u16(b, status);
+        pbuf_u16(b, warnings);
+    } else {
+        pbuf_u16(b, warnings);
+        pbuf_u16(b, status);
+    }
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
+                    va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 0xFF);
+    pbuf_u16(b, code);
+    pbuf_u8(b, '#');
+    pbuf_put(b, sqlstate, 5);
+    pbuf_put(b, msg, strlen(msg));
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_err(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
+                   ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pkt_build_errv(b, seq, code, sqlstate, fmt, ap);
+    va_end(ap);
+}
+
+void pkt_build_auth_switch(pbuf *b, uint8_t *seq, const char *plugin, const uint8_t *scramble)
+{
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 0xFE);
+    pbuf_cstr(b, plugin);
+    pbuf_put(b, scramble, 20);
+    pbuf_u8(b, 0);
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_column(pbuf *b, uint8_t *seq, const char *schema, const char *table,
+                      const char *name, uint16_t charset, uint32_t length, uint8_t type,
+                      uint16_t flags, uint8_t decimals)
+{
+    size_t start = pkt_begin(b);
+    pbuf_lenenc_str(b, "def", 3);
+    pbuf_lenenc_str(b, schema, strlen(schema));
+    pbuf_lenenc_str(b, table, strlen(table));
+    pbuf_lenenc_str(b, table, strlen(table));
+    pbuf_lenenc_str(b, name, strlen(name));
+    pbuf_lenenc_str(b, name, strlen(name));
+    pbuf_lenenc(b, 0x0C);
+    pbuf_u16(b, charset);
+    pbuf_u32(b, length);
+    pbuf_u8(b, type);
+    pbuf_u16(b, flags);
+    pbuf_u8(b, decimals);
+    pbuf_u16(b, 0);
+    pkt_end(b, start, seq);
+}
+
+void pkt_build_text_row(pbuf *b, uint8_t *seq, int n, const char *const *vals,
+                        const size_t *lens)
+{
+    size_t start = pkt_begin(b);
+    for (int i = 0; i < n; i++) {
+        if (!vals[i])
+            pbuf_u8(b, 0xFB);
+        else
+            pbuf_lenenc_str(b, vals[i], lens ? lens[i] : strlen(vals[i]));
+    }
+    pkt_end(b, start, seq);
+}
+
+int pkt_parse_handshake_response(const uint8_t *payload, size_t len, pkt_handshake_response *out,
+                                 char *err, size_t errlen)
+{
+    preader r;
+    memset(out, 0, sizeof(*out));
+    pr_init(&r, payload, len);
+    if (len < 4) {
+        snprintf(err, errlen, "handshake response too short (%zu bytes)", len);
+        return -1;
+    }
+    uint32_t caps = pkt_u32(payload);
+    if (!(caps & CAP_PROTOCOL_41)) {
+        snprintf(err, errlen, "client does not speak protocol 4.1");
+        return -1;
+    }
+    uint32_t max_packet;
+    uint8_t charset;
+    if (!pr_u32(&r, &caps) || !pr_u32(&r, &max_packet) || !pr_u8(&r, &charset) ||
+        !pr_skip(&r, 23)) {
+        snprintf(err, errlen, "handshake response too short (%zu bytes)", len);
+        return -1;
+    }
+    out->caps = caps;
+    out->max_packet = max_packet;
+    out->charset = charset;
+    if (pr_left(&r) == 0 && (caps & CAP_SSL)) {
+        out->ssl_request = true;
+        return 0;
+    }
+    if (!pr_cstr(&r, &out->user, &out->user_len)) {
+        snprintf(err, errlen, "handshake response: user name is not terminated");
+        return -1;
+    }
+    if (caps & CAP_PLUGIN_AUTH_LENENC) {
+        if (!pr_lenenc_str(&r, &out->auth, &out->auth_len)) {
+            snprintf(err, errlen, "handshake response: bad auth data length");
+            return -1;
+        }
+    } else if (caps & CAP_SECURE_CONNECTION) {
+        uint8_t n;
+        if (!pr_u8(&r, &n) || !pr_bytes(&r, n, &out->auth)) {
+            snprintf(err, errlen, "handshake response: bad auth data length");
+            return -1;
+        }
+        out->auth_len = n;
+    } else {
+        const char *s;
+        if (!pr_cstr(&r, &s, &out->auth_len)) {
+            snprintf(err, errlen, "handshake response: auth data is not terminated");
+            return -1;
+        }
+        out->auth = (const uint8_t *)s;
+    }
+    if ((caps & CAP_CONNECT_WITH_DB) && pr_left(&r) > 0) {
+        if (!pr_cstr(&r, &out->database, &out->database_len)) {
+            snprintf(err, errlen, "handshake response: database name is not terminated");
+            return -1;
+        }
+    }
+    if ((caps & CAP_PLUGIN_AUTH) && pr_left(&r) > 0) {
+        /* Some clients omit the final NUL of the plugin name when nothing follows it. */
+        const uint8_t *nul = memchr(r.p, 0, pr_left(&r));
+        out->plugin = (const char *)r.p;
+        out->plugin_len = nul ? (size_t)(nul - r.p) : pr_left(&r);
+        pr_skip(&r, nul ? out->plugin_len + 1 : out->plugin_len);
+    }
+    if ((caps & CAP_CONNECT_ATTRS) && pr_left(&r) > 0) {
+        const uint8_t *attrs;
+        size_t n;
+        if (!pr_lenenc_str(&r, &attrs, &n)) {
+            snprintf(err, errlen, "handshake response: bad connection attributes length");
+            return -1;
+        }
+        preader a;
+        pr_init(&a, attrs, n);
+        while (pr_left(&a) > 0) {
+            const uint8_t *s;
+            size_t sn;
+            if (!pr_lenenc_str(&a, &s, &sn) || !pr_lenenc_str(&a, &s, &sn)) {
+                snprintf(err, errlen, "handshake response: malformed connection attributes");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int pkt_parse_ok(const uint8_t *payload, size_t len, uint32_t caps, pkt_ok *out)
+{
+    preader r;
+    uint8_t head;
+    memset(out, 0, sizeof(*out));
+    pr_init(&r, payload, len);
+    if (!pr_u8(&r, &head) || (head != 0x00 && head != 0xFE))
+        return -1;
+    if (!pr_lenenc(&r, &out->affected, NULL) || !pr_lenenc(&r, &out->insert_id, NULL) ||
+        !pr_u16(&r, &out->status) || !pr_u16(&r, &out->warnings))
+        return -1;
+    if (!(caps & CAP_SESSION_TRACK)) {
+        out->info = r.p;
+        out->info_len = pr_left(&r);
+        return 0;
+    }
+    if (pr_left(&r) == 0)
+        return 0;
+    if (!pr_lenenc_str(&r, &out->info, &out->info_len))
+        return -1;
+    if (!(out->status & ST_SESSION_STATE_CHANGED) || pr_left(&r) == 0)
+        return 0;
+    const uint8_t *state;
+    size_t state_len;
+    if (!pr_lenenc_str(&r, &state, &state_len))
+        return -1;
+    preader s;
+    pr_init(&s, state, state_len);
+    while (pr_left(&s) > 0) {
+        uint8_t type;
+        const uint8_t *data;
+        size_t data_len;
+        if (!pr_u8(&s, &type) || !pr_lenenc_str(&s, &data, &data_len))
+            return -1;
+        if (type == 1) { /* SESSION_TRACK_SCHEMA */
+            preader d;
+            pr_init(&d, data, data_len);
+            if (!pr_lenenc_str(&d, &out->schema, &out->schema_len))
+                return -1;
+            out->schema_changed = true;
+        }
+    }
+    return 0;
+}
+
+bool pkt_is_eof(const uint8_t *payload, size_t len)
+{
+    return len > 0 && len < 9 && payload[0] == 0xFE;
+}
+
+int pkt_parse_eof(const uint8_t *payload, size_t len, uint16_t *warnings, uint16_t *status)
+{
+    if (!pkt_is_eof(payload, len))
+        return -1;
+    if (len >= 5) {
+        *warnings = pkt_u16(payload + 1);
+        *status = pkt_u16(payload + 3);
+    } else {
+        *warnings = 0;
+        *status = 0;
+    }
+    return 0;
+}

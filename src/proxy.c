@@ -1,0 +1,425 @@
+/* proxy.c: start-up, the main loop (accept, signals, maintenance) and the worker threads. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int env_index(const proxy *p, const cfg_env *e)
+{
+    return (int)(e - p->cfg->envs);
+}
+
+/* ---- accounts ---------------------------------------------------------------------------- */
+
+acct_ref *proxy_acct_get(proxy *p)
+{
+    pthread_mutex_lock(&p->acct_mu);
+    acct_ref *r = p->acct_cur;
+    atomic_fetch_add(&r->refs, 1);
+    pthread_mutex_unlock(&p->acct_mu);
+    return r;
+}
+
+void proxy_acct_put(acct_ref *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) == 1) {
+        acct_snapshot_free(r->snap);
+        free(r);
+    }
+}
+
+/* Reads the store again and publishes the new content. */
+static int reload_accounts(proxy *p)
+{
+    char err[256];
+    acct_snapshot *snap = acct_snapshot_load(p->store, err, sizeof(err));
+    if (!snap) {
+        log_error("cannot read the account store: %s", err);
+        return -1;
+    }
+    acct_ref *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->snap = snap;
+    atomic_init(&r->refs, 1);
+    pthread_mutex_lock(&p->acct_mu);
+    acct_ref *old = p->acct_cur;
+    p->acct_cur = r;
+    pthread_mutex_unlock(&p->acct_mu);
+    atomic_fetch_add(&p->acct_gen, 1);
+    if (old) {
+        proxy_acct_put(old);
+        log_info("account store reloaded: %d account(s)", snap->n);
+    }
+    return 0;
+}
+
+static void check_accounts(proxy *p)
+{
+    long long v = acct_data_version(p->store);
+    if (v >= 0 && v != p->acct_version) {
+        p->acct_version = v;
+        reload_accounts(p);
+    }
+}
+
+/* ---- server version ------------------------------------------------------------------------ */
+
+void proxy_note_version(proxy *p, const cfg_env *e, const char *version)
+{
+    if (!version || strcmp(e->name, p->cfg->default_environment) != 0)
+        return;
+    pthread_mutex_lock(&p->version_mu);
+    snprintf(p->server_version, sizeof(p->server_version), "%s", version);
+    pthread_mutex_unlock(&p->version_mu);
+}
+
+/* The version in the handshake: the default environment's own, then "-envproxy". MariaDB
+ * 10 and later are announced as "5.5.5-<version>", as MariaDB itself does, so that clients
+ * that parse the version as MySQL's still work. */
+void proxy_server_version(proxy *p, char *out, size_t cap)
+{
+    char v[96];
+    pthread_mutex_lock(&p->version_mu);
+    snprintf(v, sizeof(v), "%s", p->server_version);
+    pthread_mutex_unlock(&p->version_mu);
+    if (!v[0])
+        snprintf(v, sizeof(v), "8.0.0");
+    bool mariadb = strstr(v, "MariaDB") != NULL && atoi(v) >= 10;
+    snprintf(out, cap, "%s%s-envproxy", mariadb ? "5.5.5-" : "", v);
+}
+
+/* Asks the default environment for its version once at start-up (bounded by its
+ * connect_timeout). Failure is not fatal: the version is learnt from the first connection. */
+static void probe_version(proxy *p)
+{
+    const cfg_env *e = config_find_env(p->cfg, p->cfg->default_environment);
+    if (!e)
+        return;
+    MYSQL *m = mysql_init(NULL);
+    unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
+    unsigned zero = 0;
+    my_bool off = 0;
+    mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &zero);
+    mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &off);
+    if (mysql_real_connect(m, e->host, e->user, e->password, NULL, (unsigned)e->port, NULL, 0)) {
+        proxy_note_version(p, e, mysql_get_server_info(m));
+        log_info("env %s: reachable, server version %s", e->name, mysql_get_server_info(m));
+    } else {
+        log_warn("env %s: not reachable at start-up: %s", e->name, mysql_error(m));
+    }
+    mysql_close(m);
+}
+
+/* ---- workers ----------------------------------------------------------------------------- */
+
+static void inbox_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    for (;;) {
+        accepted_fd a;
+        pthread_mutex_lock(&w->inbox_mu);
+        if (w->inbox_len == 0) {
+            pthread_mutex_unlock(&w->inbox_mu);
+            return;
+        }
+        a = w->inbox[0];
+        memmove(w->inbox, w->inbox + 1, (size_t)(w->inbox_len - 1) * sizeof(*w->inbox));
+        w->inbox_len--;
+        pthread_mutex_unlock(&w->inbox_mu);
+        client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+    }
+}
+
+void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    pthread_mutex_lock(&w->inbox_mu);
+    if (w->inbox_len == w->inbox_cap) {
+        int cap = w->inbox_cap ? w->inbox_cap * 2 : 64;
+        accepted_fd *n = realloc(w->inbox, (size_t)cap * sizeof(*n));
+        if (!n)
+            abort();
+        w->inbox = n;
+        w->inbox_cap = cap;
+    }
+    accepted_fd *a = &w->inbox[w->inbox_len++];
+    a->fd = fd;
+    memset(&a->sa, 0, sizeof(a->sa));
+    memcpy(&a->sa, sa, (size_t)salen < sizeof(a->sa) ? (size_t)salen : sizeof(a->sa));
+    a->salen = salen;
+    event_active(w->inbox_ev, EV_READ, 0);
+    pthread_mutex_unlock(&w->inbox_mu);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the main loop's */
+    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+int worker_start(worker *w)
+{
+    w->base = event_base_new();
+    if (!w->base)
+        return -1;
+    w->inbox_ev = event_new(w->base, -1, 0, inbox_cb, w);
+    pthread_mutex_init(&w->inbox_mu, NULL);
+    return pthread_create(&w->thread, NULL, worker_main, w) ? -1 : 0;
+}
+
+/* Stops the loop and frees the worker's clients (their connections are closed). */
+void worker_stop(worker *w)
+{
+    event_base_loopexit(w->base, NULL);
+    pthread_join(w->thread, NULL);
+    while (w->clients)
+        client_free(w->clients);
+    pthread_mutex_lock(&w->inbox_mu);
+    for (int i = 0; i < w->inbox_len; i++)
+        close(w->inbox[i].fd);
+    w->inbox_len = 0;
+    pthread_mutex_unlock(&w->inbox_mu);
+}
+
+/* ---- the main loop ------------------------------------------------------------------------ */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    proxy *p = arg;
+    if (atomic_load(&p->stopping)) {
+        close(fd);
+        return;
+    }
+    worker *w = &p->workers[p->next_worker++ % (unsigned)p->n_workers];
+    worker_hand_fd(w, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    log_error("accept: %s", evutil_socket_error_to_string(err));
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    proxy *p = arg;
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: reloading the account store");
+        reload_accounts(p);
+        return;
+    }
+    log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    atomic_store(&p->stopping, true);
+    event_base_loopbreak(p->base);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    uint64_t now = now_ms();
+    for (int i = 0; i < p->cfg->n_envs; i++)
+        pool_maintain(p->pools[i], now);
+    check_accounts(p);
+}
+
+static int open_listeners(proxy *p)
+{
+    const config *c = p->cfg;
+    p->listeners = calloc((size_t)c->n_listen, sizeof(*p->listeners));
+    if (!p->listeners)
+        abort();
+    for (int i = 0; i < c->n_listen; i++) {
+        struct sockaddr_storage ss;
+        int sslen = sizeof(ss);
+        char spec[128];
+        snprintf(spec, sizeof(spec), strchr(c->listen[i].host, ':') ? "[%s]:%d" : "%s:%d",
+                 c->listen[i].host, c->listen[i].port);
+        if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen)) {
+            log_error("listen: cannot parse address %s", spec);
+            return -1;
+        }
+        struct evconnlistener *l = evconnlistener_new_bind(
+            p->base, accept_cb, p, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+            1024, (struct sockaddr *)&ss, sslen);
+        if (!l) {
+            log_error("listen on %s: %s", spec, strerror(errno));
+            return -1;
+        }
+        evconnlistener_set_error_cb(l, accept_error_cb);
+        p->listeners[p->n_listeners++] = l;
+        log_info("listening on %s", spec);
+    }
+    return 0;
+}
+
+/* Refuses settings this version cannot honour, rather than silently ignoring them. */
+static int check_supported(const config *c)
+{
+    int bad = 0;
+    for (int i = 0; i < c->n_envs; i++) {
+        const cfg_env *e = &c->envs[i];
+        if (e->tls_mode != BTLS_DISABLED && e->tls_mode != BTLS_PREFERRED) {
+            log_error("env %s: tls.mode other than disabled or preferred is not supported by this "
+                      "version (backend connections are not encrypted)",
+                      e->name);
+            bad = 1;
+        }
+        if (strncmp(e->password, "enc:", 4) == 0) {
+            log_error("env %s: encrypted passwords (enc:) are not supported by this version",
+                      e->name);
+            bad = 1;
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+int proxy_run(const char *config_path)
+{
+    cfg_diags d;
+    cfg_diags_init(&d);
+    config *cfg = config_load(config_path, &d);
+    if (!cfg) {
+        cfg_diags_print(&d, stderr);
+        cfg_diags_free(&d);
+        return 1;
+    }
+    cfg_diags_free(&d);
+    log_level = cfg->log_level;
+    if (check_supported(cfg)) {
+        config_free(cfg);
+        return 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    if (mysql_library_init(0, NULL, NULL)) {
+        log_error("cannot initialise the MariaDB client library");
+        config_free(cfg);
+        return 1;
+    }
+
+    proxy *p = calloc(1, sizeof(*p));
+    if (!p)
+        abort();
+    p->cfg = cfg;
+    atomic_init(&p->next_conn_id, 1);
+    pthread_mutex_init(&p->acct_mu, NULL);
+    pthread_mutex_init(&p->version_mu, NULL);
+    int rc = 1;
+    char err[256];
+
+    p->store = acct_open(cfg->accounts, err, sizeof(err));
+    if (!p->store) {
+        log_error("account store %s: %s", cfg->accounts, err);
+        goto out;
+    }
+    p->acct_version = acct_data_version(p->store);
+    if (reload_accounts(p))
+        goto out;
+    p->tls_ctx = tls_server_ctx(cfg, err, sizeof(err));
+    if (!p->tls_ctx) {
+        log_error("TLS: %s", err);
+        goto out;
+    }
+    p->base = event_base_new();
+    if (!p->base)
+        goto out;
+    p->pools = calloc((size_t)cfg->n_envs, sizeof(*p->pools));
+    if (!p->pools)
+        abort();
+    for (int i = 0; i < cfg->n_envs; i++)
+        p->pools[i] = pool_new(p, &cfg->envs[i], i);
+    probe_version(p);
+    if (open_listeners(p))
+        goto out;
+
+    p->n_workers = cfg->threads;
+    p->workers = calloc((size_t)p->n_workers, sizeof(*p->workers));
+    if (!p->workers)
+        abort();
+    for (int i = 0; i < p->n_workers; i++) {
+        p->workers[i].p = p;
+        p->workers[i].index = i;
+        if (worker_start(&p->workers[i])) {
+            log_error("cannot start worker thread %d", i);
+            p->n_workers = i;
+            goto out;
+        }
+    }
+
+    p->sig_int = evsignal_new(p->base, SIGINT, signal_cb, p);
+    p->sig_term = evsignal_new(p->base, SIGTERM, signal_cb, p);
+    p->sig_hup = evsignal_new(p->base, SIGHUP, signal_cb, p);
+    p->tick = event_new(p->base, -1, EV_PERSIST, tick_cb, p);
+    struct timeval second = {1, 0};
+    event_add(p->sig_int, NULL);
+    event_add(p->sig_term, NULL);
+    event_add(p->sig_hup, NULL);
+    event_add(p->tick, &second);
+    log_info("envproxy %s ready: %d environment(s), %d worker thread(s)", ENVPROXY_VERSION,
+             cfg->n_envs, p->n_workers);
+    event_base_dispatch(p->base);
+    rc = 0;
+
+out:
+    atomic_store(&p->stopping, true);
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_free(p->listeners[i]);
+    free(p->listeners);
+    for (int i = 0; i < p->n_workers; i++)
+        worker_stop(&p->workers[i]);
+    if (p->pools) {
+        for (int i = 0; i < cfg->n_envs; i++)
+            pool_free(p->pools[i]);
+        free(p->pools);
+    }
+    for (int i = 0; i < p->n_workers; i++) {
+        worker *w = &p->workers[i];
+        event_free(w->inbox_ev);
+        event_base_free(w->base);
+        pthread_mutex_destroy(&w->inbox_mu);
+        free(w->inbox);
+    }
+    free(p->workers);
+    struct event *evs[] = {p->sig_int, p->sig_term, p->sig_hup, p->tick};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (p->base)
+        event_base_free(p->base);
+    if (p->tls_ctx)
+        SSL_CTX_free(p->tls_ctx);
+    if (p->acct_cur)
+        proxy_acct_put(p->acct_cur);
+    if (p->store)
+        acct_close(p->store);
+    pthread_mutex_destroy(&p->acct_mu);
+    pthread_mutex_destroy(&p->version_mu);
+    free(p);
+    config_free(cfg);
+    mysql_library_end();
+    libevent_global_shutdown();
+    log_info("stopped");
+    return rc;
+}

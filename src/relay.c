@@ -1,0 +1,321 @@
+/* relay.c: sends a client's command to its backend connection and streams the response
+ * back packet by packet, without buffering a whole result.
+ *
+ * Rows and column definitions are copied as they arrive (only the sequence id in the
+ * header is rewritten), so memory stays bounded whatever the size of a result. The small
+ * packets that end a result (OK, EOF, ERR) are read whole and rewritten into the format the
+ * client negotiated: backends never use CLIENT_DEPRECATE_EOF and always send session-state
+ * tracking, clients may differ on both. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
+#define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
+#define RELAY_READ_MAX (256 * 1024)    /* bytes read from a backend at once */
+
+static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The backend broke or spoke nonsense: drop it and tell the client. */
+static void relay_fail(client *c, uint16_t code, const char *msg)
+{
+    backend *b = c->be;
+    const cfg_env *e = b->pool->env;
+    log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
+    backend_unwatch(b);
+    client_drop_backend(c, b);
+    client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')", msg, e->name);
+    client_command_done(c);
+}
+
+static void relay_finish(client *c)
+{
+    backend *b = c->be;
+    backend_unwatch(b);
+    if (evbuffer_get_length(b->in) > 0) {
+        relay_fail(c, 2027, "unexpected bytes after the end of a response");
+        return;
+    }
+    client_command_done(c);
+}
+
+static struct evbuffer *client_out(client *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+static void put_header(client *c, size_t len)
+{
+    uint8_t h[PKT_HEADER] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), c->seq++};
+    evbuffer_add(client_out(c), h, PKT_HEADER);
+}
+
+/* Starts copying one physical packet whose header is at the front of b->in. */
+static void stream_packet(client *c, size_t len)
+{
+    backend *b = c->be;
+    evbuffer_drain(b->in, PKT_HEADER);
+    put_header(c, len);
+    c->rl_remaining = len;
+    c->rl_continued = len == PKT_MAX_PAYLOAD;
+    c->rl_sent = true;
+}
+
+/* An OK packet from the backend, rewritten for the client. Returns -1 when malformed. */
+static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
+{
+    pkt_ok ok;
+    if (pkt_parse_ok(p, len, CAP_SESSION_TRACK, &ok))
+        return -1;
+    backend *b = c->be;
+    if (ok.schema_changed) {
+        free(b->cur_db);
+        b->cur_db = ok.schema_len ? strndup((const char *)ok.schema, ok.schema_len) : NULL;
+        if (c->job_moves_session) {
+            size_t n = ok.schema_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : ok.schema_len;
+            memcpy(c->db, ok.schema, n);
+            c->db[n] = '\0';
+            c->has_db = n > 0;
+        }
+    }
+    *status = ok.status & (uint16_t)~ST_SESSION_STATE_CHANGED;
+    pbuf out;
+    pbuf_init(&out);
+    pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, *status, ok.warnings,
+                 (const char *)ok.info, ok.info_len);
+    evbuffer_add(client_out(c), out.data, out.len);
+    pbuf_free(&out);
+    c->rl_sent = true;
+    return 0;
+}
+
+/* Handles the packets in b->in. Returns false when the relay ended (finished or failed). */
+static bool relay_process(client *c)
+{
+    backend *b = c->be;
+    for (;;) {
+        size_t avail = evbuffer_get_length(b->in);
+        if (c->rl_remaining > 0) {
+            if (avail == 0)
+                return true;
+            size_t n = avail < c->rl_remaining ? avail : c->rl_remaining;
+            evbuffer_remove_buffer(b->in, client_out(c), n);
+            c->rl_remaining -= n;
+            if (c->rl_remaining > 0)
+                return true;
+            if (!c->rl_continued && c->rl == RL_ONE) {
+                relay_finish(c);
+                return false;
+            }
+            continue;
+        }
+        if (avail < PKT_HEADER)
+            return true;
+        uint8_t h[PKT_HEADER + 1];
+        evbuffer_copyout(b->in, h, avail > PKT_HEADER ? PKT_HEADER + 1 : PKT_HEADER);
+        size_t len = pkt_u24(h);
+        if (c->rl_continued) {
+            /* The next physical part of a long packet. */
+            stream_packet(c, len);
+            if (len == 0 && c->rl == RL_ONE) {
+                relay_finish(c);
+                return false;
+            }
+            continue;
+        }
+        if (len > 0 && avail < PKT_HEADER + 1)
+            return true;
+        uint8_t first = len > 0 ? h[PKT_HEADER] : 0;
+
+        bool is_eof = first == 0xFE && len < 9;
+        bool whole = (c->rl == RL_FIRST) || c->rl == RL_COLS_EOF || first == 0xFF || is_eof;
+        if (!whole) {
+            /* A row or a column definition: copy it as it comes. */
+            if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
+                c->rl = RL_COLS_EOF;
+            stream_packet(c, len);
+            if (len == 0 && c->rl == RL_ONE) {
+                relay_finish(c);
+                return false;
+            }
+            continue;
+        }
+        if (len >= PKT_MAX_PAYLOAD) {
+            relay_fail(c, 2027, "malformed response from the backend");
+            return false;
+        }
+        if (avail < PKT_HEADER + len)
+            return true;
+        uint8_t *p = evbuffer_pullup(b->in, (ssize_t)(PKT_HEADER + len)) + PKT_HEADER;
+
+        if (first == 0xFF) {
+            /* ERR: unchanged but for the sequence id; the response ends here. */
+            stream_packet(c, len);
+            evbuffer_remove_buffer(b->in, client_out(c), len);
+            c->rl_remaining = 0;
+            relay_finish(c);
+            return false;
+        }
+        uint16_t status = 0;
+        switch (c->rl) {
+        case RL_FIRST:
+            if (first == 0x00) {
+                if (relay_ok(c, p, len, &status)) {
+                    relay_fail(c, 2027, "malformed OK packet from the backend");
+                    return false;
+                }
+                evbuffer_drain(b->in, PKT_HEADER + len);
+                if (!(status & ST_MORE_RESULTS)) {
+                    relay_finish(c);
+                    return false;
+                }
+                continue;
+            }
+            if (first == 0xFB) {
+                relay_fail(c, 2027, "the backend asked for LOCAL INFILE, which is never enabled");
+                return false;
+            }
+            {
+                /* A column count; MariaDB adds a "metadata follows" byte for clients with
+                 * MARIADB_CLIENT_CACHE_METADATA (Connector/C asks for it). The client gets the
+                 * plain count, and the metadata must follow. */
+                preader r;
+                uint64_t n;
+                uint8_t follows = 1;
+                pr_init(&r, p, len);
+                if (!pr_lenenc(&r, &n, NULL) || n == 0 ||
+                    (pr_left(&r) == 1 && !pr_u8(&r, &follows)) || pr_left(&r) != 0 ||
+                    follows != 1) {
+                    relay_fail(c, 2027, "malformed result set header from the backend");
+                    return false;
+                }
+                c->rl_columns = n;
+                evbuffer_drain(b->in, PKT_HEADER + len);
+                pbuf out;
+                pbuf_init(&out);
+                size_t start = pkt_begin(&out);
+                pbuf_lenenc(&out, n);
+                pkt_end(&out, start, &c->seq);
+                evbuffer_add(client_out(c), out.data, out.len);
+                pbuf_free(&out);
+                c->rl_sent = true;
+            }
+            c->rl = RL_COLUMNS;
+            continue;
+        case RL_COLS_EOF:
+            if (!is_eof) {
+                relay_fail(c, 2027, "malformed result set from the backend");
+                return false;
+            }
+            if (c->caps & CAP_DEPRECATE_EOF) {
+                evbuffer_drain(b->in, PKT_HEADER + len);
+            } else {
+                stream_packet(c, len);
+            }
+            c->rl = RL_ROWS;
+            continue;
+        case RL_ROWS:
+        case RL_FIELDS:
+        case RL_COLUMNS:
+        case RL_ONE: {
+            if (c->rl == RL_COLUMNS || c->rl == RL_ONE) {
+                relay_fail(c, 2027, "malformed result set from the backend");
+                return false;
+            }
+            uint16_t warnings;
+            pkt_parse_eof(p, len, &warnings, &status);
+            evbuffer_drain(b->in, PKT_HEADER + len);
+            pbuf out;
+            pbuf_init(&out);
+            pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
+            evbuffer_add(client_out(c), out.data, out.len);
+            pbuf_free(&out);
+            c->rl_sent = true;
+            if (status & ST_MORE_RESULTS) {
+                c->rl = RL_FIRST;
+                continue;
+            }
+            relay_finish(c);
+            return false;
+        }
+        }
+    }
+}
+
+/* Pauses reading from the backend while the client has much unsent output. */
+static bool relay_throttle(client *c)
+{
+    if (evbuffer_get_length(client_out(c)) < RELAY_HIGH_WATER)
+        return false;
+    backend_unwatch(c->be);
+    c->rl_paused = true;
+    bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATER, 0);
+    return true;
+}
+
+void relay_resume(client *c)
+{
+    if (c->state != CL_RELAY || !c->rl_paused)
+        return;
+    c->rl_paused = false;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    if (!relay_process(c))
+        return;
+    if (!relay_throttle(c))
+        backend_watch(c->be, relay_backend_cb, c);
+}
+
+static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    backend *b = c->be;
+    if (what & EV_WRITE) {
+        if (backend_flush(b) < 0) {
+            relay_fail(c, 2013, "lost connection to the backend while sending the statement");
+            return;
+        }
+    }
+    if (what & EV_READ) {
+        int n = evbuffer_read(b->in, fd, RELAY_READ_MAX);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            relay_fail(c, 2013, "lost connection to the backend during the query");
+            return;
+        }
+        if (!relay_process(c))
+            return;
+    }
+    if (!relay_throttle(c))
+        backend_watch(b, relay_backend_cb, c);
+}
+
+void relay_start(client *c, relay_state first)
+{
+    backend *b = c->be;
+    c->state = CL_RELAY;
+    c->rl = first;
+    c->rl_remaining = 0;
+    c->rl_continued = false;
+    c->rl_sent = false;
+    c->rl_paused = false;
+    evbuffer_drain(b->in, evbuffer_get_length(b->in));
+
+    /* The command as the client sent it, re-framed from sequence id 0. */
+    size_t len = c->cmd.len, off = 0;
+    uint8_t seq = 0;
+    for (;;) {
+        size_t n = len - off > PKT_MAX_PAYLOAD ? PKT_MAX_PAYLOAD : len - off;
+        uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), seq++};
+        evbuffer_add(b->out, h, PKT_HEADER);
+        evbuffer_add(b->out, c->cmd.data + off, n);
+        off += n;
+        if (n < PKT_MAX_PAYLOAD)
+            break;
+    }
+    if (backend_flush(b) < 0) {
+        relay_fail(c, 2013, "lost connection to the backend while sending the statement");
+        return;
+    }
+    backend_watch(b, relay_backend_cb, c);
+}
