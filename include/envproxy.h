@@ -74,6 +74,7 @@ struct backend {
     bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
     bool multi_stmt;     /* multi-statements enabled */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
+    bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */

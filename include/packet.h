@@ -188,6 +188,11 @@ int pkt_parse_ok(const uint8_t *payload, size_t len, uint32_t caps, pkt_ok *out)
 int pkt_parse_eof(const uint8_t *payload, size_t len, uint16_t *warnings, uint16_t *status);
 bool pkt_is_eof(const uint8_t *payload, size_t len);
 
+/* Appends a column definition packet (payload p, len bytes) to out with sequence *seq, without
+ * the extended-metadata string that MariaDB adds after org_name for clients with
+ * MARIADB_CLIENT_EXTENDED_METADATA. Returns -1 when the payload is malformed. */
+int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len);
+
 /* Column types. */
 enum {
     PKT_TYPE_DOUBLE = 5,

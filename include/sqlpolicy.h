@@ -112,6 +112,8 @@ typedef struct {
                             between tokens (after a SET sql_mode statement) */
     bool strict_brackets; /* refuse '[' and ']' outside quotes (see sql_mode_flags.unknown) */
     bool in_exec;         /* inside an executable comment */
+    int after_dot;        /* 1: an identifier ended right before '.', 2: that '.' was read:
+                             what follows is an identifier even if it starts with digits */
     const char *error;    /* with SQLTOK_ERROR: a static description, e.g. "unterminated
                              string" */
     char error_buf[48];   /* storage for errors that name a byte */

@@ -157,6 +157,13 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
+            /* Connector/C asks a MariaDB server for extended metadata whenever it offers it;
+             * the relay then strips it for clients, which never get that capability. */
+            unsigned long caps = 0, ext = 0;
+            mariadb_get_infov(b->mysql, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps);
+            mariadb_get_infov(b->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
+            b->ext_metadata =
+                !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32));
             b->cur_db = b->pool->env->database ? strdup(b->pool->env->database) : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
         }

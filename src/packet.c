@@ -540,3 +540,22 @@ int pkt_parse_eof(const uint8_t *payload, size_t len, uint16_t *warnings, uint16
     }
     return 0;
 }
+
+int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
+{
+    preader r;
+    const uint8_t *s;
+    size_t n;
+    pr_init(&r, p, len);
+    for (int i = 0; i < 6; i++) /* catalog, schema, table, org_table, name, org_name */
+        if (!pr_lenenc_str(&r, &s, &n))
+            return -1;
+    size_t keep = (size_t)(r.p - p);
+    if (!pr_lenenc_str(&r, &s, &n)) /* extended metadata */
+        return -1;
+    size_t start = pkt_begin(out);
+    pbuf_put(out, p, keep);
+    pbuf_put(out, r.p, pr_left(&r));
+    pkt_end(out, start, seq);
+    return 0;
+}

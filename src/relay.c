@@ -130,7 +130,9 @@ static bool relay_process(client *c)
         uint8_t first = len > 0 ? h[PKT_HEADER] : 0;
 
         bool is_eof = first == 0xFE && len < 9;
-        bool whole = (c->rl == RL_FIRST) || c->rl == RL_COLS_EOF || first == 0xFF || is_eof;
+        bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
+        bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
+                     (is_column && b->ext_metadata);
         if (!whole) {
             /* A row or a column definition: copy it as it comes. */
             if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
@@ -157,6 +159,24 @@ static bool relay_process(client *c)
             c->rl_remaining = 0;
             relay_finish(c);
             return false;
+        }
+        if (is_column && !is_eof && first != 0xFF) {
+            /* A column definition to rewrite without MariaDB's extended metadata. */
+            pbuf out;
+            pbuf_init(&out);
+            int bad = pkt_copy_column_plain(&out, &c->seq, p, len);
+            if (!bad)
+                evbuffer_add(client_out(c), out.data, out.len);
+            pbuf_free(&out);
+            if (bad) {
+                relay_fail(c, 2027, "malformed column definition from the backend");
+                return false;
+            }
+            evbuffer_drain(b->in, PKT_HEADER + len);
+            c->rl_sent = true;
+            if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
+                c->rl = RL_COLS_EOF;
+            continue;
         }
         uint16_t status = 0;
         switch (c->rl) {

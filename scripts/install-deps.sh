@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs with apt-get the Debian packages that building, testing and the demo need.
+# Silent when everything is already there; one line naming what it installs otherwise.
+set -euo pipefail
+
+packages=(
+    build-essential pkg-config clang
+    libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
+    mariadb-server mariadb-client sqlite3 openssl
+    python3 python3-pytest python3-pymysql python3-mysqldb
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+    *" ok installed") ;;
+    *) missing+=("$p") ;;
+    esac
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+        echo "install-deps: not root and sudo is not available; install these as root: ${missing[*]}" >&2
+        exit 1
+    fi
+    sudo=(sudo)
+fi
+
+# Keep the packages' maintainer scripts from starting a system-wide MariaDB server:
+# the tests and the demo start their own on other ports. Only done when the machine
+# has no policy of its own, and undone on exit.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+cleanup() {
+    if [ "$added_policy" -eq 1 ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [ -n "${log:-}" ]; then rm -f "$log"; fi
+}
+trap cleanup EXIT
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    added_policy=1
+fi
+
+log=$(mktemp)
+apt() {
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+}
+if ! { apt update && apt install --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    echo "install-deps: apt-get failed:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+fi

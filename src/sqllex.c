@@ -1,0 +1,416 @@
+/* sqllex.c: reads MySQL/MariaDB SQL text into tokens the way the server's lexer does. */
+#include "sqlpolicy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Whitespace for every client character set the server accepts: the ASCII set only. Bytes
+ * 0xA0 and 0xFF are whitespace in some single-byte character sets (latin1, cp1250, cp866,
+ * ...) and identifier bytes in others, so they are refused outside quotes and comments. */
+static bool lex_is_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static bool lex_is_ambiguous_byte(unsigned char c)
+{
+    return c == 0xA0 || c == 0xFF;
+}
+
+static bool lex_is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool lex_is_xdigit(unsigned char c)
+{
+    return lex_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A byte that may continue an unquoted identifier: letters, digits, '_', '$' and any byte of
+ * a multibyte character. */
+static bool lex_is_ident(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || lex_is_digit(c) || c == '_' ||
+           c == '$' || c >= 0x80;
+}
+
+static unsigned char lex_peek(const sql_lexer *lx, size_t off)
+{
+    size_t p = lx->pos + off;
+    return p < lx->len ? (unsigned char)lx->sql[p] : 0;
+}
+
+static bool lex_has(const sql_lexer *lx, size_t off)
+{
+    return lx->pos + off < lx->len;
+}
+
+static sql_token lex_fail(sql_lexer *lx, const char *why)
+{
+    sql_token t = {SQLTOK_ERROR, false, lx->pos, 0};
+    lx->error = why;
+    lx->pos = lx->len;
+    return t;
+}
+
+static sql_token lex_fail_byte(sql_lexer *lx, unsigned char c)
+{
+    snprintf(lx->error_buf, sizeof lx->error_buf, "byte 0x%02X outside quotes", c);
+    return lex_fail(lx, lx->error_buf);
+}
+
+/* Inside an executable comment the server reads strings and comments as code when the
+ * version matches, and skips to the first star-slash when it does not. A quoted token or
+ * line comment that contains star-slash would end in different places: refused. */
+static bool lex_hides_exec_end(const sql_lexer *lx, size_t from, size_t to)
+{
+    if (!lx->in_exec)
+        return false;
+    for (size_t i = from; i + 1 < to; i++)
+        if (lx->sql[i] == '*' && lx->sql[i + 1] == '/')
+            return true;
+    return false;
+}
+
+void sqllex_init(sql_lexer *lx, const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    memset(lx, 0, sizeof *lx);
+    lx->sql = sql;
+    lx->len = len;
+    if (mode)
+        lx->mode = *mode;
+    lx->strict_brackets = mode && mode->unknown;
+}
+
+/* Skips a line comment starting at lx->pos (after '#' or "-- "): up to and including '\n'. */
+static bool lex_skip_line_comment(sql_lexer *lx)
+{
+    size_t start = lx->pos;
+    const char *nl = memchr(lx->sql + lx->pos, '\n', lx->len - lx->pos);
+    size_t end = nl ? (size_t)(nl - lx->sql) : lx->len;
+    if (lex_hides_exec_end(lx, start, end))
+        return false;
+    lx->pos = nl ? end + 1 : end;
+    return true;
+}
+
+/* Finds the first star-slash at or after from; returns its offset or len when none. */
+static size_t lex_find_comment_end(const sql_lexer *lx, size_t from)
+{
+    for (size_t i = from; i + 1 < lx->len; i++)
+        if (lx->sql[i] == '*' && lx->sql[i + 1] == '/')
+            return i;
+    return lx->len;
+}
+
+/* Optimizer hints: MySQL 8 reads quoted names and strings inside a hint, so a quote could
+ * move the hint's end past the first star-slash. Only pairs of single quotes are accepted. */
+static const char *lex_check_hint(const sql_lexer *lx, size_t from, size_t to)
+{
+    int singles = 0;
+    for (size_t i = from; i < to; i++) {
+        char c = lx->sql[i];
+        if (c == '"' || c == '`' || c == '\\')
+            return "quote or backslash in an optimizer hint";
+        if (c == '\'')
+            singles++;
+    }
+    return singles % 2 ? "unbalanced quote in an optimizer hint" : NULL;
+}
+
+/* Skips whitespace and comments; enters and leaves executable comments. Returns NULL, or
+ * the reason the text cannot be read. */
+static const char *lex_skip_space(sql_lexer *lx, bool *spaced)
+{
+    while (lx->pos < lx->len) {
+        unsigned char c = lex_peek(lx, 0);
+        if (lex_is_space(c)) {
+            lx->pos++;
+            *spaced = true;
+        } else if (c == '#') {
+            if (!lex_skip_line_comment(lx))
+                return "line comment inside an executable comment hides its end";
+            *spaced = true;
+        } else if (c == '-' && lex_peek(lx, 1) == '-' &&
+                   (!lex_has(lx, 2) || lex_peek(lx, 2) <= ' ' || lex_peek(lx, 2) == 0x7F)) {
+            if (!lex_skip_line_comment(lx))
+                return "line comment inside an executable comment hides its end";
+            *spaced = true;
+        } else if (c == '/' && lex_peek(lx, 1) == '*') {
+            unsigned char c2 = lex_peek(lx, 2);
+            bool exec = c2 == '!' || (c2 == 'M' && lex_peek(lx, 3) == '!');
+            *spaced = true;
+            if (exec) {
+                if (lx->in_exec)
+                    return "nested executable comment";
+                lx->pos += c2 == '!' ? 3 : 4;
+                /* A version is five or six digits; fewer digits are code. */
+                size_t d = 0;
+                while (d < 6 && lex_is_digit(lex_peek(lx, d)))
+                    d++;
+                if (d >= 5)
+                    lx->pos += d;
+                lx->in_exec = true;
+                continue;
+            }
+            size_t end = lex_find_comment_end(lx, lx->pos + 2);
+            if (end >= lx->len)
+                return "unterminated comment";
+            if (c2 == '+') {
+                const char *why = lex_check_hint(lx, lx->pos + 3, end);
+                if (why)
+                    return why;
+            }
+            lx->pos = end + 2;
+        } else if (c == '*' && lx->in_exec && lex_peek(lx, 1) == '/') {
+            lx->in_exec = false;
+            lx->pos += 2;
+            *spaced = true;
+        } else {
+            return NULL;
+        }
+    }
+    return lx->in_exec ? "unterminated executable comment" : NULL;
+}
+
+/* Reads a quoted token whose opening quote is at lx->pos. Doubled quotes stay inside; a
+ * backslash escapes the next byte when backslash_escapes. Returns false when unterminated. */
+static bool lex_quoted(sql_lexer *lx, char quote, bool backslash_escapes)
+{
+    size_t i = lx->pos + 1;
+    while (i < lx->len) {
+        char c = lx->sql[i];
+        if (c == '\\' && backslash_escapes) {
+            if (i + 1 >= lx->len)
+                return false;
+            i += 2;
+        } else if (c == quote) {
+            if (i + 1 < lx->len && lx->sql[i + 1] == quote) {
+                i += 2;
+            } else {
+                lx->pos = i + 1;
+                return true;
+            }
+        } else {
+            i++;
+        }
+    }
+    return false;
+}
+
+static size_t lex_skip_ident(const sql_lexer *lx, size_t i)
+{
+    while (i < lx->len && lex_is_ident((unsigned char)lx->sql[i]) &&
+           !lex_is_ambiguous_byte((unsigned char)lx->sql[i]))
+        i++;
+    return i;
+}
+
+static size_t lex_skip_digits(const sql_lexer *lx, size_t i)
+{
+    while (i < lx->len && lex_is_digit((unsigned char)lx->sql[i]))
+        i++;
+    return i;
+}
+
+/* The fraction and exponent of a number whose '.' is at i. The server rejects an exponent
+ * without digits ("1.5e", "1.5e-"), in ways that differ between versions: refused. */
+static bool lex_real_tail(const sql_lexer *lx, size_t *ip)
+{
+    size_t i = lex_skip_digits(lx, *ip + 1);
+    if (i < lx->len && (lx->sql[i] == 'e' || lx->sql[i] == 'E')) {
+        i++;
+        if (i < lx->len && (lx->sql[i] == '+' || lx->sql[i] == '-'))
+            i++;
+        if (i >= lx->len || !lex_is_digit((unsigned char)lx->sql[i]))
+            return false;
+        i = lex_skip_digits(lx, i);
+    }
+    *ip = i;
+    return true;
+}
+
+/* A token that starts with a digit: a number (12, 1.5, 1e5, 0x1F, 0b01) or an identifier
+ * that starts with digits (1abc, 0xZZ, 1e), following the server's rules. */
+static sql_token lex_number_or_ident(sql_lexer *lx, sql_token t)
+{
+    size_t s = lx->pos, i;
+    unsigned char c1 = lex_peek(lx, 1);
+    if (lex_peek(lx, 0) == '0' && (c1 == 'x' || c1 == 'b')) {
+        i = s + 2;
+        while (i < lx->len && (c1 == 'x' ? lex_is_xdigit((unsigned char)lx->sql[i])
+                                         : (lx->sql[i] == '0' || lx->sql[i] == '1')))
+            i++;
+        if (i > s + 2 && (i >= lx->len || !lex_is_ident((unsigned char)lx->sql[i]))) {
+            t.kind = SQLTOK_NUMBER;
+            t.len = i - s;
+            lx->pos = i;
+            return t;
+        }
+    }
+    i = lex_skip_digits(lx, s);
+    if (i < lx->len && lex_is_ident((unsigned char)lx->sql[i])) {
+        char e = lx->sql[i];
+        if (e == 'e' || e == 'E') {
+            size_t j = i + 1;
+            if (j < lx->len && (lx->sql[j] == '+' || lx->sql[j] == '-') && j + 1 < lx->len &&
+                lex_is_digit((unsigned char)lx->sql[j + 1]))
+                j++;
+            if (j < lx->len && lex_is_digit((unsigned char)lx->sql[j])) {
+                t.kind = SQLTOK_NUMBER;
+                lx->pos = lex_skip_digits(lx, j);
+                t.len = lx->pos - s;
+                return t;
+            }
+        }
+        t.kind = SQLTOK_WORD;
+        lx->pos = lex_skip_ident(lx, i);
+        t.len = lx->pos - s;
+        return t;
+    }
+    if (i < lx->len && lx->sql[i] == '.' && !lex_real_tail(lx, &i))
+        return lex_fail(lx, "malformed number");
+    t.kind = SQLTOK_NUMBER;
+    t.len = i - s;
+    lx->pos = i;
+    return t;
+}
+
+/* After '@': a quoted name, or the bytes the server takes for a name (identifier bytes and
+ * '.'). */
+static sql_token lex_user_var(sql_lexer *lx, sql_token t)
+{
+    size_t s = lx->pos;
+    lx->pos++;
+    char q = (char)lex_peek(lx, 0);
+    if (lx->pos < lx->len && (q == '\'' || q == '"' || q == '`')) {
+        size_t qs = lx->pos;
+        bool esc = q != '`' && !lx->mode.no_backslash_escapes &&
+                   !(q == '"' && lx->mode.ansi_quotes);
+        if (!lex_quoted(lx, q, esc))
+            return lex_fail(lx, q == '`' ? "unterminated quoted identifier"
+                                         : "unterminated string");
+        if (lex_hides_exec_end(lx, qs, lx->pos))
+            return lex_fail(lx, "quoted text inside an executable comment hides its end");
+    } else {
+        while (lx->pos < lx->len) {
+            unsigned char c = lex_peek(lx, 0);
+            if (lex_is_ambiguous_byte(c))
+                return lex_fail_byte(lx, c);
+            if (!lex_is_ident(c) && c != '.')
+                break;
+            lx->pos++;
+        }
+    }
+    t.kind = SQLTOK_USERVAR;
+    t.len = lx->pos - s;
+    return t;
+}
+
+/* Marks an identifier followed right away by '.' and an identifier byte, as the server does
+ * before it reads the next part of a qualified name. */
+static sql_token lex_ident_done(sql_lexer *lx, sql_token t)
+{
+    if (lex_peek(lx, 0) == '.' && lex_has(lx, 1) && lex_is_ident(lex_peek(lx, 1)) &&
+        !lex_is_ambiguous_byte(lex_peek(lx, 1)))
+        lx->after_dot = 1;
+    return t;
+}
+
+static sql_token lex_token(sql_lexer *lx);
+
+sql_token sqllex_next(sql_lexer *lx)
+{
+    sql_token t = lex_token(lx);
+    if (t.kind == SQLTOK_WORD || t.kind == SQLTOK_QIDENT)
+        return lex_ident_done(lx, t);
+    return t;
+}
+
+static sql_token lex_token(sql_lexer *lx)
+{
+    sql_token t = {SQLTOK_END, false, lx->pos, 0};
+    int after_dot = lx->after_dot;
+    lx->after_dot = 0;
+    if (lx->error)
+        return lex_fail(lx, lx->error);
+    const char *why = lex_skip_space(lx, &t.spaced);
+    if (why)
+        return lex_fail(lx, why);
+    t.start = lx->pos;
+    if (lx->pos >= lx->len)
+        return t;
+
+    unsigned char c = lex_peek(lx, 0);
+    if (c == 0)
+        return lex_fail(lx, "NUL byte");
+    if (lex_is_ambiguous_byte(c))
+        return lex_fail_byte(lx, c);
+
+    if (c == '.' && after_dot == 1) {
+        /* "t.1e5": after an identifier and a '.', the server reads an identifier. */
+        lx->pos++;
+        lx->after_dot = 2;
+        t.kind = SQLTOK_PUNCT;
+        t.len = 1;
+        return t;
+    }
+    if (after_dot == 2 && lex_is_ident(c) && !t.spaced) {
+        lx->pos = lex_skip_ident(lx, lx->pos);
+        t.kind = SQLTOK_WORD;
+        t.len = lx->pos - t.start;
+        return t;
+    }
+    if (c == '\'' || c == '"' || c == '`') {
+        bool ident = c == '`' || (c == '"' && lx->mode.ansi_quotes);
+        bool esc = !ident && !lx->mode.no_backslash_escapes;
+        if (!lex_quoted(lx, (char)c, esc))
+            return lex_fail(lx, ident ? "unterminated quoted identifier" : "unterminated string");
+        if (lex_hides_exec_end(lx, t.start, lx->pos))
+            return lex_fail(lx, "quoted text inside an executable comment hides its end");
+        t.kind = ident ? SQLTOK_QIDENT : SQLTOK_STRING;
+        t.len = lx->pos - t.start;
+        return t;
+    }
+    if (lex_is_digit(c))
+        return lex_number_or_ident(lx, t);
+    if (c == '.' && lex_is_digit(lex_peek(lx, 1))) {
+        size_t i = lx->pos;
+        if (!lex_real_tail(lx, &i))
+            return lex_fail(lx, "malformed number");
+        t.kind = SQLTOK_NUMBER;
+        t.len = i - lx->pos;
+        lx->pos = i;
+        return t;
+    }
+    if (lex_is_ident(c)) {
+        lx->pos = lex_skip_ident(lx, lx->pos);
+        t.kind = SQLTOK_WORD;
+        t.len = lx->pos - t.start;
+        return t;
+    }
+    if (c == '@') {
+        if (lex_peek(lx, 1) == '@') {
+            lx->pos += 2;
+            t.kind = SQLTOK_SYSVAR;
+            t.len = 2;
+            return t;
+        }
+        return lex_user_var(lx, t);
+    }
+    if (c == ';') {
+        if (lx->in_exec)
+            return lex_fail(lx, "';' inside an executable comment");
+        lx->pos++;
+        t.kind = SQLTOK_SEMICOLON;
+        t.len = 1;
+        return t;
+    }
+    if ((c == '[' || c == ']') && lx->strict_brackets)
+        return lex_fail(lx, "'[' or ']' under an unknown sql_mode");
+    t.kind = SQLTOK_PUNCT;
+    t.len = c == ':' && lex_peek(lx, 1) == '=' ? 2 : 1;
+    lx->pos += t.len;
+    return t;
+}
