@@ -509,6 +509,10 @@ static void handle_handshake(client *c)
     size_t plen = r.plugin ? r.plugin_len : strlen(PLUGIN_NATIVE);
     bool is_sha2 = plen == strlen(PLUGIN_SHA2) && memcmp(plugin, PLUGIN_SHA2, plen) == 0;
     bool is_native = plen == strlen(PLUGIN_NATIVE) && memcmp(plugin, PLUGIN_NATIVE, plen) == 0;
+    /* An empty answer may come from a client whose plugin had no scramble to work with (it
+     * chose another plugin than the greeting's): ask again below, with a switch. */
+    if (r.auth_len == 0 || (r.auth_len == 1 && r.auth[0] == 0))
+        is_sha2 = is_native = false;
     if (is_sha2) {
         if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, r.auth, r.auth_len)) {
             deny_login(c, r.auth_len > 0);
