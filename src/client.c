@@ -372,6 +372,7 @@ static void process_packets(client *c)
         if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
             log_warn("conn %u %s: packet larger than max_packet_size (%lld bytes)", c->id,
                      c->addr, max);
+            c->seq = (uint8_t)(seq + 1);
             client_fail(c, 1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes");
             return;
         }
