@@ -94,6 +94,11 @@ void cfg_diags_init(cfg_diags *d);
 void cfg_diags_free(cfg_diags *d);
 void cfg_diags_print(const cfg_diags *d, FILE *out);
 
+/* When true, a ${VAR} whose variable is not set reads as empty instead of being an error.
+ * Set by commands that never connect to a backend (user ...), so that managing accounts
+ * does not need the backend passwords in the environment. */
+extern bool config_unset_vars_empty;
+
 /* Loads the file at path and its includes. Returns the model, or NULL when d holds at least
  * one error (all errors found are in d, not only the first). The caller frees the model
  * with config_free() and the diagnostics with cfg_diags_free(). */

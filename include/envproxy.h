@@ -166,6 +166,8 @@ void pool_discard(pool *pl, backend *b);
 /* Closes idle connections older than idle_timeout, keeping min. Called by the main loop. */
 void pool_maintain(pool *pl, uint64_t now_ms);
 void pool_stats(pool *pl, int *in_use, int *idle, int *waiting);
+/* Opens connections on base until the pool holds min (main loop, once a second). */
+void pool_fill(pool *pl, struct event_base *base);
 
 /* Resets b (on its current base) and gives it back, or discards it when the reset fails. */
 void backend_recycle(backend *b);

@@ -165,15 +165,12 @@ envproxy is listening on 127.0.0.1:$PROXY_PORT (dev and prod behind it). Connect
 (add --comments to send /* env=... */ hints: the client strips comments otherwise)
 and try:
 
-    SELECT * FROM __envs.environments;
+    SHOW DATABASES;
     SELECT id, status, total FROM orders;                 -- prod is read-only:
     DELETE FROM orders WHERE id = 1;                      --   this is refused
     USE shop@dev;                                         -- switch to dev
     UPDATE products SET stock = stock - 1 WHERE id = 1;   -- allowed in dev
-    /* env=dev,prod */ SELECT COUNT(*) FROM shop.orders;  -- both at once
-    SELECT * FROM __compare.query WHERE envs='dev,prod'
-        AND sql='SELECT id, status FROM shop.orders' AND key='id';
-    SELECT * FROM __compare.schema WHERE envs='dev,prod' AND db='shop';
+    /* env=prod */ SELECT status FROM orders WHERE id = 3; -- one statement in prod
 
 Stop everything with: make demo-stop
 EOF

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+bool config_unset_vars_empty = false;
+
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
 #define DEFAULT_LISTEN_PORT 3307
 #define DEFAULT_ACCOUNTS "envproxy.db"
@@ -839,6 +841,8 @@ static char *expand_vars(loader *ld, const char *key, const ynode *n, const char
                 sb_putn(&out, dflt + 2, (size_t)(close - dflt - 2));
             else if (val)
                 sb_puts(&out, val);
+            else if (config_unset_vars_empty)
+                ; /* read as empty: the caller does not need backend credentials */
             else {
                 diag(ld, n, "%s: environment variable '%s' is not set", key, var);
                 bad = true;

@@ -47,6 +47,7 @@ static int cmd_check(const char *path)
 
 static int cmd_user(const char *path, int argc, char **argv)
 {
+    config_unset_vars_empty = true;
     config *c = load(path);
     if (!c)
         return 1;

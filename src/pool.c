@@ -210,3 +210,34 @@ void backend_recycle(backend *b)
     evbuffer_drain(b->out, evbuffer_get_length(b->out));
     backend_reset(b, recycle_done, NULL);
 }
+
+static void fill_done(backend *b, int rc, void *arg)
+{
+    pool *pl = b->pool;
+    if (rc) {
+        atomic_fetch_add(&pl->connect_errors, 1);
+        log_warn("env %s: cannot open a pooled connection to %s:%d: %s", pl->env->name,
+                 pl->env->host, pl->env->port, b->err_msg);
+        pool_discard(pl, b);
+        return;
+    }
+    atomic_fetch_add(&pl->connects, 1);
+    b->state = BE_BUSY;
+    proxy_note_version(pl->proxy, pl->env, mysql_get_server_info(b->mysql));
+    pool_release(pl, b);
+}
+
+void pool_fill(pool *pl, struct event_base *base)
+{
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        bool need = pl->n_total < pl->env->pool.min;
+        if (need)
+            pl->n_total++;
+        pthread_mutex_unlock(&pl->mu);
+        if (!need)
+            return;
+        backend *b = backend_new(pl);
+        backend_connect(b, base, fill_done, NULL);
+    }
+}

@@ -238,8 +238,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     proxy *p = arg;
     uint64_t now = now_ms();
-    for (int i = 0; i < p->cfg->n_envs; i++)
+    for (int i = 0; i < p->cfg->n_envs; i++) {
         pool_maintain(p->pools[i], now);
+        pool_fill(p->pools[i], p->base);
+    }
     check_accounts(p);
 }
 

@@ -125,3 +125,23 @@ def test_idle_connections_are_closed_after_idle_timeout(make_proxy, servers):
     while app_connections() > base and time.monotonic() < deadline:
         time.sleep(0.3)
     assert app_connections() == base
+
+
+def test_pool_keeps_min_connections_open(make_proxy, servers):
+    def app_connections():
+        return servers.sql("prod", "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                   "WHERE USER = 'app'")[0][0]
+
+    base = app_connections()
+    p = make_proxy(extra_yaml={"environments": {"prod": {"pool": {"min": 2}}}})
+    deadline = time.monotonic() + 5
+    while app_connections() < base + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert app_connections() == base + 2
+    # They serve clients.
+    assert p.query("SELECT 1", user="bob", password="bob-pw") == [(1,)]
+    p.stop()
+    deadline = time.monotonic() + 5
+    while app_connections() > base and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert app_connections() == base
