@@ -46,6 +46,7 @@ typedef enum {
     BOP_SET_OPTION,
     BOP_CHARSET,
     BOP_CHANGE_USER,
+    BOP_READ_MODE, /* SELECT @@SESSION.sql_mode, then its result */
 } be_op;
 
 /* Called on the backend's current event base when an operation ends: rc 0 on success, -1
@@ -67,6 +68,8 @@ struct backend {
     int ret_int;
     my_bool ret_bool;
     MYSQL *ret_mysql;
+    MYSQL_RES *ret_res;
+    int op_phase;
     char op_text[96]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
 
     /* Session state known to be applied on the server side. */
@@ -75,6 +78,8 @@ struct backend {
     bool multi_stmt;     /* multi-statements enabled */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
+    sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
+    sql_mode_flags default_mode; /* the mode a new or reset session starts with */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -99,6 +104,8 @@ void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg);
 void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg);
 /* COM_CHANGE_USER to the pool's own account with no database: the way back to "no database". */
 void backend_clear_db(backend *b, be_done_fn done, void *arg);
+/* Reads the session's sql_mode into b->mode and b->default_mode (after connecting). */
+void backend_read_mode(backend *b, be_done_fn done, void *arg);
 /* Moves the backend to base (it must have nothing pending). */
 void backend_attach(backend *b, struct event_base *base);
 /* Stops watching the socket (the raw relay or an operation). */
@@ -241,7 +248,6 @@ struct client {
     char db[ROUTE_NAME_MAX + 1];
     bool has_db;
     bool multi_stmt;
-    sql_mode_flags sql_mode;
 
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];
@@ -255,6 +261,7 @@ struct client {
     char job_db[ROUTE_NAME_MAX + 1];
     bool job_has_db;
     bool job_moves_session; /* the statement runs at the session's position */
+    bool job_mode_changed;  /* the statement sets sql_mode: unknown if it fails */
     backend *be;
 
     /* Relay state. */

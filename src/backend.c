@@ -142,6 +142,20 @@ static void be_step(backend *b, int ready)
                        : mysql_change_user_cont(&b->ret_bool, b->mysql, ready);
         break;
     }
+    case BOP_READ_MODE:
+        if (b->op_phase == 0) {
+            status = start ? mysql_real_query_start(&b->ret_int, b->mysql,
+                                                    "SELECT @@SESSION.sql_mode", 25)
+                           : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
+            if (status == 0 && b->ret_int == 0) {
+                b->op_phase = 1;
+                start = true;
+            }
+        }
+        if (b->op_phase == 1)
+            status = start ? mysql_store_result_start(&b->ret_res, b->mysql)
+                           : mysql_store_result_cont(&b->ret_res, b->mysql, ready);
+        break;
     case BOP_NONE:
         return;
     }
@@ -173,6 +187,7 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             free(b->cur_db);
             b->cur_db = NULL;
+            b->mode = b->default_mode;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
         }
@@ -187,6 +202,7 @@ static void be_step(backend *b, int ready)
     case BOP_RESET:
         rc = b->ret_int ? -1 : 0;
         if (rc == 0) {
+            b->mode = b->default_mode;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
         }
@@ -199,12 +215,35 @@ static void be_step(backend *b, int ready)
             b->charset[n] = '\0';
         }
         break;
+    case BOP_READ_MODE:
+        rc = -1;
+        if (b->op_phase == 1 && b->ret_res) {
+            MYSQL_ROW row = mysql_fetch_row(b->ret_res);
+            unsigned long *lens = mysql_fetch_lengths(b->ret_res);
+            if (row && lens) {
+                memset(&b->mode, 0, sizeof(b->mode));
+                sqlpolicy_mode_from_string(row[0] ? row[0] : "", row[0] ? lens[0] : 0,
+                                           &b->mode);
+                b->default_mode = b->mode;
+                rc = 0;
+            }
+            mysql_free_result(b->ret_res);
+            b->ret_res = NULL;
+        }
+        break;
     default:
         rc = b->ret_int ? -1 : 0;
         break;
     }
     if (rc)
         be_take_error(b);
+    if (b->op == BOP_CONNECT && rc == 0) {
+        /* Connected: learn how the session reads SQL before anyone uses it. */
+        b->op = BOP_READ_MODE;
+        b->op_phase = 0;
+        be_step(b, -1);
+        return;
+    }
     if (b->op == BOP_QUERY && rc == 0) {
         /* Setup statements return no rows, but drain any result to keep the protocol in step. */
         MYSQL_RES *res = mysql_use_result(b->mysql);
@@ -227,6 +266,7 @@ static void be_begin(backend *b, be_op op, be_done_fn done, void *arg)
 {
     backend_unwatch(b);
     b->op = op;
+    b->op_phase = 0;
     b->done = done;
     b->done_arg = arg;
     be_step(b, -1);
@@ -287,6 +327,11 @@ void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg)
 void backend_clear_db(backend *b, be_done_fn done, void *arg)
 {
     be_begin(b, BOP_CHANGE_USER, done, arg);
+}
+
+void backend_read_mode(backend *b, be_done_fn done, void *arg)
+{
+    be_begin(b, BOP_READ_MODE, done, arg);
 }
 
 void backend_watch(backend *b, event_callback_fn cb, void *arg)

@@ -734,26 +734,8 @@ static void handle_query(client *c)
     }
     if (!resolve(c, &h))
         return;
-    if (c->route.read_only) {
-        policy_verdict v;
-        if (!sqlpolicy_check_readonly(sql, len, &c->sql_mode, &v)) {
-            const cfg_env *e = c->route.env;
-            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
-                     v.what);
-            if (e->access != ACCESS_READ_WRITE)
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: environment '%s' is read-only: %s is not allowed",
-                                e->name, v.what);
-            else
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: account '%s' may only read in environment '%s': %s "
-                                "is not allowed",
-                                c->user, e->name, v.what);
-            client_command_done(c);
-            return;
-        }
-    }
-    sqlpolicy_track_sql_mode(sql, len, &c->sql_mode);
+    /* The policy check waits for the backend connection: how SQL is read depends on that
+     * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
     c->rl = RL_FIRST;
     start_job(c);
@@ -774,7 +756,6 @@ static void handle_reset_connection(client *c)
         snprintf(c->db, sizeof(c->db), "%s", c->env->database);
         c->has_db = true;
     }
-    memset(&c->sql_mode, 0, sizeof(c->sql_mode));
     send_ok(c, ST_AUTOCOMMIT);
     client_command_done(c);
 }
@@ -1008,6 +989,37 @@ static void prepare_done(backend *b, int rc, void *arg)
     prepare_step(c);
 }
 
+/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
+ * and follows SET sql_mode. Returns false after refusing it. */
+static bool check_policy(client *c, backend *b)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (c->route.read_only) {
+        policy_verdict v;
+        if (!sqlpolicy_check_readonly(sql, len, &b->mode, &v)) {
+            const cfg_env *e = c->route.env;
+            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
+                     v.what);
+            if (e->access != ACCESS_READ_WRITE)
+                client_send_err(c, 1290, "HY000",
+                                "envproxy: environment '%s' is read-only: %s is not allowed",
+                                e->name, v.what);
+            else
+                client_send_err(c, 1290, "HY000",
+                                "envproxy: account '%s' may only read in environment '%s': %s "
+                                "is not allowed",
+                                c->user, e->name, v.what);
+            client_command_done(c);
+            return false;
+        }
+    }
+    sql_mode_flags before = b->mode;
+    sqlpolicy_track_sql_mode(sql, len, &b->mode);
+    c->job_mode_changed = memcmp(&before, &b->mode, sizeof(before)) != 0;
+    return true;
+}
+
 /* Brings the backend to the session state the command needs, one step at a time, then
  * runs the command. */
 static void prepare_step(client *c)
@@ -1042,6 +1054,8 @@ static void prepare_step(client *c)
 
     switch (c->job) {
     case JOB_QUERY:
+        if (c->cmd.data[0] == CMD_QUERY && !check_policy(c, b))
+            return;
         relay_start(c, c->rl);
         break;
     case JOB_USE:

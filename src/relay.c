@@ -22,6 +22,7 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
+    /* b is dropped below, with whatever sql_mode it had. */
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
     backend_unwatch(b);
@@ -30,10 +31,12 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
     client_command_done(c);
 }
 
-static void relay_finish(client *c)
+static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
     backend_unwatch(b);
+    if (failed && c->job_mode_changed)
+        b->mode.unknown = true; /* which SET sql_mode took effect is not known */
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
@@ -106,7 +109,7 @@ static bool relay_process(client *c)
             if (c->rl_remaining > 0)
                 return true;
             if (!c->rl_continued && c->rl == RL_ONE) {
-                relay_finish(c);
+                relay_finish(c, false);
                 return false;
             }
             continue;
@@ -120,7 +123,7 @@ static bool relay_process(client *c)
             /* The next physical part of a long packet. */
             stream_packet(c, len);
             if (len == 0 && c->rl == RL_ONE) {
-                relay_finish(c);
+                relay_finish(c, false);
                 return false;
             }
             continue;
@@ -139,7 +142,7 @@ static bool relay_process(client *c)
                 c->rl = RL_COLS_EOF;
             stream_packet(c, len);
             if (len == 0 && c->rl == RL_ONE) {
-                relay_finish(c);
+                relay_finish(c, false);
                 return false;
             }
             continue;
@@ -157,7 +160,7 @@ static bool relay_process(client *c)
             stream_packet(c, len);
             evbuffer_remove_buffer(b->in, client_out(c), len);
             c->rl_remaining = 0;
-            relay_finish(c);
+            relay_finish(c, true);
             return false;
         }
         if (is_column && !is_eof && first != 0xFF) {
@@ -188,7 +191,7 @@ static bool relay_process(client *c)
                 }
                 evbuffer_drain(b->in, PKT_HEADER + len);
                 if (!(status & ST_MORE_RESULTS)) {
-                    relay_finish(c);
+                    relay_finish(c, false);
                     return false;
                 }
                 continue;
@@ -257,7 +260,7 @@ static bool relay_process(client *c)
                 c->rl = RL_FIRST;
                 continue;
             }
-            relay_finish(c);
+            relay_finish(c, false);
             return false;
         }
         }
