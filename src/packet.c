@@ -257,8 +257,10 @@ bool pr_lenenc_str(preader *r, const uint8_t **s, size_t *n)
 
 bool pr_cstr(preader *r, const char **s, size_t *n)
 {
-    if (r->bad)
+    if (r->bad || r->p == r->end) {
+        r->bad = true;
         return false;
+    }
     const uint8_t *nul = memchr(r->p, 0, (size_t)(r->end - r->p));
     if (!nul) {
         r->bad = true;

@@ -251,9 +251,9 @@ int route_parse_use(const char *sql, size_t len, char *name, size_t cap, char *e
             name[n++] = sql[i++];
         }
     } else {
-        while (i < len && !is_space(sql[i]) && sql[i] != ';') {
-            if (sql[i] == '`' || sql[i] == '"' || sql[i] == '\'' ||
-                (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*')) {
+        while (i < len && !is_space(sql[i]) && sql[i] != ';' && sql[i] != '#' &&
+               !(sql[i] == '/' && i + 1 < len && sql[i + 1] == '*')) {
+            if (sql[i] == '`' || sql[i] == '"' || sql[i] == '\'') {
                 snprintf(err, errlen, "USE: cannot read the name");
                 return -1;
             }

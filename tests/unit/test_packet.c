@@ -10,7 +10,7 @@
 /* A heap copy of exactly n bytes of p (the caller frees). */
 static uint8_t *exact(const void *p, size_t n)
 {
-    uint8_t *d = malloc(n ? n : 1);
+    uint8_t *d = calloc(n ? n : 1, 1);
     if (!d)
         abort();
     if (n)
@@ -28,15 +28,15 @@ static int same_bytes(const uint8_t *got, size_t got_len, const uint8_t *want, s
     }
     for (size_t i = 0; i < want_len; i++) {
         if (got[i] != want[i]) {
-            fprintf(stderr, "%s:%d: byte %zu is 0x%02x, want 0x%02x\n", __FILE__, line, i,
-                    got[i], want[i]);
+            fprintf(stderr, "%s:%d: byte %zu is 0x%02x, want 0x%02x\n", __FILE__, line, i, got[i],
+                    want[i]);
             return 0;
         }
     }
     return 1;
 }
 
-#define CHECK_BYTES(got, got_len, want) \
+#define CHECK_BYTES(got, got_len, want)                                                            \
     CHECK(same_bytes((got), (got_len), (want), sizeof(want), __LINE__))
 
 /* ---- pbuf ---------------------------------------------------------------------------- */
@@ -97,8 +97,8 @@ static void test_pbuf(void)
     pbuf_cstr(&b, "");
     pbuf_lenenc_str(&b, "xyz", 3);
     pbuf_lenenc_str(&b, "", 0);
-    static const uint8_t want[] = {0x34, 0x12, 0xEF, 0xCD, 0xAB, 0x04, 0x03, 0x02, 0x01, 'h',
-                                   'i',  0,    0,    3,    'x',  'y',  'z',  0};
+    static const uint8_t want[] = {0x34, 0x12, 0xEF, 0xCD, 0xAB, 0x04, 0x03, 0x02, 0x01,
+                                   'h',  'i',  0,    0,    3,    'x',  'y',  'z',  0};
     CHECK_BYTES(b.data, b.len, want);
 
     CHECK_INT(pkt_u16(want), 0x1234);
@@ -235,8 +235,8 @@ static void test_lenenc_special(void)
 
 static void test_reader_basic(void)
 {
-    static const uint8_t src[] = {0x01, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12, 'a', 'b', 0,
-                                  0x03, 'x',  'y',  'z',  0xAA, 0xBB};
+    static const uint8_t src[] = {0x01, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12, 'a',
+                                  'b',  0,    0x03, 'x',  'y',  'z',  0xAA, 0xBB};
     uint8_t *in = exact(src, sizeof(src));
     preader r;
     pr_init(&r, in, sizeof(src));
@@ -274,8 +274,8 @@ static void test_reader_basic(void)
     free(in);
 }
 
-/* Runs every reader function on in[0..n), each at a point where it needs exactly `need`
- * more bytes than are there, and checks each fails cleanly. */
+/* Every reader function on input that is too short for it: each must fail, mark the reader
+ * failed and read nothing past the end. */
 static void test_reader_truncated(void)
 {
     preader r;
@@ -492,8 +492,8 @@ static void check_big_packet(size_t n, const size_t *want_sizes, int want_n)
         }
         size_t len = pkt_u24(b.data + off);
         if (len != want_sizes[k] || b.data[off + 3] != (uint8_t)(250 + k)) {
-            fprintf(stderr, "%s: packet %d has length %zu seq %u, want %zu seq %u\n", __FILE__,
-                    k, len, b.data[off + 3], want_sizes[k], (uint8_t)(250 + k));
+            fprintf(stderr, "%s: packet %d has length %zu seq %u, want %zu seq %u\n", __FILE__, k,
+                    len, b.data[off + 3], want_sizes[k], (uint8_t)(250 + k));
             ok = 0;
             break;
         }
@@ -560,6 +560,7 @@ static void test_greeting(void)
         .status = ST_AUTOCOMMIT,
         .auth_plugin = "mysql_native_password",
     };
+    /* clang-format off */
     static const uint8_t want[] = {
         10,                                             /* protocol version */
         '5', '.', '7', '-', 'x', 0,                     /* server version */
@@ -577,6 +578,7 @@ static void test_greeting(void)
         'm', 'y', 's', 'q', 'l', '_', 'n', 'a', 't', 'i', 'v', 'e', '_', 'p', 'a', 's', 's', 'w',
         'o', 'r', 'd', 0,
     };
+    /* clang-format on */
     pbuf b;
     pbuf_init(&b);
     uint8_t seq = 0;
@@ -596,8 +598,8 @@ static void test_ok_builder(void)
     size_t len;
     pkt_build_ok(&b, &seq, 1, 300, ST_AUTOCOMMIT | ST_IN_TRANS, 3, "info", 4);
     CHECK_INT(seq, 3);
-    static const uint8_t want[] = {0x00, 0x01, 0xFC, 0x2C, 0x01, 0x03, 0x00, 0x03, 0x00,
-                                   'i',  'n',  'f',  'o'};
+    static const uint8_t want[] = {0x00, 0x01, 0xFC, 0x2C, 0x01, 0x03, 0x00,
+                                   0x03, 0x00, 'i',  'n',  'f',  'o'};
     const uint8_t *p = one_packet(&b, 2, &len);
     CHECK_BYTES(p, len, want);
 
@@ -622,8 +624,8 @@ static void test_ok_builder(void)
     pbuf_reset(&b);
     seq = 1;
     pkt_build_ok(&b, &seq, UINT64_MAX, 0x10000, 0, 0, "", 0);
-    static const uint8_t big[] = {0x00, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                                  0xFD, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t big[] = {0x00, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                  0xFF, 0xFD, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00};
     p = one_packet(&b, 1, &len);
     CHECK_BYTES(p, len, big);
     pbuf_free(&b);
@@ -672,10 +674,10 @@ static void test_err_builder(void)
     size_t len;
     pkt_build_err(&b, &seq, 1044, "42000", "Access denied for user '%s'", "bob");
     CHECK_INT(seq, 2);
-    static const uint8_t want[] = {0xFF, 0x14, 0x04, '#', '4', '2', '0', '0', '0', 'A', 'c',
-                                   'c',  'e',  's',  's', ' ', 'd', 'e', 'n', 'i', 'e', 'd',
-                                   ' ',  'f',  'o',  'r', ' ', 'u', 's', 'e', 'r', ' ', '\'',
-                                   'b',  'o',  'b',  '\''};
+    static const uint8_t want[] = {0xFF, 0x14, 0x04, '#', '4', '2', '0', '0', '0', 'A',
+                                   'c',  'c',  'e',  's', 's', ' ', 'd', 'e', 'n', 'i',
+                                   'e',  'd',  ' ',  'f', 'o', 'r', ' ', 'u', 's', 'e',
+                                   'r',  ' ',  '\'', 'b', 'o', 'b', '\''};
     const uint8_t *p = one_packet(&b, 1, &len);
     CHECK_BYTES(p, len, want);
 
@@ -713,10 +715,10 @@ static void test_auth_switch_builder(void)
     size_t len;
     pkt_build_auth_switch(&b, &seq, "caching_sha2_password", scramble);
     CHECK_INT(seq, 3);
-    static const uint8_t want[] = {0xFE, 'c', 'a', 'c', 'h', 'i', 'n', 'g', '_', 's', 'h', 'a',
-                                   '2',  '_', 'p', 'a', 's', 's', 'w', 'o', 'r', 'd', 0,   1,
-                                   2,    3,   4,   5,   6,   7,   8,   9,   10,  11,  12,  13,
-                                   14,   15,  16,  17,  18,  19,  20,  0};
+    static const uint8_t want[] = {0xFE, 'c', 'a', 'c', 'h', 'i', 'n', 'g', '_', 's', 'h',
+                                   'a',  '2', '_', 'p', 'a', 's', 's', 'w', 'o', 'r', 'd',
+                                   0,    1,   2,   3,   4,   5,   6,   7,   8,   9,   10,
+                                   11,   12,  13,  14,  15,  16,  17,  18,  19,  20,  0};
     const uint8_t *p = one_packet(&b, 2, &len);
     CHECK_BYTES(p, len, want);
     pbuf_free(&b);
@@ -730,6 +732,7 @@ static void test_column_builder(void)
     size_t len;
     pkt_build_column(&b, &seq, "db", "t", "col", 33, 0x00010203, PKT_TYPE_VAR_STRING, 0x0081, 2);
     CHECK_INT(seq, 3);
+    /* clang-format off */
     static const uint8_t want[] = {
         3,    'd',  'e',  'f',        /* catalog */
         2,    'd',  'b',              /* schema */
@@ -745,6 +748,7 @@ static void test_column_builder(void)
         2,                            /* decimals */
         0,    0,                      /* filler */
     };
+    /* clang-format on */
     const uint8_t *p = one_packet(&b, 2, &len);
     CHECK_BYTES(p, len, want);
 
@@ -752,9 +756,12 @@ static void test_column_builder(void)
     pbuf_reset(&b);
     seq = 1;
     pkt_build_column(&b, &seq, "", "", "_env", 63, 64, PKT_TYPE_LONGLONG, 0, 0);
-    static const uint8_t computed[] = {3,    'd', 'e', 'f', 0, 0, 0, 4, '_', 'e', 'n', 'v',
-                                       4,    '_', 'e', 'n', 'v', 0x0C, 63, 0, 64, 0, 0, 0,
-                                       PKT_TYPE_LONGLONG, 0, 0, 0, 0, 0};
+    static const uint8_t computed[] = {3,   'd', 'e',  'f', 0,
+                                       0,   0,   4,    '_', 'e',
+                                       'n', 'v', 4,    '_', 'e',
+                                       'n', 'v', 0x0C, 63,  0,
+                                       64,  0,   0,    0,   PKT_TYPE_LONGLONG,
+                                       0,   0,   0,    0,   0};
     p = one_packet(&b, 1, &len);
     CHECK_BYTES(p, len, computed);
     pbuf_free(&b);
@@ -860,8 +867,7 @@ static bool span_eq(const void *p, size_t n, const char *want)
 static void build_full_response(pbuf *b)
 {
     uint32_t caps = BASE_CAPS | CAP_SECURE_CONNECTION | CAP_PLUGIN_AUTH | CAP_PLUGIN_AUTH_LENENC |
-                    CAP_CONNECT_WITH_DB | CAP_CONNECT_ATTRS | CAP_DEPRECATE_EOF |
-                    CAP_SESSION_TRACK;
+                    CAP_CONNECT_WITH_DB | CAP_CONNECT_ATTRS | CAP_DEPRECATE_EOF | CAP_SESSION_TRACK;
     hs_head(b, caps);
     pbuf_cstr(b, "alice");
     pbuf_lenenc_str(b, AUTH20, sizeof(AUTH20));
@@ -1299,8 +1305,7 @@ static int parse_ok_exact(const uint8_t *p, size_t len, uint32_t caps, pkt_ok *o
     if (rc == 0) {
         /* Pointers into the payload must stay inside it. */
         CHECK(ok->info_len == 0 || (ok->info >= in && ok->info + ok->info_len <= in + len));
-        CHECK(!ok->schema_changed ||
-              (ok->schema >= in && ok->schema + ok->schema_len <= in + len));
+        CHECK(!ok->schema_changed || (ok->schema >= in && ok->schema + ok->schema_len <= in + len));
         if (ok->info)
             ok->info = p + (ok->info - in);
         if (ok->schema)
@@ -1329,8 +1334,8 @@ static void test_parse_ok(void)
         CHECK_INT(parse_ok_exact(plain, len, CAP_PROTOCOL_41, &ok), len < 7 ? -1 : 0);
 
     /* Large counters. */
-    static const uint8_t counters[] = {0x00, 0xFD, 0x00, 0x00, 0x01, 0xFE, 1, 2, 3, 4, 5, 6, 7, 8,
-                                       0x00, 0x00, 0x05, 0x00};
+    static const uint8_t counters[] = {0x00, 0xFD, 0x00, 0x00, 0x01, 0xFE, 1,    2,    3,
+                                       4,    5,    6,    7,    8,    0x00, 0x00, 0x05, 0x00};
     CHECK_INT(parse_ok_exact(counters, sizeof(counters), TRACK, &ok), 0);
     CHECK(ok.affected == 0x10000);
     CHECK(ok.insert_id == 0x0807060504030201ull);
@@ -1390,9 +1395,8 @@ static void test_parse_ok(void)
     pbuf_free(&b);
 
     /* Only a system variable: no schema change. */
-    static const uint8_t sysvar[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00,
-                                     0x09, 0x00, 0x07, 0x03, 's',  'q',  'l',  0x02,
-                                     'o',  'n'};
+    static const uint8_t sysvar[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x09,
+                                     0x00, 0x07, 0x03, 's',  'q',  'l',  0x02, 'o',  'n'};
     CHECK_INT(parse_ok_exact(sysvar, sizeof(sysvar), TRACK, &ok), 0);
     CHECK(!ok.schema_changed);
 
@@ -1404,15 +1408,14 @@ static void test_parse_ok(void)
     CHECK(span_eq(ok.schema, ok.schema_len, "db"));
 
     /* An empty schema (the session has no database now). */
-    static const uint8_t noschema[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00,
-                                       0x00, 0x03, 0x01, 0x01, 0x00};
+    static const uint8_t noschema[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00,
+                                       0x00, 0x00, 0x03, 0x01, 0x01, 0x00};
     CHECK_INT(parse_ok_exact(noschema, sizeof(noschema), TRACK, &ok), 0);
     CHECK(ok.schema_changed);
     CHECK_INT(ok.schema_len, 0);
 
     /* Malformed state blocks. */
-    static const uint8_t type_only[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00,
-                                        0x00, 0x00, 0x01, 0x01};
+    static const uint8_t type_only[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x01, 0x01};
     CHECK_INT(parse_ok_exact(type_only, sizeof(type_only), TRACK, &ok), -1);
     static const uint8_t entry_past_block[] = {0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00,
                                                0x03, 0x01, 0x05, 0x04, 's',  'h',  'o',  'p'};
@@ -1490,8 +1493,8 @@ static bool inside(const void *p, size_t n, const uint8_t *buf, size_t len)
 static void test_fuzz(void)
 {
     static const uint32_t flag_pool[] = {
-        CAP_SSL,         CAP_SECURE_CONNECTION, CAP_PLUGIN_AUTH, CAP_PLUGIN_AUTH_LENENC,
-        CAP_CONNECT_ATTRS, CAP_CONNECT_WITH_DB, CAP_SESSION_TRACK, CAP_DEPRECATE_EOF};
+        CAP_SSL,           CAP_SECURE_CONNECTION, CAP_PLUGIN_AUTH,   CAP_PLUGIN_AUTH_LENENC,
+        CAP_CONNECT_ATTRS, CAP_CONNECT_WITH_DB,   CAP_SESSION_TRACK, CAP_DEPRECATE_EOF};
     srand(20240601);
     int hs_ok = 0, ok_ok = 0, bad_ptr = 0;
     for (int it = 0; it < 20000; it++) {
@@ -1502,8 +1505,9 @@ static void test_fuzz(void)
         for (size_t i = 0; i < len; i++) {
             int r = rand();
             /* Small values, NULs and 0xFB..0xFF are the interesting bytes. */
-            buf[i] = (r & 3) == 0 ? 0 : (r & 3) == 1 ? (uint8_t)(0xFB + (r >> 2) % 5)
-                                                    : (uint8_t)(r >> 4);
+            buf[i] = (r & 3) == 0   ? 0
+                     : (r & 3) == 1 ? (uint8_t)(0xFB + (r >> 2) % 5)
+                                    : (uint8_t)(r >> 4);
         }
         uint32_t caps = 0;
         for (size_t k = 0; k < sizeof(flag_pool) / sizeof(flag_pool[0]); k++)
@@ -1575,15 +1579,40 @@ static void test_fuzz(void)
         char err[128];
         int rc = pkt_parse_handshake_response(buf, len, &hr, err, sizeof(err));
         CHECK(rc == 0 || rc == -1);
-        if (rc == 0 && (!inside(hr.user, hr.user_len, buf, len) ||
-                        !inside(hr.auth, hr.auth_len, buf, len) ||
-                        !inside(hr.database, hr.database_len, buf, len) ||
-                        !inside(hr.plugin, hr.plugin_len, buf, len)))
+        if (rc == 0 &&
+            (!inside(hr.user, hr.user_len, buf, len) || !inside(hr.auth, hr.auth_len, buf, len) ||
+             !inside(hr.database, hr.database_len, buf, len) ||
+             !inside(hr.plugin, hr.plugin_len, buf, len)))
             bad_ptr++;
         free(buf);
     }
     CHECK_INT(bad_ptr, 0);
     pbuf_free(&b);
+}
+
+/* An empty payload may have no storage at all (a pbuf never written to has data NULL). Every
+ * get on it must fail without touching the pointer. Run last: under
+ * -fno-sanitize-recover=undefined a violation stops the binary. */
+static void test_reader_null(void)
+{
+    preader r;
+    uint8_t u8;
+    uint64_t v;
+    const uint8_t *p;
+    const char *s;
+    size_t n;
+    pbuf empty;
+    pbuf_init(&empty);
+    pr_init(&r, empty.data, empty.len);
+    CHECK_INT(pr_left(&r), 0);
+    CHECK(!pr_u8(&r, &u8));
+    pr_init(&r, empty.data, empty.len);
+    CHECK(!pr_lenenc(&r, &v, NULL));
+    pr_init(&r, empty.data, empty.len);
+    CHECK(!pr_lenenc_str(&r, &p, &n));
+    pr_init(&r, empty.data, empty.len);
+    CHECK(!pr_cstr(&r, &s, &n));
+    CHECK(r.bad);
 }
 
 int main(void)
@@ -1610,5 +1639,6 @@ int main(void)
     test_parse_ok();
     test_eof();
     test_fuzz();
+    test_reader_null();
     return unit_report("packet");
 }
