@@ -118,6 +118,9 @@ void backend_watch(backend *b, event_callback_fn cb, void *arg);
 int backend_flush(backend *b);
 /* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
 bool backend_is_dead(backend *b);
+/* Opens a side connection to b's environment on base and runs KILL QUERY thread_id there,
+ * without waiting for anything: the statement_timeout and disconnect path. */
+void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id);
 /* Closes the connection and frees b (the pool's counters are not touched). */
 void backend_free(backend *b);
 
@@ -271,6 +274,11 @@ struct client {
     bool rl_continued;     /* the current logical packet continues in another packet */
     bool rl_sent;          /* something of the response reached the client */
     bool rl_paused;        /* backend reads paused until the client drains */
+    uint64_t rl_rows;      /* rows of the current result set sent to the client */
+    bool rl_discard;       /* the current packet is dropped: past max_rows */
+    bool rl_truncated;     /* the current result set lost rows to max_rows */
+    bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
+    long long truncated_to; /* the last statement's results were cut to this many rows */
 };
 
 /* Takes ownership of an accepted socket on worker w. */
@@ -289,6 +297,18 @@ void client_drop_backend(client *c, backend *b);
 void relay_start(client *c, relay_state first);
 /* Called when the client's output drained below the low-water mark. */
 void relay_resume(client *c);
+/* statement_timeout passed while the relay runs: kill the query on the backend. */
+void relay_timeout(client *c);
+
+/* result.c: result sets the proxy answers itself. */
+typedef struct {
+    const char *name;
+    uint8_t type; /* PKT_TYPE_* */
+} result_col;
+/* Sends a whole text result set: cells holds nrows * ncols values, row by row (NULL: SQL
+ * NULL). status goes into the final EOF/OK. */
+void result_send(client *c, const result_col *cols, int ncols, const char *const *cells,
+                 int nrows, uint16_t warnings);
 
 /* ---- workers, proxy (worker.c, proxy.c) ------------------------------------------------- */
 

@@ -195,6 +195,7 @@ int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
 
 /* Column types. */
 enum {
+    PKT_TYPE_LONG = 3,
     PKT_TYPE_DOUBLE = 5,
     PKT_TYPE_LONGLONG = 8,
     PKT_TYPE_DATETIME = 12,

@@ -398,3 +398,28 @@ void backend_free(backend *b)
     free(b->cur_db);
     free(b);
 }
+
+static void kill_done(backend *b, int rc, void *arg)
+{
+    if (rc)
+        log_warn("env %s: KILL QUERY %lu failed: %s", b->pool->env->name,
+                 (unsigned long)(uintptr_t)arg, b->err_msg);
+    backend_free(b);
+}
+
+static void kill_connected(backend *b, int rc, void *arg)
+{
+    if (rc) {
+        kill_done(b, rc, arg);
+        return;
+    }
+    char sql[64];
+    snprintf(sql, sizeof(sql), "KILL QUERY %lu", (unsigned long)(uintptr_t)arg);
+    backend_query(b, sql, kill_done, arg);
+}
+
+void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id)
+{
+    backend *b = backend_new(pl);
+    backend_connect(b, base, kill_connected, (void *)(uintptr_t)thread_id);
+}

@@ -198,7 +198,10 @@ static void let_go(backend *b, bool mid_response)
         b->done = orphan_done;
         b->done_arg = NULL;
     } else if (mid_response) {
-        /* Mid-response: the connection cannot be reset cleanly. */
+        /* Mid-response: stop the statement on the server, then drop the connection, which
+         * cannot be reset cleanly. */
+        if (!atomic_load(&b->pool->proxy->stopping))
+            backend_kill_query(b->pool, b->base, b->thread_id);
         pool_discard(b->pool, b);
     } else {
         backend_recycle(b);
@@ -326,6 +329,9 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
             client_command_done(c);
         return;
     }
+    case CL_RELAY:
+        relay_timeout(c);
+        return;
     default:
         return;
     }
@@ -703,6 +709,24 @@ static bool resolve(client *c, const route_hint *h)
     return true;
 }
 
+/* True for exactly `SHOW WARNINGS` (any case and spacing, an optional ';'). */
+static bool is_show_warnings(const char *s, size_t len)
+{
+    static const char *const words[] = {"show", "warnings"};
+    size_t i = 0;
+    for (int w = 0; w < 2; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t n = strlen(words[w]);
+        if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
+            return false;
+        i += n;
+    }
+    while (i < len && (isspace((unsigned char)s[i]) || s[i] == ';'))
+        i++;
+    return i == len;
+}
+
 static void handle_query(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
@@ -730,6 +754,21 @@ static void handle_query(client *c)
     }
     if (use > 0) {
         handle_use(c, name, strlen(name), &h);
+        return;
+    }
+    long long truncated = c->truncated_to;
+    c->truncated_to = 0;
+    if (truncated && is_show_warnings(sql + h.end, len - h.end)) {
+        char n[32], msg[160];
+        snprintf(n, sizeof(n), "%d", 1105);
+        snprintf(msg, sizeof(msg), "envproxy: the result was truncated to %lld rows (max_rows)",
+                 truncated);
+        static const result_col cols[] = {{"Level", PKT_TYPE_VAR_STRING},
+                                          {"Code", PKT_TYPE_LONG},
+                                          {"Message", PKT_TYPE_VAR_STRING}};
+        const char *cells[] = {"Note", n, msg};
+        result_send(c, cols, 3, cells, 1, 0);
+        client_command_done(c);
         return;
     }
     if (!resolve(c, &h))

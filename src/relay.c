@@ -26,6 +26,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
     backend_unwatch(b);
+    evtimer_del(c->timer);
     client_drop_backend(c, b);
     client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')", msg, e->name);
     client_command_done(c);
@@ -35,11 +36,17 @@ static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
     backend_unwatch(b);
+    evtimer_del(c->timer);
     if (failed && c->job_mode_changed)
         b->mode.unknown = true; /* which SET sql_mode took effect is not known */
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
+    }
+    if (c->rl_timed_out) {
+        /* The statement ended before the KILL QUERY reached the server: that kill must not
+         * hit the session's next statement, so this connection is not used again. */
+        client_drop_backend(c, b);
     }
     client_command_done(c);
 }
@@ -60,10 +67,12 @@ static void stream_packet(client *c, size_t len)
 {
     backend *b = c->be;
     evbuffer_drain(b->in, PKT_HEADER);
-    put_header(c, len);
+    if (!c->rl_discard) {
+        put_header(c, len);
+        c->rl_sent = true;
+    }
     c->rl_remaining = len;
     c->rl_continued = len == PKT_MAX_PAYLOAD;
-    c->rl_sent = true;
 }
 
 /* An OK packet from the backend, rewritten for the client. Returns -1 when malformed. */
@@ -104,7 +113,10 @@ static bool relay_process(client *c)
             if (avail == 0)
                 return true;
             size_t n = avail < c->rl_remaining ? avail : c->rl_remaining;
-            evbuffer_remove_buffer(b->in, client_out(c), n);
+            if (c->rl_discard)
+                evbuffer_drain(b->in, n);
+            else
+                evbuffer_remove_buffer(b->in, client_out(c), n);
             c->rl_remaining -= n;
             if (c->rl_remaining > 0)
                 return true;
@@ -136,10 +148,21 @@ static bool relay_process(client *c)
         bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
         bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
                      (is_column && b->ext_metadata);
+        c->rl_discard = false;
         if (!whole) {
             /* A row or a column definition: copy it as it comes. */
             if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
                 c->rl = RL_COLS_EOF;
+            if (c->rl == RL_ROWS) {
+                /* max_rows: rows past the cap are read and dropped, never buffered. */
+                long long cap = c->route.env->limits.max_rows;
+                if (cap > 0 && c->rl_rows >= (uint64_t)cap) {
+                    c->rl_discard = true;
+                    c->rl_truncated = true;
+                } else {
+                    c->rl_rows++;
+                }
+            }
             stream_packet(c, len);
             if (len == 0 && c->rl == RL_ONE) {
                 relay_finish(c, false);
@@ -156,6 +179,16 @@ static bool relay_process(client *c)
         uint8_t *p = evbuffer_pullup(b->in, (ssize_t)(PKT_HEADER + len)) + PKT_HEADER;
 
         if (first == 0xFF) {
+            if (c->rl_timed_out) {
+                /* The query died of our KILL QUERY: say why, as SPEC section 6 words it. */
+                evbuffer_drain(b->in, PKT_HEADER + len);
+                client_send_err(c, 3024, "HY000",
+                                "Query execution was interrupted, maximum statement execution "
+                                "time exceeded");
+                c->rl_timed_out = false; /* the kill has landed */
+                relay_finish(c, true);
+                return false;
+            }
             /* ERR: unchanged but for the sequence id; the response ends here. */
             stream_packet(c, len);
             evbuffer_remove_buffer(b->in, client_out(c), len);
@@ -250,6 +283,16 @@ static bool relay_process(client *c)
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
             evbuffer_drain(b->in, PKT_HEADER + len);
+            if (c->rl_truncated) {
+                /* The result ends normally, with one more warning: SHOW WARNINGS says why. */
+                if (warnings < 0xFFFF)
+                    warnings++;
+                c->truncated_to = c->route.env->limits.max_rows;
+                log_info("conn %u %s user=%s env=%s: result truncated to %lld rows", c->id,
+                         c->addr, c->user, c->route.env->name, c->truncated_to);
+            }
+            c->rl_rows = 0;
+            c->rl_truncated = false;
             pbuf out;
             pbuf_init(&out);
             pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
@@ -322,7 +365,16 @@ void relay_start(client *c, relay_state first)
     c->rl_continued = false;
     c->rl_sent = false;
     c->rl_paused = false;
+    c->rl_rows = 0;
+    c->rl_discard = false;
+    c->rl_truncated = false;
+    c->rl_timed_out = false;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
+    long long timeout = c->route.env->limits.statement_timeout_ms;
+    if (timeout > 0 && first != RL_ONE) {
+        struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+    }
 
     /* The command as the client sent it, re-framed from sequence id 0. */
     size_t len = c->cmd.len, off = 0;
@@ -341,4 +393,17 @@ void relay_start(client *c, relay_state first)
         return;
     }
     backend_watch(b, relay_backend_cb, c);
+}
+
+void relay_timeout(client *c)
+{
+    backend *b = c->be;
+    if (c->state != CL_RELAY || c->rl_timed_out)
+        return;
+    c->rl_timed_out = true;
+    log_warn("conn %u %s user=%s env=%s: statement_timeout (%lld ms) passed; killing query on "
+             "backend thread %lu",
+             c->id, c->addr, c->user, b->pool->env->name,
+             b->pool->env->limits.statement_timeout_ms, b->thread_id);
+    backend_kill_query(b->pool, c->w->base, b->thread_id);
 }

@@ -48,10 +48,21 @@ static bool pol_eq(const char *a, size_t len, const char *kw)
     return kw[i] == 0;
 }
 
+/* Compares ignoring case, ordering as the upper-case forms do (the function table's order). */
 static int pol_casecmp(const char *a, const char *b)
 {
     for (;; a++, b++) {
         char x = pol_upper(*a), y = pol_upper(*b);
+        if (x != y || !x)
+            return (unsigned char)x - (unsigned char)y;
+    }
+}
+
+/* Compares ignoring case, ordering as the lower-case forms do (the variable table's order). */
+static int pol_lcasecmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        char x = pol_lower(*a), y = pol_lower(*b);
         if (x != y || !x)
             return (unsigned char)x - (unsigned char)y;
     }
@@ -574,7 +585,7 @@ static const pol_var pol_vars[] = {
 
 static int pol_var_cmp(const void *key, const void *elem)
 {
-    return pol_casecmp(key, ((const pol_var *)elem)->name);
+    return pol_lcasecmp(key, ((const pol_var *)elem)->name);
 }
 
 static const pol_var *pol_find_var(const char *name)
@@ -749,7 +760,7 @@ typedef struct {
 } pol_func;
 
 /* Built-in functions of MySQL 5.7-8.x and MariaDB 10-11 that neither write, wait, lock nor
- * read files. Sorted for bsearch; tests check the order. Anything else followed by '(' is a
+ * read files. Sorted by upper-case form for bsearch. Anything else followed by '(' is a
  * stored function or UDF, which may write: refused. */
 static const pol_func pol_funcs[] = {
     {"ABS", 0}, {"ACOS", 0}, {"ADDDATE", FN_ADJACENT}, {"ADDTIME", 0}, {"ADD_MONTHS", 0},
