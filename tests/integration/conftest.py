@@ -138,3 +138,18 @@ def _after_each_test(request):
             problems.append(f"restarting a server after the test failed: {e}")
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def start_module_proxy(request, servers, tmp_path_factory, extra_yaml):
+    """For module fixtures that need a proxy with their own configuration: started now,
+    checked and stopped when the module ends, restarted after a test that killed it."""
+    p = Proxy(tmp_path_factory.mktemp("proxy"), servers, extra_yaml=extra_yaml, start=False)
+    _tracked.append(p)
+    _module_proxies.append(p)
+    request.addfinalizer(lambda: _finish(p))
+    try:
+        p.start()
+    except ProxyStartError:
+        _finish(p)
+        raise
+    return p
