@@ -123,7 +123,11 @@ def test_stored_procedure_results(proxy):
     conn.close()
 
 
-def test_million_rows_stream_with_bounded_memory(proxy):
+UNCAPPED = {"limits": {"max_rows": 0}}
+
+
+def test_million_rows_stream_with_bounded_memory(make_proxy):
+    proxy = make_proxy(extra_yaml=UNCAPPED)
     conn = proxy.connect(cursorclass=pymysql.cursors.SSCursor, read_timeout=120)
     n = 0
     total = 0
@@ -141,7 +145,8 @@ def test_million_rows_stream_with_bounded_memory(proxy):
     assert peak_mib < limit, f"peak RSS {peak_mib:.1f} MiB"
 
 
-def test_slow_reader_does_not_grow_the_proxy(proxy):
+def test_slow_reader_does_not_grow_the_proxy(make_proxy):
+    proxy = make_proxy(extra_yaml=UNCAPPED)
     # A client that reads slowly: the proxy stops reading from the backend instead of
     # buffering the result.
     s = socket.create_connection(("127.0.0.1", proxy.port))
