@@ -129,7 +129,8 @@ typedef struct {
 } pkt_greeting;
 
 void pkt_build_greeting(pbuf *b, uint8_t *seq, const pkt_greeting *g);
-/* OK in the client's format: with CAP_SESSION_TRACK clear, info is the rest of the packet. */
+/* OK for a client without CAP_SESSION_TRACK: info, when not empty, as a length-encoded
+ * string (as MySQL and MariaDB servers send it). */
 void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, uint16_t status,
                   uint16_t warnings, const char *info, size_t info_len);
 /* The end-of-result marker in the client's format: EOF, or OK with a 0xFE header when the
@@ -182,7 +183,8 @@ typedef struct {
 } pkt_ok;
 
 /* Parses an OK packet (header 0x00, or 0xFE in the deprecate-EOF form) sent to a client that
- * negotiated caps. Returns 0 or -1 when malformed. */
+ * negotiated caps. The message is length-encoded either way; the session-state block is read
+ * only with CAP_SESSION_TRACK. Returns 0 or -1 when malformed. */
 int pkt_parse_ok(const uint8_t *payload, size_t len, uint32_t caps, pkt_ok *out);
 /* Parses an EOF packet (0xFE, fewer than 9 bytes). */
 int pkt_parse_eof(const uint8_t *payload, size_t len, uint16_t *warnings, uint16_t *status);

@@ -302,8 +302,10 @@ void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, 
     pbuf_lenenc(b, insert_id);
     pbuf_u16(b, status);
     pbuf_u16(b, warnings);
+    /* Servers write the message length-encoded even to clients without session tracking,
+     * and Connector/C reads it that way. */
     if (info && info_len)
-        pbuf_put(b, info, info_len);
+        pbuf_lenenc_str(b, info, info_len);
     pkt_end(b, start, seq);
 }
 
@@ -490,15 +492,12 @@ int pkt_parse_ok(const uint8_t *payload, size_t len, uint32_t caps, pkt_ok *out)
     if (!pr_lenenc(&r, &out->affected, NULL) || !pr_lenenc(&r, &out->insert_id, NULL) ||
         !pr_u16(&r, &out->status) || !pr_u16(&r, &out->warnings))
         return -1;
-    if (!(caps & CAP_SESSION_TRACK)) {
-        out->info = r.p;
-        out->info_len = pr_left(&r);
-        return 0;
-    }
     if (pr_left(&r) == 0)
         return 0;
     if (!pr_lenenc_str(&r, &out->info, &out->info_len))
         return -1;
+    if (!(caps & CAP_SESSION_TRACK))
+        return 0;
     if (!(out->status & ST_SESSION_STATE_CHANGED) || pr_left(&r) == 0)
         return 0;
     const uint8_t *state;

@@ -877,10 +877,10 @@ static const pol_func *pol_find_func(const char *name)
 /* Keywords of both servers that may be followed by '(' without being a call, and that the
  * server never takes for a function name. */
 static const char *const pol_paren_keywords[] = {
-    "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BIT", "BY", "CASE", "DATETIME", "DEC",
+    "AGAINST", "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BINARY", "BIT", "BY", "CASE", "DATETIME", "DEC",
     "DECIMAL", "DISTINCT", "DISTINCTROW", "DIV", "DOUBLE", "ELSE", "ENUM", "EXISTS", "FIXED",
     "FLOAT", "FROM", "GROUP", "HAVING", "HIGH_PRIORITY", "IN", "INDEX", "INT", "INTEGER",
-    "JOIN", "JSON", "KEY", "LIKE", "MEDIUMINT", "NCHAR", "NOT", "NUMERIC", "NVARCHAR", "ON",
+    "JOIN", "JSON", "KEY", "LIKE", "MATCH", "MEDIUMINT", "NCHAR", "NOT", "NUMERIC", "NVARCHAR", "ON",
     "OR", "PARTITION", "REAL", "REGEXP", "RLIKE", "ROW", "SELECT", "SIGNED", "SMALLINT", "SOME",
     "SQL_BIG_RESULT", "SQL_BUFFER_RESULT", "SQL_CALC_FOUND_ROWS", "SQL_NO_CACHE",
     "SQL_SMALL_RESULT", "STRAIGHT_JOIN", "TEXT", "THEN", "TINYINT", "UNION", "UNSIGNED",
@@ -1008,7 +1008,7 @@ static void pol_statement_words(const pol_stmt *s, size_t i, char *out, size_t o
         "TABLESPACE", "TEMPORARY", "UNIQUE", "FULLTEXT", "SPATIAL", "OR", "REPLACE", "SLAVE",
         "REPLICA", "MASTER", "PLUGIN", "SONAME", "COMPONENT", "PREPARE", "DIAGNOSTICS",
         "LOGFILE", "INSTANCE", "LOGS", "BINARY", "AGGREGATE", "PACKAGE", "BODY", "STAGE",
-        "NO_WRITE_TO_BINLOG", "LOCAL", NULL};
+        NULL};
     char word[40];
     size_t o = 0;
     out[0] = 0;

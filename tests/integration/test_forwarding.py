@@ -80,8 +80,16 @@ def test_writes_in_a_writable_environment(proxy, servers):
         conn.commit()
         cur.execute("UPDATE fw_scratch SET v = 'c' WHERE id = 2")
         assert cur.rowcount == 1
-        cur.execute("DROP TABLE fw_scratch")
     conn.close()
+    # Connector/C reads the OK packet's message (the "info") length-encoded.
+    my = MySQLdb.connect(host="127.0.0.1", port=proxy.port, user="alice", passwd="alice-pw",
+                         db="shop")
+    cur = my.cursor()
+    assert cur.execute("UPDATE fw_scratch SET v = 'd'") == 2
+    assert my.info() == b"Rows matched: 2  Changed: 2  Warnings: 0" or \
+        my.info() == "Rows matched: 2  Changed: 2  Warnings: 0"
+    cur.execute("DROP TABLE fw_scratch")
+    my.close()
 
 
 def test_multi_statements_and_multi_results(proxy):
