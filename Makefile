@@ -5,6 +5,7 @@
 #   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
+#   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
 #   V=1             show the commands
 
 BUILD    ?= build
@@ -74,6 +75,15 @@ demo: deps all
 
 demo-stop:
 	@scripts/demo.sh stop
+
+# libFuzzer on the SQL lexer and classifier (clang from Debian). FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p build-fuzz/work
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
+	    tests/fuzz/fuzz_sqlpolicy.c src/sqllex.c src/sqlpolicy.c -o build-fuzz/fuzz_sqlpolicy
+	build-fuzz/fuzz_sqlpolicy -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    build-fuzz/work tests/fuzz/corpus
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -9,10 +9,11 @@
  *
  * unknown: a SET sql_mode value could not be worked out statically (sql_mode = @x,
  *   sql_mode = DEFAULT, a number, a function other than CONCAT of @@sql_mode and literals,
- *   ...). The two flags above are then meaningless: sqlpolicy_check_readonly() reads the
- *   text under all four combinations of ANSI_QUOTES and NO_BACKSLASH_ESCAPES and allows it
- *   only when every reading allows it. While the mode is unknown, '[' and ']' outside
- *   strings and comments are refused too, because the mode might be MSSQL.
+ *   a SET inside a version-dependent executable comment, ...). The two flags above are then
+ *   meaningless. Rather than refusing everything, sqlpolicy_check_readonly() reads the text
+ *   under all four combinations of ANSI_QUOTES and NO_BACKSLASH_ESCAPES and allows it only
+ *   when every reading allows it. While the mode is unknown, '[' and ']' outside strings
+ *   and comments are refused too, because the mode might be MSSQL.
  * unreadable: the mode is known to be MariaDB's ORACLE or MSSQL, which read SQL differently
  *   ('[' quoting, PL/SQL blocks): every statement is refused until the mode is set back. */
 typedef struct {
@@ -49,9 +50,11 @@ typedef struct {
  * A packet with several statements is allowed only if every statement is; a SET sql_mode
  * inside the packet changes how the statements after it are read, as on the server. Text
  * the lexer cannot read (unterminated quote or comment, NUL byte, a byte that some client
- * character sets read as a space, ...) is refused. mode may be NULL (the server default:
- * neither flag). Returns v->allowed. Never allocates unless a statement has more tokens
- * than an internal stack buffer holds; a failed allocation refuses. */
+ * character sets read as a space, ...) is refused. Executable comments are code; a
+ * statement whose comments only some server versions run is checked with and without
+ * them. mode may be NULL (the server default: neither flag). Returns v->allowed.
+ * Allocates only for a statement of more than 256 tokens or with version-dependent
+ * comments, and frees before returning; a failed allocation refuses. */
 bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
                               policy_verdict *v);
 
@@ -95,23 +98,31 @@ typedef enum {
 
 typedef struct {
     sql_token_kind kind;
-    bool spaced;  /* whitespace or a comment came right before the token */
-    size_t start; /* offset of the token's first byte (quotes included) */
-    size_t len;   /* length in bytes */
+    bool spaced;   /* whitespace or a comment came right before the token */
+    unsigned cond; /* 0, or the number (1, 2, ...) of the version-dependent executable comment
+                      the token is in: one some servers run and others skip */
+    size_t start;  /* offset of the token's first byte (quotes included) */
+    size_t len;    /* length in bytes */
 } sql_token;
 
-/* Comments are skipped, except that the contents of executable comments (/ *! ... * /,
- * / *!50001 ... * /, / *M! ... * /, / *M!100100 ... * /) are read as SQL whatever the version,
- * and text whose reading would depend on the version is an error. Optimizer hints
- * (/ *+ ... * /) are comments. */
+/* Comments are skipped, except that the contents of executable comments are read as SQL
+ * whatever the version (written here with a space after the slash: / *! ... * /,
+ * / *!50001 ... * /, / *M! ... * /, / *M!100100 ... * /). Those that not every server runs
+ * (a version of 50700 or more, and every / *M!) mark their tokens with a cond number so that
+ * a caller can also read the text without them. Text whose reading would depend on the
+ * version in other ways (a quote or line comment that hides the comment's end, a ';' inside,
+ * a nested executable comment, a version of six digits after / *!) is an error. Optimizer
+ * hints (/ *+ ... * /) are comments. */
 typedef struct {
     const char *sql;
     size_t len;
     size_t pos;
-    sql_mode_flags mode; /* ansi_quotes and no_backslash_escapes are used; may be changed
-                            between tokens (after a SET sql_mode statement) */
+    sql_mode_flags mode;  /* ansi_quotes and no_backslash_escapes are used; may be changed
+                             between tokens (after a SET sql_mode statement) */
     bool strict_brackets; /* refuse '[' and ']' outside quotes (see sql_mode_flags.unknown) */
     bool in_exec;         /* inside an executable comment */
+    bool exec_cond;       /* ... one that not every server runs */
+    unsigned cond_count;  /* version-dependent executable comments seen so far */
     int after_dot;        /* 1: an identifier ended right before '.', 2: that '.' was read:
                              what follows is an identifier even if it starts with digits */
     const char *error;    /* with SQLTOK_ERROR: a static description, e.g. "unterminated

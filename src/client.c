@@ -1036,7 +1036,15 @@ static bool check_policy(client *c, backend *b)
     size_t len = c->cmd.len - 1;
     if (c->route.read_only) {
         policy_verdict v;
-        if (!sqlpolicy_check_readonly(sql, len, &b->mode, &v)) {
+        bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
+        if (ok && sqlpolicy_collation_unsafe(c->charset)) {
+            /* A character set in which 0x5C can end a character: the lexer and the server
+             * could disagree on where a string ends. */
+            snprintf(v.what, sizeof(v.what), "the client character set %s",
+                     charset_name(c->charset));
+            ok = false;
+        }
+        if (!ok) {
             const cfg_env *e = c->route.env;
             log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
                      v.what);

@@ -48,7 +48,7 @@ static bool lex_has(const sql_lexer *lx, size_t off)
 
 static sql_token lex_fail(sql_lexer *lx, const char *why)
 {
-    sql_token t = {SQLTOK_ERROR, false, lx->pos, 0};
+    sql_token t = {SQLTOK_ERROR, false, 0, lx->pos, 0};
     lx->error = why;
     lx->pos = lx->len;
     return t;
@@ -144,13 +144,27 @@ static const char *lex_skip_space(sql_lexer *lx, bool *spaced)
             if (exec) {
                 if (lx->in_exec)
                     return "nested executable comment";
-                lx->pos += c2 == '!' ? 3 : 4;
-                /* A version is five or six digits; fewer digits are code. */
+                bool maria = c2 == 'M';
+                lx->pos += maria ? 4 : 3;
+                /* A version is five digits (MariaDB: or six); fewer digits are code. MySQL
+                 * reads five digits after / *! and MariaDB six, so a sixth is refused. */
                 size_t d = 0;
-                while (d < 6 && lex_is_digit(lex_peek(lx, d)))
+                unsigned long version = 0;
+                while (d < 7 && lex_is_digit(lex_peek(lx, d)))
                     d++;
-                if (d >= 5)
-                    lx->pos += d;
+                if (!maria && d >= 6)
+                    return "executable comment version of more than five digits";
+                if (d >= 5) {
+                    size_t take = d > 6 ? 6 : d;
+                    for (size_t k = 0; k < take; k++)
+                        version = version * 10 + (unsigned long)(lex_peek(lx, k) - '0');
+                    lx->pos += take;
+                }
+                /* Every server of interest (MySQL 5.7+, MariaDB) runs versions below 50700;
+                 * MariaDB skips 50700-99999; MySQL skips / *M! entirely. */
+                lx->exec_cond = maria || (d >= 5 && version >= 50700);
+                if (lx->exec_cond)
+                    lx->cond_count++;
                 lx->in_exec = true;
                 continue;
             }
@@ -286,11 +300,11 @@ static sql_token lex_user_var(sql_lexer *lx, sql_token t)
     char q = (char)lex_peek(lx, 0);
     if (lx->pos < lx->len && (q == '\'' || q == '"' || q == '`')) {
         size_t qs = lx->pos;
-        bool esc = q != '`' && !lx->mode.no_backslash_escapes &&
-                   !(q == '"' && lx->mode.ansi_quotes);
+        bool esc =
+            q != '`' && !lx->mode.no_backslash_escapes && !(q == '"' && lx->mode.ansi_quotes);
         if (!lex_quoted(lx, q, esc))
-            return lex_fail(lx, q == '`' ? "unterminated quoted identifier"
-                                         : "unterminated string");
+            return lex_fail(lx,
+                            q == '`' ? "unterminated quoted identifier" : "unterminated string");
         if (lex_hides_exec_end(lx, qs, lx->pos))
             return lex_fail(lx, "quoted text inside an executable comment hides its end");
     } else {
@@ -330,7 +344,7 @@ sql_token sqllex_next(sql_lexer *lx)
 
 static sql_token lex_token(sql_lexer *lx)
 {
-    sql_token t = {SQLTOK_END, false, lx->pos, 0};
+    sql_token t = {SQLTOK_END, false, 0, lx->pos, 0};
     int after_dot = lx->after_dot;
     lx->after_dot = 0;
     if (lx->error)
@@ -341,6 +355,8 @@ static sql_token lex_token(sql_lexer *lx)
     t.start = lx->pos;
     if (lx->pos >= lx->len)
         return t;
+    if (lx->in_exec && lx->exec_cond)
+        t.cond = lx->cond_count;
 
     unsigned char c = lex_peek(lx, 0);
     if (c == 0)

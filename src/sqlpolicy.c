@@ -9,9 +9,10 @@
 #include <string.h>
 
 #define POL_STACK_TOKENS 256
-#define POL_MAX_FORKS 2     /* unknown sql_mode values followed in one packet */
-#define POL_MAX_DEPTH 8     /* EXPLAIN / ANALYZE / SET STATEMENT nesting */
-#define POL_NAME_MAX 64     /* longest function or variable name looked up */
+#define POL_MAX_FORKS 2 /* unknown sql_mode values followed in one packet */
+#define POL_MAX_DEPTH 8 /* EXPLAIN / ANALYZE / SET STATEMENT nesting */
+#define POL_NAME_MAX 64 /* longest function or variable name looked up */
+#define POL_MAX_COND 4  /* version-dependent comments in one statement: 2^4 readings */
 #define POL_NONE SIZE_MAX
 
 typedef struct {
@@ -26,7 +27,7 @@ typedef struct {
     size_t n;
 } pol_stmt;
 
-/* ---- small helpers ---- */
+/* ---- tokens, names, messages ---- */
 
 static char pol_upper(char c)
 {
@@ -107,9 +108,11 @@ static bool pol_is_name(const pol_stmt *s, size_t i)
  * not know which backslash rule applies, so it treats such a value as unknown). */
 static bool pol_unquote(const pol_stmt *s, size_t i, char *out, size_t outlen)
 {
+    sql_token_kind k = pol_kind(s, i);
+    if (k != SQLTOK_QIDENT && k != SQLTOK_STRING && k != SQLTOK_WORD)
+        return false;
     const char *p = pol_text(s, i);
     size_t len = s->tok[i].t.len, o = 0;
-    sql_token_kind k = pol_kind(s, i);
     if (k == SQLTOK_QIDENT || k == SQLTOK_STRING) {
         char q = p[0];
         p++;
@@ -123,13 +126,11 @@ static bool pol_unquote(const pol_stmt *s, size_t i, char *out, size_t outlen)
                 return false;
             out[o++] = p[j];
         }
-    } else if (k == SQLTOK_WORD) {
+    } else {
         if (len >= outlen)
             return false;
         memcpy(out, p, len);
         o = len;
-    } else {
-        return false;
     }
     out[o] = 0;
     return true;
@@ -209,8 +210,7 @@ static size_t pol_value_end(const pol_stmt *s, size_t i, bool stop_for)
 
 /* ---- character sets ---- */
 
-static const char *const pol_unsafe_charsets[] = {"gbk", "big5", "sjis", "cp932", "gb18030",
-                                                  NULL};
+static const char *const pol_unsafe_charsets[] = {"gbk", "big5", "sjis", "cp932", "gb18030", NULL};
 
 bool sqlpolicy_charset_unsafe(const char *name)
 {
@@ -229,11 +229,11 @@ bool sqlpolicy_charset_unsafe(const char *name)
 bool sqlpolicy_collation_unsafe(unsigned collation_id)
 {
     static const unsigned ids[] = {
-        1,    84,   1025, 1108, /* big5 */
-        13,   88,   1037, 1112, /* sjis */
-        28,   87,   1052, 1111, /* gbk */
-        95,   96,   1119, 1120, /* cp932 */
-        248,  249,  250,        /* gb18030 (MySQL) */
+        1,   84,  1025, 1108, /* big5 */
+        13,  88,  1037, 1112, /* sjis */
+        28,  87,  1052, 1111, /* gbk */
+        95,  96,  1119, 1120, /* cp932 */
+        248, 249, 250,        /* gb18030 (MySQL) */
     };
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i] == collation_id)
@@ -246,9 +246,9 @@ bool sqlpolicy_collation_unsafe(unsigned collation_id)
 typedef enum {
     MODE_NAME_UNKNOWN,
     MODE_NAME_OTHER,
-    MODE_NAME_ANSI,  /* implies ANSI_QUOTES */
-    MODE_NAME_NBE,   /* NO_BACKSLASH_ESCAPES */
-    MODE_NAME_ALIEN  /* MSSQL, ORACLE: read SQL in ways this lexer does not */
+    MODE_NAME_ANSI, /* implies ANSI_QUOTES */
+    MODE_NAME_NBE,  /* NO_BACKSLASH_ESCAPES */
+    MODE_NAME_ALIEN /* MSSQL, ORACLE: read SQL in ways this lexer does not */
 } mode_name_class;
 
 /* Every sql_mode name of MySQL 5.7-8.x and MariaDB 10-11, and what it means for reading. */
@@ -256,6 +256,7 @@ static mode_name_class pol_mode_name(const char *name, size_t len)
 {
     static const char *const ansi[] = {"ANSI_QUOTES", "ANSI", "DB2", "MAXDB", "POSTGRESQL", NULL};
     static const char *const alien[] = {"MSSQL", "ORACLE", NULL};
+    /* clang-format off */
     static const char *const other[] = {
         "REAL_AS_FLOAT", "PIPES_AS_CONCAT", "IGNORE_SPACE", "IGNORE_BAD_TABLE_OPTIONS",
         "ONLY_FULL_GROUP_BY", "NO_UNSIGNED_SUBTRACTION", "NO_DIR_IN_CREATE", "NO_KEY_OPTIONS",
@@ -265,6 +266,7 @@ static mode_name_class pol_mode_name(const char *name, size_t len)
         "NO_AUTO_CREATE_USER", "HIGH_NOT_PRECEDENCE", "NO_ENGINE_SUBSTITUTION",
         "PAD_CHAR_TO_FULL_LENGTH", "EMPTY_STRING_IS_NULL", "SIMULTANEOUS_ASSIGNMENT",
         "TIME_ROUND_FRACTIONAL", "TIME_TRUNCATE_FRACTIONAL", NULL};
+    /* clang-format on */
     for (const char *const *p = ansi; *p; p++)
         if (pol_eq(name, len, *p))
             return MODE_NAME_ANSI;
@@ -633,8 +635,9 @@ static bool pol_is_on(const pol_stmt *s, size_t i, size_t end)
 /* SET [SESSION] TRANSACTION characteristics: any isolation level, READ ONLY; not READ WRITE. */
 static bool pol_check_transaction(const pol_stmt *s, size_t i, size_t end, policy_verdict *v)
 {
-    static const char *const ok[] = {"ISOLATION", "LEVEL",  "READ",         "UNCOMMITTED",
-                                     "COMMITTED", "REPEATABLE", "SERIALIZABLE", "ONLY", NULL};
+    static const char *const ok[] = {"ISOLATION",    "LEVEL",     "READ",
+                                     "UNCOMMITTED",  "COMMITTED", "REPEATABLE",
+                                     "SERIALIZABLE", "ONLY",      NULL};
     if (i >= end)
         return pol_refuse(v, "SET TRANSACTION");
     for (; i < end; i++) {
@@ -646,10 +649,9 @@ static bool pol_check_transaction(const pol_stmt *s, size_t i, size_t end, polic
     return true;
 }
 
-static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement,
-                          policy_verdict *v)
+static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement, policy_verdict *v)
 {
-    char name[POL_NAME_MAX], shown[48], buf[512];
+    char name[POL_NAME_MAX], shown[48];
     switch (a->scope) {
     case SCOPE_GLOBAL:
         return pol_refuse(v, "SET GLOBAL");
@@ -712,14 +714,12 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
         return pol_check_charset_value(s, a->val, a->val_end, false, var->name, v);
     case VAL_CLIENT_CHARSET:
         return pol_check_charset_value(s, a->val, a->val_end, true, var->name, v);
-    case VAL_SQL_MODE:
-        if (a->val_end == a->val + 1 && pol_unquote(s, a->val, buf, sizeof buf)) {
-            sql_mode_flags m = {false, false, false, false};
-            pol_mode_list(buf, strlen(buf), &m, true);
-            if (m.unreadable)
-                return pol_refuse(v, "SET sql_mode ORACLE or MSSQL");
-        }
+    case VAL_SQL_MODE: {
+        sql_mode_flags none = {false, false, false, false};
+        if (pol_eval_sql_mode(s, a->val, a->val_end, &none).unreadable)
+            return pol_refuse(v, "SET sql_mode ORACLE or MSSQL");
         return true;
+    }
     }
     return true;
 }
@@ -762,6 +762,7 @@ typedef struct {
 /* Built-in functions of MySQL 5.7-8.x and MariaDB 10-11 that neither write, wait, lock nor
  * read files. Sorted by upper-case form for bsearch. Anything else followed by '(' is a
  * stored function or UDF, which may write: refused. */
+/* clang-format off */
 static const pol_func pol_funcs[] = {
     {"ABS", 0}, {"ACOS", 0}, {"ADDDATE", FN_ADJACENT}, {"ADDTIME", 0}, {"ADD_MONTHS", 0},
     {"AES_DECRYPT", 0}, {"AES_ENCRYPT", 0}, {"ANY_VALUE", 0}, {"AREA", 0}, {"ASBINARY", 0},
@@ -862,6 +863,7 @@ static const pol_func pol_funcs[] = {
     {"VEC_FROMTEXT", 0}, {"VEC_TOTEXT", 0}, {"VERSION", 0}, {"WEEK", 0}, {"WEEKDAY", 0},
     {"WEEKOFYEAR", 0}, {"WEIGHT_STRING", 0}, {"X", 0}, {"Y", 0}, {"YEAR", 0}, {"YEARWEEK", 0},
 };
+/* clang-format on */
 
 static int pol_func_cmp(const void *key, const void *elem)
 {
@@ -876,15 +878,17 @@ static const pol_func *pol_find_func(const char *name)
 
 /* Keywords of both servers that may be followed by '(' without being a call, and that the
  * server never takes for a function name. */
+/* clang-format off */
 static const char *const pol_paren_keywords[] = {
-    "AGAINST", "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BINARY", "BIT", "BY", "CASE", "DATETIME", "DEC",
-    "DECIMAL", "DISTINCT", "DISTINCTROW", "DIV", "DOUBLE", "ELSE", "ENUM", "EXISTS", "FIXED",
-    "FLOAT", "FROM", "GROUP", "HAVING", "HIGH_PRIORITY", "IN", "INDEX", "INT", "INTEGER",
-    "JOIN", "JSON", "KEY", "LIKE", "MATCH", "MEDIUMINT", "NCHAR", "NOT", "NUMERIC", "NVARCHAR", "ON",
-    "OR", "PARTITION", "REAL", "REGEXP", "RLIKE", "ROW", "SELECT", "SIGNED", "SMALLINT", "SOME",
-    "SQL_BIG_RESULT", "SQL_BUFFER_RESULT", "SQL_CALC_FOUND_ROWS", "SQL_NO_CACHE",
-    "SQL_SMALL_RESULT", "STRAIGHT_JOIN", "TEXT", "THEN", "TINYINT", "UNION", "UNSIGNED",
-    "USING", "VARBINARY", "VARCHAR", "WHEN", "WHERE", "XOR", NULL};
+    "AGAINST", "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BINARY", "BIT", "BY", "CASE",
+    "DATETIME", "DEC", "DECIMAL", "DISTINCT", "DISTINCTROW", "DIV", "DOUBLE", "ELSE", "ENUM",
+    "EXISTS", "FIXED", "FLOAT", "FROM", "GROUP", "HAVING", "HIGH_PRIORITY", "IN", "INDEX", "INT",
+    "INTEGER", "JOIN", "JSON", "KEY", "LIKE", "MATCH", "MEDIUMINT", "NCHAR", "NOT", "NUMERIC",
+    "NVARCHAR", "ON", "OR", "PARTITION", "REAL", "REGEXP", "RLIKE", "ROW", "SELECT", "SIGNED",
+    "SMALLINT", "SOME", "SQL_BIG_RESULT", "SQL_BUFFER_RESULT", "SQL_CALC_FOUND_ROWS",
+    "SQL_NO_CACHE", "SQL_SMALL_RESULT", "STRAIGHT_JOIN", "TEXT", "THEN", "TINYINT", "UNION",
+    "UNSIGNED", "USING", "VARBINARY", "VARCHAR", "WHEN", "WHERE", "XOR", NULL};
+/* clang-format on */
 
 /* Checks a name (token i) followed by '('. */
 static bool pol_check_call(const pol_stmt *s, size_t i, policy_verdict *v)
@@ -1002,6 +1006,7 @@ static bool pol_check_hazards(pol_stmt *s, size_t from, policy_verdict *v)
 /* The refused statement's keywords for a message: "DELETE", "CREATE TABLE", "LOAD DATA". */
 static void pol_statement_words(const pol_stmt *s, size_t i, char *out, size_t outlen)
 {
+    /* clang-format off */
     static const char *const objects[] = {
         "TABLE", "TABLES", "DATA", "XML", "INDEX", "DATABASE", "SCHEMA", "VIEW", "USER",
         "ROLE", "FUNCTION", "PROCEDURE", "TRIGGER", "EVENT", "SERVER", "SEQUENCE",
@@ -1009,6 +1014,7 @@ static void pol_statement_words(const pol_stmt *s, size_t i, char *out, size_t o
         "REPLICA", "MASTER", "PLUGIN", "SONAME", "COMPONENT", "PREPARE", "DIAGNOSTICS",
         "LOGFILE", "INSTANCE", "LOGS", "BINARY", "AGGREGATE", "PACKAGE", "BODY", "STAGE",
         NULL};
+    /* clang-format on */
     char word[40];
     size_t o = 0;
     out[0] = 0;
@@ -1027,8 +1033,7 @@ static void pol_statement_words(const pol_stmt *s, size_t i, char *out, size_t o
     }
 }
 
-static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v,
-                         int depth);
+static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v, int depth);
 
 static bool pol_is_query_start(const pol_stmt *s, size_t i)
 {
@@ -1037,8 +1042,7 @@ static bool pol_is_query_start(const pol_stmt *s, size_t i)
 }
 
 /* A statement explained or analyzed at token i must itself be an allowed query. */
-static bool pol_sub_query(pol_stmt *s, size_t i, const char *prefix, policy_verdict *v,
-                          int depth)
+static bool pol_sub_query(pol_stmt *s, size_t i, const char *prefix, policy_verdict *v, int depth)
 {
     char words[64];
     stmt_kind k;
@@ -1148,8 +1152,8 @@ static bool pol_transaction(const pol_stmt *s, size_t from, stmt_kind *kind, pol
         }
         return true;
     }
-    static const char *const ok[] = {"WORK", "AND", "NO", "CHAIN", "RELEASE", "TO", "SAVEPOINT",
-                                     NULL};
+    static const char *const ok[] = {"WORK",    "AND", "NO",        "CHAIN",
+                                     "RELEASE", "TO",  "SAVEPOINT", NULL};
     bool commit = pol_word(s, from, "COMMIT");
     *kind = commit ? STMT_COMMIT : STMT_ROLLBACK;
     for (; i < s->n; i++) {
@@ -1163,8 +1167,7 @@ static bool pol_transaction(const pol_stmt *s, size_t from, stmt_kind *kind, pol
 }
 
 /* Classifies the statement that starts at token from (the tokens up to s->n). */
-static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v,
-                         int depth)
+static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v, int depth)
 {
     char words[64];
     *kind = STMT_OTHER;
@@ -1192,8 +1195,7 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         *kind = STMT_SHOW;
         return true;
     }
-    if (pol_word(s, from, "EXPLAIN") || pol_word(s, from, "DESCRIBE") ||
-        pol_word(s, from, "DESC"))
+    if (pol_word(s, from, "EXPLAIN") || pol_word(s, from, "DESCRIBE") || pol_word(s, from, "DESC"))
         return pol_explain(s, from, kind, v, depth);
     if (pol_word(s, from, "ANALYZE")) {
         size_t i = from + 1;
@@ -1215,11 +1217,10 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         (pol_word(s, from, "START") && pol_word(s, from + 1, "TRANSACTION")))
         return pol_transaction(s, from, kind, v);
     if ((pol_word(s, from, "SAVEPOINT") && from + 2 == s->n && pol_is_name(s, from + 1)) ||
-        (pol_word(s, from, "RELEASE") && pol_word(s, from + 1, "SAVEPOINT") &&
-         from + 3 == s->n && pol_is_name(s, from + 2)) ||
+        (pol_word(s, from, "RELEASE") && pol_word(s, from + 1, "SAVEPOINT") && from + 3 == s->n &&
+         pol_is_name(s, from + 2)) ||
         (pol_word(s, from, "UNLOCK") && pol_word(s, from + 1, "TABLES") && from + 2 == s->n) ||
-        (pol_word(s, from, "HELP") && from + 2 == s->n &&
-         pol_kind(s, from + 1) == SQLTOK_STRING))
+        (pol_word(s, from, "HELP") && from + 2 == s->n && pol_kind(s, from + 1) == SQLTOK_STRING))
         return true;
     pol_statement_words(s, from, words, sizeof words);
     return pol_refuse(v, "%s", words);
@@ -1230,9 +1231,11 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
 typedef struct {
     const char *sql;
     size_t len;
-    pol_tok *tok;  /* current buffer: the caller's stack array or heap */
+    pol_tok *tok; /* current buffer: the caller's stack array or heap */
     size_t cap;
     pol_tok *heap; /* owned, or NULL */
+    pol_tok *alt;  /* one reading of a statement with version-dependent comments (heap) */
+    size_t alt_cap;
     bool classify; /* false: only follow sql_mode */
 } pol_ctx;
 
@@ -1276,12 +1279,114 @@ static bool pol_mode_eq(const sql_mode_flags *a, const sql_mode_flags *b)
            a->unknown == b->unknown && a->unreadable == b->unreadable;
 }
 
+/* Classifies one reading of a statement (when ctx->classify) and works out the sql_mode
+ * after it into *next. Returns false when refused. */
+static bool pol_reading(pol_ctx *ctx, pol_tok *tok, size_t n, const sql_mode_flags *mode,
+                        pol_result *r, bool first_reading, sql_mode_flags *next)
+{
+    pol_stmt s = {ctx->sql, tok, n};
+    stmt_kind kind = STMT_OTHER;
+    if (ctx->classify) {
+        if (mode->unreadable)
+            return pol_refuse(&r->v, "statement under sql_mode ORACLE or MSSQL");
+        if (!pol_classify(&s, 0, &kind, &r->v, 0) || !pol_check_hazards(&s, 0, &r->v))
+            return false;
+        if (first_reading && !r->have_first) {
+            r->v.first_kind = kind;
+            r->have_first = true;
+        }
+    }
+    *next = *mode;
+    pol_track_set(&s, next);
+    return true;
+}
+
+/* A statement whose executable comments some servers run and others skip is read every
+ * way: each such comment on or off. All readings must be allowed; when they leave
+ * different sql_modes behind, the mode becomes unknown. */
+static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, pol_result *r,
+                          sql_mode_flags *next)
+{
+    unsigned ids[POL_MAX_COND];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = ctx->tok[i].t.cond;
+        size_t j = 0;
+        while (j < k && ids[j] != c)
+            j++;
+        if (c == 0 || j < k)
+            continue;
+        if (k == POL_MAX_COND)
+            return pol_refuse(&r->v, "more than %d version-dependent comments in a statement",
+                              POL_MAX_COND);
+        ids[k++] = c;
+    }
+    if (k == 0)
+        return pol_reading(ctx, ctx->tok, n, mode, r, true, next);
+    if (ctx->alt_cap < n) {
+        pol_tok *alt = malloc(n * sizeof *alt);
+        if (!alt)
+            return pol_refuse(&r->v, "statement too long (out of memory)");
+        free(ctx->alt);
+        ctx->alt = alt;
+        ctx->alt_cap = n;
+    }
+    bool first = true;
+    for (unsigned mask = (1u << k) - 1;; mask--) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            unsigned c = ctx->tok[i].t.cond;
+            size_t j = 0;
+            while (c && ids[j] != c)
+                j++;
+            if (c == 0 || (mask & (1u << j))) {
+                ctx->alt[m] = ctx->tok[i];
+                ctx->alt[m].not_call = false;
+                m++;
+            }
+        }
+        if (m > 0) { /* an empty reading is an error on the server: nothing runs */
+            sql_mode_flags after;
+            if (!pol_reading(ctx, ctx->alt, m, mode, r, first, &after))
+                return false;
+            if (first)
+                *next = after;
+            else if (!pol_mode_eq(next, &after))
+                *next = pol_mode_unknown(mode);
+            first = false;
+        }
+        if (mask == 0)
+            break;
+    }
+    return true;
+}
+
 static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, pol_result *r);
 
 /* Reads the text from pos under every combination of the two flags; the result allows
  * only what all readings allow, and knows the resulting mode only if all agree. */
+/* True when only whitespace, comments and ';' remain from pos (read the same in every
+ * sql_mode). */
+static bool pol_rest_empty(const pol_ctx *ctx, size_t pos)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, ctx->sql, ctx->len, NULL);
+    lx.pos = pos;
+    for (;;) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END)
+            return true;
+        if (t.kind != SQLTOK_SEMICOLON)
+            return false;
+    }
+}
+
 static void pol_fork(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, pol_result *r)
 {
+    if (pol_rest_empty(ctx, pos)) {
+        r->mode = mode;
+        return;
+    }
     if (forks >= POL_MAX_FORKS) {
         if (ctx->classify && r->v.allowed)
             pol_refuse(&r->v, "statement after an unknown sql_mode");
@@ -1331,23 +1436,10 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, po
             return;
         }
         if (n > 0) {
-            pol_stmt s = {ctx->sql, ctx->tok, n};
-            stmt_kind kind = STMT_OTHER;
-            r->v.n_statements++;
-            if (ctx->classify) {
-                if (mode.unreadable) {
-                    pol_refuse(&r->v, "statement under sql_mode ORACLE or MSSQL");
-                    return;
-                }
-                if (!pol_classify(&s, 0, &kind, &r->v, 0) || !pol_check_hazards(&s, 0, &r->v))
-                    return;
-                if (!r->have_first) {
-                    r->v.first_kind = kind;
-                    r->have_first = true;
-                }
-            }
             sql_mode_flags next = mode;
-            pol_track_set(&s, &next);
+            r->v.n_statements++;
+            if (!pol_statement(ctx, n, &mode, r, &next))
+                return;
             if (!pol_mode_eq(&next, &mode)) {
                 mode = next;
                 r->mode = mode;
@@ -1369,7 +1461,7 @@ bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags 
                               policy_verdict *v)
 {
     pol_tok stack[POL_STACK_TOKENS];
-    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, true};
+    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0, true};
     pol_result r;
     sql_mode_flags m = {false, false, false, false};
     if (mode)
@@ -1383,6 +1475,7 @@ bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags 
         pol_run(&ctx, 0, m, 0, &r);
     }
     free(ctx.heap);
+    free(ctx.alt);
     *v = r.v;
     if (v->allowed)
         v->what[0] = 0;
@@ -1392,7 +1485,7 @@ bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags 
 void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
 {
     pol_tok stack[POL_STACK_TOKENS];
-    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, false};
+    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0, false};
     pol_result r;
     memset(&r, 0, sizeof r);
     r.v.allowed = true;
@@ -1400,5 +1493,6 @@ void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
         return;
     pol_run(&ctx, 0, *mode, 0, &r);
     free(ctx.heap);
+    free(ctx.alt);
     *mode = r.mode;
 }

@@ -1,0 +1,288 @@
+"""The read-only policy against a real server whose backend account has ALL privileges.
+
+Every row of the shared corpus and of tests/unit/sqlpolicy_cases.tsv goes through the proxy
+to the read-only prod environment: refuse rows must come back as ERR 1290 from envproxy,
+allow rows must reach the server (whatever it then answers, it is not a refusal). After all
+refusals, the server's data, schemas, routines, users, global variables and files are
+exactly as before: only the proxy stood in the way.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pymysql
+import pytest
+from pymysql.constants import CLIENT
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = [REPO.parent / "shared" / "corpus" / "readonly.tsv",
+          REPO / "tests" / "unit" / "sqlpolicy_cases.tsv"]
+
+MODE_SETUP = {
+    "": None,
+    "ansi_quotes": "SET SESSION sql_mode = 'ANSI_QUOTES'",
+    "no_backslash_escapes": "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'",
+    "ansi_quotes,no_backslash_escapes":
+        "SET SESSION sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'",
+    "unknown": "SET SESSION sql_mode = DEFAULT",
+}
+# Rows flagged "unreadable" (sql_mode ORACLE or MSSQL) stay in the unit tests: the proxy
+# refuses to enter those modes at all (test_oracle_mode_is_refused).
+
+# Objects the corpus statements name, created in prod so that allowed rows really run.
+FIXTURE_SQL = [
+    "CREATE TABLE IF NOT EXISTS shop.t (id INT PRIMARY KEY, a INT, b INT, c INT, "
+    "name VARCHAR(50), note VARCHAR(200), x INT, y INT, created_at DATETIME)",
+    "CREATE TABLE IF NOT EXISTS shop.u (id INT PRIMARY KEY, a INT, b INT, c INT, "
+    "name VARCHAR(50), note VARCHAR(200))",
+    "INSERT IGNORE INTO shop.t VALUES (1, 1, 2, 3, 'one', 'first', 1, 1, NOW()), "
+    "(2, 2, 3, 4, 'two', NULL, 2, 2, NOW())",
+    "INSERT IGNORE INTO shop.u VALUES (1, 1, 2, 3, 'one', 'first')",
+]
+
+
+def unescape(s):
+    out = []
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\" and i + 1 < len(s):
+            nxt = s[i + 1]
+            if nxt in "nrt0\\":
+                out.append({"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\"}[nxt])
+                i += 2
+                continue
+            if nxt == "x" and i + 3 < len(s) + 1 and re.fullmatch(r"[0-9A-Fa-f]{2}", s[i + 2:i + 4]):
+                out.append(chr(int(s[i + 2:i + 4], 16)))
+                i += 4
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def load_rows():
+    rows = []
+    for path in CORPUS:
+        assert path.exists(), f"missing corpus {path}"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            verdict, stmt = parts[0], parts[1]
+            flags = parts[2] if len(parts) > 2 and parts[2] != "-" else ""
+            if flags == "unreadable":
+                continue
+            rows.append((f"{path.name}:{n}", verdict, unescape(stmt), flags))
+    return rows
+
+
+ROWS = load_rows()
+
+
+def to_bytes(stmt):
+    # \xHH escapes stand for single bytes: latin-1 keeps them as such, the rest is UTF-8.
+    try:
+        return stmt.encode("utf-8") if all(ord(ch) < 0x80 or ord(ch) > 0xFF for ch in stmt) \
+            else stmt.encode("latin-1")
+    except UnicodeEncodeError:
+        return stmt.encode("utf-8", "surrogateescape")
+
+
+def snapshot(servers):
+    """Everything a refused statement could have changed on prod."""
+    s = {}
+    tables = servers.sql("prod", "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                                 "WHERE TABLE_SCHEMA NOT IN ('information_schema', "
+                                 "'performance_schema', 'sys') AND TABLE_TYPE = 'BASE TABLE' "
+                                 "ORDER BY 1, 2")
+    s["tables"] = tables
+    s["checksums"] = [servers.sql("prod", f"CHECKSUM TABLE `{db}`.`{t}` EXTENDED")[0][1]
+                      for db, t in tables if db != "mysql"]
+    s["schemas"] = servers.sql("prod", "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                                       "ORDER BY 1")
+    s["columns"] = servers.sql("prod", "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, "
+                                       "COLUMN_TYPE FROM information_schema.COLUMNS WHERE "
+                                       "TABLE_SCHEMA IN ('shop', 'billing') ORDER BY 1, 2, 3")
+    s["routines"] = servers.sql("prod", "SELECT ROUTINE_SCHEMA, ROUTINE_NAME FROM "
+                                        "information_schema.ROUTINES ORDER BY 1, 2")
+    s["views_triggers_events"] = (
+        servers.sql("prod", "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS"),
+        servers.sql("prod", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS"),
+        servers.sql("prod", "SELECT EVENT_NAME FROM information_schema.EVENTS"))
+    s["users"] = servers.sql("prod", "SELECT User, Host FROM mysql.user ORDER BY 1, 2")
+    s["grants"] = sorted(servers.sql("prod", "SELECT * FROM information_schema.USER_PRIVILEGES"))
+    s["globals"] = [r for r in servers.sql("prod", "SHOW GLOBAL VARIABLES")
+                    if r[0] not in ("gtid_binlog_pos", "gtid_current_pos", "timestamp",
+                                    "gtid_binlog_state")]
+    s["sequences"] = servers.sql("prod", "SELECT TABLE_SCHEMA, TABLE_NAME FROM "
+                                         "information_schema.TABLES WHERE TABLE_TYPE = "
+                                         "'SEQUENCE'")
+    s["files"] = sorted(p for p in _files(servers.prod.datadir))
+    s["tmp"] = sorted(os.listdir("/tmp"))
+    return s
+
+
+def _files(root):
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            # Logs and the InnoDB files change on their own; new files are what matters.
+            yield os.path.relpath(os.path.join(dirpath, n), root)
+
+
+@pytest.fixture(scope="module")
+def prod_ready(servers):
+    for stmt in FIXTURE_SQL:
+        servers.sql("prod", stmt)
+    grants = servers.sql("prod", "SHOW GRANTS FOR 'app'@'127.0.0.1'")
+    assert any("ALL PRIVILEGES ON *.*" in g[0] for g in grants), grants
+    return servers
+
+
+def connect_prod(proxy):
+    return proxy.connect(database="shop@prod", client_flag=CLIENT.MULTI_STATEMENTS,
+                         read_timeout=20)
+
+
+def run_row(proxy, stmt, flags):
+    """Runs one corpus statement in prod; returns None, or (code, message) of an error."""
+    conn = connect_prod(proxy)
+    try:
+        with conn.cursor() as cur:
+            setup = MODE_SETUP[flags]
+            if setup:
+                cur.execute(setup)
+            try:
+                conn._execute_command(3, to_bytes(stmt))
+                conn._read_query_result()
+                while conn._result is not None and conn._result.has_next:
+                    conn.next_result()
+            except pymysql.err.MySQLError as e:
+                return e.args[0], e.args[1] if len(e.args) > 1 else ""
+            except UnicodeDecodeError as e:
+                # The server quoted undecodable bytes of the statement in its error.
+                return -1, f"server error that PyMySQL cannot decode: {e}"
+    finally:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - the row may have broken the connection
+            pass
+    return None
+
+
+def test_corpus_is_large(prod_ready):
+    refuse = sum(1 for r in ROWS if r[1] == "refuse")
+    allow = sum(1 for r in ROWS if r[1] == "allow")
+    assert refuse >= 200 and allow >= 200, (refuse, allow)
+
+
+def test_every_refuse_row_is_refused_and_nothing_changes(proxy, prod_ready):
+    before = snapshot(prod_ready)
+    wrong = []
+    for where, verdict, stmt, flags in ROWS:
+        if verdict != "refuse":
+            continue
+        err = run_row(proxy, stmt, flags)
+        if not err or "envproxy" not in err[1]:
+            wrong.append(f"{where}: {stmt[:80]!r} -> {err}")
+    after = snapshot(prod_ready)
+    assert not wrong, "not refused:\n" + "\n".join(wrong[:40])
+    for key in before:
+        assert after[key] == before[key], f"prod changed: {key}"
+
+
+def test_every_allow_row_runs_on_the_server(proxy, prod_ready):
+    wrong = []
+    for where, verdict, stmt, flags in ROWS:
+        if verdict != "allow":
+            continue
+        err = run_row(proxy, stmt, flags)
+        if err and (err[0] == 1290 and "envproxy" in err[1]):
+            wrong.append(f"{where}: {stmt[:80]!r} -> {err}")
+    assert not wrong, "refused by the proxy:\n" + "\n".join(wrong[:40])
+
+
+def test_refusal_message_and_connection_stays_usable(proxy):
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("DELETE FROM orders")
+        assert e.value.args == (1290, "envproxy: environment 'prod' is read-only: DELETE is "
+                                      "not allowed")
+        cur.execute("SELECT COUNT(*) FROM orders")
+        assert cur.fetchall()[0][0] > 0
+    conn.close()
+    assert "refused: DELETE" in proxy.log_text()
+
+
+def test_read_grant_on_a_writable_environment(proxy):
+    conn = proxy.connect(user="carol", password="carol-pw")  # dev: read only
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("UPDATE orders SET status = 'x'")
+        assert e.value.args[0] == 1290
+        assert "account 'carol'" in e.value.args[1] and "'dev'" in e.value.args[1]
+        cur.execute("SELECT 1")
+    conn.close()
+
+
+def test_second_wall_read_only_transaction(proxy):
+    # The backend session itself is read-only: even a write the lexer let through (none
+    # should exist) would fail on the server.
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.tx_read_only")
+        assert cur.fetchall() == ((1,),)
+    conn.close()
+    conn = proxy.connect()  # alice in dev: write
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.tx_read_only")
+        assert cur.fetchall() == ((0,),)
+    conn.close()
+
+
+def test_unsafe_client_charset_is_refused_in_read_only(proxy):
+    conn = proxy.connect(database="shop@prod", charset="gbk", autocommit=None)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SELECT 1")
+        assert e.value.args[0] == 1290 and "gbk" in e.value.args[1]
+    conn.close()
+    conn = proxy.connect(charset="gbk")  # dev, writable: fine
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.close()
+
+
+@pytest.mark.parametrize("stmt", ["SET NAMES gbk", "SET character_set_client = big5",
+                                  "SET NAMES 'sjis'"])
+def test_unsafe_charset_statements_are_refused(proxy, stmt):
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute(stmt)
+        assert e.value.args[0] == 1290
+    conn.close()
+
+
+def test_sql_mode_tracking_changes_how_text_is_read(proxy, prod_ready):
+    # Under NO_BACKSLASH_ESCAPES the string ends at the backslash and the DELETE is code.
+    conn = connect_prod(proxy)
+    stmt = "SELECT 'a\\' ; DELETE FROM t WHERE id = 99; -- '"
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'")
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute(stmt)
+        assert e.value.args[0] == 1290
+    conn.close()
+
+
+def test_oracle_mode_is_refused(proxy):
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        for mode in ("ORACLE", "MSSQL"):
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute(f"SET SESSION sql_mode = '{mode}'")
+            assert e.value.args[0] == 1290
+    conn.close()
