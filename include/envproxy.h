@@ -85,6 +85,7 @@ struct backend {
     /* The raw relay: bytes read from and queued for the socket. */
     struct evbuffer *in, *out;
 
+    uint64_t serial; /* unique for the life of the process */
     uint64_t idle_since_ms;
     backend *next;               /* idle list */
     backend *all_prev, *all_next; /* every connection of the pool, for shutdown */
@@ -200,6 +201,8 @@ typedef enum {
     JOB_QUERY,       /* forward the command, relay the response */
     JOB_USE,         /* USE / COM_INIT_DB: switch the session on success */
     JOB_LOGIN_DB,    /* the handshake's database: finish the login on success */
+    JOB_PREPARE,     /* COM_STMT_PREPARE: relay the response, remember the statement */
+    JOB_STMT,        /* COM_STMT_EXECUTE / RESET / SEND_LONG_DATA on a prepared statement */
 } job_kind;
 
 /* The relay's position in a response. */
@@ -210,7 +213,33 @@ typedef enum {
     RL_ROWS,     /* rows until EOF or ERR */
     RL_FIELDS,   /* COM_FIELD_LIST: column definitions until EOF or ERR */
     RL_ONE,      /* a single packet (COM_STATISTICS) */
+    RL_PREP_OK,       /* COM_STMT_PREPARE: OK or ERR */
+    RL_PREP_PARAMS,   /* parameter definitions */
+    RL_PREP_PARAMS_EOF,
+    RL_PREP_COLS,     /* result column definitions */
+    RL_PREP_COLS_EOF,
 } relay_state;
+
+/* A prepared statement of a client. Its id is the proxy's own; the backend statement it
+ * stands for lives on one backend connection (be_serial) and is prepared again, from sql,
+ * when the statement next runs on another connection. */
+typedef struct cl_stmt {
+    struct cl_stmt *next;
+    uint32_t id;
+    uint32_t backend_id;
+    uint64_t be_serial; /* the connection it is prepared on; 0: none */
+    uint64_t types_serial; /* the connection that last received the parameter types */
+    int env;
+    char db[ROUTE_NAME_MAX + 1];
+    bool has_db;
+    bool read_only;
+    bool changes_mode; /* the text sets sql_mode */
+    char *sql;
+    size_t sql_len;
+    uint16_t n_params, n_columns;
+    uint8_t *param_types; /* 2 bytes per parameter, from the last EXECUTE that sent them */
+    pbuf columns;         /* result column definitions, client format, one packet each */
+} cl_stmt;
 
 #define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
 
@@ -278,6 +307,14 @@ struct client {
     bool rl_discard;       /* the current packet is dropped: past max_rows */
     bool rl_truncated;     /* the current result set lost rows to max_rows */
     bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
+    bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
+    uint16_t rl_count;     /* parameter or column definitions still expected */
+
+    /* Prepared statements. */
+    cl_stmt *stmts;
+    uint32_t next_stmt_id;
+    cl_stmt *stmt;        /* the statement of the current command */
+    bool stmt_reprepare;  /* JOB_STMT: preparing it again on this connection first */
     long long truncated_to; /* the last statement's results were cut to this many rows */
 };
 
@@ -293,8 +330,28 @@ void client_command_done(client *c);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
 
+/* Resolves where the statement runs (c->route, c->job_db); on failure sends the error,
+ * ends the command and returns false. */
+bool client_resolve(client *c, const route_hint *h);
+/* Gets the backend connection for c->route and makes it ready, then runs c->job. */
+void client_start_job(client *c);
+/* Checks c->cmd (COM_QUERY or COM_STMT_PREPARE text) against the read-only policy with b's
+ * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
+bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
+
+/* stmt.c: prepared statements. */
+void stmt_command(client *c, uint8_t cmd);
+/* The backend is ready for JOB_PREPARE / JOB_STMT. */
+void stmt_run(client *c);
+/* relay.c reports the end of a COM_STMT_PREPARE response: ok, backend id and counts. */
+void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
+                   uint16_t n_params);
+void stmt_free_all(client *c);
+
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);
+/* Like relay_start, with the given payload instead of c->cmd. */
+void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len);
 /* Called when the client's output drained below the low-water mark. */
 void relay_resume(client *c);
 /* statement_timeout passed while the relay runs: kill the query on the backend. */

@@ -10,11 +10,14 @@
 
 static void be_step(backend *b, int ready);
 
+static atomic_ullong next_serial;
+
 backend *backend_new(pool *pl)
 {
     backend *b = calloc(1, sizeof(*b));
     if (!b)
         abort();
+    b->serial = atomic_fetch_add(&next_serial, 1) + 1;
     b->pool = pl;
     b->fd = -1;
     b->state = BE_CONNECTING;

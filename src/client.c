@@ -35,7 +35,6 @@ static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_process_input(client *c);
-static void start_job(client *c);
 static void prepare_step(client *c);
 
 /* ---- sending ----------------------------------------------------------------------------- */
@@ -256,6 +255,7 @@ void client_free(client *c)
     event_free(c->timer);
     bufferevent_free(c->bev);
     pbuf_free(&c->cmd);
+    stmt_free_all(c);
     if (c->acct_ref)
         proxy_acct_put(c->acct_ref);
 
@@ -627,7 +627,7 @@ static void login_succeeded(client *c)
     snprintf(c->job_db, sizeof(c->job_db), "%s", db);
     c->job_has_db = true;
     c->job = JOB_LOGIN_DB;
-    start_job(c);
+    client_start_job(c);
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */
@@ -687,11 +687,10 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
     snprintf(c->job_db, sizeof(c->job_db), "%s", db);
     c->job_has_db = true;
     c->job = JOB_USE;
-    start_job(c);
+    client_start_job(c);
 }
 
-/* Resolves where the statement runs; on failure sends the error and returns false. */
-static bool resolve(client *c, const route_hint *h)
+bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
     int code = route_resolve(c->p->cfg, c->acct, c->env ? c->env->name : NULL,
@@ -771,13 +770,13 @@ static void handle_query(client *c)
         client_command_done(c);
         return;
     }
-    if (!resolve(c, &h))
+    if (!client_resolve(c, &h))
         return;
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
     c->rl = RL_FIRST;
-    start_job(c);
+    client_start_job(c);
 }
 
 static void handle_reset_connection(client *c)
@@ -789,6 +788,7 @@ static void handle_reset_connection(client *c)
             c->held_env[i] = -1;
         }
     }
+    stmt_free_all(c);
     c->env = route_initial_env(c->p->cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
@@ -829,11 +829,11 @@ static void handle_command(client *c)
         break;
     case CMD_FIELD_LIST:
     case CMD_STATISTICS:
-        if (!resolve(c, NULL))
+        if (!client_resolve(c, NULL))
             return;
         c->job = JOB_QUERY;
         c->rl = cmd == CMD_FIELD_LIST ? RL_FIELDS : RL_ONE;
-        start_job(c);
+        client_start_job(c);
         break;
     case CMD_SET_OPTION:
         if (c->cmd.len != 3 || pkt_u16(c->cmd.data + 1) > 1) {
@@ -850,21 +850,13 @@ static void handle_command(client *c)
     case CMD_RESET_CONNECTION:
         handle_reset_connection(c);
         break;
-    case CMD_STMT_CLOSE:
-    case CMD_STMT_SEND_LONG_DATA:
-        client_command_done(c); /* no reply, as the protocol says */
-        break;
     case CMD_STMT_PREPARE:
-        client_send_err(c, 1295, "HY000",
-                        "envproxy: server-side prepared statements are not supported by this "
-                        "version; use client-side prepared statements");
-        client_command_done(c);
-        break;
     case CMD_STMT_EXECUTE:
+    case CMD_STMT_CLOSE:
     case CMD_STMT_RESET:
+    case CMD_STMT_SEND_LONG_DATA:
     case CMD_STMT_FETCH:
-        client_send_err(c, 1243, "HY000", "Unknown prepared statement handler given to envproxy");
-        client_command_done(c);
+        stmt_command(c, cmd);
         break;
     default:
         client_send_err(c, 1047, "08S01", "Unknown command (0x%02x)", cmd);
@@ -976,7 +968,7 @@ static void client_wake_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void start_job(client *c)
+void client_start_job(client *c)
 {
     proxy *p = c->p;
     int env = env_index(p, c->route.env);
@@ -1030,10 +1022,8 @@ static void prepare_done(backend *b, int rc, void *arg)
 
 /* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
  * and follows SET sql_mode. Returns false after refusing it. */
-static bool check_policy(client *c, backend *b)
+bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 {
-    const char *sql = (const char *)c->cmd.data + 1;
-    size_t len = c->cmd.len - 1;
     if (c->route.read_only) {
         policy_verdict v;
         bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
@@ -1101,9 +1091,14 @@ static void prepare_step(client *c)
 
     switch (c->job) {
     case JOB_QUERY:
-        if (c->cmd.data[0] == CMD_QUERY && !check_policy(c, b))
+        if (c->cmd.data[0] == CMD_QUERY &&
+            !client_check_policy(c, b, (const char *)c->cmd.data + 1, c->cmd.len - 1))
             return;
         relay_start(c, c->rl);
+        break;
+    case JOB_PREPARE:
+    case JOB_STMT:
+        stmt_run(c);
         break;
     case JOB_USE:
     case JOB_LOGIN_DB:

@@ -39,6 +39,8 @@ static void relay_finish(client *c, bool failed)
     evtimer_del(c->timer);
     if (failed && c->job_mode_changed)
         b->mode.unknown = true; /* which SET sql_mode took effect is not known */
+    if (c->job == JOB_STMT && c->stmt && c->stmt->changes_mode)
+        b->mode.unknown = true; /* a prepared SET sql_mode ran */
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
@@ -103,6 +105,138 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     return 0;
 }
 
+/* Appends the statement's stored column definitions to out with fresh sequence ids. */
+static void append_stored_columns(client *c, pbuf *out, const cl_stmt *st)
+{
+    size_t off = 0;
+    while (off + PKT_HEADER <= st->columns.len) {
+        size_t n = pkt_u24(st->columns.data + off);
+        size_t start = pkt_begin(out);
+        pbuf_put(out, st->columns.data + off + PKT_HEADER, n);
+        pkt_end(out, start, &c->seq);
+        off += PKT_HEADER + n;
+    }
+}
+
+/* Sends a packet of a PREPARE response to the client (not in silent mode). */
+static void prep_forward(client *c, const uint8_t *p, size_t len)
+{
+    if (c->rl_silent)
+        return;
+    put_header(c, len);
+    evbuffer_add(client_out(c), p, len);
+    c->rl_sent = true;
+}
+
+/* After the parameter part of a PREPARE response: on to the columns, or the end. */
+static int prep_after_params(client *c)
+{
+    cl_stmt *st = c->stmt;
+    if (st->n_columns == 0) {
+        stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
+        return 0;
+    }
+    c->rl = RL_PREP_COLS;
+    c->rl_count = st->n_columns;
+    return 1;
+}
+
+/* One whole packet of a COM_STMT_PREPARE response. Returns 1 to go on, 0 when the response
+ * ended (the command is finished), -1 when malformed. */
+static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
+{
+    backend *b = c->be;
+    cl_stmt *st = c->stmt;
+    bool is_eof = pkt_is_eof(p, len);
+    switch (c->rl) {
+    case RL_PREP_OK:
+        if (len > 0 && p[0] == 0xFF) {
+            if (!c->rl_silent) {
+                prep_forward(c, p, len);
+            } else {
+                /* Our own PREPARE failed: the client sees the error as its command's. */
+                put_header(c, len);
+                evbuffer_add(client_out(c), p, len);
+            }
+            evbuffer_drain(b->in, PKT_HEADER + len);
+            backend_unwatch(b);
+            evtimer_del(c->timer);
+            stmt_prepared(c, false, 0, 0, 0);
+            return 0;
+        }
+        if (len < 12 || p[0] != 0x00)
+            return -1;
+        st->backend_id = pkt_u32(p + 1);
+        st->n_columns = pkt_u16(p + 5);
+        st->n_params = pkt_u16(p + 7);
+        {
+            uint8_t ok[12];
+            memcpy(ok, p, 12);
+            ok[1] = (uint8_t)st->id;
+            ok[2] = (uint8_t)(st->id >> 8);
+            ok[3] = (uint8_t)(st->id >> 16);
+            ok[4] = (uint8_t)(st->id >> 24);
+            prep_forward(c, ok, 12);
+        }
+        evbuffer_drain(b->in, PKT_HEADER + len);
+        if (!c->rl_silent)
+            pbuf_reset(&st->columns);
+        if (st->n_params > 0) {
+            c->rl = RL_PREP_PARAMS;
+            c->rl_count = st->n_params;
+            return 1;
+        }
+        return prep_after_params(c);
+    case RL_PREP_PARAMS:
+    case RL_PREP_COLS: {
+        if (is_eof || (len > 0 && p[0] == 0xFF))
+            return -1;
+        pbuf def;
+        pbuf_init(&def);
+        uint8_t seq = 0;
+        int bad = b->ext_metadata ? pkt_copy_column_plain(&def, &seq, p, len) : 0;
+        if (!b->ext_metadata) {
+            size_t start = pkt_begin(&def);
+            pbuf_put(&def, p, len);
+            pkt_end(&def, start, &seq);
+        }
+        if (!bad) {
+            prep_forward(c, def.data + PKT_HEADER, def.len - PKT_HEADER);
+            if (c->rl == RL_PREP_COLS && !c->rl_silent)
+                pbuf_put(&st->columns, def.data, def.len);
+        }
+        pbuf_free(&def);
+        if (bad)
+            return -1;
+        evbuffer_drain(b->in, PKT_HEADER + len);
+        if (--c->rl_count == 0)
+            c->rl = c->rl == RL_PREP_PARAMS ? RL_PREP_PARAMS_EOF : RL_PREP_COLS_EOF;
+        return 1;
+    }
+    case RL_PREP_PARAMS_EOF:
+    case RL_PREP_COLS_EOF: {
+        if (!is_eof)
+            return -1;
+        uint16_t warnings, status;
+        pkt_parse_eof(p, len, &warnings, &status);
+        evbuffer_drain(b->in, PKT_HEADER + len);
+        if (!c->rl_silent && !(c->caps & CAP_DEPRECATE_EOF)) {
+            pbuf out;
+            pbuf_init(&out);
+            pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
+            evbuffer_add(client_out(c), out.data, out.len);
+            pbuf_free(&out);
+        }
+        if (c->rl == RL_PREP_PARAMS_EOF)
+            return prep_after_params(c);
+        stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
 /* Handles the packets in b->in. Returns false when the relay ended (finished or failed). */
 static bool relay_process(client *c)
 {
@@ -146,8 +280,9 @@ static bool relay_process(client *c)
 
         bool is_eof = first == 0xFE && len < 9;
         bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
+        bool preparing = c->rl >= RL_PREP_OK;
         bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
-                     (is_column && b->ext_metadata);
+                     (is_column && b->ext_metadata) || preparing;
         c->rl_discard = false;
         if (!whole) {
             /* A row or a column definition: copy it as it comes. */
@@ -178,6 +313,16 @@ static bool relay_process(client *c)
             return true;
         uint8_t *p = evbuffer_pullup(b->in, (ssize_t)(PKT_HEADER + len)) + PKT_HEADER;
 
+        if (preparing) {
+            int r = relay_prepare_packet(c, p, len);
+            if (r < 0) {
+                relay_fail(c, 2027, "malformed COM_STMT_PREPARE response from the backend");
+                return false;
+            }
+            if (r == 0)
+                return false; /* the response ended */
+            continue;
+        }
         if (first == 0xFF) {
             if (c->rl_timed_out) {
                 /* The query died of our KILL QUERY: say why, as SPEC section 6 words it. */
@@ -243,8 +388,15 @@ static bool relay_process(client *c)
                 pr_init(&r, p, len);
                 if (!pr_lenenc(&r, &n, NULL) || n == 0 ||
                     (pr_left(&r) == 1 && !pr_u8(&r, &follows)) || pr_left(&r) != 0 ||
-                    follows != 1) {
+                    follows > 1) {
                     relay_fail(c, 2027, "malformed result set header from the backend");
+                    return false;
+                }
+                /* follows == 0: the metadata of the prepared statement, which the backend
+                 * does not repeat; the client gets it from what the PREPARE returned. */
+                cl_stmt *st = c->stmt;
+                if (follows == 0 && (!st || st->n_columns != n)) {
+                    relay_fail(c, 2027, "result without metadata from the backend");
                     return false;
                 }
                 c->rl_columns = n;
@@ -254,9 +406,15 @@ static bool relay_process(client *c)
                 size_t start = pkt_begin(&out);
                 pbuf_lenenc(&out, n);
                 pkt_end(&out, start, &c->seq);
+                if (follows == 0)
+                    append_stored_columns(c, &out, st);
                 evbuffer_add(client_out(c), out.data, out.len);
                 pbuf_free(&out);
                 c->rl_sent = true;
+                if (follows == 0) {
+                    c->rl = RL_COLS_EOF;
+                    continue;
+                }
             }
             c->rl = RL_COLUMNS;
             continue;
@@ -272,6 +430,12 @@ static bool relay_process(client *c)
             }
             c->rl = RL_ROWS;
             continue;
+        case RL_PREP_OK:
+        case RL_PREP_PARAMS:
+        case RL_PREP_PARAMS_EOF:
+        case RL_PREP_COLS:
+        case RL_PREP_COLS_EOF:
+            return false; /* handled above */
         case RL_ROWS:
         case RL_FIELDS:
         case RL_COLUMNS:
@@ -358,6 +522,11 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
 
 void relay_start(client *c, relay_state first)
 {
+    relay_send(c, first, c->cmd.data, c->cmd.len);
+}
+
+void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len)
+{
     backend *b = c->be;
     c->state = CL_RELAY;
     c->rl = first;
@@ -369,21 +538,22 @@ void relay_start(client *c, relay_state first)
     c->rl_discard = false;
     c->rl_truncated = false;
     c->rl_timed_out = false;
+    c->rl_count = 0;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
-    if (timeout > 0 && first != RL_ONE) {
+    if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
         struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
         evtimer_add(c->timer, &tv);
     }
 
-    /* The command as the client sent it, re-framed from sequence id 0. */
-    size_t len = c->cmd.len, off = 0;
+    /* The command, re-framed from sequence id 0. */
+    size_t off = 0;
     uint8_t seq = 0;
     for (;;) {
         size_t n = len - off > PKT_MAX_PAYLOAD ? PKT_MAX_PAYLOAD : len - off;
         uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), seq++};
         evbuffer_add(b->out, h, PKT_HEADER);
-        evbuffer_add(b->out, c->cmd.data + off, n);
+        evbuffer_add(b->out, payload + off, n);
         off += n;
         if (n < PKT_MAX_PAYLOAD)
             break;
