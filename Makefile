@@ -58,8 +58,15 @@ deps:
 unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
-integration: $(BUILD)/envproxy
-	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+# A Connector/C client that drives the prepared-statement API for the integration tests.
+$(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+
+integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
+	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
+	    $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

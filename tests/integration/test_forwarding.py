@@ -274,14 +274,14 @@ def test_unknown_command_gets_1047(proxy):
     conn.close()
 
 
-def test_prepared_statement_commands_get_clear_errors(proxy):
+def test_statement_close_of_an_unknown_id_gets_no_reply(proxy):
     conn = proxy.connect()
-    conn._execute_command(COMMAND.COM_STMT_PREPARE, b"SELECT ?")
+    conn._execute_command(COMMAND.COM_STMT_CLOSE, struct.pack("<I", 12345))  # no reply
+    assert rows(conn, "SELECT 1") == ((1,),)
+    conn._execute_command(0x1C, struct.pack("<II", 1, 1))  # COM_STMT_FETCH, unknown id
     with pytest.raises(pymysql.err.MySQLError) as e:
         conn._read_packet()
-    assert "prepared statements" in e.value.args[1]
-    conn._execute_command(COMMAND.COM_STMT_CLOSE, struct.pack("<I", 1))  # no reply expected
-    assert rows(conn, "SELECT 1") == ((1,),)
+    assert e.value.args[0] == 1243
     conn.close()
 
 

@@ -1,0 +1,175 @@
+"""Server-side prepared statements (COM_STMT_*) as Connector/C clients use them."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def driver_path():
+    return os.environ.get("STMT_DRIVER") or str(REPO / "build" / "tests" / "stmt_driver")
+
+
+class Driver:
+    """A stmt_driver process: one client connection, one line in, one answer out."""
+
+    def __init__(self, proxy, user="alice", password="alice-pw", db=None):
+        args = [driver_path(), "127.0.0.1", str(proxy.port), user, password]
+        if db:
+            args.append(db)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        first = self.proc.stdout.readline().strip()
+        assert first.startswith("CONNECTED"), first
+        self.thread_id = int(first.split()[1])
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        head = self.proc.stdout.readline().strip()
+        if head.startswith("ROWS"):
+            n = int(head.split()[1])
+            rows = [self.proc.stdout.readline().rstrip("\n")[2:].split("|") for _ in range(n)]
+            return ("ROWS", rows)
+        return tuple(head.split(" ", 2)) if head.startswith("ERR") else tuple(head.split())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def drv(proxy):
+    made = []
+
+    def make(**kw):
+        d = Driver(proxy, **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def test_prepare_execute_with_parameters(drv):
+    d = drv(db="shop")
+    assert d.cmd("prepare SELECT id, name, ? FROM customers WHERE id <= ? ORDER BY id") == \
+        ("OK", "2", "3")
+    kind, rows = d.cmd("exec s:héllo 2")
+    assert kind == "ROWS"
+    assert [r[0] for r in rows] == ["1", "2"] and rows[0][2] == "h\\xC3\\xA9llo"  # the driver escapes non-ASCII bytes
+    # Executed again with new values and no types (the client binds once).
+    kind, rows = d.cmd("exec s:x 3")
+    assert len(rows) == 3 and rows[2][2] == "x"
+    kind, rows = d.cmd("exec null 1")
+    assert rows == [["1", rows[0][1], "NULL"]]
+
+
+def test_every_column_type_in_the_binary_protocol(drv, proxy):
+    d = drv(db="shop")
+    assert d.cmd("prepare SELECT * FROM types WHERE id = ?")[0] == "OK"
+    kind, rows = d.cmd("exec 1")
+    text = proxy.query("SELECT * FROM types WHERE id = 1", database="shop")[0]
+    assert kind == "ROWS" and len(rows) == 1
+    assert len(rows[0]) == len(text)
+    # The same values as the text protocol gives, column by column (as strings).
+    d.cmd("query SELECT 1")
+    q = d.cmd("query SELECT * FROM types WHERE id = 1")
+    assert q[0] == "ROWS" and len(q[1][0]) == len(rows[0])
+    for i, (b, t) in enumerate(zip(rows[0], q[1][0])):
+        if not t.startswith(("0.", "1.")) and "e" not in t:  # FLOAT/DOUBLE print differently
+            assert b[:400] == t[:400], (i, b[:60], t[:60])  # the driver keeps 512 bytes
+    kind, rows = d.cmd("exec 2")  # the all-NULL row
+    assert rows and all(v == "NULL" for v in rows[0][1:])
+
+
+def test_writes_and_affected_rows_in_dev(drv):
+    d = drv(db="shop")
+    d.cmd("query CREATE TABLE IF NOT EXISTS ps_scratch (id INT PRIMARY KEY, v TEXT)")
+    d.cmd("query DELETE FROM ps_scratch")
+    assert d.cmd("prepare INSERT INTO ps_scratch VALUES (?, ?)") == ("OK", "2", "0")
+    assert d.cmd("exec 1 s:a") == ("AFFECTED", "1")
+    assert d.cmd("exec 2 s:b") == ("AFFECTED", "1")
+    assert d.cmd("query SELECT COUNT(*) FROM ps_scratch") == ("ROWS", [["2"]])
+    d.cmd("query DROP TABLE ps_scratch")
+
+
+def test_policy_is_checked_at_prepare(drv):
+    d = drv(db="shop@prod")
+    err = d.cmd("prepare DELETE FROM orders WHERE id = ?")
+    assert err[0] == "ERR" and err[1] == "1290"
+    assert "read-only" in err[2]
+    assert d.cmd("prepare SELECT COUNT(*) FROM orders WHERE id > ?")[0] == "OK"
+    kind, rows = d.cmd("exec 0")
+    assert kind == "ROWS" and int(rows[0][0]) > 0
+
+
+def test_statement_runs_where_it_was_prepared(drv, servers):
+    d = drv(db="shop@prod")
+    assert d.cmd("prepare SELECT @@port")[0] == "OK"
+    d.cmd("query USE shop@dev")
+    assert d.cmd("exec") == ("ROWS", [[str(servers.prod.port)]])
+    assert d.cmd("prepare /* env=prod */ SELECT @@port, ?")[0] == "OK"
+    assert d.cmd("exec 5") == ("ROWS", [[str(servers.prod.port), "5"]])
+
+
+def test_reprepared_transparently_after_the_backend_connection_died(drv, servers):
+    d = drv(db="shop")
+    assert d.cmd("prepare SELECT ? + 1, CONNECTION_ID()")[0] == "OK"
+    kind, rows = d.cmd("exec 41")
+    assert rows[0][0] == "42"
+    backend_thread = rows[0][1]
+    servers.sql("dev", f"KILL {backend_thread}")
+    # The next execute sends no parameter types: the proxy prepares again on a new
+    # connection and supplies the types it remembered.
+    kind, rows = d.cmd("exec 99")
+    assert kind == "ROWS", (kind, rows)
+    assert rows[0][0] == "100" and rows[0][1] != backend_thread
+
+
+def test_unknown_statement_id_gets_1243(proxy):
+    conn = proxy.connect()
+    conn._execute_command(0x17, b"\x99\x00\x00\x00\x00\x01\x00\x00\x00")  # EXECUTE id 153
+    import pymysql
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        conn._read_packet()
+    assert e.value.args[0] == 1243
+    conn.close()
+
+
+def test_close_releases_the_backend_statement(drv, servers):
+    d = drv(db="shop")
+
+    def prepared_on_server():
+        return int(servers.sql("dev", "SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")[0][1])
+
+    before = prepared_on_server()
+    for _ in range(30):
+        assert d.cmd("prepare SELECT 1")[0] == "OK"
+        assert d.cmd("close") == ("OK",)
+    assert prepared_on_server() <= before + 1
+
+
+def test_long_data_and_reset(drv):
+    d = drv(db="shop")
+    assert d.cmd("prepare SELECT LENGTH(?), ?")[0] == "OK"
+    assert d.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])  # binds the parameters
+    assert d.cmd("longdata 0 abcdef") == ("OK",)
+    kind, rows = d.cmd("exec s:x s:y")
+    assert rows == [["6", "y"]]
+    assert d.cmd("reset") == ("OK",)
+
+
+def test_max_rows_applies_to_binary_results(make_proxy):
+    p = make_proxy(extra_yaml={"limits": {"max_rows": 4}})
+    d = Driver(p, db="shop")
+    try:
+        assert d.cmd("prepare SELECT seq FROM seq_1_to_100 WHERE seq > ?")[0] == "OK"
+        kind, rows = d.cmd("exec 0")
+        assert len(rows) == 4
+    finally:
+        d.close()
