@@ -254,6 +254,8 @@ struct client {
     char host[48]; /* "127.0.0.1" */
     cl_state state;
     cl_state state_at_free;
+    client *reg_next; /* the proxy's registry, under reg_mu */
+    bool registered;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
     bool tls;
@@ -339,6 +341,14 @@ void client_start_job(client *c);
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
 
+/* local.c: statements about the proxy itself. Returns true when it answered (or refused)
+ * the statement; the command is then finished. */
+bool local_answer(client *c, const char *sql, size_t len);
+void local_kill(client *c, uint32_t id, bool query_only);
+void local_register(client *c);
+void local_unregister(client *c);
+void local_worker_init(worker *w);
+
 /* stmt.c: prepared statements. */
 void stmt_command(client *c, uint8_t cmd);
 /* The backend is ready for JOB_PREPARE / JOB_STMT. */
@@ -369,6 +379,11 @@ void result_send(client *c, const result_col *cols, int ncols, const char *const
 
 /* ---- workers, proxy (worker.c, proxy.c) ------------------------------------------------- */
 
+typedef struct kill_request {
+    uint32_t id;
+    bool query_only;
+} kill_request;
+
 typedef struct accepted_fd {
     int fd;
     struct sockaddr_storage sa;
@@ -384,6 +399,9 @@ struct worker {
     pthread_mutex_t inbox_mu;
     accepted_fd *inbox;
     int inbox_len, inbox_cap;
+    struct event *kill_ev; /* KILL requests from other workers (under inbox_mu) */
+    kill_request kills[64];
+    int kills_len;
     client *clients;
     int n_clients;
 };
@@ -415,6 +433,9 @@ struct proxy {
     char server_version[96]; /* the default environment's version, "" until known */
 
     atomic_bool stopping;
+    pthread_mutex_t reg_mu; /* logged-in clients by id, for KILL */
+#define PROXY_REGISTRY 1024
+    client *registry[PROXY_REGISTRY];
     atomic_uint next_conn_id;
     atomic_ullong clients_total;
     struct event *sig_int, *sig_term, *sig_hup, *tick;

@@ -221,6 +221,7 @@ void client_free(client *c)
     }
     cl_state st = c->free_pending ? c->state_at_free : c->state;
     c->state = CL_CLOSING;
+    local_unregister(c);
     if (st != CL_GREETING && st != CL_AUTH_SWITCH)
         log_info("conn %u %s user=%s: disconnected", c->id, c->addr, c->user);
     evtimer_del(c->timer);
@@ -591,6 +592,8 @@ static void login_succeeded(client *c)
     }
     log_info("conn %u %s user=%s: logged in%s (env=%s)", c->id, c->addr, c->user,
              c->tls ? " with TLS" : "", c->env ? c->env->name : "-");
+    local_unregister(c); /* again after COM_CHANGE_USER */
+    local_register(c);
     if (!c->has_login_db) {
         c->state = CL_IDLE;
         send_ok(c, ST_AUTOCOMMIT);
@@ -744,6 +747,8 @@ static void handle_query(client *c)
         client_command_done(c);
         return;
     }
+    if (!h.present && local_answer(c, sql, len))
+        return;
     char name[2 * ROUTE_NAME_MAX + 2];
     int use = route_parse_use(sql + h.end, len - h.end, name, sizeof(name), err, sizeof(err));
     if (use < 0) {
@@ -834,6 +839,14 @@ static void handle_command(client *c)
         c->job = JOB_QUERY;
         c->rl = cmd == CMD_FIELD_LIST ? RL_FIELDS : RL_ONE;
         client_start_job(c);
+        break;
+    case CMD_PROCESS_KILL:
+        if (c->cmd.len < 5) {
+            client_send_err(c, 1835, "HY000", "Malformed communication packet");
+            client_command_done(c);
+        } else {
+            local_kill(c, pkt_u32(c->cmd.data + 1), false);
+        }
         break;
     case CMD_SET_OPTION:
         if (c->cmd.len != 3 || pkt_u16(c->cmd.data + 1) > 1) {

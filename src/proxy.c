@@ -184,6 +184,7 @@ int worker_start(worker *w)
         return -1;
     w->inbox_ev = event_new(w->base, -1, 0, inbox_cb, w);
     pthread_mutex_init(&w->inbox_mu, NULL);
+    local_worker_init(w);
     return pthread_create(&w->thread, NULL, worker_main, w) ? -1 : 0;
 }
 
@@ -328,6 +329,7 @@ int proxy_run(const char *config_path)
     atomic_init(&p->next_conn_id, 1);
     pthread_mutex_init(&p->acct_mu, NULL);
     pthread_mutex_init(&p->version_mu, NULL);
+    pthread_mutex_init(&p->reg_mu, NULL);
     int rc = 1;
     char err[256];
 
@@ -399,6 +401,7 @@ out:
     for (int i = 0; i < p->n_workers; i++) {
         worker *w = &p->workers[i];
         event_free(w->inbox_ev);
+        event_free(w->kill_ev);
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
         free(w->inbox);
@@ -418,6 +421,7 @@ out:
         acct_close(p->store);
     pthread_mutex_destroy(&p->acct_mu);
     pthread_mutex_destroy(&p->version_mu);
+    pthread_mutex_destroy(&p->reg_mu);
     free(p);
     config_free(cfg);
     mysql_library_end();

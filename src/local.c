@@ -1,0 +1,356 @@
+/* local.c: statements the proxy answers itself because they are about the proxy, not a
+ * backend: KILL, SELECT CONNECTION_ID(), SELECT @@version_comment, SHOW STATUS LIKE 'Ssl%'. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <event2/bufferevent_ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_WORDS 12
+
+/* The statement as a short list of tokens; false when it has more than MAX_WORDS or the
+ * lexer cannot read it. A trailing ';' is dropped. */
+typedef struct {
+    const char *sql;
+    sql_token t[MAX_WORDS];
+    int n;
+} words;
+
+static bool read_words(const char *sql, size_t len, words *w)
+{
+    sql_lexer lx;
+    sql_mode_flags mode = {0};
+    sqllex_init(&lx, sql, len, &mode);
+    w->sql = sql;
+    w->n = 0;
+    for (;;) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END)
+            break;
+        if (t.kind == SQLTOK_ERROR)
+            return false;
+        if (t.kind == SQLTOK_SEMICOLON) {
+            sql_token rest = sqllex_next(&lx);
+            return rest.kind == SQLTOK_END;
+        }
+        if (w->n == MAX_WORDS)
+            return false;
+        w->t[w->n++] = t;
+    }
+    return true;
+}
+
+static bool is_word(const words *w, int i, const char *kw)
+{
+    if (i >= w->n || w->t[i].kind != SQLTOK_WORD)
+        return false;
+    size_t n = strlen(kw);
+    return w->t[i].len == n && strncasecmp(w->sql + w->t[i].start, kw, n) == 0;
+}
+
+static bool is_punct(const words *w, int i, char ch)
+{
+    return i < w->n && w->t[i].kind == SQLTOK_PUNCT && w->t[i].len == 1 &&
+           w->sql[w->t[i].start] == ch;
+}
+
+/* Copies token i's text (quotes removed from a quoted identifier or string). */
+static void token_text(const words *w, int i, char *out, size_t cap)
+{
+    const char *s = w->sql + w->t[i].start;
+    size_t n = w->t[i].len;
+    if ((w->t[i].kind == SQLTOK_QIDENT || w->t[i].kind == SQLTOK_STRING) && n >= 2) {
+        s++;
+        n -= 2;
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* The column name of a one-column answer: the alias after [AS], else the given name.
+ * Returns the index after the alias, or -1 when what follows is not an alias. */
+static int alias(const words *w, int i, char *name, size_t cap)
+{
+    if (is_word(w, i, "AS"))
+        i++;
+    if (i < w->n && (w->t[i].kind == SQLTOK_WORD || w->t[i].kind == SQLTOK_QIDENT ||
+                     w->t[i].kind == SQLTOK_STRING)) {
+        if (is_word(w, i, "LIMIT") || is_word(w, i, "FROM"))
+            return i;
+        token_text(w, i, name, cap);
+        return i + 1;
+    }
+    return i;
+}
+
+/* Case-insensitive LIKE with % and _ (no escape character). */
+static bool like(const char *s, const char *p)
+{
+    for (; *p; p++, s++) {
+        if (*p == '%') {
+            for (const char *t = s;; t++) {
+                if (like(t, p + 1))
+                    return true;
+                if (!*t)
+                    return false;
+            }
+        }
+        if (!*s || (*p != '_' && tolower((unsigned char)*p) != tolower((unsigned char)*s)))
+            return false;
+    }
+    return *s == '\0';
+}
+
+static void one_value(client *c, const char *column, const char *value, uint8_t type)
+{
+    result_col col = {column, type};
+    const char *cells[] = {value};
+    result_send(c, &col, 1, cells, 1, 0);
+}
+
+/* ---- KILL ---------------------------------------------------------------------------------- */
+
+/* Runs on the target's worker: kills the statement or the connection of client id. */
+static void kill_on_worker(worker *w, uint32_t id, bool query_only)
+{
+    for (client *c = w->clients; c; c = c->next) {
+        if (c->id != id)
+            continue;
+        if (query_only) {
+            if (c->state == CL_RELAY && c->be)
+                backend_kill_query(c->be->pool, w->base, c->be->thread_id);
+        } else {
+            log_info("conn %u %s user=%s: killed by KILL CONNECTION", c->id, c->addr, c->user);
+            client_free(c);
+        }
+        return;
+    }
+}
+
+static void kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->inbox_mu);
+        if (w->kills_len == 0) {
+            pthread_mutex_unlock(&w->inbox_mu);
+            return;
+        }
+        kill_request k = w->kills[--w->kills_len];
+        pthread_mutex_unlock(&w->inbox_mu);
+        kill_on_worker(w, k.id, k.query_only);
+    }
+}
+
+void local_worker_init(worker *w)
+{
+    w->kill_ev = event_new(w->base, -1, 0, kill_cb, w);
+}
+
+/* KILL [HARD | SOFT] [CONNECTION | QUERY] [ID] n, and COM_PROCESS_KILL. Only sessions of
+ * the same account may be killed. */
+void local_kill(client *c, uint32_t id, bool query_only)
+{
+    proxy *p = c->p;
+    if (id == c->id) {
+        if (query_only) {
+            pbuf b;
+            pbuf_init(&b);
+            pkt_build_ok(&b, &c->seq, 0, 0, ST_AUTOCOMMIT, 0, NULL, 0);
+            client_send(c, &b);
+            client_command_done(c);
+            return;
+        }
+        client_send_err(c, 1927, "70100", "Connection was killed");
+        client_free(c);
+        return;
+    }
+    int found = 0; /* 0 none, 1 other account, 2 sent */
+    pthread_mutex_lock(&p->reg_mu);
+    for (client *t = p->registry[id % PROXY_REGISTRY]; t; t = t->reg_next) {
+        if (t->id != id)
+            continue;
+        if (strcmp(t->user, c->user) != 0) {
+            found = 1;
+            break;
+        }
+        worker *w = t->w;
+        pthread_mutex_lock(&w->inbox_mu);
+        if (w->kills_len < (int)(sizeof(w->kills) / sizeof(w->kills[0]))) {
+            w->kills[w->kills_len].id = id;
+            w->kills[w->kills_len].query_only = query_only;
+            w->kills_len++;
+        }
+        event_active(w->kill_ev, EV_READ, 0);
+        pthread_mutex_unlock(&w->inbox_mu);
+        found = 2;
+        break;
+    }
+    pthread_mutex_unlock(&p->reg_mu);
+    if (found == 0) {
+        client_send_err(c, 1094, "HY000", "Unknown thread id: %u", id);
+    } else if (found == 1) {
+        client_send_err(c, 1095, "HY000", "You are not owner of thread %u", id);
+    } else {
+        log_info("conn %u %s user=%s: KILL %s%u", c->id, c->addr, c->user,
+                 query_only ? "QUERY " : "", id);
+        pbuf b;
+        pbuf_init(&b);
+        pkt_build_ok(&b, &c->seq, 0, 0, ST_AUTOCOMMIT, 0, NULL, 0);
+        client_send(c, &b);
+    }
+    client_command_done(c);
+}
+
+void local_register(client *c)
+{
+    proxy *p = c->p;
+    pthread_mutex_lock(&p->reg_mu);
+    client **head = &p->registry[c->id % PROXY_REGISTRY];
+    c->reg_next = *head;
+    *head = c;
+    c->registered = true;
+    pthread_mutex_unlock(&p->reg_mu);
+}
+
+void local_unregister(client *c)
+{
+    if (!c->registered)
+        return;
+    proxy *p = c->p;
+    pthread_mutex_lock(&p->reg_mu);
+    for (client **pp = &p->registry[c->id % PROXY_REGISTRY]; *pp; pp = &(*pp)->reg_next) {
+        if (*pp == c) {
+            *pp = c->reg_next;
+            break;
+        }
+    }
+    c->registered = false;
+    pthread_mutex_unlock(&p->reg_mu);
+}
+
+/* ---- the statements ------------------------------------------------------------------------- */
+
+static bool try_kill(client *c, const words *w)
+{
+    if (!is_word(w, 0, "KILL"))
+        return false;
+    int i = 1;
+    if (is_word(w, i, "HARD") || is_word(w, i, "SOFT"))
+        i++;
+    bool query_only = false;
+    if (is_word(w, i, "CONNECTION")) {
+        i++;
+    } else if (is_word(w, i, "QUERY")) {
+        query_only = true;
+        i++;
+    }
+    if (is_word(w, i, "ID"))
+        i++;
+    if (i + 1 != w->n || w->t[i].kind != SQLTOK_NUMBER) {
+        client_send_err(c, 1235, "42000",
+                        "envproxy: supported forms are KILL [CONNECTION | QUERY] <id>, with the "
+                        "id of a session of this account");
+        client_command_done(c);
+        return true;
+    }
+    char num[24];
+    token_text(w, i, num, sizeof(num));
+    char *end;
+    unsigned long long id = strtoull(num, &end, 10);
+    if (*end || id > 0xFFFFFFFFull) {
+        client_send_err(c, 1094, "HY000", "Unknown thread id: %s", num);
+        client_command_done(c);
+        return true;
+    }
+    local_kill(c, (uint32_t)id, query_only);
+    return true;
+}
+
+static bool try_select(client *c, const words *w)
+{
+    if (!is_word(w, 0, "SELECT"))
+        return false;
+    char name[80];
+    int i;
+    /* SELECT CONNECTION_ID() [[AS] alias] */
+    if (is_word(w, 1, "CONNECTION_ID") && is_punct(w, 2, '(') && is_punct(w, 3, ')')) {
+        snprintf(name, sizeof(name), "CONNECTION_ID()");
+        i = alias(w, 4, name, sizeof(name));
+        if (i != w->n)
+            return false;
+        char v[16];
+        snprintf(v, sizeof(v), "%u", c->id);
+        one_value(c, name, v, PKT_TYPE_LONGLONG);
+        client_command_done(c);
+        return true;
+    }
+    /* SELECT @@[session.]version_comment [[AS] alias] [LIMIT 1] */
+    if (w->n >= 3 && w->t[1].kind == SQLTOK_SYSVAR) {
+        i = 2;
+        if ((is_word(w, i, "session") || is_word(w, i, "global")) && is_punct(w, i + 1, '.'))
+            i += 2;
+        if (!is_word(w, i, "version_comment"))
+            return false;
+        snprintf(name, sizeof(name), "%.*s", (int)(w->t[i].start + w->t[i].len - w->t[1].start),
+                 w->sql + w->t[1].start);
+        i = alias(w, i + 1, name, sizeof(name));
+        if (is_word(w, i, "LIMIT") && i + 2 == w->n && w->t[i + 1].kind == SQLTOK_NUMBER)
+            i += 2;
+        if (i != w->n)
+            return false;
+        one_value(c, name, "envproxy " ENVPROXY_VERSION " (MySQL proxy for many environments)",
+                  PKT_TYPE_VAR_STRING);
+        client_command_done(c);
+        return true;
+    }
+    return false;
+}
+
+/* SHOW [SESSION | GLOBAL] STATUS LIKE 'Ssl...': the client's TLS session with the proxy. */
+static bool try_show_ssl(client *c, const words *w)
+{
+    int i = 1;
+    if (!is_word(w, 0, "SHOW"))
+        return false;
+    if (is_word(w, i, "SESSION") || is_word(w, i, "GLOBAL") || is_word(w, i, "LOCAL"))
+        i++;
+    if (!is_word(w, i, "STATUS") || !is_word(w, i + 1, "LIKE") || i + 3 != w->n ||
+        w->t[i + 2].kind != SQLTOK_STRING)
+        return false;
+    char pat[64];
+    token_text(w, i + 2, pat, sizeof(pat));
+    if (strncasecmp(pat, "ssl", 3) != 0)
+        return false;
+    SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    const char *names[] = {"Ssl_cipher", "Ssl_version", "Ssl_sessions_reused"};
+    const char *values[] = {ssl ? SSL_get_cipher_name(ssl) : "", ssl ? SSL_get_version(ssl) : "",
+                            ssl && SSL_session_reused(ssl) ? "1" : "0"};
+    const char *cells[6];
+    int n = 0;
+    for (int k = 0; k < 3; k++) {
+        if (like(names[k], pat)) {
+            cells[2 * n] = names[k];
+            cells[2 * n + 1] = values[k];
+            n++;
+        }
+    }
+    static const result_col cols[] = {{"Variable_name", PKT_TYPE_VAR_STRING},
+                                      {"Value", PKT_TYPE_VAR_STRING}};
+    result_send(c, cols, 2, cells, n, 0);
+    client_command_done(c);
+    return true;
+}
+
+bool local_answer(client *c, const char *sql, size_t len)
+{
+    words w;
+    if (!read_words(sql, len, &w) || w.n == 0)
+        return false;
+    return try_kill(c, &w) || try_select(c, &w) || try_show_ssl(c, &w);
+}
