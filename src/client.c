@@ -444,6 +444,8 @@ static bool refresh_account(client *c)
 /* ---- authentication ---------------------------------------------------------------------- */
 
 static void login_succeeded(client *c);
+static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
+                         const uint8_t *auth, size_t auth_len);
 
 static void deny_login(client *c, bool used_password)
 {
@@ -512,18 +514,36 @@ static void handle_handshake(client *c)
                     "TLS (tls.require)");
         return;
     }
-    bool known = refresh_account(c) && r.user_len == ul;
-    const char *plugin = r.plugin ? r.plugin : PLUGIN_NATIVE;
-    size_t plen = r.plugin ? r.plugin_len : strlen(PLUGIN_NATIVE);
+    authenticate(c, r.user_len == ul, r.plugin, r.plugin_len, r.auth, r.auth_len);
+}
+
+/* Fills the scramble with fresh printable bytes, never '$'. */
+static void new_scramble(client *c)
+{
+    RAND_bytes(c->scramble, sizeof(c->scramble));
+    for (size_t i = 0; i < sizeof(c->scramble); i++) {
+        uint8_t v = (uint8_t)(0x21 + c->scramble[i] % 94);
+        c->scramble[i] = v == '$' ? '#' : v;
+    }
+}
+
+/* Checks the client's answer for c->user (from the handshake or COM_CHANGE_USER): logs in,
+ * refuses, or switches to mysql_native_password for another plugin or an empty answer. */
+static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
+                         const uint8_t *auth, size_t auth_len)
+{
+    bool known = refresh_account(c) && name_ok;
+    const char *plugin = plugin_in ? plugin_in : PLUGIN_NATIVE;
+    size_t plen = plugin_in ? plen_in : strlen(PLUGIN_NATIVE);
     bool is_sha2 = plen == strlen(PLUGIN_SHA2) && memcmp(plugin, PLUGIN_SHA2, plen) == 0;
     bool is_native = plen == strlen(PLUGIN_NATIVE) && memcmp(plugin, PLUGIN_NATIVE, plen) == 0;
     /* An empty answer may come from a client whose plugin had no scramble to work with (it
      * chose another plugin than the greeting's): ask again below, with a switch. */
-    if (r.auth_len == 0 || (r.auth_len == 1 && r.auth[0] == 0))
+    if (auth_len == 0 || (auth_len == 1 && auth[0] == 0))
         is_sha2 = is_native = false;
     if (is_sha2) {
-        if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, r.auth, r.auth_len)) {
-            deny_login(c, r.auth_len > 0);
+        if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, auth, auth_len)) {
+            deny_login(c, auth_len > 0);
             return;
         }
         /* AuthMoreData: fast authentication succeeded. */
@@ -536,25 +556,81 @@ static void handle_handshake(client *c)
         client_send(c, &b);
         login_succeeded(c);
     } else if (is_native) {
-        if (!known ||
-            !acct_verify_native(c->acct->sha1_stage2, c->scramble, r.auth, r.auth_len)) {
-            deny_login(c, r.auth_len > 0);
+        if (!known || !acct_verify_native(c->acct->sha1_stage2, c->scramble, auth, auth_len)) {
+            deny_login(c, auth_len > 0);
             return;
         }
         login_succeeded(c);
     } else {
         /* Another plugin: switch to mysql_native_password with a fresh scramble. */
-        RAND_bytes(c->scramble, sizeof(c->scramble));
-        for (size_t i = 0; i < sizeof(c->scramble); i++) {
-            uint8_t v = (uint8_t)(0x21 + c->scramble[i] % 94);
-            c->scramble[i] = v == '$' ? '#' : v;
-        }
+        new_scramble(c);
         pbuf b;
         pbuf_init(&b);
         pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
         client_send(c, &b);
         c->state = CL_AUTH_SWITCH;
     }
+}
+
+/* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
+static void handle_change_user(client *c)
+{
+    preader r;
+    const char *user, *db = NULL, *plugin = NULL;
+    size_t user_len, db_len = 0, plugin_len = 0;
+    const uint8_t *auth = NULL;
+    size_t auth_len = 0;
+    pr_init(&r, c->cmd.data + 1, c->cmd.len - 1);
+    bool ok = pr_cstr(&r, &user, &user_len);
+    if (ok && (c->caps & CAP_SECURE_CONNECTION)) {
+        uint8_t n;
+        ok = pr_u8(&r, &n) && pr_bytes(&r, n, &auth);
+        auth_len = n;
+    } else if (ok) {
+        const char *a;
+        ok = pr_cstr(&r, &a, &auth_len);
+        auth = (const uint8_t *)a;
+    }
+    if (ok && pr_left(&r) > 0)
+        ok = pr_cstr(&r, &db, &db_len);
+    uint16_t charset = c->charset;
+    if (ok && pr_left(&r) >= 2)
+        ok = pr_u16(&r, &charset);
+    if (ok && pr_left(&r) > 0 && (c->caps & CAP_PLUGIN_AUTH)) {
+        const uint8_t *nul = memchr(r.p, 0, pr_left(&r));
+        plugin = (const char *)r.p;
+        plugin_len = nul ? (size_t)(nul - r.p) : pr_left(&r);
+    }
+    if (!ok) {
+        client_fail(c, 1835, "08S01", "Malformed communication packet");
+        return;
+    }
+    /* The old session ends here: connections reset and returned, statements dropped. */
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i]) {
+            backend_recycle(c->held[i]);
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    stmt_free_all(c);
+    size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
+    memcpy(c->user, user, ul);
+    c->user[ul] = '\0';
+    for (size_t i = 0; i < ul; i++)
+        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
+            c->user[i] = '?';
+    c->has_login_db = false;
+    if (db && db_len) {
+        size_t dl = db_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1 : db_len;
+        memcpy(c->login_db, db, dl);
+        c->login_db[dl] = '\0';
+        c->has_login_db = true;
+    }
+    c->charset = (uint8_t)charset;
+    c->acct_gen = -1; /* look the new name up */
+    log_info("conn %u %s: COM_CHANGE_USER to '%s'", c->id, c->addr, c->user);
+    authenticate(c, ul == user_len, plugin, plugin_len, auth, auth_len);
 }
 
 static void handle_auth_switch(client *c)
@@ -839,6 +915,9 @@ static void handle_command(client *c)
         c->job = JOB_QUERY;
         c->rl = cmd == CMD_FIELD_LIST ? RL_FIELDS : RL_ONE;
         client_start_job(c);
+        break;
+    case CMD_CHANGE_USER:
+        handle_change_user(c);
         break;
     case CMD_PROCESS_KILL:
         if (c->cmd.len < 5) {
