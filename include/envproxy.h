@@ -23,6 +23,13 @@
 #define ENVPROXY_VERSION "0.1.0"
 
 typedef struct proxy proxy;
+
+/* A session variable a client set, carried to every backend connection it uses. */
+#define SESSION_VARS 12
+typedef struct {
+    char name[40];
+    char value[200];
+} sess_var;
 typedef struct worker worker;
 typedef struct client client;
 typedef struct backend backend;
@@ -70,7 +77,7 @@ struct backend {
     MYSQL *ret_mysql;
     MYSQL_RES *ret_res;
     int op_phase;
-    char op_text[96]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
 
     /* Session state known to be applied on the server side. */
     char *cur_db;        /* NULL: no database */
@@ -80,6 +87,8 @@ struct backend {
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
+    sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
+    int n_vars;
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -283,6 +292,11 @@ struct client {
     bool has_db;
     bool multi_stmt;
 
+    /* Session variables the client set (SET NAMES, time_zone, ...), for every backend. */
+    sess_var vars[SESSION_VARS];
+    int n_vars;
+    int pending_var; /* the variable whose SET runs now */
+
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];
     int held_env[CLIENT_MAX_HELD];
@@ -357,6 +371,14 @@ void stmt_run(client *c);
 void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
                    uint16_t n_params);
 void stmt_free_all(client *c);
+
+/* session.c: session variables carried from one backend connection to the others. */
+/* Records the variable changes of an OK packet's session-state block on b, and on c when
+ * the statement ran at the session's position. */
+void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len);
+/* The next SET the backend needs to match the client, in sql (cap bytes); false when none. */
+bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var);
+void session_applied(client *c, backend *b, int var);
 
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);

@@ -177,6 +177,8 @@ typedef struct {
     uint16_t status, warnings;
     const uint8_t *info;
     size_t info_len;
+    const uint8_t *state; /* the whole session-state block, or NULL */
+    size_t state_len;
     const uint8_t *schema; /* the new default database when the session state says so */
     size_t schema_len;
     bool schema_changed;

@@ -146,16 +146,28 @@ static void be_step(backend *b, int ready)
         break;
     }
     case BOP_READ_MODE:
+        /* Phase 0: have every session variable change reported in OK packets (an older
+         * server that cannot is still usable); 1: read sql_mode; 2: its result. */
         if (b->op_phase == 0) {
-            status = start ? mysql_real_query_start(&b->ret_int, b->mysql,
-                                                    "SELECT @@SESSION.sql_mode", 25)
+            static const char track[] = "SET SESSION session_track_system_variables = '*'";
+            status = start ? mysql_real_query_start(&b->ret_int, b->mysql, track,
+                                                    sizeof(track) - 1)
                            : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
-            if (status == 0 && b->ret_int == 0) {
+            if (status == 0) {
                 b->op_phase = 1;
                 start = true;
             }
         }
-        if (b->op_phase == 1)
+        if (b->op_phase == 1) {
+            status = start ? mysql_real_query_start(&b->ret_int, b->mysql,
+                                                    "SELECT @@SESSION.sql_mode", 25)
+                           : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
+            if (status == 0 && b->ret_int == 0) {
+                b->op_phase = 2;
+                start = true;
+            }
+        }
+        if (b->op_phase == 2)
             status = start ? mysql_store_result_start(&b->ret_res, b->mysql)
                            : mysql_store_result_cont(&b->ret_res, b->mysql, ready);
         break;
@@ -220,7 +232,8 @@ static void be_step(backend *b, int ready)
         break;
     case BOP_READ_MODE:
         rc = -1;
-        if (b->op_phase == 1 && b->ret_res) {
+        b->n_vars = 0;
+        if (b->op_phase == 2 && b->ret_res) {
             MYSQL_ROW row = mysql_fetch_row(b->ret_res);
             unsigned long *lens = mysql_fetch_lengths(b->ret_res);
             if (row && lens) {
@@ -240,8 +253,8 @@ static void be_step(backend *b, int ready)
     }
     if (rc)
         be_take_error(b);
-    if (b->op == BOP_CONNECT && rc == 0) {
-        /* Connected: learn how the session reads SQL before anyone uses it. */
+    if ((b->op == BOP_CONNECT || b->op == BOP_RESET || b->op == BOP_CHANGE_USER) && rc == 0) {
+        /* A new or reset session: learn how it reads SQL before anyone uses it. */
         b->op = BOP_READ_MODE;
         b->op_phase = 0;
         be_step(b, -1);

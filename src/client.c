@@ -614,6 +614,7 @@ static void handle_change_user(client *c)
         }
     }
     stmt_free_all(c);
+    c->n_vars = 0;
     size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
     memcpy(c->user, user, ul);
     c->user[ul] = '\0';
@@ -870,6 +871,7 @@ static void handle_reset_connection(client *c)
         }
     }
     stmt_free_all(c);
+    c->n_vars = 0;
     c->env = route_initial_env(c->p->cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
@@ -1112,6 +1114,14 @@ static void prepare_done(backend *b, int rc, void *arg)
     prepare_step(c);
 }
 
+static void var_done(backend *b, int rc, void *arg)
+{
+    client *c = arg;
+    if (rc == 0)
+        session_applied(c, b, c->pending_var);
+    prepare_done(b, rc, arg);
+}
+
 /* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
  * and follows SET sql_mode. Returns false after refusing it. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
@@ -1125,6 +1135,16 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             snprintf(v.what, sizeof(v.what), "the client character set %s",
                      charset_name(c->charset));
             ok = false;
+        }
+        for (int i = 0; ok && i < c->n_vars; i++) {
+            /* The same for a character set the client set in a writable environment. */
+            if (strncasecmp(c->vars[i].name, "character_set_", 14) == 0 &&
+                strcasecmp(c->vars[i].name, "character_set_results") != 0 &&
+                sqlpolicy_charset_unsafe(c->vars[i].value)) {
+                snprintf(v.what, sizeof(v.what), "the client character set %.40s",
+                         c->vars[i].value);
+                ok = false;
+            }
         }
         if (!ok) {
             const cfg_env *e = c->route.env;
@@ -1178,6 +1198,11 @@ static void prepare_step(client *c)
     }
     if (b->multi_stmt != c->multi_stmt) {
         backend_set_multi(b, c->multi_stmt, prepare_done, c);
+        return;
+    }
+    char set[sizeof(b->op_text)];
+    if (session_next_set(c, b, set, sizeof(set), &c->pending_var)) {
+        backend_query(b, set, var_done, c);
         return;
     }
 

@@ -504,6 +504,8 @@ int pkt_parse_ok(const uint8_t *payload, size_t len, uint32_t caps, pkt_ok *out)
     size_t state_len;
     if (!pr_lenenc_str(&r, &state, &state_len))
         return -1;
+    out->state = state;
+    out->state_len = state_len;
     preader s;
     pr_init(&s, state, state_len);
     while (pr_left(&s) > 0) {

@@ -94,6 +94,8 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
             c->has_db = n > 0;
         }
     }
+    if (ok.state)
+        session_note_changes(c, b, ok.state, ok.state_len);
     *status = ok.status & (uint16_t)~ST_SESSION_STATE_CHANGED;
     pbuf out;
     pbuf_init(&out);

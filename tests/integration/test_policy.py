@@ -25,10 +25,11 @@ MODE_SETUP = {
     "no_backslash_escapes": "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'",
     "ansi_quotes,no_backslash_escapes":
         "SET SESSION sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'",
-    "unknown": "SET SESSION sql_mode = DEFAULT",
 }
 # Rows flagged "unreadable" (sql_mode ORACLE or MSSQL) stay in the unit tests: the proxy
-# refuses to enter those modes at all (test_oracle_mode_is_refused).
+# refuses to enter those modes at all (test_oracle_mode_is_refused). Rows flagged "unknown"
+# too: backend sessions report every sql_mode change, so the proxy knows the exact mode
+# after any SET the server accepted (test_sql_mode_is_exact_after_any_set).
 
 # Objects the corpus statements name, created in prod so that allowed rows really run.
 FIXTURE_SQL = [
@@ -72,7 +73,7 @@ def load_rows():
             parts = line.split("\t")
             verdict, stmt = parts[0], parts[1]
             flags = parts[2] if len(parts) > 2 and parts[2] != "-" else ""
-            if flags == "unreadable":
+            if flags in ("unreadable", "unknown"):
                 continue
             rows.append((f"{path.name}:{n}", verdict, unescape(stmt), flags))
     return rows
@@ -287,4 +288,17 @@ def test_oracle_mode_is_refused(proxy):
             with pytest.raises(pymysql.err.MySQLError) as e:
                 cur.execute(f"SET SESSION sql_mode = '{mode}'")
             assert e.value.args[0] == 1290
+    conn.close()
+
+
+def test_sql_mode_is_exact_after_any_set(proxy, prod_ready):
+    # A SET the lexer cannot evaluate: the backend reports the resulting mode, and the text
+    # after it is read with exactly that mode.
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        cur.execute("SET @m = 'NO_BACKSLASH_ESCAPES'")
+        cur.execute("SET SESSION sql_mode = @m")
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SELECT 'a\\' ; DELETE FROM t WHERE id = 99; -- '")
+        assert e.value.args[0] == 1290
     conn.close()

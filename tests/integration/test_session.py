@@ -129,3 +129,40 @@ def test_change_user_reauthenticates_and_resets(proxy, servers):
     assert e.value.args[0] == 1045
     # The proxy goes on serving others.
     assert proxy.query("SELECT 1") == [(1,)]
+
+
+def test_session_variables_follow_the_client_to_other_environments(proxy, servers):
+    conn = proxy.connect()
+    one(conn, "SET time_zone = '+05:00'")
+    one(conn, "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_TRANS_TABLES'")
+    one(conn, "SET NAMES latin1")
+    want = ("+05:00", "ANSI_QUOTES,STRICT_TRANS_TABLES", "latin1")
+    q = "SELECT @@time_zone, @@sql_mode, @@character_set_client"
+    assert one(conn, q)[0] == want
+    assert one(conn, "/* env=prod */ " + q)[0] == want
+    one(conn, "USE shop@prod")
+    assert one(conn, q)[0] == want
+    # The read-only wall is not carried: prod stays read-only whatever dev was told.
+    one(conn, "USE shop@dev")
+    one(conn, "SET SESSION TRANSACTION READ WRITE")
+    one(conn, "USE shop@prod")
+    assert one(conn, "SELECT @@tx_read_only") == ((1,),)
+    conn.close()
+
+
+def test_reset_connection_forgets_session_variables(proxy):
+    conn = proxy.connect()
+    one(conn, "SET time_zone = '+03:00'")
+    conn._execute_command(0x1F, b"")  # COM_RESET_CONNECTION
+    conn._read_ok_packet()
+    assert one(conn, "SELECT @@time_zone")[0][0] != "+03:00"
+    conn.close()
+
+
+def test_unsafe_charset_set_in_dev_does_not_reach_prod(proxy):
+    conn = proxy.connect(autocommit=None)
+    one(conn, "SET NAMES gbk")  # allowed in writable dev
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        one(conn, "/* env=prod */ SELECT 1")
+    assert e.value.args[0] == 1290 and "gbk" in e.value.args[1]
+    conn.close()

@@ -31,6 +31,7 @@ const BASE = {
   dateStrings: true,
   supportBigNumbers: true,
   bigNumberStrings: true,
+  jsonStrings: true,
 };
 
 function connect(opts) {

@@ -1,0 +1,125 @@
+/* session.c: session variables a client sets (SET NAMES, time_zone, sql_mode, autocommit,
+ * isolation level, ...) follow it to every backend connection it uses.
+ *
+ * Backend sessions report each variable change in their OK packets (session tracking of
+ * all variables is switched on when a connection opens). A change made by a statement at
+ * the session's position is the client's; before the client's next statement on another
+ * connection, the proxy sends the SETs that connection lacks. */
+#include "envproxy.h"
+#include "log.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* The variables that are carried. Never transaction_read_only / tx_read_only: the
+ * read-only wall of a read-only environment is the proxy's, not the client's. */
+static const char *const carried[] = {
+    "autocommit",        "character_set_client", "character_set_connection",
+    "character_set_results", "collation_connection", "time_zone",
+    "sql_mode",          "tx_isolation",         "transaction_isolation",
+    "sql_select_limit",  "max_statement_time",   "group_concat_max_len",
+};
+
+static bool is_carried(const uint8_t *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof(carried) / sizeof(carried[0]); i++)
+        if (strlen(carried[i]) == n && strncasecmp(carried[i], (const char *)name, n) == 0)
+            return true;
+    return false;
+}
+
+/* Sets name=value in vars (n entries at most SESSION_VARS). */
+static void put_var(sess_var *vars, int *n, const char *name, size_t name_len,
+                    const char *value, size_t value_len)
+{
+    int i;
+    for (i = 0; i < *n; i++)
+        if (strlen(vars[i].name) == name_len && strncasecmp(vars[i].name, name, name_len) == 0)
+            break;
+    if (i == *n) {
+        if (*n == SESSION_VARS)
+            return;
+        (*n)++;
+    }
+    snprintf(vars[i].name, sizeof(vars[i].name), "%.*s", (int)name_len, name);
+    snprintf(vars[i].value, sizeof(vars[i].value), "%.*s", (int)value_len, value);
+}
+
+static const sess_var *get_var(const sess_var *vars, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcasecmp(vars[i].name, name) == 0)
+            return &vars[i];
+    return NULL;
+}
+
+void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len)
+{
+    preader r;
+    pr_init(&r, state, len);
+    while (pr_left(&r) > 0) {
+        uint8_t type;
+        const uint8_t *data;
+        size_t data_len;
+        if (!pr_u8(&r, &type) || !pr_lenenc_str(&r, &data, &data_len))
+            return;
+        if (type != 0) /* SESSION_TRACK_SYSTEM_VARIABLES */
+            continue;
+        preader d;
+        const uint8_t *name, *value;
+        size_t name_len, value_len;
+        pr_init(&d, data, data_len);
+        if (!pr_lenenc_str(&d, &name, &name_len) || !pr_lenenc_str(&d, &value, &value_len))
+            return;
+        if (!is_carried(name, name_len) || name_len >= sizeof(b->vars[0].name) ||
+            value_len >= sizeof(b->vars[0].value))
+            continue;
+        put_var(b->vars, &b->n_vars, (const char *)name, name_len, (const char *)value,
+                value_len);
+        if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
+            /* The exact mode, whatever the SET looked like. */
+            memset(&b->mode, 0, sizeof(b->mode));
+            sqlpolicy_mode_from_string((const char *)value, value_len, &b->mode);
+        }
+        if (c->job_moves_session)
+            put_var(c->vars, &c->n_vars, (const char *)name, name_len, (const char *)value,
+                    value_len);
+    }
+}
+
+/* Whether a value can be written between single quotes whatever the sql_mode. */
+static bool plain_value(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\'' || *v == '\\' || (unsigned char)*v < 0x20)
+            return false;
+    return true;
+}
+
+bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
+{
+    for (int i = 0; i < c->n_vars; i++) {
+        const sess_var *want = &c->vars[i];
+        const sess_var *have = get_var(b->vars, b->n_vars, want->name);
+        if (have && strcmp(have->value, want->value) == 0)
+            continue;
+        if (!plain_value(want->value)) {
+            log_debug("conn %u: not carrying %s (value needs quoting)", c->id, want->name);
+            continue;
+        }
+        snprintf(sql, cap, "SET SESSION %s = '%s'", want->name, want->value);
+        *var = i;
+        return true;
+    }
+    return false;
+}
+
+void session_applied(client *c, backend *b, int var)
+{
+    const sess_var *v = &c->vars[var];
+    put_var(b->vars, &b->n_vars, v->name, strlen(v->name), v->value, strlen(v->value));
+    if (strcasecmp(v->name, "sql_mode") == 0) {
+        memset(&b->mode, 0, sizeof(b->mode));
+        sqlpolicy_mode_from_string(v->value, strlen(v->value), &b->mode);
+    }
+}
