@@ -54,6 +54,7 @@ typedef enum {
     BOP_CHARSET,
     BOP_CHANGE_USER,
     BOP_READ_MODE, /* SELECT @@SESSION.sql_mode, then its result */
+    BOP_PING,
 } be_op;
 
 /* Called on the backend's current event base when an operation ends: rc 0 on success, -1
@@ -85,6 +86,7 @@ struct backend {
     bool multi_stmt;     /* multi-statements enabled */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
+    bool no_db;          /* connect without a default database (the health checker's) */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
@@ -116,6 +118,7 @@ void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg)
 void backend_clear_db(backend *b, be_done_fn done, void *arg);
 /* Reads the session's sql_mode into b->mode and b->default_mode (after connecting). */
 void backend_read_mode(backend *b, be_done_fn done, void *arg);
+void backend_ping(backend *b, be_done_fn done, void *arg);
 /* Moves the backend to base (it must have nothing pending). */
 void backend_attach(backend *b, struct event_base *base);
 /* Stops watching the socket (the raw relay or an operation). */
@@ -191,6 +194,41 @@ void pool_fill(pool *pl, struct event_base *base);
 
 /* Resets b (on its current base) and gives it back, or discards it when the reset fails. */
 void backend_recycle(backend *b);
+
+/* ---- health (health.c) ------------------------------------------------------------------ */
+
+/* What the last checks found about one environment. Written by the main loop (and by
+ * workers that reach or fail to reach it), read by anyone under mu. */
+typedef struct health {
+    pool *pool;
+    backend *conn; /* the checker's own connection; main loop only */
+    bool busy;     /* a check runs */
+    pthread_mutex_t mu;
+    bool known, up;
+    char last_error[200];
+    char version[96];
+    double latency_ms;
+    long long checked_at; /* wall clock, seconds */
+    uint64_t started_ms, next_ms, backoff_ms, last_try_ms;
+} health;
+
+typedef struct {
+    bool known, up;
+    char last_error[200];
+    char version[96];
+    double latency_ms;
+    long long checked_at;
+} health_view;
+
+void health_init(health *h, pool *pl);
+void health_free(health *h);
+/* Starts the checks that are due (main loop, every second). */
+void health_tick(health *h, struct event_base *base, uint64_t now);
+/* Whether a statement may try a down environment now (one try a second gets through, the
+ * others fail fast); always true for an environment that is up. */
+bool health_allow(health *h);
+void health_note(health *h, bool up, const char *error);
+void health_get(health *h, health_view *out);
 
 /* ---- clients (client.c, relay.c) ------------------------------------------------------ */
 
@@ -443,6 +481,7 @@ struct proxy {
     struct evconnlistener **listeners;
     int n_listeners;
     pool **pools; /* one per environment, in config order */
+    health *health; /* one per environment */
     SSL_CTX *tls_ctx;
 
     acct_store *store;

@@ -107,7 +107,8 @@ static void be_step(backend *b, int ready)
     case BOP_CONNECT: {
         const cfg_env *e = b->pool->env;
         status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, e->host, e->user,
-                                                  e->password, e->database, (unsigned)e->port,
+                                                  e->password, b->no_db ? NULL : e->database,
+                                                  (unsigned)e->port,
                                                   NULL, CLIENT_MULTI_STATEMENTS |
                                                             CLIENT_MULTI_RESULTS |
                                                             CLIENT_PS_MULTI_RESULTS)
@@ -171,6 +172,10 @@ static void be_step(backend *b, int ready)
             status = start ? mysql_store_result_start(&b->ret_res, b->mysql)
                            : mysql_store_result_cont(&b->ret_res, b->mysql, ready);
         break;
+    case BOP_PING:
+        status = start ? mysql_ping_start(&b->ret_int, b->mysql)
+                       : mysql_ping_cont(&b->ret_int, b->mysql, ready);
+        break;
     case BOP_NONE:
         return;
     }
@@ -193,7 +198,8 @@ static void be_step(backend *b, int ready)
             mariadb_get_infov(b->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
             b->ext_metadata =
                 !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32));
-            b->cur_db = b->pool->env->database ? strdup(b->pool->env->database) : NULL;
+            b->cur_db = b->pool->env->database && !b->no_db ? strdup(b->pool->env->database)
+                                                            : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
         }
         break;
@@ -348,6 +354,11 @@ void backend_clear_db(backend *b, be_done_fn done, void *arg)
 void backend_read_mode(backend *b, be_done_fn done, void *arg)
 {
     be_begin(b, BOP_READ_MODE, done, arg);
+}
+
+void backend_ping(backend *b, be_done_fn done, void *arg)
+{
+    be_begin(b, BOP_PING, done, arg);
 }
 
 void backend_watch(backend *b, event_callback_fn cb, void *arg)

@@ -1016,6 +1016,7 @@ static void connect_done(backend *b, int rc, void *arg)
         log_warn("env %s: cannot connect to %s:%d: %s", e->name, e->host, e->port, b->err_msg);
         client_send_err(c, 2003, "HY000", "envproxy: environment '%s' is unreachable: %s",
                         e->name, b->err_msg);
+        health_note(&c->p->health[b->pool->index], false, b->err_msg);
         c->be = NULL;
         pool_discard(b->pool, b);
         job_failed(c);
@@ -1023,6 +1024,7 @@ static void connect_done(backend *b, int rc, void *arg)
     }
     atomic_fetch_add(&b->pool->connects, 1);
     b->state = BE_BUSY;
+    health_note(&c->p->health[b->pool->index], true, NULL);
     proxy_note_version(c->p, e, mysql_get_server_info(b->mysql));
     log_debug("env %s: new backend connection %lu", e->name, b->thread_id);
     hold(c, b);
@@ -1079,6 +1081,15 @@ void client_start_job(client *c)
             prepare_step(c);
             return;
         }
+    }
+    health *h = &p->health[env];
+    if (!health_allow(h)) {
+        health_view hv;
+        health_get(h, &hv);
+        client_send_err(c, 2003, "HY000", "envproxy: environment '%s' is down: %s",
+                        c->route.env->name, hv.last_error);
+        job_failed(c);
+        return;
     }
     pool *pl = p->pools[env];
     backend *b;

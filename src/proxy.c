@@ -242,6 +242,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < p->cfg->n_envs; i++) {
         pool_maintain(p->pools[i], now);
         pool_fill(p->pools[i], p->base);
+        health_tick(&p->health[i], p->base, now);
     }
     check_accounts(p);
 }
@@ -352,8 +353,13 @@ int proxy_run(const char *config_path)
     p->pools = calloc((size_t)cfg->n_envs, sizeof(*p->pools));
     if (!p->pools)
         abort();
-    for (int i = 0; i < cfg->n_envs; i++)
+    p->health = calloc((size_t)cfg->n_envs, sizeof(*p->health));
+    if (!p->health)
+        abort();
+    for (int i = 0; i < cfg->n_envs; i++) {
         p->pools[i] = pool_new(p, &cfg->envs[i], i);
+        health_init(&p->health[i], p->pools[i]);
+    }
     probe_version(p);
     if (open_listeners(p))
         goto out;
@@ -394,9 +400,13 @@ out:
     for (int i = 0; i < p->n_workers; i++)
         worker_stop(&p->workers[i]);
     if (p->pools) {
-        for (int i = 0; i < cfg->n_envs; i++)
+        for (int i = 0; i < cfg->n_envs; i++) {
             pool_free(p->pools[i]);
+            if (p->health)
+                health_free(&p->health[i]);
+        }
         free(p->pools);
+        free(p->health);
     }
     for (int i = 0; i < p->n_workers; i++) {
         worker *w = &p->workers[i];
