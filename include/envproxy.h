@@ -55,6 +55,7 @@ typedef enum {
     BOP_CHANGE_USER,
     BOP_READ_MODE, /* SELECT @@SESSION.sql_mode, then its result */
     BOP_PING,
+    BOP_FETCH, /* a statement whose rows are handed to fetch_row one by one */
 } be_op;
 
 /* Called on the backend's current event base when an operation ends: rc 0 on success, -1
@@ -77,13 +78,19 @@ struct backend {
     my_bool ret_bool;
     MYSQL *ret_mysql;
     MYSQL_RES *ret_res;
+    MYSQL_ROW ret_row;
     int op_phase;
+    /* BOP_FETCH: called for each row (row NULL: the columns are known, before any row);
+     * returns false to stop reading. */
+    bool (*fetch_row)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg);
+    char *fetch_sql;
+    bool fetch_more; /* rows were left unread */
     char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
 
     /* Session state known to be applied on the server side. */
     char *cur_db;        /* NULL: no database */
     bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
-    bool multi_stmt;     /* multi-statements enabled */
+    int multi_stmt;      /* multi-statements enabled: 1, 0, or -1 not known */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
@@ -119,6 +126,10 @@ void backend_clear_db(backend *b, be_done_fn done, void *arg);
 /* Reads the session's sql_mode into b->mode and b->default_mode (after connecting). */
 void backend_read_mode(backend *b, be_done_fn done, void *arg);
 void backend_ping(backend *b, be_done_fn done, void *arg);
+/* Runs sql (copied) and hands each row to row_cb on the backend's loop; done at the end. */
+void backend_fetch(backend *b, const char *sql,
+                   bool (*row_cb)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg),
+                   be_done_fn done, void *arg);
 /* Moves the backend to base (it must have nothing pending). */
 void backend_attach(backend *b, struct event_base *base);
 /* Stops watching the socket (the raw relay or an operation). */
@@ -362,12 +373,16 @@ struct client {
     bool rl_truncated;     /* the current result set lost rows to max_rows */
     bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
     bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
+    bool rl_capture;       /* this execution's column definitions are kept for the next */
     uint16_t rl_count;     /* parameter or column definitions still expected */
 
     /* Prepared statements. */
     cl_stmt *stmts;
     uint32_t next_stmt_id;
     cl_stmt *stmt;        /* the statement of the current command */
+    struct vjob *vjob;    /* a fan-out, compare or __envs job under way */
+    char *rl_vdbs_like;   /* SHOW DATABASES: add __envs and __compare (matching this) */
+    bool rl_vdbs;
     bool stmt_reprepare;  /* JOB_STMT: preparing it again on this connection first */
     long long truncated_to; /* the last statement's results were cut to this many rows */
 };
@@ -400,6 +415,15 @@ void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);
 void local_worker_init(worker *w);
+
+/* virtual.c, compare.c: __envs, __compare, fan-out and compare hints. */
+struct vjob;
+/* Takes a COM_QUERY that fans out, compares, or names a virtual schema (true), else false. */
+bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t len);
+bool virtual_is_schema(const char *name);
+bool virtual_is_show_databases(const char *sql, size_t len, char **like);
+void virtual_client_gone(client *c);
+struct vq_table;
 
 /* stmt.c: prepared statements. */
 void stmt_command(client *c, uint8_t cmd);

@@ -1,4 +1,4 @@
-/* vquery.h: reads and evaluates the small SQL envproxy answers itself over in-memory tables (pure). */
+/* vquery.h: reads and runs the small SQL envproxy answers itself over in-memory tables (pure). */
 #ifndef ENVPROXY_VQUERY_H
 #define ENVPROXY_VQUERY_H
 
@@ -33,7 +33,7 @@ int vq_error_no_table(const char *schema, const char *table, char *err, size_t e
 
 typedef enum {
     VQ_STRING,
-    VQ_INT,     /* int64 */
+    VQ_INT, /* int64 */
     VQ_DOUBLE,
     VQ_DATETIME /* text 'YYYY-MM-DD HH:MM:SS' */
 } vq_type;
@@ -106,12 +106,12 @@ struct vq_select;
  * query's memory until vq_query_free. */
 typedef struct {
     vq_kind kind;
-    const char *schema;     /* as written; NULL when absent (the caller's current database) */
-    const char *table;      /* NULL for SHOW TABLES and SHOW DATABASES */
-    bool full;              /* SHOW FULL TABLES / SHOW FULL COLUMNS */
-    const char *like;       /* SHOW ... LIKE 'pat', or DESCRIBE t pat; NULL when absent */
-    struct vq_select *sel;  /* private */
-    struct vq_chunk *mem;   /* private */
+    const char *schema;    /* as written; NULL when absent (the caller's current database) */
+    const char *table;     /* NULL for SHOW TABLES and SHOW DATABASES */
+    bool full;             /* SHOW FULL TABLES / SHOW FULL COLUMNS */
+    const char *like;      /* SHOW ... LIKE 'pat', or DESCRIBE t pat; NULL when absent */
+    struct vq_select *sel; /* private */
+    struct vq_chunk *mem;  /* private */
 } vq_query;
 
 /* Parses one statement of the forms below (case-insensitive, comments anywhere, executable

@@ -8,10 +8,19 @@ packages=(
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
     mariadb-server mariadb-client sqlite3 openssl
     python3 python3-pytest python3-pymysql python3-mysqldb
+    # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2
+    default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
 )
+
+# Satisfied by the command as well as by the Debian package: a Node.js installed from
+# elsewhere ships its own npm, and Debian's npm package would conflict with it.
+declare -A command_for=([nodejs]=node [npm]=npm)
 
 missing=()
 for p in "${packages[@]}"; do
+    if [ -n "${command_for[$p]:-}" ] && command -v "${command_for[$p]}" >/dev/null 2>&1; then
+        continue
+    fi
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
     *" ok installed") ;;

@@ -176,6 +176,36 @@ static void be_step(backend *b, int ready)
         status = start ? mysql_ping_start(&b->ret_int, b->mysql)
                        : mysql_ping_cont(&b->ret_int, b->mysql, ready);
         break;
+    case BOP_FETCH:
+        /* Phase 0: the statement; 1: its rows, one fetch at a time. */
+        if (b->op_phase == 0) {
+            status = start ? mysql_real_query_start(&b->ret_int, b->mysql, b->fetch_sql,
+                                                    strlen(b->fetch_sql))
+                           : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
+            if (status || b->ret_int)
+                break;
+            b->ret_res = mysql_use_result(b->mysql);
+            if (!b->ret_res)
+                break; /* no result set: done */
+            if (!b->fetch_row(b, NULL, NULL, b->done_arg)) {
+                b->fetch_more = true;
+                break;
+            }
+            b->op_phase = 1;
+            start = true;
+        }
+        for (;;) {
+            status = start ? mysql_fetch_row_start(&b->ret_row, b->ret_res)
+                           : mysql_fetch_row_cont(&b->ret_row, b->ret_res, ready);
+            if (status || !b->ret_row)
+                break;
+            start = true;
+            if (!b->fetch_row(b, b->ret_row, mysql_fetch_lengths(b->ret_res), b->done_arg)) {
+                b->fetch_more = true;
+                break;
+            }
+        }
+        break;
     case BOP_NONE:
         return;
     }
@@ -191,6 +221,7 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
+            b->multi_stmt = 1; /* CLIENT_MULTI_STATEMENTS at connect */
             /* Connector/C asks a MariaDB server for extended metadata whenever it offers it;
              * the relay then strips it for clients, which never get that capability. */
             unsigned long caps = 0, ext = 0;
@@ -224,6 +255,7 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         if (rc == 0) {
             b->mode = b->default_mode;
+            b->multi_stmt = -1;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
         }
@@ -253,12 +285,31 @@ static void be_step(backend *b, int ready)
             b->ret_res = NULL;
         }
         break;
+    case BOP_FETCH:
+        rc = b->ret_int ? -1 : 0;
+        if (rc == 0 && b->ret_res) {
+            if (!b->fetch_more && mysql_errno(b->mysql))
+                rc = -1; /* the row stream broke */
+            if (b->fetch_more && b->fd >= 0)
+                shutdown(b->fd, SHUT_RDWR); /* nobody reads the rest: this connection ends */
+            if (rc == 0 || b->fetch_more) {
+                mysql_free_result(b->ret_res);
+                b->ret_res = NULL;
+            }
+        }
+        free(b->fetch_sql);
+        b->fetch_sql = NULL;
+        break;
     default:
         rc = b->ret_int ? -1 : 0;
         break;
     }
     if (rc)
         be_take_error(b);
+    if (b->op == BOP_FETCH && rc && b->ret_res) {
+        mysql_free_result(b->ret_res);
+        b->ret_res = NULL;
+    }
     if ((b->op == BOP_CONNECT || b->op == BOP_RESET || b->op == BOP_CHANGE_USER) && rc == 0) {
         /* A new or reset session: learn how it reads SQL before anyone uses it. */
         b->op = BOP_READ_MODE;
@@ -336,7 +387,7 @@ void backend_reset(backend *b, be_done_fn done, void *arg)
 
 void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg)
 {
-    b->multi_stmt = on;
+    b->multi_stmt = on ? 1 : 0;
     be_begin(b, BOP_SET_OPTION, done, arg);
 }
 
@@ -359,6 +410,18 @@ void backend_read_mode(backend *b, be_done_fn done, void *arg)
 void backend_ping(backend *b, be_done_fn done, void *arg)
 {
     be_begin(b, BOP_PING, done, arg);
+}
+
+void backend_fetch(backend *b, const char *sql,
+                   bool (*row_cb)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg),
+                   be_done_fn done, void *arg)
+{
+    b->fetch_sql = strdup(sql);
+    if (!b->fetch_sql)
+        abort();
+    b->fetch_row = row_cb;
+    b->fetch_more = false;
+    be_begin(b, BOP_FETCH, done, arg);
 }
 
 void backend_watch(backend *b, event_callback_fn cb, void *arg)
@@ -422,6 +485,7 @@ void backend_free(backend *b)
     }
     evbuffer_free(b->in);
     evbuffer_free(b->out);
+    free(b->fetch_sql);
     free(b->cur_db);
     free(b);
 }

@@ -257,6 +257,8 @@ void client_free(client *c)
     bufferevent_free(c->bev);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
+    virtual_client_gone(c);
+    free(c->rl_vdbs_like);
     if (c->acct_ref)
         proxy_acct_put(c->acct_ref);
 
@@ -753,9 +755,12 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
         return;
     }
     const char *db = t.has_db ? t.db : e->database;
-    if (!db) {
+    if (!db || virtual_is_schema(db)) {
+        /* No database, or __envs / __compare: nothing to check on a backend. */
         c->env = e;
-        c->has_db = false;
+        c->has_db = db != NULL;
+        if (db)
+            snprintf(c->db, sizeof(c->db), "%s", db);
         send_ok(c, ST_AUTOCOMMIT);
         client_command_done(c);
         return;
@@ -781,7 +786,7 @@ bool client_resolve(client *c, const route_hint *h)
         client_command_done(c);
         return false;
     }
-    c->job_has_db = c->route.db != NULL;
+    c->job_has_db = c->route.db != NULL && !virtual_is_schema(c->route.db);
     if (c->job_has_db)
         snprintf(c->job_db, sizeof(c->job_db), "%s", c->route.db);
     c->job_moves_session = !(h && h->present && (h->n_envs || h->has_db));
@@ -817,14 +822,9 @@ static void handle_query(client *c)
         client_command_done(c);
         return;
     }
-    if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
-        client_send_err(c, 1235, "42000",
-                        "envproxy: running one statement in several environments (env=a,b, "
-                        "env=*, compare=) is not supported by this version");
-        client_command_done(c);
+    if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
-    }
-    if (!h.present && local_answer(c, sql, len))
+    if (virtual_statement(c, &h, sql, len))
         return;
     char name[2 * ROUTE_NAME_MAX + 2];
     int use = route_parse_use(sql + h.end, len - h.end, name, sizeof(name), err, sizeof(err));
@@ -852,6 +852,9 @@ static void handle_query(client *c)
         client_command_done(c);
         return;
     }
+    free(c->rl_vdbs_like);
+    c->rl_vdbs_like = NULL;
+    c->rl_vdbs = virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like);
     if (!client_resolve(c, &h))
         return;
     /* The policy check waits for the backend connection: how SQL is read depends on that
@@ -1207,7 +1210,7 @@ static void prepare_step(client *c)
                       prepare_done, c);
         return;
     }
-    if (b->multi_stmt != c->multi_stmt) {
+    if (b->multi_stmt != (c->multi_stmt ? 1 : 0)) {
         backend_set_multi(b, c->multi_stmt, prepare_done, c);
         return;
     }

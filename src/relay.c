@@ -8,6 +8,7 @@
  * tracking, clients may differ on both. */
 #include "envproxy.h"
 #include "log.h"
+#include "vquery.h"
 
 #include <errno.h>
 #include <string.h>
@@ -284,7 +285,7 @@ static bool relay_process(client *c)
         bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
         bool preparing = c->rl >= RL_PREP_OK;
         bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
-                     (is_column && b->ext_metadata) || preparing;
+                     (is_column && (b->ext_metadata || c->rl_capture)) || preparing;
         c->rl_discard = false;
         if (!whole) {
             /* A row or a column definition: copy it as it comes. */
@@ -347,9 +348,19 @@ static bool relay_process(client *c)
             /* A column definition to rewrite without MariaDB's extended metadata. */
             pbuf out;
             pbuf_init(&out);
-            int bad = pkt_copy_column_plain(&out, &c->seq, p, len);
-            if (!bad)
+            int bad = 0;
+            if (b->ext_metadata) {
+                bad = pkt_copy_column_plain(&out, &c->seq, p, len);
+            } else {
+                size_t start = pkt_begin(&out);
+                pbuf_put(&out, p, len);
+                pkt_end(&out, start, &c->seq);
+            }
+            if (!bad) {
                 evbuffer_add(client_out(c), out.data, out.len);
+                if (c->rl_capture && c->rl == RL_COLUMNS)
+                    pbuf_put(&c->stmt->columns, out.data, out.len);
+            }
             pbuf_free(&out);
             if (bad) {
                 relay_fail(c, 2027, "malformed column definition from the backend");
@@ -410,6 +421,11 @@ static bool relay_process(client *c)
                 pkt_end(&out, start, &c->seq);
                 if (follows == 0)
                     append_stored_columns(c, &out, st);
+                /* MariaDB skips the metadata when it did not change since the statement's
+                 * last execution: keep this execution's for the next one. */
+                c->rl_capture = follows == 1 && c->job == JOB_STMT && st != NULL;
+                if (c->rl_capture)
+                    pbuf_reset(&st->columns);
                 evbuffer_add(client_out(c), out.data, out.len);
                 pbuf_free(&out);
                 c->rl_sent = true;
@@ -449,6 +465,21 @@ static bool relay_process(client *c)
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
             evbuffer_drain(b->in, PKT_HEADER + len);
+            if (c->rl_vdbs && c->rl == RL_ROWS) {
+                /* SHOW DATABASES: the virtual schemas are listed too. */
+                static const char *const names[] = {"__compare", "__envs"};
+                c->rl_vdbs = false;
+                pbuf extra;
+                pbuf_init(&extra);
+                for (int k = 0; k < 2; k++) {
+                    const char *pat = c->rl_vdbs_like;
+                    if (pat && !vq_like(names[k], strlen(names[k]), pat, strlen(pat)))
+                        continue;
+                    pkt_build_text_row(&extra, &c->seq, 1, &names[k], NULL);
+                }
+                evbuffer_add(client_out(c), extra.data, extra.len);
+                pbuf_free(&extra);
+            }
             if (c->rl_truncated) {
                 /* The result ends normally, with one more warning: SHOW WARNINGS says why. */
                 if (warnings < 0xFFFF)
@@ -541,6 +572,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_truncated = false;
     c->rl_timed_out = false;
     c->rl_count = 0;
+    c->rl_capture = false;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {

@@ -80,6 +80,9 @@ def load_rows():
 
 
 ROWS = load_rows()
+OUTFILES = sorted({m.group(2) for _, v, stmt, _ in ROWS if v == "refuse"
+                   for m in re.finditer(r"(?is)(OUTFILE|DUMPFILE)\s*(?:/\*.*?\*/\s*)*'([^']+)'",
+                                        stmt)})
 
 
 def to_bytes(stmt):
@@ -121,7 +124,9 @@ def snapshot(servers):
                                          "information_schema.TABLES WHERE TABLE_TYPE = "
                                          "'SEQUENCE'")
     s["files"] = sorted(p for p in _files(servers.prod.datadir))
-    s["tmp"] = sorted(os.listdir("/tmp"))
+    # Files a refused INTO OUTFILE / DUMPFILE would have written (other programs write to
+    # /tmp too, so only those paths are watched).
+    s["outfiles"] = sorted(p for p in OUTFILES if os.path.exists(p))
     return s
 
 

@@ -52,10 +52,10 @@ public final class Compat {
         }
     }
 
-    static final long CHECK_TIMEOUT_MS = 20_000;
+    static final long CHECK_TIMEOUT_MS = 15_000;
     // Every connection: bounded connect and read, so that a stuck proxy fails a check
     // instead of hanging the run.
-    static final String COMMON = "connectTimeout=5000&socketTimeout=15000";
+    static final String COMMON = "connectTimeout=5000&socketTimeout=10000";
 
     static String proxyUrl;
     static String directProdUrl;

@@ -1,0 +1,868 @@
+/* virtual.c: the __envs and __compare schemas, fan-out (/\* env=a,b *\/) and compare
+ * (/\* compare=a,b *\/), answered by the proxy.
+ *
+ * Statements that need backends (__envs.databases, fan-out, __compare) run as a job of side
+ * tasks: one connection of its own per environment, opened, made read-only and given the
+ * statement concurrently, each bounded by a deadline. Rows arrive into in-memory tables
+ * (vquery.h) of at most max_rows rows per environment (and VIRTUAL_MAX_ROWS in all), and the
+ * answer is built once every task ended or the deadline passed. A client that leaves
+ * meanwhile just drops the job; its tasks finish on their own and free themselves. */
+#include "envproxy.h"
+#include "log.h"
+#include "compare.h"
+#include "vquery.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define VIRTUAL_MAX_ROWS 100000 /* rows held in memory per environment for compare */
+#define VIRTUAL_TIMEOUT_MS 10000
+
+typedef enum { VJ_DATABASES, VJ_FANOUT, VJ_COMPARE, VJ_SCHEMA } vjob_kind;
+
+struct vjob;
+
+typedef struct vtask {
+    struct vjob *job;
+    int env;
+    backend *b;
+    vq_table *rows; /* the statement's result, all columns as text */
+    long long cap;  /* rows kept */
+    bool truncated;
+    bool done, failed;
+    unsigned err_code;
+    char err[256];
+    int step; /* 0 connect, 1 select db, 2 read only, 3 fetch */
+} vtask;
+
+typedef struct vjob {
+    client *c; /* NULL once the client left */
+    vjob_kind kind;
+    vtask tasks[ROUTE_MAX_ENVS];
+    int n, pending;
+    bool answered;
+    struct event *timer;
+    char *sql;
+    char db[ROUTE_NAME_MAX + 1];
+    bool has_db;
+    vq_query q; /* the query over the answer (databases, compare); kind VQ_SELECT */
+    bool has_q;
+    char key[ROUTE_NAME_MAX + 1];
+    bool has_key;
+} vjob;
+
+static void job_answer(vjob *j);
+static void task_step(vtask *t);
+static vq_table *compare_build(client *c, struct vjob *j, char *err, size_t errlen);
+
+/* ---- sending a result --------------------------------------------------------------------- */
+
+static uint8_t pkt_type(vq_type t)
+{
+    switch (t) {
+    case VQ_INT:
+        return PKT_TYPE_LONGLONG;
+    case VQ_DOUBLE:
+        return PKT_TYPE_DOUBLE;
+    case VQ_DATETIME:
+        return PKT_TYPE_DATETIME;
+    default:
+        return PKT_TYPE_VAR_STRING;
+    }
+}
+
+static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
+{
+    pbuf b;
+    pbuf_init(&b);
+    size_t start = pkt_begin(&b);
+    pbuf_lenenc(&b, r->n_columns);
+    pkt_end(&b, start, &c->seq);
+    for (size_t i = 0; i < r->n_columns; i++) {
+        uint8_t type = pkt_type(r->columns[i].type);
+        bool text = type == PKT_TYPE_VAR_STRING || type == PKT_TYPE_DATETIME;
+        pkt_build_column(&b, &c->seq, r->schema ? r->schema : "", r->table ? r->table : "",
+                         r->columns[i].name, text ? 45 : 63, text ? 1024 : 21, type,
+                         text ? 0 : 0x80, type == PKT_TYPE_DOUBLE ? 31 : 0);
+    }
+    if (!(c->caps & CAP_DEPRECATE_EOF))
+        pkt_build_eof(&b, &c->seq, 0, 0, ST_AUTOCOMMIT);
+    const char **vals = calloc(r->n_columns ? r->n_columns : 1, sizeof(*vals));
+    size_t *lens = calloc(r->n_columns ? r->n_columns : 1, sizeof(*lens));
+    if (!vals || !lens)
+        abort();
+    for (size_t row = 0; row < r->n_rows; row++) {
+        for (size_t col = 0; col < r->n_columns; col++) {
+            const vq_value *v = vq_result_value(r, row, col);
+            vals[col] = v && !v->is_null ? v->s : NULL;
+            lens[col] = v && !v->is_null ? v->len : 0;
+        }
+        pkt_build_text_row(&b, &c->seq, (int)r->n_columns, vals, lens);
+        if (b.len > 1024 * 1024) {
+            client_send(c, &b);
+            pbuf_init(&b);
+        }
+    }
+    free(vals);
+    free(lens);
+    pkt_build_eof(&b, &c->seq, c->caps, warnings, ST_AUTOCOMMIT);
+    client_send(c, &b);
+}
+
+static void send_vq_error(client *c, int status, const char *err)
+{
+    client_send_err(c, (uint16_t)vq_error_code(status), vq_error_sqlstate(status), "%s", err);
+}
+
+/* ---- the tables ---------------------------------------------------------------------------- */
+
+static const char *const envs_tables[] = {"databases", "environments", "session"};
+static const char *const compare_tables[] = {"query", "schema"};
+
+static bool is_virtual_schema(const char *s)
+{
+    return s && (strcasecmp(s, "__envs") == 0 || strcasecmp(s, "__compare") == 0);
+}
+
+bool virtual_is_schema(const char *name)
+{
+    return is_virtual_schema(name);
+}
+
+static void fmt_time(long long t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static vq_table *table_environments(client *c)
+{
+    static const vq_column cols[] = {
+        {"name", VQ_STRING},       {"description", VQ_STRING}, {"status", VQ_STRING},
+        {"access", VQ_STRING},     {"server_version", VQ_STRING}, {"latency_ms", VQ_DOUBLE},
+        {"pool_in_use", VQ_INT},   {"pool_idle", VQ_INT},       {"pool_max", VQ_INT},
+        {"last_error", VQ_STRING}, {"checked_at", VQ_DATETIME},
+    };
+    proxy *p = c->p;
+    vq_table *t = vq_table_new("__envs", "environments", cols, sizeof(cols) / sizeof(cols[0]));
+    if (!t)
+        abort();
+    for (int i = 0; i < p->cfg->n_envs; i++) {
+        const cfg_env *e = &p->cfg->envs[i];
+        grant_level g;
+        if (!route_env_for(p->cfg, c->acct, e->name, &g))
+            continue;
+        health_view hv;
+        health_get(&p->health[i], &hv);
+        int in_use, idle, waiting;
+        pool_stats(p->pools[i], &in_use, &idle, &waiting);
+        size_t r = (size_t)vq_table_add_row(t);
+        vq_set_str(t, r, 0, e->name);
+        vq_set_str(t, r, 1, e->description ? e->description : "");
+        vq_set_str(t, r, 2, hv.known ? (hv.up ? "up" : "down") : "unknown");
+        vq_set_str(t, r, 3,
+                   g == GRANT_WRITE && e->access == ACCESS_READ_WRITE ? "write" : "read");
+        if (hv.version[0])
+            vq_set_str(t, r, 4, hv.version);
+        if (hv.known && hv.up)
+            vq_set_double(t, r, 5, hv.latency_ms);
+        vq_set_int(t, r, 6, in_use);
+        vq_set_int(t, r, 7, idle);
+        vq_set_int(t, r, 8, e->pool.max);
+        if (hv.known && !hv.up)
+            vq_set_str(t, r, 9, hv.last_error);
+        if (hv.checked_at) {
+            char ts[32];
+            fmt_time(hv.checked_at, ts, sizeof(ts));
+            vq_set_str(t, r, 10, ts);
+        }
+    }
+    return t;
+}
+
+static vq_table *table_session(client *c)
+{
+    static const vq_column cols[] = {
+        {"user", VQ_STRING},     {"env", VQ_STRING},      {"database", VQ_STRING},
+        {"connection_id", VQ_INT}, {"tls", VQ_STRING},    {"max_rows", VQ_INT},
+        {"statement_timeout_ms", VQ_INT},
+    };
+    vq_table *t = vq_table_new("__envs", "session", cols, sizeof(cols) / sizeof(cols[0]));
+    if (!t)
+        abort();
+    size_t r = (size_t)vq_table_add_row(t);
+    vq_set_str(t, r, 0, c->user);
+    if (c->env)
+        vq_set_str(t, r, 1, c->env->name);
+    if (c->has_db)
+        vq_set_str(t, r, 2, c->db);
+    vq_set_int(t, r, 3, c->id);
+    vq_set_str(t, r, 4, c->tls ? "yes" : "no");
+    if (c->env) {
+        vq_set_int(t, r, 5, c->env->limits.max_rows);
+        vq_set_int(t, r, 6, c->env->limits.statement_timeout_ms);
+    }
+    return t;
+}
+
+/* Answers a parsed statement over table t (NULL: no such table in that schema). */
+static void answer_table(client *c, vq_query *q, vq_table *t, const char *schema,
+                         const char *name)
+{
+    char err[512];
+    vq_result r;
+    int st;
+    if (!t) {
+        st = vq_error_no_table(schema, name, err, sizeof(err));
+        send_vq_error(c, st, err);
+        return;
+    }
+    if (q->kind == VQ_DESCRIBE || q->kind == VQ_SHOW_COLUMNS)
+        st = vq_describe(q, t, &r, err, sizeof(err));
+    else
+        st = vq_execute(q, t, &r, err, sizeof(err));
+    if (st != VQ_OK) {
+        send_vq_error(c, st, err);
+        return;
+    }
+    send_vq_result(c, &r, 0);
+    vq_result_free(&r);
+}
+
+/* ---- side tasks ---------------------------------------------------------------------------- */
+
+static void job_free(vjob *j)
+{
+    for (int i = 0; i < j->n; i++)
+        if (j->tasks[i].rows)
+            vq_table_free(j->tasks[i].rows);
+    if (j->has_q)
+        vq_query_free(&j->q);
+    if (j->timer)
+        event_free(j->timer);
+    free(j->sql);
+    free(j);
+}
+
+/* A task ended (done or failed); the job answers when it was the last one. */
+static void task_end(vtask *t)
+{
+    vjob *j = t->job;
+    t->done = true;
+    if (t->b) {
+        backend_free(t->b);
+        t->b = NULL;
+    }
+    if (--j->pending == 0) {
+        if (!j->answered)
+            job_answer(j);
+        job_free(j);
+    }
+}
+
+static void task_fail(vtask *t, unsigned code, const char *msg)
+{
+    t->failed = true;
+    t->err_code = code;
+    snprintf(t->err, sizeof(t->err), "%.*s", (int)sizeof(t->err) - 1, msg);
+    task_end(t);
+}
+
+static vq_type field_type(enum enum_field_types ft)
+{
+    switch (ft) {
+    case MYSQL_TYPE_TINY:
+    case MYSQL_TYPE_SHORT:
+    case MYSQL_TYPE_LONG:
+    case MYSQL_TYPE_INT24:
+    case MYSQL_TYPE_LONGLONG:
+    case MYSQL_TYPE_YEAR:
+        return VQ_INT;
+    case MYSQL_TYPE_FLOAT:
+    case MYSQL_TYPE_DOUBLE:
+        return VQ_DOUBLE;
+    default:
+        return VQ_STRING;
+    }
+}
+
+static bool task_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg)
+{
+    vtask *t = arg;
+    if (!row) {
+        unsigned n = mysql_field_count(b->mysql);
+        MYSQL_FIELD *f = mysql_fetch_fields(b->ret_res);
+        vq_column *cols = calloc(n ? n : 1, sizeof(*cols));
+        if (!cols)
+            abort();
+        for (unsigned i = 0; i < n; i++) {
+            cols[i].name = f[i].name;
+            cols[i].type = field_type(f[i].type);
+        }
+        t->rows = vq_table_new("", "", cols, n);
+        free(cols);
+        return t->rows != NULL;
+    }
+    if (t->rows->n_rows >= (size_t)t->cap) {
+        t->truncated = true;
+        return false;
+    }
+    size_t r = (size_t)vq_table_add_row(t->rows);
+    for (size_t i = 0; i < t->rows->n_columns; i++)
+        vq_set_strn(t->rows, r, i, row[i], row[i] ? lengths[i] : 0);
+    return true;
+}
+
+static void task_done_cb(backend *b, int rc, void *arg)
+{
+    vtask *t = arg;
+    if (rc) {
+        task_fail(t, b->err_code, b->err_msg);
+        return;
+    }
+    t->step++;
+    task_step(t);
+}
+
+static void task_step(vtask *t)
+{
+    vjob *j = t->job;
+    if (j->answered) {
+        task_end(t);
+        return;
+    }
+    switch (t->step) {
+    case 1:
+        if (j->has_db) {
+            backend_select_db(t->b, j->db, task_done_cb, t);
+            return;
+        }
+        t->step++;
+        /* fall through */
+    case 2:
+        backend_query(t->b, "SET SESSION TRANSACTION READ ONLY", task_done_cb, t);
+        return;
+    case 3: {
+        backend_fetch(t->b, j->sql, task_row, task_done_cb, t);
+        return;
+    }
+    default:
+        task_end(t);
+        return;
+    }
+}
+
+static void job_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    vjob *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        vtask *t = &j->tasks[i];
+        if (!t->done && !t->failed) {
+            t->failed = true;
+            t->err_code = 3024;
+            snprintf(t->err, sizeof(t->err), "no answer within %d ms", VIRTUAL_TIMEOUT_MS);
+        }
+    }
+    job_answer(j);
+}
+
+/* Starts one task per environment of envs (indexes), with sql. The job answers later. */
+static void job_start(client *c, vjob *j, const int *envs, int n, const char *sql)
+{
+    j->c = c;
+    j->sql = strdup(sql);
+    if (!j->sql)
+        abort();
+    j->n = n;
+    j->pending = n;
+    c->vjob = j;
+    c->state = CL_PREPARE;
+    j->timer = evtimer_new(c->w->base, job_timeout_cb, j);
+    struct timeval tv = {VIRTUAL_TIMEOUT_MS / 1000, (VIRTUAL_TIMEOUT_MS % 1000) * 1000};
+    evtimer_add(j->timer, &tv);
+    for (int i = 0; i < n; i++) {
+        vtask *t = &j->tasks[i];
+        t->job = j;
+        t->env = envs[i];
+        const cfg_env *e = &c->p->cfg->envs[envs[i]];
+        long long cap = e->limits.max_rows;
+        t->cap = cap > 0 && cap < VIRTUAL_MAX_ROWS ? cap : VIRTUAL_MAX_ROWS;
+        if (j->kind == VJ_COMPARE || j->kind == VJ_SCHEMA || j->kind == VJ_DATABASES)
+            t->cap = VIRTUAL_MAX_ROWS;
+    }
+    for (int i = 0; i < n; i++) {
+        vtask *t = &j->tasks[i];
+        if (!health_allow(&c->p->health[t->env])) {
+            health_view hv;
+            health_get(&c->p->health[t->env], &hv);
+            char msg[300];
+            snprintf(msg, sizeof(msg), "environment is down: %s", hv.last_error);
+            task_fail(t, 2003, msg);
+            if (c->vjob != j)
+                return; /* the job answered and ended */
+            continue;
+        }
+        t->b = backend_new(c->p->pools[t->env]);
+        t->b->no_db = true;
+        t->step = 0; /* task_done_cb moves it to 1 once connected */
+        backend_connect(t->b, c->w->base, task_done_cb, t);
+    }
+}
+
+/* The job's answer: send it (when the client is still there) and mark it answered. */
+static void job_answer(vjob *j)
+{
+    if (j->answered)
+        return;
+    j->answered = true;
+    if (j->timer)
+        evtimer_del(j->timer);
+    client *c = j->c;
+    if (!c)
+        return;
+    c->vjob = NULL;
+    vq_table *out = NULL;
+    const proxy *p = c->p;
+    char err[512];
+
+    if (j->kind == VJ_DATABASES) {
+        static const vq_column cols[] = {{"env", VQ_STRING}, {"database", VQ_STRING}};
+        out = vq_table_new("__envs", "databases", cols, 2);
+        for (int i = 0; i < j->n; i++) {
+            vtask *t = &j->tasks[i];
+            const char *env = p->cfg->envs[t->env].name;
+            if (t->failed || !t->rows) {
+                size_t r = (size_t)vq_table_add_row(out);
+                vq_set_str(out, r, 0, env); /* database NULL: the environment did not answer */
+                continue;
+            }
+            for (size_t k = 0; k < t->rows->n_rows; k++) {
+                size_t r = (size_t)vq_table_add_row(out);
+                vq_set_str(out, r, 0, env);
+                vq_set_str(out, r, 1, vq_table_value(t->rows, k, 0)->s);
+            }
+        }
+        answer_table(c, &j->q, out, "__envs", "databases");
+    } else if (j->kind == VJ_FANOUT) {
+        /* Columns: _env, _error, then the first answering environment's. */
+        vtask *ref = NULL;
+        for (int i = 0; i < j->n && !ref; i++)
+            if (!j->tasks[i].failed && j->tasks[i].rows)
+                ref = &j->tasks[i];
+        size_t nc = ref ? ref->rows->n_columns : 0;
+        vq_column *cols = calloc(nc + 2, sizeof(*cols));
+        if (!cols)
+            abort();
+        cols[0] = (vq_column){"_env", VQ_STRING};
+        cols[1] = (vq_column){"_error", VQ_STRING};
+        for (size_t k = 0; k < nc; k++)
+            cols[k + 2] = ref->rows->columns[k];
+        out = vq_table_new("", "", cols, nc + 2);
+        free(cols);
+        uint16_t warnings = 0;
+        for (int i = 0; i < j->n; i++) {
+            vtask *t = &j->tasks[i];
+            const char *env = p->cfg->envs[t->env].name;
+            bool same = t->rows && t->rows->n_columns == nc;
+            for (size_t k = 0; same && k < nc; k++)
+                same = strcmp(t->rows->columns[k].name, ref->rows->columns[k].name) == 0;
+            if (t->failed || !t->rows || !same) {
+                size_t r = (size_t)vq_table_add_row(out);
+                vq_set_str(out, r, 0, env);
+                char msg[300];
+                if (t->failed)
+                    snprintf(msg, sizeof(msg), "ERROR %u: %s", t->err_code, t->err);
+                else
+                    snprintf(msg, sizeof(msg), "its columns differ from %s's",
+                             p->cfg->envs[ref->env].name);
+                vq_set_str(out, r, 1, msg);
+                continue;
+            }
+            if (t->truncated)
+                warnings++;
+            for (size_t k = 0; k < t->rows->n_rows; k++) {
+                size_t r = (size_t)vq_table_add_row(out);
+                vq_set_str(out, r, 0, env);
+                for (size_t m = 0; m < nc; m++) {
+                    const vq_value *v = vq_table_value(t->rows, k, m);
+                    if (!v->is_null)
+                        vq_set_strn(out, r, m + 2, v->s, v->len);
+                }
+            }
+        }
+        vq_result r;
+        vq_query all;
+        if (vq_parse("SELECT * FROM x", 15, &all, err, sizeof(err)) == VQ_OK &&
+            vq_execute(&all, out, &r, err, sizeof(err)) == VQ_OK) {
+            send_vq_result(c, &r, warnings);
+            vq_result_free(&r);
+        } else {
+            client_send_err(c, 1105, "HY000", "envproxy: %s", err);
+        }
+        vq_query_free(&all);
+    } else {
+        out = compare_build(c, j, err, sizeof(err));
+        if (out)
+            answer_table(c, &j->q, out, "__compare", j->kind == VJ_SCHEMA ? "schema" : "query");
+        else
+            client_send_err(c, 1105, "HY000", "envproxy: %s", err);
+    }
+    if (out)
+        vq_table_free(out);
+    client_command_done(c);
+}
+
+void virtual_client_gone(client *c)
+{
+    if (c->vjob) {
+        c->vjob->c = NULL;
+        c->vjob = NULL;
+    }
+}
+
+/* ---- compare --------------------------------------------------------------------------------- */
+
+static vq_table *compare_build(client *c, vjob *j, char *err, size_t errlen)
+{
+    const config *cfg = c->p->cfg;
+    for (int i = 0; i < 2; i++) {
+        vtask *t = &j->tasks[i];
+        const char *env = cfg->envs[t->env].name;
+        if (t->failed || !t->rows) {
+            snprintf(err, errlen, "environment '%s': %s%s", env,
+                     t->failed ? "" : "the statement returned no result set",
+                     t->failed ? t->err : "");
+            return NULL;
+        }
+        if (t->truncated) {
+            snprintf(err, errlen,
+                     "environment '%s' returned more than %d rows; compare holds at most that "
+                     "many rows per environment in memory: narrow the statement",
+                     env, VIRTUAL_MAX_ROWS);
+            return NULL;
+        }
+    }
+    if (j->kind == VJ_SCHEMA)
+        return compare_schema(j->tasks[0].rows, j->tasks[1].rows, j->db, err, errlen);
+    return compare_rows(j->tasks[0].rows, j->tasks[1].rows, cfg->envs[j->tasks[0].env].name,
+                        cfg->envs[j->tasks[1].env].name, j->has_key ? j->key : NULL, err,
+                        errlen);
+}
+
+/* ---- entry points ------------------------------------------------------------------------------ */
+
+/* Environment indexes from "dev,prod" (exactly want names when want > 0), each readable by
+ * the account; on error sends it and returns -1. */
+static int parse_envs(client *c, const char *list, int want, int *out)
+{
+    char buf[ROUTE_MAX_ENVS * (ROUTE_NAME_MAX + 1)];
+    snprintf(buf, sizeof(buf), "%s", list);
+    int n = 0;
+    char *save = NULL;
+    for (char *name = strtok_r(buf, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        while (*name == ' ')
+            name++;
+        char *end = name + strlen(name);
+        while (end > name && end[-1] == ' ')
+            *--end = '\0';
+        const cfg_env *e = route_env_for(c->p->cfg, c->acct, name, NULL);
+        if (!e) {
+            client_send_err(c, 1044, "42000",
+                            "Access denied for user '%s'@'%s' to environment '%s'", c->user,
+                            c->host, name);
+            return -1;
+        }
+        if (n == ROUTE_MAX_ENVS)
+            break;
+        out[n++] = env_index(c->p, e);
+    }
+    if (want && n != want) {
+        client_send_err(c, 1210, "HY000", "envproxy: envs takes %d environments, as 'dev,prod'",
+                        want);
+        return -1;
+    }
+    return n;
+}
+
+/* Fan-out and compare run read-only statements only. */
+static bool read_only_ok(client *c, const char *sql, size_t len, const char *what)
+{
+    policy_verdict v;
+    if (sqlpolicy_check_readonly(sql, len, NULL, &v))
+        return true;
+    client_send_err(c, 1290, "HY000", "envproxy: %s runs read-only statements only: %s is not "
+                                      "allowed",
+                    what, v.what);
+    return false;
+}
+
+static vjob *job_new(vjob_kind kind)
+{
+    vjob *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->kind = kind;
+    return j;
+}
+
+static void start_fanout(client *c, const route_hint *h, const char *sql, size_t len)
+{
+    int envs[ROUTE_MAX_ENVS], n = 0;
+    if (h->all_envs) {
+        for (int i = 0; i < c->p->cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
+            if (route_env_for(c->p->cfg, c->acct, c->p->cfg->envs[i].name, NULL))
+                envs[n++] = i;
+    } else {
+        for (int i = 0; i < h->n_envs; i++) {
+            const cfg_env *e = route_env_for(c->p->cfg, c->acct, h->envs[i], NULL);
+            if (!e) {
+                client_send_err(c, 1044, "42000",
+                                "Access denied for user '%s'@'%s' to environment '%s'",
+                                c->user, c->host, h->envs[i]);
+                client_command_done(c);
+                return;
+            }
+            envs[n++] = env_index(c->p, e);
+        }
+    }
+    if (!read_only_ok(c, sql, len, "fan-out")) {
+        client_command_done(c);
+        return;
+    }
+    vjob *j = job_new(VJ_FANOUT);
+    const char *db = h->has_db ? h->db : c->has_db && !is_virtual_schema(c->db) ? c->db : NULL;
+    if (db) {
+        snprintf(j->db, sizeof(j->db), "%s", db);
+        j->has_db = true;
+    }
+    char *text = strndup(sql, len);
+    if (!text)
+        abort();
+    job_start(c, j, envs, n, text);
+    free(text);
+}
+
+/* Starts a compare of sql between two environments; q is the query over the answer (owned
+ * by the job from here). */
+static void start_compare(client *c, vq_query *q, const char *envs_list, const char *sql,
+                          const char *key, const char *db, bool schema)
+{
+    int envs[ROUTE_MAX_ENVS];
+    if (parse_envs(c, envs_list, 2, envs) < 0) {
+        vq_query_free(q);
+        client_command_done(c);
+        return;
+    }
+    vjob *j = job_new(schema ? VJ_SCHEMA : VJ_COMPARE);
+    j->q = *q;
+    j->has_q = true;
+    char stmt[4096];
+    if (schema) {
+        const char *d = db ? db : c->has_db && !is_virtual_schema(c->db) ? c->db : NULL;
+        bool ok = d && *d && strlen(d) <= ROUTE_NAME_MAX;
+        for (const char *p = d; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || *p == '_' || *p == '$' || *p == '-';
+        if (!ok) {
+            client_send_err(c, 1210, "HY000",
+                            "envproxy: __compare.schema takes envs and db (a plain database "
+                            "name); no database was given or selected");
+            job_free(j);
+            client_command_done(c);
+            return;
+        }
+        snprintf(j->db, sizeof(j->db), "%s", d);
+        compare_schema_sql(d, stmt, sizeof(stmt));
+        sql = stmt;
+    } else {
+        if (!read_only_ok(c, sql, strlen(sql), "compare")) {
+            job_free(j);
+            client_command_done(c);
+            return;
+        }
+        if (c->has_db && !is_virtual_schema(c->db)) {
+            snprintf(j->db, sizeof(j->db), "%s", c->db);
+            j->has_db = true;
+        }
+        if (key) {
+            snprintf(j->key, sizeof(j->key), "%s", key);
+            j->has_key = true;
+        }
+    }
+    job_start(c, j, envs, 2, sql);
+}
+
+static bool first_word_is(const char *sql, size_t len, const char *const *words, int n)
+{
+    sql_lexer lx;
+    sql_mode_flags mode = {0};
+    sqllex_init(&lx, sql, len, &mode);
+    sql_token t = sqllex_next(&lx);
+    if (t.kind != SQLTOK_WORD)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (strlen(words[i]) == t.len && strncasecmp(sql + t.start, words[i], t.len) == 0)
+            return true;
+    return false;
+}
+
+/* A statement over __envs or __compare. Returns false when it is not one after all. */
+static bool virtual_select(client *c, const char *sql, size_t len)
+{
+    vq_query q;
+    char err[512];
+    int st = vq_parse(sql, len, &q, err, sizeof(err));
+    if (st != VQ_OK) {
+        send_vq_error(c, st, err);
+        client_command_done(c);
+        return true;
+    }
+    const char *schema = q.schema ? q.schema : c->has_db ? c->db : NULL;
+    if (q.kind == VQ_SHOW_DATABASES || !is_virtual_schema(schema)) {
+        vq_query_free(&q);
+        return false;
+    }
+    bool envs = strcasecmp(schema, "__envs") == 0;
+    const char *canon = envs ? "__envs" : "__compare";
+    if (q.kind == VQ_SHOW_TABLES) {
+        vq_result r;
+        st = envs ? vq_show_tables(&q, canon, envs_tables, 3, &r, err, sizeof(err))
+                  : vq_show_tables(&q, canon, compare_tables, 2, &r, err, sizeof(err));
+        if (st == VQ_OK) {
+            send_vq_result(c, &r, 0);
+            vq_result_free(&r);
+        } else {
+            send_vq_error(c, st, err);
+        }
+        vq_query_free(&q);
+        client_command_done(c);
+        return true;
+    }
+    const char *table = q.table ? q.table : "";
+    bool describe = q.kind == VQ_DESCRIBE || q.kind == VQ_SHOW_COLUMNS;
+    vq_table *t = NULL;
+    if (envs && strcasecmp(table, "environments") == 0) {
+        t = table_environments(c);
+    } else if (envs && strcasecmp(table, "session") == 0) {
+        t = table_session(c);
+    } else if (envs && strcasecmp(table, "databases") == 0) {
+        if (!describe) {
+            int all[ROUTE_MAX_ENVS], n = 0;
+            for (int i = 0; i < c->p->cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
+                if (route_env_for(c->p->cfg, c->acct, c->p->cfg->envs[i].name, NULL))
+                    all[n++] = i;
+            vjob *j = job_new(VJ_DATABASES);
+            j->q = q;
+            j->has_q = true;
+            job_start(c, j, all, n, "SHOW DATABASES");
+            return true;
+        }
+        static const vq_column cols[] = {{"env", VQ_STRING}, {"database", VQ_STRING}};
+        t = vq_table_new("__envs", "databases", cols, 2);
+    } else if (!envs && strcasecmp(table, "query") == 0) {
+        if (!describe) {
+            static const char *const names[] = {"envs", "sql", "key?"};
+            const char *vals[3];
+            st = vq_where_params(&q, names, 3, vals, err, sizeof(err));
+            if (st != VQ_OK) {
+                send_vq_error(c, st, err);
+                vq_query_free(&q);
+                client_command_done(c);
+                return true;
+            }
+            start_compare(c, &q, vals[0], vals[1], vals[2], NULL, false);
+            return true;
+        }
+        static const vq_column cols[] = {{"_diff", VQ_STRING}, {"_env", VQ_STRING}};
+        t = vq_table_new("__compare", "query", cols, 2);
+    } else if (!envs && strcasecmp(table, "schema") == 0) {
+        if (!describe) {
+            static const char *const names[] = {"envs", "db?"};
+            const char *vals[2];
+            st = vq_where_params(&q, names, 2, vals, err, sizeof(err));
+            if (st != VQ_OK) {
+                send_vq_error(c, st, err);
+                vq_query_free(&q);
+                client_command_done(c);
+                return true;
+            }
+            start_compare(c, &q, vals[0], NULL, NULL, vals[1], true);
+            return true;
+        }
+        static const vq_column cols[] = {
+            {"database", VQ_STRING},    {"table_name", VQ_STRING}, {"object_type", VQ_STRING},
+            {"object_name", VQ_STRING}, {"_diff", VQ_STRING},      {"left_definition", VQ_STRING},
+            {"right_definition", VQ_STRING},
+        };
+        t = vq_table_new("__compare", "schema", cols, 7);
+    }
+    answer_table(c, &q, t, canon, table);
+    if (t)
+        vq_table_free(t);
+    vq_query_free(&q);
+    client_command_done(c);
+    return true;
+}
+
+bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t len)
+{
+    const char *stmt = sql + (h->present ? h->end : 0);
+    size_t stmt_len = len - (h->present ? h->end : 0);
+    if (h->present && (h->all_envs || h->n_envs > 1)) {
+        start_fanout(c, h, stmt, stmt_len);
+        return true;
+    }
+    if (h->present && h->n_compare == 2) {
+        vq_query q;
+        char err[256];
+        if (vq_parse("SELECT * FROM query", 19, &q, err, sizeof(err)) != VQ_OK) {
+            client_send_err(c, 1105, "HY000", "envproxy: %s", err);
+            client_command_done(c);
+            return true;
+        }
+        char envs[2 * ROUTE_NAME_MAX + 2];
+        snprintf(envs, sizeof(envs), "%s,%s", h->compare[0], h->compare[1]);
+        char *text = strndup(stmt, stmt_len);
+        if (!text)
+            abort();
+        start_compare(c, &q, envs, text, h->has_key ? h->key : NULL, NULL, false);
+        free(text);
+        return true;
+    }
+    static const char *const use[] = {"USE"};
+    if (first_word_is(stmt, stmt_len, use, 1))
+        return false; /* USE __envs is the router's */
+    static const char *const readers[] = {"SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN"};
+    bool in_virtual_db = c->has_db && is_virtual_schema(c->db) &&
+                         first_word_is(stmt, stmt_len, readers, 5);
+    bool mentions = vq_mentions_virtual(stmt, stmt_len);
+    if (!in_virtual_db && !mentions)
+        return false;
+    if (!mentions) {
+        /* In USE __envs, a statement that is not over a virtual table goes to the backend. */
+        vq_query q;
+        if (vq_parse(stmt, stmt_len, &q, NULL, 0) != VQ_OK)
+            return false;
+        vq_query_free(&q);
+    }
+    return virtual_select(c, stmt, stmt_len);
+}
+
+/* SHOW DATABASES / SHOW SCHEMAS [LIKE 'pat']: true when the statement is one, with the
+ * pattern (or NULL) in *like (caller frees). */
+bool virtual_is_show_databases(const char *sql, size_t len, char **like)
+{
+    static const char *const show[] = {"SHOW"};
+    if (!first_word_is(sql, len, show, 1))
+        return false;
+    vq_query q;
+    if (vq_parse(sql, len, &q, NULL, 0) != VQ_OK)
+        return false;
+    bool yes = q.kind == VQ_SHOW_DATABASES;
+    *like = yes && q.like ? strdup(q.like) : NULL;
+    vq_query_free(&q);
+    return yes;
+}
