@@ -66,7 +66,7 @@ $(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c
 
 integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
 	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
-	    $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	    $(PYTHON) -m pytest -q tests/integration tests/compat $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

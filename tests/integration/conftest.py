@@ -153,3 +153,11 @@ def start_module_proxy(request, servers, tmp_path_factory, extra_yaml):
         _finish(p)
         raise
     return p
+
+
+@pytest.fixture(scope="module")
+def make_module_proxy(request, servers, tmp_path_factory):
+    """Factory for a module's own proxy: make_module_proxy(extra_yaml)."""
+    def factory(extra_yaml):
+        return start_module_proxy(request, servers, tmp_path_factory, extra_yaml)
+    return factory

@@ -12,9 +12,8 @@ LIMITS = {"limits": {"max_rows": 10, "statement_timeout": "1s"},
 
 
 @pytest.fixture(scope="module")
-def limited(request, servers, tmp_path_factory):
-    from conftest import start_module_proxy
-    return start_module_proxy(request, servers, tmp_path_factory, LIMITS)
+def limited(make_module_proxy):
+    return make_module_proxy(LIMITS)
 
 
 def test_result_is_capped_with_a_warning(limited):
