@@ -171,6 +171,11 @@ and try:
     USE shop@dev;                                         -- switch to dev
     UPDATE products SET stock = stock - 1 WHERE id = 1;   -- allowed in dev
     /* env=prod */ SELECT status FROM orders WHERE id = 3; -- one statement in prod
+    SELECT name, status, access FROM __envs.environments;
+    /* env=dev,prod */ SELECT COUNT(*) FROM shop.orders;  -- both at once
+    SELECT * FROM __compare.query WHERE envs='dev,prod'
+        AND sql='SELECT id, status FROM shop.orders' AND key='id';
+    SELECT * FROM __compare.schema WHERE envs='dev,prod' AND db='shop';
 
 Stop everything with: make demo-stop
 EOF
