@@ -206,6 +206,31 @@ void pool_fill(pool *pl, struct event_base *base);
 /* Resets b (on its current base) and gives it back, or discards it when the reset fails. */
 void backend_recycle(backend *b);
 
+/* ---- metrics (metrics.c, http.c) --------------------------------------------------------- */
+
+#define METRIC_BUCKETS 10
+extern const double metric_bucket_bounds[METRIC_BUCKETS]; /* seconds; +Inf is implied */
+
+/* Counters of one environment, updated by any worker (relaxed atomics). */
+typedef struct env_metrics {
+    atomic_ullong stmt_allowed, stmt_refused, stmt_error;
+    atomic_ullong latency_bucket[METRIC_BUCKETS + 1];
+    atomic_ullong latency_sum_us;
+    atomic_ullong rows_sent, bytes_sent;
+} env_metrics;
+
+typedef enum { VERDICT_ALLOWED, VERDICT_REFUSED, VERDICT_ERROR } verdict;
+
+unsigned long long proxy_audit_drops(proxy *p);
+/* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
+void metrics_statement(proxy *p, int env, verdict v, double ms);
+void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes);
+/* The Prometheus text exposition of every metric, into buf. */
+void metrics_render(proxy *p, struct evbuffer *buf);
+/* http.c: /health and /metrics on cfg->http. */
+int http_start(proxy *p);
+void http_stop(proxy *p);
+
 /* ---- health (health.c) ------------------------------------------------------------------ */
 
 /* What the last checks found about one environment. Written by the main loop (and by
@@ -374,6 +399,11 @@ struct client {
     bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
     bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
     bool rl_capture;       /* this execution's column definitions are kept for the next */
+    uint64_t rl_started_ms;
+    unsigned long long rl_bytes; /* bytes of the response sent to the client */
+    size_t rl_batch_before;      /* client output before the current batch of packets */
+    unsigned long long rl_total_rows;
+    bool busy;             /* counted in proxy.busy_clients */
     uint16_t rl_count;     /* parameter or column definitions still expected */
 
     /* Prepared statements. */
@@ -523,6 +553,15 @@ struct proxy {
     client *registry[PROXY_REGISTRY];
     atomic_uint next_conn_id;
     atomic_ullong clients_total;
+    atomic_llong clients_current;
+    atomic_ullong logins_refused;
+    atomic_llong busy_clients; /* clients with a command under way */
+    atomic_bool draining;      /* SIGTERM: no new statements, waiting for running ones */
+    env_metrics *metrics;      /* one per environment */
+    struct evhttp *http;
+    struct event *drain_timer;
+    uint64_t drain_deadline_ms;
+    struct audit *audit;
     struct event *sig_int, *sig_term, *sig_hup, *tick;
 };
 

@@ -116,6 +116,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     c->fd = fd;
     c->id = atomic_fetch_add(&p->next_conn_id, 1);
     atomic_fetch_add(&p->clients_total, 1);
+    atomic_fetch_add(&p->clients_current, 1);
     pbuf_init(&c->cmd);
     for (int i = 0; i < CLIENT_MAX_HELD; i++)
         c->held_env[i] = -1;
@@ -225,6 +226,11 @@ void client_free(client *c)
     if (st != CL_GREETING && st != CL_AUTH_SWITCH)
         log_info("conn %u %s user=%s: disconnected", c->id, c->addr, c->user);
     evtimer_del(c->timer);
+    atomic_fetch_sub(&c->p->clients_current, 1);
+    if (c->busy) {
+        c->busy = false;
+        atomic_fetch_sub(&c->p->busy_clients, 1);
+    }
     if (st == CL_WAIT_POOL && c->waiter.pool) {
         backend *b = pool_cancel(c->waiter.pool, &c->waiter);
         if (b) {
@@ -416,6 +422,10 @@ static void process_packets(client *c)
 
 void client_command_done(client *c)
 {
+    if (c->busy) {
+        c->busy = false;
+        atomic_fetch_sub(&c->p->busy_clients, 1);
+    }
     c->state = CL_IDLE;
     c->job = JOB_NONE;
     c->be = NULL;
@@ -451,6 +461,7 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
 
 static void deny_login(client *c, bool used_password)
 {
+    atomic_fetch_add(&c->p->logins_refused, 1);
     log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
     client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
                 c->user, c->host, used_password ? "YES" : "NO");
@@ -674,8 +685,8 @@ static void login_succeeded(client *c)
     local_unregister(c); /* again after COM_CHANGE_USER */
     local_register(c);
     if (!c->has_login_db) {
-        c->state = CL_IDLE;
         send_ok(c, ST_AUTOCOMMIT);
+        client_command_done(c); /* idle (also after COM_CHANGE_USER) */
         return;
     }
     route_target t;
@@ -695,11 +706,13 @@ static void login_succeeded(client *c)
         return;
     }
     const char *db = t.has_db ? t.db : e->database;
-    if (!db) {
+    if (!db || virtual_is_schema(db)) {
         c->env = e;
-        c->has_db = false;
-        c->state = CL_IDLE;
+        c->has_db = db != NULL;
+        if (db)
+            snprintf(c->db, sizeof(c->db), "%s", db);
         send_ok(c, ST_AUTOCOMMIT);
+        client_command_done(c);
         return;
     }
     memset(&c->route, 0, sizeof(c->route));
@@ -901,7 +914,16 @@ static void handle_command(client *c)
                     c->user, c->host);
         return;
     }
+    if (atomic_load(&c->p->draining)) {
+        client_send_err(c, 1053, "08S01", "Server shutdown in progress");
+        client_close_after_flush(c);
+        return;
+    }
     c->state = CL_PREPARE; /* busy until client_command_done() */
+    if (!c->busy) {
+        c->busy = true;
+        atomic_fetch_add(&c->p->busy_clients, 1);
+    }
     switch (cmd) {
     case CMD_PING:
         send_ok(c, ST_AUTOCOMMIT);
@@ -1164,6 +1186,7 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             const cfg_env *e = c->route.env;
             log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
                      v.what);
+            metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
             if (e->access != ACCESS_READ_WRITE)
                 client_send_err(c, 1290, "HY000",
                                 "envproxy: environment '%s' is read-only: %s is not allowed",

@@ -222,6 +222,25 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_error("accept: %s", evutil_socket_error_to_string(err));
 }
 
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    long long busy = atomic_load(&p->busy_clients);
+    if (busy > 0 && now_ms() < p->drain_deadline_ms)
+        return;
+    if (busy > 0)
+        log_warn("shutdown_timeout passed with %lld statement(s) still running", busy);
+    log_info("shutting down");
+    atomic_store(&p->stopping, true);
+    event_base_loopbreak(p->base);
+}
+
+unsigned long long proxy_audit_drops(proxy *p)
+{
+    (void)p;
+    return 0;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     proxy *p = arg;
@@ -230,9 +249,25 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         reload_accounts(p);
         return;
     }
-    log_info("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atomic_store(&p->stopping, true);
-    event_base_loopbreak(p->base);
+    if (atomic_load(&p->draining)) {
+        log_info("second %s: stopping now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        atomic_store(&p->stopping, true);
+        event_base_loopbreak(p->base);
+        return;
+    }
+    /* Stop accepting, let running statements finish (up to shutdown_timeout), then stop. */
+    log_info("%s: no new connections or statements; waiting up to %lld ms for %lld running "
+             "statement(s)",
+             sig == SIGTERM ? "SIGTERM" : "SIGINT", p->cfg->shutdown_timeout_ms,
+             (long long)atomic_load(&p->busy_clients));
+    atomic_store(&p->draining, true);
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    p->drain_deadline_ms = now_ms() + (uint64_t)p->cfg->shutdown_timeout_ms;
+    p->drain_timer = event_new(p->base, -1, EV_PERSIST, drain_cb, p);
+    struct timeval tick = {0, 50000};
+    event_add(p->drain_timer, &tick);
+    drain_cb(-1, 0, p);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -354,14 +389,15 @@ int proxy_run(const char *config_path)
     if (!p->pools)
         abort();
     p->health = calloc((size_t)cfg->n_envs, sizeof(*p->health));
-    if (!p->health)
+    p->metrics = calloc((size_t)cfg->n_envs, sizeof(*p->metrics));
+    if (!p->health || !p->metrics)
         abort();
     for (int i = 0; i < cfg->n_envs; i++) {
         p->pools[i] = pool_new(p, &cfg->envs[i], i);
         health_init(&p->health[i], p->pools[i]);
     }
     probe_version(p);
-    if (open_listeners(p))
+    if (open_listeners(p) || http_start(p))
         goto out;
 
     p->n_workers = cfg->threads;
@@ -394,6 +430,7 @@ int proxy_run(const char *config_path)
 
 out:
     atomic_store(&p->stopping, true);
+    http_stop(p);
     for (int i = 0; i < p->n_listeners; i++)
         evconnlistener_free(p->listeners[i]);
     free(p->listeners);
@@ -408,6 +445,9 @@ out:
         free(p->pools);
         free(p->health);
     }
+    free(p->metrics);
+    if (p->drain_timer)
+        event_free(p->drain_timer);
     for (int i = 0; i < p->n_workers; i++) {
         worker *w = &p->workers[i];
         event_free(w->inbox_ev);

@@ -19,6 +19,17 @@
 
 static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Counts the statement for /metrics. */
+static void relay_count(client *c, bool failed)
+{
+    int env = c->be->pool->index;
+    double ms = (double)(now_ms() - c->rl_started_ms);
+    metrics_statement(c->p, env, failed ? VERDICT_ERROR : VERDICT_ALLOWED, ms);
+    size_t now_len = evbuffer_get_length(bufferevent_get_output(c->bev));
+    unsigned long long batch = now_len > c->rl_batch_before ? now_len - c->rl_batch_before : 0;
+    metrics_rows(c->p, env, c->rl_total_rows, c->rl_bytes + batch);
+}
+
 /* The backend broke or spoke nonsense: drop it and tell the client. */
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
@@ -28,6 +39,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
     backend_unwatch(b);
     evtimer_del(c->timer);
+    relay_count(c, true);
     client_drop_backend(c, b);
     client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')", msg, e->name);
     client_command_done(c);
@@ -38,6 +50,7 @@ static void relay_finish(client *c, bool failed)
     backend *b = c->be;
     backend_unwatch(b);
     evtimer_del(c->timer);
+    relay_count(c, failed);
     if (failed && c->job_mode_changed)
         b->mode.unknown = true; /* which SET sql_mode took effect is not known */
     if (c->job == JOB_STMT && c->stmt && c->stmt->changes_mode)
@@ -241,7 +254,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
 }
 
 /* Handles the packets in b->in. Returns false when the relay ended (finished or failed). */
-static bool relay_process(client *c)
+static bool relay_process_packets(client *c)
 {
     backend *b = c->be;
     for (;;) {
@@ -488,6 +501,7 @@ static bool relay_process(client *c)
                 log_info("conn %u %s user=%s env=%s: result truncated to %lld rows", c->id,
                          c->addr, c->user, c->route.env->name, c->truncated_to);
             }
+            c->rl_total_rows += c->rl_rows;
             c->rl_rows = 0;
             c->rl_truncated = false;
             pbuf out;
@@ -505,6 +519,19 @@ static bool relay_process(client *c)
         }
         }
     }
+}
+
+/* Handles the packets in b->in, counting the bytes that go to the client. */
+static bool relay_process(client *c)
+{
+    c->rl_batch_before = evbuffer_get_length(client_out(c));
+    bool going = relay_process_packets(c);
+    if (going) {
+        size_t after = evbuffer_get_length(client_out(c));
+        if (after > c->rl_batch_before)
+            c->rl_bytes += after - c->rl_batch_before;
+    }
+    return going;
 }
 
 /* Pauses reading from the backend while the client has much unsent output. */
@@ -573,6 +600,10 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_timed_out = false;
     c->rl_count = 0;
     c->rl_capture = false;
+    c->rl_started_ms = now_ms();
+    c->rl_bytes = 0;
+    c->rl_total_rows = 0;
+    c->rl_batch_before = evbuffer_get_length(client_out(c));
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {

@@ -1,0 +1,133 @@
+"""Operations: /health and /metrics, graceful shutdown on SIGTERM."""
+
+import json
+import re
+import signal
+import threading
+import time
+import urllib.request
+
+import pymysql
+import pytest
+
+from harness import free_port
+
+
+def http_get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.status, r.headers.get("Content-Type"), r.read().decode()
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, frozenset(labels)): value}; checks every line's shape."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r'([a-z_]+)(\{([^}]*)\})? ([0-9.e+-]+|\+Inf)', line)
+        assert m, f"bad metrics line: {line!r}"
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+@pytest.fixture
+def http_proxy(make_proxy):
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}", "health_interval": "1s"})
+    p.http_port = port
+    return p
+
+
+def test_health_endpoint(http_proxy):
+    time.sleep(1.5)
+    status, ctype, body = http_get(http_proxy.http_port, "/health")
+    assert status == 200 and ctype == "application/json"
+    doc = json.loads(body)
+    assert doc["status"] == "serving"
+    assert {e["name"]: e["status"] for e in doc["environments"]} == {"dev": "up", "prod": "up"}
+
+
+def test_metrics_endpoint_counts_what_happened(http_proxy):
+    conn = http_proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq FROM seq_1_to_25")
+        cur.execute("/* env=prod */ SELECT 1")
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute("/* env=prod */ DELETE FROM orders")
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute("SELECT * FROM no_such_table")
+    with pytest.raises(pymysql.err.OperationalError):
+        http_proxy.connect(password="wrong")
+    status, ctype, body = http_get(http_proxy.http_port, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    m = parse_metrics(body)
+
+    def v(name, **labels):
+        return m[(name, frozenset(labels.items()))]
+
+    assert v("envproxy_client_connections") >= 1
+    assert v("envproxy_client_connections_total") >= 2
+    assert v("envproxy_logins_refused_total") >= 1
+    assert v("envproxy_statements_total", env="dev", verdict="allowed") >= 2
+    assert v("envproxy_statements_total", env="dev", verdict="error") >= 1
+    assert v("envproxy_statements_total", env="prod", verdict="refused") >= 1
+    assert v("envproxy_statements_total", env="prod", verdict="allowed") >= 1
+    assert v("envproxy_rows_sent_total", env="dev") >= 25
+    assert v("envproxy_bytes_sent_total", env="dev") > 0
+    count = v("envproxy_statement_duration_seconds_count", env="dev")
+    assert count >= 3 and v("envproxy_statement_duration_seconds_bucket", env="dev",
+                            le="+Inf") == count
+    assert v("envproxy_pool_connections", env="dev", state="in_use") >= 1
+    assert v("envproxy_pool_connections", env="prod", state="max") == 10
+    assert v("envproxy_environment_up", env="dev") in (0, 1)
+    assert ("envproxy_audit_dropped_total", frozenset()) in m
+    conn.close()
+
+
+def test_unknown_path_is_404(http_proxy):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        http_get(http_proxy.http_port, "/nope")
+    assert e.value.code == 404
+
+
+def test_sigterm_lets_a_running_statement_finish(make_proxy):
+    p = make_proxy(extra_yaml={"shutdown_timeout": "10s"})
+    conn = p.connect()
+    result = {}
+
+    def run():
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT SLEEP(1.5), 'finished'")
+                result["rows"] = cur.fetchall()
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.4)
+    start = time.monotonic()
+    p.signal(signal.SIGTERM)
+    p.expect_exit()
+    time.sleep(0.2)
+    # No new connections while draining.
+    with pytest.raises(pymysql.err.OperationalError):
+        p.connect(connect_timeout=2)
+    t.join(10)
+    assert result.get("rows") == ((0, "finished"),), result
+    assert p.wait(10) == 0
+    assert time.monotonic() - start < 5
+
+
+def test_sigterm_bounded_by_shutdown_timeout(make_proxy):
+    p = make_proxy(extra_yaml={"shutdown_timeout": "1s",
+                               "limits": {"statement_timeout": "0"}})
+    conn = p.connect()
+    conn._execute_command(3, b"SELECT SLEEP(30)")
+    time.sleep(0.3)
+    start = time.monotonic()
+    p.signal(signal.SIGTERM)
+    p.expect_exit()
+    assert p.wait(10) == 0
+    assert time.monotonic() - start < 5
