@@ -6,6 +6,7 @@
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
+#   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands
 
 BUILD    ?= build
@@ -34,7 +35,7 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration asan demo demo-stop deps clean fuzz
+.PHONY: all test unit integration asan demo demo-stop deps clean fuzz install
 
 all: $(BUILD)/envproxy
 
@@ -91,6 +92,17 @@ fuzz:
 	    tests/fuzz/fuzz_sqlpolicy.c src/sqllex.c src/sqlpolicy.c -o build-fuzz/fuzz_sqlpolicy
 	build-fuzz/fuzz_sqlpolicy -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    build-fuzz/work tests/fuzz/corpus
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/envproxy \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(BUILD)/envproxy $(DESTDIR)$(PREFIX)/bin/envproxy
+	install -m 0644 proxy.example.yaml $(DESTDIR)$(PREFIX)/share/envproxy/proxy.example.yaml
+	sed 's#/usr/local/bin/envproxy#$(PREFIX)/bin/envproxy#' scripts/envproxy.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/envproxy.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/envproxy.service
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -5,6 +5,7 @@
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern int log_level;
+extern int log_json; /* 1: one JSON object per line ({"ts","level","msg"}) */
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

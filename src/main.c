@@ -2,6 +2,7 @@
 #include "cli_user.h"
 #include "config.h"
 #include "envproxy.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +11,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage:\n"
-            "  envproxy [-c FILE] [run]            run in the foreground (default FILE: "
+            "  envproxy [-c FILE] [--log-format text|json] [run]\n"
+            "                                      run in the foreground (default FILE: "
             "./proxy.yaml)\n"
             "  envproxy -c FILE check              validate FILE and its includes\n"
             "  envproxy -c FILE user add NAME [--password-stdin] [--default-env ENV]\n"
@@ -82,6 +84,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             path = argv[++i];
+        } else if (strcmp(argv[i], "--log-format") == 0) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))) {
+                fprintf(stderr, "envproxy: --log-format takes json or text\n");
+                return 2;
+            }
+            log_json = strcmp(argv[++i], "json") == 0;
         } else if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
             printf("envproxy %s\n", ENVPROXY_VERSION);
             return 0;
