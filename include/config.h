@@ -68,10 +68,11 @@ typedef struct config {
     char *default_environment; /* default: the first environment defined */
     char *tls_cert, *tls_key;  /* absolute paths or NULL (then a self-signed pair) */
     bool tls_require;
-    cfg_limits limits;      /* top-level defaults */
-    char *audit_log;        /* absolute path or NULL */
-    cfg_addr *http;         /* NULL when absent */
-    long long max_packet_size;      /* bytes; default 64 MiB; client packets above close it */
+    cfg_limits limits;         /* top-level defaults */
+    char *audit_log;           /* absolute path or NULL */
+    char *secret_key_file;     /* absolute path or NULL: the key for enc: passwords (secret.h) */
+    cfg_addr *http;            /* NULL when absent */
+    long long max_packet_size; /* bytes; default 64 MiB; client packets above close it */
     long long handshake_timeout_ms; /* default 10 s */
     long long health_interval_ms;   /* default 5 s */
     long long shutdown_timeout_ms;  /* default 10 s */

@@ -94,6 +94,7 @@ struct backend {
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
+    SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
@@ -140,6 +141,9 @@ void backend_watch(backend *b, event_callback_fn cb, void *arg);
 /* Writes b->out; returns 0 (all or part written, the rest on the next writable event) or
  * -1 when the connection is broken. */
 int backend_flush(backend *b);
+/* Reads what the socket (or its TLS session) has into b->in, at most about max bytes:
+ * > 0 bytes read, 0 end of stream, -2 nothing now, -1 broken. */
+int backend_read(backend *b, size_t max);
 /* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
 bool backend_is_dead(backend *b);
 /* Opens a side connection to b's environment on base and runs KILL QUERY thread_id there,
@@ -404,6 +408,7 @@ struct client {
     size_t rl_batch_before;      /* client output before the current batch of packets */
     unsigned long long rl_total_rows;
     bool busy;             /* counted in proxy.busy_clients */
+    char rl_error[200];    /* the backend's error for the audit log: "1146: Table ..." */
     uint16_t rl_count;     /* parameter or column definitions still expected */
 
     /* Prepared statements. */
@@ -420,6 +425,9 @@ struct client {
 /* Takes ownership of an accepted socket on worker w. */
 void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen);
 void client_free(client *c);
+/* Writes one audit line for the current statement (no-op without audit_log). */
+void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
+                  const char *event);
 /* Sends the client's packets built in b. */
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)

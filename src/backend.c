@@ -3,6 +3,20 @@
 #include "envproxy.h"
 #include "log.h"
 
+/* Connector/C keeps its TLS session in its I/O layer: ma_pvio.h gives that layer, and the
+ * TLS container is three pointers (ma_tls.h: data, pvio, ssl). The relay uses the SSL
+ * session directly; backend_connect checks it belongs to the socket before trusting it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <ma_pvio.h>
+#pragma GCC diagnostic pop
+struct tls_container {
+    void *data, *pvio, *ssl;
+};
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +236,28 @@ static void be_step(backend *b, int ready)
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
             b->multi_stmt = 1; /* CLIENT_MULTI_STATEMENTS at connect */
+            MARIADB_PVIO *pvio = b->mysql->net.pvio;
+            b->ssl = pvio && pvio->ctls ? (SSL *)((struct tls_container *)pvio->ctls)->ssl
+                                        : NULL;
+            if (b->ssl && SSL_get_fd(b->ssl) != b->fd)
+                b->ssl = NULL; /* not the layout we know: refuse below */
+            if (!b->ssl && mysql_get_ssl_cipher(b->mysql)) {
+                rc = -1;
+                b->err_code = 2026;
+                snprintf(b->err_state, sizeof(b->err_state), "HY000");
+                snprintf(b->err_msg, sizeof(b->err_msg),
+                         "TLS: cannot reach the TLS session of this Connector/C version");
+            }
+            if (rc == 0 && b->pool->env->tls_mode == BTLS_VERIFY_CA &&
+                (!b->ssl || SSL_get_verify_result(b->ssl) != X509_V_OK)) {
+                rc = -1;
+                b->err_code = 2026;
+                snprintf(b->err_state, sizeof(b->err_state), "HY000");
+                snprintf(b->err_msg, sizeof(b->err_msg),
+                         "TLS: the server's certificate is not signed by the configured ca (%s)",
+                         b->ssl ? X509_verify_cert_error_string(SSL_get_verify_result(b->ssl))
+                                : "no TLS");
+            }
             /* Connector/C asks a MariaDB server for extended metadata whenever it offers it;
              * the relay then strips it for clients, which never get that capability. */
             unsigned long caps = 0, ext = 0;
@@ -304,7 +340,7 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
-    if (rc)
+    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026))
         be_take_error(b);
     if (b->op == BOP_FETCH && rc && b->ret_res) {
         mysql_free_result(b->ret_res);
@@ -361,7 +397,26 @@ void backend_connect(backend *b, struct event_base *base, be_done_fn done, void 
     mysql_options(b->mysql, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(b->mysql, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
     mysql_options(b->mysql, MYSQL_OPT_LOCAL_INFILE, &zero);
-    mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &off);
+    my_bool on = 1;
+    switch (e->tls_mode) {
+    case BTLS_DISABLED:
+        mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &off);
+        break;
+    case BTLS_PREFERRED: /* TLS when the server offers it */
+        mysql_ssl_set(b->mysql, NULL, NULL, e->tls_ca, NULL, NULL);
+        mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &off);
+        break;
+    case BTLS_REQUIRED:
+    case BTLS_VERIFY_CA: /* the chain is checked after connecting (backend_check_tls) */
+        mysql_ssl_set(b->mysql, NULL, NULL, e->tls_ca, NULL, NULL);
+        mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &on);
+        break;
+    case BTLS_VERIFY_FULL: /* chain and host name, by Connector/C */
+        mysql_ssl_set(b->mysql, NULL, NULL, e->tls_ca, NULL, NULL);
+        mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &on);
+        mysql_options(b->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+        break;
+    }
     mysql_options(b->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(b->mysql, MYSQL_OPT_CONNECT_ATTR_RESET, 0);
     mysql_options4(b->mysql, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", "envproxy");
@@ -439,6 +494,25 @@ void backend_watch(backend *b, event_callback_fn cb, void *arg)
 
 int backend_flush(backend *b)
 {
+    if (b->ssl) {
+        while (evbuffer_get_length(b->out) > 0) {
+            size_t n = evbuffer_get_length(b->out);
+            if (n > 65536)
+                n = 65536;
+            unsigned char *p = evbuffer_pullup(b->out, (ssize_t)n);
+            ERR_clear_error();
+            int w = SSL_write(b->ssl, p, (int)n);
+            if (w > 0) {
+                evbuffer_drain(b->out, (size_t)w);
+                continue;
+            }
+            int e = SSL_get_error(b->ssl, w);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                return 0;
+            return -1;
+        }
+        return 0;
+    }
     while (evbuffer_get_length(b->out) > 0) {
         int n = evbuffer_write(b->out, b->fd);
         if (n < 0) {
@@ -461,7 +535,7 @@ bool backend_is_dead(backend *b)
     if (n == 0)
         return true; /* closed by the server */
     if (n > 0)
-        return true; /* an unsolicited packet: the server is about to close it */
+        return !b->ssl; /* an unsolicited packet (with TLS: maybe a session ticket) */
     return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
 }
 
@@ -513,4 +587,41 @@ void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_
 {
     backend *b = backend_new(pl);
     backend_connect(b, base, kill_connected, (void *)(uintptr_t)thread_id);
+}
+
+int backend_read(backend *b, size_t max)
+{
+    if (!b->ssl) {
+        int n = evbuffer_read(b->in, b->fd, (int)max);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return 0;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
+    }
+    /* TLS: read until OpenSSL wants the socket again, so that nothing waits inside its
+     * buffers without the socket becoming readable. */
+    size_t total = 0;
+    char buf[16384];
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(b->ssl, buf, sizeof(buf));
+        if (n > 0) {
+            evbuffer_add(b->in, buf, (size_t)n);
+            total += (size_t)n;
+            if (total >= max && SSL_pending(b->ssl) > 0) {
+                event_active(&b->ev, EV_READ, 0); /* more is buffered: come back */
+                return (int)total;
+            }
+            if (total >= max)
+                return (int)total;
+            continue;
+        }
+        int e = SSL_get_error(b->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return total ? (int)total : -2;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return total ? (int)total : 0;
+        return total ? (int)total : -1;
+    }
 }

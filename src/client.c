@@ -5,6 +5,7 @@
  * the chosen environment: the connection is borrowed from the pool once per environment,
  * made ready (character set, database, read-only mode, multi-statements) and the command
  * is relayed (relay.c). Pipelined commands wait in the input buffer and run in order. */
+#include "audit.h"
 #include "envproxy.h"
 #include "log.h"
 
@@ -17,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -92,6 +94,40 @@ static void client_close_after_flush(client *c)
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         client_free(c);
     /* else client_write_cb frees it once the output drained */
+}
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
+                  const char *event)
+{
+    if (!c->p->audit)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    audit_record r = {
+        .ts_ms = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000,
+        .conn = c->id,
+        .user = c->user,
+        .client = c->addr,
+        .env = event ? NULL : c->route.env ? c->route.env->name : NULL,
+        .db = event ? NULL : c->job_has_db ? c->job_db : NULL,
+        .verdict = outcome,
+        .rows = rows,
+        .ms = ms,
+        .error = error,
+        .event = event,
+    };
+    if (!event && c->cmd.len > 0) {
+        if (c->cmd.data[0] == CMD_QUERY || c->cmd.data[0] == CMD_STMT_PREPARE) {
+            r.sql = (const char *)c->cmd.data + 1;
+            r.sql_len = c->cmd.len - 1;
+        } else if (c->stmt) {
+            r.sql = c->stmt->sql;
+            r.sql_len = c->stmt->sql_len;
+        }
+    }
+    audit_log(c->p->audit, &r);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
@@ -462,6 +498,7 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
 static void deny_login(client *c, bool used_password)
 {
     atomic_fetch_add(&c->p->logins_refused, 1);
+    client_audit(c, "refused", -1, -1, "1045: Access denied", "login_failed");
     log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
     client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
                 c->user, c->host, used_password ? "YES" : "NO");
@@ -1187,6 +1224,9 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
                      v.what);
             metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
+            char why[160];
+            snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
+            client_audit(c, "refused", -1, -1, why, NULL);
             if (e->access != ACCESS_READ_WRITE)
                 client_send_err(c, 1290, "HY000",
                                 "envproxy: environment '%s' is read-only: %s is not allowed",

@@ -1474,6 +1474,7 @@ enum {
     TOP_TLS,
     TOP_LIMITS,
     TOP_AUDIT_LOG,
+    TOP_SECRET_KEY_FILE,
     TOP_HTTP,
     TOP_MAX_PACKET_SIZE,
     TOP_HANDSHAKE_TIMEOUT,
@@ -1483,21 +1484,14 @@ enum {
     TOP_ENVIRONMENTS,
     TOP_COUNT
 };
-static const char *const top_keys[TOP_COUNT] = {"listen",
-                                                "threads",
-                                                "accounts",
-                                                "default_environment",
-                                                "include",
-                                                "tls",
-                                                "limits",
-                                                "audit_log",
-                                                "http",
-                                                "max_packet_size",
-                                                "handshake_timeout",
-                                                "health_interval",
-                                                "shutdown_timeout",
-                                                "log_level",
-                                                "environments"};
+static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
+                                                "accounts",        "default_environment",
+                                                "include",         "tls",
+                                                "limits",          "audit_log",
+                                                "secret_key_file", "http",
+                                                "max_packet_size", "handshake_timeout",
+                                                "health_interval", "shutdown_timeout",
+                                                "log_level",       "environments"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1550,6 +1544,9 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_AUDIT_LOG:
             get_path(ld, "audit_log", val, &c->audit_log);
+            break;
+        case TOP_SECRET_KEY_FILE:
+            get_path(ld, "secret_key_file", val, &c->secret_key_file);
             break;
         case TOP_HTTP: {
             cfg_addr a;
@@ -1889,6 +1886,7 @@ void config_free(config *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->audit_log);
+    free(c->secret_key_file);
     if (c->http)
         free(c->http->host);
     free(c->http);

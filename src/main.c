@@ -1,8 +1,10 @@
-/* main.c: the command line: run, check, user, encrypt-secret, --version, --help. */
+/* main.c: the command line: run, check, user, encrypt-secret, mcp, --version, --help. */
 #include "cli_user.h"
 #include "config.h"
 #include "envproxy.h"
 #include "log.h"
+#include "secret.h"
+#include "mcp.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +24,9 @@ static void usage(FILE *out)
             "  envproxy -c FILE user del NAME\n"
             "  envproxy -c FILE user list\n"
             "  envproxy -c FILE encrypt-secret [--stdin]\n"
+            "  envproxy mcp [--host H] [--port P] [--user U] [--password-env VAR] "
+            "[--database DB@ENV]\n"
+            "                                      MCP server on stdio (envproxy mcp --help)\n"
             "  envproxy --version | --help\n");
 }
 
@@ -105,6 +110,9 @@ int main(int argc, char **argv)
         }
     }
     const char *cmd = i < argc ? argv[i] : "run";
+    /* The MCP server is a client of a running envproxy: it needs no configuration. */
+    if (strcmp(cmd, "mcp") == 0)
+        return mcp_main(argc - i, argv + i);
     if (strcmp(cmd, "run") == 0) {
         if (i + 1 < argc) {
             usage(stderr);
@@ -117,8 +125,13 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "user") == 0)
         return cmd_user(path, argc - i, argv + i);
     if (strcmp(cmd, "encrypt-secret") == 0) {
-        fprintf(stderr, "envproxy: encrypt-secret is not available in this version\n");
-        return 1;
+        config_unset_vars_empty = true; /* no backend password is needed to make one */
+        config *c = load(path);
+        if (!c)
+            return 1;
+        int rc = cli_encrypt_secret(c->secret_key_file, argc - i, argv + i);
+        config_free(c);
+        return rc;
     }
     fprintf(stderr, "envproxy: unknown command '%s'\n", cmd);
     usage(stderr);

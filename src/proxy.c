@@ -1,9 +1,12 @@
 /* proxy.c: start-up, the main loop (accept, signals, maintenance) and the worker threads. */
+#include "audit.h"
 #include "envproxy.h"
 #include "log.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <event2/thread.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -113,11 +116,11 @@ static void probe_version(proxy *p)
     MYSQL *m = mysql_init(NULL);
     unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
     unsigned zero = 0;
-    my_bool off = 0;
     mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
     mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &timeout);
     mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &zero);
-    mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &off);
+    if (e->tls_mode != BTLS_DISABLED)
+        mysql_ssl_set(m, NULL, NULL, e->tls_ca, NULL, NULL);
     if (mysql_real_connect(m, e->host, e->user, e->password, NULL, (unsigned)e->port, NULL, 0)) {
         proxy_note_version(p, e, mysql_get_server_info(m));
         log_info("env %s: reachable, server version %s", e->name, mysql_get_server_info(m));
@@ -237,16 +240,57 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 
 unsigned long long proxy_audit_drops(proxy *p)
 {
-    (void)p;
-    return 0;
+    return p->audit ? audit_drops(p->audit) : 0;
+}
+
+/* Replaces every enc: backend password with its plain text, with the key from
+ * ENVPROXY_SECRET_KEY or secret_key_file. Errors name the environment, never a value. */
+static int decrypt_passwords(config *cfg)
+{
+    bool any = false;
+    for (int i = 0; i < cfg->n_envs; i++)
+        any |= secret_is_encrypted(cfg->envs[i].password);
+    if (!any)
+        return 0;
+    uint8_t key[32];
+    char err[256];
+    if (secret_load_key(cfg->secret_key_file, key, err, sizeof(err))) {
+        log_error("encrypted passwords: %s", err);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < cfg->n_envs; i++) {
+        cfg_env *e = &cfg->envs[i];
+        if (!secret_is_encrypted(e->password))
+            continue;
+        char *plain;
+        if (secret_decrypt(key, e->password, &plain, err, sizeof(err))) {
+            log_error("env %s: password (%s:%d:%d): %s", e->name, e->mark.file, e->mark.line,
+                      e->mark.col, err);
+            rc = -1;
+            continue;
+        }
+        /* The model owns its strings: swap in a copy and wipe the decrypted buffer. */
+        char *copy = strdup(plain);
+        secret_free(plain);
+        if (!copy)
+            abort();
+        OPENSSL_cleanse(e->password, strlen(e->password));
+        free(e->password);
+        e->password = copy;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    return rc;
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     proxy *p = arg;
     if (sig == SIGHUP) {
-        log_info("SIGHUP: reloading the account store");
+        log_info("SIGHUP: reloading the account store and reopening the audit log");
         reload_accounts(p);
+        if (p->audit)
+            audit_reopen(p->audit);
         return;
     }
     if (atomic_load(&p->draining)) {
@@ -312,27 +356,6 @@ static int open_listeners(proxy *p)
     return 0;
 }
 
-/* Refuses settings this version cannot honour, rather than silently ignoring them. */
-static int check_supported(const config *c)
-{
-    int bad = 0;
-    for (int i = 0; i < c->n_envs; i++) {
-        const cfg_env *e = &c->envs[i];
-        if (e->tls_mode != BTLS_DISABLED && e->tls_mode != BTLS_PREFERRED) {
-            log_error("env %s: tls.mode other than disabled or preferred is not supported by this "
-                      "version (backend connections are not encrypted)",
-                      e->name);
-            bad = 1;
-        }
-        if (strncmp(e->password, "enc:", 4) == 0) {
-            log_error("env %s: encrypted passwords (enc:) are not supported by this version",
-                      e->name);
-            bad = 1;
-        }
-    }
-    return bad ? -1 : 0;
-}
-
 int proxy_run(const char *config_path)
 {
     cfg_diags d;
@@ -345,7 +368,7 @@ int proxy_run(const char *config_path)
     }
     cfg_diags_free(&d);
     log_level = cfg->log_level;
-    if (check_supported(cfg)) {
+    if (decrypt_passwords(cfg)) {
         config_free(cfg);
         return 1;
     }
@@ -377,6 +400,13 @@ int proxy_run(const char *config_path)
     p->acct_version = acct_data_version(p->store);
     if (reload_accounts(p))
         goto out;
+    if (cfg->audit_log) {
+        p->audit = audit_open(cfg->audit_log, 0, err, sizeof(err));
+        if (!p->audit) {
+            log_error("audit_log %s: %s", cfg->audit_log, err);
+            goto out;
+        }
+    }
     p->tls_ctx = tls_server_ctx(cfg, err, sizeof(err));
     if (!p->tls_ctx) {
         log_error("TLS: %s", err);
@@ -469,6 +499,8 @@ out:
         proxy_acct_put(p->acct_cur);
     if (p->store)
         acct_close(p->store);
+    if (p->audit)
+        audit_close(p->audit);
     pthread_mutex_destroy(&p->acct_mu);
     pthread_mutex_destroy(&p->version_mu);
     pthread_mutex_destroy(&p->reg_mu);

@@ -25,6 +25,10 @@ static void relay_count(client *c, bool failed)
     int env = c->be->pool->index;
     double ms = (double)(now_ms() - c->rl_started_ms);
     metrics_statement(c->p, env, failed ? VERDICT_ERROR : VERDICT_ALLOWED, ms);
+    uint8_t cmd = c->cmd.len ? c->cmd.data[0] : 0;
+    if (cmd == CMD_QUERY || (cmd == CMD_STMT_EXECUTE && c->job == JOB_STMT))
+        client_audit(c, failed ? "error" : "allowed", (long long)c->rl_total_rows, ms,
+                     failed ? c->rl_error : NULL, NULL);
     size_t now_len = evbuffer_get_length(bufferevent_get_output(c->bev));
     unsigned long long batch = now_len > c->rl_batch_before ? now_len - c->rl_batch_before : 0;
     metrics_rows(c->p, env, c->rl_total_rows, c->rl_bytes + batch);
@@ -34,6 +38,7 @@ static void relay_count(client *c, bool failed)
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
+    snprintf(c->rl_error, sizeof(c->rl_error), "%u: envproxy: %s", code, msg);
     /* b is dropped below, with whatever sql_mode it had. */
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
@@ -340,6 +345,12 @@ static bool relay_process_packets(client *c)
             continue;
         }
         if (first == 0xFF) {
+            if (len >= 3) {
+                /* For the audit log: "code: message" (after the SQLSTATE marker). */
+                size_t skip = len >= 9 && p[3] == '#' ? 9 : 3;
+                snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.*s", pkt_u16(p + 1),
+                         (int)(len > skip ? len - skip : 0), (const char *)p + skip);
+            }
             if (c->rl_timed_out) {
                 /* The query died of our KILL QUERY: say why, as SPEC section 6 words it. */
                 evbuffer_drain(b->in, PKT_HEADER + len);
@@ -568,8 +579,8 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (what & EV_READ) {
-        int n = evbuffer_read(b->in, fd, RELAY_READ_MAX);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        int n = backend_read(b, RELAY_READ_MAX);
+        if (n == 0 || n == -1) {
             relay_fail(c, 2013, "lost connection to the backend during the query");
             return;
         }
@@ -603,6 +614,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_started_ms = now_ms();
     c->rl_bytes = 0;
     c->rl_total_rows = 0;
+    c->rl_error[0] = '\0';
     c->rl_batch_before = evbuffer_get_length(client_out(c));
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;

@@ -260,6 +260,7 @@ static void test_defaults(void)
     CHECK_INT(c->limits.max_rows, 10000);
     CHECK_INT(c->limits.statement_timeout_ms, 30000);
     CHECK(c->audit_log == NULL);
+    CHECK(c->secret_key_file == NULL);
     CHECK(c->http == NULL);
     CHECK_INT(c->max_packet_size, 64LL << 20);
     CHECK_INT(c->handshake_timeout_ms, 10000);
@@ -319,8 +320,8 @@ static void test_errors(void)
           "got '0'",
         F ":11:12: log_level: expected one of error, warn, info, debug, got 'verbose'",
         F ":12:1: unknown key 'colour' (allowed: listen, threads, accounts, default_environment, "
-          "include, tls, limits, audit_log, http, max_packet_size, handshake_timeout, "
-          "health_interval, shutdown_timeout, log_level, environments)",
+          "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
+          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
@@ -445,6 +446,96 @@ static void test_duplicate_across_files(void)
     expect_errors(CONFIGS "dup/proxy.yaml", want);
 }
 
+/* Writes text to dir/name and returns the file's path (caller frees). */
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = join(dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return path;
+}
+
+/* secret_key_file: a path like the others; enc: passwords stay as written. */
+static void test_secret_key_file(void)
+{
+    char tmpl[] = "/tmp/envproxy-config-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    char *dir = abs_dir(tmp);
+    char *path, *want;
+    config *c;
+
+    path = write_file(tmp, "rel.yaml",
+                      "secret_key_file: keys/../keys/secret.key\n"
+                      "environments:\n"
+                      "  dev: { host: h, user: u, password: \"enc:QUJDRA==\" }\n");
+    c = expect_ok(path);
+    if (c) {
+        want = join(dir, "keys/secret.key");
+        CHECK_STR(c->secret_key_file, want);
+        free(want);
+        CHECK_STR(c->envs[0].password, "enc:QUJDRA==");
+    }
+    config_free(c);
+    unlink(path);
+    free(path);
+
+    setenv("TEST_KEY_DIR", "/etc/envproxy", 1);
+    path = write_file(tmp, "abs.yaml",
+                      "secret_key_file: ${TEST_KEY_DIR}/secret.key\n"
+                      "environments: { dev: { host: h, user: u } }\n");
+    c = expect_ok(path);
+    if (c)
+        CHECK_STR(c->secret_key_file, "/etc/envproxy/secret.key");
+    config_free(c);
+    unlink(path);
+    free(path);
+
+    path = write_file(tmp, "empty.yaml",
+                      "secret_key_file:\n"
+                      "environments: { dev: { host: h, user: u } }\n");
+    c = expect_ok(path);
+    if (c)
+        CHECK(c->secret_key_file == NULL);
+    config_free(c);
+    unlink(path);
+    free(path);
+
+    path = write_file(tmp, "bad.yaml",
+                      "secret_key_file: [a.key, b.key]\n"
+                      "environments:\n"
+                      "  dev: { host: h, user: u }\n");
+    char *w1 = NULL;
+    if (asprintf(&w1, "%s:1:18: secret_key_file: expected a file path, got a list", path) < 0)
+        abort();
+    const char *const want_list[] = {w1, NULL};
+    expect_errors(path, want_list);
+    free(w1);
+    unlink(path);
+    free(path);
+
+    path = write_file(tmp, "map.yaml",
+                      "environments:\n"
+                      "  dev: { host: h, user: u }\n"
+                      "secret_key_file: { path: a.key }\n");
+    if (asprintf(&w1, "%s:3:18: secret_key_file: expected a file path, got a mapping", path) < 0)
+        abort();
+    const char *const want_map[] = {w1, NULL};
+    expect_errors(path, want_map);
+    free(w1);
+    unlink(path);
+    free(path);
+
+    free(dir);
+    rmdir(tmp);
+}
+
 /* The shipped example loads cleanly with the two variables it needs. */
 static void test_example(void)
 {
@@ -492,6 +583,7 @@ int main(void)
     test_missing_main();
     test_include_errors();
     test_duplicate_across_files();
+    test_secret_key_file();
     test_example();
     return unit_report("config");
 }

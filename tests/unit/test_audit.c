@@ -1,0 +1,675 @@
+/* test_audit.c: unit tests of the audit log: line format, the writer, reopen, drops, threads. */
+#include "audit.h"
+#include "log.h"
+#include "unit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TS 1795251600123LL /* 2026-11-21T09:00:00.123Z */
+
+static char tmpdir[] = "/tmp/envproxy-audit-XXXXXX";
+
+static char *tmp_path(const char *name)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
+        abort();
+    return p;
+}
+
+/* The whole file at path (NUL-terminated), or NULL. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Formats r into a static buffer (for comparisons) and checks the returned length. */
+static const char *fmt(const audit_record *r)
+{
+    static char buf[64 * 1024];
+    size_t n = audit_format(r, buf, sizeof buf);
+    CHECK_INT(n, strlen(buf));
+    return buf;
+}
+
+static audit_record statement(const char *sql)
+{
+    audit_record r = {0};
+    r.ts_ms = TS;
+    r.conn = 42;
+    r.user = "alice";
+    r.client = "10.0.0.5:51234";
+    r.env = "prod";
+    r.db = "shop";
+    r.sql = sql;
+    r.sql_len = sql ? strlen(sql) : 0;
+    r.verdict = "allowed";
+    r.rows = 3;
+    r.ms = 1.5;
+    return r;
+}
+
+static void test_format_basic(void)
+{
+    audit_record r = statement("SELECT id FROM orders");
+    CHECK_STR(fmt(&r), "{\"ts\":\"2026-11-21T09:00:00.123Z\",\"conn\":42,\"user\":\"alice\","
+                       "\"client\":\"10.0.0.5:51234\",\"env\":\"prod\",\"db\":\"shop\","
+                       "\"sql\":\"SELECT id FROM orders\",\"verdict\":\"allowed\",\"rows\":3,"
+                       "\"ms\":1.500,\"error\":null}\n");
+
+    r = statement("DELETE FROM orders");
+    r.verdict = "refused";
+    r.rows = -1;
+    r.ms = 0;
+    r.error = "1290: envproxy: environment 'prod' is read-only: DELETE is not allowed";
+    CHECK_STR(fmt(&r), "{\"ts\":\"2026-11-21T09:00:00.123Z\",\"conn\":42,\"user\":\"alice\","
+                       "\"client\":\"10.0.0.5:51234\",\"env\":\"prod\",\"db\":\"shop\","
+                       "\"sql\":\"DELETE FROM orders\",\"verdict\":\"refused\",\"rows\":null,"
+                       "\"ms\":0.000,\"error\":\"1290: envproxy: environment 'prod' is "
+                       "read-only: DELETE is not allowed\"}\n");
+
+    /* Every optional value absent. */
+    audit_record n = {0};
+    n.ts_ms = 0;
+    n.rows = -1;
+    n.ms = -1;
+    CHECK_STR(fmt(&n), "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"conn\":0,\"user\":null,"
+                       "\"client\":null,\"env\":null,\"db\":null,\"sql\":null,\"verdict\":null,"
+                       "\"rows\":null,\"ms\":null,\"error\":null}\n");
+
+    /* A failed login. */
+    audit_record l = {0};
+    l.ts_ms = TS;
+    l.conn = 4294967295u;
+    l.user = "mallory";
+    l.client = "[::1]:40000";
+    l.verdict = "refused";
+    l.rows = -1;
+    l.ms = -1;
+    l.error = "1045: Access denied for user 'mallory'@'::1' (using password: YES)";
+    l.event = "login_failed";
+    CHECK_STR(fmt(&l), "{\"ts\":\"2026-11-21T09:00:00.123Z\",\"event\":\"login_failed\","
+                       "\"conn\":4294967295,\"user\":\"mallory\",\"client\":\"[::1]:40000\","
+                       "\"env\":null,\"db\":null,\"sql\":null,\"verdict\":\"refused\","
+                       "\"rows\":null,\"ms\":null,\"error\":\"1045: Access denied for user "
+                       "'mallory'@'::1' (using password: YES)\"}\n");
+}
+
+static void test_format_numbers(void)
+{
+    audit_record r = statement("SELECT 1");
+    char *p;
+
+    r.ts_ms = -1; /* one millisecond before the epoch */
+    CHECK(strstr(fmt(&r), "\"ts\":\"1969-12-31T23:59:59.999Z\"") != NULL);
+    r.ts_ms = 951782400000LL + 999; /* a leap day */
+    CHECK(strstr(fmt(&r), "\"ts\":\"2000-02-29T00:00:00.999Z\"") != NULL);
+
+    r.ms = 0.0004;
+    CHECK(strstr(fmt(&r), "\"ms\":0.000,") != NULL);
+    r.ms = 12.3456;
+    CHECK(strstr(fmt(&r), "\"ms\":12.346,") != NULL);
+    r.ms = 30000;
+    CHECK(strstr(fmt(&r), "\"ms\":30000.000,") != NULL);
+    r.ms = 0.0 / 0.0;
+    CHECK(strstr(fmt(&r), "\"ms\":null,") != NULL);
+    r.ms = 1.0 / 0.0;
+    CHECK(strstr(fmt(&r), "\"ms\":null,") != NULL);
+
+    r.rows = 0;
+    CHECK(strstr(fmt(&r), "\"rows\":0,") != NULL);
+    r.rows = 9223372036854775807LL;
+    CHECK(strstr(fmt(&r), "\"rows\":9223372036854775807,") != NULL);
+    r.rows = -5;
+    p = strstr(fmt(&r), "\"rows\":null,");
+    CHECK(p != NULL);
+}
+
+static void test_format_escapes(void)
+{
+    /* Quotes, backslash, the short escapes, other controls, DEL (left as it is). */
+    static const char sql1[] = "SELECT \"a\\b\"\n\r\t\b\f\x01\x1f\x7f";
+    audit_record r = statement(sql1);
+    CHECK(strstr(fmt(&r), "\"sql\":\"SELECT \\\"a\\\\b\\\"\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\",") !=
+          NULL);
+
+    /* An embedded NUL counts: sql_len, not strlen, says where the text ends. */
+    static const char sql2[] = "SELECT '\0' -- x";
+    r = statement(sql2);
+    r.sql_len = sizeof sql2 - 1;
+    CHECK(strstr(fmt(&r), "\"sql\":\"SELECT '\\u0000' -- x\",") != NULL);
+
+    /* Valid UTF-8 of every length is copied as it is. */
+    r = statement("SELECT 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf'");
+    CHECK(strstr(
+              fmt(&r),
+              "\"sql\":\"SELECT 'caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf'\",") !=
+          NULL);
+
+    /* Invalid UTF-8: each offending byte becomes U+FFFD. */
+    struct {
+        const char *in, *want;
+    } bad[] = {
+        {"a\377b", "a\\ufffdb"},                              /* never valid */
+        {"a\200b", "a\\ufffdb"},                              /* stray continuation */
+        {"\xc0\xaf", "\\ufffd\\ufffd"},                       /* overlong '/' */
+        {"\xe0\x80\xaf", "\\ufffd\\ufffd\\ufffd"},            /* overlong, 3 bytes */
+        {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"},            /* a surrogate */
+        {"\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd"}, /* above U+10FFFF */
+        {"\xf5\x80", "\\ufffd\\ufffd"},                       /* never valid lead */
+        {"x\xc3", "x\\ufffd"},                                /* cut short at the end */
+        {"\342\202A", "\\ufffd\\ufffdA"},                     /* cut short in the middle */
+        {"\xc3\xa9\xa9", "\xc3\xa9\\ufffd"},                  /* one continuation too many */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[256];
+        r = statement(bad[i].in);
+        snprintf(want, sizeof want, "\"sql\":\"%s\",\"verdict\"", bad[i].want);
+        const char *got = fmt(&r);
+        if (!strstr(got, want))
+            fprintf(stderr, "case %zu: %s", i, got);
+        CHECK(strstr(got, want) != NULL);
+    }
+
+    /* Every string field is escaped, not only sql. */
+    audit_record f = statement("x");
+    f.user = "a\"b";
+    f.client = "\xff";
+    f.env = "e\\";
+    f.db = "d\n";
+    f.verdict = "error";
+    f.error = "1064: near '\x01'";
+    CHECK_STR(fmt(&f), "{\"ts\":\"2026-11-21T09:00:00.123Z\",\"conn\":42,\"user\":\"a\\\"b\","
+                       "\"client\":\"\\ufffd\",\"env\":\"e\\\\\",\"db\":\"d\\n\",\"sql\":\"x\","
+                       "\"verdict\":\"error\",\"rows\":3,\"ms\":1.500,"
+                       "\"error\":\"1064: near '\\u0001'\"}\n");
+}
+
+static void test_format_truncation(void)
+{
+    char *sql = malloc(AUDIT_SQL_MAX + 16);
+    char want[AUDIT_SQL_MAX + 64];
+    audit_record r;
+    const char *got;
+
+    /* Exactly 4096 bytes: kept whole. */
+    memset(sql, 'a', AUDIT_SQL_MAX);
+    r = statement(NULL);
+    r.sql = sql;
+    r.sql_len = AUDIT_SQL_MAX;
+    got = fmt(&r);
+    CHECK(strstr(got, "\"truncated\"") == NULL);
+    CHECK(strstr(got, "aaaa\",\"verdict\"") != NULL);
+
+    /* One byte more: cut at 4096 and flagged. */
+    sql[AUDIT_SQL_MAX] = 'b';
+    r.sql_len = AUDIT_SQL_MAX + 1;
+    got = fmt(&r);
+    CHECK(strstr(got, "ab") == NULL);
+    snprintf(want, sizeof want, "\"sql\":\"%.*s\",\"truncated\":true,\"verdict\":\"allowed\"",
+             AUDIT_SQL_MAX, sql);
+    CHECK(strstr(got, want) != NULL);
+
+    /* A 2-byte character across the limit is left out whole, never split. */
+    memset(sql, 'a', AUDIT_SQL_MAX - 1);
+    memcpy(sql + AUDIT_SQL_MAX - 1, "\xc3\xa9z", 3);
+    r.sql_len = AUDIT_SQL_MAX + 2;
+    got = fmt(&r);
+    snprintf(want, sizeof want, "\"sql\":\"%.*s\",\"truncated\":true,", AUDIT_SQL_MAX - 1, sql);
+    CHECK(strstr(got, want) != NULL);
+    CHECK(strstr(got, "\xc3") == NULL);
+
+    /* A 4-byte character ending exactly at the limit is kept. */
+    memset(sql, 'a', AUDIT_SQL_MAX - 4);
+    memcpy(sql + AUDIT_SQL_MAX - 4, "\360\237\230\200tail", 8);
+    r.sql_len = AUDIT_SQL_MAX + 4;
+    got = fmt(&r);
+    snprintf(want, sizeof want, "\"sql\":\"%.*s\",\"truncated\":true,", AUDIT_SQL_MAX, sql);
+    CHECK(strstr(got, want) != NULL);
+
+    /* A 3-byte character starting two bytes before the limit is left out. */
+    memset(sql, 'a', AUDIT_SQL_MAX - 2);
+    memcpy(sql + AUDIT_SQL_MAX - 2, "\xe2\x82\xac", 3);
+    r.sql_len = AUDIT_SQL_MAX + 1;
+    got = fmt(&r);
+    snprintf(want, sizeof want, "\"sql\":\"%.*s\",\"truncated\":true,", AUDIT_SQL_MAX - 2, sql);
+    CHECK(strstr(got, want) != NULL);
+
+    /* Invalid bytes at the limit are replaced up to it, one each. */
+    memset(sql, 'a', AUDIT_SQL_MAX - 1);
+    memcpy(sql + AUDIT_SQL_MAX - 1, "\xff\xff", 2);
+    r.sql_len = AUDIT_SQL_MAX + 1;
+    got = fmt(&r);
+    snprintf(want, sizeof want, "\"sql\":\"%.*s\\ufffd\",\"truncated\":true,", AUDIT_SQL_MAX - 1,
+             sql);
+    CHECK(strstr(got, want) != NULL);
+
+    /* Escaping never counts against the limit: 4096 newlines stay whole. */
+    memset(sql, '\n', AUDIT_SQL_MAX);
+    r.sql_len = AUDIT_SQL_MAX;
+    got = fmt(&r);
+    char *nl = malloc(2 * AUDIT_SQL_MAX + 64);
+    size_t k = 0;
+    k += (size_t)sprintf(nl, "\"sql\":\"");
+    for (int i = 0; i < AUDIT_SQL_MAX; i++) {
+        nl[k++] = '\\';
+        nl[k++] = 'n';
+    }
+    strcpy(nl + k, "\",\"verdict\"");
+    CHECK(strstr(got, nl) != NULL);
+    free(nl);
+
+    /* Other fields are cut at AUDIT_FIELD_MAX bytes without a flag. */
+    char *longdb = malloc(AUDIT_FIELD_MAX + 100);
+    memset(longdb, 'd', AUDIT_FIELD_MAX + 99);
+    longdb[AUDIT_FIELD_MAX + 99] = '\0';
+    r = statement("x");
+    r.db = longdb;
+    got = fmt(&r);
+    snprintf(want, sizeof want, "\"db\":\"%.*s\",\"sql\":\"x\",\"verdict\"", AUDIT_FIELD_MAX,
+             longdb);
+    CHECK(strstr(got, want) != NULL);
+    free(longdb);
+    free(sql);
+}
+
+/* A buffer too small gets a NUL-terminated prefix; the return value is the full length. */
+static void test_format_small_buffer(void)
+{
+    audit_record r = statement("SELECT 1");
+    char full[1024], small[16];
+    size_t n = audit_format(&r, full, sizeof full);
+    CHECK_INT(audit_format(&r, NULL, 0), n);
+    memset(small, 'X', sizeof small);
+    CHECK_INT(audit_format(&r, small, sizeof small), n);
+    CHECK_INT(strlen(small), sizeof small - 1);
+    CHECK(memcmp(small, full, sizeof small - 1) == 0);
+    CHECK_INT(audit_format(&r, full, n), n); /* no room for the NUL: one byte short */
+    CHECK_INT(strlen(full), n - 1);
+    CHECK_INT(audit_format(&r, full, n + 1), n);
+    CHECK_INT(strlen(full), n);
+    CHECK(full[n - 1] == '\n');
+}
+
+/* Lines reach the file whole and in order; the file is created 0600. */
+static void test_file_order_and_mode(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("order.jsonl");
+    audit *a = audit_open(path, 64, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a) {
+        fprintf(stderr, "%s\n", err);
+        free(path);
+        return;
+    }
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0600);
+
+    /* More lines than the queue holds, with pauses so that none is dropped. */
+    const int n = 1000;
+    for (int i = 0; i < n; i++) {
+        audit_record r = statement("SELECT 1");
+        r.rows = i;
+        audit_log(a, &r);
+        if (i % 32 == 31)
+            while (audit_written(a) + 16 < (unsigned long long)i + 1)
+                usleep(100);
+    }
+    audit_close(a);
+
+    char *text = slurp(path, NULL);
+    CHECK(text != NULL);
+    if (text) {
+        CHECK_INT(count_lines(text), n);
+        char *line = text;
+        for (int i = 0; i < n && line && *line; i++) {
+            audit_record r = statement("SELECT 1");
+            r.rows = i;
+            const char *want = fmt(&r);
+            CHECK(strncmp(line, want, strlen(want)) == 0);
+            line = strchr(line, '\n');
+            if (line)
+                line++;
+        }
+    }
+    free(text);
+
+    /* Appending to an existing file keeps what it held, and its mode. */
+    chmod(path, 0640);
+    a = audit_open(path, 0, err, sizeof err);
+    CHECK(a != NULL);
+    audit_record r = statement("SELECT 2");
+    audit_log(a, &r);
+    audit_close(a);
+    text = slurp(path, NULL);
+    CHECK(text && count_lines(text) == (size_t)n + 1);
+    free(text);
+    CHECK(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0640);
+    unlink(path);
+    free(path);
+}
+
+static void test_open_errors(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("no-such-dir/audit.jsonl");
+    CHECK(audit_open(path, 0, err, sizeof err) == NULL);
+    CHECK(strstr(err, "cannot open") != NULL);
+    CHECK(strstr(err, path) != NULL);
+    free(path);
+
+    CHECK(audit_open(tmpdir, 0, err, sizeof err) == NULL); /* a directory */
+
+    /* A NULL log is a no-op everywhere. */
+    audit_record r = statement("x");
+    audit_log(NULL, &r);
+    audit_reopen(NULL);
+    audit_pause(NULL, true);
+    CHECK_INT(audit_drops(NULL), 0);
+    CHECK_INT(audit_written(NULL), 0);
+    audit_close(NULL);
+}
+
+/* logrotate: rename the file, reopen, and later lines land in a new file at the old name. */
+static void test_reopen(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("rot.jsonl"), *old = tmp_path("rot.jsonl.1");
+    audit *a = audit_open(path, 128, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    audit_record r = statement("before");
+    for (int i = 0; i < 5; i++)
+        audit_log(a, &r);
+    CHECK(rename(path, old) == 0);
+    /* Lines still queued go to the renamed file; lines after the reopen to the new one. */
+    audit_log(a, &r);
+    audit_reopen(a);
+    r = statement("after");
+    for (int i = 0; i < 3; i++)
+        audit_log(a, &r);
+    audit_close(a);
+
+    char *t1 = slurp(old, NULL), *t2 = slurp(path, NULL);
+    CHECK(t1 != NULL);
+    CHECK(t2 != NULL);
+    if (t1 && t2) {
+        CHECK_INT(count_lines(t1), 6);
+        CHECK_INT(count_lines(t2), 3);
+        CHECK(strstr(t1, "\"sql\":\"after\"") == NULL);
+        CHECK(strstr(t2, "\"sql\":\"before\"") == NULL);
+    }
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    CHECK_INT(st.st_mode & 07777, 0600);
+    free(t1);
+    free(t2);
+
+    /* A reopen that fails keeps writing to the file already open. */
+    a = audit_open(path, 16, err, sizeof err);
+    CHECK(a != NULL);
+    char *moved = tmp_path("moved");
+    CHECK(mkdir(moved, 0700) == 0);
+    char *inside = NULL;
+    if (asprintf(&inside, "%s/rot.jsonl", moved) < 0)
+        abort();
+    CHECK(rename(path, inside) == 0);
+    CHECK(mkdir(path, 0700) == 0); /* the path is now a directory: open fails */
+    audit_reopen(a);
+    audit_log(a, &r);
+    audit_close(a);
+    t2 = slurp(inside, NULL);
+    CHECK(t2 && count_lines(t2) == 4);
+    free(t2);
+    rmdir(path);
+    unlink(inside);
+    rmdir(moved);
+    free(inside);
+    free(moved);
+    unlink(old);
+    unlink(path);
+    free(path);
+    free(old);
+}
+
+/* A stalled writer: the queue fills, further lines are dropped and counted, nobody blocks. */
+static void test_queue_full(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("full.jsonl");
+    audit *a = audit_open(path, 4, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    audit_pause(a, true);
+    audit_record r = statement("SELECT 1");
+    double t0 = now_s();
+    for (int i = 0; i < 1000; i++) {
+        r.rows = i;
+        audit_log(a, &r);
+    }
+    CHECK(now_s() - t0 < 2.0);
+    CHECK_INT(audit_drops(a), 996);
+    usleep(20000);
+    CHECK_INT(audit_written(a), 0);
+
+    /* Once the writer runs again the four queued lines are written, the first four logged. */
+    audit_pause(a, false);
+    for (int i = 0; i < 2000 && audit_written(a) < 4; i++)
+        usleep(1000);
+    CHECK_INT(audit_written(a), 4);
+    r.rows = 5000;
+    audit_log(a, &r);
+    audit_close(a);
+    char *text = slurp(path, NULL);
+    CHECK(text && count_lines(text) == 5);
+    CHECK(text && strstr(text, "\"rows\":3,") && !strstr(text, "\"rows\":4,") &&
+          strstr(text, "\"rows\":5000,"));
+    free(text);
+
+    /* Closing while paused still writes what is queued. */
+    a = audit_open(path, 4, err, sizeof err);
+    audit_pause(a, true);
+    audit_log(a, &r);
+    audit_log(a, &r);
+    audit_close(a);
+    text = slurp(path, NULL);
+    CHECK(text && count_lines(text) == 7);
+    free(text);
+    unlink(path);
+    free(path);
+}
+
+/* Writes to a file that refuses them are counted, logged once, and the writer keeps going. */
+static void test_write_errors(void)
+{
+    char err[256] = "";
+    if (access("/dev/full", W_OK) != 0)
+        return;
+    char *log_path = tmp_path("stderr.txt");
+    fflush(stderr);
+    int saved = dup(2), fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    log_level = LOG_INFO;
+
+    audit *a = audit_open("/dev/full", 16, err, sizeof err);
+    CHECK(a != NULL);
+    audit_record r = statement("SELECT 1");
+    for (int i = 0; a && i < 10; i++) { /* one write each */
+        audit_log(a, &r);
+        for (int j = 0; j < 2000 && audit_write_errors(a) < (unsigned long long)i + 1; j++)
+            usleep(500);
+    }
+    CHECK_INT(audit_write_errors(a), 10);
+    CHECK_INT(audit_written(a), 0);
+    CHECK_INT(audit_drops(a), 0);
+    audit_close(a);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    log_level = -1;
+    char *text = slurp(log_path, NULL);
+    CHECK(text && count_lines(text) == 1);
+    CHECK(text && strstr(text, "ERROR audit log /dev/full: cannot write: No space left on device"));
+    free(text);
+    unlink(log_path);
+    free(log_path);
+}
+
+#define THREADS 4
+#define PER_THREAD 3000
+
+typedef struct {
+    audit *a;
+    int id;
+} thread_arg;
+
+/* The SQL a thread sends for its line i: lengths vary from 1 byte to past the limit. */
+static size_t thread_sql(int id, int i, char *buf)
+{
+    size_t len = 1 + (size_t)((i * 7919 + id * 104729) % (AUDIT_SQL_MAX + 200));
+    memset(buf, 'a' + id, len);
+    return len;
+}
+
+static void *log_thread(void *p)
+{
+    thread_arg *t = p;
+    char *sql = malloc(AUDIT_SQL_MAX + 256);
+    for (int i = 0; i < PER_THREAD; i++) {
+        audit_record r = statement(NULL);
+        r.conn = (uint32_t)t->id;
+        r.rows = i;
+        r.sql = sql;
+        r.sql_len = thread_sql(t->id, i, sql);
+        audit_log(t->a, &r);
+        if (i % 200 == 199)
+            usleep(1000);
+    }
+    free(sql);
+    return NULL;
+}
+
+/* Four threads at once: every line written is whole, and each thread's lines keep its order. */
+static void test_threads(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("threads.jsonl");
+    audit *a = audit_open(path, 100000, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    pthread_t th[THREADS];
+    thread_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (thread_arg){a, i};
+        pthread_create(&th[i], NULL, log_thread, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    audit_close(a);
+
+    size_t len;
+    char *text = slurp(path, &len);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    CHECK_INT(count_lines(text), THREADS * PER_THREAD);
+    int next[THREADS] = {0};
+    size_t bad = 0;
+    char *sql = malloc(AUDIT_SQL_MAX + 256);
+    for (char *line = text, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        if (!end)
+            break;
+        const char *c = memmem(line, (size_t)(end - line), "\"conn\":", 7);
+        int id = c ? c[7] - '0' : -1;
+        if (id < 0 || id >= THREADS) {
+            bad++;
+            continue;
+        }
+        audit_record r = statement(NULL);
+        r.conn = (uint32_t)id;
+        r.rows = next[id];
+        r.sql = sql;
+        r.sql_len = thread_sql(id, next[id], sql);
+        const char *want = fmt(&r);
+        if ((size_t)(end + 1 - line) != strlen(want) || strncmp(line, want, strlen(want)) != 0)
+            bad++;
+        next[id]++;
+    }
+    CHECK_INT(bad, 0);
+    for (int i = 0; i < THREADS; i++)
+        CHECK_INT(next[i], PER_THREAD);
+    free(sql);
+    free(text);
+    unlink(path);
+    free(path);
+}
+
+int main(void)
+{
+    log_level = -1; /* the writer's messages are expected here; test_write_errors reads them */
+    umask(022);
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_format_basic();
+    test_format_numbers();
+    test_format_escapes();
+    test_format_truncation();
+    test_format_small_buffer();
+    test_file_order_and_mode();
+    test_open_errors();
+    test_reopen();
+    test_queue_full();
+    test_write_errors();
+    test_threads();
+    rmdir(tmpdir);
+    return unit_report("audit");
+}
