@@ -9,6 +9,7 @@
 # (app@127.0.0.1 and app@localhost, every privilege) and loads SEEDFILE as root.
 # A later start on the same DIR reuses the data as it was left: no seeding again.
 # Root has no password and is reached over the socket DIR/mysqld.sock.
+# MARIADB_TEST_ARGS: more mariadbd options (e.g. --ssl-cert=... for a TLS server).
 set -euo pipefail
 
 WAIT_SECONDS=${MARIADB_TEST_WAIT:-30}
@@ -96,7 +97,7 @@ cmd_start() {
         --innodb-buffer-pool-size=32M --max-connections=1000 --innodb-log-file-size=16M \
         --skip-log-bin --innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        --performance-schema=OFF --loose-feedback=OFF \
+        --performance-schema=OFF --loose-feedback=OFF ${MARIADB_TEST_ARGS:-} \
         </dev/null >/dev/null 2>&1 &
     pid=$!
 

@@ -241,6 +241,18 @@ static void be_step(backend *b, int ready)
                                         : NULL;
             if (b->ssl && SSL_get_fd(b->ssl) != b->fd)
                 b->ssl = NULL; /* not the layout we know: refuse below */
+            if (b->ssl) {
+                /* The relay reads until OpenSSL wants the socket: it must not block. */
+                evutil_make_socket_nonblocking(b->fd);
+                /* Connector/C reads TLS through a BIO of its own that waits inside its
+                 * calls; the relay needs a plain non-blocking socket BIO (Connector/C's
+                 * own calls keep working: they wait on WANT_READ/WANT_WRITE themselves). */
+                BIO *bio = BIO_new_socket(b->fd, BIO_NOCLOSE);
+                if (bio)
+                    SSL_set_bio(b->ssl, bio, bio);
+                else
+                    b->ssl = NULL;
+            }
             if (!b->ssl && mysql_get_ssl_cipher(b->mysql)) {
                 rc = -1;
                 b->err_code = 2026;
