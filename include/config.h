@@ -77,6 +77,10 @@ typedef struct config {
     long long health_interval_ms;   /* default 5 s */
     long long shutdown_timeout_ms;  /* default 10 s */
     int log_level;                  /* LOG_ERROR=0 .. LOG_DEBUG=3; default info (2) */
+    /* login_throttle: after max_failures failed logins from one address within window, that
+     * address is refused for block. max_failures 0 turns it off. Defaults 10, 60 s, 60 s. */
+    int throttle_max_failures;
+    long long throttle_window_ms, throttle_block_ms;
 
     cfg_env *envs; /* in definition order: main file first, then included files */
     int n_envs;

@@ -226,6 +226,12 @@ typedef struct env_metrics {
 typedef enum { VERDICT_ALLOWED, VERDICT_REFUSED, VERDICT_ERROR } verdict;
 
 unsigned long long proxy_audit_drops(proxy *p);
+
+/* throttle.c: failed-login throttling by client address. */
+bool throttle_blocked(const config *c, const char *host);
+void throttle_failure(const config *c, const char *host);
+void throttle_success(const char *host);
+unsigned long long throttle_refused(void);
 /* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
 void metrics_statement(proxy *p, int env, verdict v, double ms);
 void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes);

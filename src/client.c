@@ -498,6 +498,7 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
 static void deny_login(client *c, bool used_password)
 {
     atomic_fetch_add(&c->p->logins_refused, 1);
+    throttle_failure(c->p->cfg, c->host);
     client_audit(c, "refused", -1, -1, "1045: Access denied", "login_failed");
     log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
     client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
@@ -556,6 +557,13 @@ static void handle_handshake(client *c)
         memcpy(c->login_db, r.database, dl);
         c->login_db[dl] = '\0';
         c->has_login_db = true;
+    }
+    if (throttle_blocked(c->p->cfg, c->host)) {
+        atomic_fetch_add(&c->p->logins_refused, 1);
+        client_fail(c, 1129, "HY000",
+                    "Host '%s' is blocked because of many failed logins; try again later",
+                    c->host);
+        return;
     }
     if (c->p->cfg->tls_require && !c->tls) {
         log_warn("conn %u %s: refused: TLS is required", c->id, c->addr);
@@ -711,6 +719,7 @@ static void login_succeeded(client *c)
 {
     evtimer_del(c->timer);
     const config *cfg = c->p->cfg;
+    throttle_success(c->host);
     c->env = route_initial_env(cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {

@@ -1401,6 +1401,34 @@ static void load_top_tls(loader *ld, const ynode *n)
     }
 }
 
+enum { THR_MAX_FAILURES, THR_WINDOW, THR_BLOCK, THR_COUNT };
+static const char *const throttle_keys[THR_COUNT] = {"max_failures", "window", "block"};
+
+static void load_throttle(loader *ld, const ynode *n)
+{
+    if (!want_map(ld, "login_throttle", n))
+        return;
+    for (int i = 0; i < map_pairs(n); i++) {
+        const ynode *key = n->kids[2 * i], *val = n->kids[2 * i + 1];
+        if (!key_ok(ld, n, i, true))
+            continue;
+        switch (key_index(throttle_keys, THR_COUNT, key->text)) {
+        case THR_MAX_FAILURES:
+            get_int32(ld, "login_throttle.max_failures", val, 0, 1000000,
+                      "an integer from 0 (off) to 1000000", &ld->c->throttle_max_failures);
+            break;
+        case THR_WINDOW:
+            get_duration(ld, "login_throttle.window", val, true, &ld->c->throttle_window_ms);
+            break;
+        case THR_BLOCK:
+            get_duration(ld, "login_throttle.block", val, true, &ld->c->throttle_block_ms);
+            break;
+        default:
+            unknown_key(ld, key, "in login_throttle", throttle_keys, THR_COUNT);
+        }
+    }
+}
+
 static void free_addrs(cfg_addr *a, int n)
 {
     for (int i = 0; i < n; i++)
@@ -1482,6 +1510,7 @@ enum {
     TOP_SHUTDOWN_TIMEOUT,
     TOP_LOG_LEVEL,
     TOP_ENVIRONMENTS,
+    TOP_LOGIN_THROTTLE,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1491,7 +1520,8 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "secret_key_file", "http",
                                                 "max_packet_size", "handshake_timeout",
                                                 "health_interval", "shutdown_timeout",
-                                                "log_level",       "environments"};
+                                                "log_level",       "environments",
+                                                "login_throttle"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1572,6 +1602,9 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_SHUTDOWN_TIMEOUT:
             get_duration(ld, "shutdown_timeout", val, false, &c->shutdown_timeout_ms);
+            break;
+        case TOP_LOGIN_THROTTLE:
+            load_throttle(ld, val);
             break;
         case TOP_LOG_LEVEL:
             get_enum(ld, "log_level", val, log_level_names, 4, "one of error, warn, info, debug",
@@ -1814,6 +1847,9 @@ static config *config_new(const char *path)
     c->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->health_interval_ms = DEFAULT_HEALTH_INTERVAL_MS;
     c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    c->throttle_max_failures = 10;
+    c->throttle_window_ms = 60000;
+    c->throttle_block_ms = 60000;
     c->log_level = DEFAULT_LOG_LEVEL;
     return c;
 }

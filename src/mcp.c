@@ -240,105 +240,65 @@ static bool mcp_session_env(mcp_server *s, char *out, size_t n)
 
 /* ---- result sets as JSON ---------------------------------------------------------------- */
 
-/* A SQL type name for a result column, from its MYSQL_FIELD. */
+/* Type names for result columns; binary_name applies with the binary character set. */
+static const struct {
+    enum enum_field_types type;
+    const char *name, *binary_name;
+    bool numeric; /* may be UNSIGNED */
+} mcp_type_names[] = {
+    {MYSQL_TYPE_TINY, "TINYINT", NULL, true},
+    {MYSQL_TYPE_SHORT, "SMALLINT", NULL, true},
+    {MYSQL_TYPE_INT24, "MEDIUMINT", NULL, true},
+    {MYSQL_TYPE_LONG, "INT", NULL, true},
+    {MYSQL_TYPE_LONGLONG, "BIGINT", NULL, true},
+    {MYSQL_TYPE_FLOAT, "FLOAT", NULL, true},
+    {MYSQL_TYPE_DOUBLE, "DOUBLE", NULL, true},
+    {MYSQL_TYPE_DECIMAL, "DECIMAL", NULL, true},
+    {MYSQL_TYPE_NEWDECIMAL, "DECIMAL", NULL, true},
+    {MYSQL_TYPE_NULL, "NULL", NULL, false},
+    {MYSQL_TYPE_TIMESTAMP, "TIMESTAMP", NULL, false},
+    {MYSQL_TYPE_TIMESTAMP2, "TIMESTAMP", NULL, false},
+    {MYSQL_TYPE_DATE, "DATE", NULL, false},
+    {MYSQL_TYPE_NEWDATE, "DATE", NULL, false},
+    {MYSQL_TYPE_TIME, "TIME", NULL, false},
+    {MYSQL_TYPE_TIME2, "TIME", NULL, false},
+    {MYSQL_TYPE_DATETIME, "DATETIME", NULL, false},
+    {MYSQL_TYPE_DATETIME2, "DATETIME", NULL, false},
+    {MYSQL_TYPE_YEAR, "YEAR", NULL, false},
+    {MYSQL_TYPE_BIT, "BIT", NULL, false},
+    {MYSQL_TYPE_JSON, "JSON", NULL, false},
+    {MYSQL_TYPE_ENUM, "ENUM", NULL, false},
+    {MYSQL_TYPE_SET, "SET", NULL, false},
+    {MYSQL_TYPE_GEOMETRY, "GEOMETRY", NULL, false},
+    {MYSQL_TYPE_VARCHAR, "VARCHAR", "VARBINARY", false},
+    {MYSQL_TYPE_VAR_STRING, "VARCHAR", "VARBINARY", false},
+    {MYSQL_TYPE_STRING, "CHAR", "BINARY", false},
+    {MYSQL_TYPE_TINY_BLOB, "TEXT", "BLOB", false},
+    {MYSQL_TYPE_MEDIUM_BLOB, "TEXT", "BLOB", false},
+    {MYSQL_TYPE_LONG_BLOB, "TEXT", "BLOB", false},
+    {MYSQL_TYPE_BLOB, "TEXT", "BLOB", false},
+};
+
+/* A SQL type name for a result column ("BIGINT UNSIGNED", "VARCHAR", "ENUM", ...); buf
+ * holds it when it has to be composed. */
 static const char *mcp_field_type_name(const MYSQL_FIELD *f, char *buf, size_t n)
 {
-    bool binary = f->charsetnr == 63;
-    const char *t;
-    bool numeric = true;
     if (f->flags & ENUM_FLAG)
         return "ENUM";
     if (f->flags & SET_FLAG)
         return "SET";
-    switch (f->type) {
-    case MYSQL_TYPE_TINY:
-        t = "TINYINT";
-        break;
-    case MYSQL_TYPE_SHORT:
-        t = "SMALLINT";
-        break;
-    case MYSQL_TYPE_INT24:
-        t = "MEDIUMINT";
-        break;
-    case MYSQL_TYPE_LONG:
-        t = "INT";
-        break;
-    case MYSQL_TYPE_LONGLONG:
-        t = "BIGINT";
-        break;
-    case MYSQL_TYPE_FLOAT:
-        t = "FLOAT";
-        break;
-    case MYSQL_TYPE_DOUBLE:
-        t = "DOUBLE";
-        break;
-    case MYSQL_TYPE_DECIMAL:
-    case MYSQL_TYPE_NEWDECIMAL:
-        t = "DECIMAL";
-        break;
-    default:
-        numeric = false;
-        switch (f->type) {
-        case MYSQL_TYPE_NULL:
-            t = "NULL";
-            break;
-        case MYSQL_TYPE_TIMESTAMP:
-        case MYSQL_TYPE_TIMESTAMP2:
-            t = "TIMESTAMP";
-            break;
-        case MYSQL_TYPE_DATE:
-        case MYSQL_TYPE_NEWDATE:
-            t = "DATE";
-            break;
-        case MYSQL_TYPE_TIME:
-        case MYSQL_TYPE_TIME2:
-            t = "TIME";
-            break;
-        case MYSQL_TYPE_DATETIME:
-        case MYSQL_TYPE_DATETIME2:
-            t = "DATETIME";
-            break;
-        case MYSQL_TYPE_YEAR:
-            t = "YEAR";
-            break;
-        case MYSQL_TYPE_BIT:
-            t = "BIT";
-            break;
-        case MYSQL_TYPE_JSON:
-            t = "JSON";
-            break;
-        case MYSQL_TYPE_ENUM:
-            t = "ENUM";
-            break;
-        case MYSQL_TYPE_SET:
-            t = "SET";
-            break;
-        case MYSQL_TYPE_GEOMETRY:
-            t = "GEOMETRY";
-            break;
-        case MYSQL_TYPE_VARCHAR:
-        case MYSQL_TYPE_VAR_STRING:
-            t = binary ? "VARBINARY" : "VARCHAR";
-            break;
-        case MYSQL_TYPE_STRING:
-            t = binary ? "BINARY" : "CHAR";
-            break;
-        case MYSQL_TYPE_TINY_BLOB:
-        case MYSQL_TYPE_MEDIUM_BLOB:
-        case MYSQL_TYPE_LONG_BLOB:
-        case MYSQL_TYPE_BLOB:
-            t = binary ? "BLOB" : "TEXT";
-            break;
-        default:
-            t = "UNKNOWN";
-            break;
+    for (size_t i = 0; i < sizeof(mcp_type_names) / sizeof(mcp_type_names[0]); i++) {
+        if (mcp_type_names[i].type != f->type)
+            continue;
+        if (mcp_type_names[i].binary_name && f->charsetnr == 63)
+            return mcp_type_names[i].binary_name;
+        if (mcp_type_names[i].numeric && (f->flags & UNSIGNED_FLAG)) {
+            snprintf(buf, n, "%s UNSIGNED", mcp_type_names[i].name);
+            return buf;
         }
+        return mcp_type_names[i].name;
     }
-    if (numeric && (f->flags & UNSIGNED_FLAG)) {
-        snprintf(buf, n, "%s UNSIGNED", t);
-        return buf;
-    }
-    return t;
+    return "UNKNOWN";
 }
 
 /* Integer columns: their values are written as JSON numbers. */
@@ -449,6 +409,7 @@ typedef struct {
  * notes whether envproxy said it truncated the result. */
 static void mcp_fetch_warnings(mcp_server *s, const mcp_run_ctx *ctx, json_buf *b, bool *proxy_cut)
 {
+    static const char cut_note[] = "envproxy: the result was truncated"; /* client.c's note */
     json_buf sql;
     json_buf_init(&sql);
     json_buf_puts(&sql, ctx->warn_hint);
@@ -473,7 +434,7 @@ static void mcp_fetch_warnings(mcp_server *s, const mcp_run_ctx *ctx, json_buf *
         json_write_string(b, row[2] ? row[2] : "", row[2] ? lens[2] : 0);
         json_buf_putc(b, '}');
         if (row[1] && strcmp(row[1], "1105") == 0 && row[2] &&
-            strncmp(row[2], "envproxy: the result was truncated", 34) == 0)
+            strncmp(row[2], cut_note, sizeof(cut_note) - 1) == 0)
             *proxy_cut = true;
     }
     json_buf_putc(b, ']');
@@ -668,6 +629,26 @@ static const char *mcp_kind_name(mcp_arg_kind k)
                                : "an array of strings";
 }
 
+/* "a number", "an object", ... for messages. */
+static const char *mcp_a_type(json_type t)
+{
+    switch (t) {
+    case JSON_NULL:
+        return "null";
+    case JSON_BOOL:
+        return "a boolean";
+    case JSON_NUMBER:
+        return "a number";
+    case JSON_STRING:
+        return "a string";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_OBJECT:
+        return "an object";
+    }
+    return "?";
+}
+
 /* Checks args against the tool's specification: known names, types, required ones present,
  * strings non-empty and without NUL characters. false with the error written to out. A null
  * value counts as absent. */
@@ -701,10 +682,8 @@ static bool mcp_check_args(const mcp_tool *t, const json *args, mcp_result *out)
                   (a->kind == MCP_ARG_BOOL && v->type == JSON_BOOL) ||
                   (a->kind == MCP_ARG_LIST && v->type == JSON_ARRAY);
         if (!ok) {
-            mcp_out_error(out, NULL, 0, NULL, "argument '%s' must be %s, not %s %s", a->name,
-                          mcp_kind_name(a->kind),
-                          v->type == JSON_ARRAY || v->type == JSON_OBJECT ? "an" : "a",
-                          json_type_name(v->type));
+            mcp_out_error(out, NULL, 0, NULL, "argument '%s' must be %s, not %s", a->name,
+                          mcp_kind_name(a->kind), mcp_a_type(v->type));
             return false;
         }
         if (a->kind == MCP_ARG_STRING) {
@@ -735,8 +714,8 @@ static bool mcp_check_args(const mcp_tool *t, const json *args, mcp_result *out)
                 const json *item = v->u.arr.items[i];
                 if (item->type != JSON_STRING) {
                     mcp_out_error(out, NULL, 0, NULL,
-                                  "argument '%s' must be an array of strings (item %zu is a %s)",
-                                  a->name, i, json_type_name(item->type));
+                                  "argument '%s' must be an array of strings (item %zu is %s)",
+                                  a->name, i, mcp_a_type(item->type));
                     return false;
                 }
                 if (item->u.str.len == 0 || strlen(item->u.str.s) != item->u.str.len) {
@@ -917,8 +896,9 @@ static void mcp_tool_list_tables(mcp_server *s, const json *args, mcp_result *ou
 
 /* Builds "/\* env=E *\/ SELECT cols FROM information_schema.T WHERE TABLE_SCHEMA = 'D' AND
  * TABLE_NAME = 'T' tail" into sql and stores its result. */
-static MYSQL_RES *schema_query(mcp_server *s, const char *env, const char *db, const char *table,
-                               const char *select, const char *tail, mcp_error *e)
+static MYSQL_RES *mcp_schema_query(mcp_server *s, const char *env, const char *db,
+                                   const char *table, const char *select, const char *tail,
+                                   mcp_error *e)
 {
     json_buf sql;
     json_buf_init(&sql);
@@ -960,7 +940,7 @@ static void mcp_tool_describe_table(mcp_server *s, const json *args, mcp_result 
     if (!mcp_connect_for_tool(s, out))
         return;
     mcp_error e;
-    MYSQL_RES *res = schema_query(
+    MYSQL_RES *res = mcp_schema_query(
         s, env, db, table,
         "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, COLUMN_KEY, EXTRA, "
         "COLUMN_COMMENT FROM information_schema.COLUMNS",
@@ -999,10 +979,10 @@ static void mcp_tool_describe_table(mcp_server *s, const json *args, mcp_result 
         return;
     }
 
-    res = schema_query(s, env, db, table,
-                       "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE "
-                       "FROM information_schema.STATISTICS",
-                       " ORDER BY INDEX_NAME <> 'PRIMARY', INDEX_NAME, SEQ_IN_INDEX", &e);
+    res = mcp_schema_query(s, env, db, table,
+                           "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME, INDEX_TYPE "
+                           "FROM information_schema.STATISTICS",
+                           " ORDER BY INDEX_NAME <> 'PRIMARY', INDEX_NAME, SEQ_IN_INDEX", &e);
     if (!res) {
         json_free(doc);
         mcp_out_db_error(out, env, &e);
@@ -1024,13 +1004,13 @@ static void mcp_tool_describe_table(mcp_server *s, const json *args, mcp_result 
     mysql_free_result(res);
     json_object_set(doc, "keys", keys);
 
-    res = schema_query(s, env, db, table,
-                       "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, "
-                       "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
-                       "FROM information_schema.KEY_COLUMN_USAGE",
-                       " AND REFERENCED_TABLE_NAME IS NOT NULL "
-                       "ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
-                       &e);
+    res = mcp_schema_query(s, env, db, table,
+                           "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, "
+                           "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME "
+                           "FROM information_schema.KEY_COLUMN_USAGE",
+                           " AND REFERENCED_TABLE_NAME IS NOT NULL "
+                           "ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+                           &e);
     if (!res) {
         json_free(doc);
         mcp_out_db_error(out, env, &e);
@@ -1267,15 +1247,15 @@ static const mcp_tool mcp_tools[] = {
      "With environment and/or database it runs there for this call only; without them it runs "
      "in the connection's current environment and database (at first the account's default; a "
      "USE db@env statement moves it for later calls). Returns columns (name and SQL type), rows "
-     "as arrays (NULL as null; integer and floating-point columns as numbers; everything else, "
-     "DECIMAL included, as strings), row_count, truncated (true when only the first rows are "
-     "returned: at most {max_rows} rows, and envproxy may cap results itself; narrow the query "
-     "with "
-     "WHERE or LIMIT), execution_time_ms and any warnings; a statement without a result set "
-     "returns affected_rows instead. Writes (INSERT, UPDATE, DELETE, DDL, ...) are refused with "
-     "error code 1290 in read-only environments and where this account only has read access "
-     "(see access in list_environments). Errors come back with the environment, the MySQL error "
-     "code and message.",
+     "as arrays (NULL as null; integer and floating-point columns as numbers; binary data as "
+     "\"0x...\" hex; everything else, DECIMAL included, as strings), row_count, truncated (true "
+     "when only the first rows are returned: at most {max_rows} rows, and envproxy may cap "
+     "results itself; narrow the query with WHERE or LIMIT), execution_time_ms and any "
+     "warnings; a statement without a result set returns affected_rows instead. Writes "
+     "(INSERT, UPDATE, DELETE, DDL, ...) are refused with error code 1290 in read-only "
+     "environments and where this account only has read access (see access in "
+     "list_environments). Errors come back with the environment, the MySQL error code and "
+     "message.",
      false,
      {{"sql", MCP_ARG_STRING, true, 0, 0, "One SQL statement."},
       {"environment", MCP_ARG_STRING, false, 0, 0,
@@ -1311,8 +1291,7 @@ static const mcp_tool mcp_tools[] = {
      "the connection's current database is used. Rows are capped at {max_rows}.",
      true,
      {{"sql", MCP_ARG_STRING, true, 0, 0,
-       "One read-only SQL statement, e.g. \"SELECT id, status "
-       "FROM shop.orders\"."},
+       "One read-only SQL statement, e.g. \"SELECT id, status FROM shop.orders\"."},
       {"environments", MCP_ARG_LIST, true, 2, 2, "Exactly two environment names: [left, right]."},
       {"key", MCP_ARG_STRING, false, 0, 0,
        "Column(s) identifying a row, comma-separated, e.g. \"id\"."}},

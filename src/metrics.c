@@ -57,6 +57,9 @@ void metrics_render(proxy *p, struct evbuffer *b)
     evbuffer_add_printf(b, "envproxy_logins_refused_total %llu\n",
                         (unsigned long long)GET(p->logins_refused));
 
+    header(b, "envproxy_logins_throttled_total", "counter",
+           "Logins refused because their address failed too often (login_throttle).");
+    evbuffer_add_printf(b, "envproxy_logins_throttled_total %llu\n", throttle_refused());
     header(b, "envproxy_statements_total", "counter", "Statements by environment and verdict.");
     for (int i = 0; i < c->n_envs; i++) {
         env_metrics *m = &p->metrics[i];

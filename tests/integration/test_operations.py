@@ -131,3 +131,23 @@ def test_sigterm_bounded_by_shutdown_timeout(make_proxy):
     p.expect_exit()
     assert p.wait(10) == 0
     assert time.monotonic() - start < 5
+
+
+def test_failed_logins_are_throttled_per_address(make_proxy):
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                               "login_throttle": {"max_failures": 3, "window": "30s",
+                                                  "block": "2s"}})
+    for _ in range(3):
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            p.connect(password="wrong")
+        assert e.value.args[0] == 1045
+    # Blocked now, even with the right password.
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        p.connect()
+    assert e.value.args[0] == 1129
+    _, _, body = http_get(port, "/metrics")
+    assert parse_metrics(body)[("envproxy_logins_throttled_total", frozenset())] >= 1
+    time.sleep(2.2)
+    conn = p.connect()  # the block is over
+    conn.close()

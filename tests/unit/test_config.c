@@ -321,7 +321,7 @@ static void test_errors(void)
         F ":11:12: log_level: expected one of error, warn, info, debug, got 'verbose'",
         F ":12:1: unknown key 'colour' (allowed: listen, threads, accounts, default_environment, "
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
-          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments)",
+          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, login_throttle)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",

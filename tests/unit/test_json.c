@@ -314,7 +314,7 @@ static void test_writer(void)
     free(t);
     json_free(o);
 
-    /* json_buf helpers. */
+    /* The json_buf functions. */
     json_buf b;
     json_buf_init(&b);
     json_buf_printf(&b, "%d-%s", 7, "x");
@@ -480,5 +480,5 @@ int main(void)
     test_number_valid();
     test_round_trips();
     test_random();
-    return unit_report("test_json");
+    return unit_report("json");
 }
