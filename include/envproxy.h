@@ -440,6 +440,8 @@ void client_send_err(client *c, uint16_t code, const char *state, const char *fm
     __attribute__((format(printf, 4, 5)));
 /* The command is finished: back to CL_IDLE and on to any pipelined command. */
 void client_command_done(client *c);
+/* The backend connection the client holds for environment env, or NULL. */
+backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
 

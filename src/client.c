@@ -714,6 +714,30 @@ static const char *charset_name(uint8_t nr)
     return cs->csname;
 }
 
+/* Moves the session to database db of environment e (the handshake's database, USE or
+ * COM_INIT_DB). A real database is checked on a backend first (job JOB_LOGIN_DB or JOB_USE
+ * finishes the move); no database, or a virtual schema, needs no backend. */
+static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db, job_kind job)
+{
+    if (!db || virtual_is_schema(db)) {
+        c->env = e;
+        c->has_db = db != NULL;
+        if (db)
+            snprintf(c->db, sizeof(c->db), "%s", db);
+        send_ok(c, ST_AUTOCOMMIT);
+        client_command_done(c);
+        return;
+    }
+    memset(&c->route, 0, sizeof(c->route));
+    c->route.env = e;
+    c->route.grant = g;
+    c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
+    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
+    c->job_has_db = true;
+    c->job = job;
+    client_start_job(c);
+}
+
 /* Authenticated: settle the session's environment and database, then send OK. */
 static void login_succeeded(client *c)
 {
@@ -751,24 +775,7 @@ static void login_succeeded(client *c)
                     c->user, c->host, env_name ? env_name : "(none)");
         return;
     }
-    const char *db = t.has_db ? t.db : e->database;
-    if (!db || virtual_is_schema(db)) {
-        c->env = e;
-        c->has_db = db != NULL;
-        if (db)
-            snprintf(c->db, sizeof(c->db), "%s", db);
-        send_ok(c, ST_AUTOCOMMIT);
-        client_command_done(c);
-        return;
-    }
-    memset(&c->route, 0, sizeof(c->route));
-    c->route.env = e;
-    c->route.grant = g;
-    c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
-    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
-    c->job_has_db = true;
-    c->job = JOB_LOGIN_DB;
-    client_start_job(c);
+    switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_LOGIN_DB);
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */
@@ -813,25 +820,7 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
         client_command_done(c);
         return;
     }
-    const char *db = t.has_db ? t.db : e->database;
-    if (!db || virtual_is_schema(db)) {
-        /* No database, or __envs / __compare: nothing to check on a backend. */
-        c->env = e;
-        c->has_db = db != NULL;
-        if (db)
-            snprintf(c->db, sizeof(c->db), "%s", db);
-        send_ok(c, ST_AUTOCOMMIT);
-        client_command_done(c);
-        return;
-    }
-    memset(&c->route, 0, sizeof(c->route));
-    c->route.env = e;
-    c->route.grant = g;
-    c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
-    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
-    c->job_has_db = true;
-    c->job = JOB_USE;
-    client_start_job(c);
+    switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_USE);
 }
 
 bool client_resolve(client *c, const route_hint *h)
@@ -1038,6 +1027,12 @@ static int held_slot(client *c, int env)
         if (c->held[i] && c->held_env[i] == env)
             return i;
     return -1;
+}
+
+backend *client_held(client *c, int env)
+{
+    int slot = held_slot(c, env);
+    return slot >= 0 ? c->held[slot] : NULL;
 }
 
 static void hold(client *c, backend *b)

@@ -49,15 +49,6 @@ void stmt_free_all(client *c)
     c->stmt = NULL;
 }
 
-/* The backend connection the client holds for env, or NULL. */
-static backend *held_for(client *c, int env)
-{
-    for (int i = 0; i < CLIENT_MAX_HELD; i++)
-        if (c->held[i] && c->held_env[i] == env)
-            return c->held[i];
-    return NULL;
-}
-
 static void handle_prepare(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
@@ -144,7 +135,7 @@ void stmt_command(client *c, uint8_t cmd)
     cl_stmt *st = stmt_find(c, id);
     if (cmd == CMD_STMT_CLOSE) {
         if (st) {
-            backend *b = held_for(c, st->env);
+            backend *b = client_held(c, st->env);
             if (b && b->serial == st->be_serial && b->op == BOP_NONE) {
                 /* No reply comes for COM_STMT_CLOSE: just send it. */
                 uint8_t pkt[9] = {5, 0, 0, 0, CMD_STMT_CLOSE};
@@ -181,7 +172,7 @@ void stmt_command(client *c, uint8_t cmd)
         client_command_done(c);
         return;
     }
-    if (cmd == CMD_STMT_RESET && !held_for(c, st->env)) {
+    if (cmd == CMD_STMT_RESET && !client_held(c, st->env)) {
         /* Nothing was sent for it anywhere yet: already reset. */
         pbuf b;
         pbuf_init(&b);
