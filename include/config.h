@@ -51,6 +51,7 @@ typedef struct {
     backend_tls_mode tls_mode; /* default BTLS_PREFERRED */
     char *tls_ca;              /* NULL when absent; absolute path */
     cfg_mark mark;             /* where the environment's name was written */
+    int slot;                  /* the proxy's pool/health/metrics slot for this name */
 } cfg_env;
 
 typedef struct {

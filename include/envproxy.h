@@ -175,7 +175,8 @@ typedef enum { POOL_READY, POOL_CONNECT, POOL_QUEUED } pool_result;
 
 struct pool {
     proxy *proxy;
-    const cfg_env *env;
+    _Atomic(const cfg_env *) env; /* the newest configuration's entry for this name */
+    atomic_bool removed;          /* gone from the configuration: drains, then stays empty */
     int index;
     pthread_mutex_t mu;
     backend *idle; /* most recently used first */
@@ -543,15 +544,21 @@ typedef struct acct_ref {
 } acct_ref;
 
 struct proxy {
-    config *cfg;
+    _Atomic(config *) cfg;   /* the running configuration (SIGHUP replaces it) */
+    config **old_cfgs;       /* replaced ones: sessions may still point into them */
+    int n_old_cfgs;
+    char *cfg_path;
     struct event_base *base; /* the main loop: accept, signals, maintenance */
     worker *workers;
     int n_workers;
     unsigned next_worker;
     struct evconnlistener **listeners;
     int n_listeners;
-    pool **pools; /* one per environment, in config order */
-    health *health; /* one per environment */
+    /* One slot per environment name ever configured, in order of appearance. */
+#define PROXY_MAX_SLOTS 256
+    pool *pools[PROXY_MAX_SLOTS];
+    health health[PROXY_MAX_SLOTS];
+    atomic_int n_slots;
     SSL_CTX *tls_ctx;
 
     acct_store *store;
@@ -573,7 +580,7 @@ struct proxy {
     atomic_ullong logins_refused;
     atomic_llong busy_clients; /* clients with a command under way */
     atomic_bool draining;      /* SIGTERM: no new statements, waiting for running ones */
-    env_metrics *metrics;      /* one per environment */
+    env_metrics metrics[PROXY_MAX_SLOTS];
     struct evhttp *http;
     struct event *drain_timer;
     uint64_t drain_deadline_ms;
@@ -582,6 +589,8 @@ struct proxy {
 };
 
 int env_index(const proxy *p, const cfg_env *e);
+/* The newest configuration entry of a slot. */
+const cfg_env *proxy_slot_env(proxy *p, int slot);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);

@@ -28,11 +28,12 @@ static void health_cb(struct evhttp_request *req, void *arg)
     bool serving = !atomic_load(&p->draining) && !atomic_load(&p->stopping);
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"environments\":[",
                         serving ? "serving" : "stopping");
-    for (int i = 0; i < p->cfg->n_envs; i++) {
+    const config *cfg = p->cfg;
+    for (int i = 0; i < cfg->n_envs; i++) {
         health_view hv;
-        health_get(&p->health[i], &hv);
+        health_get(&p->health[cfg->envs[i].slot], &hv);
         evbuffer_add_printf(b, "%s{\"name\":", i ? "," : "");
-        json_string(b, p->cfg->envs[i].name);
+        json_string(b, cfg->envs[i].name);
         evbuffer_add_printf(b, ",\"status\":\"%s\"",
                             hv.known ? (hv.up ? "up" : "down") : "unknown");
         if (hv.known && hv.up)

@@ -62,7 +62,7 @@ void metrics_render(proxy *p, struct evbuffer *b)
     evbuffer_add_printf(b, "envproxy_logins_throttled_total %llu\n", throttle_refused());
     header(b, "envproxy_statements_total", "counter", "Statements by environment and verdict.");
     for (int i = 0; i < c->n_envs; i++) {
-        env_metrics *m = &p->metrics[i];
+        env_metrics *m = &p->metrics[c->envs[i].slot];
         const char *n = c->envs[i].name;
         evbuffer_add_printf(b, "envproxy_statements_total{env=\"%s\",verdict=\"allowed\"} %llu\n",
                             n, (unsigned long long)GET(m->stmt_allowed));
@@ -74,7 +74,7 @@ void metrics_render(proxy *p, struct evbuffer *b)
     header(b, "envproxy_statement_duration_seconds", "histogram",
            "Time from sending a statement to the backend to the end of its response.");
     for (int i = 0; i < c->n_envs; i++) {
-        env_metrics *m = &p->metrics[i];
+        env_metrics *m = &p->metrics[c->envs[i].slot];
         const char *n = c->envs[i].name;
         unsigned long long cum = 0;
         for (int k = 0; k <= METRIC_BUCKETS; k++) {
@@ -98,11 +98,11 @@ void metrics_render(proxy *p, struct evbuffer *b)
     header(b, "envproxy_rows_sent_total", "counter", "Result rows sent to clients.");
     for (int i = 0; i < c->n_envs; i++)
         evbuffer_add_printf(b, "envproxy_rows_sent_total{env=\"%s\"} %llu\n", c->envs[i].name,
-                            (unsigned long long)GET(p->metrics[i].rows_sent));
+                            (unsigned long long)GET(p->metrics[c->envs[i].slot].rows_sent));
     header(b, "envproxy_bytes_sent_total", "counter", "Response bytes sent to clients.");
     for (int i = 0; i < c->n_envs; i++)
         evbuffer_add_printf(b, "envproxy_bytes_sent_total{env=\"%s\"} %llu\n", c->envs[i].name,
-                            (unsigned long long)GET(p->metrics[i].bytes_sent));
+                            (unsigned long long)GET(p->metrics[c->envs[i].slot].bytes_sent));
 
     header(b, "envproxy_pool_connections", "gauge",
            "Backend connections by environment and state (in_use, idle, max).");
@@ -112,10 +112,11 @@ void metrics_render(proxy *p, struct evbuffer *b)
     header(b, "envproxy_environment_up", "gauge", "1 when the last health check succeeded.");
     for (int i = 0; i < c->n_envs; i++) {
         const char *n = c->envs[i].name;
+        int slot = c->envs[i].slot;
         int in_use, idle, waiting;
-        pool_stats(p->pools[i], &in_use, &idle, &waiting);
+        pool_stats(p->pools[slot], &in_use, &idle, &waiting);
         health_view hv;
-        health_get(&p->health[i], &hv);
+        health_get(&p->health[slot], &hv);
         evbuffer_add_printf(b, "envproxy_pool_connections{env=\"%s\",state=\"in_use\"} %d\n", n,
                             in_use);
         evbuffer_add_printf(b, "envproxy_pool_connections{env=\"%s\",state=\"idle\"} %d\n", n, idle);
@@ -123,7 +124,7 @@ void metrics_render(proxy *p, struct evbuffer *b)
                             c->envs[i].pool.max);
         evbuffer_add_printf(b, "envproxy_pool_waiting{env=\"%s\"} %d\n", n, waiting);
         evbuffer_add_printf(b, "envproxy_backend_connect_errors_total{env=\"%s\"} %llu\n", n,
-                            (unsigned long long)GET(p->pools[i]->connect_errors));
+                            (unsigned long long)GET(p->pools[slot]->connect_errors));
         evbuffer_add_printf(b, "envproxy_environment_up{env=\"%s\"} %d\n", n,
                             hv.known && hv.up ? 1 : 0);
     }

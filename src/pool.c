@@ -130,6 +130,10 @@ backend *pool_cancel(pool *pl, pool_waiter *w)
 
 void pool_release(pool *pl, backend *b)
 {
+    if (atomic_load(&pl->removed)) {
+        pool_discard(pl, b); /* the environment left the configuration: drain */
+        return;
+    }
     b->next = NULL;
     pthread_mutex_lock(&pl->mu);
     if (!hand_to_waiter(pl, b)) {

@@ -23,7 +23,58 @@ uint64_t now_ms(void)
 
 int env_index(const proxy *p, const cfg_env *e)
 {
-    return (int)(e - p->cfg->envs);
+    return e->slot;
+}
+
+const cfg_env *proxy_slot_env(proxy *p, int slot)
+{
+    return p->pools[slot]->env;
+}
+
+/* Gives every environment of cfg the slot of its name, opening new slots (pool, health
+ * checker, counters) for new names. Main loop only. Returns -1 when slots run out. */
+static int assign_slots(proxy *p, config *cfg)
+{
+    for (int i = 0; i < cfg->n_envs; i++) {
+        cfg_env *e = &cfg->envs[i];
+        int n = atomic_load(&p->n_slots), slot;
+        for (slot = 0; slot < n; slot++)
+            if (strcmp(p->pools[slot]->env->name, e->name) == 0)
+                break;
+        if (slot == n) {
+            if (n == PROXY_MAX_SLOTS) {
+                log_error("more than %d environments over the proxy's life: restart it",
+                          PROXY_MAX_SLOTS);
+                return -1;
+            }
+            p->pools[slot] = pool_new(p, e, slot);
+            health_init(&p->health[slot], p->pools[slot]);
+            atomic_store(&p->n_slots, n + 1); /* published once ready */
+        }
+        e->slot = slot;
+    }
+    return 0;
+}
+
+/* Points every slot at cfg's entry for its name, or marks it removed. Main loop only. */
+static void retarget_slots(proxy *p, config *cfg)
+{
+    int n = atomic_load(&p->n_slots);
+    for (int slot = 0; slot < n; slot++) {
+        pool *pl = p->pools[slot];
+        const cfg_env *found = NULL;
+        for (int i = 0; i < cfg->n_envs && !found; i++)
+            if (cfg->envs[i].slot == slot)
+                found = &cfg->envs[i];
+        if (found) {
+            atomic_store(&pl->env, found);
+            atomic_store(&pl->removed, false);
+        } else if (!atomic_load(&pl->removed)) {
+            log_info("env %s: removed from the configuration; its connections drain",
+                     pl->env->name);
+            atomic_store(&pl->removed, true);
+        }
+    }
 }
 
 /* ---- accounts ---------------------------------------------------------------------------- */
@@ -283,11 +334,59 @@ static int decrypt_passwords(config *cfg)
     return rc;
 }
 
+/* SIGHUP: the configuration and its includes are read again and swapped in whole, or, when
+ * anything is wrong with them, reported with positions and the running one kept. Sessions
+ * keep working throughout; removed environments drain; pool settings apply to new backend
+ * connections. Listening addresses, threads, TLS files, http, accounts and audit_log
+ * paths need a restart (a warning says so). */
+static void reload_config(proxy *p)
+{
+    cfg_diags d;
+    cfg_diags_init(&d);
+    config *next = config_load(p->cfg_path, &d);
+    if (!next) {
+        for (int i = 0; i < d.n; i++)
+            log_error("reload: %s", d.msgs[i]);
+        log_error("reload: %s has errors; the running configuration is kept", p->cfg_path);
+        cfg_diags_free(&d);
+        return;
+    }
+    cfg_diags_free(&d);
+    if (decrypt_passwords(next) || assign_slots(p, next)) {
+        log_error("reload: the running configuration is kept");
+        config_free(next);
+        return;
+    }
+    config *cur = p->cfg;
+    bool same_listen = cur->n_listen == next->n_listen;
+    for (int i = 0; same_listen && i < cur->n_listen; i++)
+        same_listen = strcmp(cur->listen[i].host, next->listen[i].host) == 0 &&
+                      cur->listen[i].port == next->listen[i].port;
+    if (!same_listen || cur->threads != next->threads ||
+        strcmp(cur->accounts, next->accounts) != 0 ||
+        (cur->audit_log == NULL) != (next->audit_log == NULL) ||
+        (cur->http == NULL) != (next->http == NULL))
+        log_warn("reload: listen, threads, accounts, audit_log and http changes take effect "
+                 "at the next start");
+    retarget_slots(p, next);
+    config **olds = realloc(p->old_cfgs, (size_t)(p->n_old_cfgs + 1) * sizeof(*olds));
+    if (!olds)
+        abort();
+    p->old_cfgs = olds;
+    p->old_cfgs[p->n_old_cfgs++] = cur;
+    atomic_store(&p->cfg, next);
+    log_level = next->log_level;
+    log_info("reload: configuration from %s in effect (%d environment(s))", p->cfg_path,
+             next->n_envs);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     proxy *p = arg;
     if (sig == SIGHUP) {
-        log_info("SIGHUP: reloading the account store and reopening the audit log");
+        log_info("SIGHUP: reloading the configuration and the account store, reopening the "
+                 "audit log");
+        reload_config(p);
         reload_accounts(p);
         if (p->audit)
             audit_reopen(p->audit);
@@ -318,8 +417,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     proxy *p = arg;
     uint64_t now = now_ms();
-    for (int i = 0; i < p->cfg->n_envs; i++) {
+    int n = atomic_load(&p->n_slots);
+    for (int i = 0; i < n; i++) {
         pool_maintain(p->pools[i], now);
+        if (atomic_load(&p->pools[i]->removed))
+            continue;
         pool_fill(p->pools[i], p->base);
         health_tick(&p->health[i], p->base, now);
     }
@@ -384,7 +486,8 @@ int proxy_run(const char *config_path)
     proxy *p = calloc(1, sizeof(*p));
     if (!p)
         abort();
-    p->cfg = cfg;
+    atomic_init(&p->cfg, cfg);
+    p->cfg_path = (char *)config_path;
     atomic_init(&p->next_conn_id, 1);
     pthread_mutex_init(&p->acct_mu, NULL);
     pthread_mutex_init(&p->version_mu, NULL);
@@ -415,17 +518,10 @@ int proxy_run(const char *config_path)
     p->base = event_base_new();
     if (!p->base)
         goto out;
-    p->pools = calloc((size_t)cfg->n_envs, sizeof(*p->pools));
-    if (!p->pools)
-        abort();
-    p->health = calloc((size_t)cfg->n_envs, sizeof(*p->health));
-    p->metrics = calloc((size_t)cfg->n_envs, sizeof(*p->metrics));
-    if (!p->health || !p->metrics)
-        abort();
-    for (int i = 0; i < cfg->n_envs; i++) {
-        p->pools[i] = pool_new(p, &cfg->envs[i], i);
-        health_init(&p->health[i], p->pools[i]);
-    }
+
+    if (assign_slots(p, cfg))
+        goto out;
+    retarget_slots(p, cfg);
     probe_version(p);
     if (open_listeners(p) || http_start(p))
         goto out;
@@ -466,16 +562,10 @@ out:
     free(p->listeners);
     for (int i = 0; i < p->n_workers; i++)
         worker_stop(&p->workers[i]);
-    if (p->pools) {
-        for (int i = 0; i < cfg->n_envs; i++) {
-            pool_free(p->pools[i]);
-            if (p->health)
-                health_free(&p->health[i]);
-        }
-        free(p->pools);
-        free(p->health);
+    for (int i = 0; i < atomic_load(&p->n_slots); i++) {
+        pool_free(p->pools[i]);
+        health_free(&p->health[i]);
     }
-    free(p->metrics);
     if (p->drain_timer)
         event_free(p->drain_timer);
     for (int i = 0; i < p->n_workers; i++) {
@@ -504,8 +594,11 @@ out:
     pthread_mutex_destroy(&p->acct_mu);
     pthread_mutex_destroy(&p->version_mu);
     pthread_mutex_destroy(&p->reg_mu);
+    for (int i = 0; i < p->n_old_cfgs; i++)
+        config_free(p->old_cfgs[i]);
+    free(p->old_cfgs);
+    config_free(p->cfg);
     free(p);
-    config_free(cfg);
     mysql_library_end();
     libevent_global_shutdown();
     log_info("stopped");

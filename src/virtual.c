@@ -150,10 +150,12 @@ static vq_table *table_environments(client *c)
     vq_table *t = vq_table_new("__envs", "environments", cols, sizeof(cols) / sizeof(cols[0]));
     if (!t)
         abort();
-    for (int i = 0; i < p->cfg->n_envs; i++) {
-        const cfg_env *e = &p->cfg->envs[i];
+    const config *cfg = p->cfg;
+    for (int k = 0; k < cfg->n_envs; k++) {
+        const cfg_env *e = &cfg->envs[k];
+        int i = e->slot;
         grant_level g;
-        if (!route_env_for(p->cfg, c->acct, e->name, &g))
+        if (!route_env_for(cfg, c->acct, e->name, &g))
             continue;
         health_view hv;
         health_get(&p->health[i], &hv);
@@ -387,7 +389,7 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         vtask *t = &j->tasks[i];
         t->job = j;
         t->env = envs[i];
-        const cfg_env *e = &c->p->cfg->envs[envs[i]];
+        const cfg_env *e = proxy_slot_env(c->p, envs[i]);
         long long cap = e->limits.max_rows;
         t->cap = cap > 0 && cap < VIRTUAL_MAX_ROWS ? cap : VIRTUAL_MAX_ROWS;
         if (j->kind == VJ_COMPARE || j->kind == VJ_SCHEMA || j->kind == VJ_DATABASES)
@@ -425,7 +427,6 @@ static void job_answer(vjob *j)
         return;
     c->vjob = NULL;
     vq_table *out = NULL;
-    const proxy *p = c->p;
     char err[512];
 
     if (j->kind == VJ_DATABASES) {
@@ -433,7 +434,7 @@ static void job_answer(vjob *j)
         out = vq_table_new("__envs", "databases", cols, 2);
         for (int i = 0; i < j->n; i++) {
             vtask *t = &j->tasks[i];
-            const char *env = p->cfg->envs[t->env].name;
+            const char *env = proxy_slot_env(c->p, t->env)->name;
             if (t->failed || !t->rows) {
                 size_t r = (size_t)vq_table_add_row(out);
                 vq_set_str(out, r, 0, env); /* database NULL: the environment did not answer */
@@ -465,7 +466,7 @@ static void job_answer(vjob *j)
         uint16_t warnings = 0;
         for (int i = 0; i < j->n; i++) {
             vtask *t = &j->tasks[i];
-            const char *env = p->cfg->envs[t->env].name;
+            const char *env = proxy_slot_env(c->p, t->env)->name;
             bool same = t->rows && t->rows->n_columns == nc;
             for (size_t k = 0; same && k < nc; k++)
                 same = strcmp(t->rows->columns[k].name, ref->rows->columns[k].name) == 0;
@@ -477,7 +478,7 @@ static void job_answer(vjob *j)
                     snprintf(msg, sizeof(msg), "ERROR %u: %s", t->err_code, t->err);
                 else
                     snprintf(msg, sizeof(msg), "its columns differ from %s's",
-                             p->cfg->envs[ref->env].name);
+                             proxy_slot_env(c->p, ref->env)->name);
                 vq_set_str(out, r, 1, msg);
                 continue;
             }
@@ -527,10 +528,9 @@ void virtual_client_gone(client *c)
 
 static vq_table *compare_build(client *c, vjob *j, char *err, size_t errlen)
 {
-    const config *cfg = c->p->cfg;
     for (int i = 0; i < 2; i++) {
         vtask *t = &j->tasks[i];
-        const char *env = cfg->envs[t->env].name;
+        const char *env = proxy_slot_env(c->p, t->env)->name;
         if (t->failed || !t->rows) {
             snprintf(err, errlen, "environment '%s': %s%s", env,
                      t->failed ? "" : "the statement returned no result set",
@@ -547,8 +547,9 @@ static vq_table *compare_build(client *c, vjob *j, char *err, size_t errlen)
     }
     if (j->kind == VJ_SCHEMA)
         return compare_schema(j->tasks[0].rows, j->tasks[1].rows, j->db, err, errlen);
-    return compare_rows(j->tasks[0].rows, j->tasks[1].rows, cfg->envs[j->tasks[0].env].name,
-                        cfg->envs[j->tasks[1].env].name, j->has_key ? j->key : NULL, err,
+    return compare_rows(j->tasks[0].rows, j->tasks[1].rows,
+                        proxy_slot_env(c->p, j->tasks[0].env)->name,
+                        proxy_slot_env(c->p, j->tasks[1].env)->name, j->has_key ? j->key : NULL, err,
                         errlen);
 }
 
@@ -612,9 +613,10 @@ static void start_fanout(client *c, const route_hint *h, const char *sql, size_t
 {
     int envs[ROUTE_MAX_ENVS], n = 0;
     if (h->all_envs) {
-        for (int i = 0; i < c->p->cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
-            if (route_env_for(c->p->cfg, c->acct, c->p->cfg->envs[i].name, NULL))
-                envs[n++] = i;
+        const config *cfg = c->p->cfg;
+        for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
+            if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
+                envs[n++] = cfg->envs[i].slot;
     } else {
         for (int i = 0; i < h->n_envs; i++) {
             const cfg_env *e = route_env_for(c->p->cfg, c->acct, h->envs[i], NULL);
@@ -751,9 +753,10 @@ static bool virtual_select(client *c, const char *sql, size_t len)
     } else if (envs && strcasecmp(table, "databases") == 0) {
         if (!describe) {
             int all[ROUTE_MAX_ENVS], n = 0;
-            for (int i = 0; i < c->p->cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
-                if (route_env_for(c->p->cfg, c->acct, c->p->cfg->envs[i].name, NULL))
-                    all[n++] = i;
+            const config *cfg = c->p->cfg;
+            for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
+                if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
+                    all[n++] = cfg->envs[i].slot;
             vjob *j = job_new(VJ_DATABASES);
             j->q = q;
             j->has_q = true;

@@ -151,3 +151,45 @@ def test_failed_logins_are_throttled_per_address(make_proxy):
     time.sleep(2.2)
     conn = p.connect()  # the block is over
     conn.close()
+
+
+def test_sighup_reloads_the_configuration(make_proxy, servers):
+    p = make_proxy(extra_yaml={"limits": {"max_rows": 5}})
+    conn = p.connect()
+    with conn.cursor() as cur:
+        assert cur.execute("SELECT seq FROM seq_1_to_100") == 5
+        # A session that keeps running queries while the configuration changes under it.
+        p.write_config({"limits": {"max_rows": 7},
+                        "environments": {"staging": {
+                            "host": "127.0.0.1", "port": servers.prod.port, "user": "app",
+                            "password": "${TEST_DB_PASSWORD}", "database": "shop"}}})
+        p.cli("user", "grant", "alice", "staging", "read")
+        p.reload()
+        deadline = time.monotonic() + 5
+        while cur.execute("SELECT seq FROM seq_1_to_100") != 7:
+            assert time.monotonic() < deadline, "new max_rows not applied"
+            time.sleep(0.1)
+        cur.execute("/* env=staging */ SELECT @@port")
+        assert cur.fetchall() == ((servers.prod.port,),)
+    # A bad configuration is reported with its position and the running one is kept.
+    p.config_path.write_text(p.config_path.read_text() + "\nbogus_key: 1\n")
+    p.reload()
+    time.sleep(0.5)
+    assert "bogus_key" in p.log_text() and "running configuration is kept" in p.log_text()
+    with conn.cursor() as cur:
+        assert cur.execute("SELECT seq FROM seq_1_to_100") == 7
+    # A removed environment disappears for new statements; the proxy keeps serving.
+    p.write_config({"limits": {"max_rows": 7}})
+    p.reload()
+    deadline = time.monotonic() + 5
+    while True:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("/* env=staging */ SELECT 1")
+            except pymysql.err.OperationalError as e:
+                assert e.args[0] == 1044
+                break
+        assert time.monotonic() < deadline, "removed environment still reachable"
+        time.sleep(0.1)
+    assert p.query("SELECT 1") == [(1,)]
+    conn.close()
