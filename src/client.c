@@ -260,7 +260,8 @@ void client_free(client *c)
     c->state = CL_CLOSING;
     local_unregister(c);
     if (st != CL_GREETING && st != CL_AUTH_SWITCH)
-        log_info("conn %u %s user=%s: disconnected", c->id, c->addr, c->user);
+        log_info("conn %u %s user=%s env=%s: disconnected", c->id, c->addr, c->user,
+                 c->env ? c->env->name : "-");
     evtimer_del(c->timer);
     atomic_fetch_sub(&c->p->clients_current, 1);
     if (c->busy) {
