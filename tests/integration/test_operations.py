@@ -1,6 +1,7 @@
 """Operations: /health and /metrics, graceful shutdown on SIGTERM."""
 
 import json
+import subprocess
 import re
 import signal
 import threading
@@ -193,3 +194,32 @@ def test_sighup_reloads_the_configuration(make_proxy, servers):
         time.sleep(0.1)
     assert p.query("SELECT 1") == [(1,)]
     conn.close()
+
+
+def test_json_log_lines(make_proxy):
+    p = make_proxy(start=False)
+    r = subprocess.Popen([p.binary, "-c", str(p.config_path), "--log-format", "json", "run"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=p.env, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        first = r.stderr.readline()
+        while "ready" not in first and time.monotonic() < deadline:
+            first = r.stderr.readline()
+        doc = json.loads(first)
+        assert doc["level"] == "info" and "ready" in doc["msg"] and doc["ts"].endswith("Z")
+    finally:
+        r.send_signal(signal.SIGTERM)
+        r.wait(15)
+    assert r.returncode == 0
+
+
+def test_make_install_lays_out_binary_unit_and_example(tmp_path):
+    from harness import REPO
+    dest = tmp_path / "root"
+    r = subprocess.run(["make", "-C", str(REPO), "install", f"DESTDIR={dest}",
+                        "PREFIX=/opt/envproxy"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "opt/envproxy/bin/envproxy").stat().st_mode & 0o111
+    unit = (dest / "opt/envproxy/lib/systemd/system/envproxy.service").read_text()
+    assert "ExecStart=/opt/envproxy/bin/envproxy" in unit and "ExecReload=" in unit
+    assert (dest / "opt/envproxy/share/envproxy/proxy.example.yaml").exists()
