@@ -348,6 +348,15 @@ static void task_step(vtask *t)
         backend_query(t->b, "SET SESSION TRANSACTION READ ONLY", task_done_cb, t);
         return;
     case 3: {
+        /* Checked again with how this backend session reads SQL (its sql_mode). */
+        policy_verdict v;
+        if (!sqlpolicy_check_readonly(j->sql, strlen(j->sql), &t->b->mode, &v)) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
+                     v.what);
+            task_fail(t, 1290, msg);
+            return;
+        }
         backend_fetch(t->b, j->sql, task_row, task_done_cb, t);
         return;
     }
