@@ -29,6 +29,8 @@ typedef struct {
     long long idle_timeout_ms;    /* default 300 s */
     long long connect_timeout_ms; /* default 2 s */
     long long wait_timeout_ms;    /* default 5 s */
+    bool multiplex; /* default true: a session's connection goes back after each statement
+                       unless the session holds state that pins it */
 } cfg_pool;
 
 /* Where a value came from, for diagnostics. */

@@ -382,6 +382,12 @@ struct client {
     int n_vars;
     int pending_var; /* the variable whose SET runs now */
 
+    /* Multiplexing: without state that ties the session to its backend connection, the
+     * connection goes back to the pool after each command. */
+    bool pinned;
+    char pin_reason[64];
+    uint16_t last_status; /* server status of the last response (transaction, autocommit) */
+
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];
     int held_env[CLIENT_MAX_HELD];
@@ -488,6 +494,13 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
 /* The next SET the backend needs to match the client, in sql (cap bytes); false when none. */
 bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var);
 void session_applied(client *c, backend *b, int var);
+/* Pins the session (with the reason) when sql holds state that lives in its backend
+ * session: user variables, temporary tables, locks, SQL-level PREPARE, LAST_INSERT_ID(),
+ * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints. */
+void session_check_pins(client *c, const char *sql, size_t len);
+void session_pin(client *c, const char *reason);
+/* After a command: gives the backend connection back when nothing pins the session. */
+void session_release(client *c);
 
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);

@@ -459,6 +459,7 @@ static void process_packets(client *c)
 
 void client_command_done(client *c)
 {
+    session_release(c);
     if (c->busy) {
         c->busy = false;
         atomic_fetch_sub(&c->p->busy_clients, 1);
@@ -745,6 +746,8 @@ static void login_succeeded(client *c)
     evtimer_del(c->timer);
     const config *cfg = c->p->cfg;
     throttle_success(c->host);
+    c->last_status = ST_AUTOCOMMIT;
+    c->pinned = false;
     c->env = route_initial_env(cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
@@ -924,6 +927,8 @@ static void handle_reset_connection(client *c)
     }
     stmt_free_all(c);
     c->n_vars = 0;
+    c->pinned = false;
+    c->last_status = ST_AUTOCOMMIT;
     c->env = route_initial_env(c->p->cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
@@ -1245,6 +1250,7 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             return false;
         }
     }
+    session_check_pins(c, sql, len);
     sql_mode_flags before = b->mode;
     sqlpolicy_track_sql_mode(sql, len, &b->mode);
     c->job_mode_changed = memcmp(&before, &b->mode, sizeof(before)) != 0;

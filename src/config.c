@@ -1130,9 +1130,18 @@ static void load_limits(loader *ld, const ynode *n, cfg_limits *out)
     }
 }
 
-enum { POOL_MAX, POOL_MIN, POOL_IDLE_TIMEOUT, POOL_CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT, POOL_COUNT };
-static const char *const pool_keys[POOL_COUNT] = {"max", "min", "idle_timeout", "connect_timeout",
-                                                  "wait_timeout"};
+enum {
+    POOL_MAX,
+    POOL_MIN,
+    POOL_IDLE_TIMEOUT,
+    POOL_CONNECT_TIMEOUT,
+    POOL_WAIT_TIMEOUT,
+    POOL_MULTIPLEX,
+    POOL_COUNT
+};
+static const char *const pool_keys[POOL_COUNT] = {"max",          "min",
+                                                  "idle_timeout", "connect_timeout",
+                                                  "wait_timeout", "multiplex"};
 
 static void load_pool(loader *ld, const ynode *n, cfg_pool *out)
 {
@@ -1160,6 +1169,9 @@ static void load_pool(loader *ld, const ynode *n, cfg_pool *out)
             break;
         case POOL_WAIT_TIMEOUT:
             get_duration(ld, "pool.wait_timeout", val, true, &out->wait_timeout_ms);
+            break;
+        case POOL_MULTIPLEX:
+            get_bool(ld, "pool.multiplex", val, &out->multiplex);
             break;
         default:
             unknown_key(ld, key, "in pool", pool_keys, POOL_COUNT);
@@ -1227,6 +1239,7 @@ static void env_init(cfg_env *e)
     e->limits.max_rows = -1;
     e->limits.statement_timeout_ms = -1;
     e->pool.max = 20;
+    e->pool.multiplex = true;
     e->pool.min = 0;
     e->pool.idle_timeout_ms = 300000;
     e->pool.connect_timeout_ms = 2000;

@@ -72,8 +72,15 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
         if (!pr_lenenc_str(&d, &name, &name_len) || !pr_lenenc_str(&d, &value, &value_len))
             return;
         if (!is_carried(name, name_len) || name_len >= sizeof(b->vars[0].name) ||
-            value_len >= sizeof(b->vars[0].value))
+            value_len >= sizeof(b->vars[0].value)) {
+            if (c->job_moves_session) {
+                char why[64];
+                snprintf(why, sizeof(why), "session variable %.*s", (int)(name_len > 40 ? 40 : name_len),
+                         (const char *)name);
+                session_pin(c, why);
+            }
             continue;
+        }
         put_var(b->vars, &b->n_vars, (const char *)name, name_len, (const char *)value,
                 value_len);
         if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
@@ -85,6 +92,80 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
             put_var(c->vars, &c->n_vars, (const char *)name, name_len, (const char *)value,
                     value_len);
     }
+}
+
+void session_pin(client *c, const char *reason)
+{
+    if (c->pinned)
+        return;
+    c->pinned = true;
+    snprintf(c->pin_reason, sizeof(c->pin_reason), "%s", reason);
+    log_debug("conn %u: session pinned to its backend connection: %s", c->id, reason);
+}
+
+void session_check_pins(client *c, const char *sql, size_t len)
+{
+    static const char *const words[] = {
+        "TEMPORARY",    "GET_LOCK",        "RELEASE_LOCK",       "RELEASE_ALL_LOCKS",
+        "IS_USED_LOCK", "IS_FREE_LOCK",    "LOCK",               "PREPARE",
+        "EXECUTE",      "DEALLOCATE",      "HANDLER",            "XA",
+        "SAVEPOINT",    "LAST_INSERT_ID",  "ROW_COUNT",          "FOUND_ROWS",
+        "SQL_CALC_FOUND_ROWS", "SET",
+    };
+    if (c->pinned)
+        return;
+    sql_lexer lx;
+    sql_mode_flags mode = {0};
+    sqllex_init(&lx, sql, len, &mode);
+    for (int i = 0; i < 100000; i++) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END)
+            return;
+        if (t.kind == SQLTOK_ERROR) {
+            session_pin(c, "a statement the lexer cannot read");
+            return;
+        }
+        if (t.kind == SQLTOK_USERVAR) {
+            session_pin(c, "user variables");
+            return;
+        }
+        if (t.kind != SQLTOK_WORD)
+            continue;
+        for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++) {
+            if (strlen(words[k]) == t.len && strncasecmp(sql + t.start, words[k], t.len) == 0) {
+                /* SET of carried variables does not pin: those follow the session. A SET
+                 * of anything else shows up as a non-carried variable change (below). */
+                if (k == sizeof(words) / sizeof(words[0]) - 1)
+                    break;
+                session_pin(c, words[k]);
+                return;
+            }
+        }
+    }
+}
+
+void session_release(client *c)
+{
+    backend *b = NULL;
+    int slot = -1;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i]) {
+            b = c->held[i];
+            slot = i;
+            break;
+        }
+    }
+    if (!b || c->pinned || c->stmts || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
+        (c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT))
+        return;
+    c->held[slot] = NULL;
+    c->held_env[slot] = -1;
+    backend_unwatch(b);
+    if (b->n_vars > 0) {
+        backend_recycle(b); /* its session variables are this client's: reset first */
+        return;
+    }
+    pool_release(b->pool, b);
 }
 
 /* Whether a value can be written between single quotes whatever the sql_mode. */

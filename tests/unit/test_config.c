@@ -326,7 +326,7 @@ static void test_errors(void)
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
         F ":19:29: unknown key 'idle' in pool (allowed: max, min, idle_timeout, "
-          "connect_timeout, wait_timeout)",
+          "connect_timeout, wait_timeout, multiplex)",
         F ":20:18: tls.mode: expected one of disabled, preferred, required, verify_ca, "
           "verify_full, got 'strict'",
         F ":21:5: unknown key 'hots' in environment 'dev' (allowed: description, host, port, "
