@@ -1,15 +1,12 @@
 /* cli_secret.c: `envproxy -c FILE encrypt-secret`, which prints the enc: form of a password. */
+#include "prompt.h"
 #include "secret.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -49,123 +46,6 @@ static int fail(const char *msg)
     return 1;
 }
 
-/* Reads one line from fd into buf (size bytes with the NUL), dropping its "\n" or "\r\n".
- * Reads a byte at a time so that nothing after the line is consumed or left in a buffer.
- * Returns the length, or -1 with *why set (buf is then wiped). A read interrupted by a
- * signal gives up when *interrupted is set. */
-static long read_secret_line(int fd, char *buf, size_t size, volatile sig_atomic_t *interrupted,
-                             const char **why)
-{
-    size_t n = 0;
-    bool any = false;
-    for (;;) {
-        char c;
-        ssize_t r = read(fd, &c, 1);
-        if (r < 0 && errno == EINTR && !(interrupted && *interrupted))
-            continue;
-        if (r < 0) {
-            *why = errno == EINTR ? "interrupted" : "cannot read the password";
-            break;
-        }
-        if (r == 0 && !any) {
-            *why = "no password given (end of input)";
-            break;
-        }
-        if (r == 0 || c == '\n') {
-            if (n && buf[n - 1] == '\r')
-                n--;
-            buf[n] = '\0';
-            return (long)n;
-        }
-        any = true;
-        if (c == '\0') {
-            *why = "the password contains a NUL byte";
-            break;
-        }
-        if (n + 1 >= size) {
-            *why = TOO_LONG;
-            break;
-        }
-        buf[n++] = c;
-    }
-    OPENSSL_cleanse(buf, size);
-    return -1;
-}
-
-static volatile sig_atomic_t prompt_signal;
-
-static void on_prompt_signal(int sig)
-{
-    prompt_signal = sig;
-}
-
-/* Asks for the password twice on /dev/tty with echo off. Returns 0 with pw filled, or -1 with
- * *why set. A signal that arrives meanwhile restores the terminal first, then takes effect. */
-static int prompt_twice(char *pw, size_t size, const char **why)
-{
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-    enum { NSIGS = sizeof sigs / sizeof sigs[0] };
-    struct sigaction sa, saved_sa[NSIGS];
-    struct termios saved, quiet;
-    char again[SECRET_PLAIN_MAX + 2];
-    long n1 = -1, n2 = -1;
-
-    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0 || tcgetattr(fd, &saved) != 0) {
-        if (fd >= 0)
-            close(fd);
-        *why = "no terminal to ask for the password on; use --stdin";
-        return -1;
-    }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prompt_signal; /* no SA_RESTART: the read must return */
-    sigemptyset(&sa.sa_mask);
-    prompt_signal = 0;
-    for (int i = 0; i < NSIGS; i++)
-        sigaction(sigs[i], &sa, &saved_sa[i]);
-
-    quiet = saved;
-    quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
-    quiet.c_lflag |= ECHONL;
-    if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
-        *why = "cannot turn off echo on the terminal";
-    } else {
-        static const char p1[] = "Backend password: ", p2[] = "Again: ";
-        if (write(fd, p1, sizeof p1 - 1) == (ssize_t)(sizeof p1 - 1))
-            n1 = read_secret_line(fd, pw, size, &prompt_signal, why);
-        if (n1 >= 0 && write(fd, p2, sizeof p2 - 1) == (ssize_t)(sizeof p2 - 1))
-            n2 = read_secret_line(fd, again, sizeof again, &prompt_signal, why);
-        tcsetattr(fd, TCSAFLUSH, &saved);
-        if (prompt_signal) {
-            ssize_t ignored = write(fd, "\n", 1); /* echo was off: end the prompt's line */
-            (void)ignored;
-        }
-    }
-    close(fd);
-    int sig = prompt_signal;
-    for (int i = 0; i < NSIGS; i++)
-        sigaction(sigs[i], &saved_sa[i], NULL);
-
-    int rc = 0;
-    if (sig) {
-        *why = "interrupted";
-        rc = -1;
-    } else if (n1 < 0 || n2 < 0) {
-        if (!*why)
-            *why = "cannot write the prompt to the terminal";
-        rc = -1;
-    } else if (strcmp(pw, again) != 0) {
-        *why = "the passwords do not match";
-        rc = -1;
-    }
-    OPENSSL_cleanse(again, sizeof again);
-    if (rc < 0)
-        OPENSSL_cleanse(pw, size);
-    if (sig)
-        raise(sig); /* the previous disposition is back: let it act */
-    return rc;
-}
-
 int cli_encrypt_secret(const char *key_file, int argc, char **argv)
 {
     bool from_stdin = false;
@@ -195,11 +75,7 @@ int cli_encrypt_secret(const char *key_file, int argc, char **argv)
 
     char pw[SECRET_PLAIN_MAX + 2];
     const char *why = NULL;
-    long n;
-    if (from_stdin)
-        n = read_secret_line(STDIN_FILENO, pw, sizeof pw, NULL, &why);
-    else
-        n = prompt_twice(pw, sizeof pw, &why) == 0 ? (long)strlen(pw) : -1;
+    long n = prompt_password(from_stdin, "Backend password: ", pw, sizeof pw, &why);
     if (n < 0) {
         OPENSSL_cleanse(key, sizeof key);
         return fail(why ? why : "cannot read the password");
