@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -458,6 +459,18 @@ static int open_listeners(proxy *p)
     return 0;
 }
 
+/* Every client is a socket: use as many descriptors as the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_debug("file descriptor limit raised to %llu", (unsigned long long)want);
+    }
+}
+
 int proxy_run(const char *config_path)
 {
     cfg_diags d;
@@ -476,6 +489,7 @@ int proxy_run(const char *config_path)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     evthread_use_pthreads();
     if (mysql_library_init(0, NULL, NULL)) {
         log_error("cannot initialise the MariaDB client library");
