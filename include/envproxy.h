@@ -38,13 +38,6 @@ typedef struct pool pool;
 /* ---- backend connections (backend.c) ---------------------------------------------------- */
 
 typedef enum {
-    BE_CONNECTING, /* Connector/C connect in progress */
-    BE_IDLE,       /* on its pool's idle list */
-    BE_BUSY,       /* held by a client (or by the pool's maintenance) */
-    BE_RESETTING,  /* being reset before it goes back to the pool */
-} be_state;
-
-typedef enum {
     BOP_NONE,
     BOP_CONNECT,
     BOP_SELECT_DB,
@@ -66,7 +59,6 @@ struct backend {
     pool *pool;
     MYSQL *mysql;
     int fd;
-    be_state state;
     struct event_base *base; /* the loop currently driving it */
     struct event ev;
     bool ev_added;
@@ -186,7 +178,6 @@ struct pool {
     int n_waiting;
     backend *all; /* every connection, whatever its state */
     atomic_ullong connect_errors;
-    atomic_ullong connects;
 };
 
 pool *pool_new(proxy *p, const cfg_env *env, int index);
@@ -408,7 +399,6 @@ struct client {
     uint64_t rl_columns;   /* column definitions still expected */
     size_t rl_remaining;   /* payload bytes of the current physical packet still to copy */
     bool rl_continued;     /* the current logical packet continues in another packet */
-    bool rl_sent;          /* something of the response reached the client */
     bool rl_paused;        /* backend reads paused until the client drains */
     uint64_t rl_rows;      /* rows of the current result set sent to the client */
     bool rl_discard;       /* the current packet is dropped: past max_rows */

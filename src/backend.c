@@ -34,7 +34,6 @@ backend *backend_new(pool *pl)
     b->serial = atomic_fetch_add(&next_serial, 1) + 1;
     b->pool = pl;
     b->fd = -1;
-    b->state = BE_CONNECTING;
     b->in = evbuffer_new();
     b->out = evbuffer_new();
     if (!b->in || !b->out)

@@ -1094,8 +1094,6 @@ static void connect_done(backend *b, int rc, void *arg)
         job_failed(c);
         return;
     }
-    atomic_fetch_add(&b->pool->connects, 1);
-    b->state = BE_BUSY;
     health_note(&c->p->health[b->pool->index], true, NULL);
     proxy_note_version(c->p, e, mysql_get_server_info(b->mysql));
     log_debug("env %s: new backend connection %lu", e->name, b->thread_id);
@@ -1126,7 +1124,6 @@ static void client_wake_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_del(c->timer);
     if (st == PW_GRANTED) {
         backend_attach(b, c->w->base);
-        b->state = BE_BUSY;
         hold(c, b);
         c->be = b;
         c->state = CL_PREPARE;

@@ -70,7 +70,6 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out)
             pl->idle = b->next;
             pl->n_idle--;
             b->next = NULL;
-            b->state = BE_BUSY;
             pthread_mutex_unlock(&pl->mu);
             if (backend_is_dead(b)) {
                 log_debug("env %s: idle backend connection %lu was closed by the server",
@@ -137,7 +136,6 @@ void pool_release(pool *pl, backend *b)
     b->next = NULL;
     pthread_mutex_lock(&pl->mu);
     if (!hand_to_waiter(pl, b)) {
-        b->state = BE_IDLE;
         b->idle_since_ms = now_ms();
         b->next = pl->idle;
         pl->idle = b;
@@ -209,7 +207,6 @@ void backend_recycle(backend *b)
         pool_discard(b->pool, b);
         return;
     }
-    b->state = BE_RESETTING;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     evbuffer_drain(b->out, evbuffer_get_length(b->out));
     backend_reset(b, recycle_done, NULL);
@@ -225,8 +222,6 @@ static void fill_done(backend *b, int rc, void *arg)
         pool_discard(pl, b);
         return;
     }
-    atomic_fetch_add(&pl->connects, 1);
-    b->state = BE_BUSY;
     proxy_note_version(pl->proxy, pl->env, mysql_get_server_info(b->mysql));
     pool_release(pl, b);
 }

@@ -90,7 +90,6 @@ static void stream_packet(client *c, size_t len)
     evbuffer_drain(b->in, PKT_HEADER);
     if (!c->rl_discard) {
         put_header(c, len);
-        c->rl_sent = true;
     }
     c->rl_remaining = len;
     c->rl_continued = len == PKT_MAX_PAYLOAD;
@@ -125,7 +124,6 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
                  (const char *)ok.info, ok.info_len);
     evbuffer_add(client_out(c), out.data, out.len);
     pbuf_free(&out);
-    c->rl_sent = true;
     return 0;
 }
 
@@ -149,7 +147,6 @@ static void prep_forward(client *c, const uint8_t *p, size_t len)
         return;
     put_header(c, len);
     evbuffer_add(client_out(c), p, len);
-    c->rl_sent = true;
 }
 
 /* After the parameter part of a PREPARE response: on to the columns, or the end. */
@@ -394,7 +391,6 @@ static bool relay_process_packets(client *c)
                 return false;
             }
             evbuffer_drain(b->in, PKT_HEADER + len);
-            c->rl_sent = true;
             if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
                 c->rl = RL_COLS_EOF;
             continue;
@@ -455,7 +451,6 @@ static bool relay_process_packets(client *c)
                     pbuf_reset(&st->columns);
                 evbuffer_add(client_out(c), out.data, out.len);
                 pbuf_free(&out);
-                c->rl_sent = true;
                 if (follows == 0) {
                     c->rl = RL_COLS_EOF;
                     continue;
@@ -524,7 +519,6 @@ static bool relay_process_packets(client *c)
             pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
             evbuffer_add(client_out(c), out.data, out.len);
             pbuf_free(&out);
-            c->rl_sent = true;
             if (status & ST_MORE_RESULTS) {
                 c->rl = RL_FIRST;
                 continue;
@@ -607,7 +601,6 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl = first;
     c->rl_remaining = 0;
     c->rl_continued = false;
-    c->rl_sent = false;
     c->rl_paused = false;
     c->rl_rows = 0;
     c->rl_discard = false;
