@@ -1,4 +1,5 @@
-/* prompt.h: reading a password without taking it from the command line. */
+/* prompt.h: reading a password without taking it from the command line, and the error
+ * reporting shared by the subcommands that do. */
 #ifndef ENVPROXY_PROMPT_H
 #define ENVPROXY_PROMPT_H
 
@@ -13,5 +14,10 @@
  * no input, no terminal or two different answers are errors. Returns the length, or -1
  * with *why set and pw wiped. */
 int prompt_password(bool from_stdin, const char *label, char *pw, size_t size, const char **why);
+
+/* For the subcommands: "envproxy: PROBLEM" then the usage on stderr; returns 2 (usage). */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "envproxy: MSG" on stderr; returns 1. */
+int cli_fail(const char *msg);
 
 #endif

@@ -2,7 +2,6 @@
 #include "prompt.h"
 #include "secret.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,27 +24,6 @@ static const char usage_text[] =
     "in the configuration, which only its owner may read. Make a key file with:\n"
     "  (umask 077; openssl rand -hex 32 > /etc/envproxy/secret.key)\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Prints "envproxy: PROBLEM" and the usage on stderr. Returns 2. */
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("envproxy: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage_text, stderr);
-    return 2;
-}
-
-static int fail(const char *msg)
-{
-    fprintf(stderr, "envproxy: %s\n", msg);
-    return 1;
-}
-
 int cli_encrypt_secret(const char *key_file, int argc, char **argv)
 {
     bool from_stdin = false;
@@ -58,12 +36,12 @@ int cli_encrypt_secret(const char *key_file, int argc, char **argv)
             return 0;
         } else if (strncmp(w, "--password", 10) == 0 || strncmp(w, "-p", 2) == 0)
             /* Refuse without repeating the word: it may hold the password. */
-            return usage_error("the password is read from the terminal or with --stdin, never "
+            return cli_usage_error(usage_text, "the password is read from the terminal or with --stdin, never "
                                "from the command line");
         else if (w[0] == '-')
-            return usage_error("unknown option '%s'", w);
+            return cli_usage_error(usage_text, "unknown option '%s'", w);
         else
-            return usage_error("encrypt-secret takes no arguments (the password is read from "
+            return cli_usage_error(usage_text, "encrypt-secret takes no arguments (the password is read from "
                                "the terminal or with --stdin)");
     }
 
@@ -71,18 +49,18 @@ int cli_encrypt_secret(const char *key_file, int argc, char **argv)
     uint8_t key[SECRET_KEY_LEN];
     char err[512];
     if (secret_load_key(key_file, key, err, sizeof err) != 0)
-        return fail(err);
+        return cli_fail(err);
 
     char pw[SECRET_PLAIN_MAX + 2];
     const char *why = NULL;
     long n = prompt_password(from_stdin, "Backend password: ", pw, sizeof pw, &why);
     if (n < 0) {
         OPENSSL_cleanse(key, sizeof key);
-        return fail(why ? why : "cannot read the password");
+        return cli_fail(why ? why : "cannot read the password");
     }
     if (n == 0) {
         OPENSSL_cleanse(key, sizeof key);
-        return fail("the password is empty; an empty password needs no encryption");
+        return cli_fail("the password is empty; an empty password needs no encryption");
     }
 
     char *enc = NULL;
@@ -90,10 +68,10 @@ int cli_encrypt_secret(const char *key_file, int argc, char **argv)
     OPENSSL_cleanse(pw, sizeof pw);
     OPENSSL_cleanse(key, sizeof key);
     if (rc != 0)
-        return fail(err);
+        return cli_fail(err);
     printf("%s\n", enc);
     free(enc);
     if (fflush(stdout) != 0)
-        return fail("cannot write to standard output");
+        return cli_fail("cannot write to standard output");
     return 0;
 }

@@ -2,7 +2,6 @@
 #include "cli_user.h"
 #include "prompt.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,29 +25,6 @@ static const char usage_text[] =
     "Without --password-stdin the password is asked for twice on the terminal.\n"
     "With it, the first line of standard input is the password.\n";
 
-/* Reports a usage error: the problem, then the usage. Returns 2. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("envproxy: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage_text, stderr);
-    return 2;
-}
-
-/* Reports an error on one line. Returns 1. */
-static int fail(const char *msg)
-{
-    fprintf(stderr, "envproxy: %s\n", msg);
-    return 1;
-}
-
 /* ---- reading passwords -------------------------------------------------------------------- */
 
 /* Fills pw from standard input or the terminal. Returns 0, or 1 after reporting an error. */
@@ -56,9 +32,9 @@ static int get_password(bool from_stdin, char *pw, size_t size)
 {
     const char *why = NULL;
     if (prompt_password(from_stdin, "Password: ", pw, size, &why) < 0)
-        return fail(why);
+        return cli_fail(why);
     if (pw[0] == 0)
-        return fail("an empty password is not allowed");
+        return cli_fail("an empty password is not allowed");
     return 0;
 }
 
@@ -87,20 +63,20 @@ static int parse_args(int argc, char **argv, user_args *a)
             a->password_stdin = true;
         } else if (!options_done && strcmp(w, "--default-env") == 0) {
             if (i + 1 >= argc)
-                return usage_error("--default-env needs an environment name");
+                return cli_usage_error(usage_text, "--default-env needs an environment name");
             a->default_env = argv[++i];
         } else if (!options_done && strncmp(w, "--default-env=", 14) == 0) {
             a->default_env = w + 14;
         } else if (!options_done &&
                    (strncmp(w, "--password", 10) == 0 || strncmp(w, "-p", 2) == 0)) {
             /* Someone used to `mysql -pSECRET`: refuse without echoing the word. */
-            return usage_error("passwords are read from the terminal or with --password-stdin, "
+            return cli_usage_error(usage_text, "passwords are read from the terminal or with --password-stdin, "
                                "never from the command line");
         } else if (!options_done && w[0] == '-' && w[1] != 0) {
-            return usage_error("unknown option '%s'", w);
+            return cli_usage_error(usage_text, "unknown option '%s'", w);
         } else {
             if (a->n_pos == 3)
-                return usage_error("too many arguments for 'user %s'", a->sub);
+                return cli_usage_error(usage_text, "too many arguments for 'user %s'", a->sub);
             a->pos[a->n_pos++] = w;
         }
     }
@@ -132,7 +108,7 @@ static int user_exists(acct_store *s, const char *name)
     int found;
 
     if (!snap) {
-        fail(err);
+        cli_fail(err);
         return -1;
     }
     found = acct_find(snap, name) != NULL;
@@ -166,7 +142,7 @@ static int cmd_set_password(acct_store *s, const user_args *a, bool add)
         rc = acct_user_passwd(s, name, pw, err, sizeof err);
     OPENSSL_cleanse(pw, sizeof pw);
     if (rc < 0)
-        return fail(err);
+        return cli_fail(err);
     if (!add) {
         printf("password changed for user '%s'\n", name);
         return 0;
@@ -189,26 +165,26 @@ static int run_command(acct_store *s, const user_args *a, grant_level level)
         return cmd_set_password(s, a, false);
     if (strcmp(a->sub, "grant") == 0) {
         if (acct_grant_set(s, name, a->pos[1], level, err, sizeof err) < 0)
-            return fail(err);
+            return cli_fail(err);
         printf("granted %s on '%s' to '%s'\n", level == GRANT_WRITE ? "write" : "read", a->pos[1],
                name);
         return 0;
     }
     if (strcmp(a->sub, "revoke") == 0) {
         if (acct_grant_revoke(s, name, a->pos[1], err, sizeof err) < 0)
-            return fail(err);
+            return cli_fail(err);
         printf("revoked the grant on '%s' from '%s'\n", a->pos[1], name);
         return 0;
     }
     if (strcmp(a->sub, "del") == 0) {
         if (acct_user_del(s, name, err, sizeof err) < 0)
-            return fail(err);
+            return cli_fail(err);
         printf("user '%s' deleted\n", name);
         return 0;
     }
     /* list */
     if (acct_list(s, stdout, err, sizeof err) < 0)
-        return fail(err);
+        return cli_fail(err);
     return 0;
 }
 
@@ -230,7 +206,7 @@ int cli_user(const char *accounts_path, int argc, char **argv)
     int spec = -1, rc;
 
     if (argc < 2)
-        return usage_error("'user' needs a subcommand");
+        return cli_usage_error(usage_text, "'user' needs a subcommand");
     a.sub = argv[1];
     if (strcmp(a.sub, "help") == 0 || strcmp(a.sub, "--help") == 0 || strcmp(a.sub, "-h") == 0) {
         fputs(usage_text, stdout);
@@ -241,16 +217,16 @@ int cli_user(const char *accounts_path, int argc, char **argv)
             spec = (int)i;
     }
     if (spec < 0)
-        return usage_error("unknown user subcommand '%s'", a.sub);
+        return cli_usage_error(usage_text, "unknown user subcommand '%s'", a.sub);
     rc = parse_args(argc, argv, &a);
     if (rc != 0)
         return rc;
     if (a.n_pos != subs[spec].n_pos)
-        return usage_error("wrong number of arguments for 'user %s'", a.sub);
+        return cli_usage_error(usage_text, "wrong number of arguments for 'user %s'", a.sub);
     if (a.password_stdin && !subs[spec].password_opts)
-        return usage_error("'user %s' takes no --password-stdin", a.sub);
+        return cli_usage_error(usage_text, "'user %s' takes no --password-stdin", a.sub);
     if (a.default_env && !subs[spec].env_opt)
-        return usage_error("'user %s' takes no --default-env", a.sub);
+        return cli_usage_error(usage_text, "'user %s' takes no --default-env", a.sub);
 
     /* Check every word before touching the store. */
     if (a.n_pos >= 1 && check_user_name(a.pos[0]) != 0)
@@ -265,15 +241,15 @@ int cli_user(const char *accounts_path, int argc, char **argv)
         else if (strcasecmp(a.pos[2], "write") == 0)
             level = GRANT_WRITE;
         else
-            return usage_error("grant level must be read or write, not '%s'", a.pos[2]);
+            return cli_usage_error(usage_text, "grant level must be read or write, not '%s'", a.pos[2]);
     }
 
     s = acct_open(accounts_path, err, sizeof err);
     if (!s)
-        return fail(err);
+        return cli_fail(err);
     rc = run_command(s, &a, level);
     acct_close(s);
     if (fflush(stdout) != 0 && rc == 0)
-        rc = fail("cannot write to standard output");
+        rc = cli_fail("cannot write to standard output");
     return rc;
 }

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
 #include <termios.h>
@@ -144,4 +146,22 @@ int prompt_password(bool from_stdin, const char *label, char *pw, size_t size, c
     if (n < 0)
         return -1;
     return (int)strlen(pw);
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("envproxy: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
+    return 2;
+}
+
+int cli_fail(const char *msg)
+{
+    fprintf(stderr, "envproxy: %s\n", msg);
+    return 1;
 }
