@@ -96,6 +96,13 @@ struct backend {
     /* The raw relay: bytes read from and queued for the socket. */
     struct evbuffer *in, *out;
 
+    /* Prepared statements living on this connection, most recently used first; shared by
+     * every client whose statement has the same text and database (stmt.c). */
+    struct be_stmt *stmts;
+    int n_stmts;
+    uint64_t next_stmt_uid;
+    uint64_t parse_epoch; /* bumped when a setting that changes how SQL is read changes */
+
     uint64_t serial; /* unique for the life of the process */
     uint64_t idle_since_ms;
     backend *next;               /* idle list */
@@ -305,25 +312,55 @@ typedef enum {
     RL_PREP_COLS_EOF,
 } relay_state;
 
-/* A prepared statement of a client. Its id is the proxy's own; the backend statement it
- * stands for lives on one backend connection (be_serial) and is prepared again, from sql,
- * when the statement next runs on another connection. */
+/* A statement prepared on a backend connection. Clients' statements with the same text
+ * and database use it, on whichever connection they run; it goes when the connection is
+ * reset or closed, or when the connection has too many (the least recently used). */
+typedef struct be_stmt {
+    struct be_stmt *next;
+    uint64_t uid;        /* unique on its connection */
+    uint32_t backend_id; /* the server's statement id */
+    uint32_t hash;       /* of the text and database */
+    uint64_t epoch;      /* the connection's parse_epoch when prepared */
+    sql_mode_flags mode; /* the sql_mode it was prepared in */
+    char *sql;
+    size_t sql_len;
+    char db[ROUTE_NAME_MAX + 1]; /* "" with no database */
+    uint16_t n_params, n_columns;
+    uint8_t *types; /* the parameter types the server holds for it, 2 bytes each, or NULL */
+    /* The PREPARE response (definitions in client format), to answer a client's PREPARE of
+     * the same text without the server. */
+    uint16_t warnings;
+    pbuf params, columns;
+    /* The result metadata the server last sent for it: MariaDB does not repeat metadata that
+     * did not change ("metadata follows" 0), and the relay supplies it from here. */
+    pbuf result_columns;
+    uint64_t n_result_columns;
+} be_stmt;
+
+#define BACKEND_MAX_STMTS 100
+
+/* A prepared statement of a client. Its id is the proxy's own; it runs as a backend
+ * statement of the same text on whichever connection the session has at the time, which is
+ * prepared there first (silently) when that connection lacks one. */
 typedef struct cl_stmt {
     struct cl_stmt *next;
     uint32_t id;
-    uint32_t backend_id;
-    uint64_t be_serial; /* the connection it is prepared on; 0: none */
-    uint64_t types_serial; /* the connection that last received the parameter types */
+    uint32_t backend_id; /* of the PREPARE response being read */
+    uint64_t be_serial;  /* the connection it last ran on, and */
+    uint64_t be_uid;     /* the backend statement there */
+    uint32_t hash;
     int env;
     char db[ROUTE_NAME_MAX + 1];
     bool has_db;
     bool read_only;
     bool changes_mode; /* the text sets sql_mode */
+    sql_mode_flags mode; /* the sql_mode the policy read it with */
     char *sql;
     size_t sql_len;
-    uint16_t n_params, n_columns;
+    uint16_t n_params, n_columns, prep_warnings;
     uint8_t *param_types; /* 2 bytes per parameter, from the last EXECUTE that sent them */
-    pbuf columns;         /* result column definitions, client format, one packet each */
+    /* The definitions of the PREPARE response being read, client format, one packet each. */
+    pbuf params, columns;
 } cl_stmt;
 
 #define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
@@ -377,6 +414,7 @@ struct client {
      * connection goes back to the pool after each command. */
     bool pinned;
     char pin_reason[64];
+    bool long_data; /* COM_STMT_SEND_LONG_DATA went to the held connection; EXECUTE follows */
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
 
     /* Backend connections held, at most one per environment. */
@@ -418,6 +456,7 @@ struct client {
     cl_stmt *stmts;
     uint32_t next_stmt_id;
     cl_stmt *stmt;        /* the statement of the current command */
+    be_stmt *stmt_be;     /* JOB_STMT: the backend statement it runs as */
     struct vjob *vjob;    /* a fan-out, compare or __envs job under way */
     char *rl_vdbs_like;   /* SHOW DATABASES: add __envs and __compare (matching this) */
     bool rl_vdbs;
@@ -476,6 +515,8 @@ void stmt_run(client *c);
 void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
                    uint16_t n_params);
 void stmt_free_all(client *c);
+/* Forgets the backend statements of b (the server dropped them: reset, change user, close). */
+void stmt_cache_clear(backend *b);
 
 /* session.c: session variables carried from one backend connection to the others. */
 /* Records the variable changes of an OK packet's session-state block on b, and on c when

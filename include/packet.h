@@ -82,6 +82,9 @@ void pbuf_cstr(pbuf *b, const char *s); /* with its NUL */
  * *seq is the sequence id of the first packet and is advanced past the last one. */
 size_t pkt_begin(pbuf *b);
 void pkt_end(pbuf *b, size_t start, uint8_t *seq);
+/* Appends the packets held in pkts (each under its header, payloads under 16 MiB) to out,
+ * with sequence ids from *seq. */
+void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq);
 
 /* Little-endian readers. */
 static inline uint16_t pkt_u16(const uint8_t *p)
@@ -95,6 +98,14 @@ static inline uint32_t pkt_u24(const uint8_t *p)
 static inline uint32_t pkt_u32(const uint8_t *p)
 {
     return pkt_u24(p) | ((uint32_t)p[3] << 24);
+}
+
+static inline void pkt_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
 /* A bounded reader over a payload. Every get fails (returns false) instead of reading past

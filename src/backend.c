@@ -289,6 +289,8 @@ static void be_step(backend *b, int ready)
             b->mode = b->default_mode;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            stmt_cache_clear(b); /* the server closed them */
+            b->parse_epoch++;
         }
         break;
     case BOP_SELECT_DB:
@@ -305,6 +307,8 @@ static void be_step(backend *b, int ready)
             b->multi_stmt = -1;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            stmt_cache_clear(b); /* the server closed them */
+            b->parse_epoch++;
         }
         break;
     case BOP_CHARSET:
@@ -313,6 +317,7 @@ static void be_step(backend *b, int ready)
             size_t n = strnlen(b->op_text, sizeof(b->charset) - 1);
             memcpy(b->charset, b->op_text, n);
             b->charset[n] = '\0';
+            b->parse_epoch++;
         }
         break;
     case BOP_READ_MODE:
@@ -572,6 +577,7 @@ void backend_free(backend *b)
     evbuffer_free(b->out);
     free(b->fetch_sql);
     free(b->cur_db);
+    stmt_cache_clear(b);
     free(b);
 }
 

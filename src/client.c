@@ -467,6 +467,7 @@ void client_command_done(client *c)
     c->state = CL_IDLE;
     c->job = JOB_NONE;
     c->be = NULL;
+    c->stmt_be = NULL;
     c->rl_paused = false;
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)

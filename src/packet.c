@@ -106,6 +106,20 @@ size_t pkt_begin(pbuf *b)
     return start;
 }
 
+void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq)
+{
+    size_t off = 0;
+    while (off + PKT_HEADER <= pkts->len) {
+        size_t n = pkt_u24(pkts->data + off);
+        if (n > pkts->len - off - PKT_HEADER)
+            return;
+        size_t start = pkt_begin(out);
+        pbuf_put(out, pkts->data + off + PKT_HEADER, n);
+        pkt_end(out, start, seq);
+        off += PKT_HEADER + n;
+    }
+}
+
 /* Fills in the header at start. A payload of PKT_MAX_PAYLOAD bytes or more is split into
  * physical packets of PKT_MAX_PAYLOAD bytes, each with its own header, ending with a shorter
  * (possibly empty) one. */

@@ -127,19 +127,6 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     return 0;
 }
 
-/* Appends the statement's stored column definitions to out with fresh sequence ids. */
-static void append_stored_columns(client *c, pbuf *out, const cl_stmt *st)
-{
-    size_t off = 0;
-    while (off + PKT_HEADER <= st->columns.len) {
-        size_t n = pkt_u24(st->columns.data + off);
-        size_t start = pkt_begin(out);
-        pbuf_put(out, st->columns.data + off + PKT_HEADER, n);
-        pkt_end(out, start, &c->seq);
-        off += PKT_HEADER + n;
-    }
-}
-
 /* Sends a packet of a PREPARE response to the client (not in silent mode). */
 static void prep_forward(client *c, const uint8_t *p, size_t len)
 {
@@ -190,6 +177,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         st->backend_id = pkt_u32(p + 1);
         st->n_columns = pkt_u16(p + 5);
         st->n_params = pkt_u16(p + 7);
+        st->prep_warnings = pkt_u16(p + 10);
         {
             uint8_t ok[12];
             memcpy(ok, p, 12);
@@ -200,8 +188,8 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             prep_forward(c, ok, 12);
         }
         evbuffer_drain(b->in, PKT_HEADER + len);
-        if (!c->rl_silent)
-            pbuf_reset(&st->columns);
+        pbuf_reset(&st->params);
+        pbuf_reset(&st->columns);
         if (st->n_params > 0) {
             c->rl = RL_PREP_PARAMS;
             c->rl_count = st->n_params;
@@ -223,8 +211,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         }
         if (!bad) {
             prep_forward(c, def.data + PKT_HEADER, def.len - PKT_HEADER);
-            if (c->rl == RL_PREP_COLS && !c->rl_silent)
-                pbuf_put(&st->columns, def.data, def.len);
+            pbuf_put(c->rl == RL_PREP_COLS ? &st->columns : &st->params, def.data, def.len);
         }
         pbuf_free(&def);
         if (bad)
@@ -383,7 +370,7 @@ static bool relay_process_packets(client *c)
             if (!bad) {
                 evbuffer_add(client_out(c), out.data, out.len);
                 if (c->rl_capture && c->rl == RL_COLUMNS)
-                    pbuf_put(&c->stmt->columns, out.data, out.len);
+                    pbuf_put(&c->stmt_be->result_columns, out.data, out.len);
             }
             pbuf_free(&out);
             if (bad) {
@@ -428,10 +415,11 @@ static bool relay_process_packets(client *c)
                     relay_fail(c, 2027, "malformed result set header from the backend");
                     return false;
                 }
-                /* follows == 0: the metadata of the prepared statement, which the backend
-                 * does not repeat; the client gets it from what the PREPARE returned. */
-                cl_stmt *st = c->stmt;
-                if (follows == 0 && (!st || st->n_columns != n)) {
+                /* follows == 0: the backend statement's metadata did not change since its
+                 * last execution (or its PREPARE) and is not repeated; the client gets it
+                 * from what was kept of that. */
+                be_stmt *e = c->job == JOB_STMT ? c->stmt_be : NULL;
+                if (follows == 0 && (!e || e->n_result_columns != n)) {
                     relay_fail(c, 2027, "result without metadata from the backend");
                     return false;
                 }
@@ -443,12 +431,14 @@ static bool relay_process_packets(client *c)
                 pbuf_lenenc(&out, n);
                 pkt_end(&out, start, &c->seq);
                 if (follows == 0)
-                    append_stored_columns(c, &out, st);
+                    pkt_append_reframed(&out, &e->result_columns, &c->seq);
                 /* MariaDB skips the metadata when it did not change since the statement's
                  * last execution: keep this execution's for the next one. */
-                c->rl_capture = follows == 1 && c->job == JOB_STMT && st != NULL;
-                if (c->rl_capture)
-                    pbuf_reset(&st->columns);
+                c->rl_capture = follows == 1 && e != NULL;
+                if (c->rl_capture) {
+                    pbuf_reset(&e->result_columns);
+                    e->n_result_columns = n;
+                }
                 evbuffer_add(client_out(c), out.data, out.len);
                 pbuf_free(&out);
                 if (follows == 0) {

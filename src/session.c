@@ -28,8 +28,8 @@ static bool is_carried(const uint8_t *name, size_t n)
     return false;
 }
 
-/* Sets name=value in vars (n entries at most SESSION_VARS). */
-static void put_var(sess_var *vars, int *n, const char *name, size_t name_len,
+/* Sets name=value in vars (n entries at most SESSION_VARS). Returns whether it changed. */
+static bool put_var(sess_var *vars, int *n, const char *name, size_t name_len,
                     const char *value, size_t value_len)
 {
     int i;
@@ -38,11 +38,23 @@ static void put_var(sess_var *vars, int *n, const char *name, size_t name_len,
             break;
     if (i == *n) {
         if (*n == SESSION_VARS)
-            return;
+            return false;
         (*n)++;
+    } else if (strlen(vars[i].value) == value_len &&
+               memcmp(vars[i].value, value, value_len) == 0) {
+        return false;
     }
     snprintf(vars[i].name, sizeof(vars[i].name), "%.*s", (int)name_len, name);
     snprintf(vars[i].value, sizeof(vars[i].value), "%.*s", (int)value_len, value);
+    return true;
+}
+
+/* A backend variable changed: statements prepared before may read differently now. */
+static void backend_var_set(backend *b, const char *name, size_t name_len, const char *value,
+                            size_t value_len)
+{
+    if (put_var(b->vars, &b->n_vars, name, name_len, value, value_len))
+        b->parse_epoch++;
 }
 
 static const sess_var *get_var(const sess_var *vars, int n, const char *name)
@@ -81,8 +93,7 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
             }
             continue;
         }
-        put_var(b->vars, &b->n_vars, (const char *)name, name_len, (const char *)value,
-                value_len);
+        backend_var_set(b, (const char *)name, name_len, (const char *)value, value_len);
         if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
             /* The exact mode, whatever the SET looked like. */
             memset(&b->mode, 0, sizeof(b->mode));
@@ -155,7 +166,7 @@ void session_release(client *c)
             break;
         }
     }
-    if (!b || c->pinned || c->stmts || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
+    if (!b || c->pinned || c->long_data || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
         (c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT))
         return;
     c->held[slot] = NULL;
@@ -198,7 +209,7 @@ bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
 void session_applied(client *c, backend *b, int var)
 {
     const sess_var *v = &c->vars[var];
-    put_var(b->vars, &b->n_vars, v->name, strlen(v->name), v->value, strlen(v->value));
+    backend_var_set(b, v->name, strlen(v->name), v->value, strlen(v->value));
     if (strcasecmp(v->name, "sql_mode") == 0) {
         memset(&b->mode, 0, sizeof(b->mode));
         sqlpolicy_mode_from_string(v->value, strlen(v->value), &b->mode);

@@ -1,10 +1,13 @@
 /* stmt.c: server-side prepared statements (COM_STMT_*).
  *
- * Statement ids are the proxy's own. Each stands for a statement prepared on one backend
- * connection; when it next runs on another connection (the session's connection for that
- * environment was replaced), it is prepared there again first, silently, and EXECUTE
- * packets that rely on parameter types sent earlier get those types inserted. The policy
- * check and the choice of environment happen at PREPARE. */
+ * Statement ids are the proxy's own. A client's statement runs as a backend statement of the
+ * same text and database on whichever connection the session has at the time: each
+ * connection keeps the statements prepared on it (be_stmt, shared by all clients, the least
+ * recently used closed past BACKEND_MAX_STMTS), and one it lacks is prepared there first,
+ * silently. EXECUTE packets that rely on parameter types sent earlier get them inserted when
+ * the backend statement holds other types. The policy check and the choice of environment
+ * happen at PREPARE; a read-only statement is checked again before it is prepared under
+ * another sql_mode. */
 #include "envproxy.h"
 #include "log.h"
 
@@ -25,6 +28,7 @@ static void stmt_free(cl_stmt *st)
 {
     free(st->sql);
     free(st->param_types);
+    pbuf_free(&st->params);
     pbuf_free(&st->columns);
     free(st);
 }
@@ -48,6 +52,137 @@ void stmt_free_all(client *c)
     }
     c->stmt = NULL;
 }
+
+/* ---- the statements of a backend connection ---- */
+
+static uint32_t text_hash(const char *sql, size_t len, const char *db)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)sql[i]) * 16777619u;
+    h = (h ^ 0xFFu) * 16777619u; /* never a byte of a database name */
+    for (; *db; db++)
+        h = (h ^ (uint8_t)*db) * 16777619u;
+    return h;
+}
+
+static void be_stmt_free(be_stmt *e)
+{
+    free(e->sql);
+    free(e->types);
+    pbuf_free(&e->params);
+    pbuf_free(&e->columns);
+    pbuf_free(&e->result_columns);
+    free(e);
+}
+
+void stmt_cache_clear(backend *b)
+{
+    while (b->stmts) {
+        be_stmt *e = b->stmts;
+        b->stmts = e->next;
+        be_stmt_free(e);
+    }
+    b->n_stmts = 0;
+}
+
+static bool same_text(const be_stmt *e, const cl_stmt *st)
+{
+    return e->hash == st->hash && e->sql_len == st->sql_len &&
+           memcmp(e->sql, st->sql, st->sql_len) == 0 &&
+           strcmp(e->db, st->has_db ? st->db : "") == 0;
+}
+
+/* The backend statement of b that st runs as, made the most recently used; NULL when b has
+ * none. The one st last ran as, or one of the same text prepared while b read SQL as it does
+ * now (and, for a read-only statement, in the sql_mode its check was made with). */
+static be_stmt *cache_find(backend *b, cl_stmt *st)
+{
+    be_stmt *found = NULL, **at = NULL;
+    if (st->be_serial == b->serial) {
+        for (be_stmt **pp = &b->stmts; *pp; pp = &(*pp)->next) {
+            if ((*pp)->uid == st->be_uid) {
+                found = *pp;
+                at = pp;
+                break;
+            }
+        }
+    }
+    if (!found) {
+        for (be_stmt **pp = &b->stmts; *pp; pp = &(*pp)->next) {
+            be_stmt *e = *pp;
+            if (e->epoch == b->parse_epoch && same_text(e, st) &&
+                (!st->read_only || memcmp(&e->mode, &st->mode, sizeof(e->mode)) == 0)) {
+                found = e;
+                at = pp;
+                break;
+            }
+        }
+    }
+    if (!found)
+        return NULL;
+    *at = found->next;
+    found->next = b->stmts;
+    b->stmts = found;
+    st->be_serial = b->serial;
+    st->be_uid = found->uid;
+    return found;
+}
+
+/* Records st's text, just prepared on b as backend_id in sql_mode mode, with the response
+ * (st->params, st->columns). */
+static be_stmt *cache_add(backend *b, cl_stmt *st, uint32_t backend_id,
+                          const sql_mode_flags *mode)
+{
+    if (b->n_stmts >= BACKEND_MAX_STMTS) {
+        be_stmt **pp = &b->stmts;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        be_stmt *old = *pp;
+        *pp = NULL;
+        b->n_stmts--;
+        /* COM_STMT_CLOSE has no reply: it goes ahead of the next command. */
+        uint8_t pkt[9] = {5, 0, 0, 0, CMD_STMT_CLOSE};
+        pkt_put_u32(pkt + 5, old->backend_id);
+        evbuffer_add(b->out, pkt, sizeof(pkt));
+        be_stmt_free(old);
+    }
+    be_stmt *e = calloc(1, sizeof(*e));
+    if (!e)
+        abort();
+    e->uid = ++b->next_stmt_uid;
+    e->backend_id = backend_id;
+    e->hash = st->hash;
+    e->epoch = b->parse_epoch;
+    e->mode = *mode;
+    e->sql = malloc(st->sql_len ? st->sql_len : 1);
+    if (!e->sql)
+        abort();
+    memcpy(e->sql, st->sql, st->sql_len);
+    e->sql_len = st->sql_len;
+    snprintf(e->db, sizeof(e->db), "%s", st->has_db ? st->db : "");
+    e->n_params = st->n_params;
+    e->n_columns = st->n_columns;
+    e->warnings = st->prep_warnings;
+    pbuf_init(&e->params);
+    pbuf_init(&e->columns);
+    pbuf_init(&e->result_columns);
+    pbuf_put(&e->params, st->params.data, st->params.len);
+    pbuf_put(&e->columns, st->columns.data, st->columns.len);
+    pbuf_put(&e->result_columns, st->columns.data, st->columns.len);
+    e->n_result_columns = st->n_columns;
+    /* Kept by e now; the client's statement needs them no more. */
+    pbuf_free(&st->params);
+    pbuf_free(&st->columns);
+    e->next = b->stmts;
+    b->stmts = e;
+    b->n_stmts++;
+    st->be_serial = b->serial;
+    st->be_uid = e->uid;
+    return e;
+}
+
+/* ---- client commands ---- */
 
 static void handle_prepare(client *c)
 {
@@ -83,6 +218,8 @@ static void handle_prepare(client *c)
         abort();
     memcpy(st->sql, sql, len);
     st->sql_len = len;
+    st->hash = text_hash(st->sql, len, st->has_db ? st->db : "");
+    pbuf_init(&st->params);
     pbuf_init(&st->columns);
     sql_mode_flags probe = {0};
     sqlpolicy_track_sql_mode(sql, len, &probe);
@@ -134,19 +271,9 @@ void stmt_command(client *c, uint8_t cmd)
     uint32_t id = pkt_u32(c->cmd.data + 1);
     cl_stmt *st = stmt_find(c, id);
     if (cmd == CMD_STMT_CLOSE) {
+        /* The backend statement stays for other sessions (it goes when its connection has
+         * too many). */
         if (st) {
-            backend *b = client_held(c, st->env);
-            if (b && b->serial == st->be_serial && b->op == BOP_NONE) {
-                /* No reply comes for COM_STMT_CLOSE: just send it. */
-                uint8_t pkt[9] = {5, 0, 0, 0, CMD_STMT_CLOSE};
-                pkt[5] = (uint8_t)st->backend_id;
-                pkt[6] = (uint8_t)(st->backend_id >> 8);
-                pkt[7] = (uint8_t)(st->backend_id >> 16);
-                pkt[8] = (uint8_t)(st->backend_id >> 24);
-                evbuffer_add(b->out, pkt, sizeof(pkt));
-                if (backend_flush(b) < 0)
-                    client_drop_backend(c, b);
-            }
             stmt_unlink(c, st);
             if (c->stmt == st)
                 c->stmt = NULL;
@@ -201,19 +328,16 @@ static void reprepare(client *c, cl_stmt *st)
     pbuf_free(&p);
 }
 
-/* The client's EXECUTE / RESET / SEND_LONG_DATA packet for the backend: its statement id,
- * no cursor, and the parameter types when this connection has not seen them yet. Returns
+/* The client's EXECUTE / RESET / SEND_LONG_DATA packet for backend statement e: its id, no
+ * cursor, and the parameter types when e holds other ones than the client last sent. Returns
  * -1 (error sent) when the packet is malformed. */
-static int build_stmt_packet(client *c, cl_stmt *st, pbuf *out)
+static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
 {
     const uint8_t *p = c->cmd.data;
     size_t len = c->cmd.len;
     uint8_t cmd = p[0];
     pbuf_put(out, p, len);
-    out->data[1] = (uint8_t)st->backend_id;
-    out->data[2] = (uint8_t)(st->backend_id >> 8);
-    out->data[3] = (uint8_t)(st->backend_id >> 16);
-    out->data[4] = (uint8_t)(st->backend_id >> 24);
+    pkt_put_u32(out->data + 1, e->backend_id);
     if (cmd != CMD_STMT_EXECUTE)
         return 0;
     if (len < 10) {
@@ -223,6 +347,7 @@ static int build_stmt_packet(client *c, cl_stmt *st, pbuf *out)
     out->data[5] &= (uint8_t)~CURSOR_TYPE_MASK; /* no cursors: rows come with the result */
     if (st->n_params == 0)
         return 0;
+    size_t types_len = 2 * (size_t)st->n_params;
     size_t nb = ((size_t)st->n_params + 7) / 8;
     size_t bound_at = 10 + nb;
     if (len < bound_at + 1) {
@@ -230,55 +355,48 @@ static int build_stmt_packet(client *c, cl_stmt *st, pbuf *out)
         return -1;
     }
     if (p[bound_at] == 1) {
-        if (len < bound_at + 1 + 2 * (size_t)st->n_params) {
+        if (len < bound_at + 1 + types_len) {
             client_send_err(c, 1835, "HY000", "Malformed communication packet");
             return -1;
         }
-        free(st->param_types);
-        st->param_types = malloc(2 * (size_t)st->n_params);
-        if (!st->param_types)
+        if (!st->param_types && !(st->param_types = malloc(types_len)))
             abort();
-        memcpy(st->param_types, p + bound_at + 1, 2 * (size_t)st->n_params);
-        st->types_serial = c->be->serial;
-        return 0;
-    }
-    if (st->types_serial == c->be->serial)
-        return 0;
-    if (!st->param_types) {
+        memcpy(st->param_types, p + bound_at + 1, types_len);
+    } else if (!st->param_types) {
         client_send_err(c, 1210, "HY000",
                         "Incorrect arguments to mysqld_stmt_execute: no parameter types were "
                         "ever sent for statement %u",
                         st->id);
         return -1;
+    } else if (!e->types || memcmp(e->types, st->param_types, types_len) != 0) {
+        /* Insert the client's types after new_params_bound_flag, now 1. */
+        out->len = bound_at;
+        pbuf_u8(out, 1);
+        pbuf_put(out, st->param_types, types_len);
+        pbuf_put(out, p + bound_at + 1, len - bound_at - 1);
     }
-    /* Insert the remembered types after new_params_bound_flag, now 1. */
-    out->len = 0;
-    pbuf_put(out, p, bound_at);
-    out->data[1] = (uint8_t)st->backend_id;
-    out->data[2] = (uint8_t)(st->backend_id >> 8);
-    out->data[3] = (uint8_t)(st->backend_id >> 16);
-    out->data[4] = (uint8_t)(st->backend_id >> 24);
-    out->data[5] &= (uint8_t)~CURSOR_TYPE_MASK;
-    pbuf_u8(out, 1);
-    pbuf_put(out, st->param_types, 2 * (size_t)st->n_params);
-    pbuf_put(out, p + bound_at + 1, len - bound_at - 1);
-    st->types_serial = c->be->serial;
+    if (e->n_params != st->n_params)
+        return 0; /* cannot happen: the same text has the same parameters */
+    if (!e->types && !(e->types = malloc(types_len)))
+        abort();
+    memcpy(e->types, st->param_types, types_len);
     return 0;
 }
 
 /* Sends the client's statement command to the backend where st is prepared. */
-static void send_stmt_command(client *c, cl_stmt *st)
+static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
 {
     pbuf out;
     pbuf_init(&out);
-    if (build_stmt_packet(c, st, &out)) {
+    if (build_stmt_packet(c, st, e, &out)) {
         pbuf_free(&out);
         client_command_done(c);
         return;
     }
     uint8_t cmd = c->cmd.data[0];
+    c->long_data = cmd == CMD_STMT_SEND_LONG_DATA;
     if (cmd == CMD_STMT_SEND_LONG_DATA) {
-        /* No reply: write it and go on. */
+        /* No reply: write it and go on; the session keeps this connection until EXECUTE. */
         size_t n = out.len;
         uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), 0};
         evbuffer_add(c->be->out, h, PKT_HEADER);
@@ -289,8 +407,49 @@ static void send_stmt_command(client *c, cl_stmt *st)
         client_command_done(c);
         return;
     }
+    c->stmt_be = e;
     relay_send(c, RL_FIRST, out.data, out.len);
     pbuf_free(&out);
+}
+
+static void stmt_register(client *c, cl_stmt *st)
+{
+    st->next = c->stmts;
+    c->stmts = st;
+}
+
+/* Answers the client's PREPARE from backend statement e, which has the same text. */
+static void answer_prepare(client *c, cl_stmt *st, be_stmt *e)
+{
+    uint16_t status = c->last_status ? c->last_status : ST_AUTOCOMMIT;
+    pbuf out;
+    pbuf_init(&out);
+    size_t start = pkt_begin(&out);
+    pbuf_u8(&out, 0x00);
+    pbuf_u32(&out, st->id);
+    pbuf_u16(&out, e->n_columns);
+    pbuf_u16(&out, e->n_params);
+    pbuf_u8(&out, 0x00);
+    pbuf_u16(&out, e->warnings);
+    pkt_end(&out, start, &c->seq);
+    if (e->n_params > 0) {
+        pkt_append_reframed(&out, &e->params, &c->seq);
+        if (!(c->caps & CAP_DEPRECATE_EOF))
+            pkt_build_eof(&out, &c->seq, c->caps, 0, status);
+    }
+    if (e->n_columns > 0) {
+        pkt_append_reframed(&out, &e->columns, &c->seq);
+        if (!(c->caps & CAP_DEPRECATE_EOF))
+            pkt_build_eof(&out, &c->seq, c->caps, 0, status);
+    }
+    client_send(c, &out);
+    st->n_params = e->n_params;
+    st->n_columns = e->n_columns;
+    stmt_register(c, st);
+    c->stmt = NULL;
+    log_debug("conn %u: statement %u answered from backend statement %u on thread %lu", c->id,
+              st->id, e->backend_id, c->be->thread_id);
+    client_command_done(c);
 }
 
 void stmt_run(client *c)
@@ -298,9 +457,15 @@ void stmt_run(client *c)
     backend *b = c->be;
     cl_stmt *st = c->stmt;
     if (c->job == JOB_PREPARE) {
+        st->mode = b->mode;
         if (!client_check_policy(c, b, st->sql, st->sql_len)) {
             stmt_free(st);
             c->stmt = NULL;
+            return;
+        }
+        be_stmt *e = cache_find(b, st);
+        if (e) {
+            answer_prepare(c, st, e);
             return;
         }
         c->rl_silent = false;
@@ -308,11 +473,19 @@ void stmt_run(client *c)
         relay_start(c, RL_PREP_OK);
         return;
     }
-    if (st->be_serial != b->serial) {
-        reprepare(c, st);
+    be_stmt *e = cache_find(b, st);
+    if (e) {
+        send_stmt_command(c, st, e);
         return;
     }
-    send_stmt_command(c, st);
+    if (st->read_only && memcmp(&st->mode, &b->mode, sizeof(b->mode)) != 0) {
+        /* This connection reads SQL in another sql_mode than the check did: check again. */
+        sql_mode_flags now = b->mode;
+        if (!client_check_policy(c, b, st->sql, st->sql_len))
+            return;
+        st->mode = now;
+    }
+    reprepare(c, st);
 }
 
 void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
@@ -329,9 +502,8 @@ void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
             client_command_done(c); /* the backend's error went to the client */
             return;
         }
-        st->backend_id = backend_id;
-        st->be_serial = b->serial;
-        send_stmt_command(c, st);
+        be_stmt *e = cache_add(b, st, backend_id, &st->mode);
+        send_stmt_command(c, st, e);
         return;
     }
     if (!ok) {
@@ -340,13 +512,13 @@ void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
         client_command_done(c);
         return;
     }
-    st->backend_id = backend_id;
-    st->be_serial = b->serial;
     st->n_columns = n_columns;
     st->n_params = n_params;
-    st->next = c->stmts;
-    c->stmts = st;
+    cache_add(b, st, backend_id, &st->mode);
+    stmt_register(c, st);
     log_debug("conn %u: statement %u prepared as %u on backend thread %lu", c->id, st->id,
               backend_id, b->thread_id);
+    if (evbuffer_get_length(b->out) > 0 && backend_flush(b) < 0)
+        client_drop_backend(c, b); /* the statement is prepared again where it next runs */
     client_command_done(c);
 }

@@ -698,3 +698,36 @@ def mariadb_cli(proxy, user, password, *args, sql=None, timeout=30, input=None):
                 f"timed out after {timeout}s")
     return (r.returncode, r.stdout.decode("utf-8", "replace"),
             r.stderr.decode("utf-8", "replace"))
+
+
+def stmt_driver_path():
+    return os.environ.get("STMT_DRIVER") or str(REPO / "build" / "tests" / "stmt_driver")
+
+
+class StmtDriver:
+    """A stmt_driver process (tests/integration/stmt_driver.c): one Connector/C client
+    connection using the prepared-statement API, one line in, one answer out."""
+
+    def __init__(self, proxy, user="alice", password="alice-pw", db=None):
+        args = [stmt_driver_path(), "127.0.0.1", str(proxy.port), user, password]
+        if db:
+            args.append(db)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        first = self.proc.stdout.readline().strip()
+        assert first.startswith("CONNECTED"), first
+        self.thread_id = int(first.split()[1])
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        head = self.proc.stdout.readline().strip()
+        if head.startswith("ROWS"):
+            n = int(head.split()[1])
+            rows = [self.proc.stdout.readline().rstrip("\n")[2:].split("|") for _ in range(n)]
+            return ("ROWS", rows)
+        return tuple(head.split(" ", 2)) if head.startswith("ERR") else tuple(head.split())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(10)

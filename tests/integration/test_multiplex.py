@@ -7,6 +7,8 @@ import time
 import pymysql
 import pytest
 
+from harness import StmtDriver
+
 
 def one(conn, sql):
     with conn.cursor() as cur:
@@ -118,3 +120,94 @@ def test_multiplex_can_be_turned_off(make_proxy, servers):
     assert e.value.args[0] == 1040
     for x in (a, b, c):
         x.close()
+
+
+@pytest.fixture
+def stmt_clients(small_pool):
+    made = []
+
+    def make(db="shop"):
+        d = StmtDriver(small_pool, db=db)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def prepared_count(servers, env="dev"):
+    return int(servers.sql(env, "SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")[0][1])
+
+
+def test_prepared_statements_do_not_pin(stmt_clients, servers):
+    """Ten clients with prepared statements share a pool of 3; each statement runs on
+    whichever connection is free, prepared there once for all clients."""
+    base_conns = backend_connections(servers)
+    base_stmts = prepared_count(servers)
+    clients = [stmt_clients() for _ in range(10)]
+    for i, d in enumerate(clients):
+        assert d.cmd("prepare SELECT ? + 0, CONNECTION_ID() FROM customers WHERE id = 1")[0] \
+            == "OK"
+    seen = {}
+    for round_ in range(6):
+        for i, d in enumerate(clients):
+            kind, rows = d.cmd(f"exec {i * 100 + round_}")
+            assert kind == "ROWS" and rows[0][0] == str(i * 100 + round_), (kind, rows)
+            seen.setdefault(i, set()).add(rows[0][1])
+    # Ten sessions holding prepared statements ran on at most three connections: had a
+    # statement pinned its session, the fourth would have waited and got 1040.
+    assert len(set().union(*seen.values())) <= 3, seen
+    assert backend_connections(servers) - base_conns <= 3
+    # One backend statement per connection for the ten clients' identical text.
+    assert prepared_count(servers) - base_stmts <= 3
+
+
+def test_parameter_types_follow_each_client(make_proxy, servers):
+    """Two clients run the same text with different parameter types on one backend
+    statement; each execute without types gets its own client's types."""
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1,
+                                                                  "wait_timeout": "10s"}}}})
+    a = StmtDriver(p, db="shop")
+    b = StmtDriver(p, db="shop")
+    try:
+        assert a.cmd("prepare SELECT ?, CONCAT('<', ?, '>')")[0] == "OK"
+        assert b.cmd("prepare SELECT ?, CONCAT('<', ?, '>')")[0] == "OK"
+        assert a.cmd("exec 5 6") == ("ROWS", [["5", "<6>"]])
+        assert b.cmd("exec s:abc s:de") == ("ROWS", [["abc", "<de>"]])
+        for n in range(3):
+            assert a.cmd(f"exec {n} {n + 1}") == ("ROWS", [[str(n), f"<{n + 1}>"]])
+            assert b.cmd(f"exec s:x{n} s:y") == ("ROWS", [[f"x{n}", "<y>"]])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_long_data_keeps_the_connection_until_execute(stmt_clients, small_pool):
+    a = stmt_clients()
+    assert a.cmd("prepare SELECT LENGTH(?), ?")[0] == "OK"
+    assert a.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])
+    assert a.cmd("longdata 0 abcdef") == ("OK",)
+    # Another session takes the most recently released connection while a executes: were
+    # a's connection released after the long data, its EXECUTE would run elsewhere.
+    other = small_pool.connect(autocommit=True)
+    t = threading.Thread(target=one, args=(other, "SELECT SLEEP(0.5)"))
+    t.start()
+    time.sleep(0.1)
+    assert a.cmd("exec s:x s:y") == ("ROWS", [["6", "y"]])
+    t.join(10)
+    other.close()
+
+
+def test_read_only_statement_checked_again_in_a_new_sql_mode(stmt_clients, servers):
+    """A read-only statement prepared again under another sql_mode is checked again: text
+    that is one string with backslash escapes calls a function without them."""
+    d = stmt_clients(db="shop@prod")
+    assert d.cmd("prepare SELECT 'a\\', shop_fn() -- '")[0] == "OK"
+    assert d.cmd("exec")[0] == "ROWS"
+    assert d.cmd("query SET sql_mode = 'NO_BACKSLASH_ESCAPES'") == ("AFFECTED", "0")
+    for row in servers.sql("prod", "SELECT ID FROM information_schema.PROCESSLIST "
+                                   "WHERE USER = 'app' AND COMMAND = 'Sleep'"):
+        servers.sql("prod", f"KILL {row[0]}")
+    err = d.cmd("exec")
+    assert err[0] == "ERR" and err[1] == "1290" and "SHOP_FN()" in err[2], err

@@ -1,44 +1,8 @@
 """Server-side prepared statements (COM_STMT_*) as Connector/C clients use them."""
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def driver_path():
-    return os.environ.get("STMT_DRIVER") or str(REPO / "build" / "tests" / "stmt_driver")
-
-
-class Driver:
-    """A stmt_driver process: one client connection, one line in, one answer out."""
-
-    def __init__(self, proxy, user="alice", password="alice-pw", db=None):
-        args = [driver_path(), "127.0.0.1", str(proxy.port), user, password]
-        if db:
-            args.append(db)
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
-        first = self.proc.stdout.readline().strip()
-        assert first.startswith("CONNECTED"), first
-        self.thread_id = int(first.split()[1])
-
-    def cmd(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        head = self.proc.stdout.readline().strip()
-        if head.startswith("ROWS"):
-            n = int(head.split()[1])
-            rows = [self.proc.stdout.readline().rstrip("\n")[2:].split("|") for _ in range(n)]
-            return ("ROWS", rows)
-        return tuple(head.split(" ", 2)) if head.startswith("ERR") else tuple(head.split())
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(10)
+from harness import StmtDriver as Driver
 
 
 @pytest.fixture
@@ -141,7 +105,9 @@ def test_unknown_statement_id_gets_1243(proxy):
     conn.close()
 
 
-def test_close_releases_the_backend_statement(drv, servers):
+def test_backend_statements_are_shared_and_bounded(drv, servers):
+    """The same text prepared again runs as the statement already on the backend connection;
+    distinct texts stay at most 100 per connection (the oldest closed on the server)."""
     d = drv(db="shop")
 
     def prepared_on_server():
@@ -150,8 +116,20 @@ def test_close_releases_the_backend_statement(drv, servers):
     before = prepared_on_server()
     for _ in range(30):
         assert d.cmd("prepare SELECT 1")[0] == "OK"
+        assert d.cmd("exec") == ("ROWS", [["1"]])
         assert d.cmd("close") == ("OK",)
     assert prepared_on_server() <= before + 1
+    keep = drv(db="shop")
+    assert keep.cmd("prepare SELECT ? * 2")[0] == "OK"
+    assert keep.cmd("exec 21") == ("ROWS", [["42"]])
+    for i in range(150):
+        assert d.cmd(f"prepare SELECT {i} + 0")[0] == "OK"
+        assert d.cmd("exec") == ("ROWS", [[str(i)]])
+        assert d.cmd("close") == ("OK",)
+    # The pool's connections (at most 20) hold at most 100 statements each.
+    assert prepared_on_server() - before <= 100 * 20
+    # keep's statement was closed on the server long ago: prepared again, with its types.
+    assert keep.cmd("exec 50") == ("ROWS", [["100"]])
 
 
 def test_long_data_and_reset(drv):
