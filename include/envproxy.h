@@ -446,7 +446,9 @@ struct client {
     bool rl_capture;       /* this execution's column definitions are kept for the next */
     uint64_t rl_started_ms;
     unsigned long long rl_bytes; /* bytes of the response sent to the client */
-    size_t rl_batch_before;      /* client output before the current batch of packets */
+    /* The response's packets for the client, gathered while a batch of backend packets is
+     * handled and handed to the client's socket buffer in one move (relay_flush_out). */
+    struct evbuffer *rl_out;
     unsigned long long rl_total_rows;
     bool busy;             /* counted in proxy.busy_clients */
     char rl_error[200];    /* the backend's error for the audit log: "1146: Table ..." */
@@ -535,6 +537,8 @@ void session_release(client *c);
 
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);
+/* Moves the response packets the relay gathered to the client's socket buffer. */
+void relay_flush_out(client *c);
 /* Like relay_start, with the given payload instead of c->cmd. */
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len);
 /* Called when the client's output drained below the low-water mark. */

@@ -43,6 +43,7 @@ static void prepare_step(client *c);
 
 void client_send(client *c, pbuf *b)
 {
+    relay_flush_out(c); /* what the relay gathered goes first */
     if (b->len)
         bufferevent_write(c->bev, b->data, b->len);
     pbuf_free(b);
@@ -178,7 +179,8 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(w->base, client_timer_cb, c);
     c->wake = event_new(w->base, -1, 0, client_wake_cb, c);
-    if (!c->bev || !c->timer || !c->wake)
+    c->rl_out = evbuffer_new();
+    if (!c->bev || !c->timer || !c->wake || !c->rl_out)
         abort();
     c->waiter.wake = c->wake;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
@@ -297,6 +299,7 @@ void client_free(client *c)
     }
     event_free(c->wake);
     event_free(c->timer);
+    evbuffer_free(c->rl_out);
     bufferevent_free(c->bev);
     pbuf_free(&c->cmd);
     stmt_free_all(c);

@@ -19,6 +19,25 @@
 
 static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Where the relay puts what goes to the client: gathered, then moved to the socket's output
+ * in one piece (adding to a bufferevent's output runs its callbacks each time). */
+static struct evbuffer *client_out(client *c)
+{
+    return c->rl_out;
+}
+
+/* Hands what was gathered to the client's socket buffer. Called after each batch of
+ * backend packets and before anything that ends the response (after which the client's
+ * next command may write to the socket buffer itself). */
+void relay_flush_out(client *c)
+{
+    size_t n = evbuffer_get_length(c->rl_out);
+    if (n == 0)
+        return;
+    c->rl_bytes += n;
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), c->rl_out);
+}
+
 /* Counts the statement for /metrics. */
 static void relay_count(client *c, bool failed)
 {
@@ -29,15 +48,14 @@ static void relay_count(client *c, bool failed)
     if (cmd == CMD_QUERY || (cmd == CMD_STMT_EXECUTE && c->job == JOB_STMT))
         client_audit(c, failed ? "error" : "allowed", (long long)c->rl_total_rows, ms,
                      failed ? c->rl_error : NULL, NULL);
-    size_t now_len = evbuffer_get_length(bufferevent_get_output(c->bev));
-    unsigned long long batch = now_len > c->rl_batch_before ? now_len - c->rl_batch_before : 0;
-    metrics_rows(c->p, env, c->rl_total_rows, c->rl_bytes + batch);
+    metrics_rows(c->p, env, c->rl_total_rows, c->rl_bytes);
 }
 
 /* The backend broke or spoke nonsense: drop it and tell the client. */
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
+    relay_flush_out(c);
     snprintf(c->rl_error, sizeof(c->rl_error), "%u: envproxy: %s", code, msg);
     /* b is dropped below, with whatever sql_mode it had. */
     const cfg_env *e = b->pool->env;
@@ -53,6 +71,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
 static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
+    relay_flush_out(c);
     backend_unwatch(b);
     evtimer_del(c->timer);
     relay_count(c, failed);
@@ -72,10 +91,6 @@ static void relay_finish(client *c, bool failed)
     client_command_done(c);
 }
 
-static struct evbuffer *client_out(client *c)
-{
-    return bufferevent_get_output(c->bev);
-}
 
 static void put_header(client *c, size_t len)
 {
@@ -141,6 +156,7 @@ static int prep_after_params(client *c)
 {
     cl_stmt *st = c->stmt;
     if (st->n_columns == 0) {
+        relay_flush_out(c);
         stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
         return 0;
     }
@@ -169,6 +185,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             evbuffer_drain(b->in, PKT_HEADER + len);
             backend_unwatch(b);
             evtimer_del(c->timer);
+            relay_flush_out(c);
             stmt_prepared(c, false, 0, 0, 0);
             return 0;
         }
@@ -237,6 +254,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         }
         if (c->rl == RL_PREP_PARAMS_EOF)
             return prep_after_params(c);
+        relay_flush_out(c);
         stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
         return 0;
     }
@@ -523,20 +541,16 @@ static bool relay_process_packets(client *c)
 /* Handles the packets in b->in, counting the bytes that go to the client. */
 static bool relay_process(client *c)
 {
-    c->rl_batch_before = evbuffer_get_length(client_out(c));
     bool going = relay_process_packets(c);
-    if (going) {
-        size_t after = evbuffer_get_length(client_out(c));
-        if (after > c->rl_batch_before)
-            c->rl_bytes += after - c->rl_batch_before;
-    }
+    if (going)
+        relay_flush_out(c);
     return going;
 }
 
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
-    if (evbuffer_get_length(client_out(c)) < RELAY_HIGH_WATER)
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < RELAY_HIGH_WATER)
         return false;
     backend_unwatch(c->be);
     c->rl_paused = true;
@@ -602,7 +616,6 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_bytes = 0;
     c->rl_total_rows = 0;
     c->rl_error[0] = '\0';
-    c->rl_batch_before = evbuffer_get_length(client_out(c));
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
