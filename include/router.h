@@ -7,8 +7,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define ROUTE_NAME_MAX 64 /* environment names and database names, in bytes */
+
+/* Copies a name into dst (cap bytes with the NUL), cut at cap - 1 bytes. */
+static inline void route_copy_name(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 #define ROUTE_MAX_ENVS 32
 
 /* A leading routing comment: `/\* env=prod db=shop *\/`, `/\* env=dev,prod *\/`,

@@ -43,9 +43,9 @@ static void prepare_step(client *c);
 
 void client_send(client *c, pbuf *b)
 {
-    relay_flush_out(c); /* what the relay gathered goes first */
     if (b->len)
-        bufferevent_write(c->bev, b->data, b->len);
+        evbuffer_add(c->rl_out, b->data, b->len); /* after what the relay gathered */
+    relay_flush_out(c);
     pbuf_free(b);
 }
 
@@ -709,15 +709,27 @@ static void handle_auth_switch(client *c)
     login_succeeded(c);
 }
 
+static const char *charset_names[256];
+
+static void charset_names_init(void)
+{
+    for (int nr = 0; nr < 256; nr++) {
+        const MARIADB_CHARSET_INFO *cs = mariadb_get_charset_by_nr((unsigned)nr);
+        if (!cs || !cs->csname)
+            charset_names[nr] = "utf8mb4";
+        else if (strcmp(cs->csname, "utf8mb3") == 0)
+            charset_names[nr] = "utf8"; /* older servers know utf8mb3 as utf8; all take utf8 */
+        else
+            charset_names[nr] = cs->csname;
+    }
+}
+
+/* The character set of a collation number (looked up once: this runs per statement). */
 static const char *charset_name(uint8_t nr)
 {
-    const MARIADB_CHARSET_INFO *cs = mariadb_get_charset_by_nr(nr);
-    if (!cs || !cs->csname)
-        return "utf8mb4";
-    /* utf8mb3 is spelled utf8 in older servers; both accept "utf8". */
-    if (strcmp(cs->csname, "utf8mb3") == 0)
-        return "utf8";
-    return cs->csname;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, charset_names_init);
+    return charset_names[nr];
 }
 
 /* Moves the session to database db of environment e (the handshake's database, USE or
@@ -844,7 +856,7 @@ bool client_resolve(client *c, const route_hint *h)
     }
     c->job_has_db = c->route.db != NULL && !virtual_is_schema(c->route.db);
     if (c->job_has_db)
-        snprintf(c->job_db, sizeof(c->job_db), "%s", c->route.db);
+        route_copy_name(c->job_db, sizeof(c->job_db), c->route.db);
     c->job_moves_session = !(h && h->present && (h->n_envs || h->has_db));
     return true;
 }
