@@ -62,6 +62,9 @@ struct backend {
     struct event_base *base; /* the loop currently driving it */
     struct event ev;
     bool ev_added;
+    /* backend_watch's callback; NULL while parked (backend_park). */
+    event_callback_fn watch_cb;
+    void *watch_arg;
 
     be_op op;
     be_done_fn done;
@@ -134,6 +137,10 @@ void backend_fetch(backend *b, const char *sql,
 void backend_attach(backend *b, struct event_base *base);
 /* Stops watching the socket (the raw relay or an operation). */
 void backend_unwatch(backend *b);
+/* After a response: keeps the socket registered with the loop (without a callback) so that
+ * the next backend_watch on the same loop costs no system call. A parked socket that
+ * becomes readable (the server closed it) is simply unregistered. */
+void backend_park(backend *b);
 /* Watches the socket for the raw relay: cb on readability (and writability while b->out
  * holds bytes). */
 void backend_watch(backend *b, event_callback_fn cb, void *arg);

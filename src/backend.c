@@ -56,9 +56,12 @@ void backend_unwatch(backend *b)
     }
 }
 
+/* Moves b to base's loop. A registration parked on the same loop stays; one on another
+ * worker's loop is removed from here (libevent waits for a callback running there). */
 void backend_attach(backend *b, struct event_base *base)
 {
-    backend_unwatch(b);
+    if (b->ev_added && event_get_base(&b->ev) != base)
+        backend_unwatch(b);
     b->base = base;
 }
 
@@ -496,17 +499,46 @@ void backend_fetch(backend *b, const char *sql,
     be_begin(b, BOP_FETCH, done, arg);
 }
 
+/* The callback of backend_watch's registration. */
+static void be_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    backend *b = arg;
+    if (b->watch_cb) {
+        b->watch_cb(fd, what, b->watch_arg);
+        return;
+    }
+    /* Parked and readable: closed by the server, or being taken by another worker. Stop
+     * watching; whoever uses it next finds out what happened (backend_is_dead). The pool's
+     * lock orders this with a worker taking b from the pool. */
+    pthread_mutex_lock(&b->pool->mu);
+    event_del(&b->ev);
+    b->ev_added = false;
+    pthread_mutex_unlock(&b->pool->mu);
+}
+
 void backend_watch(backend *b, event_callback_fn cb, void *arg)
 {
     short what = EV_READ | EV_PERSIST;
     if (evbuffer_get_length(b->out) > 0)
         what |= EV_WRITE;
-    if (b->ev_added && event_get_events(&b->ev) == what && event_get_callback(&b->ev) == cb)
-        return;
+    b->watch_cb = cb;
+    b->watch_arg = arg;
+    if (b->ev_added && event_get_callback(&b->ev) == be_watch_cb &&
+        event_get_events(&b->ev) == what && event_get_base(&b->ev) == b->base)
+        return; /* registered already (maybe parked): no system call */
     backend_unwatch(b);
-    event_assign(&b->ev, b->base, b->fd, what, cb, arg);
+    event_assign(&b->ev, b->base, b->fd, what, be_watch_cb, b);
     event_add(&b->ev, NULL);
     b->ev_added = true;
+}
+
+void backend_park(backend *b)
+{
+    b->watch_cb = NULL;
+    b->watch_arg = NULL;
+    if (b->ev_added && (event_get_callback(&b->ev) != be_watch_cb ||
+                        event_get_events(&b->ev) != (EV_READ | EV_PERSIST)))
+        backend_unwatch(b);
 }
 
 int backend_flush(backend *b)

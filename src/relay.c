@@ -84,7 +84,7 @@ static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
     relay_flush_out(c);
-    backend_unwatch(b);
+    backend_park(b);
     evtimer_del(c->timer);
     relay_count(c, failed);
     if (failed && c->job_mode_changed)
@@ -195,7 +195,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
                 evbuffer_add(client_out(c), p, len);
             }
             evbuffer_drain(b->in, PKT_HEADER + len);
-            backend_unwatch(b);
+            backend_park(b);
             evtimer_del(c->timer);
             relay_flush_out(c);
             stmt_prepared(c, false, 0, 0, 0);

@@ -171,7 +171,7 @@ void session_release(client *c)
         return;
     c->held[slot] = NULL;
     c->held_env[slot] = -1;
-    backend_unwatch(b);
+    backend_park(b);
     if (b->n_vars > 0) {
         backend_recycle(b); /* its session variables are this client's: reset first */
         return;

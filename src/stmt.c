@@ -493,7 +493,7 @@ void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
 {
     backend *b = c->be;
     cl_stmt *st = c->stmt;
-    backend_unwatch(b);
+    backend_park(b);
     evtimer_del(c->timer);
     if (c->stmt_reprepare) {
         c->stmt_reprepare = false;
