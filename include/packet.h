@@ -62,9 +62,13 @@ enum {
 typedef struct {
     uint8_t *data;
     size_t len, cap;
+    bool borrowed; /* data is the caller's storage (pbuf_init_on); moved to the heap to grow */
 } pbuf;
 
 void pbuf_init(pbuf *b);
+/* Starts b on the caller's storage (say, a stack array for a packet of a statement's
+ * response): no allocation unless it outgrows cap. */
+void pbuf_init_on(pbuf *b, uint8_t *storage, size_t cap);
 void pbuf_free(pbuf *b);
 void pbuf_reset(pbuf *b);
 void pbuf_reserve(pbuf *b, size_t extra);

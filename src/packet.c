@@ -9,11 +9,21 @@ void pbuf_init(pbuf *b)
 {
     b->data = NULL;
     b->len = b->cap = 0;
+    b->borrowed = false;
+}
+
+void pbuf_init_on(pbuf *b, uint8_t *storage, size_t cap)
+{
+    b->data = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->borrowed = true;
 }
 
 void pbuf_free(pbuf *b)
 {
-    free(b->data);
+    if (!b->borrowed)
+        free(b->data);
     pbuf_init(b);
 }
 
@@ -29,11 +39,14 @@ void pbuf_reserve(pbuf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra)
         cap *= 2;
-    uint8_t *d = realloc(b->data, cap);
+    uint8_t *d = realloc(b->borrowed ? NULL : b->data, cap);
     if (!d) {
         fprintf(stderr, "envproxy: out of memory\n");
         abort();
     }
+    if (b->borrowed && b->len)
+        memcpy(d, b->data, b->len);
+    b->borrowed = false;
     b->data = d;
     b->cap = cap;
 }

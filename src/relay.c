@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
@@ -145,8 +146,9 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     c->last_status = *status;
     if (ok.insert_id != 0)
         session_pin(c, "LAST_INSERT_ID"); /* a later SELECT LAST_INSERT_ID() must see it */
+    uint8_t out_room[512];
     pbuf out;
-    pbuf_init(&out);
+    pbuf_init_on(&out, out_room, sizeof(out_room));
     pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, *status, ok.warnings,
                  (const char *)ok.info, ok.info_len);
     evbuffer_add(client_out(c), out.data, out.len);
@@ -229,8 +231,9 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
     case RL_PREP_COLS: {
         if (is_eof || (len > 0 && p[0] == 0xFF))
             return -1;
+        uint8_t def_room[512];
         pbuf def;
-        pbuf_init(&def);
+        pbuf_init_on(&def, def_room, sizeof(def_room));
         uint8_t seq = 0;
         int bad = b->ext_metadata ? pkt_copy_column_plain(&def, &seq, p, len) : 0;
         if (!b->ext_metadata) {
@@ -258,8 +261,9 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         pkt_parse_eof(p, len, &warnings, &status);
         evbuffer_drain(b->in, PKT_HEADER + len);
         if (!c->rl_silent && !(c->caps & CAP_DEPRECATE_EOF)) {
+            uint8_t out_room[512];
             pbuf out;
-            pbuf_init(&out);
+            pbuf_init_on(&out, out_room, sizeof(out_room));
             pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
             evbuffer_add(client_out(c), out.data, out.len);
             pbuf_free(&out);
@@ -387,8 +391,9 @@ static bool relay_process_packets(client *c)
         }
         if (is_column && !is_eof && first != 0xFF) {
             /* A column definition to rewrite without MariaDB's extended metadata. */
+            uint8_t out_room[512];
             pbuf out;
-            pbuf_init(&out);
+            pbuf_init_on(&out, out_room, sizeof(out_room));
             int bad = 0;
             if (b->ext_metadata) {
                 bad = pkt_copy_column_plain(&out, &c->seq, p, len);
@@ -455,8 +460,9 @@ static bool relay_process_packets(client *c)
                 }
                 c->rl_columns = n;
                 evbuffer_drain(b->in, PKT_HEADER + len);
+                uint8_t out_room[512];
                 pbuf out;
-                pbuf_init(&out);
+                pbuf_init_on(&out, out_room, sizeof(out_room));
                 size_t start = pkt_begin(&out);
                 pbuf_lenenc(&out, n);
                 pkt_end(&out, start, &c->seq);
@@ -512,8 +518,9 @@ static bool relay_process_packets(client *c)
                 /* SHOW DATABASES: the virtual schemas are listed too. */
                 static const char *const names[] = {"__compare", "__envs"};
                 c->rl_vdbs = false;
+                uint8_t extra_room[512];
                 pbuf extra;
-                pbuf_init(&extra);
+                pbuf_init_on(&extra, extra_room, sizeof(extra_room));
                 for (int k = 0; k < 2; k++) {
                     const char *pat = c->rl_vdbs_like;
                     if (pat && !vq_like(names[k], strlen(names[k]), pat, strlen(pat)))
@@ -534,8 +541,9 @@ static bool relay_process_packets(client *c)
             c->rl_total_rows += c->rl_rows;
             c->rl_rows = 0;
             c->rl_truncated = false;
+            uint8_t out_room[512];
             pbuf out;
-            pbuf_init(&out);
+            pbuf_init_on(&out, out_room, sizeof(out_room));
             pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
             evbuffer_add(client_out(c), out.data, out.len);
             pbuf_free(&out);
@@ -635,6 +643,24 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
         evtimer_add(c->timer, &tv);
     }
 
+    if (!b->ssl && len < PKT_MAX_PAYLOAD && evbuffer_get_length(b->out) == 0) {
+        /* The usual case, one packet and nothing queued: written straight from here. */
+        uint8_t h[PKT_HEADER] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), 0};
+        struct iovec iov[2] = {{h, PKT_HEADER}, {(void *)payload, len}};
+        ssize_t n = writev(b->fd, iov, 2);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            relay_fail(c, 2013, "lost connection to the backend while sending the statement");
+            return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        if (done < PKT_HEADER)
+            evbuffer_add(b->out, h + done, PKT_HEADER - done);
+        size_t from = done > PKT_HEADER ? done - PKT_HEADER : 0;
+        if (from < len)
+            evbuffer_add(b->out, payload + from, len - from);
+        backend_watch(b, relay_backend_cb, c); /* with EV_WRITE while b->out holds the rest */
+        return;
+    }
     /* The command, re-framed from sequence id 0. */
     size_t off = 0;
     uint8_t seq = 0;

@@ -386,8 +386,9 @@ static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
 /* Sends the client's statement command to the backend where st is prepared. */
 static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
 {
+    uint8_t out_room[512];
     pbuf out;
-    pbuf_init(&out);
+    pbuf_init_on(&out, out_room, sizeof(out_room));
     if (build_stmt_packet(c, st, e, &out)) {
         pbuf_free(&out);
         client_command_done(c);
@@ -422,8 +423,9 @@ static void stmt_register(client *c, cl_stmt *st)
 static void answer_prepare(client *c, cl_stmt *st, be_stmt *e)
 {
     uint16_t status = c->last_status ? c->last_status : ST_AUTOCOMMIT;
+    uint8_t out_room[512];
     pbuf out;
-    pbuf_init(&out);
+    pbuf_init_on(&out, out_room, sizeof(out_room));
     size_t start = pkt_begin(&out);
     pbuf_u8(&out, 0x00);
     pbuf_u32(&out, st->id);
