@@ -198,7 +198,9 @@ pool *pool_new(proxy *p, const cfg_env *env, int index);
 void pool_free(pool *pl);
 /* POOL_READY: *out is a healthy idle connection, now busy. POOL_CONNECT: a slot is
  * reserved, the caller opens a connection. POOL_QUEUED: w is queued. */
-pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out);
+/* base: the caller's loop; an idle connection last used there is preferred (it is still
+ * registered with that loop, see backend_park). */
+pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_base *base);
 /* Leaves the queue. Returns a connection granted meanwhile (the caller owns it), or NULL;
  * a slot granted meanwhile is given back. */
 backend *pool_cancel(pool *pl, pool_waiter *w);

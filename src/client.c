@@ -1178,7 +1178,7 @@ void client_start_job(client *c)
     }
     pool *pl = p->pools[env];
     backend *b;
-    switch (pool_acquire(pl, &c->waiter, &b)) {
+    switch (pool_acquire(pl, &c->waiter, &b, c->w->base)) {
     case POOL_READY:
         backend_attach(b, c->w->base);
         hold(c, b);

@@ -60,14 +60,24 @@ static bool hand_to_waiter(pool *pl, backend *b)
     return true;
 }
 
-pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out)
+/* How many idle connections pool_acquire looks through for one of the caller's loop. */
+#define AFFINITY_SCAN 16
+
+pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_base *base)
 {
     *out = NULL;
     for (;;) {
         pthread_mutex_lock(&pl->mu);
-        backend *b = pl->idle;
+        backend **at = &pl->idle;
+        for (int i = 0; *at && i < AFFINITY_SCAN; i++, at = &(*at)->next) {
+            if ((*at)->base == base)
+                break;
+        }
+        if (!*at)
+            at = &pl->idle; /* none of ours among the most recent: the most recent */
+        backend *b = *at;
         if (b) {
-            pl->idle = b->next;
+            *at = b->next;
             pl->n_idle--;
             b->next = NULL;
             pthread_mutex_unlock(&pl->mu);
