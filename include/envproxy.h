@@ -453,6 +453,11 @@ struct client {
     bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
     bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
     bool rl_capture;       /* this execution's column definitions are kept for the next */
+    /* The backend bytes of the batch being handled, contiguous (relay.c, in_open): read
+     * straight from the socket into the worker's buffer (rl_in_direct), or b->in. */
+    const uint8_t *rl_in;
+    size_t rl_in_len, rl_in_off;
+    bool rl_in_direct;
     uint64_t rl_started_ms;
     unsigned long long rl_bytes; /* bytes of the response sent to the client */
     /* The response's packets for the client, gathered while a batch of backend packets is

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
@@ -51,6 +52,77 @@ void relay_flush_out(client *c)
     evbuffer_add_buffer(out, c->rl_out);
 }
 
+/* ---- the backend bytes of a batch ----
+ * A batch is handled from one contiguous window: bytes read straight from the socket into
+ * the worker's buffer, or b->in when it holds the rest of an earlier batch. What the batch
+ * consumed is dropped once at its end (in_commit); an incomplete packet left over stays in
+ * b->in for the next batch. Nothing else touches b->in while a window is open. */
+
+#define RELAY_READ_CHUNK 65536
+static __thread uint8_t read_buf[RELAY_READ_CHUNK];
+
+static size_t in_avail(const client *c)
+{
+    return c->rl_in_len - c->rl_in_off;
+}
+
+static const uint8_t *in_ptr(const client *c)
+{
+    return c->rl_in + c->rl_in_off;
+}
+
+static void in_drain(client *c, size_t n)
+{
+    c->rl_in_off += n;
+}
+
+/* Copies n bytes of the window to the client. */
+static void in_to_out(client *c, size_t n)
+{
+    evbuffer_add(client_out(c), in_ptr(c), n);
+    c->rl_in_off += n;
+}
+
+/* Opens the window over b->in followed by n fresh bytes (n may be 0). */
+static void in_open(client *c, const uint8_t *fresh, size_t n)
+{
+    backend *b = c->be;
+    c->rl_in_off = 0;
+    if (n > 0 && evbuffer_get_length(b->in) == 0) {
+        c->rl_in = fresh;
+        c->rl_in_len = n;
+        c->rl_in_direct = true;
+        return;
+    }
+    if (n > 0)
+        evbuffer_add(b->in, fresh, n);
+    c->rl_in_len = evbuffer_get_length(b->in);
+    c->rl_in = c->rl_in_len ? evbuffer_pullup(b->in, -1) : NULL;
+    c->rl_in_direct = false;
+}
+
+/* Closes the window: drops what was consumed, keeps the rest in b->in. */
+static void in_commit(client *c)
+{
+    backend *b = c->be;
+    if (c->rl_in && b) {
+        if (!c->rl_in_direct)
+            evbuffer_drain(b->in, c->rl_in_off);
+        else if (c->rl_in_off < c->rl_in_len)
+            evbuffer_add(b->in, in_ptr(c), in_avail(c));
+    }
+    c->rl_in = NULL;
+    c->rl_in_len = c->rl_in_off = 0;
+    c->rl_in_direct = false;
+}
+
+/* The response ended (or the relay stops): close the window, send what was gathered. */
+static void relay_end_batch(client *c)
+{
+    in_commit(c);
+    relay_flush_out(c);
+}
+
 /* Counts the statement for /metrics. */
 static void relay_count(client *c, bool failed)
 {
@@ -68,7 +140,7 @@ static void relay_count(client *c, bool failed)
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
-    relay_flush_out(c);
+    relay_end_batch(c);
     snprintf(c->rl_error, sizeof(c->rl_error), "%u: envproxy: %s", code, msg);
     /* b is dropped below, with whatever sql_mode it had. */
     const cfg_env *e = b->pool->env;
@@ -84,7 +156,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
 static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
-    relay_flush_out(c);
+    relay_end_batch(c);
     backend_park(b);
     evtimer_del(c->timer);
     relay_count(c, failed);
@@ -111,11 +183,10 @@ static void put_header(client *c, size_t len)
     evbuffer_add(client_out(c), h, PKT_HEADER);
 }
 
-/* Starts copying one physical packet whose header is at the front of b->in. */
+/* Starts copying one physical packet whose header is at the front of the window. */
 static void stream_packet(client *c, size_t len)
 {
-    backend *b = c->be;
-    evbuffer_drain(b->in, PKT_HEADER);
+    in_drain(c, PKT_HEADER);
     if (!c->rl_discard) {
         put_header(c, len);
     }
@@ -170,7 +241,7 @@ static int prep_after_params(client *c)
 {
     cl_stmt *st = c->stmt;
     if (st->n_columns == 0) {
-        relay_flush_out(c);
+        relay_end_batch(c);
         stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
         return 0;
     }
@@ -196,10 +267,10 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
                 put_header(c, len);
                 evbuffer_add(client_out(c), p, len);
             }
-            evbuffer_drain(b->in, PKT_HEADER + len);
+            in_drain(c, PKT_HEADER + len);
             backend_park(b);
             evtimer_del(c->timer);
-            relay_flush_out(c);
+            relay_end_batch(c);
             stmt_prepared(c, false, 0, 0, 0);
             return 0;
         }
@@ -218,7 +289,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             ok[4] = (uint8_t)(st->id >> 24);
             prep_forward(c, ok, 12);
         }
-        evbuffer_drain(b->in, PKT_HEADER + len);
+        in_drain(c, PKT_HEADER + len);
         pbuf_reset(&st->params);
         pbuf_reset(&st->columns);
         if (st->n_params > 0) {
@@ -248,7 +319,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         pbuf_free(&def);
         if (bad)
             return -1;
-        evbuffer_drain(b->in, PKT_HEADER + len);
+        in_drain(c, PKT_HEADER + len);
         if (--c->rl_count == 0)
             c->rl = c->rl == RL_PREP_PARAMS ? RL_PREP_PARAMS_EOF : RL_PREP_COLS_EOF;
         return 1;
@@ -259,7 +330,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             return -1;
         uint16_t warnings, status;
         pkt_parse_eof(p, len, &warnings, &status);
-        evbuffer_drain(b->in, PKT_HEADER + len);
+        in_drain(c, PKT_HEADER + len);
         if (!c->rl_silent && !(c->caps & CAP_DEPRECATE_EOF)) {
             uint8_t out_room[512];
             pbuf out;
@@ -270,7 +341,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         }
         if (c->rl == RL_PREP_PARAMS_EOF)
             return prep_after_params(c);
-        relay_flush_out(c);
+        relay_end_batch(c);
         stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
         return 0;
     }
@@ -279,20 +350,21 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
     }
 }
 
-/* Handles the packets in b->in. Returns false when the relay ended (finished or failed). */
+/* Handles the packets in the window. Returns false when the relay ended (finished or
+ * failed). */
 static bool relay_process_packets(client *c)
 {
     backend *b = c->be;
     for (;;) {
-        size_t avail = evbuffer_get_length(b->in);
+        size_t avail = in_avail(c);
         if (c->rl_remaining > 0) {
             if (avail == 0)
                 return true;
             size_t n = avail < c->rl_remaining ? avail : c->rl_remaining;
             if (c->rl_discard)
-                evbuffer_drain(b->in, n);
+                in_drain(c, n);
             else
-                evbuffer_remove_buffer(b->in, client_out(c), n);
+                in_to_out(c, n);
             c->rl_remaining -= n;
             if (c->rl_remaining > 0)
                 return true;
@@ -304,8 +376,7 @@ static bool relay_process_packets(client *c)
         }
         if (avail < PKT_HEADER)
             return true;
-        uint8_t h[PKT_HEADER + 1];
-        evbuffer_copyout(b->in, h, avail > PKT_HEADER ? PKT_HEADER + 1 : PKT_HEADER);
+        const uint8_t *h = in_ptr(c);
         size_t len = pkt_u24(h);
         if (c->rl_continued) {
             /* The next physical part of a long packet. */
@@ -353,7 +424,7 @@ static bool relay_process_packets(client *c)
         }
         if (avail < PKT_HEADER + len)
             return true;
-        uint8_t *p = evbuffer_pullup(b->in, (ssize_t)(PKT_HEADER + len)) + PKT_HEADER;
+        const uint8_t *p = in_ptr(c) + PKT_HEADER;
 
         if (preparing) {
             int r = relay_prepare_packet(c, p, len);
@@ -374,7 +445,7 @@ static bool relay_process_packets(client *c)
             }
             if (c->rl_timed_out) {
                 /* The query died of our KILL QUERY: say why, as SPEC section 6 words it. */
-                evbuffer_drain(b->in, PKT_HEADER + len);
+                in_drain(c, PKT_HEADER + len);
                 client_send_err(c, 3024, "HY000",
                                 "Query execution was interrupted, maximum statement execution "
                                 "time exceeded");
@@ -384,7 +455,7 @@ static bool relay_process_packets(client *c)
             }
             /* ERR: unchanged but for the sequence id; the response ends here. */
             stream_packet(c, len);
-            evbuffer_remove_buffer(b->in, client_out(c), len);
+            in_to_out(c, len);
             c->rl_remaining = 0;
             relay_finish(c, true);
             return false;
@@ -412,7 +483,7 @@ static bool relay_process_packets(client *c)
                 relay_fail(c, 2027, "malformed column definition from the backend");
                 return false;
             }
-            evbuffer_drain(b->in, PKT_HEADER + len);
+            in_drain(c, PKT_HEADER + len);
             if (c->rl == RL_COLUMNS && --c->rl_columns == 0)
                 c->rl = RL_COLS_EOF;
             continue;
@@ -425,7 +496,7 @@ static bool relay_process_packets(client *c)
                     relay_fail(c, 2027, "malformed OK packet from the backend");
                     return false;
                 }
-                evbuffer_drain(b->in, PKT_HEADER + len);
+                in_drain(c, PKT_HEADER + len);
                 if (!(status & ST_MORE_RESULTS)) {
                     relay_finish(c, false);
                     return false;
@@ -459,7 +530,7 @@ static bool relay_process_packets(client *c)
                     return false;
                 }
                 c->rl_columns = n;
-                evbuffer_drain(b->in, PKT_HEADER + len);
+                in_drain(c, PKT_HEADER + len);
                 uint8_t out_room[512];
                 pbuf out;
                 pbuf_init_on(&out, out_room, sizeof(out_room));
@@ -490,7 +561,7 @@ static bool relay_process_packets(client *c)
                 return false;
             }
             if (c->caps & CAP_DEPRECATE_EOF) {
-                evbuffer_drain(b->in, PKT_HEADER + len);
+                in_drain(c, PKT_HEADER + len);
             } else {
                 stream_packet(c, len);
             }
@@ -513,7 +584,7 @@ static bool relay_process_packets(client *c)
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
             c->last_status = status;
-            evbuffer_drain(b->in, PKT_HEADER + len);
+            in_drain(c, PKT_HEADER + len);
             if (c->rl_vdbs && c->rl == RL_ROWS) {
                 /* SHOW DATABASES: the virtual schemas are listed too. */
                 static const char *const names[] = {"__compare", "__envs"};
@@ -558,12 +629,14 @@ static bool relay_process_packets(client *c)
     }
 }
 
-/* Handles the packets in b->in, counting the bytes that go to the client. */
-static bool relay_process(client *c)
+/* Handles a batch: what b->in holds, then n fresh bytes. Returns false when the relay
+ * ended (the window was closed by whatever ended it). */
+static bool relay_process(client *c, const uint8_t *fresh, size_t n)
 {
+    in_open(c, fresh, n);
     bool going = relay_process_packets(c);
     if (going)
-        relay_flush_out(c);
+        relay_end_batch(c);
     return going;
 }
 
@@ -584,7 +657,7 @@ void relay_resume(client *c)
         return;
     c->rl_paused = false;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    if (!relay_process(c))
+    if (!relay_process(c, NULL, 0))
         return;
     if (!relay_throttle(c))
         backend_watch(c->be, relay_backend_cb, c);
@@ -600,14 +673,32 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
-    if (what & EV_READ) {
+    if ((what & EV_READ) && b->ssl) {
         int n = backend_read(b, RELAY_READ_MAX);
         if (n == 0 || n == -1) {
             relay_fail(c, 2013, "lost connection to the backend during the query");
             return;
         }
-        if (!relay_process(c))
+        if (!relay_process(c, NULL, 0))
             return;
+    } else if (what & EV_READ) {
+        /* Straight into the worker's buffer, and handled from there: bytes that end the
+         * response are never stored. */
+        for (size_t total = 0; total < RELAY_READ_MAX;) {
+            ssize_t n = read(b->fd, read_buf, sizeof(read_buf));
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                break;
+            if (n <= 0) {
+                relay_fail(c, 2013, "lost connection to the backend during the query");
+                return;
+            }
+            if (!relay_process(c, read_buf, (size_t)n))
+                return;
+            total += (size_t)n;
+            if ((size_t)n < sizeof(read_buf) ||
+                evbuffer_get_length(bufferevent_get_output(c->bev)) >= RELAY_HIGH_WATER)
+                break;
+        }
     }
     if (!relay_throttle(c))
         backend_watch(b, relay_backend_cb, c);
@@ -636,6 +727,8 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_bytes = 0;
     c->rl_total_rows = 0;
     c->rl_error[0] = '\0';
+    c->rl_in = NULL;
+    c->rl_in_len = c->rl_in_off = 0;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
