@@ -413,6 +413,19 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
     pbuf_free(&out);
 }
 
+/* The policy check of a statement's text, at PREPARE. Preparing runs nothing: the session's
+ * sql_mode stays as it is even when the text sets it (that is seen when it executes). */
+static bool check_text(client *c, backend *b, cl_stmt *st)
+{
+    sql_mode_flags mode = b->mode;
+    bool ok = client_check_policy(c, b, st->sql, st->sql_len);
+    if (ok) {
+        b->mode = mode;
+        c->job_mode_changed = false;
+    }
+    return ok;
+}
+
 static void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
@@ -460,7 +473,7 @@ void stmt_run(client *c)
     cl_stmt *st = c->stmt;
     if (c->job == JOB_PREPARE) {
         st->mode = b->mode;
-        if (!client_check_policy(c, b, st->sql, st->sql_len)) {
+        if (!check_text(c, b, st)) {
             stmt_free(st);
             c->stmt = NULL;
             return;
@@ -480,13 +493,10 @@ void stmt_run(client *c)
         send_stmt_command(c, st, e);
         return;
     }
-    if (st->read_only && memcmp(&st->mode, &b->mode, sizeof(b->mode)) != 0) {
-        /* This connection reads SQL in another sql_mode than the check did: check again. */
-        sql_mode_flags now = b->mode;
-        if (!client_check_policy(c, b, st->sql, st->sql_len))
-            return;
-        st->mode = now;
-    }
+    if (st->read_only && memcmp(&st->mode, &b->mode, sizeof(b->mode)) != 0 &&
+        !check_text(c, b, st))
+        return; /* this connection reads SQL in another sql_mode than the check did */
+    st->mode = b->mode; /* the mode it is prepared in, next */
     reprepare(c, st);
 }
 
