@@ -363,6 +363,7 @@ typedef struct cl_stmt {
     bool has_db;
     bool read_only;
     bool changes_mode; /* the text sets sql_mode */
+    bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     sql_mode_flags mode; /* the sql_mode the policy read it with */
     char *sql;
     size_t sql_len;

@@ -213,6 +213,7 @@ static void handle_prepare(client *c)
     if (st->has_db)
         snprintf(st->db, sizeof(st->db), "%s", c->job_db);
     st->read_only = c->route.read_only;
+    st->moves_session = c->job_moves_session;
     st->sql = malloc(len ? len : 1);
     if (!st->sql)
         abort();
@@ -249,7 +250,7 @@ static bool route_for_stmt(client *c, cl_stmt *st)
     c->job_has_db = st->has_db;
     if (st->has_db)
         route_copy_name(c->job_db, sizeof(c->job_db), st->db);
-    c->job_moves_session = false;
+    c->job_moves_session = st->moves_session;
     return true;
 }
 

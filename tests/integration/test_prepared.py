@@ -151,3 +151,15 @@ def test_max_rows_applies_to_binary_results(make_proxy):
         assert len(rows) == 4
     finally:
         d.close()
+
+
+def test_preparing_a_sql_mode_change_does_not_change_how_text_is_read(drv):
+    """PREPARE of a SET sql_mode runs nothing: the session reads SQL as before until the
+    statement executes (then the policy follows the new mode)."""
+    d = drv(db="shop@prod")
+    assert d.cmd("prepare SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'")[0] == "OK"
+    # One string under the default mode: allowed, and it is a plain string to the server.
+    assert d.cmd("query SELECT 'a\\', shop_fn() -- '") == ("ROWS", [["a', shop_fn() -- "]])
+    assert d.cmd("exec") == ("AFFECTED", "0")
+    err = d.cmd("query SELECT 'a\\', shop_fn() -- '")
+    assert err[0] == "ERR" and err[1] == "1290", err
