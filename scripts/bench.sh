@@ -248,7 +248,7 @@ MARIADB_TEST_ARGS="--max-connections=$max_conn --innodb-buffer-pool-size=512M \
 
 cat >"$T/haproxy.cfg" <<EOF
 global
-    maxconn $((IDLE + 256))
+    maxconn $((IDLE_N[haproxy] + 100))
     nbthread 2
 
 defaults

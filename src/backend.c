@@ -21,7 +21,6 @@ struct tls_container {
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 static void be_step(backend *b, int ready);
 
@@ -642,45 +641,12 @@ void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_
 int backend_read(backend *b, size_t max)
 {
     if (!b->ssl) {
-        /* readv into reserved space, growing while reads fill it (evbuffer_read would ask
-         * the kernel how much is there first: one more system call per read). */
-        size_t total = 0, chunk = 16384;
-        while (total < max) {
-            struct evbuffer_iovec v[2];
-            int nv = evbuffer_reserve_space(b->in, (ev_ssize_t)chunk, v, 2);
-            if (nv <= 0)
-                abort();
-            struct iovec iov[2];
-            size_t room = 0;
-            for (int i = 0; i < nv; i++) {
-                iov[i].iov_base = v[i].iov_base;
-                iov[i].iov_len = v[i].iov_len;
-                room += v[i].iov_len;
-            }
-            ssize_t n = readv(b->fd, iov, nv);
-            if (n <= 0) {
-                evbuffer_commit_space(b->in, v, 0);
-                if (total > 0)
-                    return (int)total;
-                if (n == 0)
-                    return 0;
-                return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
-            }
-            size_t left = (size_t)n;
-            int used = 0;
-            for (int i = 0; i < nv && left > 0; i++, used++) {
-                size_t take = left < v[i].iov_len ? left : v[i].iov_len;
-                v[i].iov_len = take;
-                left -= take;
-            }
-            evbuffer_commit_space(b->in, v, used);
-            total += (size_t)n;
-            if ((size_t)n < room)
-                break; /* the socket is drained */
-            if (chunk < 262144)
-                chunk *= 2;
-        }
-        return (int)total;
+        int n = evbuffer_read(b->in, b->fd, (int)max);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return 0;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
     }
     /* TLS: read until OpenSSL wants the socket again, so that nothing waits inside its
      * buffers without the socket becoming readable. */

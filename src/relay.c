@@ -176,7 +176,6 @@ static void relay_finish(client *c, bool failed)
     client_command_done(c);
 }
 
-
 static void put_header(client *c, size_t len)
 {
     uint8_t h[PKT_HEADER] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), c->seq++};
