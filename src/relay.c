@@ -21,10 +21,20 @@
 
 static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Sends the run of packets that went through unchanged but for their sequence ids. */
+static void run_flush(client *c)
+{
+    if (c->rl_run_len == 0)
+        return;
+    evbuffer_add(c->rl_out, c->rl_in + c->rl_run_start, c->rl_run_len);
+    c->rl_run_len = 0;
+}
+
 /* Where the relay puts what goes to the client: gathered, then moved to the socket's output
  * in one piece (adding to a bufferevent's output runs its callbacks each time). */
 static struct evbuffer *client_out(client *c)
 {
+    run_flush(c); /* what came before goes first */
     return c->rl_out;
 }
 
@@ -33,6 +43,7 @@ static struct evbuffer *client_out(client *c)
  * next command may write to the socket buffer itself). */
 void relay_flush_out(client *c)
 {
+    run_flush(c);
     size_t n = evbuffer_get_length(c->rl_out);
     if (n == 0)
         return;
@@ -66,7 +77,7 @@ static size_t in_avail(const client *c)
     return c->rl_in_len - c->rl_in_off;
 }
 
-static const uint8_t *in_ptr(const client *c)
+static uint8_t *in_ptr(const client *c)
 {
     return c->rl_in + c->rl_in_off;
 }
@@ -83,8 +94,22 @@ static void in_to_out(client *c, size_t n)
     c->rl_in_off += n;
 }
 
+/* Passes a whole packet of n bytes (header included) at the front of the window to the
+ * client with its sequence id rewritten, joining the run of such packets. */
+static void in_pass_packet(client *c, size_t n)
+{
+    uint8_t *h = in_ptr(c);
+    h[3] = c->seq++;
+    if (c->rl_run_len && c->rl_run_start + c->rl_run_len != c->rl_in_off)
+        run_flush(c);
+    if (c->rl_run_len == 0)
+        c->rl_run_start = c->rl_in_off;
+    c->rl_run_len += n;
+    c->rl_in_off += n;
+}
+
 /* Opens the window over b->in followed by n fresh bytes (n may be 0). */
-static void in_open(client *c, const uint8_t *fresh, size_t n)
+static void in_open(client *c, uint8_t *fresh, size_t n)
 {
     backend *b = c->be;
     c->rl_in_off = 0;
@@ -105,6 +130,7 @@ static void in_open(client *c, const uint8_t *fresh, size_t n)
 static void in_commit(client *c)
 {
     backend *b = c->be;
+    run_flush(c);
     if (c->rl_in && b) {
         if (!c->rl_in_direct)
             evbuffer_drain(b->in, c->rl_in_off);
@@ -410,6 +436,11 @@ static bool relay_process_packets(client *c)
                     c->rl_rows++;
                 }
             }
+            if (!c->rl_discard && c->rl != RL_ONE && len < PKT_MAX_PAYLOAD &&
+                avail >= PKT_HEADER + len) {
+                in_pass_packet(c, PKT_HEADER + len); /* whole: no copy of its own */
+                continue;
+            }
             stream_packet(c, len);
             if (len == 0 && c->rl == RL_ONE) {
                 relay_finish(c, false);
@@ -630,7 +661,7 @@ static bool relay_process_packets(client *c)
 
 /* Handles a batch: what b->in holds, then n fresh bytes. Returns false when the relay
  * ended (the window was closed by whatever ended it). */
-static bool relay_process(client *c, const uint8_t *fresh, size_t n)
+static bool relay_process(client *c, uint8_t *fresh, size_t n)
 {
     in_open(c, fresh, n);
     bool going = relay_process_packets(c);
@@ -728,6 +759,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_error[0] = '\0';
     c->rl_in = NULL;
     c->rl_in_len = c->rl_in_off = 0;
+    c->rl_run_len = 0;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
