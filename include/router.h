@@ -10,6 +10,7 @@
 #include <string.h>
 
 #define ROUTE_NAME_MAX 64 /* environment names and database names, in bytes */
+#define ROUTE_MAX_ENVS 32
 
 /* Copies a name into dst (cap bytes with the NUL), cut at cap - 1 bytes. */
 static inline void route_copy_name(char *dst, size_t cap, const char *src)
@@ -18,7 +19,6 @@ static inline void route_copy_name(char *dst, size_t cap, const char *src)
     memcpy(dst, src, n);
     dst[n] = '\0';
 }
-#define ROUTE_MAX_ENVS 32
 
 /* A leading routing comment: `/\* env=prod db=shop *\/`, `/\* env=dev,prod *\/`,
  * `/\* env=* *\/`, `/\* compare=dev,prod key=id *\/`. */
