@@ -1615,9 +1615,82 @@ static void test_reader_null(void)
     CHECK(r.bad);
 }
 
+/* pbuf_init_on: the caller's storage until it is outgrown, then the heap; the storage is
+ * never freed and keeps its bytes. */
+static void test_pbuf_on_storage(void)
+{
+    uint8_t room[8];
+    memset(room, 0xAA, sizeof(room));
+    pbuf b;
+    pbuf_init_on(&b, room, sizeof(room));
+    pbuf_put(&b, "abcdef", 6);
+    CHECK(b.data == room && b.len == 6 && b.borrowed);
+    pbuf_put(&b, "gh", 2);
+    CHECK(b.data == room && b.len == 8); /* exactly full: still the storage */
+    pbuf_put(&b, "ijkl", 4);
+    CHECK(b.data != room && !b.borrowed && b.len == 12 && b.cap >= 12);
+    CHECK(memcmp(b.data, "abcdefghijkl", 12) == 0);
+    CHECK(memcmp(room, "abcdefgh", 8) == 0);
+    pbuf_free(&b); /* frees the heap copy only (ASan would see a bad free) */
+    CHECK(b.data == NULL && b.len == 0 && !b.borrowed);
+
+    pbuf_init_on(&b, room, sizeof(room));
+    pbuf_put(&b, "xy", 2);
+    pbuf_free(&b); /* never heap: nothing to free */
+    CHECK(b.data == NULL && room[0] == 'x');
+}
+
+/* pkt_append_reframed: stored packets come out with fresh sequence ids, payloads intact; a
+ * store cut short ends at the last whole packet. */
+static void test_append_reframed(void)
+{
+    pbuf store, out;
+    pbuf_init(&store);
+    pbuf_init(&out);
+    uint8_t seq = 7; /* whatever the stored ids were */
+    const char *payloads[] = {"one", "", "three33"};
+    for (int i = 0; i < 3; i++) {
+        size_t start = pkt_begin(&store);
+        pbuf_put(&store, payloads[i], strlen(payloads[i]));
+        pkt_end(&store, start, &seq);
+    }
+    uint8_t next = 2;
+    pkt_append_reframed(&out, &store, &next);
+    CHECK(next == 5);
+    CHECK(out.len == store.len);
+    size_t off = 0;
+    for (int i = 0; i < 3 && off + PKT_HEADER <= out.len; i++) {
+        size_t n = pkt_u24(out.data + off);
+        CHECK(n == strlen(payloads[i]));
+        CHECK(out.data[off + 3] == (uint8_t)(2 + i));
+        CHECK(memcmp(out.data + off + PKT_HEADER, payloads[i], n) == 0);
+        off += PKT_HEADER + n;
+    }
+    CHECK(off == out.len);
+
+    /* The last packet's payload cut by two bytes: only the first two come out. */
+    pbuf_reset(&out);
+    pbuf cut = store;
+    cut.len -= 2;
+    next = 0;
+    pkt_append_reframed(&out, &cut, &next);
+    CHECK(next == 2);
+    CHECK(out.len == 2 * PKT_HEADER + 3);
+    /* A store shorter than a header: nothing. */
+    pbuf_reset(&out);
+    cut.len = 3;
+    next = 0;
+    pkt_append_reframed(&out, &cut, &next);
+    CHECK(out.len == 0 && next == 0);
+    pbuf_free(&store);
+    pbuf_free(&out);
+}
+
 int main(void)
 {
     test_pbuf();
+    test_pbuf_on_storage();
+    test_append_reframed();
     test_lenenc_roundtrip();
     test_lenenc_special();
     test_reader_basic();
