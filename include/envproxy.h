@@ -542,9 +542,15 @@ void stmt_cache_clear(backend *b);
 /* Records the variable changes of an OK packet's session-state block on b, and on c when
  * the statement ran at the session's position. */
 void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len);
-/* The next SET the backend needs to match the client, in sql (cap bytes); false when none. */
+/* The next SET the backend needs to match the client, in sql (cap bytes); false when none.
+ * *var says which, for session_applied once it succeeded. */
 bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var);
 void session_applied(client *c, backend *b, int var);
+/* Before the character set step: when b holds a character set variable an earlier session
+ * set and c does not want, b->charset is cleared so that SET NAMES runs again. */
+void session_settle_charset(client *c, backend *b);
+/* SET NAMES is about to set every character set variable: b's record of them goes. */
+void session_forget_charset(backend *b);
 /* Pins the session (with the reason) when sql holds state that lives in its backend
  * session: user variables, temporary tables, locks, SQL-level PREPARE, LAST_INSERT_ID(),
  * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints. */

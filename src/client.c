@@ -1280,8 +1280,10 @@ static void prepare_step(client *c)
         backend_clear_db(b, prepare_done, c);
         return;
     }
+    session_settle_charset(c, b);
     const char *cs = charset_name(c->charset);
     if (strcmp(b->charset, cs) != 0) {
+        session_forget_charset(b);
         backend_set_charset(b, cs, prepare_done, c);
         return;
     }

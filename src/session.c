@@ -4,7 +4,11 @@
  * Backend sessions report each variable change in their OK packets (session tracking of
  * all variables is switched on when a connection opens). A change made by a statement at
  * the session's position is the client's; before the client's next statement on another
- * connection, the proxy sends the SETs that connection lacks. */
+ * connection, the proxy sends the SETs that connection lacks, and puts back to the
+ * server's default (SET x = DEFAULT, or SET NAMES for the character set) what an earlier
+ * session left there and this one did not ask for. A connection goes back to the pool
+ * with its variables as they are: sessions that set the same ones (a driver's or an ORM's
+ * settings) then need no SET at all, and the statements prepared on it stay. */
 #include "envproxy.h"
 #include "log.h"
 
@@ -19,6 +23,13 @@ static const char *const carried[] = {
     "sql_mode",          "tx_isolation",         "transaction_isolation",
     "sql_select_limit",  "max_statement_time",   "group_concat_max_len",
 };
+
+/* The variables SET NAMES sets. */
+static bool is_charset_var(const char *name)
+{
+    return strncasecmp(name, "character_set_", 14) == 0 ||
+           strcasecmp(name, "collation_connection") == 0;
+}
 
 static bool is_carried(const uint8_t *name, size_t n)
 {
@@ -172,11 +183,23 @@ void session_release(client *c)
     c->held[slot] = NULL;
     c->held_env[slot] = -1;
     backend_park(b);
-    if (b->n_vars > 0) {
-        backend_recycle(b); /* its session variables are this client's: reset first */
-        return;
+    pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
+}
+
+/* Whether a value is a number as the server reports one ("7", "5.000000", "-1"): numeric
+ * variables take it only unquoted. */
+static bool numeric_value(const char *v)
+{
+    bool digits = false;
+    if (*v == '-')
+        v++;
+    for (; *v; v++) {
+        if (*v >= '0' && *v <= '9')
+            digits = true;
+        else if (*v != '.')
+            return false;
     }
-    pool_release(b->pool, b);
+    return digits;
 }
 
 /* Whether a value can be written between single quotes whatever the sql_mode. */
@@ -188,8 +211,44 @@ static bool plain_value(const char *v)
     return true;
 }
 
+static void drop_var(backend *b, int i)
+{
+    b->vars[i] = b->vars[--b->n_vars];
+    b->parse_epoch++;
+}
+
+void session_settle_charset(client *c, backend *b)
+{
+    for (int i = 0; i < b->n_vars; i++) {
+        if (is_charset_var(b->vars[i].name) &&
+            !get_var(c->vars, c->n_vars, b->vars[i].name)) {
+            b->charset[0] = '\0'; /* not the handshake's any more: SET NAMES again */
+            return;
+        }
+    }
+}
+
+void session_forget_charset(backend *b)
+{
+    for (int i = 0; i < b->n_vars;) {
+        if (is_charset_var(b->vars[i].name))
+            drop_var(b, i);
+        else
+            i++;
+    }
+}
+
 bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
 {
+    for (int i = 0; i < b->n_vars; i++) {
+        /* Left by an earlier session, not wanted by this one: back to the default. */
+        const char *name = b->vars[i].name;
+        if (get_var(c->vars, c->n_vars, name) || is_charset_var(name))
+            continue;
+        snprintf(sql, cap, "SET SESSION %s = DEFAULT", name);
+        *var = -1 - i;
+        return true;
+    }
     for (int i = 0; i < c->n_vars; i++) {
         const sess_var *want = &c->vars[i];
         const sess_var *have = get_var(b->vars, b->n_vars, want->name);
@@ -199,7 +258,10 @@ bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
             log_debug("conn %u: not carrying %s (value needs quoting)", c->id, want->name);
             continue;
         }
-        snprintf(sql, cap, "SET SESSION %s = '%s'", want->name, want->value);
+        if (numeric_value(want->value))
+            snprintf(sql, cap, "SET SESSION %s = %s", want->name, want->value);
+        else
+            snprintf(sql, cap, "SET SESSION %s = '%s'", want->name, want->value);
         *var = i;
         return true;
     }
@@ -208,6 +270,14 @@ bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
 
 void session_applied(client *c, backend *b, int var)
 {
+    if (var < 0) {
+        /* Back to the default: as a new session has it, sql_mode included. */
+        int i = -1 - var;
+        if (strcasecmp(b->vars[i].name, "sql_mode") == 0)
+            b->mode = b->default_mode;
+        drop_var(b, i);
+        return;
+    }
     const sess_var *v = &c->vars[var];
     backend_var_set(b, v->name, strlen(v->name), v->value, strlen(v->value));
     if (strcasecmp(v->name, "sql_mode") == 0) {

@@ -211,3 +211,68 @@ def test_read_only_statement_checked_again_in_a_new_sql_mode(stmt_clients, serve
         servers.sql("prod", f"KILL {row[0]}")
     err = d.cmd("exec")
     assert err[0] == "ERR" and err[1] == "1290" and "SHOP_FN()" in err[2], err
+
+
+@pytest.fixture
+def one_conn_pool(make_proxy):
+    return make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1,
+                                                                     "wait_timeout": "10s"}}}})
+
+
+def test_variables_left_by_a_session_are_put_back_for_the_next(one_conn_pool):
+    """One backend connection, two sessions: what a has set is back to the server's default
+    when b runs, and back to a's values when a runs again."""
+    a = one_conn_pool.connect(autocommit=True)
+    b = one_conn_pool.connect(autocommit=True)
+    defaults = one(b, "SELECT @@time_zone, @@sql_mode, @@group_concat_max_len, "
+                      "@@character_set_client, @@character_set_results, "
+                      "@@collation_connection")
+    one(a, "SET time_zone = '+07:00', sql_mode = 'ANSI_QUOTES', group_concat_max_len = 7")
+    one(a, "SET NAMES latin1")
+    for _ in range(3):
+        assert one(b, "SELECT @@time_zone, @@sql_mode, @@group_concat_max_len, "
+                      "@@character_set_client, @@character_set_results, "
+                      "@@collation_connection") == defaults
+        assert one(a, "SELECT @@time_zone, @@sql_mode, @@group_concat_max_len, "
+                      "@@character_set_client, @@character_set_results") == \
+            (("+07:00", "ANSI_QUOTES", 7, "latin1", "latin1"),)
+    a.close()
+    b.close()
+
+
+def test_sql_mode_put_back_is_the_one_the_policy_reads_with(one_conn_pool):
+    """alice sets NO_BACKSLASH_ESCAPES on the only dev connection; carol (read-only in dev)
+    then runs text that is one string under the default mode: the proxy reads it so too."""
+    a = one_conn_pool.connect(autocommit=True)
+    one(a, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'")
+    c = one_conn_pool.connect(user="carol", password="carol-pw", autocommit=True)
+    assert one(c, "SELECT 'a\\', shop_fn() -- '") == (("a', shop_fn() -- ",),)
+    assert one(a, "SELECT @@sql_mode") == (("NO_BACKSLASH_ESCAPES",),)
+    a.close()
+    c.close()
+
+
+def test_sessions_with_the_same_settings_need_no_set_and_keep_statements(one_conn_pool,
+                                                                          servers):
+    """Sessions that set the same variable (as a driver or an ORM does) share a connection
+    without SETs or resets between them: their prepared statements are prepared once."""
+    def status(name):
+        return int(servers.sql("dev", f"SHOW GLOBAL STATUS LIKE '{name}'")[0][1])
+
+    drivers = [StmtDriver(one_conn_pool, db="shop") for _ in range(3)]
+    try:
+        for d in drivers:
+            assert d.cmd("query SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") == \
+                ("AFFECTED", "0")
+            assert d.cmd("prepare SELECT ? + 1, @@tx_isolation")[0] == "OK"
+        prepares = status("Com_stmt_prepare")
+        sets = status("Com_set_option")
+        for round_ in range(5):
+            for i, d in enumerate(drivers):
+                assert d.cmd(f"exec {i + round_}") == \
+                    ("ROWS", [[str(i + round_ + 1), "READ-COMMITTED"]])
+        assert status("Com_stmt_prepare") == prepares
+        assert status("Com_set_option") == sets
+    finally:
+        for d in drivers:
+            d.close()
