@@ -94,6 +94,7 @@ struct backend {
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
     int n_vars;
+    bool dirty; /* a session variable changed that is not carried: reset before reuse */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */

@@ -294,6 +294,7 @@ static void be_step(backend *b, int ready)
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
+            b->dirty = false;
         }
         break;
     case BOP_SELECT_DB:
@@ -312,6 +313,7 @@ static void be_step(backend *b, int ready)
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
+            b->dirty = false;
         }
         break;
     case BOP_CHARSET:

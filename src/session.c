@@ -76,6 +76,15 @@ static const sess_var *get_var(const sess_var *vars, int n, const char *name)
     return NULL;
 }
 
+/* Whether a value can be written between single quotes whatever the sql_mode. */
+static bool plain_value(const char *v)
+{
+    for (; *v; v++)
+        if (*v == '\'' || *v == '\\' || (unsigned char)*v < 0x20)
+            return false;
+    return true;
+}
+
 void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len)
 {
     preader r;
@@ -94,8 +103,18 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
         pr_init(&d, data, data_len);
         if (!pr_lenenc_str(&d, &name, &name_len) || !pr_lenenc_str(&d, &value, &value_len))
             return;
-        if (!is_carried(name, name_len) || name_len >= sizeof(b->vars[0].name) ||
-            value_len >= sizeof(b->vars[0].value)) {
+        char text[sizeof(b->vars[0].value)];
+        bool plain = value_len < sizeof(text);
+        if (plain) {
+            memcpy(text, value, value_len);
+            text[value_len] = '\0';
+            plain = strlen(text) == value_len && plain_value(text);
+        }
+        if (!is_carried(name, name_len) || name_len >= sizeof(b->vars[0].name) || !plain) {
+            /* Not carried (or a value that cannot be written back): it stays with this
+             * connection, and so does the session; the connection is reset before anyone
+             * else uses it. */
+            b->dirty = true;
             if (c->job_moves_session) {
                 char why[64];
                 snprintf(why, sizeof(why), "session variable %.*s", (int)(name_len > 40 ? 40 : name_len),
@@ -183,6 +202,10 @@ void session_release(client *c)
     c->held[slot] = NULL;
     c->held_env[slot] = -1;
     backend_park(b);
+    if (b->dirty) {
+        backend_recycle(b); /* a change that is not carried: reset first */
+        return;
+    }
     pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
 }
 
@@ -202,14 +225,6 @@ static bool numeric_value(const char *v)
     return digits;
 }
 
-/* Whether a value can be written between single quotes whatever the sql_mode. */
-static bool plain_value(const char *v)
-{
-    for (; *v; v++)
-        if (*v == '\'' || *v == '\\' || (unsigned char)*v < 0x20)
-            return false;
-    return true;
-}
 
 static void drop_var(backend *b, int i)
 {

@@ -276,3 +276,14 @@ def test_sessions_with_the_same_settings_need_no_set_and_keep_statements(one_con
     finally:
         for d in drivers:
             d.close()
+
+
+def test_a_variable_that_is_not_carried_never_reaches_another_session(one_conn_pool):
+    """A SET that is not carried, in a statement with a routing hint (which does not move
+    the session): the connection is reset before the next session gets it."""
+    a = one_conn_pool.connect(autocommit=True)
+    b = one_conn_pool.connect(autocommit=True)
+    one(a, "/* env=dev */ SET SESSION foreign_key_checks = 0, SESSION div_precision_increment = 9")
+    assert one(b, "SELECT @@foreign_key_checks, @@div_precision_increment") == ((1, 4),)
+    a.close()
+    b.close()
