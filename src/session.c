@@ -225,7 +225,7 @@ static bool numeric_value(const char *v)
     return digits;
 }
 
-
+/* Forgets b's record of variable i (the server has its default again, or will have). */
 static void drop_var(backend *b, int i)
 {
     b->vars[i] = b->vars[--b->n_vars];
