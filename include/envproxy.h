@@ -495,6 +495,8 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Sends an OK packet with no rows affected and the given server status. */
+void client_send_ok(client *c, uint16_t status);
 /* The command is finished: back to CL_IDLE and on to any pipelined command. */
 void client_command_done(client *c);
 /* The backend connection the client holds for environment env, or NULL. */

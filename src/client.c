@@ -66,7 +66,7 @@ void client_send_err(client *c, uint16_t code, const char *state, const char *fm
     va_end(ap);
 }
 
-static void send_ok(client *c, uint16_t status)
+void client_send_ok(client *c, uint16_t status)
 {
     pbuf b;
     pbuf_init(&b);
@@ -742,7 +742,7 @@ static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db
         c->has_db = db != NULL;
         if (db)
             snprintf(c->db, sizeof(c->db), "%s", db);
-        send_ok(c, ST_AUTOCOMMIT);
+        client_send_ok(c, ST_AUTOCOMMIT);
         client_command_done(c);
         return;
     }
@@ -775,7 +775,7 @@ static void login_succeeded(client *c)
     local_unregister(c); /* again after COM_CHANGE_USER */
     local_register(c);
     if (!c->has_login_db) {
-        send_ok(c, ST_AUTOCOMMIT);
+        client_send_ok(c, ST_AUTOCOMMIT);
         client_command_done(c); /* idle (also after COM_CHANGE_USER) */
         return;
     }
@@ -951,7 +951,7 @@ static void handle_reset_connection(client *c)
         snprintf(c->db, sizeof(c->db), "%s", c->env->database);
         c->has_db = true;
     }
-    send_ok(c, ST_AUTOCOMMIT);
+    client_send_ok(c, ST_AUTOCOMMIT);
     client_command_done(c);
 }
 
@@ -983,7 +983,7 @@ static void handle_command(client *c)
     }
     switch (cmd) {
     case CMD_PING:
-        send_ok(c, ST_AUTOCOMMIT);
+        client_send_ok(c, ST_AUTOCOMMIT);
         client_command_done(c);
         break;
     case CMD_QUERY:
@@ -1325,7 +1325,7 @@ static void prepare_step(client *c)
         c->env = c->route.env;
         snprintf(c->db, sizeof(c->db), "%s", c->job_db);
         c->has_db = true;
-        send_ok(c, ST_AUTOCOMMIT);
+        client_send_ok(c, ST_AUTOCOMMIT);
         if (c->job == JOB_LOGIN_DB)
             log_info("conn %u %s user=%s: database %s in env %s", c->id, c->addr, c->user,
                      c->db, c->env->name);

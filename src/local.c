@@ -159,10 +159,7 @@ void local_kill(client *c, uint32_t id, bool query_only)
     proxy *p = c->p;
     if (id == c->id) {
         if (query_only) {
-            pbuf b;
-            pbuf_init(&b);
-            pkt_build_ok(&b, &c->seq, 0, 0, ST_AUTOCOMMIT, 0, NULL, 0);
-            client_send(c, &b);
+            client_send_ok(c, ST_AUTOCOMMIT);
             client_command_done(c);
             return;
         }
@@ -199,10 +196,7 @@ void local_kill(client *c, uint32_t id, bool query_only)
     } else {
         log_info("conn %u %s user=%s: KILL %s%u", c->id, c->addr, c->user,
                  query_only ? "QUERY " : "", id);
-        pbuf b;
-        pbuf_init(&b);
-        pkt_build_ok(&b, &c->seq, 0, 0, ST_AUTOCOMMIT, 0, NULL, 0);
-        client_send(c, &b);
+        client_send_ok(c, ST_AUTOCOMMIT);
     }
     client_command_done(c);
 }

@@ -302,10 +302,7 @@ void stmt_command(client *c, uint8_t cmd)
     }
     if (cmd == CMD_STMT_RESET && !client_held(c, st->env)) {
         /* Nothing was sent for it anywhere yet: already reset. */
-        pbuf b;
-        pbuf_init(&b);
-        pkt_build_ok(&b, &c->seq, 0, 0, ST_AUTOCOMMIT, 0, NULL, 0);
-        client_send(c, &b);
+        client_send_ok(c, ST_AUTOCOMMIT);
         client_command_done(c);
         return;
     }
