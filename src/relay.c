@@ -208,6 +208,17 @@ static void put_header(client *c, size_t len)
     evbuffer_add(client_out(c), h, PKT_HEADER);
 }
 
+/* An end-of-rows packet in the client's format (EOF, or OK with CLIENT_DEPRECATE_EOF). */
+static void put_eof(client *c, uint16_t warnings, uint16_t status)
+{
+    uint8_t room[64];
+    pbuf out;
+    pbuf_init_on(&out, room, sizeof(room));
+    pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
+    evbuffer_add(client_out(c), out.data, out.len);
+    pbuf_free(&out);
+}
+
 /* Starts copying one physical packet whose header is at the front of the window. */
 static void stream_packet(client *c, size_t len)
 {
@@ -356,14 +367,8 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         uint16_t warnings, status;
         pkt_parse_eof(p, len, &warnings, &status);
         in_drain(c, PKT_HEADER + len);
-        if (!c->rl_silent && !(c->caps & CAP_DEPRECATE_EOF)) {
-            uint8_t out_room[512];
-            pbuf out;
-            pbuf_init_on(&out, out_room, sizeof(out_room));
-            pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
-            evbuffer_add(client_out(c), out.data, out.len);
-            pbuf_free(&out);
-        }
+        if (!c->rl_silent && !(c->caps & CAP_DEPRECATE_EOF))
+            put_eof(c, warnings, status);
         if (c->rl == RL_PREP_PARAMS_EOF)
             return prep_after_params(c);
         relay_end_batch(c);
@@ -642,12 +647,7 @@ static bool relay_process_packets(client *c)
             c->rl_total_rows += c->rl_rows;
             c->rl_rows = 0;
             c->rl_truncated = false;
-            uint8_t out_room[512];
-            pbuf out;
-            pbuf_init_on(&out, out_room, sizeof(out_room));
-            pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
-            evbuffer_add(client_out(c), out.data, out.len);
-            pbuf_free(&out);
+            put_eof(c, warnings, status);
             if (status & ST_MORE_RESULTS) {
                 c->rl = RL_FIRST;
                 continue;
