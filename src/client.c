@@ -636,6 +636,21 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
     }
 }
 
+/* COM_CHANGE_USER and COM_RESET_CONNECTION end the session's state: its connections are
+ * reset and returned, its statements and session variables dropped. */
+static void end_session_state(client *c)
+{
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i]) {
+            backend_recycle(c->held[i]);
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    stmt_free_all(c);
+    c->n_vars = 0;
+}
+
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
 static void handle_change_user(client *c)
 {
@@ -669,16 +684,7 @@ static void handle_change_user(client *c)
         client_fail(c, 1835, "08S01", "Malformed communication packet");
         return;
     }
-    /* The old session ends here: connections reset and returned, statements dropped. */
-    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i]) {
-            backend_recycle(c->held[i]);
-            c->held[i] = NULL;
-            c->held_env[i] = -1;
-        }
-    }
-    stmt_free_all(c);
-    c->n_vars = 0;
+    end_session_state(c); /* the old session ends here */
     size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
     memcpy(c->user, user, ul);
     c->user[ul] = '\0';
@@ -934,15 +940,7 @@ static void handle_query(client *c)
 
 static void handle_reset_connection(client *c)
 {
-    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i]) {
-            backend_recycle(c->held[i]);
-            c->held[i] = NULL;
-            c->held_env[i] = -1;
-        }
-    }
-    stmt_free_all(c);
-    c->n_vars = 0;
+    end_session_state(c);
     c->pinned = false;
     c->last_status = ST_AUTOCOMMIT;
     c->env = route_initial_env(c->p->cfg, c->acct);
