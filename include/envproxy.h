@@ -365,6 +365,7 @@ typedef struct cl_stmt {
     bool read_only;
     bool changes_mode; /* the text sets sql_mode */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
+    bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
     sql_mode_flags mode; /* the sql_mode the policy read it with */
     char *sql;
     size_t sql_len;
@@ -425,7 +426,7 @@ struct client {
      * connection goes back to the pool after each command. */
     bool pinned;
     char pin_reason[64];
-    bool long_data; /* COM_STMT_SEND_LONG_DATA went to the held connection; EXECUTE follows */
+    int long_data_stmts; /* statements whose long data waits on the held connection */
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
 
     /* Backend connections held, at most one per environment. */

@@ -196,7 +196,7 @@ void session_release(client *c)
             break;
         }
     }
-    if (!b || c->pinned || c->long_data || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
+    if (!b || c->pinned || c->long_data_stmts > 0 || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
         (c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT))
         return;
     c->held[slot] = NULL;

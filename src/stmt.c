@@ -43,6 +43,14 @@ static void stmt_unlink(client *c, cl_stmt *st)
     }
 }
 
+/* Long data for st waits on the connection (the session keeps it) or no longer does. */
+static void stmt_note_long_data(client *c, cl_stmt *st, bool pending)
+{
+    if (st->long_data != pending)
+        c->long_data_stmts += pending ? 1 : -1;
+    st->long_data = pending;
+}
+
 void stmt_free_all(client *c)
 {
     while (c->stmts) {
@@ -51,6 +59,7 @@ void stmt_free_all(client *c)
         stmt_free(st);
     }
     c->stmt = NULL;
+    c->long_data_stmts = 0;
 }
 
 /* ---- the statements of a backend connection ---- */
@@ -275,6 +284,7 @@ void stmt_command(client *c, uint8_t cmd)
         /* The backend statement stays for other sessions (it goes when its connection has
          * too many). */
         if (st) {
+            stmt_note_long_data(c, st, false);
             stmt_unlink(c, st);
             if (c->stmt == st)
                 c->stmt = NULL;
@@ -393,7 +403,7 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
         return;
     }
     uint8_t cmd = c->cmd.data[0];
-    c->long_data = cmd == CMD_STMT_SEND_LONG_DATA;
+    stmt_note_long_data(c, st, cmd == CMD_STMT_SEND_LONG_DATA);
     if (cmd == CMD_STMT_SEND_LONG_DATA) {
         /* No reply: write it and go on; the session keeps this connection until EXECUTE. */
         size_t n = out.len;

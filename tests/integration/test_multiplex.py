@@ -287,3 +287,26 @@ def test_a_variable_that_is_not_carried_never_reaches_another_session(one_conn_p
     assert one(b, "SELECT @@foreign_key_checks, @@div_precision_increment") == ((1, 4),)
     a.close()
     b.close()
+
+
+def test_long_data_of_a_closed_statement_does_not_keep_the_connection(make_proxy):
+    """Long data ties the session to its connection until that statement runs, is reset or
+    is closed; closing it (or running another statement) lets the connection go."""
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1,
+                                                                  "wait_timeout": "1s"}}}})
+    a = StmtDriver(p, db="shop")
+    other = p.connect(autocommit=True)
+    try:
+        assert a.cmd("prepare SELECT LENGTH(?)")[0] == "OK"
+        assert a.cmd("exec s:ab") == ("ROWS", [["2"]])
+        assert a.cmd("longdata 0 abcdef") == ("OK",)
+        assert a.cmd("query SELECT 1") == ("ROWS", [["1"]])  # still waiting: kept
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(other, "SELECT 1")
+        assert e.value.args[0] == 1040
+        assert a.cmd("close") == ("OK",)
+        assert a.cmd("query SELECT 2") == ("ROWS", [["2"]])
+        assert one(other, "SELECT 3") == ((3,),)
+    finally:
+        a.close()
+        other.close()
