@@ -505,6 +505,8 @@ backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
 
+/* Reads the statement's routing hint; false after answering a malformed one (1064). */
+bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h);
 /* Resolves where the statement runs (c->route, c->job_db); on failure sends the error,
  * ends the command and returns false. */
 bool client_resolve(client *c, const route_hint *h);

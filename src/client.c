@@ -849,6 +849,16 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
     switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_USE);
 }
 
+bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h)
+{
+    char err[256];
+    if (route_parse_hint(sql, len, h, err, sizeof(err)) == 0)
+        return true;
+    client_send_err(c, 1064, "42000", "envproxy: %s", err);
+    client_command_done(c);
+    return false;
+}
+
 bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
@@ -890,17 +900,13 @@ static void handle_query(client *c)
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
     route_hint h;
-    char err[256];
-    if (route_parse_hint(sql, len, &h, err, sizeof(err))) {
-        client_send_err(c, 1064, "42000", "envproxy: %s", err);
-        client_command_done(c);
+    if (!client_parse_hint(c, sql, len, &h))
         return;
-    }
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
     if (virtual_statement(c, &h, sql, len))
         return;
-    char name[2 * ROUTE_NAME_MAX + 2];
+    char name[2 * ROUTE_NAME_MAX + 2], err[256];
     int use = route_parse_use(sql + h.end, len - h.end, name, sizeof(name), err, sizeof(err));
     if (use < 0) {
         client_send_err(c, 1064, "42000", "envproxy: %s", err);

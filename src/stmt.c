@@ -198,12 +198,8 @@ static void handle_prepare(client *c)
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
     route_hint h;
-    char err[256];
-    if (route_parse_hint(sql, len, &h, err, sizeof(err))) {
-        client_send_err(c, 1064, "42000", "envproxy: %s", err);
-        client_command_done(c);
+    if (!client_parse_hint(c, sql, len, &h))
         return;
-    }
     if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
         client_send_err(c, 1235, "42000",
                         "envproxy: a prepared statement runs in one environment; env=a,b, "
