@@ -105,15 +105,10 @@ static long b64_decode(const char *s, size_t n, bool url, uint8_t *out)
  * Keys.
  */
 
+/* A hex digit's value, -1 for any other character (OpenSSL's). */
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 static bool is_space(char c)
