@@ -537,9 +537,8 @@ struct vq_table;
 void stmt_command(client *c, uint8_t cmd);
 /* The backend is ready for JOB_PREPARE / JOB_STMT. */
 void stmt_run(client *c);
-/* relay.c reports the end of a COM_STMT_PREPARE response: ok, backend id and counts. */
-void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
-                   uint16_t n_params);
+/* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
+void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
 /* Forgets the backend statements of b (the server dropped them: reset, change user, close). */
 void stmt_cache_clear(backend *b);

@@ -278,7 +278,7 @@ static int prep_after_params(client *c)
     cl_stmt *st = c->stmt;
     if (st->n_columns == 0) {
         relay_end_batch(c);
-        stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
+        stmt_prepared(c, true);
         return 0;
     }
     c->rl = RL_PREP_COLS;
@@ -307,7 +307,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             backend_park(b);
             evtimer_del(c->timer);
             relay_end_batch(c);
-            stmt_prepared(c, false, 0, 0, 0);
+            stmt_prepared(c, false);
             return 0;
         }
         if (len < 12 || p[0] != 0x00)
@@ -372,7 +372,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         if (c->rl == RL_PREP_PARAMS_EOF)
             return prep_after_params(c);
         relay_end_batch(c);
-        stmt_prepared(c, true, st->backend_id, st->n_columns, st->n_params);
+        stmt_prepared(c, true);
         return 0;
     }
     default:

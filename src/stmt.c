@@ -138,10 +138,9 @@ static be_stmt *cache_find(backend *b, cl_stmt *st)
     return found;
 }
 
-/* Records st's text, just prepared on b as backend_id in sql_mode mode, with the response
+/* Records st's text, just prepared on b (as st->backend_id, in st->mode), with the response
  * (st->params, st->columns). */
-static be_stmt *cache_add(backend *b, cl_stmt *st, uint32_t backend_id,
-                          const sql_mode_flags *mode)
+static be_stmt *cache_add(backend *b, cl_stmt *st)
 {
     if (b->n_stmts >= BACKEND_MAX_STMTS) {
         be_stmt **pp = &b->stmts;
@@ -160,10 +159,10 @@ static be_stmt *cache_add(backend *b, cl_stmt *st, uint32_t backend_id,
     if (!e)
         abort();
     e->uid = ++b->next_stmt_uid;
-    e->backend_id = backend_id;
+    e->backend_id = st->backend_id;
     e->hash = st->hash;
     e->epoch = b->parse_epoch;
-    e->mode = *mode;
+    e->mode = st->mode;
     e->sql = malloc(st->sql_len ? st->sql_len : 1);
     if (!e->sql)
         abort();
@@ -504,8 +503,7 @@ void stmt_run(client *c)
     reprepare(c, st);
 }
 
-void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
-                   uint16_t n_params)
+void stmt_prepared(client *c, bool ok)
 {
     backend *b = c->be;
     cl_stmt *st = c->stmt;
@@ -518,7 +516,7 @@ void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
             client_command_done(c); /* the backend's error went to the client */
             return;
         }
-        be_stmt *e = cache_add(b, st, backend_id, &st->mode);
+        be_stmt *e = cache_add(b, st);
         send_stmt_command(c, st, e);
         return;
     }
@@ -528,12 +526,10 @@ void stmt_prepared(client *c, bool ok, uint32_t backend_id, uint16_t n_columns,
         client_command_done(c);
         return;
     }
-    st->n_columns = n_columns;
-    st->n_params = n_params;
-    cache_add(b, st, backend_id, &st->mode);
+    cache_add(b, st);
     stmt_register(c, st);
     log_debug("conn %u: statement %u prepared as %u on backend thread %lu", c->id, st->id,
-              backend_id, b->thread_id);
+              st->backend_id, b->thread_id);
     if (evbuffer_get_length(b->out) > 0 && backend_flush(b) < 0)
         client_drop_backend(c, b); /* the statement is prepared again where it next runs */
     client_command_done(c);
