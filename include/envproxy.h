@@ -148,9 +148,9 @@ void backend_watch(backend *b, event_callback_fn cb, void *arg);
 /* Writes b->out; returns 0 (all or part written, the rest on the next writable event) or
  * -1 when the connection is broken. */
 int backend_flush(backend *b);
-/* Reads what the socket (or its TLS session) has into b->in, at most about max bytes:
- * > 0 bytes read, 0 end of stream, -2 nothing now, -1 broken. */
-int backend_read(backend *b, size_t max);
+/* Reads what the socket (or its TLS session) has into buf, at most cap bytes: > 0 bytes
+ * read, 0 end of stream, -2 nothing now, -1 broken. */
+int backend_read(backend *b, uint8_t *buf, size_t cap);
 /* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
 bool backend_is_dead(backend *b);
 /* Opens a side connection to b's environment on base and runs KILL QUERY thread_id there,

@@ -18,9 +18,11 @@ struct tls_container {
 #include <openssl/x509.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static void be_step(backend *b, int ready);
 
@@ -640,32 +642,23 @@ void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_
     backend_connect(b, base, kill_connected, (void *)(uintptr_t)thread_id);
 }
 
-int backend_read(backend *b, size_t max)
+int backend_read(backend *b, uint8_t *buf, size_t cap)
 {
     if (!b->ssl) {
-        int n = evbuffer_read(b->in, b->fd, (int)max);
-        if (n > 0)
-            return n;
-        if (n == 0)
-            return 0;
+        ssize_t n = read(b->fd, buf, cap);
+        if (n >= 0)
+            return (int)n;
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -2 : -1;
     }
-    /* TLS: read until OpenSSL wants the socket again, so that nothing waits inside its
-     * buffers without the socket becoming readable. */
+    /* TLS: read until OpenSSL wants the socket again or buf is full; what OpenSSL still
+     * holds then would not make the socket readable, so the read event is raised again. */
     size_t total = 0;
-    char buf[16384];
-    for (;;) {
+    while (total < cap) {
         ERR_clear_error();
-        int n = SSL_read(b->ssl, buf, sizeof(buf));
+        size_t want = cap - total > INT_MAX ? INT_MAX : cap - total;
+        int n = SSL_read(b->ssl, buf + total, (int)want);
         if (n > 0) {
-            evbuffer_add(b->in, buf, (size_t)n);
             total += (size_t)n;
-            if (total >= max && SSL_pending(b->ssl) > 0) {
-                event_active(&b->ev, EV_READ, 0); /* more is buffered: come back */
-                return (int)total;
-            }
-            if (total >= max)
-                return (int)total;
             continue;
         }
         int e = SSL_get_error(b->ssl, n);
@@ -675,4 +668,7 @@ int backend_read(backend *b, size_t max)
             return total ? (int)total : 0;
         return total ? (int)total : -1;
     }
+    if (SSL_pending(b->ssl) > 0)
+        event_active(&b->ev, EV_READ, 0); /* more is buffered: come back */
+    return (int)total;
 }

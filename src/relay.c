@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
@@ -703,20 +702,12 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
-    if ((what & EV_READ) && b->ssl) {
-        int n = backend_read(b, RELAY_READ_MAX);
-        if (n == 0 || n == -1) {
-            relay_fail(c, 2013, "lost connection to the backend during the query");
-            return;
-        }
-        if (!relay_process(c, NULL, 0))
-            return;
-    } else if (what & EV_READ) {
+    if (what & EV_READ) {
         /* Straight into the worker's buffer, and handled from there: bytes that end the
          * response are never stored. */
         for (size_t total = 0; total < RELAY_READ_MAX;) {
-            ssize_t n = read(b->fd, read_buf, sizeof(read_buf));
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            int n = backend_read(b, read_buf, sizeof(read_buf));
+            if (n == -2)
                 break;
             if (n <= 0) {
                 relay_fail(c, 2013, "lost connection to the backend during the query");
