@@ -458,26 +458,35 @@ int acct_user_del(acct_store *s, const char *name, char *err, size_t errlen)
 }
 
 /* Marks an account as changed. Returns 1 when it exists, 0 when it does not, -1 on error. */
-static int touch_user(acct_store *s, const char *name, char *err, size_t errlen)
+/* Opens a write transaction in which account `name` exists (its updated_at is touched).
+ * -1 with err set, and nothing left open, when it cannot. */
+static int begin_on_user(acct_store *s, const char *name, char *err, size_t errlen)
 {
-    sqlite3_stmt *st;
-
-    st = prepare(s, "UPDATE accounts SET updated_at = " NOW_SQL " WHERE name = ?1", err, errlen);
-    if (!st)
+    if (exec_sql(s, "BEGIN IMMEDIATE", err, errlen, "cannot start a transaction") < 0)
         return -1;
+    sqlite3_stmt *st =
+        prepare(s, "UPDATE accounts SET updated_at = " NOW_SQL " WHERE name = ?1", err, errlen);
+    if (!st)
+        goto fail;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     if (run(st) != SQLITE_DONE) {
         db_err(s, err, errlen, "cannot update the user");
-        return -1;
+        goto fail;
     }
-    return sqlite3_changes(s->db) > 0;
+    if (sqlite3_changes(s->db) == 0) {
+        set_err(err, errlen, "user '%s' does not exist", name);
+        goto fail;
+    }
+    return 0;
+fail:
+    rollback(s);
+    return -1;
 }
 
 int acct_grant_set(acct_store *s, const char *name, const char *env, grant_level level, char *err,
                    size_t errlen)
 {
     sqlite3_stmt *st;
-    int found;
 
     if (check_name(name, err, errlen) < 0 || check_env(env, err, errlen) < 0)
         return -1;
@@ -485,15 +494,8 @@ int acct_grant_set(acct_store *s, const char *name, const char *env, grant_level
         set_err(err, errlen, "invalid grant level: use read or write");
         return -1;
     }
-    if (exec_sql(s, "BEGIN IMMEDIATE", err, errlen, "cannot start a transaction") < 0)
+    if (begin_on_user(s, name, err, errlen) < 0)
         return -1;
-    found = touch_user(s, name, err, errlen);
-    if (found < 0)
-        goto fail;
-    if (found == 0) {
-        set_err(err, errlen, "user '%s' does not exist", name);
-        goto fail;
-    }
     st = prepare(s,
                  "INSERT INTO grants (account, env, level) VALUES (?1, ?2, ?3)"
                  " ON CONFLICT (account, env) DO UPDATE SET level = excluded.level",
@@ -518,19 +520,11 @@ fail:
 int acct_grant_revoke(acct_store *s, const char *name, const char *env, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    int found;
 
     if (check_name(name, err, errlen) < 0 || check_env(env, err, errlen) < 0)
         return -1;
-    if (exec_sql(s, "BEGIN IMMEDIATE", err, errlen, "cannot start a transaction") < 0)
+    if (begin_on_user(s, name, err, errlen) < 0)
         return -1;
-    found = touch_user(s, name, err, errlen);
-    if (found < 0)
-        goto fail;
-    if (found == 0) {
-        set_err(err, errlen, "user '%s' does not exist", name);
-        goto fail;
-    }
     st = prepare(s, "DELETE FROM grants WHERE account = ?1 AND env = ?2", err, errlen);
     if (!st)
         goto fail;
