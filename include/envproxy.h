@@ -477,6 +477,7 @@ struct client {
     /* Prepared statements. */
     cl_stmt *stmts;
     uint32_t next_stmt_id;
+    uint32_t last_prepared_id; /* MariaDB's statement id 0xFFFFFFFF means this one; 0: none */
     cl_stmt *stmt;        /* the statement of the current command */
     be_stmt *stmt_be;     /* JOB_STMT: the backend statement it runs as */
     struct vjob *vjob;    /* a fan-out, compare or __envs job under way */

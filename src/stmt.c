@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CURSOR_TYPE_MASK 0x0F /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
+#define CURSOR_TYPE_MASK 0x0F
+#define STMT_ID_LAST_PREPARED 0xFFFFFFFFu /* MariaDB: the statement prepared last */ /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
 
 static cl_stmt *stmt_find(client *c, uint32_t id)
 {
@@ -192,11 +193,30 @@ static be_stmt *cache_add(backend *b, cl_stmt *st)
 
 /* ---- client commands ---- */
 
+/* True when the text's first statement is USE: the server cannot prepare it (1295), and
+ * drivers take that error as the signal to send the statement as a plain query. */
+static bool is_use_statement(const char *sql, size_t len)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, NULL);
+    sql_token t = sqllex_next(&lx);
+    return t.kind == SQLTOK_WORD && t.len == 3 && strncasecmp(sql + t.start, "USE", 3) == 0;
+}
+
 static void handle_prepare(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
     route_hint h;
+    /* MariaDB's "the statement prepared last" (id 0xFFFFFFFF) names nothing until this
+     * PREPARE succeeds: a failed one leaves later EXECUTEs of that id unknown. */
+    c->last_prepared_id = 0;
+    if (is_use_statement(sql, len)) {
+        client_send_err(c, 1295, "HY000",
+                        "This command is not supported in the prepared statement protocol yet");
+        client_command_done(c);
+        return;
+    }
     if (!client_parse_hint(c, sql, len, &h))
         return;
     if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
@@ -274,6 +294,12 @@ void stmt_command(client *c, uint8_t cmd)
         return;
     }
     uint32_t id = pkt_u32(c->cmd.data + 1);
+    if (id == STMT_ID_LAST_PREPARED && c->last_prepared_id) {
+        /* MariaDB clients pipeline PREPARE and EXECUTE this way (MARIADB_CLIENT_STMT_BULK
+         * era connectors): the id means the statement this session prepared last. */
+        id = c->last_prepared_id;
+        pkt_put_u32(c->cmd.data + 1, id);
+    }
     cl_stmt *st = stmt_find(c, id);
     if (cmd == CMD_STMT_CLOSE) {
         /* The backend statement stays for other sessions (it goes when its connection has
@@ -433,6 +459,7 @@ static void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
     c->stmts = st;
+    c->last_prepared_id = st->id;
 }
 
 /* Answers the client's PREPARE from backend statement e, which has the same text. */
