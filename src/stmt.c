@@ -27,6 +27,7 @@ static cl_stmt *stmt_find(client *c, uint32_t id)
 
 static void stmt_free(cl_stmt *st)
 {
+    stmt_local_free(st);
     free(st->sql);
     free(st->param_types);
     pbuf_free(&st->params);
@@ -226,6 +227,10 @@ static void handle_prepare(client *c)
         client_command_done(c);
         return;
     }
+    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len)) {
+        stmt_local_prepare(c, sql, len);
+        return;
+    }
     if (!client_resolve(c, &h))
         return;
     cl_stmt *st = calloc(1, sizeof(*st));
@@ -295,8 +300,8 @@ void stmt_command(client *c, uint8_t cmd)
     }
     uint32_t id = pkt_u32(c->cmd.data + 1);
     if (id == STMT_ID_LAST_PREPARED && c->last_prepared_id) {
-        /* MariaDB clients pipeline PREPARE and EXECUTE this way (MARIADB_CLIENT_STMT_BULK
-         * era connectors): the id means the statement this session prepared last. */
+        /* MariaDB connectors pipeline PREPARE and EXECUTE this way: the id means the
+         * statement this session prepared last. */
         id = c->last_prepared_id;
         pkt_put_u32(c->cmd.data + 1, id);
     }
@@ -322,6 +327,19 @@ void stmt_command(client *c, uint8_t cmd)
         client_send_err(c, 1243, "HY000",
                         "Unknown prepared statement handler (%u) given to envproxy", id);
         client_command_done(c);
+        return;
+    }
+    if (st->local && cmd != CMD_STMT_FETCH) {
+        if (cmd == CMD_STMT_EXECUTE) {
+            stmt_local_execute(c, st);
+        } else if (cmd == CMD_STMT_SEND_LONG_DATA) {
+            stmt_local_long_data(c, st); /* no reply, as the protocol says */
+            client_command_done(c);
+        } else {
+            stmt_local_reset(st); /* COM_STMT_RESET */
+            client_send_ok(c, c->last_status ? c->last_status : ST_AUTOCOMMIT);
+            client_command_done(c);
+        }
         return;
     }
     if (cmd == CMD_STMT_FETCH) {
@@ -455,7 +473,7 @@ static bool check_text(client *c, backend *b, cl_stmt *st)
     return ok;
 }
 
-static void stmt_register(client *c, cl_stmt *st)
+void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
     c->stmts = st;
