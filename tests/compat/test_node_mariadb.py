@@ -31,6 +31,6 @@ def test_refused_prepare_leaves_no_statement_for_the_pipelined_execute(connector
 
 
 def test_execute_writes_where_the_account_may_write(connector):
-    """An UPDATE through execute() in dev (alice has write there) changes one row, read back
-    with another execute()."""
+    """An INSERT through execute() in dev (alice has write there, a scratch table) adds one
+    row, read back with another execute()."""
     connector.check("execute_write_in_dev")

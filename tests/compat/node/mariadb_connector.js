@@ -73,15 +73,19 @@ const checks = {
     }
   },
 
-  // A write where alice may write, through execute(), and its effect read back.
+  // A write where alice may write, through execute(), and its effect read back (in a table
+  // of its own: the seed data is shared with the other tests).
   async execute_write_in_dev() {
     const conn = await connect('shop@dev');
     try {
       const tag = `node-mariadb-${process.pid}`;
-      const res = await conn.execute('UPDATE customers SET name = ? WHERE id = 3', [tag]);
+      await conn.query('CREATE TABLE IF NOT EXISTS node_mariadb_scratch (id INT PRIMARY KEY, v VARCHAR(64))');
+      await conn.query('DELETE FROM node_mariadb_scratch');
+      const res = await conn.execute('INSERT INTO node_mariadb_scratch VALUES (?, ?)', [1, tag]);
       assert(Number(res.affectedRows) === 1, `affectedRows ${res.affectedRows}`);
-      const rows = await conn.execute('SELECT name FROM customers WHERE id = ?', [3]);
-      assert(rows[0].name === tag, `read back ${show(rows)}`);
+      const rows = await conn.execute('SELECT v FROM node_mariadb_scratch WHERE id = ?', [1]);
+      assert(rows.length === 1 && rows[0].v === tag, `read back ${show(rows)}`);
+      await conn.query('DROP TABLE node_mariadb_scratch');
       return tag;
     } finally {
       await conn.end();
