@@ -51,6 +51,13 @@ static void stmt_note_long_data(client *c, cl_stmt *st, bool pending)
     st->long_data = pending;
 }
 
+void stmt_forget_long_data(client *c)
+{
+    for (cl_stmt *st = c->stmts; st; st = st->next)
+        st->long_data = false;
+    c->long_data_stmts = 0;
+}
+
 void stmt_free_all(client *c)
 {
     while (c->stmts) {
