@@ -97,6 +97,7 @@ struct backend {
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
     uint16_t status; /* server status of its last response (transaction, autocommit) */
+    struct be_kill *kill; /* the side connection of a KILL QUERY: what it kills */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -158,13 +159,14 @@ bool backend_is_dead(backend *b);
 /* Opens a side connection to pl's environment on base and runs KILL QUERY thread_id there:
  * the statement_timeout, KILL QUERY and disconnect paths. done (may be NULL) is called on
  * base when it is over: ended true when the kill was delivered or the thread was gone
- * already, false when it could not be delivered (connect or the query failed in time). */
+ * already, false when it could not be delivered (connect or the query failed in time).
+ * Returns a handle for backend_kill_forget, or NULL when it was over at once (done was
+ * called already). */
 typedef void (*be_kill_fn)(void *arg, bool ended);
 struct be_kill;
 struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id,
                                    be_kill_fn done, void *arg);
-/* The kill goes on, but done is not called any more (its owner goes away). Returns NULL
- * (and done was called already) when it was over at once. */
+/* The kill goes on, but done is not called any more (its owner goes away). */
 void backend_kill_forget(struct be_kill *k);
 /* Closes the connection and frees b (the pool's counters are not touched). */
 void backend_free(backend *b);

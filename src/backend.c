@@ -27,6 +27,14 @@ struct tls_container {
 static void be_step(backend *b, int ready);
 static void be_set_deadline(backend *b);
 
+/* A KILL QUERY under way on a side connection. */
+struct be_kill {
+    unsigned long thread_id;
+    be_kill_fn done; /* NULL once forgotten */
+    void *arg;
+    bool starting, over; /* over while still in backend_kill_query: it frees */
+};
+
 static atomic_ullong next_serial;
 
 backend *backend_new(pool *pl)
@@ -37,6 +45,7 @@ backend *backend_new(pool *pl)
     b->serial = atomic_fetch_add(&next_serial, 1) + 1;
     b->pool = pl;
     b->fd = -1;
+    b->status = ST_AUTOCOMMIT; /* a new session's */
     b->in = evbuffer_new();
     b->out = evbuffer_new();
     if (!b->in || !b->out)
@@ -308,6 +317,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
         }
         break;
     case BOP_SELECT_DB:
@@ -327,6 +337,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
         }
         break;
     case BOP_CHARSET:
@@ -644,16 +655,14 @@ void backend_free(backend *b)
     free(b->fetch_sql);
     free(b->cur_db);
     stmt_cache_clear(b);
+    if (b->kill) {
+        if (b->kill->starting)
+            b->kill->over = true; /* backend_kill_query frees it */
+        else
+            free(b->kill);
+    }
     free(b);
 }
-
-/* A KILL QUERY under way on a side connection. */
-struct be_kill {
-    unsigned long thread_id;
-    be_kill_fn done; /* NULL once forgotten */
-    void *arg;
-    bool starting, over; /* over while still in backend_kill_query: it frees */
-};
 
 static void kill_done(backend *b, int rc, void *arg)
 {
@@ -668,11 +677,7 @@ static void kill_done(backend *b, int rc, void *arg)
                   k->thread_id);
     if (k->done)
         k->done(k->arg, ended);
-    if (k->starting)
-        k->over = true;
-    else
-        free(k);
-    backend_free(b);
+    backend_free(b); /* and k with it */
 }
 
 static void kill_connected(backend *b, int rc, void *arg)
@@ -698,6 +703,7 @@ struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned l
     k->arg = arg;
     k->starting = true;
     backend *b = backend_new(pl);
+    b->kill = k; /* freed with b, also when the pool goes first (shutdown) */
     backend_connect(b, base, kill_connected, k);
     k->starting = false;
     if (k->over) {

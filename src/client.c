@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,8 @@ static void let_go(backend *b, bool mid_response)
          * cannot be reset cleanly. */
         if (!atomic_load(&b->pool->proxy->stopping))
             backend_kill_query(b->pool, b->base, b->thread_id, NULL, NULL);
+        if (b->fd >= 0)
+            shutdown(b->fd, SHUT_RDWR); /* the end of the stream, not a COM_QUIT behind it */
         pool_discard(b->pool, b);
     } else {
         backend_recycle(b);

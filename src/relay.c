@@ -960,6 +960,10 @@ static void relay_give_up(client *c)
     backend_kill_forget(c->rl_kill);
     c->rl_kill = NULL;
     backend_unwatch(b);
+    /* No COM_QUIT behind the statement: a server that resumes reads the end of the stream
+     * right after it, which ends a waiting statement (SLEEP, a lock wait) too. */
+    if (b->fd >= 0)
+        shutdown(b->fd, SHUT_RDWR);
     if (mid_packet) {
         /* Half a packet went to the client: no error can follow it cleanly. */
         client_free(c);
@@ -970,9 +974,7 @@ static void relay_give_up(client *c)
          * kill must not hit the next statement: the connection goes. With session state on
          * it, it stays held, closed: the next statement reports the loss. */
         relay_count(c, c->rl_end_failed);
-        if (client_session_has_state(c, b) && b->fd >= 0)
-            shutdown(b->fd, SHUT_RDWR);
-        else
+        if (!client_session_has_state(c, b))
             client_drop_backend(c, b);
         interrupt_clear(c);
         client_command_done(c);

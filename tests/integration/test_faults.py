@@ -407,7 +407,7 @@ def test_kill_query_holds_when_the_backend_is_stopped(make_proxy, servers):
     def run():
         try:
             with victim.cursor() as cur:
-                cur.execute("SELECT SLEEP(20) /* victim */")
+                cur.execute("SELECT /* victim */ SLEEP(20)")
             result["error"] = None
         except pymysql.err.MySQLError as e:
             result["error"] = e.args
@@ -426,6 +426,9 @@ def test_kill_query_holds_when_the_backend_is_stopped(make_proxy, servers):
     assert code == 1317 and "'dev'" in msg
     assert result["at"] - sent < 5
     eventually_serves(p)
+    # Its backend connection was closed: the server ends the statement too (SLEEP notices a
+    # closed connection within 5 s).
+    assert running_on_dev(servers, "victim", seconds=10) == 0
     with victim.cursor() as cur:
         cur.execute("SELECT 'victim again'")
         assert cur.fetchall() == (("victim again",),)
