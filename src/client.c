@@ -338,7 +338,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
         log_warn("conn %u %s user=%s env=%s: the client took none of its output for %lld ms "
                  "(client_write_timeout); disconnecting it",
-                 c->id, c->addr, c->user, c->be ? c->be->pool->env->name : "-",
+                 c->id, c->addr, c->user,
+                 c->be ? c->be->pool->env->name : c->env ? c->env->name : "-",
                  c->p->cfg->client_write_timeout_ms);
         client_free(c); /* a statement under way is killed, its connection closed */
         return;

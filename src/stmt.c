@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define CURSOR_TYPE_MASK 0x0F /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
 
@@ -413,8 +414,11 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
         evbuffer_add(c->be->out, h, PKT_HEADER);
         evbuffer_add(c->be->out, out.data, out.len);
         pbuf_free(&out);
-        if (backend_flush(c->be) < 0)
-            client_drop_backend(c, c->be);
+        if (backend_flush(c->be) < 0 && c->be->fd >= 0) {
+            /* Kept, closed: the next command finds it dead and tells the client that its
+             * long data is gone (client_lose_backend), instead of running without it. */
+            shutdown(c->be->fd, SHUT_RDWR);
+        }
         client_command_done(c);
         return;
     }

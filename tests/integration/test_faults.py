@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -493,3 +494,22 @@ def test_stalled_readers_do_not_starve_the_environment(make_proxy, servers):
     finally:
         for raw in stalled:
             raw.close()
+
+
+def test_stalled_tls_reader_is_disconnected(make_proxy, servers):
+    """A TLS client that starts a large SELECT and stops reading is disconnected after
+    client_write_timeout too, and its query does not stay on the server."""
+    extra = {"client_write_timeout": "1s", "limits": {"statement_timeout": "0", "max_rows": 0}}
+    p = make_proxy(extra_yaml=extra)
+    conn = p.connect(ssl={"check_hostname": False, "verify_mode": ssl.CERT_NONE},
+                     read_timeout=30)
+    try:
+        conn._execute_command(3, b"SELECT id, v FROM faults.big /* stalled tls reader */")
+        deadline = time.monotonic() + 10
+        while "client_write_timeout" not in p.log_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "client_write_timeout" in p.log_text()
+        assert running_on_dev(servers, "stalled tls reader") == 0
+    finally:
+        conn._sock.close()
+    eventually_serves(p)
