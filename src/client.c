@@ -1114,18 +1114,20 @@ void client_drop_backend(client *c, backend *b)
     pool_discard(b->pool, b);
 }
 
+/* autocommit off alone is not state: it is a carried variable, set again on the next
+ * connection; the transaction it opens with the first statement is (ST_IN_TRANS). */
 bool client_session_has_state(client *c, backend *b)
 {
-    return c->pinned || c->long_data_stmts > 0 || b->dirty || (b->status & ST_IN_TRANS) ||
-           !(b->status & ST_AUTOCOMMIT);
+    return c->pinned || c->long_data_stmts > 0 || b->dirty || (b->status & ST_IN_TRANS);
 }
 
 bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
 {
     bool state = client_session_has_state(c, b);
-    const char *why = c->pinned                  ? c->pin_reason
-                      : b->status & ST_IN_TRANS  ? "a transaction"
-                      : !(b->status & ST_AUTOCOMMIT) ? "autocommit off"
+    const char *why = b->status & ST_IN_TRANS
+                          ? (b->status & ST_AUTOCOMMIT ? "a transaction"
+                                                       : "a transaction, autocommit off")
+                      : c->pinned                ? c->pin_reason
                       : c->long_data_stmts > 0   ? "long data of a prepared statement"
                                                  : "session variables";
     note[0] = '\0';
