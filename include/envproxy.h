@@ -570,6 +570,9 @@ void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
 void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
+/* The relay of a PREPARE (or of its re-prepare) failed: a statement not yet registered is
+ * dropped. */
+void stmt_relay_failed(client *c);
 /* The long data sent for the client's statements is gone (its connection was lost). */
 void stmt_forget_long_data(client *c);
 /* Forgets the backend statements of b (the server dropped them: reset, change user, close). */

@@ -190,6 +190,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
         c->rl_rows = 0;
     }
     interrupt_clear(c);
+    stmt_relay_failed(c);
     snprintf(c->rl_error, sizeof(c->rl_error), "%u: envproxy: %s", code, msg);
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
@@ -849,7 +850,9 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_run_len = 0;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
-    if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
+    if (timeout > 0) {
+        /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
+         * connection is closed (relay_timeout). */
         struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
         evtimer_add(c->timer, &tv);
     }
@@ -1009,6 +1012,11 @@ void relay_timeout(client *c)
         return;
     if (c->rl_interrupt) {
         relay_give_up(c);
+        return;
+    }
+    if (c->rl >= RL_ONE) {
+        relay_fail(c, 2013, "no answer from the backend within statement_timeout; its "
+                            "connection was closed");
         return;
     }
     log_warn("conn %u %s user=%s env=%s: statement_timeout (%lld ms) passed; killing query on "

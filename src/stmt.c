@@ -59,6 +59,16 @@ void stmt_forget_long_data(client *c)
     c->long_data_stmts = 0;
 }
 
+void stmt_relay_failed(client *c)
+{
+    if (c->job == JOB_PREPARE && c->stmt) {
+        stmt_free(c->stmt); /* not registered yet: the backend never said OK */
+        c->stmt = NULL;
+    }
+    c->stmt_reprepare = false;
+    c->rl_silent = false;
+}
+
 void stmt_free_all(client *c)
 {
     while (c->stmts) {

@@ -536,3 +536,36 @@ def test_long_data_is_not_lost_silently_after_a_restart(make_proxy, servers):
         assert d.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])
     finally:
         d.close()
+
+
+def test_prepare_has_a_deadline_when_the_backend_is_stopped(make_proxy, servers):
+    """COM_STMT_PREPARE runs nothing that a kill could stop: when the backend stops
+    answering, the PREPARE fails at statement_timeout, its backend connection is closed,
+    and the client's connection goes on (a later PREPARE works once the server runs)."""
+    from harness import StmtDriver
+    p = make_proxy(extra_yaml=FAST)
+    d = StmtDriver(p, db="shop")
+    answer = {}
+    try:
+        assert d.cmd("query SELECT 1") == ("ROWS", [["1"]])
+        with stopped(servers["dev"]):
+            t = threading.Thread(
+                target=lambda: answer.update(r=d.cmd("prepare SELECT ? + 41 /* stalled */")))
+            start = time.monotonic()
+            t.start()
+            t.join(8)
+            took = time.monotonic() - start
+        t.join(10)
+        assert answer["r"][0] == "ERR", answer
+        assert took < 6
+        assert "no answer from the backend within statement_timeout" in p.log_text()
+        deadline = time.monotonic() + 15
+        while True:
+            r = d.cmd("prepare SELECT ? + 41")
+            if r[0] == "OK" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert r[0] == "OK", r
+        assert d.cmd("exec 1") == ("ROWS", [["42"]])
+    finally:
+        d.close()
