@@ -44,8 +44,11 @@ static void prepare_step(client *c);
 
 void client_send(client *c, pbuf *b)
 {
+    /* What the relay gathered goes first, whole packets it passes on in place included:
+     * their sequence ids come before b's. */
+    relay_flush_out(c);
     if (b->len)
-        evbuffer_add(c->rl_out, b->data, b->len); /* after what the relay gathered */
+        evbuffer_add(c->rl_out, b->data, b->len);
     relay_flush_out(c);
     pbuf_free(b);
 }
