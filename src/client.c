@@ -1245,8 +1245,8 @@ void client_start_job(client *c)
             char note[200];
             if (client_lose_backend(c, c->be, note, sizeof(note))) {
                 client_send_err(c, 2013, "HY000",
-                                "envproxy: lost the connection to environment '%s' (the server "
-                                "closed it)%s",
+                                "envproxy: lost the connection to environment '%s' (it was "
+                                "closed)%s",
                                 c->route.env->name, note);
                 job_failed(c);
                 return;
