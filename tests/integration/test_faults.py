@@ -71,6 +71,7 @@ class Raw:
         self.buf = b""
         seq, g = self.packet()
         end = g.index(b"\0", 1)
+        self.thread_id = struct.unpack("<I", g[end + 1:end + 5])[0]
         p = end + 1 + 4
         part1 = g[p:p + 8]
         p += 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10
@@ -274,6 +275,28 @@ def test_timeout_while_the_client_does_not_read(make_proxy, servers):
     assert raw.quiet_for(1.0)
     select_1_works(raw)
     raw.close()
+
+
+def test_kill_query_mid_result_ends_with_one_err_in_sequence(make_proxy, servers):
+    """KILL QUERY from another session while the victim's rows stream: the victim gets
+    whole rows in sequence, then ERR 1317 and nothing after it, and goes on working."""
+    extra = {"limits": {"statement_timeout": "0", "max_rows": 0}}
+    p = make_proxy(extra_yaml=extra)
+    victim = Raw(p.port)
+    killer = p.connect()
+    victim.query(SLOW_BIG.replace("big", "big /* killed mid-result */"))
+    time.sleep(1)
+    with killer.cursor() as cur:
+        cur.execute(f"KILL QUERY {victim.thread_id}")
+    packets, rows, last = victim.response()
+    assert_in_sequence(packets)
+    assert last[0] == 0xFF and err_of(last)[0] == 1317, last
+    assert 0 < rows < BIG_ROWS
+    assert victim.quiet_for(1.0)
+    select_1_works(victim)
+    assert running_on_dev(servers, "killed mid-result") == 0
+    victim.close()
+    killer.close()
 
 
 def test_disconnect_mid_result_logs_no_failed_kill(make_proxy, servers):
