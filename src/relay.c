@@ -894,6 +894,15 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     backend_watch(b, relay_backend_cb, c);
 }
 
+/* ---- interrupting a statement (statement_timeout, KILL QUERY) ----
+ * The query is killed on the server over a side connection. The client keeps what was
+ * complete at that moment; from the first packet that would start or continue a result,
+ * everything the backend still sends is read and dropped (the sink, whatever the client
+ * takes) until the response ends, and the client then gets the interruption's ERR with the
+ * next sequence id. The command ends only once the kill was answered too, so that a late
+ * kill cannot hit the session's next statement. A backend that has not ended the statement
+ * within the grace time is closed (relay_give_up): the deadline holds whatever it does. */
+
 /* Time the backend gets to end an interrupted statement once the kill's side connection
  * is open: past connect_timeout plus this, its connection is closed. */
 #define RELAY_KILL_GRACE_MS 1000
