@@ -97,7 +97,7 @@ struct backend {
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
     uint16_t status; /* server status of its last response (transaction, autocommit) */
-    struct be_kill *kill; /* the side connection of a KILL QUERY: what it kills */
+    struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -527,7 +527,7 @@ backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
 /* b broke or was closed under the session: drops it. When the session had state there (a
- * transaction, autocommit off, user variables, temporary tables, locks, long data), the
+ * transaction, user variables, temporary tables, locks, other pins, long data), the
  * whole session is reset as a new server session would start (every held connection is
  * reset, variables and pins go) and note says so for the client's error ("" otherwise).
  * Returns whether state was lost. */
