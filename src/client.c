@@ -1136,8 +1136,8 @@ bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
     note[0] = '\0';
     if (state) {
         snprintf(note, cap,
-                 "; the session's state there (%s) is gone: any transaction was rolled back "
-                 "and the session was reset",
+                 "; the session's state there (%s) is gone: a transaction not committed was "
+                 "rolled back and the session was reset",
                  why);
         log_warn("conn %u %s user=%s env=%s: backend connection %lu lost with session state "
                  "(%s); the session is reset",

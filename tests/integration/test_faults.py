@@ -358,6 +358,38 @@ def test_autocommit_off_session_is_told_after_a_restart(make_proxy, servers):
     conn.close()
 
 
+def test_backend_dying_under_a_running_statement_resets_the_session(make_proxy, servers):
+    """The backend dies (-9) while a statement of a transaction runs: that statement gets
+    2013 naming the environment and saying the transaction was rolled back, and the session
+    starts clean (autocommit on again, although the client had turned it off)."""
+    servers.sql("dev", "DELETE FROM faults.t")
+    p = make_proxy(extra_yaml={"limits": {"statement_timeout": "0"}})
+    conn = p.connect(database="faults", autocommit=False, read_timeout=20)
+    result = {}
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES ('uncommitted')")
+
+        def run():
+            try:
+                cur.execute("SELECT SLEEP(10) /* dying */")
+                result["error"] = None
+            except pymysql.err.MySQLError as e:
+                result["error"] = e.args
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        kill_and_restart(servers["dev"])
+        t.join(20)
+        assert not t.is_alive()
+        code, msg = result["error"]
+        assert code == 2013 and "'dev'" in msg and "rolled back" in msg
+        cur.execute("SELECT @@autocommit, @@in_transaction")
+        assert cur.fetchall() == ((1, 0),)
+    assert servers.sql("dev", "SELECT v FROM faults.t") == []
+    conn.close()
+
+
 def test_user_variables_are_not_lost_silently(make_proxy, servers):
     """A session with a user variable (pinned to its connection): after a restart the next
     statement gets 2013 instead of silently reading NULL from a new session."""
