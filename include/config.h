@@ -79,6 +79,9 @@ typedef struct config {
     long long handshake_timeout_ms; /* default 10 s */
     long long health_interval_ms;   /* default 5 s */
     long long shutdown_timeout_ms;  /* default 10 s */
+    /* A client that takes none of the output queued for it for this long is disconnected
+     * (its statement is killed and its backend connection closed); default 60 s. */
+    long long client_write_timeout_ms;
     int log_level;                  /* LOG_ERROR=0 .. LOG_DEBUG=3; default info (2) */
     /* login_throttle: after max_failures failed logins from one address within window, that
      * address is refused for block. max_failures 0 turns it off. Defaults 10, 60 s, 60 s. */

@@ -75,6 +75,7 @@ struct backend {
     MYSQL_RES *ret_res;
     MYSQL_ROW ret_row;
     int op_phase;
+    uint64_t op_deadline_ms; /* the operation fails when the server is silent past this */
     /* BOP_FETCH: called for each row (row NULL: the columns are known, before any row);
      * returns false to stop reading. */
     bool (*fetch_row)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg);
@@ -95,6 +96,8 @@ struct backend {
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
+    uint16_t status; /* server status of its last response (transaction, autocommit) */
+    struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -153,9 +156,18 @@ int backend_flush(backend *b);
 int backend_read(backend *b, uint8_t *buf, size_t cap);
 /* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
 bool backend_is_dead(backend *b);
-/* Opens a side connection to b's environment on base and runs KILL QUERY thread_id there,
- * without waiting for anything: the statement_timeout and disconnect path. */
-void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id);
+/* Opens a side connection to pl's environment on base and runs KILL QUERY thread_id there:
+ * the statement_timeout, KILL QUERY and disconnect paths. done (may be NULL) is called on
+ * base when it is over: ended true when the kill was delivered or the thread was gone
+ * already, false when it could not be delivered (connect or the query failed in time).
+ * Returns a handle for backend_kill_forget, or NULL when it was over at once (done was
+ * called already). */
+typedef void (*be_kill_fn)(void *arg, bool ended);
+struct be_kill;
+struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id,
+                                   be_kill_fn done, void *arg);
+/* The kill goes on, but done is not called any more (its owner goes away). */
+void backend_kill_forget(struct be_kill *k);
 /* Closes the connection and frees b (the pool's counters are not touched). */
 void backend_free(backend *b);
 
@@ -456,7 +468,17 @@ struct client {
     uint64_t rl_rows;      /* rows of the current result set sent to the client */
     bool rl_discard;       /* the current packet is dropped: past max_rows */
     bool rl_truncated;     /* the current result set lost rows to max_rows */
-    bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
+    /* An interrupted statement (statement_timeout, KILL QUERY; relay.c): its query is being
+     * killed; from the first packet that would start or continue a result, the rest of
+     * the response is read and dropped (the sink), and the client then gets the
+     * interruption's error with sequence id rl_seq_cut. */
+    uint8_t rl_interrupt;  /* RLI_NONE, RLI_TIMEOUT, RLI_KILLED */
+    bool rl_sink;          /* the backend's packets are dropped */
+    bool rl_ended;         /* the response ended; the kill's answer is awaited */
+    bool rl_end_failed;    /* it ended with an error of its own */
+    uint8_t rl_seq_cut;    /* the client's sequence id when the sink started */
+    unsigned long long rl_rows_cut; /* rows the client had got then */
+    struct be_kill *rl_kill; /* the kill under way, or NULL */
     bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
     bool rl_capture;       /* this execution's column definitions are kept for the next */
     /* The backend bytes of the batch being handled, contiguous (relay.c, in_open): read
@@ -509,6 +531,14 @@ void client_command_done(client *c);
 backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
+/* b broke or was closed under the session: drops it. When the session had state there (a
+ * transaction, user variables, temporary tables, locks, other pins, long data), the
+ * whole session is reset as a new server session would start (every held connection is
+ * reset, variables and pins go) and note says so for the client's error ("" otherwise).
+ * Returns whether state was lost. */
+bool client_lose_backend(client *c, backend *b, char *note, size_t cap);
+/* Whether the session has state on b that a new connection would not have. */
+bool client_session_has_state(client *c, backend *b);
 
 /* Reads the statement's routing hint; false after answering a malformed one (1064). */
 bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h);
@@ -557,6 +587,11 @@ void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
 void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
+/* The relay of a PREPARE (or of its re-prepare) failed: a statement not yet registered is
+ * dropped. */
+void stmt_relay_failed(client *c);
+/* The long data sent for the client's statements is gone (its connection was lost). */
+void stmt_forget_long_data(client *c);
 /* Forgets the backend statements of b (the server dropped them: reset, change user, close). */
 void stmt_cache_clear(backend *b);
 
@@ -589,8 +624,16 @@ void relay_flush_out(client *c);
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len);
 /* Called when the client's output drained below the low-water mark. */
 void relay_resume(client *c);
-/* statement_timeout passed while the relay runs: kill the query on the backend. */
+/* The client's timer fired while the relay runs: statement_timeout passed (the query is
+ * killed), or the grace time after an interruption did (the backend connection is closed). */
 void relay_timeout(client *c);
+enum { RLI_NONE, RLI_TIMEOUT, RLI_KILLED };
+/* Interrupts the running statement (RLI_TIMEOUT or RLI_KILLED): kills it on the backend,
+ * drops the rest of its result, and holds the deadline even when the backend does not
+ * answer. Returns false when no statement runs. */
+bool relay_interrupt(client *c, int why);
+/* The client goes away mid-response: a kill under way no longer reports to it. */
+void relay_client_gone(client *c);
 
 /* result.c: result sets the proxy answers itself. */
 typedef struct {

@@ -25,6 +25,15 @@ struct tls_container {
 #include <unistd.h>
 
 static void be_step(backend *b, int ready);
+static void be_set_deadline(backend *b);
+
+/* A KILL QUERY under way on a side connection. */
+struct be_kill {
+    unsigned long thread_id;
+    be_kill_fn done; /* NULL once forgotten */
+    void *arg;
+    bool starting, over; /* over while still in backend_kill_query: it frees */
+};
 
 static atomic_ullong next_serial;
 
@@ -36,6 +45,7 @@ backend *backend_new(pool *pl)
     b->serial = atomic_fetch_add(&next_serial, 1) + 1;
     b->pool = pl;
     b->fd = -1;
+    b->status = ST_AUTOCOMMIT; /* a new session's */
     b->in = evbuffer_new();
     b->out = evbuffer_new();
     if (!b->in || !b->out)
@@ -104,10 +114,20 @@ static void be_wait(backend *b, int status)
         what |= EV_READ;
     if (status & MYSQL_WAIT_WRITE)
         what |= EV_WRITE;
-    if (status & MYSQL_WAIT_TIMEOUT) {
-        unsigned ms = mysql_get_timeout_value_ms(b->mysql);
-        tv.tv_sec = ms / 1000;
-        tv.tv_usec = (ms % 1000) * 1000;
+    uint64_t ms = UINT64_MAX;
+    if (status & MYSQL_WAIT_TIMEOUT)
+        ms = mysql_get_timeout_value_ms(b->mysql);
+    if (b->op_deadline_ms) {
+        /* The operation's own deadline comes first: when it passes, Connector/C is told
+         * the wait timed out and fails the operation. */
+        uint64_t now = now_ms();
+        uint64_t left = b->op_deadline_ms > now ? b->op_deadline_ms - now : 0;
+        if (left < ms)
+            ms = left;
+    }
+    if (ms != UINT64_MAX) {
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
         tvp = &tv;
     }
     backend_unwatch(b);
@@ -297,6 +317,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
         }
         break;
     case BOP_SELECT_DB:
@@ -316,6 +337,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
         }
         break;
     case BOP_CHARSET:
@@ -363,8 +385,16 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
-    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026))
+    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026)) {
         be_take_error(b);
+        if (b->op_deadline_ms && now_ms() >= b->op_deadline_ms) {
+            /* Connector/C's "Lost connection" would hide that the server fell silent. */
+            b->err_code = 2013;
+            snprintf(b->err_state, sizeof(b->err_state), "HY000");
+            snprintf(b->err_msg, sizeof(b->err_msg), "the server did not answer within %lld ms",
+                     b->pool->env->pool.connect_timeout_ms);
+        }
+    }
     if (b->op == BOP_FETCH && rc && b->ret_res) {
         mysql_free_result(b->ret_res);
         b->ret_res = NULL;
@@ -373,6 +403,7 @@ static void be_step(backend *b, int ready)
         /* A new or reset session: learn how it reads SQL before anyone uses it. */
         b->op = BOP_READ_MODE;
         b->op_phase = 0;
+        be_set_deadline(b);
         be_step(b, -1);
         return;
     }
@@ -388,16 +419,26 @@ static void be_step(backend *b, int ready)
         }
     }
     b->op = BOP_NONE;
+    b->op_deadline_ms = 0;
     be_done_fn done = b->done;
     b->done = NULL;
     if (done)
         done(b, rc, b->done_arg);
 }
 
+/* Every operation but BOP_FETCH (a statement of the fan-out, bounded by its job) is a short
+ * round trip: it must end within the pool's connect_timeout, whatever the server does. */
+static void be_set_deadline(backend *b)
+{
+    long long ms = b->pool->env->pool.connect_timeout_ms;
+    b->op_deadline_ms = b->op == BOP_FETCH ? 0 : now_ms() + (uint64_t)(ms > 0 ? ms : 1);
+}
+
 static void be_begin(backend *b, be_op op, be_done_fn done, void *arg)
 {
     backend_unwatch(b);
     b->op = op;
+    be_set_deadline(b);
     b->op_phase = 0;
     b->done = done;
     b->done_arg = arg;
@@ -614,32 +655,68 @@ void backend_free(backend *b)
     free(b->fetch_sql);
     free(b->cur_db);
     stmt_cache_clear(b);
+    if (b->kill) {
+        if (b->kill->starting)
+            b->kill->over = true; /* backend_kill_query frees it */
+        else
+            free(b->kill);
+    }
     free(b);
 }
 
 static void kill_done(backend *b, int rc, void *arg)
 {
-    if (rc)
-        log_warn("env %s: KILL QUERY %lu failed: %s", b->pool->env->name,
-                 (unsigned long)(uintptr_t)arg, b->err_msg);
-    backend_free(b);
+    struct be_kill *k = arg;
+    /* 1094 (Unknown thread id): the connection had ended already, with its statement. */
+    bool ended = rc == 0 || b->err_code == 1094;
+    if (!ended)
+        log_warn("env %s: KILL QUERY %lu failed: %s", b->pool->env->name, k->thread_id,
+                 b->err_msg);
+    else if (rc)
+        log_debug("env %s: KILL QUERY %lu: the connection had ended", b->pool->env->name,
+                  k->thread_id);
+    if (k->done)
+        k->done(k->arg, ended);
+    backend_free(b); /* and k with it */
 }
 
 static void kill_connected(backend *b, int rc, void *arg)
 {
+    struct be_kill *k = arg;
     if (rc) {
         kill_done(b, rc, arg);
         return;
     }
     char sql[64];
-    snprintf(sql, sizeof(sql), "KILL QUERY %lu", (unsigned long)(uintptr_t)arg);
+    snprintf(sql, sizeof(sql), "KILL QUERY %lu", k->thread_id);
     backend_query(b, sql, kill_done, arg);
 }
 
-void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id)
+struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id,
+                                   be_kill_fn done, void *arg)
 {
+    struct be_kill *k = calloc(1, sizeof(*k));
+    if (!k)
+        abort();
+    k->thread_id = thread_id;
+    k->done = done;
+    k->arg = arg;
+    k->starting = true;
     backend *b = backend_new(pl);
-    backend_connect(b, base, kill_connected, (void *)(uintptr_t)thread_id);
+    b->kill = k; /* freed with b, also when the pool goes first (shutdown) */
+    backend_connect(b, base, kill_connected, k);
+    k->starting = false;
+    if (k->over) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void backend_kill_forget(struct be_kill *k)
+{
+    if (k)
+        k->done = NULL;
 }
 
 int backend_read(backend *b, uint8_t *buf, size_t cap)

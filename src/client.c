@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,11 @@ static void prepare_step(client *c);
 
 void client_send(client *c, pbuf *b)
 {
+    /* What the relay gathered goes first, whole packets it passes on in place included:
+     * their sequence ids come before b's. */
+    relay_flush_out(c);
     if (b->len)
-        evbuffer_add(c->rl_out, b->data, b->len); /* after what the relay gathered */
+        evbuffer_add(c->rl_out, b->data, b->len);
     relay_flush_out(c);
     pbuf_free(b);
 }
@@ -136,6 +140,15 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A client that takes none of its queued output for client_write_timeout is dropped
+ * (client_event_cb): a stalled reader cannot hold a backend connection for long. */
+static void set_write_timeout(client *c)
+{
+    long long ms = c->p->cfg->client_write_timeout_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+}
+
 static void set_timer(client *c, long long ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
@@ -184,6 +197,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         abort();
     c->waiter.wake = c->wake;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    set_write_timeout(c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
     c->next = w->clients;
@@ -239,7 +253,9 @@ static void let_go(backend *b, bool mid_response)
         /* Mid-response: stop the statement on the server, then drop the connection, which
          * cannot be reset cleanly. */
         if (!atomic_load(&b->pool->proxy->stopping))
-            backend_kill_query(b->pool, b->base, b->thread_id);
+            backend_kill_query(b->pool, b->base, b->thread_id, NULL, NULL);
+        if (b->fd >= 0)
+            shutdown(b->fd, SHUT_RDWR); /* the end of the stream, not a COM_QUIT behind it */
         pool_discard(b->pool, b);
     } else {
         backend_recycle(b);
@@ -265,6 +281,7 @@ void client_free(client *c)
         log_info("conn %u %s user=%s env=%s: disconnected", c->id, c->addr, c->user,
                  c->env ? c->env->name : "-");
     evtimer_del(c->timer);
+    relay_client_gone(c);
     atomic_fetch_sub(&c->p->clients_current, 1);
     if (c->busy) {
         c->busy = false;
@@ -321,6 +338,15 @@ void client_free(client *c)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     client *c = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+        log_warn("conn %u %s user=%s env=%s: the client took none of its output for %lld ms "
+                 "(client_write_timeout); disconnecting it",
+                 c->id, c->addr, c->user,
+                 c->be ? c->be->pool->env->name : c->env ? c->env->name : "-",
+                 c->p->cfg->client_write_timeout_ms);
+        client_free(c); /* a statement under way is killed, its connection closed */
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (what & BEV_EVENT_ERROR) {
             unsigned long e = bufferevent_get_openssl_error(bev);
@@ -530,6 +556,7 @@ static void start_tls(client *c)
     c->bev = tb;
     c->tls = true;
     bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
+    set_write_timeout(c);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -1092,6 +1119,54 @@ void client_drop_backend(client *c, backend *b)
     pool_discard(b->pool, b);
 }
 
+/* autocommit off alone is not state: it is a carried variable, set again on the next
+ * connection; the transaction it opens with the first statement is (ST_IN_TRANS). */
+bool client_session_has_state(client *c, backend *b)
+{
+    return c->pinned || c->long_data_stmts > 0 || b->dirty || (b->status & ST_IN_TRANS);
+}
+
+bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
+{
+    bool state = client_session_has_state(c, b);
+    const char *why = b->status & ST_IN_TRANS
+                          ? (b->status & ST_AUTOCOMMIT ? "a transaction"
+                                                       : "a transaction, autocommit off")
+                      : c->pinned                ? c->pin_reason
+                      : c->long_data_stmts > 0   ? "long data of a prepared statement"
+                                                 : "session variables";
+    note[0] = '\0';
+    if (state) {
+        snprintf(note, cap,
+                 "; the session's state there (%s) is gone: a transaction not committed was "
+                 "rolled back and the session was reset",
+                 why);
+        log_warn("conn %u %s user=%s env=%s: backend connection %lu lost with session state "
+                 "(%s); the session is reset",
+                 c->id, c->addr, c->user, b->pool->env->name, b->thread_id, why);
+    }
+    client_drop_backend(c, b);
+    if (!state)
+        return false;
+    /* As a new server session starts: no transaction, default variables (the carried ones
+     * included: autocommit is on again), no pins; the other connections are reset too, so
+     * that nothing of the old session survives anywhere. Prepared statements stay: they are
+     * the proxy's, prepared again where they next run. */
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i] && c->held[i] != c->be) {
+            backend_recycle(c->held[i]);
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    stmt_forget_long_data(c);
+    c->n_vars = 0;
+    c->pinned = false;
+    c->pin_reason[0] = '\0';
+    c->last_status = ST_AUTOCOMMIT;
+    return true;
+}
+
 /* The command cannot run: tell the client and move on (or close, for the login). */
 static void job_failed(client *c)
 {
@@ -1164,10 +1239,20 @@ void client_start_job(client *c)
     if (slot >= 0) {
         c->be = c->held[slot];
         if (backend_is_dead(c->be)) {
-            /* The server closed it while we held it (restart, wait_timeout): start over. */
+            /* The server closed it while we held it (restart, wait_timeout, a connection
+             * closed after a statement it did not stop): start over on another, but never
+             * silently when the session had state there. */
             log_info("conn %u %s user=%s env=%s: backend connection was closed; reconnecting",
                      c->id, c->addr, c->user, c->route.env->name);
-            client_drop_backend(c, c->be);
+            char note[200];
+            if (client_lose_backend(c, c->be, note, sizeof(note))) {
+                client_send_err(c, 2013, "HY000",
+                                "envproxy: lost the connection to environment '%s' (it was "
+                                "closed)%s",
+                                c->route.env->name, note);
+                job_failed(c);
+                return;
+            }
         } else {
             prepare_step(c);
             return;
@@ -1207,9 +1292,16 @@ static void prepare_done(backend *b, int rc, void *arg)
     if (rc) {
         log_info("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, b->pool->env->name,
                  b->err_msg);
-        client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
-        if (b->err_code == 2013 || b->err_code == 2006 || b->err_code >= 2000)
-            client_drop_backend(c, b);
+        if (b->err_code >= 2000) {
+            /* The connection broke (or fell silent): it goes, with any session state. */
+            const cfg_env *e = b->pool->env;
+            char note[200];
+            client_lose_backend(c, b, note, sizeof(note));
+            client_send_err(c, (uint16_t)b->err_code, b->err_state,
+                            "envproxy: environment '%s': %s%s", e->name, b->err_msg, note);
+        } else {
+            client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
+        }
         job_failed(c);
         return;
     }

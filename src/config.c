@@ -27,6 +27,7 @@ bool config_unset_vars_empty = false;
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DEFAULT_HEALTH_INTERVAL_MS 5000
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 10000
+#define DEFAULT_CLIENT_WRITE_TIMEOUT_MS 60000
 #define DEFAULT_LOG_LEVEL 2
 #define MAX_THREADS 1024
 #define ENV_NAME_MAX 64
@@ -1524,6 +1525,7 @@ enum {
     TOP_LOG_LEVEL,
     TOP_ENVIRONMENTS,
     TOP_LOGIN_THROTTLE,
+    TOP_CLIENT_WRITE_TIMEOUT,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1534,7 +1536,7 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "max_packet_size", "handshake_timeout",
                                                 "health_interval", "shutdown_timeout",
                                                 "log_level",       "environments",
-                                                "login_throttle"};
+                                                "login_throttle",  "client_write_timeout"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1618,6 +1620,9 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_LOGIN_THROTTLE:
             load_throttle(ld, val);
+            break;
+        case TOP_CLIENT_WRITE_TIMEOUT:
+            get_duration(ld, "client_write_timeout", val, true, &c->client_write_timeout_ms);
             break;
         case TOP_LOG_LEVEL:
             get_enum(ld, "log_level", val, log_level_names, 4, "one of error, warn, info, debug",
@@ -1860,6 +1865,7 @@ static config *config_new(const char *path)
     c->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->health_interval_ms = DEFAULT_HEALTH_INTERVAL_MS;
     c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    c->client_write_timeout_ms = DEFAULT_CLIENT_WRITE_TIMEOUT_MS;
     c->throttle_max_failures = 10;
     c->throttle_window_ms = 60000;
     c->throttle_block_ms = 60000;

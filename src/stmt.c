@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define CURSOR_TYPE_MASK 0x0F
 #define STMT_ID_LAST_PREPARED 0xFFFFFFFFu /* MariaDB: the statement prepared last */ /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
@@ -51,6 +52,23 @@ static void stmt_note_long_data(client *c, cl_stmt *st, bool pending)
     if (st->long_data != pending)
         c->long_data_stmts += pending ? 1 : -1;
     st->long_data = pending;
+}
+
+void stmt_forget_long_data(client *c)
+{
+    for (cl_stmt *st = c->stmts; st; st = st->next)
+        st->long_data = false;
+    c->long_data_stmts = 0;
+}
+
+void stmt_relay_failed(client *c)
+{
+    if (c->job == JOB_PREPARE && c->stmt) {
+        stmt_free(c->stmt); /* not registered yet: the backend never said OK */
+        c->stmt = NULL;
+    }
+    c->stmt_reprepare = false;
+    c->rl_silent = false;
 }
 
 void stmt_free_all(client *c)
@@ -450,8 +468,11 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
         evbuffer_add(c->be->out, h, PKT_HEADER);
         evbuffer_add(c->be->out, out.data, out.len);
         pbuf_free(&out);
-        if (backend_flush(c->be) < 0)
-            client_drop_backend(c, c->be);
+        if (backend_flush(c->be) < 0 && c->be->fd >= 0) {
+            /* Kept, closed: the next command finds it dead and tells the client that its
+             * long data is gone (client_lose_backend), instead of running without it. */
+            shutdown(c->be->fd, SHUT_RDWR);
+        }
         client_command_done(c);
         return;
     }

@@ -152,6 +152,7 @@ static void test_full(void)
     CHECK_INT(c->handshake_timeout_ms, 500);
     CHECK_INT(c->health_interval_ms, 2000);
     CHECK_INT(c->shutdown_timeout_ms, 0);
+    CHECK_INT(c->client_write_timeout_ms, 45000);
     CHECK_INT(c->log_level, 3);
 
     /* Definition order: main file first, then proxy.d/ in lexical order. */
@@ -266,6 +267,7 @@ static void test_defaults(void)
     CHECK_INT(c->handshake_timeout_ms, 10000);
     CHECK_INT(c->health_interval_ms, 5000);
     CHECK_INT(c->shutdown_timeout_ms, 10000);
+    CHECK_INT(c->client_write_timeout_ms, 60000);
     CHECK_INT(c->log_level, 2);
     CHECK_INT(c->n_envs, 1);
     CHECK_INT(c->n_files, 1);
@@ -321,7 +323,8 @@ static void test_errors(void)
         F ":11:12: log_level: expected one of error, warn, info, debug, got 'verbose'",
         F ":12:1: unknown key 'colour' (allowed: listen, threads, accounts, default_environment, "
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
-          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, login_throttle)",
+          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, login_throttle, "
+          "client_write_timeout)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
