@@ -672,7 +672,7 @@ static bool relay_process(client *c, uint8_t *fresh, size_t n)
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < RELAY_HIGH_WATER)
+    if (client_out_queued(c) < RELAY_HIGH_WATER)
         return false;
     backend_unwatch(c->be);
     c->rl_paused = true;
@@ -717,7 +717,7 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
                 return;
             total += (size_t)n;
             if ((size_t)n < sizeof(read_buf) ||
-                evbuffer_get_length(bufferevent_get_output(c->bev)) >= RELAY_HIGH_WATER)
+                client_out_queued(c) >= RELAY_HIGH_WATER)
                 break;
         }
     }
