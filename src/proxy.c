@@ -6,6 +6,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <event2/thread.h>
 #include <openssl/crypto.h>
 #include <netinet/in.h>
@@ -106,17 +109,24 @@ void proxy_cfg_put(config *c)
 
 static void free_unused_configs(proxy *p, uint64_t now)
 {
-    int k = 0;
+    int k = 0, freed = 0;
     for (int i = 0; i < p->n_old_cfgs; i++) {
         config *c = p->old_cfgs[i];
         if (atomic_load(&c->users) == 0 && now - p->old_cfg_ms[i] >= CFG_GRACE_MS) {
             config_free(c);
+            freed++;
             continue;
         }
         p->old_cfgs[k] = c;
         p->old_cfg_ms[k++] = p->old_cfg_ms[i];
     }
     p->n_old_cfgs = k;
+    if (freed) {
+        log_debug("freed %d replaced configuration(s); %d still in use", freed, k);
+#ifdef __GLIBC__
+        malloc_trim(0); /* a configuration can be large: give the pages back */
+#endif
+    }
 }
 
 /* ---- admission: client connections by address -------------------------------------------- */
