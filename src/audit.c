@@ -357,21 +357,19 @@ static void reopen_file(audit *a, writer_state *w)
     log_info("audit log %s: reopened", a->path);
 }
 
-/* When the file was deleted or renamed away (without a SIGHUP), opens a new one at the
- * path, so that lines do not go on disappearing into an unlinked file. A stat a second. */
+/* When the file was deleted (without a SIGHUP), opens a new one at the path, so that
+ * lines do not go on disappearing into an unlinked file. One fstat a second: a file that
+ * was only renamed (logrotate) keeps receiving lines until audit_reopen. */
 static void check_file(audit *a, writer_state *w)
 {
     time_t now = time(NULL);
     if (now - w->file_checked_at < FILE_CHECK_INTERVAL_S)
         return;
     w->file_checked_at = now;
-    struct stat at_path, open_file;
-    if (fstat(a->fd, &open_file) != 0)
+    struct stat st;
+    if (fstat(a->fd, &st) != 0 || st.st_nlink > 0 || !S_ISREG(st.st_mode))
         return;
-    if (stat(a->path, &at_path) == 0 && at_path.st_dev == open_file.st_dev &&
-        at_path.st_ino == open_file.st_ino)
-        return;
-    log_warn("audit log %s: the file was removed or replaced; opening it again", a->path);
+    log_warn("audit log %s: the file was deleted; opening it again", a->path);
     reopen_file(a, w);
 }
 
