@@ -81,6 +81,8 @@ struct backend {
     char *fetch_sql;
     bool fetch_more; /* rows were left unread */
     char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    /* host, user, password, database of the running connect or change user (copies). */
+    char *login[4];
 
     /* Session state known to be applied on the server side. */
     char *cur_db;        /* NULL: no database */
