@@ -407,6 +407,7 @@ struct client {
     bool name_ok;   /* the login's user name is one an account can have */
     uint64_t close_deadline_ms;        /* CL_CLOSING: freed by then whatever is unsent */
     struct evbuffer_cb_entry *close_cb; /* CL_CLOSING with TLS: on the socket's output */
+    struct event *linger_ev; /* CL_CLOSING: discards input after the last bytes went out */
     struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;

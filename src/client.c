@@ -18,6 +18,8 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 
 #define PLUGIN_SHA2 "caching_sha2_password"
 #define TLS_SOCKET_OUT_MAX (64 * 1024) /* encrypted bytes queued for a TLS client's socket */
+#define CLIENT_LINGER_MS 2000 /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
 /* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
@@ -112,22 +115,83 @@ size_t client_out_queued(const client *c)
 
 /* CL_CLOSING: frees the client once everything queued reached the socket (after TLS's
  * close_notify), or once the flush deadline passed. */
+/* Whether the client sent bytes the proxy has not read: closing the socket then makes the
+ * kernel send a reset, which can destroy the error packet before the client reads it. */
+static bool unread_input(const client *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        return true;
+    struct bufferevent *under = c->tls ? bufferevent_get_underlying(c->bev) : NULL;
+    if (under && evbuffer_get_length(bufferevent_get_input(under)))
+        return true;
+    int pending = 0;
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    char scratch[16384];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        client_free(c); /* the client closed its side, or the socket broke */
+        return;
+    }
+}
+
+/* Everything was written but the client is still sending: stop sending (FIN after the
+ * error), discard what comes in until the client closes or a short deadline passes, then
+ * close without a reset. */
+static void linger(client *c)
+{
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    shutdown(c->fd, SHUT_WR);
+    c->linger_ev = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, linger_cb, c);
+    if (!c->linger_ev) {
+        client_free(c);
+        return;
+    }
+    event_add(c->linger_ev, NULL);
+    uint64_t now = now_ms();
+    if (c->close_deadline_ms > now + CLIENT_LINGER_MS)
+        c->close_deadline_ms = now + CLIENT_LINGER_MS;
+    set_timer(c, (long long)(c->close_deadline_ms - now));
+}
+
 static void closing_progress(client *c)
 {
-    if (c->tls && !c->tls_shut && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        /* Every byte is encrypted: end the TLS session properly, so that the client reads
-         * the error before the end of the stream instead of "unexpected eof". */
+    if (c->linger_ev) { /* only the deadline is left to wait for */
+        uint64_t now = now_ms();
+        if (now >= c->close_deadline_ms)
+            client_free(c);
+        else
+            set_timer(c, (long long)(c->close_deadline_ms - now));
+        return;
+    }
+    if (c->tls && !c->tls_shut && client_out_queued(c) == 0) {
+        /* Everything reached the socket: end the TLS session properly, so that the client
+         * reads the error before the end of the stream instead of "unexpected eof". With
+         * nothing queued the close_notify is taken whole; then wait for it to drain. */
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         c->tls_shut = true;
         if (ssl)
-            SSL_shutdown(ssl); /* close_notify goes into the socket's output */
+            SSL_shutdown(ssl);
     }
     uint64_t now = now_ms();
-    if (client_out_queued(c) == 0 || now >= c->close_deadline_ms) {
-        if (client_out_queued(c))
+    size_t left = client_out_queued(c);
+    if (left == 0 && now < c->close_deadline_ms && unread_input(c)) {
+        linger(c);
+        return;
+    }
+    if (left == 0 || now >= c->close_deadline_ms) {
+        if (left)
             log_info("conn %u %s: closed with %zu bytes unsent (the client did not read them "
                      "within %d ms)",
-                     c->id, c->addr, client_out_queued(c), CLIENT_CLOSE_FLUSH_MS);
+                     c->id, c->addr, left, CLIENT_CLOSE_FLUSH_MS);
         client_free(c);
         return;
     }
@@ -354,6 +418,8 @@ void client_free(client *c)
     event_free(c->wake);
     event_free(c->timer);
     evbuffer_free(c->rl_out);
+    if (c->linger_ev)
+        event_free(c->linger_ev);
     if (c->close_cb) {
         struct bufferevent *under = bufferevent_get_underlying(c->bev);
         if (under)
