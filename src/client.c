@@ -890,6 +890,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
         client_send(c, &b);
         c->state = CL_AUTH_SWITCH;
+        if (!evtimer_pending(c->timer, NULL)) /* COM_CHANGE_USER: the handshake's deadline */
+            set_timer(c, c->cfg->handshake_timeout_ms);
     }
 }
 
