@@ -660,3 +660,21 @@ def test_idle_timeout_is_off_by_default(proxy):
         assert r.query_rows("SELECT 1")
     finally:
         r.close()
+
+
+def test_change_user_auth_switch_has_a_deadline(make_proxy):
+    """A COM_CHANGE_USER that leads to an auth switch the client never answers does not
+    hold the connection forever: it is closed at handshake_timeout."""
+    p = make_proxy(extra_yaml={"handshake_timeout": "1s"})
+    r = Raw(p.port)
+    try:
+        assert r.login("alice", "alice-pw")[:1] == b"\x00"
+        payload = bytes([COM_CHANGE_USER]) + b"bob\0" + b"\x00" + b"\0" + \
+            struct.pack("<H", 45) + b"client_ed25519\0"
+        r.send_packet(payload, seq=0)
+        assert r.recv_packet()[:1] == b"\xfe"  # the switch to mysql_native_password
+        start = time.monotonic()
+        assert r.expect_closed(timeout=10) in ("fin", "reset")
+        assert time.monotonic() - start < 5
+    finally:
+        r.close()
