@@ -113,8 +113,6 @@ size_t client_out_queued(const client *c)
     return n;
 }
 
-/* CL_CLOSING: frees the client once everything queued reached the socket (after TLS's
- * close_notify), or once the flush deadline passed. */
 /* Whether the client sent bytes the proxy has not read: closing the socket then makes the
  * kernel send a reset, which can destroy the error packet before the client reads it. */
 static bool unread_input(const client *c)
@@ -162,6 +160,8 @@ static void linger(client *c)
     set_timer(c, (long long)(c->close_deadline_ms - now));
 }
 
+/* CL_CLOSING: frees the client once everything queued reached the socket (after TLS's
+ * close_notify) and it sent nothing more, or once the flush deadline passed. */
 static void closing_progress(client *c)
 {
     if (c->linger_ev) { /* only the deadline is left to wait for */
@@ -257,7 +257,6 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
-
 
 void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
 {
