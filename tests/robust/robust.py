@@ -150,6 +150,45 @@ def malformed_handshakes(t):
             r.close()
 
 
+def auth_switch_answers(t):
+    """Garbage, empty and oversized answers to the auth switch."""
+    for answer in (b"", os.urandom(20), os.urandom(300), b"x" * (MIB // 2)):
+        r = t.raw(source=ATTACK_SOURCE)
+        try:
+            r.read_greeting()
+            r.send_packet(r.handshake_payload(NOBODY, b"", plugin="dialog"))
+            if r.recv_packet()[:1] != b"\xfe":
+                raise AssertionError("no auth switch")
+            r.send_packet(answer)
+            expect_error_or_close(r, {1045, 1153, 1129, 3955})
+        finally:
+            r.close()
+
+
+def tls_garbage(t):
+    """Bytes that are not TLS after an SSLRequest, and a TLS client that sends garbage
+    after the handshake."""
+    r = t.raw(source=ATTACK_SOURCE)
+    try:
+        r.read_greeting()
+        r.send_packet(struct.pack("<IIB23x", 0x8200 | 0x800 | 0x80000, 1 << 24, 45))
+        r.sock.sendall(os.urandom(600))
+        expect_error_or_close(r)
+    except ConnectionResetError:
+        pass
+    finally:
+        r.close()
+    r = t.raw(source=ATTACK_SOURCE)
+    try:
+        r.read_greeting()
+        r.start_tls()
+        r.sock.sendall(b"\x05\x00\x00\x07" + os.urandom(5) + b"\xff\xff\xff\x02" +
+                       b"z" * 1000)
+        expect_error_or_close(r)
+    finally:
+        r.close()
+
+
 def oversized_before_login(t):
     n = 20 if t.full else 5
     socks = []
@@ -362,6 +401,8 @@ ATTACKS = [
     ("truncated_handshake", truncated_handshake),
     ("malformed_handshakes", malformed_handshakes),
     ("oversized_before_login", oversized_before_login),
+    ("auth_switch_answers", auth_switch_answers),
+    ("tls_garbage", tls_garbage),
     ("malformed_commands", malformed_commands),
     ("slow_handshakes", slow_handshakes),
     ("tls_stalls", tls_stalls),
