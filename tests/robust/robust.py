@@ -84,12 +84,15 @@ class Target:
 # ---- attacks: each takes the target, returns nothing, raises on a wrong answer ----------
 
 
-def expect_error_or_close(r, codes=None, timeout=10):
-    """The proxy answers with an error packet (one of codes) and/or closes."""
+def expect_error_or_close(r, codes=None, timeout=10, need_error=False):
+    """The proxy answers with an error packet (one of codes) and/or closes; with
+    need_error, only the error will do."""
     r.sock.settimeout(timeout)
     try:
         p = r.recv_packet()
     except (Closed, ConnectionResetError):
+        if need_error:
+            raise AssertionError("closed without an error packet")
         return None
     except socket.timeout:
         raise AssertionError("no answer and no close")
@@ -199,7 +202,7 @@ def oversized_before_login(t):
             r.sock.sendall(b"\xff\xff\xff\x01" + b"\0" * 65536)
             socks.append(r)
         for r in socks:
-            expect_error_or_close(r, {1153})
+            expect_error_or_close(r, {1153}, timeout=5, need_error=True)
     finally:
         for r in socks:
             r.close()
@@ -415,7 +418,7 @@ ATTACKS = [
 ]
 
 
-def run(target, only=None, out=sys.stdout, rss_slack_mib=64, fd_slack=8):
+def run(target, only=None, out=sys.stdout, rss_slack_mib=24, fd_slack=8):
     """Runs the attacks; returns a list of (name, ok, detail) and prints a report."""
     results = []
     target.check()
