@@ -27,7 +27,7 @@
 
 #define PLUGIN_SHA2 "caching_sha2_password"
 #define TLS_SOCKET_OUT_MAX (64 * 1024) /* encrypted bytes queued for a TLS client's socket */
-#define CLIENT_LINGER_MS 2000 /* a closing client's input is discarded this long at most */
+#define CLIENT_LINGER_MS 2000          /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
 /* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */

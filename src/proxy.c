@@ -635,8 +635,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     /* Stop accepting, let running statements finish (up to shutdown_timeout), then stop. */
-    log_info("%s: new connections and statements are refused; waiting up to %lld ms for %lld running "
-             "statement(s)",
+    log_info("%s: new connections and statements are refused; waiting up to %lld ms for "
+             "%lld running statement(s)",
              sig == SIGTERM ? "SIGTERM" : "SIGINT", p->cfg->shutdown_timeout_ms,
              (long long)atomic_load(&p->busy_clients));
     atomic_store(&p->draining, true); /* new connections get ERR 1053 (accept_cb) */
