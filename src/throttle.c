@@ -54,22 +54,27 @@ static throttle_entry *find(entry_kind kind, const char *host, const char *user)
     return NULL;
 }
 
-/* A free slot: unused and past entries are recycled first, then the oldest window. */
+/* A free slot: unused and past entries are recycled first, then the oldest failure count
+ * (a block in force goes last: a flood of failures must not lift it). */
 static throttle_entry *slot(uint64_t now, const config *c)
 {
     if (n_entries < THROTTLE_MAX_ENTRIES)
         return &entries[n_entries++];
-    int oldest = 0;
+    int oldest = -1, oldest_block = 0;
     for (int i = 0; i < n_entries; i++) {
         throttle_entry *e = &entries[i];
         if (e->kind == E_FREE ||
             (now >= e->blocked_until_ms &&
              now - e->window_start_ms >= (uint64_t)c->throttle_window_ms))
             return e;
-        if (e->window_start_ms < entries[oldest].window_start_ms)
-            oldest = i;
+        if (e->kind == E_PAIR) {
+            if (oldest < 0 || e->window_start_ms < entries[oldest].window_start_ms)
+                oldest = i;
+        } else if (e->blocked_until_ms < entries[oldest_block].blocked_until_ms) {
+            oldest_block = i;
+        }
     }
-    return &entries[oldest];
+    return &entries[oldest >= 0 ? oldest : oldest_block];
 }
 
 static throttle_entry *get(entry_kind kind, const char *host, const char *user, uint64_t now,

@@ -77,6 +77,21 @@ static void test_bounded(void)
     CHECK_INT(throttle_blocked(&c, "10.9.9.9", "heidi"), THROTTLE_OK);
 }
 
+/* A block in force survives a flood of failures that fills the table. */
+static void test_block_survives_a_flood(void)
+{
+    config c = cfg(2);
+    throttle_failure(&c, "10.1.0.1", "ivan");
+    throttle_failure(&c, "10.1.0.1", "ivan");
+    CHECK_INT(throttle_blocked(&c, "10.1.0.1", "judy"), THROTTLE_HOST);
+    char user[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(user, sizeof user, "u%d", i);
+        throttle_failure(&c, "10.1.0.2", user);
+    }
+    CHECK_INT(throttle_blocked(&c, "10.1.0.1", "judy"), THROTTLE_HOST);
+}
+
 int main(void)
 {
     test_success_of_another_account();
@@ -84,5 +99,6 @@ int main(void)
     test_account_across_addresses();
     test_off();
     test_bounded();
+    test_block_survives_a_flood();
     return unit_report("throttle");
 }
