@@ -6,6 +6,7 @@
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
+#   make robust     the robustness suite in full (its quick part runs in make test)
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands
 
@@ -76,6 +77,13 @@ $(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c | build-deps
 integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
 	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
 	    $(PYTHON) -m pytest -q tests/integration tests/compat $(PYTEST_ARGS)
+
+# The robustness suite (tests/robust/robust.py) with full sizes and durations against a
+# proxy of its own; the same script runs against a live proxy (docs/testing.md).
+robust: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
+	ROBUST_FULL=1 ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) \
+	    STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
+	    $(PYTHON) -m pytest -q -s tests/integration/test_robust.py $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

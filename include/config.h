@@ -2,6 +2,7 @@
 #ifndef ENVPROXY_CONFIG_H
 #define ENVPROXY_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -87,6 +88,17 @@ typedef struct config {
      * address is refused for block. max_failures 0 turns it off. Defaults 10, 60 s, 60 s. */
     int throttle_max_failures;
     long long throttle_window_ms, throttle_block_ms;
+    /* Client connections at once; 0 (default): the descriptor limit less what the backend
+     * pools may use and a margin. Beyond it a new client gets ERR 1040 and is closed. */
+    int max_client_connections;
+    int max_connections_per_host;        /* from one address; 0 (default) = no limit */
+    long long max_handshake_packet_size; /* largest packet before login; default 16 KiB */
+    /* Bytes a client may send ahead while a command runs; reading stops above it until the
+     * command ends. Default 1 MiB. */
+    long long max_pipelined_input;
+    long long client_idle_timeout_ms; /* logged-in client with no command; 0 (default) = none */
+    /* Sessions still using this configuration (the proxy frees a replaced one at 0). */
+    atomic_int users;
 
     cfg_env *envs; /* in definition order: main file first, then included files */
     int n_envs;

@@ -82,6 +82,8 @@ struct backend {
     char *fetch_sql;
     bool fetch_more; /* rows were left unread */
     char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    /* host, user, password, database of the running connect or change user (copies). */
+    char *login[4];
 
     /* Session state known to be applied on the server side. */
     char *cur_db;        /* NULL: no database */
@@ -248,10 +250,13 @@ typedef enum { VERDICT_ALLOWED, VERDICT_REFUSED, VERDICT_ERROR } verdict;
 
 unsigned long long proxy_audit_drops(proxy *p);
 
-/* throttle.c: failed-login throttling by client address. */
-bool throttle_blocked(const config *c, const char *host);
-void throttle_failure(const config *c, const char *host);
-void throttle_success(const char *host);
+/* throttle.c: failed-login throttling by client address and by account. */
+typedef enum { THROTTLE_OK, THROTTLE_HOST, THROTTLE_ACCOUNT } throttle_verdict;
+throttle_verdict throttle_blocked(const config *c, const char *host, const char *user);
+void throttle_failure(const config *c, const char *host, const char *user);
+/* A login of user from host succeeded: that account's failures from that address are
+ * forgotten; other accounts' failures from the address still count. */
+void throttle_success(const char *host, const char *user);
 unsigned long long throttle_refused(void);
 /* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
 void metrics_statement(proxy *p, int env, verdict v, double ms);
@@ -392,9 +397,13 @@ typedef struct cl_stmt {
 
 #define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
 
+/* How long a closing client may take to read its last bytes (an error, a TLS close). */
+#define CLIENT_CLOSE_FLUSH_MS 5000
+
 struct client {
     worker *w;
     proxy *p;
+    config *cfg; /* the configuration this session uses (pinned: proxy_cfg_get) */
     client *prev, *next;
     uint32_t id;
     int fd;
@@ -408,7 +417,13 @@ struct client {
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
     bool tls;
-    struct event *timer; /* handshake and pool-wait deadlines */
+    bool tls_shut;  /* CL_CLOSING: close_notify queued */
+    bool in_paused; /* reading stopped: too much input sent ahead (max_pipelined_input) */
+    bool name_ok;   /* the login's user name is one an account can have */
+    uint64_t close_deadline_ms;        /* CL_CLOSING: freed by then whatever is unsent */
+    struct evbuffer_cb_entry *close_cb; /* CL_CLOSING with TLS: on the socket's output */
+    struct event *linger_ev; /* CL_CLOSING: discards input after the last bytes went out */
+    struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;
 
@@ -519,6 +534,8 @@ void client_free(client *c);
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event);
+/* Bytes queued for the client and not yet taken by its socket (TLS: plain and encrypted). */
+size_t client_out_queued(const client *c);
 /* Sends the client's packets built in b. */
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)
@@ -683,7 +700,9 @@ typedef struct acct_ref {
 struct proxy {
     _Atomic(config *) cfg;   /* the running configuration (SIGHUP replaces it) */
     config **old_cfgs;       /* replaced ones: sessions may still point into them */
+    uint64_t *old_cfg_ms;    /* when each was replaced */
     int n_old_cfgs;
+    struct event *accept_resume; /* re-enables the listeners after an accept failure */
     char *cfg_path;
     struct event_base *base; /* the main loop: accept, signals, maintenance */
     worker *workers;
@@ -696,6 +715,8 @@ struct proxy {
     pool *pools[PROXY_MAX_SLOTS];
     health health[PROXY_MAX_SLOTS];
     atomic_int n_slots;
+    /* Per slot: the configuration a removed environment's pool still points into (pinned). */
+    config *removed_cfg[PROXY_MAX_SLOTS];
     SSL_CTX *tls_ctx;
 
     acct_store *store;
@@ -728,6 +749,11 @@ struct proxy {
 int env_index(const proxy *p, const cfg_env *e);
 /* The newest configuration entry of a slot. */
 const cfg_env *proxy_slot_env(proxy *p, int slot);
+/* The running configuration, pinned for a session until proxy_cfg_put. */
+config *proxy_cfg_get(proxy *p);
+void proxy_cfg_put(config *cfg);
+/* A client connection admitted by the main loop from host ended. */
+void proxy_conn_gone(proxy *p, const char *host);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);

@@ -14,6 +14,7 @@
 struct tls_container {
     void *data, *pvio, *ssl;
 };
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -136,6 +137,23 @@ static void be_wait(backend *b, int status)
     b->ev_added = true;
 }
 
+/* Copies the environment's host, user, password and database for a connect or change
+ * user: Connector/C reads them again in later _cont steps, and a replaced configuration
+ * may be freed meanwhile (SIGHUP). */
+static void take_login(backend *b, const cfg_env *e)
+{
+    const char *v[4] = {e->host, e->user, e->password, e->database};
+    for (int i = 0; i < 4; i++) {
+        if (b->login[i]) {
+            OPENSSL_cleanse(b->login[i], strlen(b->login[i]));
+            free(b->login[i]);
+        }
+        b->login[i] = v[i] ? strdup(v[i]) : NULL;
+        if (v[i] && !b->login[i])
+            abort();
+    }
+}
+
 /* Starts (ready < 0) or continues the current operation; on completion calls done. */
 static void be_step(backend *b, int ready)
 {
@@ -144,8 +162,11 @@ static void be_step(backend *b, int ready)
     switch (b->op) {
     case BOP_CONNECT: {
         const cfg_env *e = b->pool->env;
-        status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, e->host, e->user,
-                                                  e->password, b->no_db ? NULL : e->database,
+        if (start)
+            take_login(b, e);
+        status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, b->login[0],
+                                                  b->login[1], b->login[2],
+                                                  b->no_db ? NULL : b->login[3],
                                                   (unsigned)e->port,
                                                   NULL, CLIENT_MULTI_STATEMENTS |
                                                             CLIENT_MULTI_RESULTS |
@@ -178,9 +199,10 @@ static void be_step(backend *b, int ready)
                        : mysql_set_character_set_cont(&b->ret_int, b->mysql, ready);
         break;
     case BOP_CHANGE_USER: {
-        const cfg_env *e = b->pool->env;
-        status = start ? mysql_change_user_start(&b->ret_bool, b->mysql, e->user, e->password,
-                                                 NULL)
+        if (start)
+            take_login(b, b->pool->env);
+        status = start ? mysql_change_user_start(&b->ret_bool, b->mysql, b->login[1],
+                                                 b->login[2], NULL)
                        : mysql_change_user_cont(&b->ret_bool, b->mysql, ready);
         break;
     }
@@ -654,6 +676,12 @@ void backend_free(backend *b)
     evbuffer_free(b->out);
     free(b->fetch_sql);
     free(b->cur_db);
+    for (int i = 0; i < 4; i++) {
+        if (b->login[i]) {
+            OPENSSL_cleanse(b->login[i], strlen(b->login[i]));
+            free(b->login[i]);
+        }
+    }
     stmt_cache_clear(b);
     if (b->kill) {
         if (b->kill->starting)

@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 #include <unistd.h>
 
 #define PLUGIN_SHA2 "caching_sha2_password"
+#define TLS_SOCKET_OUT_MAX (64 * 1024) /* encrypted bytes queued for a TLS client's socket */
+#define CLIENT_LINGER_MS 2000          /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
 /* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
@@ -78,6 +81,15 @@ void client_send_ok(client *c, uint16_t status)
     client_send(c, &b);
 }
 
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
+
+static void set_timer(client *c, long long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
 /* Sends an error and closes the client once it has been written. */
 static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -92,13 +104,125 @@ static void client_fail(client *c, uint16_t code, const char *state, const char 
     client_close_after_flush(c);
 }
 
+size_t client_out_queued(const client *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->tls) {
+        /* The TLS filter hands its output, encrypted, to the socket's bufferevent. */
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            n += evbuffer_get_length(bufferevent_get_output(under));
+    }
+    return n;
+}
+
+/* Whether the client sent bytes the proxy has not read: closing the socket then makes the
+ * kernel send a reset, which can destroy the error packet before the client reads it. */
+static bool unread_input(const client *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        return true;
+    struct bufferevent *under = c->tls ? bufferevent_get_underlying(c->bev) : NULL;
+    if (under && evbuffer_get_length(bufferevent_get_input(under)))
+        return true;
+    int pending = 0;
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    char scratch[16384];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        client_free(c); /* the client closed its side, or the socket broke */
+        return;
+    }
+}
+
+/* Everything was written but the client is still sending: stop sending (FIN after the
+ * error), discard what comes in until the client closes or a short deadline passes, then
+ * close without a reset. */
+static void linger(client *c)
+{
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    shutdown(c->fd, SHUT_WR);
+    c->linger_ev = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, linger_cb, c);
+    if (!c->linger_ev) {
+        client_free(c);
+        return;
+    }
+    event_add(c->linger_ev, NULL);
+    uint64_t now = now_ms();
+    if (c->close_deadline_ms > now + CLIENT_LINGER_MS)
+        c->close_deadline_ms = now + CLIENT_LINGER_MS;
+    set_timer(c, (long long)(c->close_deadline_ms - now));
+}
+
+/* CL_CLOSING: frees the client once everything queued reached the socket (after TLS's
+ * close_notify) and it sent nothing more, or once the flush deadline passed. */
+static void closing_progress(client *c)
+{
+    if (c->linger_ev) { /* only the deadline is left to wait for */
+        uint64_t now = now_ms();
+        if (now >= c->close_deadline_ms)
+            client_free(c);
+        else
+            set_timer(c, (long long)(c->close_deadline_ms - now));
+        return;
+    }
+    if (c->tls && !c->tls_shut && client_out_queued(c) == 0) {
+        /* Everything reached the socket: end the TLS session properly, so that the client
+         * reads the error before the end of the stream instead of "unexpected eof". With
+         * nothing queued the close_notify is taken whole; then wait for it to drain. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        c->tls_shut = true;
+        if (ssl)
+            SSL_shutdown(ssl);
+    }
+    uint64_t now = now_ms();
+    size_t left = client_out_queued(c);
+    if (left == 0 && now < c->close_deadline_ms && unread_input(c)) {
+        linger(c);
+        return;
+    }
+    if (left == 0 || now >= c->close_deadline_ms) {
+        if (left)
+            log_info("conn %u %s: closed with %zu bytes unsent (the client did not read them "
+                     "within %d ms)",
+                     c->id, c->addr, left, CLIENT_CLOSE_FLUSH_MS);
+        client_free(c);
+        return;
+    }
+    set_timer(c, (long long)(c->close_deadline_ms - now));
+}
+
+/* The socket's output of a closing TLS client drained: see whether it is done. */
+static void closing_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    client *c = arg;
+    if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->state == CL_CLOSING)
+        event_active(c->timer, EV_TIMEOUT, 1); /* not from inside the bufferevent's write */
+}
+
 static void client_close_after_flush(client *c)
 {
+    if (c->state == CL_CLOSING)
+        return;
     c->state = CL_CLOSING;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        client_free(c);
-    /* else client_write_cb frees it once the output drained */
+    c->close_deadline_ms = now_ms() + CLIENT_CLOSE_FLUSH_MS;
+    if (c->tls && !c->close_cb) {
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            c->close_cb = evbuffer_add_cb(bufferevent_get_output(under), closing_out_cb, c);
+    }
+    closing_progress(c);
+    /* else client_write_cb, closing_out_cb or the timer goes on */
 }
 
 /* ---- audit -------------------------------------------------------------------------------- */
@@ -137,22 +261,13 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
-static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
-
 /* A client that takes none of its queued output for client_write_timeout is dropped
  * (client_event_cb): a stalled reader cannot hold a backend connection for long. */
 static void set_write_timeout(client *c)
 {
-    long long ms = c->p->cfg->client_write_timeout_ms;
+    long long ms = c->cfg->client_write_timeout_ms;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
-}
-
-static void set_timer(client *c, long long ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
 }
 
 void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
@@ -164,6 +279,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     c->w = w;
     c->p = p;
     c->fd = fd;
+    c->cfg = proxy_cfg_get(p);
     c->id = atomic_fetch_add(&p->next_conn_id, 1);
     atomic_fetch_add(&p->clients_total, 1);
     atomic_fetch_add(&p->clients_current, 1);
@@ -230,7 +346,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     pkt_build_greeting(&b, &c->seq, &g);
     client_send(c, &b);
     c->state = CL_GREETING;
-    set_timer(c, p->cfg->handshake_timeout_ms);
+    set_timer(c, c->cfg->handshake_timeout_ms);
     log_debug("conn %u %s: connected", c->id, c->addr);
 }
 
@@ -317,7 +433,17 @@ void client_free(client *c)
     event_free(c->wake);
     event_free(c->timer);
     evbuffer_free(c->rl_out);
+    if (c->linger_ev)
+        event_free(c->linger_ev);
+    if (c->close_cb) {
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            evbuffer_remove_cb_entry(bufferevent_get_output(under), c->close_cb);
+        c->close_cb = NULL;
+    }
     bufferevent_free(c->bev);
+    proxy_conn_gone(c->p, c->host);
+    proxy_cfg_put(c->cfg);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
     virtual_client_gone(c);
@@ -343,7 +469,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
                  "(client_write_timeout); disconnecting it",
                  c->id, c->addr, c->user,
                  c->be ? c->be->pool->env->name : c->env ? c->env->name : "-",
-                 c->p->cfg->client_write_timeout_ms);
+                 c->cfg->client_write_timeout_ms);
         client_free(c); /* a statement under way is killed, its connection closed */
         return;
     }
@@ -364,8 +490,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     client *c = arg;
     if (c->state == CL_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            client_free(c);
+        closing_progress(c);
         return;
     }
     if (c->rl_paused)
@@ -407,6 +532,20 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
     case CL_RELAY:
         relay_timeout(c);
         return;
+    case CL_CLOSING:
+        closing_progress(c);
+        return;
+    case CL_IDLE: {
+        long long idle = c->cfg->client_idle_timeout_ms;
+        log_info("conn %u %s user=%s: no command for %lld ms (client_idle_timeout); "
+                 "disconnecting",
+                 c->id, c->addr, c->user, idle);
+        client_fail(c, 4031, "HY000",
+                    "envproxy: the client was disconnected because of inactivity "
+                    "(client_idle_timeout %lld ms)",
+                    idle);
+        return;
+    }
     default:
         return;
     }
@@ -434,15 +573,29 @@ static void client_process_input(client *c)
     c->in_input = true;
     process_packets(c);
     c->in_input = false;
-    if (c->free_pending)
+    if (c->free_pending) {
         client_free(c);
+        return;
+    }
+    if (c->state != CL_CLOSING && !reading(c) && !c->in_paused &&
+        (long long)evbuffer_get_length(bufferevent_get_input(c->bev)) >
+            c->cfg->max_pipelined_input) {
+        /* A command runs and the client sends more than max_pipelined_input ahead: stop
+         * reading (the socket's buffers then push back on the client) until it ends. */
+        bufferevent_disable(c->bev, EV_READ);
+        c->in_paused = true;
+        log_debug("conn %u %s: %zu bytes sent ahead of a running command; reading paused",
+                  c->id, c->addr, evbuffer_get_length(bufferevent_get_input(c->bev)));
+    }
 }
 
 static void process_packets(client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    long long max = c->p->cfg->max_packet_size;
     while (reading(c)) {
+        /* Before login only small packets: a handshake response is a few hundred bytes. */
+        bool login = c->state != CL_IDLE;
+        long long max = login ? c->cfg->max_handshake_packet_size : c->cfg->max_packet_size;
         size_t avail = evbuffer_get_length(in);
         if (avail < PKT_HEADER)
             return;
@@ -451,9 +604,20 @@ static void process_packets(client *c)
         size_t len = pkt_u24(h);
         uint8_t seq = h[3];
         if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
+            c->seq = (uint8_t)(seq + 1);
+            if (login) {
+                log_warn("conn %u %s: packet larger than max_handshake_packet_size (%lld "
+                         "bytes) before login",
+                         c->id, c->addr, max);
+                atomic_fetch_add(&c->p->logins_refused, 1);
+                client_fail(c, 1153, "08S01",
+                            "envproxy: got a packet bigger than %lld bytes before login "
+                            "(max_handshake_packet_size)",
+                            max);
+                return;
+            }
             log_warn("conn %u %s: packet larger than max_packet_size (%lld bytes)", c->id,
                      c->addr, max);
-            c->seq = (uint8_t)(seq + 1);
             client_fail(c, 1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes");
             return;
         }
@@ -500,6 +664,12 @@ void client_command_done(client *c)
     c->rl_paused = false;
     c->binary_rows = false;
     c->rl_vdbs = false; /* an errored SHOW DATABASES must not add rows to a later result */
+    if (c->cfg->client_idle_timeout_ms > 0)
+        set_timer(c, c->cfg->client_idle_timeout_ms);
+    if (c->in_paused) {
+        c->in_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -523,6 +693,29 @@ static bool refresh_account(client *c)
     return c->acct != NULL;
 }
 
+/* Between commands, moves the session to the newest configuration (SIGHUP), so that the
+ * replaced one can be freed once no session uses it. A session whose environment is gone
+ * from the new configuration stays on the old one. */
+static void refresh_config(client *c)
+{
+    config *cur = atomic_load(&c->p->cfg);
+    if (cur == c->cfg)
+        return;
+    const cfg_env *e = NULL;
+    if (c->env && !(e = config_find_env(cur, c->env->name)))
+        return;
+    config *next = proxy_cfg_get(c->p);
+    if (next != cur)
+        e = c->env ? config_find_env(next, c->env->name) : NULL;
+    if (c->env && !e) {
+        proxy_cfg_put(next);
+        return;
+    }
+    c->env = e;
+    proxy_cfg_put(c->cfg);
+    c->cfg = next;
+}
+
 /* ---- authentication ---------------------------------------------------------------------- */
 
 static void login_succeeded(client *c);
@@ -532,11 +725,83 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
 static void deny_login(client *c, bool used_password)
 {
     atomic_fetch_add(&c->p->logins_refused, 1);
-    throttle_failure(c->p->cfg, c->host);
+    throttle_failure(c->cfg, c->host, c->user);
     client_audit(c, "refused", -1, -1, "1045: Access denied", "login_failed");
     log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
     client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
                 c->user, c->host, used_password ? "YES" : "NO");
+}
+
+/* Takes the user name of a handshake or COM_CHANGE_USER into c->user for lookups and
+ * messages. Returns false for a name no account can have (longer than 64 bytes, control
+ * characters, quotes): the login is then refused whatever the password, and the name is
+ * never cut or altered into another account's. */
+static bool take_user_name(client *c, const char *name, size_t len)
+{
+    bool ok = len >= 1 && len <= ROUTE_NAME_MAX;
+    size_t ul = len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : len;
+    memcpy(c->user, name, ul);
+    c->user[ul] = '\0';
+    for (size_t i = 0; i < ul; i++) {
+        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'') {
+            c->user[i] = '?';
+            ok = false;
+        }
+    }
+    if (ok && !acct_valid_name(c->user))
+        ok = false;
+    if (!ok)
+        log_warn("conn %u %s: user name of %zu bytes that no account can have ('%s%s')", c->id,
+                 c->addr, len, c->user, len > ul ? "..." : "");
+    return ok;
+}
+
+/* The login database of a handshake or COM_CHANGE_USER. A name too long for any
+ * "db@env" is refused (ERR 1102, the client closed), never cut. */
+static bool take_login_db(client *c, const char *db, size_t len)
+{
+    c->has_login_db = false;
+    if (!db || !len)
+        return true;
+    if (len >= sizeof(c->login_db) || memchr(db, 0, len)) {
+        log_warn("conn %u %s: login database name of %zu bytes refused", c->id, c->addr, len);
+        client_fail(c, 1102, "42000",
+                    "envproxy: incorrect database name: at most %d bytes (\"db@env\")",
+                    (int)sizeof(c->login_db) - 1);
+        return false;
+    }
+    memcpy(c->login_db, db, len);
+    c->login_db[len] = '\0';
+    c->has_login_db = true;
+    return true;
+}
+
+/* The login throttle, before any credential is looked at (handshake and COM_CHANGE_USER).
+ * Refuses (and closes) when the address or the account failed too often. */
+static bool login_allowed(client *c)
+{
+    switch (throttle_blocked(c->cfg, c->host, c->user)) {
+    case THROTTLE_OK:
+        return true;
+    case THROTTLE_HOST:
+        atomic_fetch_add(&c->p->logins_refused, 1);
+        log_warn("conn %u %s: login of '%s' refused: the address is blocked (login_throttle)",
+                 c->id, c->addr, c->user);
+        client_fail(c, 1129, "HY000",
+                    "Host '%s' is blocked because of many failed logins; try again later",
+                    c->host);
+        return false;
+    case THROTTLE_ACCOUNT:
+        atomic_fetch_add(&c->p->logins_refused, 1);
+        log_warn("conn %u %s: login of '%s' refused: the account is blocked (login_throttle)",
+                 c->id, c->addr, c->user);
+        client_fail(c, 3955, "HY000",
+                    "Access denied for user '%s'@'%s': the account is blocked because of many "
+                    "failed logins; try again later",
+                    c->user, c->host);
+        return false;
+    }
+    return true;
 }
 
 static void start_tls(client *c)
@@ -553,6 +818,10 @@ static void start_tls(client *c)
         client_free(c);
         return;
     }
+    /* The filter encrypts only while the socket's output holds less than this: what the
+     * client does not take stays as plain bytes in the filter's output, where the relay's
+     * back-pressure sees it (and its low-water callback fires when the client reads). */
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, TLS_SOCKET_OUT_MAX);
     c->bev = tb;
     c->tls = true;
     bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
@@ -580,34 +849,19 @@ static void handle_handshake(client *c)
     c->caps = r.caps & SERVER_CAPS;
     c->charset = r.charset;
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
-    size_t ul = r.user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : r.user_len;
-    memcpy(c->user, r.user, ul);
-    c->user[ul] = '\0';
-    for (size_t i = 0; i < ul; i++)
-        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
-            c->user[i] = '?';
-    if (r.database && r.database_len) {
-        size_t dl = r.database_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1
-                                                          : r.database_len;
-        memcpy(c->login_db, r.database, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
-    if (throttle_blocked(c->p->cfg, c->host)) {
-        atomic_fetch_add(&c->p->logins_refused, 1);
-        client_fail(c, 1129, "HY000",
-                    "Host '%s' is blocked because of many failed logins; try again later",
-                    c->host);
+    bool name_ok = take_user_name(c, r.user, r.user_len);
+    if (!take_login_db(c, r.database, r.database_len))
         return;
-    }
-    if (c->p->cfg->tls_require && !c->tls) {
+    if (!login_allowed(c))
+        return;
+    if (c->cfg->tls_require && !c->tls) {
         log_warn("conn %u %s: refused: TLS is required", c->id, c->addr);
         client_fail(c, 3159, "HY000",
                     "Connections using insecure transport are prohibited: envproxy requires "
                     "TLS (tls.require)");
         return;
     }
-    authenticate(c, r.user_len == ul, r.plugin, r.plugin_len, r.auth, r.auth_len);
+    authenticate(c, name_ok, r.plugin, r.plugin_len, r.auth, r.auth_len);
 }
 
 /* Fills the scramble with fresh printable bytes, never '$'. */
@@ -625,6 +879,7 @@ static void new_scramble(client *c)
 static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
                          const uint8_t *auth, size_t auth_len)
 {
+    c->name_ok = name_ok;
     bool known = refresh_account(c) && name_ok;
     const char *plugin = plugin_in ? plugin_in : PLUGIN_NATIVE;
     size_t plen = plugin_in ? plen_in : strlen(PLUGIN_NATIVE);
@@ -662,6 +917,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
         client_send(c, &b);
         c->state = CL_AUTH_SWITCH;
+        if (!evtimer_pending(c->timer, NULL)) /* COM_CHANGE_USER: the handshake's deadline */
+            set_timer(c, c->cfg->handshake_timeout_ms);
     }
 }
 
@@ -714,28 +971,21 @@ static void handle_change_user(client *c)
         return;
     }
     end_session_state(c); /* the old session ends here */
-    size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
-    memcpy(c->user, user, ul);
-    c->user[ul] = '\0';
-    for (size_t i = 0; i < ul; i++)
-        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
-            c->user[i] = '?';
-    c->has_login_db = false;
-    if (db && db_len) {
-        size_t dl = db_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1 : db_len;
-        memcpy(c->login_db, db, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
+    bool name_ok = take_user_name(c, user, user_len);
+    if (!take_login_db(c, db, db_len))
+        return;
     c->charset = (uint8_t)charset;
     c->acct_gen = -1; /* look the new name up */
+    c->acct = NULL;
     log_info("conn %u %s: COM_CHANGE_USER to '%s'", c->id, c->addr, c->user);
-    authenticate(c, ul == user_len, plugin, plugin_len, auth, auth_len);
+    if (!login_allowed(c)) /* the same throttle as a new connection's login */
+        return;
+    authenticate(c, name_ok, plugin, plugin_len, auth, auth_len);
 }
 
 static void handle_auth_switch(client *c)
 {
-    bool known = c->acct != NULL;
+    bool known = c->acct != NULL && c->name_ok;
     if (!known ||
         !acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len)) {
         deny_login(c, c->cmd.len > 0);
@@ -795,8 +1045,8 @@ static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db
 static void login_succeeded(client *c)
 {
     evtimer_del(c->timer);
-    const config *cfg = c->p->cfg;
-    throttle_success(c->host);
+    const config *cfg = c->cfg;
+    throttle_success(c->host, c->user);
     c->last_status = ST_AUTOCOMMIT;
     c->pinned = false;
     c->env = route_initial_env(cfg, c->acct);
@@ -868,7 +1118,7 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
                            : h && h->present && h->n_envs == 1 ? h->envs[0]
                            : c->env ? c->env->name : NULL;
     grant_level g;
-    const cfg_env *e = env_name ? route_env_for(c->p->cfg, c->acct, env_name, &g) : NULL;
+    const cfg_env *e = env_name ? route_env_for(c->cfg, c->acct, env_name, &g) : NULL;
     if (!e) {
         client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
                         c->user, c->host, env_name ? env_name : "(none)");
@@ -891,7 +1141,7 @@ bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h)
 bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
-    int code = route_resolve(c->p->cfg, c->acct, c->env ? c->env->name : NULL,
+    int code = route_resolve(c->cfg, c->acct, c->env ? c->env->name : NULL,
                              c->has_db ? c->db : NULL, h, &c->route, err, sizeof(err));
     if (code) {
         log_info("conn %u %s user=%s: %s", c->id, c->addr, c->user, err);
@@ -978,7 +1228,7 @@ static void handle_reset_connection(client *c)
     end_session_state(c);
     c->pinned = false;
     c->last_status = ST_AUTOCOMMIT;
-    c->env = route_initial_env(c->p->cfg, c->acct);
+    c->env = route_initial_env(c->cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
         snprintf(c->db, sizeof(c->db), "%s", c->env->database);
@@ -999,6 +1249,8 @@ static void handle_command(client *c)
         client_free(c);
         return;
     }
+    evtimer_del(c->timer); /* client_idle_timeout */
+    refresh_config(c);
     if (!refresh_account(c)) {
         client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s': the account was removed",
                     c->user, c->host);

@@ -29,6 +29,12 @@ bool config_unset_vars_empty = false;
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 10000
 #define DEFAULT_CLIENT_WRITE_TIMEOUT_MS 60000
 #define DEFAULT_LOG_LEVEL 2
+#define DEFAULT_HANDSHAKE_PACKET_SIZE (16LL * 1024)
+#define MIN_HANDSHAKE_PACKET_SIZE 1024LL
+#define MAX_HANDSHAKE_PACKET_SIZE (1024LL * 1024)
+#define DEFAULT_PIPELINED_INPUT (1024LL * 1024)
+#define MIN_PIPELINED_INPUT (16LL * 1024)
+#define MAX_PIPELINED_INPUT (1024LL * 1024 * 1024)
 #define MAX_THREADS 1024
 #define ENV_NAME_MAX 64
 
@@ -1526,6 +1532,11 @@ enum {
     TOP_ENVIRONMENTS,
     TOP_LOGIN_THROTTLE,
     TOP_CLIENT_WRITE_TIMEOUT,
+    TOP_MAX_CLIENT_CONNECTIONS,
+    TOP_MAX_CONNECTIONS_PER_HOST,
+    TOP_MAX_HANDSHAKE_PACKET_SIZE,
+    TOP_MAX_PIPELINED_INPUT,
+    TOP_CLIENT_IDLE_TIMEOUT,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1536,7 +1547,13 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "max_packet_size", "handshake_timeout",
                                                 "health_interval", "shutdown_timeout",
                                                 "log_level",       "environments",
-                                                "login_throttle",  "client_write_timeout"};
+                                                "login_throttle",
+                                                "client_write_timeout",
+                                                "max_client_connections",
+                                                "max_connections_per_host",
+                                                "max_handshake_packet_size",
+                                                "max_pipelined_input",
+                                                "client_idle_timeout"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1623,6 +1640,27 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_CLIENT_WRITE_TIMEOUT:
             get_duration(ld, "client_write_timeout", val, true, &c->client_write_timeout_ms);
+            break;
+        case TOP_MAX_CLIENT_CONNECTIONS:
+            get_int32(ld, "max_client_connections", val, 0, 10000000,
+                      "an integer from 0 (derived from the descriptor limit) to 10000000",
+                      &c->max_client_connections);
+            break;
+        case TOP_MAX_CONNECTIONS_PER_HOST:
+            get_int32(ld, "max_connections_per_host", val, 0, 10000000,
+                      "an integer from 0 (no limit) to 10000000", &c->max_connections_per_host);
+            break;
+        case TOP_MAX_HANDSHAKE_PACKET_SIZE:
+            get_size(ld, "max_handshake_packet_size", val, MIN_HANDSHAKE_PACKET_SIZE,
+                     MAX_HANDSHAKE_PACKET_SIZE, "a size from 1KiB to 1MiB such as 16KiB",
+                     &c->max_handshake_packet_size);
+            break;
+        case TOP_MAX_PIPELINED_INPUT:
+            get_size(ld, "max_pipelined_input", val, MIN_PIPELINED_INPUT, MAX_PIPELINED_INPUT,
+                     "a size from 16KiB to 1GiB such as 1MiB", &c->max_pipelined_input);
+            break;
+        case TOP_CLIENT_IDLE_TIMEOUT:
+            get_duration(ld, "client_idle_timeout", val, false, &c->client_idle_timeout_ms);
             break;
         case TOP_LOG_LEVEL:
             get_enum(ld, "log_level", val, log_level_names, 4, "one of error, warn, info, debug",
@@ -1870,6 +1908,8 @@ static config *config_new(const char *path)
     c->throttle_window_ms = 60000;
     c->throttle_block_ms = 60000;
     c->log_level = DEFAULT_LOG_LEVEL;
+    c->max_handshake_packet_size = DEFAULT_HANDSHAKE_PACKET_SIZE;
+    c->max_pipelined_input = DEFAULT_PIPELINED_INPUT;
     return c;
 }
 

@@ -1,4 +1,5 @@
 /* metrics.c: counters for /metrics, updated with relaxed atomics from any thread. */
+#include "audit.h"
 #include "envproxy.h"
 
 #include <event2/buffer.h>
@@ -132,4 +133,8 @@ void metrics_render(proxy *p, struct evbuffer *b)
            "Audit lines dropped because the writer's queue was full.");
     evbuffer_add_printf(b, "envproxy_audit_dropped_total %llu\n",
                         (unsigned long long)proxy_audit_drops(p));
+    header(b, "envproxy_audit_write_errors_total", "counter",
+           "Audit lines lost because writing the file failed (disk full, I/O error).");
+    evbuffer_add_printf(b, "envproxy_audit_write_errors_total %llu\n",
+                        (unsigned long long)audit_write_errors(p->audit));
 }

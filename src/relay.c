@@ -763,7 +763,7 @@ static bool interrupt_at_boundary(const client *c)
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < RELAY_HIGH_WATER)
+    if (client_out_queued(c) < RELAY_HIGH_WATER)
         return false;
     if (interrupt_at_boundary(c))
         return false; /* nothing more goes to the client but a small final packet */
@@ -810,7 +810,7 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
                 return;
             total += (size_t)n;
             if ((size_t)n < sizeof(read_buf) ||
-                evbuffer_get_length(bufferevent_get_output(c->bev)) >= RELAY_HIGH_WATER)
+                client_out_queued(c) >= RELAY_HIGH_WATER)
                 break;
         }
     }

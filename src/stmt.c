@@ -284,7 +284,7 @@ static bool route_for_stmt(client *c, cl_stmt *st)
 {
     const cfg_env *e = proxy_slot_env(c->p, st->env);
     grant_level g;
-    if (!route_env_for(c->p->cfg, c->acct, e->name, &g)) {
+    if (!route_env_for(c->cfg, c->acct, e->name, &g)) {
         client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
                         c->user, c->host, e->name);
         client_command_done(c);

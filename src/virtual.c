@@ -166,7 +166,7 @@ static vq_table *table_environments(client *c)
     vq_table *t = vq_table_new("__envs", "environments", cols, sizeof(cols) / sizeof(cols[0]));
     if (!t)
         abort();
-    const config *cfg = p->cfg;
+    const config *cfg = c->cfg;
     for (int k = 0; k < cfg->n_envs; k++) {
         const cfg_env *e = &cfg->envs[k];
         int i = e->slot;
@@ -594,7 +594,7 @@ static int parse_envs(client *c, const char *list, int want, int *out)
         char *end = name + strlen(name);
         while (end > name && end[-1] == ' ')
             *--end = '\0';
-        const cfg_env *e = route_env_for(c->p->cfg, c->acct, name, NULL);
+        const cfg_env *e = route_env_for(c->cfg, c->acct, name, NULL);
         if (!e) {
             client_send_err(c, 1044, "42000",
                             "Access denied for user '%s'@'%s' to environment '%s'", c->user,
@@ -638,13 +638,13 @@ static void start_fanout(client *c, const route_hint *h, const char *sql, size_t
 {
     int envs[ROUTE_MAX_ENVS], n = 0;
     if (h->all_envs) {
-        const config *cfg = c->p->cfg;
+        const config *cfg = c->cfg;
         for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
             if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
                 envs[n++] = cfg->envs[i].slot;
     } else {
         for (int i = 0; i < h->n_envs; i++) {
-            const cfg_env *e = route_env_for(c->p->cfg, c->acct, h->envs[i], NULL);
+            const cfg_env *e = route_env_for(c->cfg, c->acct, h->envs[i], NULL);
             if (!e) {
                 client_send_err(c, 1044, "42000",
                                 "Access denied for user '%s'@'%s' to environment '%s'",
@@ -778,7 +778,7 @@ static bool virtual_select(client *c, const char *sql, size_t len)
     } else if (envs && strcasecmp(table, "databases") == 0) {
         if (!describe) {
             int all[ROUTE_MAX_ENVS], n = 0;
-            const config *cfg = c->p->cfg;
+            const config *cfg = c->cfg;
             for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
                 if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
                     all[n++] = cfg->envs[i].slot;
