@@ -413,6 +413,8 @@ void backend_connect(backend *b, struct event_base *base, be_done_fn done, void 
         abort();
     unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
     unsigned io_timeout = 30;
+    if (b->timeout_s)
+        timeout = io_timeout = b->timeout_s; /* the health checker's own deadline */
     my_bool off = 0;
     unsigned zero = 0;
     mysql_options(b->mysql, MYSQL_OPT_NONBLOCK, 0);

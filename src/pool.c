@@ -232,6 +232,7 @@ static void fill_done(backend *b, int rc, void *arg)
         pool_discard(pl, b);
         return;
     }
+    health_seen_alive(&pl->proxy->health[pl->index]);
     proxy_note_version(pl->proxy, pl->env, mysql_get_server_info(b->mysql));
     pool_release(pl, b);
 }

@@ -429,6 +429,22 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     check_accounts(p);
 }
 
+/* Start-up: opens the listeners once every environment has been checked (or the first
+ * checks ran out of time). */
+static void gate_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    if (!health_all_known(p) && now_ms() < p->gate_deadline_ms)
+        return;
+    event_free(p->gate);
+    p->gate = NULL;
+    if (atomic_load(&p->draining))
+        return;
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_enable(p->listeners[i]);
+    log_debug("accepting clients");
+}
+
 static int open_listeners(proxy *p)
 {
     const config *c = p->cfg;
@@ -563,6 +579,15 @@ int proxy_run(const char *config_path)
     event_add(p->sig_term, NULL);
     event_add(p->sig_hup, NULL);
     event_add(p->tick, &second);
+    /* The first health checks run now; clients are accepted once each environment has an
+     * answer (up or down), or after health_timeout at the latest. */
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    tick_cb(-1, 0, p);
+    p->gate_deadline_ms = now_ms() + (uint64_t)cfg->health_timeout_ms + 200;
+    p->gate = event_new(p->base, -1, EV_PERSIST, gate_cb, p);
+    struct timeval poll = {0, 10000};
+    event_add(p->gate, &poll);
     log_info("envproxy %s ready: %d environment(s), %d worker thread(s)", ENVPROXY_VERSION,
              cfg->n_envs, p->n_workers);
     event_base_dispatch(p->base);
@@ -591,7 +616,7 @@ out:
         free(w->inbox);
     }
     free(p->workers);
-    struct event *evs[] = {p->sig_int, p->sig_term, p->sig_hup, p->tick};
+    struct event *evs[] = {p->sig_int, p->sig_term, p->sig_hup, p->tick, p->gate};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);

@@ -181,6 +181,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
 static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
+    health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
     evtimer_del(c->timer);
