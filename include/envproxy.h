@@ -98,6 +98,7 @@ struct backend {
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
     unsigned long thread_id;
+    uint16_t srv_status; /* server status of the last response relayed (ST_IN_TRANS, ...) */
 
     /* The raw relay: bytes read from and queued for the socket. */
     struct evbuffer *in, *out;
@@ -454,6 +455,11 @@ struct client {
     char pin_reason[64];
     int long_data_stmts; /* statements whose long data waits on the held connection */
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
+    /* limits.idle_transaction_timeout: fires while the session idles with a held backend
+     * inside a transaction; the next command then gets txn_lost (the environment's name). */
+    struct event *txn_timer;
+    char txn_lost[ROUTE_NAME_MAX + 1];
+    long long txn_lost_ms;
 
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];

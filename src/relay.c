@@ -251,6 +251,7 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
         session_note_changes(c, b, ok.state, ok.state_len);
     *status = ok.status & (uint16_t)~ST_SESSION_STATE_CHANGED;
     c->last_status = *status;
+    b->srv_status = *status;
     if (ok.insert_id != 0)
         session_pin(c, "LAST_INSERT_ID"); /* a later SELECT LAST_INSERT_ID() must see it */
     uint8_t out_room[512];
@@ -619,6 +620,7 @@ static bool relay_process_packets(client *c)
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
             c->last_status = status;
+            b->srv_status = status;
             in_drain(c, PKT_HEADER + len);
             if (c->rl_vdbs && c->rl == RL_ROWS) {
                 /* SHOW DATABASES: the virtual schemas are listed too. */
