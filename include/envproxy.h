@@ -255,7 +255,7 @@ void http_stop(proxy *p);
 
 /* ---- health (health.c) ------------------------------------------------------------------ */
 
-typedef enum { HC_CONNECT, HC_GRANTS, HC_ROLE } health_phase;
+typedef enum { HC_CONNECT, HC_GRANTS, HC_ROLE, HC_ROLE_SET, HC_ROLE_SHOW } health_phase;
 
 /* What the last checks found about one environment. Written by the main loop (and by
  * workers that reach or fail to reach it), read by anyone under mu. */
@@ -716,6 +716,14 @@ SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);
 
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
+
+/* Replaces every enc: backend password of cfg with its plain text (errors are logged, naming
+ * the environment). Returns 0, or -1 when any could not be decrypted. */
+int proxy_decrypt_passwords(config *cfg);
+
+/* cli_check.c: `envproxy check` against the backends: reachable, and whether each backend
+ * account can change things (warnings only). */
+void cli_check_backends(config *cfg);
 
 /* Runs the proxy until SIGTERM or SIGINT. Returns the exit code. */
 int proxy_run(const char *config_path);

@@ -30,6 +30,15 @@ static void append_what(grants_info *g, const char *text, size_t len)
     size_t cur = strlen(g->what);
     if (cur >= 3 && strcmp(g->what + cur - 3, "...") == 0)
         return; /* full already */
+    /* The same item twice (a role's grants read again) is said once. */
+    for (const char *at = g->what; *at;) {
+        if (strncmp(at, text, len) == 0 && (at[len] == '\0' || strncmp(at + len, ", ", 2) == 0))
+            return;
+        const char *next = strstr(at, ", ");
+        if (!next)
+            break;
+        at = next + 2;
+    }
     const char *sep = cur ? ", " : "";
     size_t need = strlen(sep) + len;
     if (cur + need + 4 >= sizeof(g->what)) {

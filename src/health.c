@@ -183,6 +183,7 @@ static bool next_role(health *h)
         char sql[GRANTS_NAME_MAX + 32];
         snprintf(sql, sizeof(sql), "SHOW GRANTS FOR %s", g->roles[i]);
         h->role_now = i;
+        h->phase = HC_ROLE;
         backend_fetch(h->conn, sql, grant_row, check_step, h);
         return true;
     }
@@ -208,6 +209,17 @@ static void read_grants(health *h)
     h->role_next = 0;
     h->phase = HC_GRANTS;
     backend_fetch(h->conn, "SHOW GRANTS", grant_row, check_step, h);
+}
+
+/* The grants of role role_now were asked for: unknown unless they appeared. */
+static void role_read(health *h)
+{
+    if (!grants_role_pending(&h->grants, h->role_now))
+        return;
+    char why[GRANTS_NAME_MAX + 48];
+    snprintf(why, sizeof(why), "role %s (its grants cannot be read)",
+             h->grants.roles[h->role_now]);
+    grants_note_unknown(&h->grants, why);
 }
 
 /* Every operation of a check ends here. */
@@ -253,14 +265,28 @@ static void check_step(backend *b, int rc, void *arg)
         break;
     case HC_ROLE:
         if (rc) {
-            char why[GRANTS_NAME_MAX + 48];
-            snprintf(why, sizeof(why), "role %s (its grants cannot be read)",
-                     h->grants.roles[h->role_now]);
-            grants_note_unknown(&h->grants, why);
+            /* MariaDB shows a role's grants only while it is active: take it on (this
+             * connection serves no client) and read SHOW GRANTS again. */
+            char sql[GRANTS_NAME_MAX + 16];
+            snprintf(sql, sizeof(sql), "SET ROLE %s", h->grants.roles[h->role_now]);
+            h->phase = HC_ROLE_SET;
+            backend_query(h->conn, sql, check_step, h);
+            return;
         }
+        role_read(h);
+        break;
+    case HC_ROLE_SET:
+        if (rc) {
+            role_read(h);
+            break;
+        }
+        h->phase = HC_ROLE_SHOW;
+        backend_fetch(h->conn, "SHOW GRANTS", grant_row, check_step, h);
+        return;
+    case HC_ROLE_SHOW:
+        role_read(h);
         break;
     }
-    h->phase = HC_ROLE;
     if (next_role(h))
         return;
     check_succeeded(h);

@@ -297,7 +297,7 @@ unsigned long long proxy_audit_drops(proxy *p)
 
 /* Replaces every enc: backend password with its plain text, with the key from
  * ENVPROXY_SECRET_KEY or secret_key_file. Errors name the environment, never a value. */
-static int decrypt_passwords(config *cfg)
+int proxy_decrypt_passwords(config *cfg)
 {
     bool any = false;
     for (int i = 0; i < cfg->n_envs; i++)
@@ -353,7 +353,7 @@ static void reload_config(proxy *p)
         return;
     }
     cfg_diags_free(&d);
-    if (decrypt_passwords(next) || assign_slots(p, next)) {
+    if (proxy_decrypt_passwords(next) || assign_slots(p, next)) {
         log_error("reload: the running configuration is kept");
         config_free(next);
         return;
@@ -499,7 +499,7 @@ int proxy_run(const char *config_path)
     }
     cfg_diags_free(&d);
     log_level = cfg->log_level;
-    if (decrypt_passwords(cfg)) {
+    if (proxy_decrypt_passwords(cfg)) {
         config_free(cfg);
         return 1;
     }

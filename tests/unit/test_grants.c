@@ -144,6 +144,12 @@ static void test_bounds(void)
         grants_add_line(&g, line, (size_t)n);
     }
     CHECK_INT(g.n_roles, GRANTS_MAX_ROLES);
+    /* Lines read twice (a role's grants shown again) are said once. */
+    grants_info d;
+    grants_init(&d);
+    grants_add_line(&d, "GRANT INSERT ON `s`.* TO `r`", 28);
+    grants_add_line(&d, "GRANT INSERT ON `s`.* TO `r`", 28);
+    CHECK_STR(d.what, "INSERT ON `s`.*");
     CHECK_STR(grants_verdict(&g), "unknown");
     /* Unterminated quotes and parentheses end at the line's end. */
     grants_init(&g);
