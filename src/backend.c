@@ -293,6 +293,7 @@ static void be_step(backend *b, int ready)
             b->cur_db = NULL;
             b->mode = b->default_mode;
             b->read_only = false;
+            b->srv_status = 0; /* a new session: no transaction */
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
@@ -312,6 +313,7 @@ static void be_step(backend *b, int ready)
             b->mode = b->default_mode;
             b->multi_stmt = -1;
             b->read_only = false;
+            b->srv_status = 0; /* a new session: no transaction */
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;

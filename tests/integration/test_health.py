@@ -263,3 +263,27 @@ def test_check_command_reports_backend_privileges(make_proxy, servers):
         assert "WARNING" not in r.stdout
     finally:
         drop_user(servers)
+
+
+def test_a_client_response_marks_recovery(make_proxy, servers):
+    """prod stalls (kill -STOP) until the checker calls it down, then resumes: the first
+    statement a client runs there (on a pooled connection from before) succeeds and marks
+    prod up at once, without waiting for the next health check."""
+    p = http_proxy(make_proxy, {"health_interval": "3s", "health_timeout": "1s"})
+    port = p.http_port
+    conn = p.connect(user="bob", password="bob-pw", database="shop@prod", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")  # leaves an idle pooled connection behind
+        pid = servers.prod.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            assert wait_for(lambda: health(port)["prod"]["status"] == "down", 10) is not None
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM customers")
+            assert cur.fetchall()[0][0] > 0
+        assert health(port)["prod"]["status"] == "up"
+    finally:
+        conn.close()
