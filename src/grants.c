@@ -15,9 +15,17 @@
 /* Privileges that cannot change data, schema, users, server state or other sessions.
  * PROCESS shows other sessions' statements (a read); the monitor privileges read status. */
 static const char *const read_only_privileges[] = {
-    "USAGE",          "SELECT",        "SHOW VIEW",       "SHOW DATABASES",
-    "PROCESS",        "REPLICATION CLIENT", "BINLOG MONITOR", "SLAVE MONITOR",
-    "REPLICA MONITOR", "SHOW_ROUTINE", "SHOW CREATE ROUTINE",
+    "USAGE",
+    "SELECT",
+    "SHOW VIEW",
+    "SHOW DATABASES",
+    "PROCESS",
+    "REPLICATION CLIENT",
+    "BINLOG MONITOR",
+    "SLAVE MONITOR",
+    "REPLICA MONITOR",
+    "SHOW_ROUTINE",
+    "SHOW CREATE ROUTINE",
 };
 
 void grants_init(grants_info *g)
@@ -114,8 +122,7 @@ static long find_word(const char *s, size_t len, size_t from, const char *kw)
         else if (c == ')' && depth > 0)
             depth--;
         else if (depth == 0 && i + kl <= len && strncasecmp(s + i, kw, kl) == 0 &&
-                 (i == 0 || !is_word_char(s[i - 1])) &&
-                 (i + kl == len || !is_word_char(s[i + kl])))
+                 (i == 0 || !is_word_char(s[i - 1])) && (i + kl == len || !is_word_char(s[i + kl])))
             return (long)i;
         i++;
     }
@@ -248,8 +255,8 @@ static void privilege_line(grants_info *g, const char *s, size_t on, size_t to, 
         trim(&name, &nlen);
         if (nlen && !grants_privilege_reads_only(name, nlen)) {
             char buf[200];
-            int n = snprintf(buf, sizeof(buf), "%.*s ON %.*s", (int)(nlen > 60 ? 60 : nlen),
-                             name, (int)(obj_len > 100 ? 100 : obj_len), obj);
+            int n = snprintf(buf, sizeof(buf), "%.*s ON %.*s", (int)(nlen > 60 ? 60 : nlen), name,
+                             (int)(obj_len > 100 ? 100 : obj_len), obj);
             note_writable(g, buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
         }
         i++; /* past the comma */

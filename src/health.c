@@ -217,8 +217,7 @@ static void role_read(health *h)
     if (!grants_role_pending(&h->grants, h->role_now))
         return;
     char why[GRANTS_NAME_MAX + 48];
-    snprintf(why, sizeof(why), "role %s (its grants cannot be read)",
-             h->grants.roles[h->role_now]);
+    snprintf(why, sizeof(why), "role %s (its grants cannot be read)", h->grants.roles[h->role_now]);
     grants_note_unknown(&h->grants, why);
 }
 

@@ -35,9 +35,9 @@ static void test_select_only(void)
                          &g),
               "no");
     /* MySQL 8 spells some privileges with underscores. */
-    CHECK_STR(verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT SHOW_ROUTINE ON *.* TO `u`@`%`",
-                         &g),
-              "no");
+    CHECK_STR(
+        verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT SHOW_ROUTINE ON *.* TO `u`@`%`", &g),
+        "no");
 }
 
 static void test_writable(void)
@@ -50,9 +50,9 @@ static void test_writable(void)
     CHECK_STR(g.what, "ALL PRIVILEGES ON *.*, GRANT OPTION");
     CHECK(strstr(g.what, "6C7A") == NULL); /* never the password hash */
     /* One writable column among readable ones. */
-    CHECK_STR(verdict_of("GRANT SELECT (`id`), UPDATE (`name`) ON `shop`.`customers` TO `ro`@`h`",
-                         &g),
-              "yes");
+    CHECK_STR(
+        verdict_of("GRANT SELECT (`id`), UPDATE (`name`) ON `shop`.`customers` TO `ro`@`h`", &g),
+        "yes");
     CHECK_STR(g.what, "UPDATE ON `shop`.`customers`");
     CHECK_STR(verdict_of("GRANT EXECUTE ON PROCEDURE `mysql`.`p` TO `ro`@`h`", &g), "yes");
     CHECK_STR(g.what, "EXECUTE ON PROCEDURE `mysql`.`p`");
@@ -60,9 +60,9 @@ static void test_writable(void)
     CHECK_STR(verdict_of("GRANT SELECT, LOCK TABLES ON `shop`.* TO `u`@`%`", &g), "yes");
     CHECK_STR(g.what, "LOCK TABLES ON `shop`.*");
     CHECK_STR(verdict_of("GRANT CREATE TEMPORARY TABLES ON `shop`.* TO `u`@`%`", &g), "yes");
-    CHECK_STR(verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT INSERT ON `other`.`t` TO `u`@`%`",
-                         &g),
-              "yes");
+    CHECK_STR(
+        verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT INSERT ON `other`.`t` TO `u`@`%`", &g),
+        "yes");
     /* MySQL 8 dynamic privileges, and names nobody knows yet. */
     CHECK_STR(verdict_of("GRANT BINLOG_ADMIN,CONNECTION_ADMIN ON *.* TO `u`@`%`", &g), "yes");
     CHECK_STR(g.what, "BINLOG_ADMIN ON *.*, CONNECTION_ADMIN ON *.*");
@@ -82,9 +82,9 @@ static void test_unreadable(void)
     grants_info g;
     CHECK_STR(verdict_of("GRANT SELECT ON `shop`.*", &g), "yes"); /* no TO */
     CHECK_STR(verdict_of("something else entirely", &g), "yes");
-    CHECK_STR(verdict_of("SET DEFAULT ROLE `r` FOR `u`@`%`\nREVOKE INSERT ON `shop`.* FROM `u`@`%`",
-                         &g),
-              "no");
+    CHECK_STR(
+        verdict_of("SET DEFAULT ROLE `r` FOR `u`@`%`\nREVOKE INSERT ON `shop`.* FROM `u`@`%`", &g),
+        "no");
     CHECK_STR(verdict_of("", &g), "no");
 }
 
