@@ -146,10 +146,19 @@ static bool well_formed_name(const char *s, size_t len)
     size_t i = 0;
     for (int part = 0; part < 2; part++) {
         if (i < len && s[i] == '`') {
-            size_t end = skip_quoted(s, len, i);
-            if (end == len && (len - i < 2 || s[len - 1] != '`'))
-                return false;
-            i = end;
+            /* `...`, a doubled backtick inside; it must close. */
+            for (i++;; i++) {
+                if (i >= len)
+                    return false;
+                if (s[i] != '`')
+                    continue;
+                if (i + 1 < len && s[i + 1] == '`') {
+                    i++;
+                    continue;
+                }
+                i++;
+                break;
+            }
         } else {
             size_t start = i;
             while (i < len && is_word_char(s[i]))

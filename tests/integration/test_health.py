@@ -110,7 +110,7 @@ def test_old_connection_not_trusted_after_a_restart(make_proxy, servers):
     """prod is killed with SIGKILL right after a health check and restarted before the next
     one: the checker's connection from before is dead, and its failure is retried on a new
     connection instead of calling a running server down."""
-    interval = 8
+    interval = 10
     p = http_proxy(make_proxy, {"health_interval": f"{interval}s", "health_timeout": "2s"})
     port = p.http_port
     assert wait_for(lambda: health(port)["prod"]["status"] == "up", 5) is not None
@@ -129,7 +129,7 @@ def test_old_connection_not_trusted_after_a_restart(make_proxy, servers):
         seen.append(health(port)["prod"]["status"])
         time.sleep(0.2)
     assert "down" not in seen, seen
-    assert "down" not in p.log_text().split("env prod: up", 1)[1]
+    assert "env prod: down" not in p.log_text()
 
 
 def test_stalled_backend_is_down_within_interval_plus_deadline(make_proxy, servers):

@@ -122,6 +122,11 @@ static void test_roles(void)
     /* A role name that is not as the server prints one is not sent back. */
     CHECK_STR(verdict_of("GRANT `r`; DROP TABLE x TO `u`@`%`", &g), "unknown");
     CHECK_INT(g.n_roles, 0);
+    /* An unterminated name (the last backtick is a doubled one) is not sent back either. */
+    CHECK_STR(verdict_of("GRANT `ab`` TO `u`@`%`", &g), "yes");
+    CHECK_INT(g.n_roles, 0);
+    CHECK_STR(verdict_of("GRANT `a`@`h`x TO `u`@`%`", &g), "unknown");
+    CHECK_INT(g.n_roles, 0);
     grants_init(&g);
     grants_note_unknown(&g, "role `r` (its grants could not be read)");
     CHECK_STR(grants_verdict(&g), "unknown");
