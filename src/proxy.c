@@ -580,11 +580,12 @@ int proxy_run(const char *config_path)
     event_add(p->sig_hup, NULL);
     event_add(p->tick, &second);
     /* The first health checks run now; clients are accepted once each environment has an
-     * answer (up or down), or after health_timeout at the latest. */
+     * answer (up or down), or after health_timeout (at most 5 s) at the latest. */
     for (int i = 0; i < p->n_listeners; i++)
         evconnlistener_disable(p->listeners[i]);
     tick_cb(-1, 0, p);
-    p->gate_deadline_ms = now_ms() + (uint64_t)cfg->health_timeout_ms + 200;
+    long long gate_ms = cfg->health_timeout_ms < 5000 ? cfg->health_timeout_ms : 5000;
+    p->gate_deadline_ms = now_ms() + (uint64_t)gate_ms + 200;
     p->gate = event_new(p->base, -1, EV_PERSIST, gate_cb, p);
     struct timeval poll = {0, 10000};
     event_add(p->gate, &poll);
