@@ -85,6 +85,24 @@ def test_first_check_runs_before_clients_are_accepted(make_proxy, servers):
         servers.start("prod")
 
 
+def test_stalled_backend_at_start_does_not_hold_up_the_others(make_proxy, servers):
+    """prod is stopped with SIGSTOP when the proxy starts: clients are accepted after the
+    first check's deadline (health_timeout 1s), prod shows 'down' with the deadline as its
+    error, and dev serves."""
+    pid = servers.prod.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        p = make_proxy(extra_yaml={"health_interval": "30s", "health_timeout": "1s"})
+        got = envs_rows(p, "name, status, last_error")
+        assert time.monotonic() - t0 < 8
+        assert got["dev"][0] == "up"
+        assert got["prod"][0] == "down" and "health_timeout" in got["prod"][1]
+        assert p.query("SELECT 1") == [(1,)]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 # ---- recovery -----------------------------------------------------------------------
 
 
