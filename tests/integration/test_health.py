@@ -56,11 +56,15 @@ def wait_for(pred, timeout, step=0.1):
 
 
 def http_proxy(make_proxy, extra=None, **kw):
+    """A proxy with /health and /metrics, returned once its first checks are done (the HTTP
+    port answers from the start, before clients are accepted)."""
     port = free_port()
     cfg = {"http": f"127.0.0.1:{port}"}
     cfg.update(extra or {})
     p = make_proxy(extra_yaml=cfg, **kw)
     p.http_port = port
+    assert wait_for(lambda: all(e["status"] != "unknown" for e in health(port).values()),
+                    10) is not None
     return p
 
 
