@@ -195,7 +195,9 @@ static void open_conn(health *h)
     const config *cfg = h->pool->proxy->cfg;
     h->conn = backend_new(h->pool);
     h->conn->no_db = true; /* tells it apart from pooled connections in processlists */
-    h->conn->timeout_s = (unsigned)((cfg->health_timeout_ms + 999) / 1000);
+    /* A second past the check's deadline: the deadline speaks first (with a clear error),
+     * then the operation under way ends by itself. */
+    h->conn->timeout_s = (unsigned)((cfg->health_timeout_ms + 999) / 1000) + 1;
     pthread_mutex_lock(&h->mu);
     h->conn_outages = h->outages;
     pthread_mutex_unlock(&h->mu);
