@@ -128,3 +128,25 @@ def test_no_timeout_outside_transactions_or_where_off(make_proxy, servers):
     finally:
         conn.close()
         ro.close()
+
+
+def test_prepared_statements_survive_the_rollback(make_proxy, servers):
+    """Through the binary protocol (Connector/C's prepared-statement API): a transaction
+    that executed a prepared SELECT and idled is rolled back; the next EXECUTE gets the
+    error, and the one after that runs again (the statement is prepared anew on the new
+    backend connection)."""
+    from harness import StmtDriver
+    p = make_proxy(extra_yaml={"environments": {"prod": {"limits": {
+        "idle_transaction_timeout": "1s"}}}})
+    d = StmtDriver(p, user="bob", password="bob-pw", db="shop@prod")
+    try:
+        assert d.cmd("query START TRANSACTION READ ONLY")[0] == "AFFECTED"
+        assert d.cmd("prepare SELECT id FROM customers WHERE id = ?")[0] == "OK"
+        assert d.cmd("exec 1") == ("ROWS", [["1"]])
+        time.sleep(2)
+        err = d.cmd("exec 2")
+        assert err[0] == "ERR" and err[1] == "1213" and "'prod'" in err[2], err
+        assert d.cmd("exec 2") == ("ROWS", [["2"]])
+        assert d.cmd("query SELECT @@in_transaction") == ("ROWS", [["0"]])
+    finally:
+        d.close()
