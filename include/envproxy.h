@@ -273,6 +273,7 @@ typedef struct health {
     int role_next, role_now;
     int writable_logged;  /* the backend_writable last logged (-2: nothing yet) */
     uint64_t conn_outages; /* outages when conn was opened */
+    uint64_t conn_target;  /* what conn was opened against (health.c, target_of) */
     atomic_bool down;     /* known down: lets health_seen_alive skip the lock when up */
     pthread_mutex_t mu;
     bool known, up;
