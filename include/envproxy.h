@@ -91,6 +91,7 @@ struct backend {
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
     unsigned timeout_s;  /* connect, read and write timeout in seconds; 0: the defaults */
+    uint64_t target;     /* backend_target() of the configuration it connected with */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
@@ -121,6 +122,9 @@ struct backend {
 };
 
 backend *backend_new(pool *pl);
+/* A hash of what a connection is opened against (server, account, TLS settings): after a
+ * reload that changes it, older connections are not reused. */
+uint64_t backend_target(const cfg_env *e);
 /* Starts connecting on base; done is called when connected or failed. */
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg);
 void backend_select_db(backend *b, const char *db, be_done_fn done, void *arg);

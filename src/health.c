@@ -190,27 +190,6 @@ static bool next_role(health *h)
     return false;
 }
 
-static uint64_t fnv(uint64_t x, const char *s)
-{
-    for (; s && *s; s++)
-        x = (x ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return (x ^ 0xFF) * 0x100000001b3ULL; /* a separator: "ab","c" differs from "a","bc" */
-}
-
-/* What a connection was opened against (server, account, TLS), as a hash: a reload that
- * changes any of it makes the checker connect afresh. */
-static uint64_t target_of(const cfg_env *e)
-{
-    char num[32];
-    snprintf(num, sizeof(num), "%d/%d", e->port, (int)e->tls_mode);
-    uint64_t x = 0xcbf29ce484222325ULL;
-    x = fnv(x, e->host);
-    x = fnv(x, num);
-    x = fnv(x, e->user);
-    x = fnv(x, e->password);
-    return fnv(x, e->tls_ca);
-}
-
 static void open_conn(health *h)
 {
     const config *cfg = h->pool->proxy->cfg;
@@ -222,7 +201,7 @@ static void open_conn(health *h)
     pthread_mutex_lock(&h->mu);
     h->conn_outages = h->outages;
     pthread_mutex_unlock(&h->mu);
-    h->conn_target = target_of(h->pool->env);
+    h->conn_target = backend_target(h->pool->env);
     h->phase = HC_CONNECT;
     backend_connect(h->conn, h->base, check_step, h);
 }
@@ -349,7 +328,7 @@ void health_tick(health *h, struct event_base *base, uint64_t now)
      * the configuration it was opened with (host, account) is still the one in force. */
     pthread_mutex_lock(&h->mu);
     bool trust = h->known && h->up && h->conn_outages == h->outages &&
-                 h->conn_target == target_of(h->pool->env);
+                 h->conn_target == backend_target(h->pool->env);
     pthread_mutex_unlock(&h->mu);
     if (h->conn && (!trust || h->conn->op != BOP_NONE || backend_is_dead(h->conn)))
         drop_conn(h);

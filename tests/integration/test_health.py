@@ -313,16 +313,20 @@ def test_a_client_response_marks_recovery(make_proxy, servers):
 
 def test_reload_to_a_select_only_account_is_seen(make_proxy, servers):
     """SIGHUP that points prod at a SELECT-only account: the checker does not keep asking on
-    its connection of the old account; the next check reports 'no'."""
+    its connection of the old account, and the pool does not hand out connections of the old
+    account either; the next check reports 'no' and statements run as the new account."""
     create_select_only(servers)
     try:
         p = http_proxy(make_proxy, {"health_interval": "1s"})
         port = p.http_port
         assert health(port)["prod"]["backend_writable"] == "yes"
+        who = "SELECT CURRENT_USER()"
+        assert p.query(who, user="bob", password="bob-pw")[0][0].startswith("app@")
         p.write_config({"http": f"127.0.0.1:{port}", "health_interval": "1s",
                         "environments": {"prod": {"user": RO_USER, "password": RO_PASSWORD}}})
         p.reload()
         assert wait_for(lambda: health(port)["prod"]["backend_writable"] == "no", 6) is not None
+        assert p.query(who, user="bob", password="bob-pw")[0][0].startswith(RO_USER + "@")
         assert p.query("SELECT COUNT(*) FROM customers", user="bob", password="bob-pw")[0][0] > 0
     finally:
         drop_user(servers)
