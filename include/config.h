@@ -22,6 +22,9 @@ typedef enum {
 typedef struct {
     long long max_rows;             /* 0 = no cap; default 10000 */
     long long statement_timeout_ms; /* 0 = none; default 30000 */
+    /* A session idle this long inside a transaction loses its backend session (rolled
+     * back). 0 = none; default 60 s in read_only environments, none in read_write ones. */
+    long long idle_transaction_timeout_ms;
 } cfg_limits;
 
 typedef struct {
@@ -79,6 +82,7 @@ typedef struct config {
     long long max_packet_size; /* bytes; default 64 MiB; client packets above close it */
     long long handshake_timeout_ms; /* default 10 s */
     long long health_interval_ms;   /* default 5 s */
+    long long health_timeout_ms;    /* one health check's deadline; default 2 s */
     long long shutdown_timeout_ms;  /* default 10 s */
     /* A client that takes none of the output queued for it for this long is disconnected
      * (its statement is killed and its backend connection closed); default 60 s. */

@@ -4,6 +4,7 @@
 
 #include "accounts.h"
 #include "config.h"
+#include "grants.h"
 #include "packet.h"
 #include "router.h"
 #include "sqlpolicy.h"
@@ -92,6 +93,8 @@ struct backend {
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
+    unsigned timeout_s;  /* connect, read and write timeout in seconds; 0: the defaults */
+    uint64_t target;     /* backend_target() of the configuration it connected with */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
@@ -123,6 +126,9 @@ struct backend {
 };
 
 backend *backend_new(pool *pl);
+/* A hash of what a connection is opened against (server, account, TLS settings): after a
+ * reload that changes it, older connections are not reused. */
+uint64_t backend_target(const cfg_env *e);
 /* Starts connecting on base; done is called when connected or failed. */
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg);
 void backend_select_db(backend *b, const char *db, be_done_fn done, void *arg);
@@ -269,19 +275,36 @@ void http_stop(proxy *p);
 
 /* ---- health (health.c) ------------------------------------------------------------------ */
 
+typedef enum { HC_CONNECT, HC_GRANTS, HC_ROLE, HC_ROLE_SET, HC_ROLE_SHOW } health_phase;
+
 /* What the last checks found about one environment. Written by the main loop (and by
  * workers that reach or fail to reach it), read by anyone under mu. */
 typedef struct health {
     pool *pool;
-    backend *conn; /* the checker's own connection; main loop only */
-    bool busy;     /* a check runs */
+    /* The checker, main loop only. */
+    backend *conn;        /* its own connection */
+    struct event_base *base;
+    struct event *timer;  /* the running check's deadline (health_timeout) */
+    bool busy;            /* a check runs */
+    bool abandoned;       /* its deadline passed: what it finds is ignored */
+    bool reused, retried; /* it started on an old connection; it reconnected once */
+    health_phase phase;
+    grants_info grants;   /* being gathered */
+    int role_next, role_now;
+    int writable_logged;  /* the backend_writable last logged (-2: nothing yet) */
+    uint64_t conn_outages; /* outages when conn was opened */
+    uint64_t conn_target;  /* what conn was opened against (health.c, target_of) */
+    atomic_bool down;     /* known down: lets health_seen_alive skip the lock when up */
     pthread_mutex_t mu;
     bool known, up;
+    uint64_t outages; /* up (or unknown) -> down transitions */
     char last_error[200];
     char version[96];
     double latency_ms;
     long long checked_at; /* wall clock, seconds */
-    uint64_t started_ms, next_ms, backoff_ms, last_try_ms;
+    int writable;         /* the backend account can change things: 1, 0, -1 unknown */
+    char privileges[256]; /* what can (or why unknown) */
+    uint64_t started_ms, next_ms, last_try_ms;
 } health;
 
 typedef struct {
@@ -290,6 +313,8 @@ typedef struct {
     char version[96];
     double latency_ms;
     long long checked_at;
+    int writable;
+    char privileges[256];
 } health_view;
 
 void health_init(health *h, pool *pl);
@@ -300,7 +325,13 @@ void health_tick(health *h, struct event_base *base, uint64_t now);
  * others fail fast); always true for an environment that is up. */
 bool health_allow(health *h);
 void health_note(health *h, bool up, const char *error);
+/* A worker got a connection or a response from the environment: up, if it was down. */
+void health_seen_alive(health *h);
 void health_get(health *h, health_view *out);
+/* "yes", "no" or "unknown" for health_view.writable. */
+const char *health_writable_name(int writable);
+/* Whether every environment has been checked at least once. */
+bool health_all_known(proxy *p);
 
 /* ---- clients (client.c, relay.c) ------------------------------------------------------ */
 
@@ -458,6 +489,11 @@ struct client {
     char pin_reason[64];
     int long_data_stmts; /* statements whose long data waits on the held connection */
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
+    /* limits.idle_transaction_timeout: fires while the session idles with a held backend
+     * inside a transaction; the next command then gets txn_lost (the environment's name). */
+    struct event *txn_timer;
+    char txn_lost[ROUTE_NAME_MAX + 1];
+    long long txn_lost_ms;
 
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];
@@ -744,6 +780,8 @@ struct proxy {
     uint64_t drain_deadline_ms;
     struct audit *audit;
     struct event *sig_int, *sig_term, *sig_hup, *tick;
+    struct event *gate; /* start-up: listeners open after the first health checks */
+    uint64_t gate_deadline_ms;
 };
 
 int env_index(const proxy *p, const cfg_env *e);
@@ -768,6 +806,14 @@ SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);
 
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
+
+/* Replaces every enc: backend password of cfg with its plain text (errors are logged, naming
+ * the environment). Returns 0, or -1 when any could not be decrypted. */
+int proxy_decrypt_passwords(config *cfg);
+
+/* cli_check.c: `envproxy check` against the backends: reachable, and whether each backend
+ * account can change things (warnings only). */
+void cli_check_backends(config *cfg);
 
 /* Runs the proxy until SIGTERM or SIGINT. Returns the exit code. */
 int proxy_run(const char *config_path);

@@ -467,15 +467,37 @@ static void be_begin(backend *b, be_op op, be_done_fn done, void *arg)
     be_step(b, -1);
 }
 
+static uint64_t fnv(uint64_t x, const char *s)
+{
+    for (; s && *s; s++)
+        x = (x ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return (x ^ 0xFF) * 0x100000001b3ULL; /* a separator: "ab","c" differs from "a","bc" */
+}
+
+uint64_t backend_target(const cfg_env *e)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%d/%d", e->port, (int)e->tls_mode);
+    uint64_t x = 0xcbf29ce484222325ULL;
+    x = fnv(x, e->host);
+    x = fnv(x, num);
+    x = fnv(x, e->user);
+    x = fnv(x, e->password);
+    return fnv(x, e->tls_ca);
+}
+
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
 {
     const cfg_env *e = b->pool->env;
     b->base = base;
+    b->target = backend_target(e);
     b->mysql = mysql_init(NULL);
     if (!b->mysql)
         abort();
     unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
     unsigned io_timeout = 30;
+    if (b->timeout_s)
+        timeout = io_timeout = b->timeout_s; /* the health checker's own deadline */
     my_bool off = 0;
     unsigned zero = 0;
     mysql_options(b->mysql, MYSQL_OPT_NONBLOCK, 0);

@@ -83,6 +83,7 @@ void client_send_ok(client *c, uint16_t status)
 
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void txn_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void set_timer(client *c, long long ms)
 {
@@ -307,9 +308,10 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     evutil_make_socket_nonblocking(fd);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(w->base, client_timer_cb, c);
+    c->txn_timer = evtimer_new(w->base, txn_timer_cb, c);
     c->wake = event_new(w->base, -1, 0, client_wake_cb, c);
     c->rl_out = evbuffer_new();
-    if (!c->bev || !c->timer || !c->wake || !c->rl_out)
+    if (!c->bev || !c->timer || !c->txn_timer || !c->wake || !c->rl_out)
         abort();
     c->waiter.wake = c->wake;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
@@ -432,6 +434,7 @@ void client_free(client *c)
     }
     event_free(c->wake);
     event_free(c->timer);
+    event_free(c->txn_timer);
     evbuffer_free(c->rl_out);
     if (c->linger_ev)
         event_free(c->linger_ev);
@@ -650,8 +653,101 @@ static void process_packets(client *c)
     }
 }
 
+/* ---- idle transactions (limits.idle_transaction_timeout) ------------------------------- */
+
+/* The timeout of a held connection inside a transaction, or 0 when none applies. */
+static long long txn_timeout(const backend *b)
+{
+    if (!b || !(b->status & ST_IN_TRANS) || b->op != BOP_NONE)
+        return 0;
+    return b->pool->env->limits.idle_transaction_timeout_ms;
+}
+
+/* How long the held connection b has had nothing to do (b->idle_since_ms is set when a
+ * command on it ends). */
+static long long txn_idle(const backend *b, uint64_t now)
+{
+    return now > b->idle_since_ms ? (long long)(now - b->idle_since_ms) : 0;
+}
+
+/* The session went idle: the timer fires when the first idle-transaction timeout of the
+ * connections it holds passes. */
+static void txn_timer_arm(client *c)
+{
+    long long next = 0;
+    uint64_t now = now_ms();
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        long long t = txn_timeout(c->held[i]);
+        if (t <= 0)
+            continue;
+        long long idle = txn_idle(c->held[i], now);
+        long long left = t > idle ? t - idle : 1;
+        if (!next || left < next)
+            next = left;
+    }
+    if (!next) {
+        evtimer_del(c->txn_timer);
+        return;
+    }
+    struct timeval tv = {.tv_sec = next / 1000, .tv_usec = (next % 1000) * 1000};
+    evtimer_add(c->txn_timer, &tv);
+}
+
+/* A transaction idled too long: its backend session is closed, which makes the server roll
+ * it back and let go of every lock it held (a ROLLBACK would keep LOCK TABLES, GET_LOCK and
+ * the like). The client learns it from its next command. */
+static void txn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    if (c->state != CL_IDLE)
+        return;
+    uint64_t now = now_ms();
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        backend *b = c->held[i];
+        long long t = txn_timeout(b);
+        if (t <= 0 || txn_idle(b, now) < t)
+            continue;
+        const cfg_env *e = b->pool->env;
+        log_info("conn %u %s user=%s env=%s: transaction idle for more than %lld ms "
+                 "(idle_transaction_timeout): backend session closed, transaction rolled back",
+                 c->id, c->addr, c->user, e->name, t);
+        snprintf(c->txn_lost, sizeof(c->txn_lost), "%s", e->name);
+        c->txn_lost_ms = t;
+        client_drop_backend(c, b);
+    }
+    bool holds = false;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++)
+        holds = holds || c->held[i];
+    if (!holds) {
+        /* What pinned the session (variables, temporary tables, locks) went with it. */
+        c->pinned = false;
+        c->pin_reason[0] = '\0';
+        c->long_data_stmts = 0;
+    }
+    c->last_status &= (uint16_t)~ST_IN_TRANS;
+    txn_timer_arm(c);
+}
+
+/* Answers the command after a rolled-back idle transaction with the error that says so.
+ * Returns false when there was none. */
+static bool txn_lost_error(client *c)
+{
+    if (!c->txn_lost[0])
+        return false;
+    long long ms = c->txn_lost_ms;
+    client_send_err(c, 1213, "40001",
+                    "envproxy: environment '%s': the transaction was idle for more than %lld%s "
+                    "(limits.idle_transaction_timeout) and was rolled back; its locks, "
+                    "temporary tables and user variables are gone. Start it again",
+                    c->txn_lost, ms % 1000 ? ms : ms / 1000, ms % 1000 ? " ms" : " s");
+    c->txn_lost[0] = '\0';
+    return true;
+}
+
 void client_command_done(client *c)
 {
+    if (c->be)
+        c->be->idle_since_ms = now_ms(); /* before it may go back to the pool */
     session_release(c);
     if (c->busy) {
         c->busy = false;
@@ -670,6 +766,7 @@ void client_command_done(client *c)
         c->in_paused = false;
         bufferevent_enable(c->bev, EV_READ);
     }
+    txn_timer_arm(c);
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -935,6 +1032,7 @@ static void end_session_state(client *c)
     }
     stmt_free_all(c);
     c->n_vars = 0;
+    c->txn_lost[0] = '\0'; /* a new session: nothing to report */
 }
 
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
@@ -1261,10 +1359,19 @@ static void handle_command(client *c)
         client_close_after_flush(c);
         return;
     }
+    evtimer_del(c->txn_timer);
     c->state = CL_PREPARE; /* busy until client_command_done() */
     if (!c->busy) {
         c->busy = true;
         atomic_fetch_add(&c->p->busy_clients, 1);
+    }
+    /* After an idle transaction was rolled back, the next command that runs something gets
+     * the error instead (a COMMIT must not look like it saved anything). Commands without a
+     * response, a ping, and those that start a new session anyway go on. */
+    if (cmd != CMD_STMT_CLOSE && cmd != CMD_STMT_SEND_LONG_DATA && cmd != CMD_PING &&
+        cmd != CMD_CHANGE_USER && cmd != CMD_RESET_CONNECTION && txn_lost_error(c)) {
+        client_command_done(c);
+        return;
     }
     switch (cmd) {
     case CMD_PING:

@@ -26,6 +26,8 @@ bool config_unset_vars_empty = false;
 #define MAX_MAX_PACKET_SIZE (1024LL * 1024 * 1024)
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DEFAULT_HEALTH_INTERVAL_MS 5000
+#define DEFAULT_HEALTH_TIMEOUT_MS 2000
+#define DEFAULT_IDLE_TRANSACTION_TIMEOUT_MS 60000
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 10000
 #define DEFAULT_CLIENT_WRITE_TIMEOUT_MS 60000
 #define DEFAULT_LOG_LEVEL 2
@@ -1111,8 +1113,9 @@ static int map_pairs(const ynode *n)
  * Sections.
  */
 
-enum { LIM_MAX_ROWS, LIM_STATEMENT_TIMEOUT, LIM_COUNT };
-static const char *const limits_keys[LIM_COUNT] = {"max_rows", "statement_timeout"};
+enum { LIM_MAX_ROWS, LIM_STATEMENT_TIMEOUT, LIM_IDLE_TRANSACTION_TIMEOUT, LIM_COUNT };
+static const char *const limits_keys[LIM_COUNT] = {"max_rows", "statement_timeout",
+                                                   "idle_transaction_timeout"};
 
 /* Reads a limits mapping into out; values not written stay as they were (-1 = unset). */
 static void load_limits(loader *ld, const ynode *n, cfg_limits *out)
@@ -1130,6 +1133,10 @@ static void load_limits(loader *ld, const ynode *n, cfg_limits *out)
             break;
         case LIM_STATEMENT_TIMEOUT:
             get_duration(ld, "limits.statement_timeout", val, false, &out->statement_timeout_ms);
+            break;
+        case LIM_IDLE_TRANSACTION_TIMEOUT:
+            get_duration(ld, "limits.idle_transaction_timeout", val, false,
+                         &out->idle_transaction_timeout_ms);
             break;
         default:
             unknown_key(ld, key, "in limits", limits_keys, LIM_COUNT);
@@ -1245,6 +1252,7 @@ static void env_init(cfg_env *e)
     e->access = ACCESS_READ_ONLY;
     e->limits.max_rows = -1;
     e->limits.statement_timeout_ms = -1;
+    e->limits.idle_transaction_timeout_ms = -1;
     e->pool.max = 20;
     e->pool.multiplex = true;
     e->pool.min = 0;
@@ -1537,6 +1545,7 @@ enum {
     TOP_MAX_HANDSHAKE_PACKET_SIZE,
     TOP_MAX_PIPELINED_INPUT,
     TOP_CLIENT_IDLE_TIMEOUT,
+    TOP_HEALTH_TIMEOUT,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1553,7 +1562,8 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "max_connections_per_host",
                                                 "max_handshake_packet_size",
                                                 "max_pipelined_input",
-                                                "client_idle_timeout"};
+                                                "client_idle_timeout",
+                                                "health_timeout"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1631,6 +1641,9 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_HEALTH_INTERVAL:
             get_duration(ld, "health_interval", val, true, &c->health_interval_ms);
+            break;
+        case TOP_HEALTH_TIMEOUT:
+            get_duration(ld, "health_timeout", val, true, &c->health_timeout_ms);
             break;
         case TOP_SHUTDOWN_TIMEOUT:
             get_duration(ld, "shutdown_timeout", val, false, &c->shutdown_timeout_ms);
@@ -1846,6 +1859,14 @@ static void finish(loader *ld)
             l->max_rows = c->limits.max_rows;
         if (l->statement_timeout_ms < 0)
             l->statement_timeout_ms = c->limits.statement_timeout_ms;
+        /* Unset everywhere: on for read-only environments, whose open transactions must not
+         * hold locks a writer waits for, off for read-write ones. */
+        if (l->idle_transaction_timeout_ms < 0)
+            l->idle_transaction_timeout_ms = c->limits.idle_transaction_timeout_ms;
+        if (l->idle_transaction_timeout_ms < 0)
+            l->idle_transaction_timeout_ms = c->envs[i].access == ACCESS_READ_ONLY
+                                                 ? DEFAULT_IDLE_TRANSACTION_TIMEOUT_MS
+                                                 : 0;
     }
 
     if (c->n_listen == 0) {
@@ -1899,9 +1920,11 @@ static config *config_new(const char *path)
     c->path = xstrdup(path);
     c->limits.max_rows = -1;
     c->limits.statement_timeout_ms = -1;
+    c->limits.idle_transaction_timeout_ms = -1;
     c->max_packet_size = DEFAULT_MAX_PACKET_SIZE;
     c->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->health_interval_ms = DEFAULT_HEALTH_INTERVAL_MS;
+    c->health_timeout_ms = DEFAULT_HEALTH_TIMEOUT_MS;
     c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
     c->client_write_timeout_ms = DEFAULT_CLIENT_WRITE_TIMEOUT_MS;
     c->throttle_max_failures = 10;

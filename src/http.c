@@ -157,6 +157,12 @@ static void health_cb(struct evhttp_request *req, void *arg)
             evbuffer_add_printf(b, ",\"last_error\":");
             json_string(b, hv.last_error);
         }
+        /* Whether envproxy's backend account there could change things (SHOW GRANTS). */
+        evbuffer_add_printf(b, ",\"backend_writable\":\"%s\"", health_writable_name(hv.writable));
+        if (hv.writable != 0 && hv.privileges[0]) {
+            evbuffer_add_printf(b, ",\"backend_privileges\":");
+            json_string(b, hv.privileges);
+        }
         evbuffer_add_printf(b, ",\"checked_at\":%lld}", hv.checked_at);
     }
     evbuffer_add_printf(b, "]}\n");

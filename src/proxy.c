@@ -527,7 +527,7 @@ unsigned long long proxy_audit_drops(proxy *p)
 
 /* Replaces every enc: backend password with its plain text, with the key from
  * ENVPROXY_SECRET_KEY or secret_key_file. Errors name the environment, never a value. */
-static int decrypt_passwords(config *cfg)
+int proxy_decrypt_passwords(config *cfg)
 {
     bool any = false;
     for (int i = 0; i < cfg->n_envs; i++)
@@ -583,7 +583,7 @@ static void reload_config(proxy *p)
         return;
     }
     cfg_diags_free(&d);
-    if (decrypt_passwords(next) || assign_slots(p, next)) {
+    if (proxy_decrypt_passwords(next) || assign_slots(p, next)) {
         log_error("reload: the running configuration is kept");
         config_free(next);
         return;
@@ -663,6 +663,22 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     free_unused_configs(p, now);
 }
 
+/* Start-up: opens the listeners once every environment has been checked (or the first
+ * checks ran out of time). */
+static void gate_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    if (!health_all_known(p) && now_ms() < p->gate_deadline_ms)
+        return;
+    event_free(p->gate);
+    p->gate = NULL;
+    if (atomic_load(&p->draining))
+        return;
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_enable(p->listeners[i]);
+    log_debug("accepting clients");
+}
+
 static int open_listeners(proxy *p)
 {
     const config *c = p->cfg;
@@ -717,7 +733,7 @@ int proxy_run(const char *config_path)
     }
     cfg_diags_free(&d);
     log_level = cfg->log_level;
-    if (decrypt_passwords(cfg)) {
+    if (proxy_decrypt_passwords(cfg)) {
         config_free(cfg);
         return 1;
     }
@@ -798,6 +814,16 @@ int proxy_run(const char *config_path)
     event_add(p->sig_term, NULL);
     event_add(p->sig_hup, NULL);
     event_add(p->tick, &second);
+    /* The first health checks run now; clients are accepted once each environment has an
+     * answer (up or down), or after health_timeout (at most 5 s) at the latest. */
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    tick_cb(-1, 0, p);
+    long long gate_ms = cfg->health_timeout_ms < 5000 ? cfg->health_timeout_ms : 5000;
+    p->gate_deadline_ms = now_ms() + (uint64_t)gate_ms + 200;
+    p->gate = event_new(p->base, -1, EV_PERSIST, gate_cb, p);
+    struct timeval poll = {0, 10000};
+    event_add(p->gate, &poll);
     log_info("envproxy %s ready: %d environment(s), %d worker thread(s)", ENVPROXY_VERSION,
              cfg->n_envs, p->n_workers);
     event_base_dispatch(p->base);
@@ -826,7 +852,8 @@ out:
         free(w->inbox);
     }
     free(p->workers);
-    struct event *evs[] = {p->sig_int, p->sig_term, p->sig_hup, p->tick, p->accept_resume};
+    struct event *evs[] = {p->sig_int, p->sig_term,      p->sig_hup,
+                           p->tick,    p->accept_resume, p->gate};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);

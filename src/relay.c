@@ -242,6 +242,7 @@ static void interrupted_end(client *c)
 static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
+    health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
     if (!c->rl_interrupt)

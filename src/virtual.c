@@ -161,6 +161,7 @@ static vq_table *table_environments(client *c)
         {"access", VQ_STRING},     {"server_version", VQ_STRING}, {"latency_ms", VQ_DOUBLE},
         {"pool_in_use", VQ_INT},   {"pool_idle", VQ_INT},       {"pool_max", VQ_INT},
         {"last_error", VQ_STRING}, {"checked_at", VQ_DATETIME},
+        {"backend_writable", VQ_STRING}, {"backend_privileges", VQ_STRING},
     };
     proxy *p = c->p;
     vq_table *t = vq_table_new("__envs", "environments", cols, sizeof(cols) / sizeof(cols[0]));
@@ -197,6 +198,9 @@ static vq_table *table_environments(client *c)
             fmt_time(hv.checked_at, ts, sizeof(ts));
             vq_set_str(t, r, 10, ts);
         }
+        vq_set_str(t, r, 11, health_writable_name(hv.writable));
+        if (hv.writable != 0 && hv.privileges[0])
+            vq_set_str(t, r, 12, hv.privileges);
     }
     return t;
 }

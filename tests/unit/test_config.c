@@ -266,6 +266,7 @@ static void test_defaults(void)
     CHECK_INT(c->max_packet_size, 64LL << 20);
     CHECK_INT(c->handshake_timeout_ms, 10000);
     CHECK_INT(c->health_interval_ms, 5000);
+    CHECK_INT(c->health_timeout_ms, 2000);
     CHECK_INT(c->shutdown_timeout_ms, 10000);
     CHECK_INT(c->client_write_timeout_ms, 60000);
     CHECK_INT(c->log_level, 2);
@@ -289,6 +290,7 @@ static void test_defaults(void)
         CHECK_INT(e->access, ACCESS_READ_ONLY);
         CHECK_INT(e->limits.max_rows, 10000);
         CHECK_INT(e->limits.statement_timeout_ms, 30000);
+        CHECK_INT(e->limits.idle_transaction_timeout_ms, 60000); /* read_only: on */
         CHECK_INT(e->pool.max, 20);
         CHECK_INT(e->pool.min, 0);
         CHECK_INT(e->pool.idle_timeout_ms, 300000);
@@ -330,7 +332,7 @@ static void test_errors(void)
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
           "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, "
           "login_throttle, client_write_timeout, max_client_connections, max_connections_per_host, "
-          "max_handshake_packet_size, max_pipelined_input, client_idle_timeout)",
+          "max_handshake_packet_size, max_pipelined_input, client_idle_timeout, health_timeout)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
@@ -641,6 +643,59 @@ static void test_example(void)
     cfg_diags_free(&d);
 }
 
+/* limits.idle_transaction_timeout: on by default only where the environment is read-only;
+ * a top-level value reaches every environment, an environment's own value wins; and
+ * health_timeout. */
+static void test_idle_transaction_timeout(void)
+{
+    char tmpl[] = "/tmp/envproxy-config-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    char *path = write_file(tmp, "itt.yaml",
+                            "environments:\n"
+                            "  ro: { host: h, user: u }\n"
+                            "  rw: { host: h, user: u, access: read_write }\n");
+    config *c = config_load(path, NULL);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(config_find_env(c, "ro")->limits.idle_transaction_timeout_ms, 60000);
+        CHECK_INT(config_find_env(c, "rw")->limits.idle_transaction_timeout_ms, 0);
+        config_free(c);
+    }
+    unlink(path);
+    free(path);
+    path = write_file(tmp, "itt2.yaml",
+                      "limits: { idle_transaction_timeout: 5s }\n"
+                      "health_timeout: 700ms\n"
+                      "environments:\n"
+                      "  ro: { host: h, user: u, limits: { idle_transaction_timeout: 0 } }\n"
+                      "  rw: { host: h, user: u, access: read_write }\n");
+    c = config_load(path, NULL);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(config_find_env(c, "ro")->limits.idle_transaction_timeout_ms, 0);
+        CHECK_INT(config_find_env(c, "rw")->limits.idle_transaction_timeout_ms, 5000);
+        CHECK_INT(c->health_timeout_ms, 700);
+        config_free(c);
+    }
+    unlink(path);
+    free(path);
+    path = write_file(tmp, "itt3.yaml",
+                      "health_timeout: 0\n"
+                      "environments:\n"
+                      "  ro: { host: h, user: u, limits: { idle_transaction_timeout: soon } }\n");
+    cfg_diags d;
+    cfg_diags_init(&d);
+    CHECK(config_load(path, &d) == NULL);
+    CHECK_INT(d.n, 2);
+    cfg_diags_free(&d);
+    unlink(path);
+    free(path);
+    rmdir(tmp);
+}
+
 int main(void)
 {
     test_durations();
@@ -657,6 +712,7 @@ int main(void)
     test_duplicate_across_files();
     test_secret_key_file();
     test_client_bounds();
+    test_idle_transaction_timeout();
     test_example();
     return unit_report("config");
 }
