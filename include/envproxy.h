@@ -515,6 +515,9 @@ void client_start_job(client *c);
 /* Checks c->cmd (COM_QUERY or COM_STMT_PREPARE text) against the read-only policy with b's
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
+/* What the policy check needs to know about backend session b: its client character set,
+ * the server's flavor, the current database, the backend's stored functions. */
+void backend_policy_session(backend *b, policy_session *ps);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */

@@ -350,7 +350,9 @@ static void task_step(vtask *t)
     case 3: {
         /* Checked again with how this backend session reads SQL (its sql_mode). */
         policy_verdict v;
-        if (!sqlpolicy_check_readonly(j->sql, strlen(j->sql), &t->b->mode, &v)) {
+        policy_session ps;
+        backend_policy_session(t->b, &ps);
+        if (!sqlpolicy_check(j->sql, strlen(j->sql), &t->b->mode, &ps, &v)) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);
