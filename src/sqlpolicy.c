@@ -564,6 +564,7 @@ static const pol_var pol_vars[] = {
     {"foreign_key_checks", VAL_ANY},
     {"group_concat_max_len", VAL_ANY},
     {"in_predicate_conversion_threshold", VAL_ANY},
+    {"information_schema_stats_expiry", VAL_ANY},
     {"innodb_lock_wait_timeout", VAL_ANY},
     {"interactive_timeout", VAL_ANY},
     {"join_cache_level", VAL_ANY},
@@ -1335,6 +1336,36 @@ static bool pol_transaction(const pol_stmt *s, size_t from, stmt_kind *kind, pol
     return true;
 }
 
+/* CHECKSUM TABLE t [, t2 ...] [QUICK | EXTENDED]: reads the tables, like a SELECT. */
+static bool pol_checksum(const pol_stmt *s, size_t i, policy_verdict *v)
+{
+    for (;;) {
+        if (!pol_is_name(s, i))
+            return pol_refuse(v, "CHECKSUM TABLE");
+        i++;
+        if (pol_punct(s, i, ".") && pol_is_name(s, i + 1))
+            i += 2;
+        if (!pol_punct(s, i, ","))
+            break;
+        i++;
+    }
+    if (pol_word(s, i, "QUICK") || pol_word(s, i, "EXTENDED"))
+        i++;
+    return i == s->n || pol_refuse(v, "CHECKSUM TABLE");
+}
+
+/* XA RECOVER [FORMAT = 'SQL' | 'RAW'] (MariaDB) or [CONVERT XID] (MySQL): lists prepared
+ * transactions. */
+static bool pol_xa_recover(const pol_stmt *s, size_t i, policy_verdict *v)
+{
+    if (pol_word(s, i, "FORMAT") && pol_punct(s, i + 1, "=") &&
+        pol_kind(s, i + 2) == SQLTOK_STRING)
+        i += 3;
+    else if (pol_word(s, i, "CONVERT") && pol_word(s, i + 1, "XID"))
+        i += 2;
+    return i == s->n || pol_refuse(v, "XA RECOVER");
+}
+
 /* Classifies the statement that starts at token from (the tokens up to s->n). */
 static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v, int depth)
 {
@@ -1391,6 +1422,10 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         (pol_word(s, from, "UNLOCK") && pol_word(s, from + 1, "TABLES") && from + 2 == s->n) ||
         (pol_word(s, from, "HELP") && from + 2 == s->n && pol_kind(s, from + 1) == SQLTOK_STRING))
         return true;
+    if (pol_word(s, from, "CHECKSUM") && pol_word(s, from + 1, "TABLE"))
+        return pol_checksum(s, from + 2, v);
+    if (pol_word(s, from, "XA") && pol_word(s, from + 1, "RECOVER"))
+        return pol_xa_recover(s, from + 2, v);
     pol_statement_words(s, from, words, sizeof words);
     return pol_refuse(v, "%s", words);
 }
