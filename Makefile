@@ -65,8 +65,15 @@ $(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c
 	@echo "  CC    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 
-integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
+# The lexer and policy check on stdin lines, compared with a real server by the tests.
+$(BUILD)/tests/lex_driver: tests/integration/lex_driver.c src/sqllex.c src/sqlpolicy.c include/sqlpolicy.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ tests/integration/lex_driver.c src/sqllex.c src/sqlpolicy.c
+
+integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver $(BUILD)/tests/lex_driver
 	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
+	    LEX_DRIVER=$(abspath $(BUILD)/tests/lex_driver) \
 	    $(PYTHON) -m pytest -q tests/integration tests/compat $(PYTEST_ARGS)
 
 test: deps

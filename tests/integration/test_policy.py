@@ -73,6 +73,11 @@ def load_rows():
             parts = line.split("\t")
             verdict, stmt = parts[0], parts[1]
             flags = parts[2] if len(parts) > 2 and parts[2] != "-" else ""
+            # The servers are MariaDB: rows for a MySQL backend stay in the unit tests.
+            names = [f for f in flags.split(",") if f]
+            if "mysql" in names:
+                continue
+            flags = ",".join(f for f in names if f != "mariadb")
             if flags in ("unreadable", "unknown"):
                 continue
             rows.append((f"{path.name}:{n}", verdict, unescape(stmt), flags))
