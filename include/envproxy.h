@@ -254,6 +254,14 @@ void http_stop(proxy *p);
 
 /* What the last checks found about one environment. Written by the main loop (and by
  * workers that reach or fail to reach it), read by anyone under mu. */
+/* The stored functions and UDFs of a backend, as the health checker last read them: shared
+ * read-only by the policy checks of every worker, freed with the last reference. */
+typedef struct stored_names {
+    int refs; /* under health.mu */
+    sql_name_set set;
+    char **names;
+} stored_names;
+
 typedef struct health {
     pool *pool;
     backend *conn; /* the checker's own connection; main loop only */
@@ -265,6 +273,12 @@ typedef struct health {
     double latency_ms;
     long long checked_at; /* wall clock, seconds */
     uint64_t started_ms, next_ms, backoff_ms, last_try_ms;
+    stored_names *stored; /* under mu; NULL until first read */
+    /* the read in progress (main loop only) */
+    char **fetch;
+    size_t fetch_n, fetch_cap;
+    int fetch_phase; /* 0: stored functions, 1: UDFs */
+    bool fetch_bad;  /* too many names, or out of memory */
 } health;
 
 typedef struct {
@@ -274,6 +288,11 @@ typedef struct {
     double latency_ms;
     long long checked_at;
 } health_view;
+
+/* The backend's stored function and UDF names with a reference, or NULL when not read yet;
+ * give it back with health_stored_put(). Any thread. */
+stored_names *health_stored_get(health *h);
+void health_stored_put(health *h, stored_names *sn);
 
 void health_init(health *h, pool *pl);
 void health_free(health *h);

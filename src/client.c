@@ -1298,8 +1298,12 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
     backend_policy_session(b, &ps);
     bool ok;
     if (c->route.read_only) {
+        health *h = &c->p->health[b->pool->index];
+        stored_names *sn = health_stored_get(h);
+        ps.stored = sn ? &sn->set : NULL;
         ok = !session_state_refused(c, b, v.what, sizeof(v.what)) &&
              sqlpolicy_check(sql, len, &b->mode, &ps, &v);
+        health_stored_put(h, sn);
     } else {
         ok = sqlpolicy_check_secrets(sql, len, &b->mode, &ps, &v);
     }

@@ -352,7 +352,12 @@ static void task_step(vtask *t)
         policy_verdict v;
         policy_session ps;
         backend_policy_session(t->b, &ps);
-        if (!sqlpolicy_check(j->sql, strlen(j->sql), &t->b->mode, &ps, &v)) {
+        health *h = &t->b->pool->proxy->health[t->b->pool->index];
+        stored_names *sn = health_stored_get(h);
+        ps.stored = sn ? &sn->set : NULL;
+        bool ok = sqlpolicy_check(j->sql, strlen(j->sql), &t->b->mode, &ps, &v);
+        health_stored_put(h, sn);
+        if (!ok) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);
