@@ -1545,6 +1545,7 @@ typedef struct {
     size_t alt_cap;
     bool classify; /* false: only follow sql_mode (and check secrets when secrets) */
     bool secrets;  /* refuse reads of credential stores */
+    bool lex_error; /* some reading stopped at text the lexer cannot read */
     const policy_session *ps;
 } pol_ctx;
 
@@ -1764,6 +1765,7 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
         size_t n;
         sql_token_kind end = pol_collect(ctx, &lx, &n);
         if (end == SQLTOK_ERROR) {
+            ctx->lex_error = true;
             if (ctx->classify)
                 pol_refuse(&r->v, "%s", lx.error);
             return;
@@ -1798,13 +1800,49 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
 
 static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
 
-/* Runs the classifier (classify) or the credential-store rule alone over a packet. */
+/* Whether text the lexer could not read to the end names a credential store anywhere, in
+ * any case, quoted or not: "show" with "grants" or with "create" and "user" or "server",
+ * "mysql" with the name of a credential table (USE mysql included: "user"). */
+static bool pol_raw_secrets(const char *sql, size_t len)
+{
+    char *low = malloc(len + 1);
+    if (!low)
+        return true;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sql[i];
+        if (c == 0xC4 && i + 1 < len && (unsigned char)sql[i + 1] == 0xB0) {
+            low[o++] = 'i';
+            i++;
+        } else if (c == 0xE2 && i + 2 < len && (unsigned char)sql[i + 1] == 0x84 &&
+                   (unsigned char)sql[i + 2] == 0xAA) {
+            low[o++] = 'k';
+            i += 2;
+        } else if (c != 0) {
+            low[o++] = pol_lower((char)c);
+        }
+    }
+    low[o] = 0;
+    bool hit = strstr(low, "show") &&
+               (strstr(low, "grants") ||
+                (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
+    for (const char *const *t = pol_secret_tables; !hit && *t; t++)
+        hit = strstr(low, "mysql") && strstr(low, *t);
+    free(low);
+    return hit;
+}
+
+/* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
+ * latter, text the lexer cannot read exactly (an unsupported character set, where a
+ * multibyte character can swallow a backslash, is read in every sql_mode; a reading that
+ * stops at an error; ORACLE or MSSQL mode) is refused when it names a credential store
+ * anywhere. */
 static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mode,
                            const policy_session *ps, bool classify, policy_verdict *v)
 {
     pol_tok stack[POL_STACK_TOKENS];
     pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
-                   classify, true, ps ? ps : &pol_default_session};
+                   classify, true, false, ps ? ps : &pol_default_session};
     pol_result r;
     sql_mode_flags m = {false, false, false, false};
     if (mode)
@@ -1817,8 +1855,16 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
                          "or binary");
     } else if (classify && memchr(ctx.sql, 0, ctx.len)) {
         pol_refuse(&r.v, "NUL byte");
-    } else if (classify || !m.unreadable) {
+    } else if (classify) {
         pol_run(&ctx, 0, m, ctx.ps->charset, 0, &r);
+    } else {
+        bool raw = m.unreadable || ctx.ps->charset == SQL_CS_UNSUPPORTED;
+        if (ctx.ps->charset == SQL_CS_UNSUPPORTED)
+            m.unknown = true;
+        if (!m.unreadable)
+            pol_run(&ctx, 0, m, ctx.ps->charset, 0, &r);
+        if (r.v.allowed && (raw || ctx.lex_error) && pol_raw_secrets(ctx.sql, ctx.len))
+            pol_refuse(&r.v, "text the proxy cannot read that names a credential store");
     }
     free(ctx.heap);
     free(ctx.alt);
@@ -1850,7 +1896,7 @@ void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
 {
     pol_tok stack[POL_STACK_TOKENS];
     pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
-                   false, false, &pol_default_session};
+                   false, false, false, &pol_default_session};
     pol_result r;
     memset(&r, 0, sizeof r);
     r.v.allowed = true;

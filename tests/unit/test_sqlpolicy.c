@@ -727,6 +727,50 @@ static void test_function_flavors(void)
     CHECK(sqlpolicy_check("SELECT LOWER('a')", 17, NULL, &stored, &v));
 }
 
+/* The credential-store rule of writable sessions. */
+static void test_secrets_for_writers(void)
+{
+    policy_verdict v;
+    policy_session utf8 = {SQL_CS_UTF8, SQL_FLAVOR_MARIADB, "shop", NULL};
+    policy_session gbk = {SQL_CS_UNSUPPORTED, SQL_FLAVOR_MARIADB, "shop", NULL};
+    policy_session in_mysql = {SQL_CS_UTF8, SQL_FLAVOR_MARIADB, "mysql", NULL};
+    static const char *const writes[] = {
+        "DELETE FROM t", "UPDATE users SET a = 1", "CREATE TABLE users (id INT)",
+        "INSERT INTO t VALUES ('mysql.user')", "SELECT 'a", "SELECT * FROM user",
+        "CALL p()", "SET GLOBAL x = 1"};
+    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
+        if (!sqlpolicy_check_secrets(writes[i], strlen(writes[i]), NULL, &utf8, &v)) {
+            unit_failed++;
+            fprintf(stderr, "writer refused: %s: %s\n", writes[i], v.what);
+        } else {
+            unit_passed++;
+        }
+    }
+    CHECK(sqlpolicy_check_secrets("CREATE TABLE users (id INT)", 27, NULL, &gbk, &v));
+    static const char *const reads[] = {
+        "SELECT * FROM mysql.user", "SHOW GRANTS", "SHOW CREATE USER root",
+        "INSERT INTO t SELECT * FROM mysql.global_priv", "SELECT 1; USE mysql",
+        /* the lexer stops at the ';' in the comment: MariaDB skips the comment and runs on */
+        "/*!99999 ; */ SELECT * FROM mysql.user",
+        "SELECT 'a; SELECT * FROM mysql.user"};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        if (sqlpolicy_check_secrets(reads[i], strlen(reads[i]), NULL, &utf8, &v)) {
+            unit_failed++;
+            fprintf(stderr, "writer allowed: %s\n", reads[i]);
+        } else {
+            unit_passed++;
+        }
+    }
+    /* gbk: 0xBF 0x5C is one character, so the backslash does not escape the quote. */
+    const char *hidden = "SELECT '\xbf\\' , 1 FROM mysql.user -- '";
+    CHECK(!sqlpolicy_check_secrets(hidden, strlen(hidden), NULL, &gbk, &v));
+    sql_mode_flags oracle = {true, false, false, true};
+    CHECK(!sqlpolicy_check_secrets("SELECT * FROM mysql.user", 24, &oracle, &utf8, &v));
+    CHECK(sqlpolicy_check_secrets("SELECT 1", 8, &oracle, &utf8, &v));
+    CHECK(!sqlpolicy_check_secrets("SELECT * FROM user", 18, NULL, &in_mysql, &v));
+    CHECK(sqlpolicy_check_secrets("SELECT * FROM db", 16, NULL, &in_mysql, &v));
+}
+
 static void test_lexer(void)
 {
     struct {
@@ -817,6 +861,7 @@ int main(void)
     test_charset_policy();
     test_function_table();
     test_function_flavors();
+    test_secrets_for_writers();
     test_lexer();
     return unit_report("sqlpolicy");
 }
