@@ -229,3 +229,21 @@ def test_latin1_comment_end_is_read_as_the_server_reads_it(proxy, servers):
         assert e.value.args[0] == 1290
     conn.close()
     assert global_state(servers) == before
+
+
+def test_change_user_charset_is_checked(proxy):
+    """Proves that COM_CHANGE_USER's character set counts like the handshake's: a cp1250
+    client that changes user into read-only prod is refused there, naming cp1250."""
+    import MySQLdb
+    conn = MySQLdb.connect(host="127.0.0.1", port=proxy.port, user="alice", passwd="alice-pw",
+                           db="shop@dev", charset="cp1250", connect_timeout=5)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")  # dev: writable, any character set
+        conn.change_user("alice", "alice-pw", "shop@prod")
+        cur = conn.cursor()
+        with pytest.raises(MySQLdb.OperationalError) as e:
+            cur.execute("SELECT 1")
+        assert e.value.args[0] == 1290 and "cp1250" in e.value.args[1]
+    finally:
+        conn.close()
