@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define POL_STACK_TOKENS 256
+#define POL_MAX_TOKENS (1u << 20) /* tokens kept of one statement: bounds the memory of a
+                                     check (40 MiB); checks run one at a time per thread */
 #define POL_MAX_FORKS 2 /* unknown sql_mode values followed in one packet */
 #define POL_MAX_DEPTH 8 /* EXPLAIN / ANALYZE / SET STATEMENT nesting */
 #define POL_NAME_MAX 64 /* longest function or variable name looked up */
@@ -1535,6 +1537,39 @@ static bool pol_check_secrets(const pol_stmt *s, policy_verdict *v)
 
 /* ---- the packet ---- */
 
+/* Whether text the lexer could not read to the end names a credential store anywhere, in
+ * any case, quoted or not: "show" with "grants" or with "create" and "user" or "server",
+ * "mysql" with the name of a credential table (USE mysql included: "user"). */
+static bool pol_raw_secrets(const char *sql, size_t len)
+{
+    char *low = malloc(len + 1);
+    if (!low)
+        return true;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sql[i];
+        if (c == 0xC4 && i + 1 < len && (unsigned char)sql[i + 1] == 0xB0) {
+            low[o++] = 'i';
+            i++;
+        } else if (c == 0xE2 && i + 2 < len && (unsigned char)sql[i + 1] == 0x84 &&
+                   (unsigned char)sql[i + 2] == 0xAA) {
+            low[o++] = 'k';
+            i += 2;
+        } else if (c != 0) {
+            low[o++] = pol_lower((char)c);
+        }
+    }
+    low[o] = 0;
+    bool hit = strstr(low, "show") &&
+               (strstr(low, "grants") ||
+                (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
+    for (const char *const *t = pol_secret_tables; !hit && *t; t++)
+        hit = strstr(low, "mysql") && strstr(low, *t);
+    free(low);
+    return hit;
+}
+
+
 typedef struct {
     const char *sql;
     size_t len;
@@ -1558,14 +1593,20 @@ typedef struct {
 
 /* Reads one statement's tokens into ctx->tok. Returns the token kind that ended it:
  * SQLTOK_SEMICOLON, SQLTOK_END or SQLTOK_ERROR (lx->error says why; "out of memory" when
- * the buffer could not grow). */
-static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n)
+ * the buffer could not grow). A statement of more than POL_MAX_TOKENS tokens keeps only the
+ * first ones and sets *overflow; the lexer still reads it to its end. */
+static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n, bool *overflow)
 {
     *n = 0;
+    *overflow = false;
     for (;;) {
         sql_token t = sqllex_next(lx);
         if (t.kind == SQLTOK_SEMICOLON || t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
             return t.kind;
+        if (*n == POL_MAX_TOKENS) {
+            *overflow = true;
+            continue;
+        }
         if (*n == ctx->cap) {
             size_t cap = ctx->cap * 2;
             pol_tok *nt = malloc(cap * sizeof *nt);
@@ -1763,14 +1804,32 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
     r->cs = cs;
     for (;;) {
         size_t n;
-        sql_token_kind end = pol_collect(ctx, &lx, &n);
+        bool overflow;
+        sql_token_kind end = pol_collect(ctx, &lx, &n, &overflow);
         if (end == SQLTOK_ERROR) {
             ctx->lex_error = true;
             if (ctx->classify)
                 pol_refuse(&r->v, "%s", lx.error);
             return;
         }
-        if (n > 0) {
+        if (overflow) {
+            /* A statement too long to keep (a bulk INSERT of a writer): the credential rule
+             * looks at its bytes, and a SET that long leaves the sql_mode unknown. */
+            r->v.n_statements++;
+            if (ctx->classify) {
+                pol_refuse(&r->v, "statement of more than %u tokens", POL_MAX_TOKENS);
+                return;
+            }
+            size_t from = ctx->tok[0].t.start;
+            if (ctx->secrets && pol_raw_secrets(ctx->sql + from, lx.pos - from)) {
+                pol_refuse(&r->v, "text the proxy cannot read that names a credential store");
+                return;
+            }
+            if (pol_word(&(pol_stmt){ctx->sql, ctx->tok, n, ctx->ps}, 0, "SET")) {
+                pol_fork(ctx, lx.pos, pol_mode_unknown(&mode), cs, forks, r);
+                return;
+            }
+        } else if (n > 0) {
             sql_mode_flags next = mode;
             sql_charset next_cs = cs;
             r->v.n_statements++;
@@ -1799,38 +1858,6 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
 }
 
 static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
-
-/* Whether text the lexer could not read to the end names a credential store anywhere, in
- * any case, quoted or not: "show" with "grants" or with "create" and "user" or "server",
- * "mysql" with the name of a credential table (USE mysql included: "user"). */
-static bool pol_raw_secrets(const char *sql, size_t len)
-{
-    char *low = malloc(len + 1);
-    if (!low)
-        return true;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)sql[i];
-        if (c == 0xC4 && i + 1 < len && (unsigned char)sql[i + 1] == 0xB0) {
-            low[o++] = 'i';
-            i++;
-        } else if (c == 0xE2 && i + 2 < len && (unsigned char)sql[i + 1] == 0x84 &&
-                   (unsigned char)sql[i + 2] == 0xAA) {
-            low[o++] = 'k';
-            i += 2;
-        } else if (c != 0) {
-            low[o++] = pol_lower((char)c);
-        }
-    }
-    low[o] = 0;
-    bool hit = strstr(low, "show") &&
-               (strstr(low, "grants") ||
-                (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
-    for (const char *const *t = pol_secret_tables; !hit && *t; t++)
-        hit = strstr(low, "mysql") && strstr(low, *t);
-    free(low);
-    return hit;
-}
 
 /* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
  * latter, text the lexer cannot read exactly (an unsupported character set, where a

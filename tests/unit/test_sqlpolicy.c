@@ -769,6 +769,25 @@ static void test_secrets_for_writers(void)
     CHECK(sqlpolicy_check_secrets("SELECT 1", 8, &oracle, &utf8, &v));
     CHECK(!sqlpolicy_check_secrets("SELECT * FROM user", 18, NULL, &in_mysql, &v));
     CHECK(sqlpolicy_check_secrets("SELECT * FROM db", 16, NULL, &in_mysql, &v));
+
+    /* A statement of more than 2^20 tokens (a writer's bulk INSERT): the check's memory stays
+     * bounded; a reader's is refused, a writer's bytes are looked at. */
+    size_t rows = 600000, cap = 64 + rows * 4 + 64;
+    char *bulk = malloc(cap);
+    CHECK(bulk != NULL);
+    if (!bulk)
+        return;
+    size_t o = (size_t)snprintf(bulk, cap, "INSERT INTO t VALUES ");
+    for (size_t i = 0; i < rows; i++) {
+        memcpy(bulk + o, i ? ",(1)" : "(1)", i ? 4 : 3);
+        o += i ? 4 : 3;
+    }
+    CHECK(sqlpolicy_check_secrets(bulk, o, NULL, &utf8, &v));
+    CHECK(!sqlpolicy_check(bulk, o, NULL, &utf8, &v));
+    CHECK_STR(v.what, "statement of more than 1048576 tokens");
+    o += (size_t)snprintf(bulk + o, cap - o, ",((SELECT 1 FROM mysql.user))");
+    CHECK(!sqlpolicy_check_secrets(bulk, o, NULL, &utf8, &v));
+    free(bulk);
 }
 
 static void test_lexer(void)
