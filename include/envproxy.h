@@ -87,6 +87,9 @@ struct backend {
     bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
     int multi_stmt;      /* multi-statements enabled: 1, 0, or -1 not known */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
+    bool text_cs_known;  /* a statement the policy read set the client character set, and the
+                            server has not reported the variable since (tracking may be off) */
+    sql_charset text_cs; /* ... to this (SQL_CS_UNSUPPORTED: not a supported one) */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
@@ -535,8 +538,14 @@ void client_start_job(client *c);
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
 /* What the policy check needs to know about backend session b: its client character set,
- * the server's flavor, the current database, the backend's stored functions. */
+ * the server's flavor, the current database (ps->stored is left NULL). */
 void backend_policy_session(backend *b, policy_session *ps);
+/* The policy check of sql on backend b: the read-only rules when read_only, else the
+ * credential-store rule, with b's sql_mode, flavor, database and stored functions, under
+ * every client character set b may be in (all must allow). Notes a character set the text
+ * sets. Returns v->allowed. */
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */

@@ -23,6 +23,18 @@ typedef struct {
     bool unreadable;
 } sql_mode_flags;
 
+/* The client character sets a read-only session may use: those whose bytes the lexer reads
+ * exactly as the server does. Every other character set (cp1250, hp8, macroman, gbk, sjis,
+ * ...) is SQL_CS_UNSUPPORTED: its bytes 0x80-0xFF can be spaces, control characters or parts
+ * of multibyte characters that hide a quote, so a read-only session in it is refused. */
+typedef enum {
+    SQL_CS_UNSUPPORTED = 0,
+    SQL_CS_UTF8,   /* utf8mb4, utf8mb3 and utf8 (read alike: see sqllex.c) */
+    SQL_CS_LATIN1, /* latin1 (the server's latin1 is cp1252) */
+    SQL_CS_ASCII,
+    SQL_CS_BINARY
+} sql_charset;
+
 typedef enum {
     STMT_OTHER,
     STMT_SELECT,
@@ -44,19 +56,10 @@ typedef struct {
                              "NUL byte", "character set gbk"; used as "<what> is not allowed" */
     int n_statements;     /* statements in the packet (empty ones between ';' not counted) */
     stmt_kind first_kind; /* kind of the first statement */
+    bool charset_set;     /* the text sets the client character set (SET NAMES, ...) */
+    sql_charset charset_after; /* ... to this one, as read (SQL_CS_UNSUPPORTED when readings
+                                  disagree or the value is not a supported name) */
 } policy_verdict;
-
-/* The client character sets a read-only session may use: those whose bytes the lexer reads
- * exactly as the server does. Every other character set (cp1250, hp8, macroman, gbk, sjis,
- * ...) is SQL_CS_UNSUPPORTED: its bytes 0x80-0xFF can be spaces, control characters or parts
- * of multibyte characters that hide a quote, so a read-only session in it is refused. */
-typedef enum {
-    SQL_CS_UNSUPPORTED = 0,
-    SQL_CS_UTF8,   /* utf8mb4, utf8mb3 and utf8 (read alike: see sqllex.c) */
-    SQL_CS_LATIN1, /* latin1 (the server's latin1 is cp1252) */
-    SQL_CS_ASCII,
-    SQL_CS_BINARY
-} sql_charset;
 
 /* The server software behind an environment: which names are built-in functions. */
 typedef enum { SQL_FLAVOR_UNKNOWN = 0, SQL_FLAVOR_MARIADB, SQL_FLAVOR_MYSQL } sql_flavor;

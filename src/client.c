@@ -1244,6 +1244,36 @@ void backend_policy_session(backend *b, policy_session *ps)
     ps->stored = NULL;
 }
 
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v)
+{
+    policy_session ps;
+    backend_policy_session(b, &ps);
+    health *h = &b->pool->proxy->health[b->pool->index];
+    stored_names *sn = read_only ? health_stored_get(h) : NULL;
+    ps.stored = sn ? &sn->set : NULL;
+    bool ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, v)
+                        : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, v);
+    /* A character set an earlier statement set that the server has not confirmed (session
+     * tracking may be off): the text must read the same way in it too. */
+    if (ok && b->text_cs_known && b->text_cs != ps.charset) {
+        policy_verdict v2;
+        ps.charset = b->text_cs;
+        ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, &v2)
+                       : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, &v2);
+        if (!ok)
+            *v = v2;
+        else if (v2.charset_set && v2.charset_after != v->charset_after)
+            v->charset_after = SQL_CS_UNSUPPORTED;
+    }
+    health_stored_put(h, sn);
+    if (ok && v->charset_set) {
+        b->text_cs_known = true;
+        b->text_cs = v->charset_after;
+    }
+    return ok;
+}
+
 /* Why a read-only session cannot run anything in its current state, or NULL: a character
  * set the lexer does not read exactly, or SERIALIZABLE, set now or carried from another
  * environment. Writes the reason into what. */
@@ -1294,19 +1324,11 @@ static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 {
     policy_verdict v;
-    policy_session ps;
-    backend_policy_session(b, &ps);
     bool ok;
-    if (c->route.read_only) {
-        health *h = &c->p->health[b->pool->index];
-        stored_names *sn = health_stored_get(h);
-        ps.stored = sn ? &sn->set : NULL;
-        ok = !session_state_refused(c, b, v.what, sizeof(v.what)) &&
-             sqlpolicy_check(sql, len, &b->mode, &ps, &v);
-        health_stored_put(h, sn);
-    } else {
-        ok = sqlpolicy_check_secrets(sql, len, &b->mode, &ps, &v);
-    }
+    if (c->route.read_only && session_state_refused(c, b, v.what, sizeof(v.what)))
+        ok = false;
+    else
+        ok = backend_policy_check(b, sql, len, c->route.read_only, &v);
     if (!ok) {
         const cfg_env *e = c->route.env;
         log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,

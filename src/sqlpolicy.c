@@ -795,31 +795,37 @@ static sql_charset pol_eval_charset(const pol_stmt *s, size_t i, size_t end)
 }
 
 /* Applies the sql_mode and client character set assignments of a SET statement to *mode
- * and *cs. */
-static void pol_track_set(const pol_stmt *s, sql_mode_flags *mode, sql_charset *cs)
+ * and *cs. Returns whether it assigns the client character set. */
+static bool pol_track_set(const pol_stmt *s, sql_mode_flags *mode, sql_charset *cs)
 {
+    bool touched = false;
     if (!pol_word(s, 0, "SET") || pol_word(s, 1, "STATEMENT"))
-        return;
+        return false;
     asg_scope sticky = SCOPE_SESSION;
     size_t i = 1;
     while (i < s->n) {
         pol_asg a;
         pol_parse_asg(s, &i, false, &sticky, &a);
-        if ((a.kind == ASG_NAMES || a.kind == ASG_CHARSET) && a.scope == SCOPE_SESSION)
+        if ((a.kind == ASG_NAMES || a.kind == ASG_CHARSET) && a.scope == SCOPE_SESSION) {
             *cs = pol_eval_charset(s, a.val, a.val_end);
+            touched = true;
+        }
         if (a.kind == ASG_SYSVAR && a.scope == SCOPE_SESSION && !a.structured) {
             char name[POL_NAME_MAX];
             if (pol_unquote(s, a.name, name, sizeof name) && pol_casecmp(name, "sql_mode") == 0)
                 *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
             else if (pol_unquote(s, a.name, name, sizeof name) &&
-                     pol_casecmp(name, "character_set_client") == 0)
+                     pol_casecmp(name, "character_set_client") == 0) {
                 *cs = pol_eval_charset(s, a.val, a.val_end);
+                touched = true;
+            }
         }
         if (a.kind == ASG_BAD || a.kind == ASG_TRANSACTION)
-            return;
+            return touched;
         if (pol_punct(s, i, ","))
             i++;
     }
+    return touched;
 }
 
 /* ---- functions ---- */
@@ -1581,6 +1587,7 @@ typedef struct {
     bool classify; /* false: only follow sql_mode (and check secrets when secrets) */
     bool secrets;  /* refuse reads of credential stores */
     bool lex_error; /* some reading stopped at text the lexer cannot read */
+    bool charset_set; /* some statement sets the client character set */
     const policy_session *ps;
 } pol_ctx;
 
@@ -1654,7 +1661,8 @@ static bool pol_reading(pol_ctx *ctx, pol_tok *tok, size_t n, const sql_mode_fla
         return false;
     *next = *mode;
     *next_cs = cs;
-    pol_track_set(&s, next, next_cs);
+    if (pol_track_set(&s, next, next_cs))
+        ctx->charset_set = true;
     return true;
 }
 
@@ -1869,7 +1877,7 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
 {
     pol_tok stack[POL_STACK_TOKENS];
     pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
-                   classify, true, false, ps ? ps : &pol_default_session};
+                   classify, true, false, false, ps ? ps : &pol_default_session};
     pol_result r;
     sql_mode_flags m = {false, false, false, false};
     if (mode)
@@ -1896,6 +1904,8 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
     free(ctx.heap);
     free(ctx.alt);
     *v = r.v;
+    v->charset_after = r.cs;
+    v->charset_set = r.cs != ctx.ps->charset || ctx.charset_set;
     if (v->allowed)
         v->what[0] = 0;
     return v->allowed;
@@ -1923,7 +1933,7 @@ void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
 {
     pol_tok stack[POL_STACK_TOKENS];
     pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
-                   false, false, false, &pol_default_session};
+                   false, false, false, false, &pol_default_session};
     pol_result r;
     memset(&r, 0, sizeof r);
     r.v.allowed = true;

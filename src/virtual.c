@@ -350,14 +350,7 @@ static void task_step(vtask *t)
     case 3: {
         /* Checked again with how this backend session reads SQL (its sql_mode). */
         policy_verdict v;
-        policy_session ps;
-        backend_policy_session(t->b, &ps);
-        health *h = &t->b->pool->proxy->health[t->b->pool->index];
-        stored_names *sn = health_stored_get(h);
-        ps.stored = sn ? &sn->set : NULL;
-        bool ok = sqlpolicy_check(j->sql, strlen(j->sql), &t->b->mode, &ps, &v);
-        health_stored_put(h, sn);
-        if (!ok) {
+        if (!backend_policy_check(t->b, j->sql, strlen(j->sql), true, &v)) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);

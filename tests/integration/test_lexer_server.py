@@ -247,3 +247,31 @@ def test_change_user_charset_is_checked(proxy):
         assert e.value.args[0] == 1290 and "cp1250" in e.value.args[1]
     finally:
         conn.close()
+
+
+def test_charset_set_without_session_tracking_is_still_followed(proxy, tmp_path):
+    """Proves that when the server does not report a SET NAMES (session tracking switched
+    off), the proxy still reads the next packets in the character set the text set as well:
+    in latin1, 0xA0 after 0xC2 is a space, so "a\\xc2\\xa0INTO" hides INTO from a utf8
+    reading; the statement is refused and no variable or file is written."""
+    out = tmp_path / "smuggled.txt"
+    conn = connect_prod(proxy)
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SET SESSION session_track_system_variables = ''")
+        except pymysql.err.MySQLError as e:
+            assert e.args[0] == 1290  # refused outright is fine too
+        cur.execute("SET NAMES latin1")
+        for stmt in (b"SELECT 1 AS a\xc2\xa0INTO @x",
+                     b"SELECT 1 AS a\xc2\xa0INTO OUTFILE '" + str(out).encode() + b"'"):
+            refused_by_proxy = False
+            try:
+                conn._execute_command(3, stmt)
+                conn._read_query_result()
+            except pymysql.err.MySQLError as e:
+                refused_by_proxy = e.args[0] == 1290
+            assert refused_by_proxy, stmt
+        cur.execute("SELECT @x")
+        assert cur.fetchall() == ((None,),)
+    conn.close()
+    assert not out.exists()
