@@ -1274,24 +1274,33 @@ bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_onl
     return ok;
 }
 
-/* Why a read-only session cannot run anything in its current state, or NULL: a character
- * set the lexer does not read exactly, or SERIALIZABLE, set now or carried from another
- * environment. Writes the reason into what. */
+/* The values of session variable name that apply to client c on backend b: what b has
+ * (reported by the server or set by the proxy) and what c carries; either may be NULL. */
+static void session_values(client *c, backend *b, const char *name, const char *out[2])
+{
+    out[0] = backend_var(b, name);
+    out[1] = NULL;
+    for (int i = 0; i < c->n_vars; i++)
+        if (strcasecmp(c->vars[i].name, name) == 0)
+            out[1] = c->vars[i].value;
+}
+
+/* Whether a read-only session cannot run anything in its current state: a character set
+ * the lexer does not read exactly (from the handshake, set now or carried from another
+ * environment), or SERIALIZABLE. Writes the reason into what. */
 static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
 {
     static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
                                           "collation_connection"};
     static const char *const iso_vars[] = {"tx_isolation", "transaction_isolation"};
+    const char *have[2];
     const char *hs = charset_name(c->charset);
     if (sqlpolicy_charset(hs) == SQL_CS_UNSUPPORTED) {
         snprintf(what, cap, "the client character set %.40s", hs ? hs : "(unknown)");
         return true;
     }
     for (size_t k = 0; k < sizeof(cs_vars) / sizeof(cs_vars[0]); k++) {
-        const char *have[2] = {backend_var(b, cs_vars[k]), NULL};
-        for (int i = 0; i < c->n_vars; i++)
-            if (strcasecmp(c->vars[i].name, cs_vars[k]) == 0)
-                have[1] = c->vars[i].value;
+        session_values(c, b, cs_vars[k], have);
         for (int j = 0; j < 2; j++) {
             if (have[j] && sqlpolicy_charset(have[j]) == SQL_CS_UNSUPPORTED) {
                 snprintf(what, cap, "the client character set %.40s", have[j]);
@@ -1304,10 +1313,7 @@ static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
         return true;
     }
     for (size_t k = 0; k < sizeof(iso_vars) / sizeof(iso_vars[0]); k++) {
-        const char *have[2] = {backend_var(b, iso_vars[k]), NULL};
-        for (int i = 0; i < c->n_vars; i++)
-            if (strcasecmp(c->vars[i].name, iso_vars[k]) == 0)
-                have[1] = c->vars[i].value;
+        session_values(c, b, iso_vars[k], have);
         for (int j = 0; j < 2; j++) {
             if (have[j] && strcasecmp(have[j], "SERIALIZABLE") == 0) {
                 snprintf(what, cap, "isolation level SERIALIZABLE");
