@@ -255,3 +255,53 @@ def test_legitimate_reads_are_allowed(proxy):
         cur.execute("SELECT 1")
         assert cur.fetchall() == ((1,),)
     conn.close()
+
+
+def builtin_names():
+    """The names of the policy's function table (src/sqlpolicy.c, pol_funcs)."""
+    import re
+    from pathlib import Path
+    src = (Path(__file__).resolve().parents[2] / "src" / "sqlpolicy.c").read_text()
+    table = src[src.index("static const pol_func pol_funcs[] = {"):]
+    table = table[:table.index("};")]
+    return re.findall(r'\{"([A-Z0-9_]+)",', table)
+
+
+def test_every_allowed_function_name_is_a_builtin_on_mariadb(servers):
+    """Proves, for every name of the function table and 0 to 3 arguments, that a call the
+    check allows for a MariaDB backend never reaches a stored function of that name in the
+    current database (the server is asked, with such a function created for each name)."""
+    from test_lexer_server import LexDriver
+    names = builtin_names()
+    assert len(names) > 350
+    lexer = LexDriver()
+    root = servers.dev.connect()
+    reached = []
+    try:
+        with root.cursor() as cur:
+            for k in range(4):
+                cur.execute(f"DROP DATABASE IF EXISTS fnprobe{k}")
+                cur.execute(f"CREATE DATABASE fnprobe{k}")
+            for k in range(4):
+                cur.execute(f"USE fnprobe{k}")
+                params = ", ".join(f"p{j} INT" for j in range(k))
+                args = ", ".join(str(j + 1) for j in range(k))
+                for name in names:
+                    sql = f"SELECT {name}({args})"
+                    if not lexer.ask("check", "utf8mb4", sql.encode()).startswith("ALLOW"):
+                        continue
+                    try:
+                        cur.execute(f"CREATE FUNCTION `{name.lower()}`({params}) RETURNS "
+                                    "VARCHAR(10) DETERMINISTIC RETURN 'stored'")
+                        cur.execute(sql)
+                        if cur.fetchall() == (("stored",),):
+                            reached.append(f"{name} with {k} arguments")
+                    except pymysql.err.MySQLError:
+                        pass  # the built-in's own error: it did not reach the function
+    finally:
+        with root.cursor() as cur:
+            for k in range(4):
+                cur.execute(f"DROP DATABASE IF EXISTS fnprobe{k}")
+        root.close()
+        lexer.close()
+    assert not reached, reached
