@@ -275,3 +275,17 @@ def test_charset_set_without_session_tracking_is_still_followed(proxy, tmp_path)
         assert cur.fetchall() == ((None,),)
     conn.close()
     assert not out.exists()
+
+
+def test_mcp_sessions_get_the_same_character_set_rules(proxy, tmp_path):
+    """Proves that the character set allowlist holds for `envproxy mcp` too: cp1250 and hp8
+    are refused in read-only prod, naming the set."""
+    from test_mcp import McpProcess
+    m = McpProcess(proxy.port, tmp_path / "mcp.stderr")
+    try:
+        m.initialize()
+        for sql, name in (("SET NAMES cp1250", "cp1250"), ("SET CHARACTER SET hp8", "hp8")):
+            err = m.error("execute_query", {"sql": sql, "environment": "prod"})
+            assert name in repr(err) and "not allowed" in repr(err), err
+    finally:
+        m.close()
