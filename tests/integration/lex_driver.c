@@ -1,8 +1,9 @@
 /* lex_driver.c: the proxy's lexer and policy check on stdin lines, for integration tests that
  * compare them with a real server.
  *
- * Each input line is "lex CHARSET HEX" or "check CHARSET HEX" (HEX: the text, two hex digits
- * a byte; CHARSET: a name as SET NAMES takes it). "lex" answers one line of tokens, each
+ * Each input line is "lex CHARSET HEX [MODE]" or "check CHARSET HEX [MODE]" (HEX: the text,
+ * two hex digits a byte; CHARSET: a name as SET NAMES takes it; MODE: a sql_mode value such
+ * as ANSI_QUOTES,NO_BACKSLASH_ESCAPES, default none). "lex" answers one line of tokens, each
  * "KIND:START:LEN" with KIND one of W Q S N U V P ; (word, quoted name, string, number, user
  * variable, system variable, punctuation, semicolon), ending with "END" or "ERR". "check"
  * answers "ALLOW N" (N statements) or "REFUSE what". */
@@ -42,17 +43,22 @@ int main(void)
             text[n++] = (char)(hexval(h[0]) * 16 + hexval(h[1]));
             h += 2;
         }
+        sql_mode_flags mode = {false, false, false, false};
+        while (*h == ' ')
+            h++;
+        size_t mlen = strcspn(h, "\r\n");
+        sqlpolicy_mode_from_string(h, mlen, &mode);
         sql_charset charset = sqlpolicy_charset(cs);
         if (strcmp(op, "check") == 0) {
             policy_session ps = {charset, SQL_FLAVOR_MARIADB, NULL, NULL};
             policy_verdict v;
-            if (sqlpolicy_check(text, n, NULL, &ps, &v))
+            if (sqlpolicy_check(text, n, &mode, &ps, &v))
                 printf("ALLOW %d\n", v.n_statements);
             else
                 printf("REFUSE %s\n", v.what);
         } else {
             sql_lexer lx;
-            sqllex_init(&lx, text, n, NULL);
+            sqllex_init(&lx, text, n, &mode);
             lx.charset = charset;
             for (size_t k = 0; k <= n + 1; k++) {
                 sql_token t = sqllex_next(&lx);

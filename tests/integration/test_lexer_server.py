@@ -30,13 +30,13 @@ class LexDriver:
         self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, bufsize=1)
 
-    def ask(self, op, charset, data):
-        self.proc.stdin.write(f"{op} {charset} {data.hex()}\n")
+    def ask(self, op, charset, data, mode=""):
+        self.proc.stdin.write(f"{op} {charset} {data.hex()} {mode}\n")
         self.proc.stdin.flush()
         return self.proc.stdout.readline().strip()
 
-    def tokens(self, charset, data):
-        return self.ask("lex", charset, data).split()
+    def tokens(self, charset, data, mode=""):
+        return self.ask("lex", charset, data, mode).split()
 
     def close(self):
         self.proc.stdin.close()
