@@ -99,7 +99,8 @@ def lexer_after_name(lexer, charset, b):
 @pytest.mark.parametrize("charset", CHARSETS)
 def test_every_byte_reads_as_on_the_server(servers, lexer, charset):
     """Proves the lexer's byte classes (comment end after "--", space, name byte) are the
-    server's for every byte 0x01-0xFF of each supported character set."""
+    server's for every byte 0x01-0xFF of each supported character set, and that the check
+    refuses 0x00 there."""
     conn = raw_conn(servers.dev, charset)
     wrong = []
     try:
@@ -115,6 +116,9 @@ def test_every_byte_reads_as_on_the_server(servers, lexer, charset):
                 wrong.append(f"0x{value:02X} after a name: server {s}, lexer {lx}")
     finally:
         conn.close()
+    # 0x00: the server takes a NUL byte for the end of the text; the proxy refuses it.
+    for text in (b"SELECT 'x' --\x00\n, 2", b"SELECT 1 AS q\x00"):
+        assert lexer.ask("check", charset, text) == "REFUSE NUL byte"
     assert not wrong, f"{charset}:\n" + "\n".join(wrong)
 
 

@@ -513,6 +513,16 @@ static void test_charset_bytes(void)
         if (!utf8[i].ident)
             CHECK(t[n - 1].kind == SQLTOK_ERROR);
     }
+    /* 0x00: the server ends the text at a NUL byte; the check refuses it in every set. */
+    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+        policy_session ps = {sets[k], SQL_FLAVOR_MARIADB, NULL, NULL};
+        policy_verdict v;
+        static const char dash[] = "SELECT 'x' --\0\n, 2", sep[] = "SELECT 1 AS a\0";
+        CHECK(!sqlpolicy_check(dash, sizeof dash - 1, NULL, &ps, &v));
+        CHECK(!sqlpolicy_check(sep, sizeof sep - 1, NULL, &ps, &v));
+        if (sets[k] != SQL_CS_UNSUPPORTED)
+            CHECK_STR(v.what, "NUL byte");
+    }
     /* Strings and comments hold any byte in every set. */
     static const sql_charset all[] = {SQL_CS_UTF8, SQL_CS_LATIN1, SQL_CS_ASCII, SQL_CS_BINARY,
                                       SQL_CS_UNSUPPORTED};
