@@ -91,6 +91,9 @@ struct backend {
     bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
     int multi_stmt;      /* multi-statements enabled: 1, 0, or -1 not known */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
+    bool text_cs_known;  /* a statement the policy read set the client character set, and the
+                            server has not reported the variable since (tracking may be off) */
+    sql_charset text_cs; /* ... to this (SQL_CS_UNSUPPORTED: not a supported one) */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
     unsigned timeout_s;  /* connect, read and write timeout in seconds; 0: the defaults */
@@ -275,10 +278,26 @@ void http_stop(proxy *p);
 
 /* ---- health (health.c) ------------------------------------------------------------------ */
 
-typedef enum { HC_CONNECT, HC_GRANTS, HC_ROLE, HC_ROLE_SET, HC_ROLE_SHOW } health_phase;
+typedef enum {
+    HC_CONNECT,
+    HC_GRANTS,
+    HC_ROLE,
+    HC_ROLE_SET,
+    HC_ROLE_SHOW,
+    HC_STORED_FN,  /* names of the stored functions (the policy refuses calls of them) */
+    HC_STORED_UDF, /* ... and of the UDFs */
+} health_phase;
 
 /* What the last checks found about one environment. Written by the main loop (and by
  * workers that reach or fail to reach it), read by anyone under mu. */
+/* The stored functions and UDFs of a backend, as the health checker last read them: shared
+ * read-only by the policy checks of every worker, freed with the last reference. */
+typedef struct stored_names {
+    int refs; /* under health.mu */
+    sql_name_set set;
+    char **names;
+} stored_names;
+
 typedef struct health {
     pool *pool;
     /* The checker, main loop only. */
@@ -305,6 +324,11 @@ typedef struct health {
     int writable;         /* the backend account can change things: 1, 0, -1 unknown */
     char privileges[256]; /* what can (or why unknown) */
     uint64_t started_ms, next_ms, last_try_ms;
+    stored_names *stored; /* under mu; NULL until first read */
+    /* the read in progress (main loop only) */
+    char **fetch;
+    size_t fetch_n, fetch_cap;
+    bool fetch_bad;  /* too many names, or out of memory */
 } health;
 
 typedef struct {
@@ -316,6 +340,11 @@ typedef struct {
     int writable;
     char privileges[256];
 } health_view;
+
+/* The backend's stored function and UDF names with a reference, or NULL when not read yet;
+ * give it back with health_stored_put(). Any thread. */
+stored_names *health_stored_get(health *h);
+void health_stored_put(health *h, stored_names *sn);
 
 void health_init(health *h, pool *pl);
 void health_free(health *h);
@@ -603,6 +632,15 @@ void client_start_job(client *c);
 /* Checks c->cmd (COM_QUERY or COM_STMT_PREPARE text) against the read-only policy with b's
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
+/* What the policy check needs to know about backend session b: its client character set,
+ * the server's flavor, the current database (ps->stored is left NULL). */
+void backend_policy_session(backend *b, policy_session *ps);
+/* The policy check of sql on backend b: the read-only rules when read_only, else the
+ * credential-store rule, with b's sql_mode, flavor, database and stored functions, under
+ * every client character set b may be in (all must allow). Notes a character set the text
+ * sets. Returns v->allowed. */
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */

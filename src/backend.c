@@ -326,6 +326,7 @@ static void be_step(backend *b, int ready)
             b->cur_db = b->pool->env->database && !b->no_db ? strdup(b->pool->env->database)
                                                             : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
         }
         break;
     case BOP_CHANGE_USER:
@@ -336,6 +337,7 @@ static void be_step(backend *b, int ready)
             b->mode = b->default_mode;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
@@ -356,6 +358,7 @@ static void be_step(backend *b, int ready)
             b->multi_stmt = -1;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
@@ -368,6 +371,7 @@ static void be_step(backend *b, int ready)
             size_t n = strnlen(b->op_text, sizeof(b->charset) - 1);
             memcpy(b->charset, b->op_text, n);
             b->charset[n] = '\0';
+            b->text_cs_known = false;
             b->parse_epoch++;
         }
         break;

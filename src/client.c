@@ -1675,50 +1675,142 @@ static void var_done(backend *b, int rc, void *arg)
     prepare_done(b, rc, arg);
 }
 
-/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
- * and follows SET sql_mode. Returns false after refusing it. */
-bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
+/* The value of a session variable as backend b has it, or NULL. */
+static const char *backend_var(const backend *b, const char *name)
 {
-    if (c->route.read_only) {
-        policy_verdict v;
-        bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
-        if (ok && sqlpolicy_collation_unsafe(c->charset)) {
-            /* A character set in which 0x5C can end a character: the lexer and the server
-             * could disagree on where a string ends. */
-            snprintf(v.what, sizeof(v.what), "the client character set %s",
-                     charset_name(c->charset));
-            ok = false;
-        }
-        for (int i = 0; ok && i < c->n_vars; i++) {
-            /* The same for a character set the client set in a writable environment. */
-            if (strncasecmp(c->vars[i].name, "character_set_", 14) == 0 &&
-                strcasecmp(c->vars[i].name, "character_set_results") != 0 &&
-                sqlpolicy_charset_unsafe(c->vars[i].value)) {
-                snprintf(v.what, sizeof(v.what), "the client character set %.40s",
-                         c->vars[i].value);
-                ok = false;
+    for (int i = 0; i < b->n_vars; i++)
+        if (strcasecmp(b->vars[i].name, name) == 0)
+            return b->vars[i].value;
+    return NULL;
+}
+
+void backend_policy_session(backend *b, policy_session *ps)
+{
+    /* The client character set the server reads this session's SQL in: the last value the
+     * server reported, else the one the proxy set with SET NAMES. */
+    const char *cs = backend_var(b, "character_set_client");
+    if (!cs && b->charset[0])
+        cs = b->charset;
+    ps->charset = sqlpolicy_charset(cs);
+    ps->flavor = b->mysql ? sqlpolicy_flavor(mysql_get_server_info(b->mysql)) : SQL_FLAVOR_UNKNOWN;
+    ps->db = b->cur_db;
+    ps->stored = NULL;
+}
+
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v)
+{
+    policy_session ps;
+    backend_policy_session(b, &ps);
+    health *h = &b->pool->proxy->health[b->pool->index];
+    stored_names *sn = read_only ? health_stored_get(h) : NULL;
+    ps.stored = sn ? &sn->set : NULL;
+    bool ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, v)
+                        : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, v);
+    /* A character set an earlier statement set that the server has not confirmed (session
+     * tracking may be off): the text must read the same way in it too. */
+    if (ok && b->text_cs_known && b->text_cs != ps.charset) {
+        policy_verdict v2;
+        ps.charset = b->text_cs;
+        ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, &v2)
+                       : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, &v2);
+        if (!ok)
+            *v = v2;
+        else if (v2.charset_set && v2.charset_after != v->charset_after)
+            v->charset_after = SQL_CS_UNSUPPORTED;
+    }
+    health_stored_put(h, sn);
+    if (ok && v->charset_set) {
+        b->text_cs_known = true;
+        b->text_cs = v->charset_after;
+    }
+    return ok;
+}
+
+/* The values of session variable name that apply to client c on backend b: what b has
+ * (reported by the server or set by the proxy) and what c carries; either may be NULL. */
+static void session_values(client *c, backend *b, const char *name, const char *out[2])
+{
+    out[0] = backend_var(b, name);
+    out[1] = NULL;
+    for (int i = 0; i < c->n_vars; i++)
+        if (strcasecmp(c->vars[i].name, name) == 0)
+            out[1] = c->vars[i].value;
+}
+
+/* Whether a read-only session cannot run anything in its current state: a character set
+ * the lexer does not read exactly (from the handshake, set now or carried from another
+ * environment), or SERIALIZABLE. Writes the reason into what. */
+static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
+{
+    static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
+                                          "collation_connection"};
+    static const char *const iso_vars[] = {"tx_isolation", "transaction_isolation"};
+    const char *have[2];
+    const char *hs = charset_name(c->charset);
+    if (sqlpolicy_charset(hs) == SQL_CS_UNSUPPORTED) {
+        snprintf(what, cap, "the client character set %.40s", hs ? hs : "(unknown)");
+        return true;
+    }
+    for (size_t k = 0; k < sizeof(cs_vars) / sizeof(cs_vars[0]); k++) {
+        session_values(c, b, cs_vars[k], have);
+        for (int j = 0; j < 2; j++) {
+            if (have[j] && sqlpolicy_charset(have[j]) == SQL_CS_UNSUPPORTED) {
+                snprintf(what, cap, "the client character set %.40s", have[j]);
+                return true;
             }
         }
-        if (!ok) {
-            const cfg_env *e = c->route.env;
-            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
-                     v.what);
-            metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
-            char why[160];
-            snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
-            client_audit(c, "refused", -1, -1, why, NULL);
-            if (e->access != ACCESS_READ_WRITE)
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: environment '%s' is read-only: %s is not allowed",
-                                e->name, v.what);
-            else
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: account '%s' may only read in environment '%s': %s "
-                                "is not allowed",
-                                c->user, e->name, v.what);
-            client_command_done(c);
-            return false;
+    }
+    if (!b->charset[0] && !backend_var(b, "character_set_client")) {
+        snprintf(what, cap, "an unknown client character set");
+        return true;
+    }
+    for (size_t k = 0; k < sizeof(iso_vars) / sizeof(iso_vars[0]); k++) {
+        session_values(c, b, iso_vars[k], have);
+        for (int j = 0; j < 2; j++) {
+            if (have[j] && strcasecmp(have[j], "SERIALIZABLE") == 0) {
+                snprintf(what, cap, "isolation level SERIALIZABLE");
+                return true;
+            }
         }
+    }
+    return false;
+}
+
+/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode
+ * and character set, and follows SET sql_mode. Every session, read-only or not, is refused
+ * reads of the server's credential stores. Returns false after refusing it. */
+bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
+{
+    policy_verdict v;
+    bool ok;
+    if (c->route.read_only && session_state_refused(c, b, v.what, sizeof(v.what)))
+        ok = false;
+    else
+        ok = backend_policy_check(b, sql, len, c->route.read_only, &v);
+    if (!ok) {
+        const cfg_env *e = c->route.env;
+        log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
+                 v.what);
+        metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
+        char why[160];
+        snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
+        client_audit(c, "refused", -1, -1, why, NULL);
+        if (!c->route.read_only)
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: %s is not allowed: backend credentials stay hidden",
+                            v.what);
+        else if (e->access != ACCESS_READ_WRITE)
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: environment '%s' is read-only: %s is not allowed",
+                            e->name, v.what);
+        else
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: account '%s' may only read in environment '%s': %s "
+                            "is not allowed",
+                            c->user, e->name, v.what);
+        client_command_done(c);
+        return false;
     }
     session_check_pins(c, sql, len);
     sql_mode_flags before = b->mode;

@@ -12,7 +12,11 @@
  *   or a worker's) it connects afresh, and when its old connection fails it tries once more
  *   on a new one before calling the environment down;
  * - a down environment is checked every interval (no back-off), and any connection or
- *   response a worker gets from it marks it up at once (health_seen_alive). */
+ *   response a worker gets from it marks it up at once (health_seen_alive).
+ *
+ * After the grants, a check also reads the names of the backend's stored functions and UDFs
+ * (information_schema.ROUTINES, mysql.func): the read-only policy refuses a call of any such
+ * name, whatever the built-in function table says. */
 #include "envproxy.h"
 #include "grants.h"
 #include "log.h"
@@ -22,6 +26,13 @@
 #include <time.h>
 
 #define HEALTH_TRY_EVERY_MS 1000
+#define HEALTH_MAX_STORED 200000 /* names of stored functions and UDFs kept per backend */
+
+static const char *const stored_sql[2] = {
+    "SELECT DISTINCT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_TYPE = "
+    "'FUNCTION'",
+    "SELECT name FROM mysql.func",
+};
 
 void health_init(health *h, pool *pl)
 {
@@ -32,12 +43,123 @@ void health_init(health *h, pool *pl)
     pthread_mutex_init(&h->mu, NULL);
 }
 
+static void names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void stored_unref(stored_names *sn)
+{
+    if (sn && --sn->refs == 0) {
+        names_free(sn->names, sn->set.n);
+        free(sn);
+    }
+}
+
 void health_free(health *h)
 {
     /* h->conn belongs to the pool's list of connections and is freed with the pool. */
     if (h->timer)
         event_free(h->timer);
+    names_free(h->fetch, h->fetch_n);
+    stored_unref(h->stored);
     pthread_mutex_destroy(&h->mu);
+}
+
+stored_names *health_stored_get(health *h)
+{
+    pthread_mutex_lock(&h->mu);
+    stored_names *sn = h->stored;
+    if (sn)
+        sn->refs++;
+    pthread_mutex_unlock(&h->mu);
+    return sn;
+}
+
+void health_stored_put(health *h, stored_names *sn)
+{
+    if (!sn)
+        return;
+    pthread_mutex_lock(&h->mu);
+    stored_unref(sn);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool stored_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg)
+{
+    health *h = arg;
+    if (!row || !row[0] || h->fetch_bad)
+        return !h->fetch_bad;
+    if (h->fetch_n == h->fetch_cap) {
+        size_t cap = h->fetch_cap ? h->fetch_cap * 2 : 64;
+        char **grown = cap <= HEALTH_MAX_STORED ? realloc(h->fetch, cap * sizeof(*grown)) : NULL;
+        if (!grown) {
+            h->fetch_bad = true;
+            return false;
+        }
+        h->fetch = grown;
+        h->fetch_cap = cap;
+    }
+    char *name = strndup(row[0], lengths[0]);
+    if (!name) {
+        h->fetch_bad = true;
+        return false;
+    }
+    for (char *p = name; *p; p++) /* the policy compares ASCII case-insensitively */
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    h->fetch[h->fetch_n++] = name;
+    return true;
+}
+
+/* Publishes the names read (sorted, without duplicates) for the policy checks. */
+static void stored_publish(health *h)
+{
+    stored_names *sn = calloc(1, sizeof(*sn));
+    if (!sn) {
+        names_free(h->fetch, h->fetch_n);
+    } else {
+        qsort(h->fetch, h->fetch_n, sizeof(*h->fetch), name_cmp);
+        size_t o = 0;
+        for (size_t i = 0; i < h->fetch_n; i++) {
+            if (o > 0 && strcmp(h->fetch[o - 1], h->fetch[i]) == 0)
+                free(h->fetch[i]);
+            else
+                h->fetch[o++] = h->fetch[i];
+        }
+        sn->refs = 1;
+        sn->names = h->fetch;
+        sn->set.names = (const char *const *)h->fetch;
+        sn->set.n = o;
+        pthread_mutex_lock(&h->mu);
+        stored_names *old = h->stored;
+        h->stored = sn;
+        stored_unref(old);
+        pthread_mutex_unlock(&h->mu);
+    }
+    h->fetch = NULL;
+    h->fetch_n = h->fetch_cap = 0;
+}
+
+/* The stored-function read of a check ended (rc 0, or the server refused it). */
+static void stored_read(health *h, int rc)
+{
+    if (h->fetch_bad || (h->phase == HC_STORED_FN && rc != 0)) {
+        log_warn("env %s: could not read the backend's stored function names%s",
+                 h->pool->env->name, h->fetch_bad ? " (too many)" : "");
+        names_free(h->fetch, h->fetch_n);
+        h->fetch = NULL;
+        h->fetch_n = h->fetch_cap = 0;
+    } else {
+        stored_publish(h);
+    }
 }
 
 void health_note(health *h, bool up, const char *error)
@@ -214,6 +336,17 @@ static void read_grants(health *h)
     backend_fetch(h->conn, "SHOW GRANTS", grant_row, check_step, h);
 }
 
+/* After the grants: the names of the stored functions, then of the UDFs. */
+static void read_stored(health *h)
+{
+    names_free(h->fetch, h->fetch_n); /* what an abandoned check had read */
+    h->fetch = NULL;
+    h->fetch_n = h->fetch_cap = 0;
+    h->fetch_bad = false;
+    h->phase = HC_STORED_FN;
+    backend_fetch(h->conn, stored_sql[0], stored_row, check_step, h);
+}
+
 /* The grants of role role_now were asked for: unknown unless they appeared. */
 static void role_read(health *h)
 {
@@ -288,10 +421,24 @@ static void check_step(backend *b, int rc, void *arg)
     case HC_ROLE_SHOW:
         role_read(h);
         break;
+    case HC_STORED_FN:
+        if (rc == 0 && !h->fetch_bad) {
+            /* mysql.func may be closed to the account: then only the stored functions count. */
+            h->phase = HC_STORED_UDF;
+            backend_fetch(h->conn, stored_sql[1], stored_row, check_step, h);
+            return;
+        }
+        stored_read(h, rc);
+        check_succeeded(h);
+        return;
+    case HC_STORED_UDF:
+        stored_read(h, rc);
+        check_succeeded(h);
+        return;
     }
     if (next_role(h))
         return;
-    check_succeeded(h);
+    read_stored(h);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)

@@ -66,6 +66,8 @@ static void backend_var_set(backend *b, const char *name, size_t name_len, const
 {
     if (put_var(b->vars, &b->n_vars, name, name_len, value, value_len))
         b->parse_epoch++;
+    if (name_len == 20 && strncasecmp(name, "character_set_client", 20) == 0)
+        b->text_cs_known = false; /* the server's word replaces what the policy read */
 }
 
 static const sess_var *get_var(const sess_var *vars, int n, const char *name)

@@ -370,7 +370,7 @@ static void task_step(vtask *t)
     case 3: {
         /* Checked again with how this backend session reads SQL (its sql_mode). */
         policy_verdict v;
-        if (!sqlpolicy_check_readonly(j->sql, strlen(j->sql), &t->b->mode, &v)) {
+        if (!backend_policy_check(t->b, j->sql, strlen(j->sql), true, &v)) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);
