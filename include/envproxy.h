@@ -89,6 +89,7 @@ struct backend {
     char charset[32];    /* character set of SET NAMES; "" = unknown */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
+    bool single_stmt;    /* connect without multi-statements (fan-out and compare tasks) */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */

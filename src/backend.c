@@ -127,9 +127,10 @@ static void be_step(backend *b, int ready)
         status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, e->host, e->user,
                                                   e->password, b->no_db ? NULL : e->database,
                                                   (unsigned)e->port,
-                                                  NULL, CLIENT_MULTI_STATEMENTS |
-                                                            CLIENT_MULTI_RESULTS |
-                                                            CLIENT_PS_MULTI_RESULTS)
+                                                  NULL,
+                                                  (b->single_stmt ? 0 : CLIENT_MULTI_STATEMENTS) |
+                                                      CLIENT_MULTI_RESULTS |
+                                                      CLIENT_PS_MULTI_RESULTS)
                        : mysql_real_connect_cont(&b->ret_mysql, b->mysql, ready);
         break;
     }
@@ -239,7 +240,7 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
-            b->multi_stmt = 1; /* CLIENT_MULTI_STATEMENTS at connect */
+            b->multi_stmt = b->single_stmt ? 0 : 1; /* CLIENT_MULTI_STATEMENTS at connect */
             MARIADB_PVIO *pvio = b->mysql->net.pvio;
             b->ssl = pvio && pvio->ctls ? (SSL *)((struct tls_container *)pvio->ctls)->ssl
                                         : NULL;
