@@ -282,6 +282,7 @@ static void be_step(backend *b, int ready)
             mariadb_get_infov(b->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
             b->ext_metadata =
                 !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32));
+            b->mariadb = !(caps & CLIENT_MYSQL);
             b->cur_db = b->pool->env->database && !b->no_db ? strdup(b->pool->env->database)
                                                             : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
@@ -298,6 +299,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->tainted = false;
         }
         break;
     case BOP_SELECT_DB:
@@ -317,6 +319,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->tainted = false;
         }
         break;
     case BOP_CHARSET:
@@ -330,7 +333,8 @@ static void be_step(backend *b, int ready)
         break;
     case BOP_READ_MODE:
         rc = -1;
-        b->n_vars = 0;
+        if (b->read_fresh) /* a new or reset session: nothing set yet */
+            session_vars_clear(b->vars, &b->n_vars);
         if (b->op_phase == 2 && b->ret_res) {
             MYSQL_ROW row = mysql_fetch_row(b->ret_res);
             unsigned long *lens = mysql_fetch_lengths(b->ret_res);
@@ -338,7 +342,9 @@ static void be_step(backend *b, int ready)
                 memset(&b->mode, 0, sizeof(b->mode));
                 sqlpolicy_mode_from_string(row[0] ? row[0] : "", row[0] ? lens[0] : 0,
                                            &b->mode);
-                b->default_mode = b->mode;
+                if (b->read_fresh)
+                    b->default_mode = b->mode;
+                b->resync = false;
                 rc = 0;
             }
             mysql_free_result(b->ret_res);
@@ -374,6 +380,7 @@ static void be_step(backend *b, int ready)
         /* A new or reset session: learn how it reads SQL before anyone uses it. */
         b->op = BOP_READ_MODE;
         b->op_phase = 0;
+        b->read_fresh = true;
         be_step(b, -1);
         return;
     }
@@ -483,6 +490,7 @@ void backend_clear_db(backend *b, be_done_fn done, void *arg)
 
 void backend_read_mode(backend *b, be_done_fn done, void *arg)
 {
+    b->read_fresh = false;
     be_begin(b, BOP_READ_MODE, done, arg);
 }
 
@@ -615,6 +623,7 @@ void backend_free(backend *b)
     free(b->fetch_sql);
     free(b->cur_db);
     stmt_cache_clear(b);
+    session_vars_clear(b->vars, &b->n_vars);
     free(b);
 }
 

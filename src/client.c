@@ -303,6 +303,7 @@ void client_free(client *c)
     bufferevent_free(c->bev);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
+    session_vars_clear(c->vars, &c->n_vars);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
     if (c->acct_ref)
@@ -648,7 +649,7 @@ static void end_session_state(client *c)
         }
     }
     stmt_free_all(c);
-    c->n_vars = 0;
+    session_vars_clear(c->vars, &c->n_vars);
 }
 
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
@@ -1222,10 +1223,90 @@ static void var_done(backend *b, int rc, void *arg)
     prepare_done(b, rc, arg);
 }
 
-/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
- * and follows SET sql_mode. Returns false after refusing it. */
+/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
+ * bytes, not tokens, so that no reading of the text can hide one). */
+static bool may_set(const char *sql, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
+            return true;
+    return false;
+}
+
+/* The name of a session_track_ variable sql assigns, in name (cap bytes); false when none.
+ * Every statement with SET and such a name counts: the proxy relies on session tracking
+ * (sql_mode, the database, the character set), so no client may change it, in any
+ * environment. */
+static bool sets_session_track(const char *sql, size_t len, const sql_mode_flags *mode,
+                               char *name, size_t cap)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, mode);
+    bool set = false, track = false;
+    for (int i = 0; i < 1000000; i++) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
+            break;
+        if (t.kind != SQLTOK_WORD && t.kind != SQLTOK_QIDENT)
+            continue;
+        const char *w = sql + t.start;
+        size_t n = t.len;
+        if (t.kind == SQLTOK_QIDENT && n >= 2) {
+            w++;
+            n -= 2;
+        }
+        if (n == 3 && strncasecmp(w, "SET", 3) == 0)
+            set = true;
+        if (!track && n >= 14 && strncasecmp(w, "session_track_", 14) == 0) {
+            track = true;
+            snprintf(name, cap, "%.*s", (int)(n < 60 ? n : 60), w);
+        }
+    }
+    return set && track;
+}
+
+/* Sends the refusal of a statement: ERR 1290 naming what, logged, counted and audited. */
+static void refuse(client *c, const char *what)
+{
+    const cfg_env *e = c->route.env;
+    log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name, what);
+    metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
+    char why[160];
+    snprintf(why, sizeof(why), "1290: %s is not allowed", what);
+    client_audit(c, "refused", -1, -1, why, NULL);
+    if (!c->route.read_only)
+        client_send_err(c, 1290, "HY000", "envproxy: %s is not allowed: envproxy relies on it",
+                        what);
+    else if (e->access != ACCESS_READ_WRITE)
+        client_send_err(c, 1290, "HY000",
+                        "envproxy: environment '%s' is read-only: %s is not allowed", e->name,
+                        what);
+    else
+        client_send_err(c, 1290, "HY000",
+                        "envproxy: account '%s' may only read in environment '%s': %s "
+                        "is not allowed",
+                        c->user, e->name, what);
+    client_command_done(c);
+}
+
+/* Checks a COM_QUERY (or COM_STMT_PREPARE text) against the read-only policy, read with the
+ * backend session's sql_mode. Returns false after refusing it. The session's sql_mode is
+ * not guessed from the text: the server reports it after the statement (session tracking
+ * and status flags, relay.c). */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 {
+    char track[64];
+    if (sets_session_track(sql, len, &b->mode, track, sizeof(track)) ||
+        (b->mode.unknown && (sets_session_track(sql, len, &(sql_mode_flags){0}, track,
+                                                sizeof(track)) ||
+                             sets_session_track(sql, len,
+                                                &(sql_mode_flags){true, true, false, false},
+                                                track, sizeof(track))))) {
+        char what[96];
+        snprintf(what, sizeof(what), "SET %s", track);
+        refuse(c, what);
+        return false;
+    }
     if (c->route.read_only) {
         policy_verdict v;
         bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
@@ -1247,30 +1328,12 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             }
         }
         if (!ok) {
-            const cfg_env *e = c->route.env;
-            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
-                     v.what);
-            metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
-            char why[160];
-            snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
-            client_audit(c, "refused", -1, -1, why, NULL);
-            if (e->access != ACCESS_READ_WRITE)
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: environment '%s' is read-only: %s is not allowed",
-                                e->name, v.what);
-            else
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: account '%s' may only read in environment '%s': %s "
-                                "is not allowed",
-                                c->user, e->name, v.what);
-            client_command_done(c);
+            refuse(c, v.what);
             return false;
         }
     }
     session_check_pins(c, sql, len);
-    sql_mode_flags before = b->mode;
-    sqlpolicy_track_sql_mode(sql, len, &b->mode);
-    c->job_mode_changed = memcmp(&before, &b->mode, sizeof(before)) != 0;
+    c->job_mode_changed = may_set(sql, len);
     return true;
 }
 
@@ -1279,6 +1342,16 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 static void prepare_step(client *c)
 {
     backend *b = c->be;
+    if (c->route.read_only && b->tainted) {
+        /* A writable session used it: nothing it may have changed stays (tracking,
+         * sql_mode, character sets, ...). Resetting reads the session anew. */
+        backend_reset(b, prepare_done, c);
+        return;
+    }
+    if (b->resync) {
+        backend_read_mode(b, prepare_done, c);
+        return;
+    }
     const char *db = c->job_has_db ? c->job_db : NULL;
     if (!db && b->cur_db) {
         backend_clear_db(b, prepare_done, c);

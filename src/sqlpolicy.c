@@ -724,26 +724,60 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
     return true;
 }
 
-/* Applies the sql_mode assignments of a SET statement to *mode. */
-static void pol_track_set(const pol_stmt *s, sql_mode_flags *mode)
+static bool pol_mode_same(const sql_mode_flags *a, const sql_mode_flags *b)
 {
-    if (!pol_word(s, 0, "SET") || pol_word(s, 1, "STATEMENT"))
+    return a->ansi_quotes == b->ansi_quotes && a->no_backslash_escapes == b->no_backslash_escapes &&
+           a->unknown == b->unknown && a->unreadable == b->unreadable;
+}
+
+/* Applies the sql_mode assignments of the SET statement at token from to *mode.
+ *
+ * MariaDB's SET STATEMENT var = value, ... FOR stmt puts back only the variables it lists
+ * once stmt ended: `SET STATEMENT max_statement_time = 10 FOR SET sql_mode = 'X'` leaves the
+ * session in X. So the statement after FOR is followed like any other; when the list names
+ * sql_mode too, what the session is left in depends on the order of the two, and the mode
+ * becomes unknown. The list's own values apply to stmt only, after it was read: they change
+ * nothing here. */
+static void pol_track_set_at(const pol_stmt *s, size_t from, sql_mode_flags *mode, int depth)
+{
+    if (!pol_word(s, from, "SET") || depth > POL_MAX_DEPTH)
         return;
+    bool statement = pol_word(s, from + 1, "STATEMENT");
     asg_scope sticky = SCOPE_SESSION;
-    size_t i = 1;
+    size_t i = from + (statement ? 2 : 1);
+    bool lists_mode = false;
     while (i < s->n) {
         pol_asg a;
-        pol_parse_asg(s, &i, false, &sticky, &a);
+        pol_parse_asg(s, &i, statement, &sticky, &a);
         if (a.kind == ASG_SYSVAR && a.scope == SCOPE_SESSION && !a.structured) {
             char name[POL_NAME_MAX];
-            if (pol_unquote(s, a.name, name, sizeof name) && pol_casecmp(name, "sql_mode") == 0)
-                *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
+            if (pol_unquote(s, a.name, name, sizeof name) && pol_casecmp(name, "sql_mode") == 0) {
+                if (statement)
+                    lists_mode = true;
+                else
+                    *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
+            }
         }
         if (a.kind == ASG_BAD || a.kind == ASG_TRANSACTION)
             return;
-        if (pol_punct(s, i, ","))
+        if (pol_punct(s, i, ",")) {
             i++;
+            continue;
+        }
+        if (statement)
+            break;
     }
+    if (!statement || !pol_word(s, i, "FOR"))
+        return;
+    sql_mode_flags after = *mode;
+    pol_track_set_at(s, i + 1, &after, depth + 1);
+    if (!pol_mode_same(&after, mode))
+        *mode = lists_mode ? pol_mode_unknown(mode) : after;
+}
+
+static void pol_track_set(const pol_stmt *s, sql_mode_flags *mode)
+{
+    pol_track_set_at(s, 0, mode, 0);
 }
 
 /* ---- functions ---- */
