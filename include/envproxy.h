@@ -377,7 +377,8 @@ typedef struct cl_stmt {
     char db[ROUTE_NAME_MAX + 1];
     bool has_db;
     bool read_only;
-    bool changes_mode; /* the text sets sql_mode */
+    bool changes_mode; /* the text may set a variable (sql_mode among them) */
+    bool sets_tracking; /* the text may set session_track_ variables */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
     sql_mode_flags mode; /* the sql_mode the policy read it with */
@@ -457,6 +458,7 @@ struct client {
     bool job_moves_session; /* the statement runs at the session's position */
     bool job_mode_changed;  /* the statement may set sql_mode: read it again if it fails */
     bool rl_mode_tracked;   /* the response reported the session's sql_mode */
+    bool job_sets_tracking; /* the statement may set session_track_ variables */
     backend *be;
 
     /* Relay state. */
@@ -559,6 +561,13 @@ void stmt_free_all(client *c);
 void stmt_cache_clear(backend *b);
 
 /* session.c: session variables carried from one backend connection to the others. */
+/* Whether sql may assign a session_track_ variable (read in mode, or in every mode when
+ * it is unknown). Such a statement is run, but what it set is not kept: a server whose
+ * tracking list changes in a statement reports none of that statement's changes, so the
+ * connection's session is put back afterwards (relay_finish, session_after_tracking). */
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode);
+/* After a statement that may have set session_track_ variables ran on b. */
+void session_after_tracking(client *c, backend *b);
 /* Frees the values of vars[0..*n) and empties the set. */
 void session_vars_clear(sess_var *vars, int *n);
 /* Notes the sql_mode flags an OK or EOF packet's server status shows (NO_BACKSLASH_ESCAPES

@@ -169,7 +169,8 @@ static void be_step(backend *b, int ready)
         /* Phase 0: have every session variable change reported in OK packets (an older
          * server that cannot is still usable); 1: read sql_mode; 2: its result. */
         if (b->op_phase == 0) {
-            static const char track[] = "SET SESSION session_track_system_variables = '*'";
+            static const char track[] = "SET SESSION session_track_system_variables = '*', "
+                                        "session_track_schema = ON";
             status = start ? mysql_real_query_start(&b->ret_int, b->mysql, track,
                                                     sizeof(track) - 1)
                            : mysql_real_query_cont(&b->ret_int, b->mysql, ready);

@@ -470,6 +470,8 @@ void client_command_done(client *c)
     }
     c->state = CL_IDLE;
     c->job = JOB_NONE;
+    c->job_mode_changed = false;
+    c->job_sets_tracking = false;
     c->be = NULL;
     c->stmt_be = NULL;
     c->rl_paused = false;
@@ -1233,12 +1235,9 @@ static bool may_set(const char *sql, size_t len)
     return false;
 }
 
-/* The name of a session_track_ variable sql assigns, in name (cap bytes); false when none.
- * Every statement with SET and such a name counts: the proxy relies on session tracking
- * (sql_mode, the database, the character set), so no client may change it, in any
- * environment. */
-static bool sets_session_track(const char *sql, size_t len, const sql_mode_flags *mode,
-                               char *name, size_t cap)
+/* Whether sql may assign a session_track_ variable, read in mode: SET and such a name
+ * anywhere in it. */
+static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *mode)
 {
     sql_lexer lx;
     sqllex_init(&lx, sql, len, mode);
@@ -1257,12 +1256,26 @@ static bool sets_session_track(const char *sql, size_t len, const sql_mode_flags
         }
         if (n == 3 && strncasecmp(w, "SET", 3) == 0)
             set = true;
-        if (!track && n >= 14 && strncasecmp(w, "session_track_", 14) == 0) {
+        if (n >= 14 && strncasecmp(w, "session_track_", 14) == 0)
             track = true;
-            snprintf(name, cap, "%.*s", (int)(n < 60 ? n : 60), w);
-        }
     }
     return set && track;
+}
+
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    if (!mode->unknown)
+        return sets_tracking_in(sql, len, mode);
+    for (int i = 0; i < 4; i++)
+        if (sets_tracking_in(sql, len, &every[i]))
+            return true;
+    return false;
 }
 
 /* Sends the refusal of a statement: ERR 1290 naming what, logged, counted and audited. */
@@ -1274,10 +1287,7 @@ static void refuse(client *c, const char *what)
     char why[160];
     snprintf(why, sizeof(why), "1290: %s is not allowed", what);
     client_audit(c, "refused", -1, -1, why, NULL);
-    if (!c->route.read_only)
-        client_send_err(c, 1290, "HY000", "envproxy: %s is not allowed: envproxy relies on it",
-                        what);
-    else if (e->access != ACCESS_READ_WRITE)
+    if (e->access != ACCESS_READ_WRITE)
         client_send_err(c, 1290, "HY000",
                         "envproxy: environment '%s' is read-only: %s is not allowed", e->name,
                         what);
@@ -1295,18 +1305,6 @@ static void refuse(client *c, const char *what)
  * and status flags, relay.c). */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 {
-    char track[64];
-    if (sets_session_track(sql, len, &b->mode, track, sizeof(track)) ||
-        (b->mode.unknown && (sets_session_track(sql, len, &(sql_mode_flags){0}, track,
-                                                sizeof(track)) ||
-                             sets_session_track(sql, len,
-                                                &(sql_mode_flags){true, true, false, false},
-                                                track, sizeof(track))))) {
-        char what[96];
-        snprintf(what, sizeof(what), "SET %s", track);
-        refuse(c, what);
-        return false;
-    }
     if (c->route.read_only) {
         policy_verdict v;
         bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
@@ -1334,6 +1332,7 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
     }
     session_check_pins(c, sql, len);
     c->job_mode_changed = may_set(sql, len);
+    c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;
 }
 

@@ -191,6 +191,8 @@ static void relay_finish(client *c, bool failed)
     bool may_set = c->job == JOB_STMT && c->stmt ? c->stmt->changes_mode : c->job_mode_changed;
     if (failed && may_set)
         b->resync = true;
+    if (c->job == JOB_STMT && c->stmt ? c->stmt->sets_tracking : c->job_sets_tracking)
+        session_after_tracking(c, b);
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;

@@ -264,6 +264,22 @@ static void drop_var(backend *b, int i)
     b->parse_epoch++;
 }
 
+void session_after_tracking(client *c, backend *b)
+{
+    b->dirty = true; /* reset before it goes back to the pool */
+    if (c->route.read_only) {
+        /* What the statement changed is unknown (character sets too): the session starts
+         * over on a reset connection before its next statement (prepare_step). */
+        b->tainted = true;
+        return;
+    }
+    /* A writable session keeps its connection, whose settings the proxy can no longer
+     * carry elsewhere, with tracking switched on again and sql_mode read anew. */
+    b->resync = true;
+    b->tainted = true;
+    session_pin(c, "session_track_ variables");
+}
+
 void session_note_status(backend *b, uint16_t status)
 {
     /* The server's own word on how it reads the next statement; MySQL has no ANSI_QUOTES

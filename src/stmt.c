@@ -226,6 +226,8 @@ static void handle_prepare(client *c)
     st->hash = text_hash(st->sql, len, st->has_db ? st->db : "");
     pbuf_init(&st->params);
     pbuf_init(&st->columns);
+    sql_mode_flags every = {.unknown = true};
+    st->sets_tracking = session_sets_tracking(sql, len, &every);
     /* "SET" anywhere in the bytes: an EXECUTE that fails may have changed sql_mode. */
     for (size_t i = 0; i + 3 <= len && !st->changes_mode; i++)
         st->changes_mode = (sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' &&

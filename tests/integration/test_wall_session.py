@@ -135,23 +135,34 @@ def test_ansi_quotes_and_user_variables(proxy, unchanged):
 
 
 def test_session_tracking_cannot_be_switched_off(proxy, unchanged):
-    """session_track_* are refused in every environment, read-only or not, and in every
-    form; the mode set afterwards is still followed."""
-    for user, pw in (("bob", "bob-pw"), ("alice", "alice-pw")):
-        conn = proxy.connect(user=user, password=pw, client_flag=MULTI)
-        for sql in ("SET session_track_system_variables = ''",
-                    "SET SESSION session_track_system_variables = 'autocommit'",
-                    "SET @@session.session_track_schema = OFF",
-                    "SET STATEMENT session_track_system_variables = '' FOR SELECT 1",
-                    "SET @a = 1, `session_track_state_change` = 0"):
-            assert run(conn, sql) == 1290, sql
-        assert run(conn, "SELECT @@session.session_track_system_variables") == (("*",),)
-        conn.close()
-    conn = proxy.connect(user="bob", password="bob-pw")
-    assert run(conn, "SET STATEMENT max_statement_time = 10 FOR SET sql_mode = "
-                     "'NO_BACKSLASH_ESCAPES'") == ()
-    assert run(conn, NBE_BYPASS.format(n=37)) == 1290
-    conn.close()
+    """A client may send SET session_track_... (MariaDB Connector/J does at connect), in
+    any form and environment, but the proxy keeps session tracking on: the next statement
+    finds it as the proxy set it, and the sql_mode set afterwards is followed."""
+    setters = ["SET session_track_system_variables = ''",
+               "SET SESSION session_track_system_variables = 'autocommit'",
+               "SET @@session.session_track_schema = OFF",
+               "SET STATEMENT session_track_system_variables = '' FOR SET sql_mode = "
+               "'NO_BACKSLASH_ESCAPES'",
+               "SET sql_mode = 'NO_BACKSLASH_ESCAPES', session_track_system_variables = ''",
+               "SET autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES'), "
+               "session_track_schema=1, session_track_system_variables = "
+               "CONCAT(@@global.session_track_system_variables,',auto_increment_increment')"]
+    for user, pw in (("bob", "bob-pw"), ("alice", "alice-pw"), ("carol", "carol-pw")):
+        for sql in setters:
+            conn = proxy.connect(user=user, password=pw, client_flag=MULTI, autocommit=True)
+            assert run(conn, sql) == (), (user, sql)
+            assert run(conn, "SELECT @@session.session_track_system_variables, "
+                             "@@session.session_track_schema") == (("*", 1),), (user, sql)
+            if user != "alice":  # alice may write in dev: a SET GLOBAL is hers to run
+                assert run(conn, "SET STATEMENT max_statement_time = 10 FOR SET sql_mode = "
+                                 "'NO_BACKSLASH_ESCAPES'") == ()
+                assert run(conn, NBE_BYPASS.format(n=37)) in ((), 1290)
+                # Tracking off and a mode change in one packet, the bypass in the next.
+                run(conn, sql + "; SET STATEMENT max_statement_time = 10 FOR SET sql_mode = "
+                                "'NO_BACKSLASH_ESCAPES'")
+                assert run(conn, NBE_BYPASS.format(n=42)) in ((), 1290)
+            assert run(conn, "SELECT @@session.session_track_system_variables") == (("*",),)
+            conn.close()
 
 
 @pytest.mark.parametrize("prepare,args", [
