@@ -343,3 +343,36 @@ def test_fanout_mixed_result_sets(proxy, servers, unchanged):
     finally:
         servers.sql("dev", "DROP TABLE IF EXISTS shop.only_dev")
     assert_alive(proxy)
+
+
+# ---- MCP --------------------------------------------------------------------------------------
+
+
+def test_mcp_tools_follow_the_mode(proxy, tmp_path, unchanged):
+    """`envproxy mcp` is a client of the proxy: a mode set by one tool call is followed in
+    the next, and the fan-out tool runs one statement only, of any kind, without crashing."""
+    from test_mcp import McpProcess
+    m = McpProcess(proxy.port, tmp_path / "mcp.stderr", user="bob", password="bob-pw")
+    try:
+        m.initialize()
+        # bob's session is in prod; with "environment" the mode would be reset after the
+        # call (it is the session's only when set at its position).
+        m.ok("execute_query", {"sql": "SET STATEMENT max_statement_time = 10 FOR SET "
+                                      "sql_mode = '" + LONG_NBE + "'"})
+        err = m.error("execute_query", {"sql": NBE_BYPASS.format(n=43)})
+        assert err["code"] == 1290, err
+        is_error, result = m.call("execute_query", {"environment": "prod", "sql":
+                                                    NBE_BYPASS.format(n=45)})
+        assert not is_error or result["error"]["code"] == 1290, result
+    finally:
+        assert m.close() == 0
+    m = McpProcess(proxy.port, tmp_path / "mcp2.stderr")
+    try:
+        m.initialize()
+        for sql in ("SET @a = 1", "BEGIN", "/* nothing */",
+                    "SET STATEMENT max_statement_time = 10 FOR SET sql_mode = "
+                    "'NO_BACKSLASH_ESCAPES'; " + NBE_BYPASS.format(n=44)):
+            m.call("execute_query_multi_env", {"environments": ["dev", "prod"], "sql": sql})
+    finally:
+        assert m.close() == 0
+    assert_alive(proxy)
