@@ -25,11 +25,13 @@
 
 typedef struct proxy proxy;
 
-/* A session variable a client set, carried to every backend connection it uses. */
+/* A session variable a client set, carried to every backend connection it uses. The value
+ * is on the heap, whatever its length (a server reports sql_mode values of 500 bytes and
+ * more); session_vars_clear() frees a set of them. */
 #define SESSION_VARS 12
 typedef struct {
     char name[40];
-    char value[200];
+    char *value;
 } sess_var;
 typedef struct worker worker;
 typedef struct client client;
@@ -82,7 +84,7 @@ struct backend {
     bool (*fetch_row)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg);
     char *fetch_sql;
     bool fetch_more; /* rows were left unread */
-    char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    char op_text[4096]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
     /* host, user, password, database of the running connect or change user (copies). */
     char *login[4];
 
@@ -98,6 +100,7 @@ struct backend {
     bool no_db;          /* connect without a default database (the health checker's) */
     unsigned timeout_s;  /* connect, read and write timeout in seconds; 0: the defaults */
     uint64_t target;     /* backend_target() of the configuration it connected with */
+    bool single_stmt;    /* connect without multi-statements (fan-out and compare tasks) */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
@@ -106,6 +109,15 @@ struct backend {
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
     uint16_t status; /* server status of its last response (transaction, autocommit) */
     struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
+    bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
+    /* Client SQL ran here in a writable route, where anything can change the session
+     * unseen (stored procedures, EXECUTE): reset before a read-only route uses it. */
+    bool tainted;
+    /* How the session reads SQL is not known for sure (a statement that may have set
+     * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
+     * SELECT @@sql_mode) before the next statement is checked. */
+    bool resync;
+    bool read_fresh; /* BOP_READ_MODE follows a connect or reset (not a resync) */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -141,7 +153,9 @@ void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg);
 void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg);
 /* COM_CHANGE_USER to the pool's own account with no database: the way back to "no database". */
 void backend_clear_db(backend *b, be_done_fn done, void *arg);
-/* Reads the session's sql_mode into b->mode and b->default_mode (after connecting). */
+/* Switches session tracking of every variable on again and reads the session's sql_mode
+ * into b->mode (b->resync). Connecting and resetting do the same by themselves, and also
+ * set b->default_mode. */
 void backend_read_mode(backend *b, be_done_fn done, void *arg);
 void backend_ping(backend *b, be_done_fn done, void *arg);
 /* Runs sql (copied) and hands each row to row_cb on the backend's loop; done at the end. */
@@ -440,7 +454,8 @@ typedef struct cl_stmt {
     char db[ROUTE_NAME_MAX + 1];
     bool has_db;
     bool read_only;
-    bool changes_mode; /* the text sets sql_mode */
+    bool changes_mode; /* the text may set a variable (sql_mode among them) */
+    bool sets_tracking; /* the text may set session_track_ variables */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
     bool local;         /* answered by the proxy itself (stmt_local.c): no backend statement */
@@ -536,7 +551,9 @@ struct client {
     char job_db[ROUTE_NAME_MAX + 1];
     bool job_has_db;
     bool job_moves_session; /* the statement runs at the session's position */
-    bool job_mode_changed;  /* the statement sets sql_mode: unknown if it fails */
+    bool job_mode_changed;  /* the statement may set sql_mode: read it again if it fails */
+    bool rl_mode_tracked;   /* the response reported the session's sql_mode */
+    bool job_sets_tracking; /* the statement may set session_track_ variables */
     backend *be;
 
     /* Relay state. */
@@ -687,6 +704,18 @@ void stmt_forget_long_data(client *c);
 void stmt_cache_clear(backend *b);
 
 /* session.c: session variables carried from one backend connection to the others. */
+/* Whether sql may assign a session_track_ variable (read in mode, or in every mode when
+ * it is unknown). Such a statement is run, but what it set is not kept: a server whose
+ * tracking list changes in a statement reports none of that statement's changes, so the
+ * connection's session is put back afterwards (relay_finish, session_after_tracking). */
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode);
+/* After a statement that may have set session_track_ variables ran on b. */
+void session_after_tracking(client *c, backend *b);
+/* Frees the values of vars[0..*n) and empties the set. */
+void session_vars_clear(sess_var *vars, int *n);
+/* Notes the sql_mode flags an OK or EOF packet's server status shows (NO_BACKSLASH_ESCAPES
+ * from any server, ANSI_QUOTES from MariaDB). */
+void session_note_status(backend *b, uint16_t status);
 /* Records the variable changes of an OK packet's session-state block on b, and on c when
  * the statement ran at the session's position. */
 void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len);
@@ -707,6 +736,9 @@ void session_pin(client *c, const char *reason);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);
 
+/* relay.c: queues a command's payload on b->out, framed from sequence id 0 (cut into
+ * physical packets at PKT_MAX_PAYLOAD, see pkt_part_count). */
+void relay_queue_command(backend *b, const uint8_t *payload, size_t len);
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);
 /* Moves the response packets the relay gathered to the client's socket buffer. */

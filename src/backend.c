@@ -168,9 +168,10 @@ static void be_step(backend *b, int ready)
                                                   b->login[1], b->login[2],
                                                   b->no_db ? NULL : b->login[3],
                                                   (unsigned)e->port,
-                                                  NULL, CLIENT_MULTI_STATEMENTS |
-                                                            CLIENT_MULTI_RESULTS |
-                                                            CLIENT_PS_MULTI_RESULTS)
+                                                  NULL,
+                                                  (b->single_stmt ? 0 : CLIENT_MULTI_STATEMENTS) |
+                                                      CLIENT_MULTI_RESULTS |
+                                                      CLIENT_PS_MULTI_RESULTS)
                        : mysql_real_connect_cont(&b->ret_mysql, b->mysql, ready);
         break;
     }
@@ -210,7 +211,8 @@ static void be_step(backend *b, int ready)
         /* Phase 0: have every session variable change reported in OK packets (an older
          * server that cannot is still usable); 1: read sql_mode; 2: its result. */
         if (b->op_phase == 0) {
-            static const char track[] = "SET SESSION session_track_system_variables = '*'";
+            static const char track[] = "SET SESSION session_track_system_variables = '*', "
+                                        "session_track_schema = ON";
             status = start ? mysql_real_query_start(&b->ret_int, b->mysql, track,
                                                     sizeof(track) - 1)
                            : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
@@ -281,7 +283,7 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
-            b->multi_stmt = 1; /* CLIENT_MULTI_STATEMENTS at connect */
+            b->multi_stmt = b->single_stmt ? 0 : 1; /* CLIENT_MULTI_STATEMENTS at connect */
             MARIADB_PVIO *pvio = b->mysql->net.pvio;
             b->ssl = pvio && pvio->ctls ? (SSL *)((struct tls_container *)pvio->ctls)->ssl
                                         : NULL;
@@ -323,6 +325,7 @@ static void be_step(backend *b, int ready)
             mariadb_get_infov(b->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
             b->ext_metadata =
                 !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32));
+            b->mariadb = !(caps & CLIENT_MYSQL);
             b->cur_db = b->pool->env->database && !b->no_db ? strdup(b->pool->env->database)
                                                             : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
@@ -342,6 +345,7 @@ static void be_step(backend *b, int ready)
             b->parse_epoch++;
             b->dirty = false;
             b->status = ST_AUTOCOMMIT;
+            b->tainted = false;
         }
         break;
     case BOP_SELECT_DB:
@@ -363,6 +367,7 @@ static void be_step(backend *b, int ready)
             b->parse_epoch++;
             b->dirty = false;
             b->status = ST_AUTOCOMMIT;
+            b->tainted = false;
         }
         break;
     case BOP_CHARSET:
@@ -377,7 +382,8 @@ static void be_step(backend *b, int ready)
         break;
     case BOP_READ_MODE:
         rc = -1;
-        b->n_vars = 0;
+        if (b->read_fresh) /* a new or reset session: nothing set yet */
+            session_vars_clear(b->vars, &b->n_vars);
         if (b->op_phase == 2 && b->ret_res) {
             MYSQL_ROW row = mysql_fetch_row(b->ret_res);
             unsigned long *lens = mysql_fetch_lengths(b->ret_res);
@@ -385,7 +391,9 @@ static void be_step(backend *b, int ready)
                 memset(&b->mode, 0, sizeof(b->mode));
                 sqlpolicy_mode_from_string(row[0] ? row[0] : "", row[0] ? lens[0] : 0,
                                            &b->mode);
-                b->default_mode = b->mode;
+                if (b->read_fresh)
+                    b->default_mode = b->mode;
+                b->resync = false;
                 rc = 0;
             }
             mysql_free_result(b->ret_res);
@@ -430,6 +438,7 @@ static void be_step(backend *b, int ready)
         b->op = BOP_READ_MODE;
         b->op_phase = 0;
         be_set_deadline(b);
+        b->read_fresh = true;
         be_step(b, -1);
         return;
     }
@@ -571,6 +580,7 @@ void backend_clear_db(backend *b, be_done_fn done, void *arg)
 
 void backend_read_mode(backend *b, be_done_fn done, void *arg)
 {
+    b->read_fresh = false;
     be_begin(b, BOP_READ_MODE, done, arg);
 }
 
@@ -715,6 +725,7 @@ void backend_free(backend *b)
         else
             free(b->kill);
     }
+    session_vars_clear(b->vars, &b->n_vars);
     free(b);
 }
 

@@ -449,6 +449,7 @@ void client_free(client *c)
     proxy_cfg_put(c->cfg);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
+    session_vars_clear(c->vars, &c->n_vars);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
     if (c->acct_ref)
@@ -755,6 +756,8 @@ void client_command_done(client *c)
     }
     c->state = CL_IDLE;
     c->job = JOB_NONE;
+    c->job_mode_changed = false;
+    c->job_sets_tracking = false;
     c->be = NULL;
     c->stmt_be = NULL;
     c->rl_paused = false;
@@ -1031,7 +1034,7 @@ static void end_session_state(client *c)
         }
     }
     stmt_free_all(c);
-    c->n_vars = 0;
+    session_vars_clear(c->vars, &c->n_vars);
     c->txn_lost[0] = '\0'; /* a new session: nothing to report */
 }
 
@@ -1777,6 +1780,59 @@ static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
     return false;
 }
 
+/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
+ * bytes, not tokens, so that no reading of the text can hide one). */
+static bool may_set(const char *sql, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
+            return true;
+    return false;
+}
+
+/* Whether sql may assign a session_track_ variable, read in mode: SET and such a name
+ * anywhere in it. */
+static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, mode);
+    bool set = false, track = false;
+    for (int i = 0; i < 1000000; i++) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
+            break;
+        if (t.kind != SQLTOK_WORD && t.kind != SQLTOK_QIDENT)
+            continue;
+        const char *w = sql + t.start;
+        size_t n = t.len;
+        if (t.kind == SQLTOK_QIDENT && n >= 2) {
+            w++;
+            n -= 2;
+        }
+        if (n == 3 && strncasecmp(w, "SET", 3) == 0)
+            set = true;
+        if (n >= 14 && strncasecmp(w, "session_track_", 14) == 0)
+            track = true;
+    }
+    return set && track;
+}
+
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    if (!mode->unknown)
+        return sets_tracking_in(sql, len, mode);
+    for (int i = 0; i < 4; i++)
+        if (sets_tracking_in(sql, len, &every[i]))
+            return true;
+    return false;
+}
+
 /* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode
  * and character set, and follows SET sql_mode. Every session, read-only or not, is refused
  * reads of the server's credential stores. Returns false after refusing it. */
@@ -1813,9 +1869,8 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         return false;
     }
     session_check_pins(c, sql, len);
-    sql_mode_flags before = b->mode;
-    sqlpolicy_track_sql_mode(sql, len, &b->mode);
-    c->job_mode_changed = memcmp(&before, &b->mode, sizeof(before)) != 0;
+    c->job_mode_changed = may_set(sql, len);
+    c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;
 }
 
@@ -1824,6 +1879,16 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 static void prepare_step(client *c)
 {
     backend *b = c->be;
+    if (c->route.read_only && b->tainted) {
+        /* A writable session used it: nothing it may have changed stays (tracking,
+         * sql_mode, character sets, ...). Resetting reads the session anew. */
+        backend_reset(b, prepare_done, c);
+        return;
+    }
+    if (b->resync) {
+        backend_read_mode(b, prepare_done, c);
+        return;
+    }
     const char *db = c->job_has_db ? c->job_db : NULL;
     if (!db && b->cur_db) {
         backend_clear_db(b, prepare_done, c);

@@ -224,8 +224,13 @@ void backend_recycle(backend *b)
         pool_discard(b->pool, b);
         return;
     }
+    if (evbuffer_get_length(b->out) > 0) {
+        /* Part of a packet may be on the wire already: whatever the reset wrote would be
+         * read by the server as the rest of it. */
+        pool_discard(b->pool, b);
+        return;
+    }
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
-    evbuffer_drain(b->out, evbuffer_get_length(b->out));
     backend_reset(b, recycle_done, NULL);
 }
 

@@ -247,10 +247,15 @@ static void relay_finish(client *c, bool failed)
     backend_park(b);
     if (!c->rl_interrupt)
         evtimer_del(c->timer); /* interrupted: the grace timer runs until the kill answered */
-    if (failed && c->job_mode_changed)
-        b->mode.unknown = true; /* which SET sql_mode took effect is not known */
-    if (c->job == JOB_STMT && c->stmt && c->stmt->changes_mode)
-        b->mode.unknown = true; /* a prepared SET sql_mode ran */
+    relay_count(c, failed);
+    /* An error ends a response without the session state: a statement that may have set
+     * sql_mode before it failed leaves the mode to be read again. A prepared statement's
+     * text decides as a query's does. */
+    bool may_set = c->job == JOB_STMT && c->stmt ? c->stmt->changes_mode : c->job_mode_changed;
+    if (failed && may_set)
+        b->resync = true;
+    if (c->job == JOB_STMT && c->stmt ? c->stmt->sets_tracking : c->job_sets_tracking)
+        session_after_tracking(c, b);
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
@@ -325,6 +330,7 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     }
     if (ok.state)
         session_note_changes(c, b, ok.state, ok.state_len);
+    session_note_status(b, ok.status);
     *status = ok.status & (uint16_t)~ST_SESSION_STATE_CHANGED;
     c->last_status = *status;
     b->status = *status;
@@ -701,6 +707,7 @@ static bool relay_process_packets(client *c)
             pkt_parse_eof(p, len, &warnings, &status);
             c->last_status = status;
             b->status = status;
+            session_note_status(b, status);
             in_drain(c, PKT_HEADER + len);
             if (c->rl_vdbs && c->rl == RL_ROWS) {
                 /* SHOW DATABASES: the virtual schemas are listed too. */
@@ -819,6 +826,19 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
         backend_watch(b, relay_backend_cb, c);
 }
 
+void relay_queue_command(backend *b, const uint8_t *payload, size_t len)
+{
+    size_t parts = pkt_part_count(len);
+    for (size_t i = 0; i < parts; i++) {
+        size_t off, n;
+        pkt_part(len, i, &off, &n);
+        uint8_t h[PKT_HEADER];
+        pkt_put_header(h, n, (uint8_t)i);
+        evbuffer_add(b->out, h, PKT_HEADER);
+        evbuffer_add(b->out, payload + off, n);
+    }
+}
+
 void relay_start(client *c, relay_state first)
 {
     relay_send(c, first, c->cmd.data, c->cmd.len);
@@ -827,6 +847,9 @@ void relay_start(client *c, relay_state first)
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len)
 {
     backend *b = c->be;
+    if (!c->route.read_only)
+        b->tainted = true; /* see backend.tainted */
+    c->rl_mode_tracked = false;
     c->state = CL_RELAY;
     c->rl = first;
     c->rl_remaining = 0;
@@ -876,18 +899,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
         backend_watch(b, relay_backend_cb, c); /* with EV_WRITE while b->out holds the rest */
         return;
     }
-    /* The command, re-framed from sequence id 0. */
-    size_t off = 0;
-    uint8_t seq = 0;
-    for (;;) {
-        size_t n = len - off > PKT_MAX_PAYLOAD ? PKT_MAX_PAYLOAD : len - off;
-        uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), seq++};
-        evbuffer_add(b->out, h, PKT_HEADER);
-        evbuffer_add(b->out, payload + off, n);
-        off += n;
-        if (n < PKT_MAX_PAYLOAD)
-            break;
-    }
+    relay_queue_command(b, payload, len);
     if (backend_flush(b) < 0) {
         relay_fail(c, 2013, "lost connection to the backend while sending the statement");
         return;

@@ -781,6 +781,12 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
     return true;
 }
 
+static bool pol_mode_eq(const sql_mode_flags *a, const sql_mode_flags *b)
+{
+    return a->ansi_quotes == b->ansi_quotes && a->no_backslash_escapes == b->no_backslash_escapes &&
+           a->unknown == b->unknown && a->unreadable == b->unreadable;
+}
+
 /* The client character set after "SET NAMES <tokens [i, end)>" and the like: a supported
  * one only when the value is one name. */
 static sql_charset pol_eval_charset(const pol_stmt *s, size_t i, size_t end)
@@ -794,38 +800,78 @@ static sql_charset pol_eval_charset(const pol_stmt *s, size_t i, size_t end)
     return sqlpolicy_charset(buf);
 }
 
-/* Applies the sql_mode and client character set assignments of a SET statement to *mode
- * and *cs. Returns whether it assigns the client character set. */
-static bool pol_track_set(const pol_stmt *s, sql_mode_flags *mode, sql_charset *cs)
+/* Applies the sql_mode and client character set assignments of the SET statement at token
+ * from to *mode and *cs. Returns whether it assigns the client character set.
+ *
+ * MariaDB's SET STATEMENT var = value, ... FOR stmt puts back only the variables it lists
+ * once stmt ended: `SET STATEMENT max_statement_time = 10 FOR SET sql_mode = 'X'` leaves the
+ * session in X. So the statement after FOR is followed like any other; when the list names
+ * the same variable too, what the session is left in depends on the order of the two, and
+ * the mode becomes unknown (the character set unsupported). The list's own values apply to
+ * stmt only, after it was read: they change nothing here. */
+static bool pol_track_set_at(const pol_stmt *s, size_t from, sql_mode_flags *mode,
+                             sql_charset *cs, int depth)
 {
-    bool touched = false;
-    if (!pol_word(s, 0, "SET") || pol_word(s, 1, "STATEMENT"))
+    if (!pol_word(s, from, "SET") || depth > POL_MAX_DEPTH)
         return false;
+    bool statement = pol_word(s, from + 1, "STATEMENT");
     asg_scope sticky = SCOPE_SESSION;
-    size_t i = 1;
+    size_t i = from + (statement ? 2 : 1);
+    bool lists_mode = false, lists_cs = false, touched = false;
     while (i < s->n) {
         pol_asg a;
-        pol_parse_asg(s, &i, false, &sticky, &a);
+        pol_parse_asg(s, &i, statement, &sticky, &a);
         if ((a.kind == ASG_NAMES || a.kind == ASG_CHARSET) && a.scope == SCOPE_SESSION) {
-            *cs = pol_eval_charset(s, a.val, a.val_end);
-            touched = true;
-        }
-        if (a.kind == ASG_SYSVAR && a.scope == SCOPE_SESSION && !a.structured) {
-            char name[POL_NAME_MAX];
-            if (pol_unquote(s, a.name, name, sizeof name) && pol_casecmp(name, "sql_mode") == 0)
-                *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
-            else if (pol_unquote(s, a.name, name, sizeof name) &&
-                     pol_casecmp(name, "character_set_client") == 0) {
+            if (statement) {
+                lists_cs = true;
+            } else {
                 *cs = pol_eval_charset(s, a.val, a.val_end);
                 touched = true;
             }
         }
+        if (a.kind == ASG_SYSVAR && a.scope == SCOPE_SESSION && !a.structured) {
+            char name[POL_NAME_MAX];
+            bool named = pol_unquote(s, a.name, name, sizeof name);
+            if (named && pol_casecmp(name, "sql_mode") == 0) {
+                if (statement)
+                    lists_mode = true;
+                else
+                    *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
+            } else if (named && pol_casecmp(name, "character_set_client") == 0) {
+                if (statement) {
+                    lists_cs = true;
+                } else {
+                    *cs = pol_eval_charset(s, a.val, a.val_end);
+                    touched = true;
+                }
+            }
+        }
         if (a.kind == ASG_BAD || a.kind == ASG_TRANSACTION)
             return touched;
-        if (pol_punct(s, i, ","))
+        if (pol_punct(s, i, ",")) {
             i++;
+            continue;
+        }
+        if (statement)
+            break;
+    }
+    if (!statement || !pol_word(s, i, "FOR"))
+        return touched;
+    sql_mode_flags after = *mode;
+    sql_charset cs_after = *cs;
+    bool inner = pol_track_set_at(s, i + 1, &after, &cs_after, depth + 1);
+    if (!pol_mode_eq(&after, mode))
+        *mode = lists_mode ? pol_mode_unknown(mode) : after;
+    if (inner) {
+        *cs = lists_cs ? SQL_CS_UNSUPPORTED : cs_after;
+        touched = true;
     }
     return touched;
+}
+
+static bool pol_track_set(const pol_stmt *s, sql_mode_flags *mode, sql_charset *cs)
+{
+    return pol_track_set_at(s, 0, mode, cs, 0);
 }
 
 /* ---- functions ---- */
@@ -1630,12 +1676,6 @@ static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n, bool *
         ctx->tok[*n].not_call = false;
         (*n)++;
     }
-}
-
-static bool pol_mode_eq(const sql_mode_flags *a, const sql_mode_flags *b)
-{
-    return a->ansi_quotes == b->ansi_quotes && a->no_backslash_escapes == b->no_backslash_escapes &&
-           a->unknown == b->unknown && a->unreadable == b->unreadable;
 }
 
 /* Classifies one reading of a statement (when ctx->classify), checks it for credential

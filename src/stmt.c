@@ -269,10 +269,12 @@ static void handle_prepare(client *c)
     st->hash = text_hash(st->sql, len, st->has_db ? st->db : "");
     pbuf_init(&st->params);
     pbuf_init(&st->columns);
-    sql_mode_flags probe = {0};
-    sqlpolicy_track_sql_mode(sql, len, &probe);
-    sql_mode_flags none = {0};
-    st->changes_mode = memcmp(&probe, &none, sizeof(probe)) != 0;
+    sql_mode_flags every = {.unknown = true};
+    st->sets_tracking = session_sets_tracking(sql, len, &every);
+    /* "SET" anywhere in the bytes: an EXECUTE that fails may have changed sql_mode. */
+    for (size_t i = 0; i + 3 <= len && !st->changes_mode; i++)
+        st->changes_mode = (sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' &&
+                           (sql[i + 2] | 0x20) == 't';
     c->stmt = st; /* registered when the backend says OK */
     c->job = JOB_PREPARE;
     client_start_job(c);
@@ -448,6 +450,49 @@ static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
     return 0;
 }
 
+/* Writes what COM_STMT_SEND_LONG_DATA left in the backend's output; the command ends once
+ * it is all written (or the connection broke and was dropped: EXECUTE then fails there, or
+ * runs on another connection without the data and the server reports missing data). */
+static void long_data_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The connection holding long data broke: it is kept, closed, so that the next command
+ * finds it dead and tells the client that its long data is gone (client_lose_backend),
+ * instead of running without it. */
+static void long_data_lost(client *c)
+{
+    backend_unwatch(c->be);
+    if (c->be->fd >= 0)
+        shutdown(c->be->fd, SHUT_RDWR);
+    client_command_done(c);
+}
+
+static void long_data_flush(client *c)
+{
+    backend *b = c->be;
+    if (backend_flush(b) < 0) {
+        long_data_lost(c);
+        return;
+    }
+    if (evbuffer_get_length(b->out) > 0) {
+        backend_watch(b, long_data_cb, c); /* with EV_WRITE while b->out holds bytes */
+        return;
+    }
+    backend_park(b);
+    client_command_done(c);
+}
+
+static void long_data_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    client *c = arg;
+    if (what & EV_READ) {
+        /* The server answers nothing to long data: this is an error before it closes. */
+        long_data_lost(c);
+        return;
+    }
+    long_data_flush(c);
+}
+
 /* Sends the client's statement command to the backend where st is prepared. */
 static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
 {
@@ -462,18 +507,12 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
     uint8_t cmd = c->cmd.data[0];
     stmt_note_long_data(c, st, cmd == CMD_STMT_SEND_LONG_DATA);
     if (cmd == CMD_STMT_SEND_LONG_DATA) {
-        /* No reply: write it and go on; the session keeps this connection until EXECUTE. */
-        size_t n = out.len;
-        uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), 0};
-        evbuffer_add(c->be->out, h, PKT_HEADER);
-        evbuffer_add(c->be->out, out.data, out.len);
+        /* No reply: write it and go on; the session keeps this connection until EXECUTE.
+         * The client's next command waits until the whole packet is on the wire, so that
+         * no more than one of them is held in memory. */
+        relay_queue_command(c->be, out.data, out.len);
         pbuf_free(&out);
-        if (backend_flush(c->be) < 0 && c->be->fd >= 0) {
-            /* Kept, closed: the next command finds it dead and tells the client that its
-             * long data is gone (client_lose_backend), instead of running without it. */
-            shutdown(c->be->fd, SHUT_RDWR);
-        }
-        client_command_done(c);
+        long_data_flush(c);
         return;
     }
     c->stmt_be = e;

@@ -31,6 +31,7 @@ typedef struct vtask {
     long long cap;  /* rows kept */
     bool truncated;
     bool done, failed;
+    unsigned long long affected; /* the statement returned no result set: its row count */
     unsigned err_code;
     char err[256];
     int step; /* 0 connect, 1 select db, 2 read only, 3 fetch */
@@ -345,6 +346,8 @@ static void task_done_cb(backend *b, int rc, void *arg)
         task_fail(t, b->err_code, b->err_msg);
         return;
     }
+    if (t->step == 3 && !t->rows)
+        t->affected = mysql_affected_rows(b->mysql); /* OK without a result set */
     t->step++;
     task_step(t);
 }
@@ -368,9 +371,16 @@ static void task_step(vtask *t)
         backend_query(t->b, "SET SESSION TRANSACTION READ ONLY", task_done_cb, t);
         return;
     case 3: {
-        /* Checked again with how this backend session reads SQL (its sql_mode). */
+        /* Checked again with how this backend session reads SQL (its sql_mode): one
+         * statement, since the connection runs no more than one per packet. */
         policy_verdict v;
-        if (!backend_policy_check(t->b, j->sql, strlen(j->sql), true, &v)) {
+        bool ok = backend_policy_check(t->b, j->sql, strlen(j->sql), true, &v);
+        if (ok && v.n_statements != 1) {
+            snprintf(v.what, sizeof(v.what), "%s",
+                     v.n_statements ? "more than one statement" : "an empty statement");
+            ok = false;
+        }
+        if (!ok) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);
@@ -438,6 +448,7 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         }
         t->b = backend_new(c->p->pools[t->env]);
         t->b->no_db = true;
+        t->b->single_stmt = true; /* one statement, checked in this connection's sql_mode */
         t->step = 0; /* task_done_cb moves it to 1 once connected */
         backend_connect(t->b, c->w->base, task_done_cb, t);
     }
@@ -505,6 +516,9 @@ static void job_answer(vjob *j)
                 char msg[300];
                 if (t->failed)
                     snprintf(msg, sizeof(msg), "ERROR %u: %s", t->err_code, t->err);
+                else if (!t->rows)
+                    snprintf(msg, sizeof(msg), "OK: no result set, %llu rows affected",
+                             t->affected);
                 else
                     snprintf(msg, sizeof(msg), "its columns differ from %s's",
                              proxy_slot_env(c->p, ref->env)->name);
@@ -621,8 +635,15 @@ static int parse_envs(client *c, const char *list, int want, int *out)
 static bool read_only_ok(client *c, const char *sql, size_t len, const char *what)
 {
     policy_verdict v;
-    if (sqlpolicy_check_readonly(sql, len, NULL, &v))
-        return true;
+    if (sqlpolicy_check_readonly(sql, len, NULL, &v)) { /* again per connection, in its mode */
+        if (v.n_statements == 1)
+            return true;
+        /* One statement per environment: its result is the environment's answer, and the
+         * side connections never run several statements in one packet. */
+        client_send_err(c, 1064, "42000", "envproxy: %s runs exactly one statement, not %d",
+                        what, v.n_statements);
+        return false;
+    }
     client_send_err(c, 1290, "HY000", "envproxy: %s runs read-only statements only: %s is not "
                                       "allowed",
                     what, v.what);
