@@ -247,7 +247,6 @@ static void relay_finish(client *c, bool failed)
     backend_park(b);
     if (!c->rl_interrupt)
         evtimer_del(c->timer); /* interrupted: the grace timer runs until the kill answered */
-    relay_count(c, failed);
     /* An error ends a response without the session state: a statement that may have set
      * sql_mode before it failed leaves the mode to be read again. A prepared statement's
      * text decides as a query's does. */
