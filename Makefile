@@ -12,15 +12,18 @@
 BUILD    ?= build
 CC       ?= cc
 PKGS     := libevent libevent_pthreads libevent_openssl openssl libmariadb yaml-0.1 sqlite3
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Computed when first used in a recipe, not when the Makefile is read: on a fresh machine
+# the build-deps step below installs the -dev packages first, and flags read before that
+# would be empty (mysql.h not found).
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 SANITIZE ?=
-ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANITIZE) $(WARN) -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
-LDLIBS   := $(PKG_LIBS) -lpthread -lm
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(SANITIZE) $(WARN) -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
+LDLIBS    = $(PKG_LIBS) -lpthread -lm
 PYTHON   ?= /usr/bin/python3
 
 SRCS      := $(wildcard src/*.c)
@@ -35,7 +38,7 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration asan demo demo-stop deps clean fuzz install
+.PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust
 
 all: $(BUILD)/envproxy
 
@@ -43,7 +46,12 @@ $(BUILD)/envproxy: $(OBJS)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(CFLAGS) $(SANITIZE) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/%.o: src/%.c
+# The libraries' -dev packages, installed when pkg-config cannot find them (the only thing
+# `make` does outside build/, and only on a machine that lacks them).
+build-deps:
+	@pkg-config --exists $(PKGS) 2>/dev/null || scripts/install-deps.sh --build
+
+$(BUILD)/obj/%.o: src/%.c | build-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -60,7 +68,7 @@ unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
 # A Connector/C client that drives the prepared-statement API for the integration tests.
-$(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c
+$(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c | build-deps
 	@mkdir -p $(dir $@)
 	@echo "  CC    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
@@ -78,7 +86,8 @@ asan: deps
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit integration
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	@scripts/demo.sh start
 
 demo-stop:

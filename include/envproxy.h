@@ -398,6 +398,9 @@ typedef struct cl_stmt {
     bool changes_mode; /* the text sets sql_mode */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
+    bool local;         /* answered by the proxy itself (stmt_local.c): no backend statement */
+    pbuf *local_long;   /* local: long data per parameter, or NULL */
+    size_t local_long_size;
     sql_mode_flags mode; /* the sql_mode the policy read it with */
     char *sql;
     size_t sql_len;
@@ -514,6 +517,8 @@ struct client {
     /* Prepared statements. */
     cl_stmt *stmts;
     uint32_t next_stmt_id;
+    uint32_t last_prepared_id; /* MariaDB's statement id 0xFFFFFFFF means this one; 0: none */
+    bool binary_rows; /* the command is an EXECUTE the proxy answers itself: binary rows */
     cl_stmt *stmt;        /* the statement of the current command */
     be_stmt *stmt_be;     /* JOB_STMT: the backend statement it runs as */
     struct vjob *vjob;    /* a fan-out, compare or __envs job under way */
@@ -556,6 +561,8 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */
 bool local_answer(client *c, const char *sql, size_t len);
+/* Whether local_answer() would answer the statement (nothing is sent). */
+bool local_takes(const char *sql, size_t len);
 void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);
@@ -565,6 +572,8 @@ void local_worker_init(worker *w);
 struct vjob;
 /* Takes a COM_QUERY that fans out, compares, or names a virtual schema (true), else false. */
 bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t len);
+/* Whether virtual_statement() would take it (nothing is sent, nothing starts). */
+bool virtual_takes(client *c, const route_hint *h, const char *sql, size_t len);
 bool virtual_is_schema(const char *name);
 bool virtual_is_show_databases(const char *sql, size_t len, char **like);
 void virtual_client_gone(client *c);
@@ -572,6 +581,14 @@ struct vq_table;
 
 /* stmt.c: prepared statements. */
 void stmt_command(client *c, uint8_t cmd);
+/* Adds st to the client's statements (it is the one MariaDB's id 0xFFFFFFFF names now). */
+void stmt_register(client *c, cl_stmt *st);
+/* stmt_local.c: statements the proxy answers itself (virtual schemas, local answers). */
+void stmt_local_prepare(client *c, const char *sql, size_t len);
+void stmt_local_execute(client *c, cl_stmt *st);
+void stmt_local_long_data(client *c, cl_stmt *st);
+void stmt_local_reset(cl_stmt *st);
+void stmt_local_free(cl_stmt *st);
 /* The backend is ready for JOB_PREPARE / JOB_STMT. */
 void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */

@@ -165,6 +165,16 @@ void pkt_build_column(pbuf *b, uint8_t *seq, const char *schema, const char *tab
 void pkt_build_text_row(pbuf *b, uint8_t *seq, int n, const char *const *vals,
                         const size_t *lens);
 
+/* The same row in the binary protocol (the answer to COM_STMT_EXECUTE): types[i] is the
+ * column's PKT_TYPE_*; LONG, LONGLONG and DOUBLE values are given as decimal text and sent
+ * as fixed-size numbers, DATETIME as "YYYY-MM-DD HH:MM:SS[.ffffff]", anything else as a
+ * length-encoded string. Every value must fit its type (pkt_binary_value_fits): declare a
+ * column VAR_STRING when one of its values does not. */
+void pkt_build_binary_row(pbuf *b, uint8_t *seq, int n, const uint8_t *types,
+                          const char *const *vals, const size_t *lens);
+/* Whether a value given as text can be sent in the binary form of type. */
+bool pkt_binary_value_fits(uint8_t type, const char *v, size_t n);
+
 /* The client's HandshakeResponse41 (or the 32-byte SSLRequest that precedes it). */
 typedef struct {
     uint32_t caps;

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs with apt-get the Debian packages that building, testing and the demo need.
 # Silent when everything is already there; one line naming what it installs otherwise.
+#   scripts/install-deps.sh           everything: build, tests, demo
+#   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`)
 set -euo pipefail
 
+build_packages=(
+    build-essential pkg-config
+    libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
+)
 packages=(
     build-essential pkg-config clang
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
@@ -11,6 +17,13 @@ packages=(
     # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2
     default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
 )
+
+if [ "${1:-}" = "--build" ]; then
+    packages=("${build_packages[@]}")
+elif [ -n "${1:-}" ]; then
+    echo "usage: scripts/install-deps.sh [--build]" >&2
+    exit 2
+fi
 
 # Satisfied by the command as well as by the Debian package: a Node.js installed from
 # elsewhere ships its own npm, and Debian's npm package would conflict with it.

@@ -568,6 +568,8 @@ void client_command_done(client *c)
     c->be = NULL;
     c->stmt_be = NULL;
     c->rl_paused = false;
+    c->binary_rows = false;
+    c->rl_vdbs = false; /* an errored SHOW DATABASES must not add rows to a later result */
     txn_timer_arm(c);
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)

@@ -1,6 +1,8 @@
 /* packet.c: MySQL wire-protocol framing, builders and parsers. */
 #include "packet.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,6 +419,143 @@ void pkt_build_text_row(pbuf *b, uint8_t *seq, int n, const char *const *vals,
             pbuf_u8(b, 0xFB);
         else
             pbuf_lenenc_str(b, vals[i], lens ? lens[i] : strlen(vals[i]));
+    }
+    pkt_end(b, start, seq);
+}
+
+/* The binary form of a DATETIME value: 0, 4, 7 or 11 bytes after a length byte. */
+static bool put_binary_datetime(pbuf *b, const char *v, size_t n)
+{
+    char text[40];
+    if (n >= sizeof(text))
+        return false;
+    memcpy(text, v, n);
+    text[n] = '\0';
+    unsigned y, mo, d, h = 0, mi = 0, sec = 0, us = 0;
+    int used = 0;
+    if (sscanf(text, "%4u-%2u-%2u%n", &y, &mo, &d, &used) != 3)
+        return false;
+    if (text[used] == ' ') {
+        int more = 0;
+        if (sscanf(text + used, " %2u:%2u:%2u%n", &h, &mi, &sec, &more) != 3)
+            return false;
+        used += more;
+        if (text[used] == '.') {
+            char frac[7] = "000000";
+            size_t k = 0;
+            for (used++; text[used] >= '0' && text[used] <= '9'; used++)
+                if (k < 6)
+                    frac[k++] = text[used];
+            us = (unsigned)strtoul(frac, NULL, 10);
+        }
+    }
+    if (text[used] != '\0' || mo > 12 || d > 31 || h > 23 || mi > 59 || sec > 59)
+        return false;
+    uint8_t len = us ? 11 : (h || mi || sec) ? 7 : (y || mo || d) ? 4 : 0;
+    pbuf_u8(b, len);
+    if (len >= 4) {
+        pbuf_u16(b, (uint16_t)y);
+        pbuf_u8(b, (uint8_t)mo);
+        pbuf_u8(b, (uint8_t)d);
+    }
+    if (len >= 7) {
+        pbuf_u8(b, (uint8_t)h);
+        pbuf_u8(b, (uint8_t)mi);
+        pbuf_u8(b, (uint8_t)sec);
+    }
+    if (len == 11)
+        pbuf_u32(b, us);
+    return true;
+}
+
+/* A whole-string decimal number: false for anything else (empty, spaces, trailing bytes). */
+static bool parse_number(const char *v, size_t n, bool integer, long long *i, double *d)
+{
+    char text[64];
+    if (n == 0 || n >= sizeof(text))
+        return false;
+    memcpy(text, v, n);
+    text[n] = '\0';
+    char *end;
+    errno = 0;
+    if (integer)
+        *i = strtoll(text, &end, 10);
+    else
+        *d = strtod(text, &end);
+    return *end == '\0' && errno == 0;
+}
+
+bool pkt_binary_value_fits(uint8_t type, const char *v, size_t n)
+{
+    long long iv;
+    double dv;
+    switch (type) {
+    case PKT_TYPE_LONGLONG:
+        return parse_number(v, n, true, &iv, NULL);
+    case PKT_TYPE_LONG:
+        return parse_number(v, n, true, &iv, NULL) && iv >= INT32_MIN && iv <= INT32_MAX;
+    case PKT_TYPE_DOUBLE:
+        return parse_number(v, n, false, NULL, &dv);
+    case PKT_TYPE_DATETIME: {
+        uint8_t room[16];
+        pbuf scratch;
+        pbuf_init_on(&scratch, room, sizeof(room));
+        bool ok = put_binary_datetime(&scratch, v, n);
+        pbuf_free(&scratch);
+        return ok;
+    }
+    default:
+        return true;
+    }
+}
+
+void pkt_build_binary_row(pbuf *b, uint8_t *seq, int n, const uint8_t *types,
+                          const char *const *vals, const size_t *lens)
+{
+    size_t start = pkt_begin(b);
+    pbuf_u8(b, 0x00);
+    /* The NULL bitmap starts at bit 2 in result rows. */
+    size_t nb = ((size_t)n + 7 + 2) / 8;
+    size_t bitmap = b->len;
+    for (size_t k = 0; k < nb; k++)
+        pbuf_u8(b, 0);
+    for (int i = 0; i < n; i++) {
+        if (!vals[i]) {
+            b->data[bitmap + (size_t)(i + 2) / 8] |= (uint8_t)(1u << ((i + 2) % 8));
+            continue;
+        }
+        size_t len = lens ? lens[i] : strlen(vals[i]);
+        long long iv;
+        double dv;
+        bool done = false;
+        switch (types[i]) {
+        case PKT_TYPE_LONGLONG:
+            if ((done = parse_number(vals[i], len, true, &iv, NULL))) {
+                pbuf_u32(b, (uint32_t)((unsigned long long)iv & 0xFFFFFFFFu));
+                pbuf_u32(b, (uint32_t)((unsigned long long)iv >> 32));
+            }
+            break;
+        case PKT_TYPE_LONG:
+            if ((done = parse_number(vals[i], len, true, &iv, NULL) && iv >= INT32_MIN &&
+                        iv <= INT32_MAX))
+                pbuf_u32(b, (uint32_t)(int32_t)iv);
+            break;
+        case PKT_TYPE_DOUBLE:
+            if ((done = parse_number(vals[i], len, false, NULL, &dv))) {
+                uint64_t bits;
+                memcpy(&bits, &dv, sizeof(bits));
+                pbuf_u32(b, (uint32_t)(bits & 0xFFFFFFFFu));
+                pbuf_u32(b, (uint32_t)(bits >> 32));
+            }
+            break;
+        case PKT_TYPE_DATETIME:
+            done = put_binary_datetime(b, vals[i], len);
+            break;
+        default:
+            break;
+        }
+        if (!done)
+            pbuf_lenenc_str(b, vals[i], len);
     }
     pkt_end(b, start, seq);
 }

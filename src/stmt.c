@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CURSOR_TYPE_MASK 0x0F /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
+#define CURSOR_TYPE_MASK 0x0F
+#define STMT_ID_LAST_PREPARED 0xFFFFFFFFu /* MariaDB: the statement prepared last */ /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
 
 static cl_stmt *stmt_find(client *c, uint32_t id)
 {
@@ -26,6 +27,7 @@ static cl_stmt *stmt_find(client *c, uint32_t id)
 
 static void stmt_free(cl_stmt *st)
 {
+    stmt_local_free(st);
     free(st->sql);
     free(st->param_types);
     pbuf_free(&st->params);
@@ -192,11 +194,30 @@ static be_stmt *cache_add(backend *b, cl_stmt *st)
 
 /* ---- client commands ---- */
 
+/* True when the text's first statement is USE: the server cannot prepare it (1295), and
+ * drivers take that error as the signal to send the statement as a plain query. */
+static bool is_use_statement(const char *sql, size_t len)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, NULL);
+    sql_token t = sqllex_next(&lx);
+    return t.kind == SQLTOK_WORD && t.len == 3 && strncasecmp(sql + t.start, "USE", 3) == 0;
+}
+
 static void handle_prepare(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
     route_hint h;
+    /* MariaDB's "the statement prepared last" (id 0xFFFFFFFF) names nothing until this
+     * PREPARE succeeds: a failed one leaves later EXECUTEs of that id unknown. */
+    c->last_prepared_id = 0;
+    if (is_use_statement(sql, len)) {
+        client_send_err(c, 1295, "HY000",
+                        "This command is not supported in the prepared statement protocol yet");
+        client_command_done(c);
+        return;
+    }
     if (!client_parse_hint(c, sql, len, &h))
         return;
     if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
@@ -204,6 +225,10 @@ static void handle_prepare(client *c)
                         "envproxy: a prepared statement runs in one environment; env=a,b, "
                         "env=* and compare= are for plain statements");
         client_command_done(c);
+        return;
+    }
+    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len)) {
+        stmt_local_prepare(c, sql, len);
         return;
     }
     if (!client_resolve(c, &h))
@@ -274,6 +299,12 @@ void stmt_command(client *c, uint8_t cmd)
         return;
     }
     uint32_t id = pkt_u32(c->cmd.data + 1);
+    if (id == STMT_ID_LAST_PREPARED && c->last_prepared_id) {
+        /* MariaDB connectors pipeline PREPARE and EXECUTE this way: the id means the
+         * statement this session prepared last. */
+        id = c->last_prepared_id;
+        pkt_put_u32(c->cmd.data + 1, id);
+    }
     cl_stmt *st = stmt_find(c, id);
     if (cmd == CMD_STMT_CLOSE) {
         /* The backend statement stays for other sessions (it goes when its connection has
@@ -296,6 +327,19 @@ void stmt_command(client *c, uint8_t cmd)
         client_send_err(c, 1243, "HY000",
                         "Unknown prepared statement handler (%u) given to envproxy", id);
         client_command_done(c);
+        return;
+    }
+    if (st->local && cmd != CMD_STMT_FETCH) {
+        if (cmd == CMD_STMT_EXECUTE) {
+            stmt_local_execute(c, st);
+        } else if (cmd == CMD_STMT_SEND_LONG_DATA) {
+            stmt_local_long_data(c, st); /* no reply, as the protocol says */
+            client_command_done(c);
+        } else {
+            stmt_local_reset(st); /* COM_STMT_RESET */
+            client_send_ok(c, c->last_status ? c->last_status : ST_AUTOCOMMIT);
+            client_command_done(c);
+        }
         return;
     }
     if (cmd == CMD_STMT_FETCH) {
@@ -429,10 +473,11 @@ static bool check_text(client *c, backend *b, cl_stmt *st)
     return ok;
 }
 
-static void stmt_register(client *c, cl_stmt *st)
+void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
     c->stmts = st;
+    c->last_prepared_id = st->id;
 }
 
 /* Answers the client's PREPARE from backend statement e, which has the same text. */

@@ -74,13 +74,25 @@ static uint8_t pkt_type(vq_type t)
 
 static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
 {
+    uint8_t *types = malloc(r->n_columns ? r->n_columns : 1);
+    if (!types)
+        abort();
+    for (size_t i = 0; i < r->n_columns; i++) {
+        types[i] = pkt_type(r->columns[i].type);
+        /* In the binary protocol a column is sent as its type only if every value fits. */
+        for (size_t row = 0; c->binary_rows && row < r->n_rows; row++) {
+            const vq_value *v = vq_result_value(r, row, i);
+            if (v && !v->is_null && !pkt_binary_value_fits(types[i], v->s, v->len))
+                types[i] = PKT_TYPE_VAR_STRING;
+        }
+    }
     pbuf b;
     pbuf_init(&b);
     size_t start = pkt_begin(&b);
     pbuf_lenenc(&b, r->n_columns);
     pkt_end(&b, start, &c->seq);
     for (size_t i = 0; i < r->n_columns; i++) {
-        uint8_t type = pkt_type(r->columns[i].type);
+        uint8_t type = types[i];
         bool text = type == PKT_TYPE_VAR_STRING || type == PKT_TYPE_DATETIME;
         pkt_build_column(&b, &c->seq, r->schema ? r->schema : "", r->table ? r->table : "",
                          r->columns[i].name, text ? 45 : 63, text ? 1024 : 21, type,
@@ -98,7 +110,10 @@ static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
             vals[col] = v && !v->is_null ? v->s : NULL;
             lens[col] = v && !v->is_null ? v->len : 0;
         }
-        pkt_build_text_row(&b, &c->seq, (int)r->n_columns, vals, lens);
+        if (c->binary_rows)
+            pkt_build_binary_row(&b, &c->seq, (int)r->n_columns, types, vals, lens);
+        else
+            pkt_build_text_row(&b, &c->seq, (int)r->n_columns, vals, lens);
         if (b.len > 1024 * 1024) {
             client_send(c, &b);
             pbuf_init(&b);
@@ -106,6 +121,7 @@ static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
     }
     free(vals);
     free(lens);
+    free(types);
     pkt_build_eof(&b, &c->seq, c->caps, warnings, ST_AUTOCOMMIT);
     client_send(c, &b);
 }
@@ -865,6 +881,31 @@ bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t l
         vq_query_free(&q);
     }
     return virtual_select(c, stmt, stmt_len);
+}
+
+bool virtual_takes(client *c, const route_hint *h, const char *sql, size_t len)
+{
+    const char *stmt = sql + (h->present ? h->end : 0);
+    size_t stmt_len = len - (h->present ? h->end : 0);
+    if (h->present && (h->all_envs || h->n_envs > 1 || h->n_compare == 2))
+        return true;
+    static const char *const use[] = {"USE"};
+    if (first_word_is(stmt, stmt_len, use, 1))
+        return false;
+    static const char *const readers[] = {"SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN"};
+    bool in_virtual_db = c->has_db && is_virtual_schema(c->db) &&
+                         first_word_is(stmt, stmt_len, readers, 5);
+    bool mentions = vq_mentions_virtual(stmt, stmt_len);
+    if (!in_virtual_db && !mentions)
+        return false;
+    /* As virtual_statement() and virtual_select() decide. */
+    vq_query q;
+    if (vq_parse(stmt, stmt_len, &q, NULL, 0) != VQ_OK)
+        return mentions; /* the parse error is answered when the text names a virtual table */
+    const char *schema = q.schema ? q.schema : c->has_db ? c->db : NULL;
+    bool yes = q.kind != VQ_SHOW_DATABASES && is_virtual_schema(schema);
+    vq_query_free(&q);
+    return yes;
 }
 
 /* SHOW DATABASES / SHOW SCHEMAS [LIKE 'pat']: true when the statement is one, with the

@@ -4,7 +4,8 @@
  *   stmt_driver HOST PORT USER PASSWORD [DB]
  *   prepare SQL          -> OK <params> <columns> | ERR <code> <message>
  *   exec V1 V2 ...       -> ROWS <n> then "R a|b|..." per row, or AFFECTED <n> | ERR ...
- *                           values: integers, "null", or s:TEXT; parameters are bound on
+ *                           values: integers, "null", or s:TEXT (\xHH in TEXT is one byte:
+ *                           \x20 for a space); parameters are bound on
  *                           the first exec after prepare only, later execs change the values
  *                           (the client then sends no types again)
  *   longdata N TEXT      -> sends TEXT for parameter N with mysql_stmt_send_long_data
@@ -105,8 +106,18 @@ static void cmd_exec(char *args)
                 params[i].buffer = &ints[i];
             }
         } else if (strncmp(v, "s:", 2) == 0) {
-            snprintf(texts[i], sizeof(texts[i]), "%s", v + 2);
-            lens[i] = strlen(texts[i]);
+            size_t k = 0;
+            for (const char *q = v + 2; *q && k < sizeof(texts[i]) - 1; q++) {
+                unsigned byte;
+                if (q[0] == '\\' && q[1] == 'x' && sscanf(q + 2, "%2x", &byte) == 1) {
+                    texts[i][k++] = (char)byte;
+                    q += 3;
+                } else {
+                    texts[i][k++] = *q;
+                }
+            }
+            texts[i][k] = '\0';
+            lens[i] = k;
             if (!bound) {
                 params[i].buffer_type = MYSQL_TYPE_STRING;
                 params[i].buffer = texts[i];

@@ -163,3 +163,23 @@ def test_preparing_a_sql_mode_change_does_not_change_how_text_is_read(drv):
     assert d.cmd("exec") == ("AFFECTED", "0")
     err = d.cmd("query SELECT 'a\\', shop_fn() -- '")
     assert err[0] == "ERR" and err[1] == "1290", err
+
+
+def test_prepared_use_gets_1295_as_from_the_server(drv, proxy, servers):
+    """USE cannot be prepared on the server (1295 "not supported in the prepared statement
+    protocol"); drivers (DBD::mysql, DBD::MariaDB) take that code as the signal to send it as
+    a plain query. The proxy answers the same for USE with a routing target (which the
+    server would read as a syntax error) and for plain USE, and the session stays where it
+    was."""
+    d = drv(db="shop")
+    for text in ("USE shop@prod", "USE `shop@prod`", "/* env=prod */ USE shop", "use shop"):
+        r = d.cmd(f"prepare {text}")
+        assert r[0] == "ERR" and r[1] == "1295", (text, r)
+    # Still in dev, shop: the same as the server gives for a plain USE.
+    assert servers.sql("dev", "SELECT 1")  # the server is up
+    kind, rows = d.cmd("query SELECT DATABASE(), @@port")
+    assert kind == "ROWS" and rows[0] == ["shop", str(servers.dev.port)]
+    # The plain query a driver falls back to works.
+    assert d.cmd("query USE shop@prod") == ("AFFECTED", "0")
+    kind, rows = d.cmd("query SELECT @@port")
+    assert rows[0] == [str(servers.prod.port)]

@@ -1686,8 +1686,59 @@ static void test_append_reframed(void)
     pbuf_free(&out);
 }
 
+/* Binary-protocol rows of the proxy's own results: fixed-size numbers, the NULL bitmap at
+ * bit offset 2, DATETIME in its 4/7/11-byte forms, strings length-encoded. */
+static void test_binary_row_builder(void)
+{
+    static const uint8_t types[] = {PKT_TYPE_LONGLONG, PKT_TYPE_VAR_STRING, PKT_TYPE_DOUBLE,
+                                    PKT_TYPE_DATETIME, PKT_TYPE_LONG, PKT_TYPE_DATETIME};
+    const char *vals[] = {"-2", NULL, "1.5", "2026-12-04 13:14:15", "7", "2026-01-02"};
+    pbuf b;
+    pbuf_init(&b);
+    uint8_t seq = 3;
+    pkt_build_binary_row(&b, &seq, 6, types, vals, NULL);
+    static const uint8_t want[] = {
+        0x00, 0x08,                                     /* header; NULL bitmap: column 1 */
+        0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, /* -2 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xF8, 0x3F, /* 1.5 */
+        0x07, 0xEA, 0x07, 12, 4, 13, 14, 15,            /* datetime, 7 bytes */
+        0x07, 0x00, 0x00, 0x00,                         /* 7 */
+        0x04, 0xEA, 0x07, 1, 2,                         /* a date: 4 bytes */
+    };
+    CHECK_INT(b.len, PKT_HEADER + sizeof(want));
+    CHECK_INT(b.data[3], 3);
+    CHECK_INT(seq, 4);
+    CHECK(b.len == PKT_HEADER + sizeof(want) &&
+          memcmp(b.data + PKT_HEADER, want, sizeof(want)) == 0);
+    pbuf_free(&b);
+
+    /* Microseconds: 11 bytes. */
+    static const uint8_t dt[] = {PKT_TYPE_DATETIME};
+    const char *v2[] = {"2026-12-04 00:00:00.5"};
+    pbuf_init(&b);
+    pkt_build_binary_row(&b, &seq, 1, dt, v2, NULL);
+    CHECK_INT(b.len, PKT_HEADER + 2 + 12);
+    CHECK_INT(b.data[PKT_HEADER + 2], 11);
+    CHECK_INT(pkt_u32(b.data + PKT_HEADER + 2 + 8), 500000);
+    pbuf_free(&b);
+
+    /* What fits: a column with one value that does not is sent as a string. */
+    CHECK(pkt_binary_value_fits(PKT_TYPE_LONGLONG, "-9223372036854775808", 20));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_LONGLONG, "18446744073709551615", 20));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_LONGLONG, "12abc", 5));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_LONGLONG, "", 0));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_LONG, "2147483648", 10));
+    CHECK(pkt_binary_value_fits(PKT_TYPE_DOUBLE, "1e300", 5));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_DOUBLE, "1e999", 5));
+    CHECK(pkt_binary_value_fits(PKT_TYPE_DATETIME, "0000-00-00 00:00:00", 19));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_DATETIME, "2026-13-01", 10));
+    CHECK(!pkt_binary_value_fits(PKT_TYPE_DATETIME, "yesterday", 9));
+    CHECK(pkt_binary_value_fits(PKT_TYPE_VAR_STRING, "anything", 8));
+}
+
 int main(void)
 {
+    test_binary_row_builder();
     test_pbuf();
     test_pbuf_on_storage();
     test_append_reframed();
