@@ -762,10 +762,25 @@ static bool first_word_is(const char *sql, size_t len, const char *const *words,
 }
 
 /* A statement over __envs or __compare. Returns false when it is not one after all. */
+/* The statements the proxy runs elsewhere (fan-out, compare) are C strings: a NUL byte
+ * would silently cut them. Answers the error and returns true when text holds one. */
+static bool refuse_nul(client *c, const char *text, size_t len)
+{
+    if (!memchr(text, '\0', len))
+        return false;
+    client_send_err(c, 1064, "42000",
+                    "envproxy: a NUL byte in a statement for envproxy's virtual tables, fan-out "
+                    "or compare is not accepted");
+    client_command_done(c);
+    return true;
+}
+
 static bool virtual_select(client *c, const char *sql, size_t len)
 {
     vq_query q;
     char err[512];
+    if (refuse_nul(c, sql, len))
+        return true;
     int st = vq_parse(sql, len, &q, err, sizeof(err));
     if (st != VQ_OK) {
         send_vq_error(c, st, err);
@@ -864,6 +879,9 @@ bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t l
 {
     const char *stmt = sql + (h->present ? h->end : 0);
     size_t stmt_len = len - (h->present ? h->end : 0);
+    if (h->present && (h->all_envs || h->n_envs > 1 || h->n_compare == 2) &&
+        refuse_nul(c, stmt, stmt_len))
+        return true;
     if (h->present && (h->all_envs || h->n_envs > 1)) {
         start_fanout(c, h, stmt, stmt_len);
         return true;
