@@ -1270,6 +1270,12 @@ bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mo
         {false, true, false, false},
         {true, true, false, false},
     };
+    static const char name[] = "session_track_";
+    bool named = false; /* the bytes hold the name at all (any case): else no lexing */
+    for (size_t i = 0; !named && i + sizeof(name) - 1 <= len; i++)
+        named = strncasecmp(sql + i, name, sizeof(name) - 1) == 0;
+    if (!named)
+        return false;
     if (!mode->unknown)
         return sets_tracking_in(sql, len, mode);
     for (int i = 0; i < 4; i++)
