@@ -76,6 +76,18 @@ static int put_var(sess_var *vars, int *n, const char *name, size_t name_len,
     return 1;
 }
 
+/* Removes name from vars, if there. */
+static void forget_var(sess_var *vars, int *n, const char *name, size_t name_len)
+{
+    for (int i = 0; i < *n; i++) {
+        if (strlen(vars[i].name) == name_len && strncasecmp(vars[i].name, name, name_len) == 0) {
+            free(vars[i].value);
+            vars[i] = vars[--*n];
+            return;
+        }
+    }
+}
+
 /* A backend variable changed: statements prepared before may read differently now. */
 static void backend_var_set(backend *b, const char *name, size_t name_len, const char *value,
                             size_t value_len)
@@ -124,14 +136,18 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
             return;
         if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
             /* The exact mode, whatever the SET looked like and however long the value. */
+            sql_mode_flags was = b->mode;
             memset(&b->mode, 0, sizeof(b->mode));
             sqlpolicy_mode_from_string((const char *)value, value_len, &b->mode);
+            if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+                b->parse_epoch++;
             c->rl_mode_tracked = true;
         }
         if (name_len >= 14 && strncasecmp((const char *)name, "session_track_", 14) == 0) {
-            /* The proxy relies on these (clients may not set them, but a stored procedure
-             * or EXECUTE in a writable environment can): reset before anyone relies on
-             * this connection again. */
+            /* The proxy relies on these (a client's SET of them does not stay, see
+             * session_after_tracking; a stored procedure or EXECUTE in a writable
+             * environment may still change them): reset before a read-only session or
+             * another session uses this connection. */
             b->tainted = true;
             b->dirty = true;
         }
@@ -150,7 +166,9 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
              * connection, and so does the session; the connection is reset before anyone
              * else uses it. */
             b->dirty = true;
+            forget_var(b->vars, &b->n_vars, (const char *)name, name_len); /* not that any more */
             if (c->job_moves_session) {
+                forget_var(c->vars, &c->n_vars, (const char *)name, name_len);
                 char why[64];
                 snprintf(why, sizeof(why), "session variable %.*s", (int)(name_len > 40 ? 40 : name_len),
                          (const char *)name);
@@ -284,9 +302,12 @@ void session_note_status(backend *b, uint16_t status)
 {
     /* The server's own word on how it reads the next statement; MySQL has no ANSI_QUOTES
      * flag, whose state then comes from the tracked sql_mode. */
+    sql_mode_flags was = b->mode;
     b->mode.no_backslash_escapes = (status & ST_NO_BACKSLASH_ESCAPES) != 0;
     if (b->mariadb)
         b->mode.ansi_quotes = (status & ST_ANSI_QUOTES) != 0;
+    if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+        b->parse_epoch++; /* statements prepared before may read differently now */
 }
 
 void session_settle_charset(client *c, backend *b)
