@@ -566,6 +566,10 @@ void stmt_cache_clear(backend *b);
  * tracking list changes in a statement reports none of that statement's changes, so the
  * connection's session is put back afterwards (relay_finish, session_after_tracking). */
 bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode);
+/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
+ * bytes, not tokens, so that no reading of the text can hide one). A statement that does
+ * and fails has its connection's sql_mode read again (the ERR packet reports nothing). */
+bool session_may_set(const char *sql, size_t len);
 /* After a statement that may have set session_track_ variables ran on b. */
 void session_after_tracking(client *c, backend *b);
 /* Frees the values of vars[0..*n) and empties the set. */

@@ -1225,18 +1225,8 @@ static void var_done(backend *b, int rc, void *arg)
     prepare_done(b, rc, arg);
 }
 
-/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
- * bytes, not tokens, so that no reading of the text can hide one). */
-static bool may_set(const char *sql, size_t len)
-{
-    for (size_t i = 0; i + 3 <= len; i++)
-        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
-            return true;
-    return false;
-}
-
 /* Whether sql may assign a session_track_ variable, read in mode: SET and such a name
- * anywhere in it. */
+ * anywhere in it, or text the lexer cannot read to the end (the server may). */
 static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *mode)
 {
     sql_lexer lx;
@@ -1244,8 +1234,10 @@ static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *
     bool set = false, track = false;
     for (int i = 0; i < 1000000; i++) {
         sql_token t = sqllex_next(&lx);
-        if (t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
+        if (t.kind == SQLTOK_END)
             break;
+        if (t.kind == SQLTOK_ERROR)
+            return true;
         if (t.kind != SQLTOK_WORD && t.kind != SQLTOK_QIDENT)
             continue;
         const char *w = sql + t.start;
@@ -1337,7 +1329,7 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         }
     }
     session_check_pins(c, sql, len);
-    c->job_mode_changed = may_set(sql, len);
+    c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;
 }

@@ -282,6 +282,14 @@ static void drop_var(backend *b, int i)
     b->parse_epoch++;
 }
 
+bool session_may_set(const char *sql, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
+            return true;
+    return false;
+}
+
 void session_after_tracking(client *c, backend *b)
 {
     b->dirty = true; /* reset before it goes back to the pool */
