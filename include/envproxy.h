@@ -100,8 +100,10 @@ struct backend {
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
     bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
     /* Client SQL ran here in a writable route, where anything can change the session
-     * unseen (stored procedures, EXECUTE): reset before a read-only route uses it. */
+     * unseen (stored procedures, EXECUTE): reset before a read-only route, or a session of
+     * another account (taint_user), uses it. */
     bool tainted;
+    char taint_user[ROUTE_NAME_MAX + 1];
     /* How the session reads SQL is not known for sure (a statement that may have set
      * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
      * SELECT @@sql_mode) before the next statement is checked. */

@@ -1339,9 +1339,10 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 static void prepare_step(client *c)
 {
     backend *b = c->be;
-    if (c->route.read_only && b->tainted) {
+    if (b->tainted && (c->route.read_only || strcmp(b->taint_user, c->user) != 0)) {
         /* A writable session used it: nothing it may have changed stays (tracking,
-         * sql_mode, character sets, ...). Resetting reads the session anew. */
+         * sql_mode, character sets, ...) for a read-only session or another account.
+         * Resetting reads the session anew. */
         backend_reset(b, prepare_done, c);
         return;
     }

@@ -149,6 +149,7 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
              * environment may still change them): reset before a read-only session or
              * another session uses this connection. */
             b->tainted = true;
+            b->resync = true; /* tracking on again before this session's next statement */
             b->dirty = true;
         }
         /* Carried back with a SET of its own, which must fit op_text. */
@@ -297,12 +298,14 @@ void session_after_tracking(client *c, backend *b)
         /* What the statement changed is unknown (character sets too): the session starts
          * over on a reset connection before its next statement (prepare_step). */
         b->tainted = true;
+        b->taint_user[0] = '\0';
         return;
     }
     /* A writable session keeps its connection, whose settings the proxy can no longer
      * carry elsewhere, with tracking switched on again and sql_mode read anew. */
     b->resync = true;
     b->tainted = true;
+    snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
     session_pin(c, "session_track_ variables");
 }
 
