@@ -111,8 +111,10 @@ struct backend {
     struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
     bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
     /* Client SQL ran here in a writable route, where anything can change the session
-     * unseen (stored procedures, EXECUTE): reset before a read-only route uses it. */
+     * unseen (stored procedures, EXECUTE): reset before a read-only route, or a session of
+     * another account (taint_user), uses it. */
     bool tainted;
+    char taint_user[ROUTE_NAME_MAX + 1];
     /* How the session reads SQL is not known for sure (a statement that may have set
      * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
      * SELECT @@sql_mode) before the next statement is checked. */
@@ -709,6 +711,10 @@ void stmt_cache_clear(backend *b);
  * tracking list changes in a statement reports none of that statement's changes, so the
  * connection's session is put back afterwards (relay_finish, session_after_tracking). */
 bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode);
+/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
+ * bytes, not tokens, so that no reading of the text can hide one). A statement that does
+ * and fails has its connection's sql_mode read again (the ERR packet reports nothing). */
+bool session_may_set(const char *sql, size_t len);
 /* After a statement that may have set session_track_ variables ran on b. */
 void session_after_tracking(client *c, backend *b);
 /* Frees the values of vars[0..*n) and empties the set. */

@@ -1780,18 +1780,8 @@ static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
     return false;
 }
 
-/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
- * bytes, not tokens, so that no reading of the text can hide one). */
-static bool may_set(const char *sql, size_t len)
-{
-    for (size_t i = 0; i + 3 <= len; i++)
-        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
-            return true;
-    return false;
-}
-
 /* Whether sql may assign a session_track_ variable, read in mode: SET and such a name
- * anywhere in it. */
+ * anywhere in it, or text the lexer cannot read to the end (the server may). */
 static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *mode)
 {
     sql_lexer lx;
@@ -1799,8 +1789,10 @@ static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *
     bool set = false, track = false;
     for (int i = 0; i < 1000000; i++) {
         sql_token t = sqllex_next(&lx);
-        if (t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
+        if (t.kind == SQLTOK_END)
             break;
+        if (t.kind == SQLTOK_ERROR)
+            return true;
         if (t.kind != SQLTOK_WORD && t.kind != SQLTOK_QIDENT)
             continue;
         const char *w = sql + t.start;
@@ -1825,6 +1817,12 @@ bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mo
         {false, true, false, false},
         {true, true, false, false},
     };
+    static const char name[] = "session_track_";
+    bool named = false; /* the bytes hold the name at all (any case): else no lexing */
+    for (size_t i = 0; !named && i + sizeof(name) - 1 <= len; i++)
+        named = strncasecmp(sql + i, name, sizeof(name) - 1) == 0;
+    if (!named)
+        return false;
     if (!mode->unknown)
         return sets_tracking_in(sql, len, mode);
     for (int i = 0; i < 4; i++)
@@ -1869,7 +1867,7 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         return false;
     }
     session_check_pins(c, sql, len);
-    c->job_mode_changed = may_set(sql, len);
+    c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;
 }
@@ -1879,9 +1877,10 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 static void prepare_step(client *c)
 {
     backend *b = c->be;
-    if (c->route.read_only && b->tainted) {
+    if (b->tainted && (c->route.read_only || strcmp(b->taint_user, c->user) != 0)) {
         /* A writable session used it: nothing it may have changed stays (tracking,
-         * sql_mode, character sets, ...). Resetting reads the session anew. */
+         * sql_mode, character sets, ...) for a read-only session or another account.
+         * Resetting reads the session anew. */
         backend_reset(b, prepare_done, c);
         return;
     }

@@ -846,8 +846,10 @@ void relay_start(client *c, relay_state first)
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len)
 {
     backend *b = c->be;
-    if (!c->route.read_only)
+    if (!c->route.read_only) {
         b->tainted = true; /* see backend.tainted */
+        snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
+    }
     c->rl_mode_tracked = false;
     c->state = CL_RELAY;
     c->rl = first;

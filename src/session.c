@@ -76,6 +76,18 @@ static int put_var(sess_var *vars, int *n, const char *name, size_t name_len,
     return 1;
 }
 
+/* Removes name from vars, if there. */
+static void forget_var(sess_var *vars, int *n, const char *name, size_t name_len)
+{
+    for (int i = 0; i < *n; i++) {
+        if (strlen(vars[i].name) == name_len && strncasecmp(vars[i].name, name, name_len) == 0) {
+            free(vars[i].value);
+            vars[i] = vars[--*n];
+            return;
+        }
+    }
+}
+
 /* A backend variable changed: statements prepared before may read differently now. */
 static void backend_var_set(backend *b, const char *name, size_t name_len, const char *value,
                             size_t value_len)
@@ -126,15 +138,20 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
             return;
         if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
             /* The exact mode, whatever the SET looked like and however long the value. */
+            sql_mode_flags was = b->mode;
             memset(&b->mode, 0, sizeof(b->mode));
             sqlpolicy_mode_from_string((const char *)value, value_len, &b->mode);
+            if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+                b->parse_epoch++;
             c->rl_mode_tracked = true;
         }
         if (name_len >= 14 && strncasecmp((const char *)name, "session_track_", 14) == 0) {
-            /* The proxy relies on these (clients may not set them, but a stored procedure
-             * or EXECUTE in a writable environment can): reset before anyone relies on
-             * this connection again. */
+            /* The proxy relies on these (a client's SET of them does not stay, see
+             * session_after_tracking; a stored procedure or EXECUTE in a writable
+             * environment may still change them): reset before a read-only session or
+             * another session uses this connection. */
             b->tainted = true;
+            b->resync = true; /* tracking on again before this session's next statement */
             b->dirty = true;
         }
         /* Carried back with a SET of its own, which must fit op_text. */
@@ -152,7 +169,9 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
              * connection, and so does the session; the connection is reset before anyone
              * else uses it. */
             b->dirty = true;
+            forget_var(b->vars, &b->n_vars, (const char *)name, name_len); /* not that any more */
             if (c->job_moves_session) {
+                forget_var(c->vars, &c->n_vars, (const char *)name, name_len);
                 char why[64];
                 snprintf(why, sizeof(why), "session variable %.*s", (int)(name_len > 40 ? 40 : name_len),
                          (const char *)name);
@@ -266,6 +285,14 @@ static void drop_var(backend *b, int i)
     b->parse_epoch++;
 }
 
+bool session_may_set(const char *sql, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
+            return true;
+    return false;
+}
+
 void session_after_tracking(client *c, backend *b)
 {
     b->dirty = true; /* reset before it goes back to the pool */
@@ -273,12 +300,14 @@ void session_after_tracking(client *c, backend *b)
         /* What the statement changed is unknown (character sets too): the session starts
          * over on a reset connection before its next statement (prepare_step). */
         b->tainted = true;
+        b->taint_user[0] = '\0';
         return;
     }
     /* A writable session keeps its connection, whose settings the proxy can no longer
      * carry elsewhere, with tracking switched on again and sql_mode read anew. */
     b->resync = true;
     b->tainted = true;
+    snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
     session_pin(c, "session_track_ variables");
 }
 
@@ -286,9 +315,12 @@ void session_note_status(backend *b, uint16_t status)
 {
     /* The server's own word on how it reads the next statement; MySQL has no ANSI_QUOTES
      * flag, whose state then comes from the tracked sql_mode. */
+    sql_mode_flags was = b->mode;
     b->mode.no_backslash_escapes = (status & ST_NO_BACKSLASH_ESCAPES) != 0;
     if (b->mariadb)
         b->mode.ansi_quotes = (status & ST_ANSI_QUOTES) != 0;
+    if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+        b->parse_epoch++; /* statements prepared before may read differently now */
 }
 
 void session_settle_charset(client *c, backend *b)

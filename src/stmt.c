@@ -271,10 +271,7 @@ static void handle_prepare(client *c)
     pbuf_init(&st->columns);
     sql_mode_flags every = {.unknown = true};
     st->sets_tracking = session_sets_tracking(sql, len, &every);
-    /* "SET" anywhere in the bytes: an EXECUTE that fails may have changed sql_mode. */
-    for (size_t i = 0; i + 3 <= len && !st->changes_mode; i++)
-        st->changes_mode = (sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' &&
-                           (sql[i + 2] | 0x20) == 't';
+    st->changes_mode = session_may_set(sql, len); /* an EXECUTE that fails: read sql_mode */
     c->stmt = st; /* registered when the backend says OK */
     c->job = JOB_PREPARE;
     client_start_job(c);
