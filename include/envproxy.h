@@ -489,6 +489,12 @@ struct client {
     bool rl_vdbs;
     bool stmt_reprepare;  /* JOB_STMT: preparing it again on this connection first */
     long long truncated_to; /* the last statement's results were cut to this many rows */
+
+    /* Transactions (txn.c): BEGIN / SET TRANSACTION held back until the first statement
+     * that touches data, and the environment whose connection is inside a transaction. */
+    char *txn_begin, *txn_set;
+    int txn_env; /* pool slot, -1: none */
+    bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
 };
 
 /* Takes ownership of an accepted socket on worker w. */
@@ -520,6 +526,30 @@ void client_start_job(client *c);
 /* Checks c->cmd (COM_QUERY or COM_STMT_PREPARE text) against the read-only policy with b's
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
+
+/* A backend step of prepare_step() ended: on to the next step, or the error to the client. */
+void client_prepare_done(backend *b, int rc, void *arg);
+
+/* txn.c: transactions follow the session (see the file's comment). */
+/* BEGIN, START TRANSACTION, SET TRANSACTION, and COMMIT / ROLLBACK of nothing, answered
+ * while no backend is in a transaction: true when answered. */
+bool txn_intercept(client *c, const route_hint *h, const char *sql, size_t len);
+/* Before the command runs on b: begins the held-back transaction there when the command
+ * touches data, or refuses a statement for another environment than the open transaction's.
+ * True: run the command now; false: a step was started (prepare_step runs again) or the
+ * command was answered. */
+bool txn_ready(client *c, backend *b);
+/* A response from b ended with status: notes where a transaction is open; returns the status
+ * to show the client. */
+uint16_t txn_status(client *c, backend *b, uint16_t status);
+/* USE of environment e: false after refusing it (a transaction is open elsewhere). */
+bool txn_may_move(client *c, const cfg_env *e);
+void txn_reset(client *c);
+void txn_backend_gone(client *c, backend *b);
+
+/* schema_names.c: `db@env` schema names in a COM_QUERY (rewrite.c): c->cmd is rewritten and
+ * h made to route the statement to that environment. False after answering an error. */
+bool client_rewrite_schemas(client *c, route_hint *h);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */

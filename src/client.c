@@ -157,6 +157,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     pbuf_init(&c->cmd);
     for (int i = 0; i < CLIENT_MAX_HELD; i++)
         c->held_env[i] = -1;
+    c->txn_env = -1;
 
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -305,6 +306,7 @@ void client_free(client *c)
     stmt_free_all(c);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
+    txn_reset(c);
     if (c->acct_ref)
         proxy_acct_put(c->acct_ref);
 
@@ -651,6 +653,7 @@ static void end_session_state(client *c)
     }
     stmt_free_all(c);
     c->n_vars = 0;
+    txn_reset(c);
 }
 
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
@@ -848,6 +851,8 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
         client_command_done(c);
         return;
     }
+    if (!txn_may_move(c, e))
+        return;
     switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_USE);
 }
 
@@ -904,6 +909,10 @@ static void handle_query(client *c)
     route_hint h;
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    if (!client_rewrite_schemas(c, &h))
+        return;
+    sql = (const char *)c->cmd.data + 1; /* the text may have been rewritten */
+    len = c->cmd.len - 1;
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
     if (virtual_statement(c, &h, sql, len))
@@ -919,6 +928,8 @@ static void handle_query(client *c)
         handle_use(c, name, strlen(name), &h);
         return;
     }
+    if (txn_intercept(c, &h, sql + h.end, len - h.end))
+        return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
     if (truncated && is_show_warnings(sql + h.end, len - h.end)) {
@@ -1089,6 +1100,7 @@ void client_drop_backend(client *c, backend *b)
     }
     if (c->be == b)
         c->be = NULL;
+    txn_backend_gone(c, b);
     pool_discard(b->pool, b);
 }
 
@@ -1201,7 +1213,7 @@ void client_start_job(client *c)
     }
 }
 
-static void prepare_done(backend *b, int rc, void *arg)
+void client_prepare_done(backend *b, int rc, void *arg)
 {
     client *c = arg;
     if (rc) {
@@ -1221,7 +1233,7 @@ static void var_done(backend *b, int rc, void *arg)
     client *c = arg;
     if (rc == 0)
         session_applied(c, b, c->pending_var);
-    prepare_done(b, rc, arg);
+    client_prepare_done(b, rc, arg);
 }
 
 /* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
@@ -1283,18 +1295,18 @@ static void prepare_step(client *c)
     backend *b = c->be;
     const char *db = c->job_has_db ? c->job_db : NULL;
     if (!db && b->cur_db) {
-        backend_clear_db(b, prepare_done, c);
+        backend_clear_db(b, client_prepare_done, c);
         return;
     }
     session_settle_charset(c, b);
     const char *cs = charset_name(c->charset);
     if (strcmp(b->charset, cs) != 0) {
         session_forget_charset(b);
-        backend_set_charset(b, cs, prepare_done, c);
+        backend_set_charset(b, cs, client_prepare_done, c);
         return;
     }
     if (db && (!b->cur_db || strcmp(b->cur_db, db) != 0)) {
-        backend_select_db(b, db, prepare_done, c);
+        backend_select_db(b, db, client_prepare_done, c);
         return;
     }
     if (b->read_only != c->route.read_only) {
@@ -1302,11 +1314,11 @@ static void prepare_step(client *c)
         backend_query(b,
                       b->read_only ? "SET SESSION TRANSACTION READ ONLY"
                                    : "SET SESSION TRANSACTION READ WRITE",
-                      prepare_done, c);
+                      client_prepare_done, c);
         return;
     }
     if (b->multi_stmt != (c->multi_stmt ? 1 : 0)) {
-        backend_set_multi(b, c->multi_stmt, prepare_done, c);
+        backend_set_multi(b, c->multi_stmt, client_prepare_done, c);
         return;
     }
     char set[sizeof(b->op_text)];
@@ -1314,6 +1326,9 @@ static void prepare_step(client *c)
         backend_query(b, set, var_done, c);
         return;
     }
+
+    if ((c->job == JOB_QUERY || c->job == JOB_STMT) && !txn_ready(c, b))
+        return;
 
     switch (c->job) {
     case JOB_QUERY:

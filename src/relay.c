@@ -255,7 +255,7 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     uint8_t out_room[512];
     pbuf out;
     pbuf_init_on(&out, out_room, sizeof(out_room));
-    pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, *status, ok.warnings,
+    pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, txn_status(c, b, *status), ok.warnings,
                  (const char *)ok.info, ok.info_len);
     evbuffer_add(client_out(c), out.data, out.len);
     pbuf_free(&out);
@@ -646,7 +646,7 @@ static bool relay_process_packets(client *c)
             c->rl_total_rows += c->rl_rows;
             c->rl_rows = 0;
             c->rl_truncated = false;
-            put_eof(c, warnings, status);
+            put_eof(c, warnings, txn_status(c, b, status));
             if (status & ST_MORE_RESULTS) {
                 c->rl = RL_FIRST;
                 continue;
