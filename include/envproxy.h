@@ -494,6 +494,7 @@ struct client {
      * that touches data, and the environment whose connection is inside a transaction. */
     char *txn_begin, *txn_set;
     int txn_env; /* pool slot, -1: none */
+    int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
     bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
 };
 
@@ -532,8 +533,9 @@ void client_prepare_done(backend *b, int rc, void *arg);
 
 /* txn.c: transactions follow the session (see the file's comment). */
 /* BEGIN, START TRANSACTION, SET TRANSACTION, and COMMIT / ROLLBACK of nothing, answered
- * while no backend is in a transaction: true when answered. */
-bool txn_intercept(client *c, const route_hint *h, const char *sql, size_t len);
+ * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK of an open
+ * transaction is routed (through h) to the environment that holds it. */
+bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
 /* Before the command runs on b: begins the held-back transaction there when the command
  * touches data, or refuses a statement for another environment than the open transaction's.
  * True: run the command now; false: a step was started (prepare_step runs again) or the

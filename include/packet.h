@@ -189,6 +189,8 @@ typedef struct {
     size_t database_len;
     const char *plugin; /* NULL when absent */
     size_t plugin_len;
+    const char *program; /* connection attribute program_name; NULL when absent */
+    size_t program_len;
 } pkt_handshake_response;
 
 /* Parses a HandshakeResponse41 payload. Pointers point into payload. Returns 0, or -1 with

@@ -535,6 +535,33 @@ static void start_tls(client *c)
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
+/* The login's database: "db" / "db@env" as given, with the environment of a login name
+ * "user@env" (for tools whose login form has no database field) added where the database
+ * names none. *user_len is cut before the '@'. Account names never hold '@'. */
+static void set_login_target(client *c, const char *user, size_t *user_len, const char *db,
+                             size_t db_len)
+{
+    const char *at = memchr(user, '@', *user_len);
+    const char *env = NULL;
+    size_t env_len = 0;
+    if (at) {
+        env = at + 1;
+        env_len = *user_len - (size_t)(env - user);
+        *user_len = (size_t)(at - user);
+    }
+    c->has_login_db = false;
+    if (db && db_len) {
+        bool names_env = memchr(db, '@', db_len) != NULL;
+        snprintf(c->login_db, sizeof(c->login_db), "%.*s%s%.*s", (int)db_len, db,
+                 env && !names_env ? "@" : "", env && !names_env ? (int)env_len : 0,
+                 env ? env : "");
+        c->has_login_db = true;
+    } else if (env) {
+        snprintf(c->login_db, sizeof(c->login_db), "@%.*s", (int)env_len, env);
+        c->has_login_db = true;
+    }
+}
+
 static void handle_handshake(client *c)
 {
     pkt_handshake_response r;
@@ -554,20 +581,20 @@ static void handle_handshake(client *c)
     }
     c->caps = r.caps & SERVER_CAPS;
     c->charset = r.charset;
+    /* Dump programs get an error rather than a result cut to max_rows (relay.c), and no
+     * virtual schemas in SHOW DATABASES (there is nothing in them to back up). */
+    c->dump_client = r.program &&
+                     ((r.program_len == 9 && memcmp(r.program, "mysqldump", 9) == 0) ||
+                      (r.program_len == 12 && memcmp(r.program, "mariadb-dump", 12) == 0));
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
-    size_t ul = r.user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : r.user_len;
+    size_t user_len = r.user_len;
+    set_login_target(c, r.user, &user_len, r.database, r.database_len);
+    size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
     memcpy(c->user, r.user, ul);
     c->user[ul] = '\0';
     for (size_t i = 0; i < ul; i++)
         if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
             c->user[i] = '?';
-    if (r.database && r.database_len) {
-        size_t dl = r.database_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1
-                                                          : r.database_len;
-        memcpy(c->login_db, r.database, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
     if (throttle_blocked(c->p->cfg, c->host)) {
         atomic_fetch_add(&c->p->logins_refused, 1);
         client_fail(c, 1129, "HY000",
@@ -582,7 +609,7 @@ static void handle_handshake(client *c)
                     "TLS (tls.require)");
         return;
     }
-    authenticate(c, r.user_len == ul, r.plugin, r.plugin_len, r.auth, r.auth_len);
+    authenticate(c, user_len == ul, r.plugin, r.plugin_len, r.auth, r.auth_len);
 }
 
 /* Fills the scramble with fresh printable bytes, never '$'. */
@@ -690,19 +717,13 @@ static void handle_change_user(client *c)
         return;
     }
     end_session_state(c); /* the old session ends here */
+    set_login_target(c, user, &user_len, db, db_len);
     size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
     memcpy(c->user, user, ul);
     c->user[ul] = '\0';
     for (size_t i = 0; i < ul; i++)
         if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
             c->user[i] = '?';
-    c->has_login_db = false;
-    if (db && db_len) {
-        size_t dl = db_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1 : db_len;
-        memcpy(c->login_db, db, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
     c->charset = (uint8_t)charset;
     c->acct_gen = -1; /* look the new name up */
     log_info("conn %u %s: COM_CHANGE_USER to '%s'", c->id, c->addr, c->user);
@@ -947,7 +968,8 @@ static void handle_query(client *c)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
-    c->rl_vdbs = virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like);
+    c->rl_vdbs = !c->dump_client &&
+                 virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like);
     if (!client_resolve(c, &h))
         return;
     /* The policy check waits for the backend connection: how SQL is read depends on that
@@ -1268,15 +1290,19 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
             char why[160];
             snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
             client_audit(c, "refused", -1, -1, why, NULL);
+            /* A dump that locks tables: the way that works here is a consistent snapshot. */
+            const char *tip = strncmp(v.what, "LOCK", 4) == 0
+                                  ? " (for a backup, use mariadb-dump --single-transaction)"
+                                  : "";
             if (e->access != ACCESS_READ_WRITE)
                 client_send_err(c, 1290, "HY000",
-                                "envproxy: environment '%s' is read-only: %s is not allowed",
-                                e->name, v.what);
+                                "envproxy: environment '%s' is read-only: %s is not allowed%s",
+                                e->name, v.what, tip);
             else
                 client_send_err(c, 1290, "HY000",
                                 "envproxy: account '%s' may only read in environment '%s': %s "
-                                "is not allowed",
-                                c->user, e->name, v.what);
+                                "is not allowed%s",
+                                c->user, e->name, v.what, tip);
             client_command_done(c);
             return false;
         }

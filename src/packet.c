@@ -636,11 +636,15 @@ int pkt_parse_handshake_response(const uint8_t *payload, size_t len, pkt_handsha
         preader a;
         pr_init(&a, attrs, n);
         while (pr_left(&a) > 0) {
-            const uint8_t *s;
-            size_t sn;
-            if (!pr_lenenc_str(&a, &s, &sn) || !pr_lenenc_str(&a, &s, &sn)) {
+            const uint8_t *k, *v;
+            size_t kn, vn;
+            if (!pr_lenenc_str(&a, &k, &kn) || !pr_lenenc_str(&a, &v, &vn)) {
                 snprintf(err, errlen, "handshake response: malformed connection attributes");
                 return -1;
+            }
+            if (kn == 12 && memcmp(k, "program_name", 12) == 0) {
+                out->program = (const char *)v;
+                out->program_len = vn;
             }
         }
     }

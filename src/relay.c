@@ -433,6 +433,15 @@ static bool relay_process_packets(client *c)
             if (c->rl == RL_ROWS) {
                 /* max_rows: rows past the cap are read and dropped, never buffered. */
                 long long cap = c->route.env->limits.max_rows;
+                if (cap > 0 && c->rl_rows >= (uint64_t)cap && c->dump_client) {
+                    /* A dump cut short would restore without complaint: fail it instead. */
+                    char msg[200];
+                    snprintf(msg, sizeof(msg),
+                             "the result has more than %lld rows (limits.max_rows): a dump "
+                             "would be incomplete; see \"Backups\" in the README", cap);
+                    relay_fail(c, 1104, msg);
+                    return false;
+                }
                 if (cap > 0 && c->rl_rows >= (uint64_t)cap) {
                     c->rl_discard = true;
                     c->rl_truncated = true;

@@ -32,18 +32,29 @@ void txn_reset(client *c)
 
 static uint16_t base_status(const client *c)
 {
-    uint16_t st = c->last_status ? c->last_status : ST_AUTOCOMMIT;
-    return (uint16_t)(st & ST_AUTOCOMMIT);
+    return (uint16_t)(c->last_status & ST_AUTOCOMMIT);
 }
 
-bool txn_intercept(client *c, const route_hint *h, const char *sql, size_t len)
+bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
 {
-    if (c->txn_env >= 0 || (h && h->present) || len > TXN_TEXT_MAX)
-        return false; /* a transaction runs on a backend already: the server answers */
+    if (h->present || len > TXN_TEXT_MAX)
+        return false;
     /* Read as the server's default reads it: these statements have no quotes to misread,
      * and anything else is TXN_DATA and goes on as before. */
     sql_mode_flags mode = {0};
-    switch (txn_classify(sql, len, &mode)) {
+    txn_kind k = txn_classify(sql, len, &mode);
+    if (c->txn_env >= 0) {
+        /* A transaction runs on a backend already: the server answers. COMMIT and ROLLBACK
+         * go to it wherever the session is now. */
+        const cfg_env *e = proxy_slot_env(c->p, c->txn_env);
+        if (k == TXN_END && e && (!c->env || strcmp(c->env->name, e->name) != 0)) {
+            h->present = true;
+            h->n_envs = 1;
+            route_copy_name(h->envs[0], sizeof(h->envs[0]), e->name);
+        }
+        return false;
+    }
+    switch (k) {
     case TXN_BEGIN:
         /* A second BEGIN replaces the first, as the server's implicit commit would. */
         set_text(&c->txn_begin, sql, len);
@@ -70,8 +81,8 @@ bool txn_intercept(client *c, const route_hint *h, const char *sql, size_t len)
     }
 }
 
-/* Whether the current command touches data (it then runs inside the transaction). */
-static bool touches_data(client *c, backend *b)
+/* What the current command means to a transaction (TXN_DATA: it runs inside one). */
+static txn_kind command_kind(client *c, backend *b)
 {
     if (c->job == JOB_QUERY && c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
         const char *sql = (const char *)c->cmd.data + 1;
@@ -82,11 +93,18 @@ static bool touches_data(client *c, backend *b)
             sql += h.end;
             len -= h.end;
         }
-        return txn_classify(sql, len, &b->mode) == TXN_DATA;
+        return txn_classify(sql, len, &b->mode);
     }
     if (c->job == JOB_STMT && c->cmd.len > 0 && c->cmd.data[0] == CMD_STMT_EXECUTE && c->stmt)
-        return txn_classify(c->stmt->sql, c->stmt->sql_len, &b->mode) == TXN_DATA;
-    return false;
+        return txn_classify(c->stmt->sql, c->stmt->sql_len, &b->mode);
+    return TXN_NO_DATA;
+}
+
+/* Whether the session may be inside a transaction (or about to begin one). */
+static bool txn_possible(const client *c)
+{
+    return c->txn_env >= 0 || c->txn_begin || c->txn_set ||
+           !(c->last_status & ST_AUTOCOMMIT);
 }
 
 static void txn_sent(backend *b, int rc, void *arg);
@@ -94,9 +112,11 @@ static void txn_sent(backend *b, int rc, void *arg);
 bool txn_ready(client *c, backend *b)
 {
     int env = b->pool->index;
-    if (!(c->txn_env >= 0 && c->txn_env != env) && !c->txn_begin && !c->txn_set)
+    c->txn_cmd = TXN_NO_DATA;
+    if (!txn_possible(c))
         return true;
-    if (!touches_data(c, b))
+    c->txn_cmd = (int)command_kind(c, b);
+    if (c->txn_cmd != TXN_DATA)
         return true;
     if (c->txn_env >= 0 && c->txn_env != env) {
         const char *open = proxy_slot_env(c->p, c->txn_env)->name;
@@ -109,6 +129,8 @@ bool txn_ready(client *c, backend *b)
         client_command_done(c);
         return false;
     }
+    if (!c->txn_begin && !c->txn_set)
+        return true;
     /* The held-back statements begin here, checked as any statement of this session. */
     char **slot = c->txn_set ? &c->txn_set : &c->txn_begin;
     if (!client_check_policy(c, b, *slot, strlen(*slot)))
@@ -142,7 +164,9 @@ uint16_t txn_status(client *c, backend *b, uint16_t status)
     int env = b->pool->index;
     if (status & ST_IN_TRANS)
         c->txn_env = env;
-    else if (c->txn_env == env)
+    else if (!(status & ST_AUTOCOMMIT) && c->txn_cmd == TXN_DATA)
+        c->txn_env = env; /* autocommit off: a read opened a snapshot, not shown as IN_TRANS */
+    else if (c->txn_env == env && ((status & ST_AUTOCOMMIT) || c->txn_cmd == TXN_END))
         c->txn_env = -1;
     if (c->txn_begin)
         status |= ST_IN_TRANS; /* the client's transaction has not begun anywhere yet */
