@@ -1,4 +1,4 @@
-/* schema_names.c: `db@env` where a statement names a schema (`shop@prod`.orders, SHOW TABLES
+/* schema_names.c: `db@env` where a statement (COM_QUERY, COM_STMT_PREPARE) names a schema (`shop@prod`.orders, SHOW TABLES
  * FROM `shop@prod`, information_schema ... TABLE_SCHEMA = 'shop@prod'): the text is rewritten
  * to name `shop` (rewrite.c) and the statement runs in prod, as if it carried
  * `/\* env=prod db=shop *\/`. The policy check later reads the rewritten text, the one the
@@ -54,7 +54,7 @@ bool client_rewrite_schemas(client *c, route_hint *h)
     /* The routing comment stays as it was; the statement after it is replaced. */
     pbuf cmd;
     pbuf_init(&cmd);
-    pbuf_u8(&cmd, CMD_QUERY);
+    pbuf_u8(&cmd, c->cmd.data[0]); /* COM_QUERY or COM_STMT_PREPARE */
     pbuf_put(&cmd, sql, h->end);
     pbuf_put(&cmd, out, out_len);
     free(out);

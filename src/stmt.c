@@ -220,6 +220,10 @@ static void handle_prepare(client *c)
     }
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    if (!client_rewrite_schemas(c, &h)) /* `shop@prod`.t, TABLE_SCHEMA = 'shop@prod' */
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
         client_send_err(c, 1235, "42000",
                         "envproxy: a prepared statement runs in one environment; env=a,b, "
