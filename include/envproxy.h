@@ -549,8 +549,9 @@ bool txn_may_move(client *c, const cfg_env *e);
 void txn_reset(client *c);
 void txn_backend_gone(client *c, backend *b);
 
-/* schema_names.c: `db@env` schema names in a COM_QUERY or COM_STMT_PREPARE (rewrite.c): c->cmd is rewritten and
- * h made to route the statement to that environment. False after answering an error. */
+/* schema_names.c: `db@env` schema names in a COM_QUERY or COM_STMT_PREPARE (rewrite.c):
+ * c->cmd is rewritten and h made to route the statement to that environment. False after
+ * answering an error. */
 bool client_rewrite_schemas(client *c, route_hint *h);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)

@@ -14,8 +14,11 @@ packages=(
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
     mariadb-server mariadb-client sqlite3 openssl
     python3 python3-pytest python3-pymysql python3-mysqldb
-    # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2
+    # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2,
+    # PHP mysqli/PDO, Perl DBD::MariaDB/DBD::mysql, Ruby mysql2, Go's go-sql-driver
     default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
+    php-cli php-mysql libdbd-mariadb-perl libdbd-mysql-perl ruby-mysql2
+    golang-go golang-github-go-sql-driver-mysql-dev
 )
 
 if [ "${1:-}" = "--build" ]; then
