@@ -337,7 +337,8 @@ typedef struct be_stmt {
     char db[ROUTE_NAME_MAX + 1]; /* "" with no database */
     uint16_t n_params, n_columns;
     uint8_t *types; /* the parameter types the server holds for it, 2 bytes each, or NULL */
-    /* The PREPARE response (definitions in client format), to answer a client's PREPARE of
+    /* The PREPARE response (definitions as the backend sent them, extended metadata when
+     * b->ext_metadata; pkt_append_columns converts), to answer a client's PREPARE of
      * the same text without the server. */
     uint16_t warnings;
     pbuf params, columns;
@@ -374,7 +375,8 @@ typedef struct cl_stmt {
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;
     uint8_t *param_types; /* 2 bytes per parameter, from the last EXECUTE that sent them */
-    /* The definitions of the PREPARE response being read, client format, one packet each. */
+    /* The definitions of the PREPARE response being read, in the backend's format, one
+     * packet each. */
     pbuf params, columns;
 } cl_stmt;
 
@@ -496,6 +498,7 @@ struct client {
     int txn_env; /* pool slot, -1: none */
     int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
     bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
+    bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
 
 /* Takes ownership of an accepted socket on worker w. */

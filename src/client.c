@@ -26,12 +26,18 @@
 #define PLUGIN_SHA2 "caching_sha2_password"
 #define PLUGIN_NATIVE "mysql_native_password"
 
-/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
+/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. CAP_LONG_PASSWORD is
+ * MariaDB's CLIENT_MYSQL: left out, as MariaDB does, so that clients read the extended
+ * capabilities below. */
 #define SERVER_CAPS                                                                               \
-    (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 |                \
+    (CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 |                \
      CAP_INTERACTIVE | CAP_SSL | CAP_TRANSACTIONS | CAP_SECURE_CONNECTION |                      \
      CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH |         \
      CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC | CAP_DEPRECATE_EOF)
+
+/* MariaDB's extended capabilities offered: column definitions with extended metadata (JSON
+ * and other data types' names), passed through from the backend or added empty. */
+#define SERVER_EXT_CAPS ((uint32_t)(MARIADB_CLIENT_EXTENDED_METADATA >> 32))
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -210,6 +216,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         .charset = 45, /* utf8mb4_general_ci */
         .status = ST_AUTOCOMMIT,
         .auth_plugin = PLUGIN_SHA2,
+        .ext_capabilities = SERVER_EXT_CAPS,
     };
     pbuf b;
     pbuf_init(&b);
@@ -580,6 +587,7 @@ static void handle_handshake(client *c)
         return;
     }
     c->caps = r.caps & SERVER_CAPS;
+    c->ext_meta = (r.ext_caps & SERVER_EXT_CAPS) != 0;
     c->charset = r.charset;
     /* Dump programs get an error rather than a result cut to max_rows (relay.c), and no
      * virtual schemas in SHOW DATABASES (there is nothing in them to back up). */

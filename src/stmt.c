@@ -500,12 +500,13 @@ static void answer_prepare(client *c, cl_stmt *st, be_stmt *e)
     pbuf_u16(&out, e->warnings);
     pkt_end(&out, start, &c->seq);
     if (e->n_params > 0) {
-        pkt_append_reframed(&out, &e->params, &c->seq);
+        /* Kept in the backend's format; the client may want the other. */
+        pkt_append_columns(&out, &e->params, &c->seq, c->be->ext_metadata, c->ext_meta);
         if (!(c->caps & CAP_DEPRECATE_EOF))
             pkt_build_eof(&out, &c->seq, c->caps, 0, status);
     }
     if (e->n_columns > 0) {
-        pkt_append_reframed(&out, &e->columns, &c->seq);
+        pkt_append_columns(&out, &e->columns, &c->seq, c->be->ext_metadata, c->ext_meta);
         if (!(c->caps & CAP_DEPRECATE_EOF))
             pkt_build_eof(&out, &c->seq, c->caps, 0, status);
     }
