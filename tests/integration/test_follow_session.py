@@ -229,3 +229,20 @@ def test_lock_tables_refusal_names_single_transaction(proxy):
             cur.execute("LOCK TABLES orders READ")
         assert e.value.args[0] == 1290 and "--single-transaction" in e.value.args[1]
     conn.close()
+
+
+def test_user_functions_name_the_envproxy_account(proxy):
+    """SELECT USER(), CURRENT_USER(), CURRENT_USER, SESSION_USER(), SYSTEM_USER() (with an
+    alias too) name the envproxy account, not the backend's ('app')."""
+    conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        for sql, want in [("SELECT USER()", "alice@127.0.0.1"),
+                          ("SELECT CURRENT_USER()", "alice@%"),
+                          ("select current_user", "alice@%"),
+                          ("SELECT SESSION_USER() AS who", "alice@127.0.0.1"),
+                          ("SELECT SYSTEM_USER();", "alice@127.0.0.1")]:
+            cur.execute(sql)
+            assert cur.fetchone() == (want,), sql
+        cur.execute("SELECT CURRENT_USER() AS me")
+        assert cur.description[0][0] == "me"
+    conn.close()
