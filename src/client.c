@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "envproxy.h"
 #include "log.h"
+#include "rewrite.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -977,7 +978,8 @@ static void handle_query(client *c)
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
     c->rl_vdbs = !c->dump_client &&
-                 virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like);
+                 (virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like) ||
+                  rewrite_is_schemata_list(sql + h.end, len - h.end));
     if (!client_resolve(c, &h))
         return;
     /* The policy check waits for the backend connection: how SQL is read depends on that

@@ -388,3 +388,37 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
     *out_len = o;
     return 1;
 }
+
+/* Token i is the name kw, as a word or a backquoted identifier. */
+static bool tok_name(const toklist *tl, size_t i, const char *kw)
+{
+    if (i >= tl->n)
+        return false;
+    if (tl->t[i].kind == SQLTOK_WORD)
+        return tok_word(tl, i, kw);
+    if (tl->t[i].kind != SQLTOK_QIDENT || tl->sql[tl->t[i].start] != '`')
+        return false;
+    const char *s;
+    size_t n;
+    tok_inner(tl, i, &s, &n);
+    return n == strlen(kw) && strncasecmp(s, kw, n) == 0;
+}
+
+bool rewrite_is_schemata_list(const char *sql, size_t len)
+{
+    sql_mode_flags mode = {0};
+    toklist tl;
+    if (!tokenize(sql, len, &mode, &tl, false))
+        return false;
+    bool ok = !tl.error && !tl.several && tok_word(&tl, 0, "SELECT") &&
+              tok_name(&tl, 1, "SCHEMA_NAME") && tok_word(&tl, 2, "FROM") &&
+              tok_name(&tl, 3, "information_schema") && tok_punct(&tl, 4, '.') &&
+              tok_name(&tl, 5, "SCHEMATA");
+    if (ok && tl.n > 6) {
+        ok = tok_word(&tl, 6, "ORDER") && tok_word(&tl, 7, "BY") &&
+             tok_name(&tl, 8, "SCHEMA_NAME") &&
+             (tl.n == 9 || (tl.n == 10 && tok_word(&tl, 9, "ASC")));
+    }
+    free(tl.t);
+    return ok;
+}

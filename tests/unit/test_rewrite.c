@@ -149,8 +149,23 @@ static void test_rewrite(void)
     }
 }
 
+static void test_schemata_list(void)
+{
+#define SL(s) rewrite_is_schemata_list(s, strlen(s))
+    CHECK(SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME"));
+    CHECK(SL("select `SCHEMA_NAME` from `INFORMATION_SCHEMA`.`SCHEMATA`;"));
+    CHECK(SL("SELECT schema_name FROM information_schema.schemata ORDER BY schema_name ASC"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME DESC"));
+    CHECK(!SL("SELECT SCHEMA_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'x'"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA; SELECT 1"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM other.SCHEMATA"));
+#undef SL
+}
+
 int main(void)
 {
+    test_schemata_list();
     test_txn_classify();
     test_rewrite();
     return unit_report("test_rewrite");
