@@ -51,4 +51,9 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
  * rows, as to SHOW DATABASES. */
 bool rewrite_is_schemata_list(const char *sql, size_t len);
 
+/* Whether sql holds a LOAD DATA / LOAD XML ... LOCAL INFILE statement (any of a packet's
+ * statements). The backend connections never have the LOCAL capability: this is only for a
+ * clear answer. */
+bool rewrite_has_load_local(const char *sql, size_t len);
+
 #endif

@@ -422,3 +422,25 @@ bool rewrite_is_schemata_list(const char *sql, size_t len)
     free(tl.t);
     return ok;
 }
+
+bool rewrite_has_load_local(const char *sql, size_t len)
+{
+    sql_mode_flags mode = {0};
+    toklist tl;
+    if (!tokenize(sql, len, &mode, &tl, true))
+        return false;
+    bool found = false; /* unreadable text is left to the policy check and the server */
+    for (size_t i = 0; !found && i < tl.n; i++) {
+        if (!(tok_word(&tl, i, "LOAD") && (i == 0 || tl.t[i - 1].kind == SQLTOK_SEMICOLON)))
+            continue;
+        size_t j = i + 1;
+        if (!tok_word(&tl, j, "DATA") && !tok_word(&tl, j, "XML"))
+            continue;
+        j++;
+        if (tok_word(&tl, j, "LOW_PRIORITY") || tok_word(&tl, j, "CONCURRENT"))
+            j++;
+        found = tok_word(&tl, j, "LOCAL");
+    }
+    free(tl.t);
+    return found;
+}

@@ -163,8 +163,24 @@ static void test_schemata_list(void)
 #undef SL
 }
 
+static void test_load_local(void)
+{
+#define LL(s) rewrite_has_load_local(s, strlen(s))
+    CHECK(LL("LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"));
+    CHECK(LL("load data low_priority local infile 'x' into table t"));
+    CHECK(LL("LOAD XML CONCURRENT LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(LL("SELECT 1; LOAD DATA LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(LL("/*!LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/"));
+    CHECK(!LL("SELECT 'unterminated"));
+    CHECK(!LL("LOAD DATA INFILE '/tmp/x.csv' INTO TABLE t"));
+    CHECK(!LL("SELECT 'LOAD DATA LOCAL INFILE'"));
+    CHECK(!LL("SELECT local FROM t"));
+#undef LL
+}
+
 int main(void)
 {
+    test_load_local();
     test_schemata_list();
     test_txn_classify();
     test_rewrite();
