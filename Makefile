@@ -5,6 +5,7 @@
 #   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
+#   make compat-gui Adminer in headless Chromium (installs chromium, adminer; slow)
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands
@@ -38,7 +39,8 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust
+.PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust \
+        compat-gui
 
 all: $(BUILD)/envproxy
 
@@ -76,6 +78,11 @@ $(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c | build-deps
 integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
 	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
 	    $(PYTHON) -m pytest -q tests/integration tests/compat $(PYTEST_ARGS)
+
+# GUI tools driven in headless Chromium (slow, and large packages): not part of `make test`.
+compat-gui: $(BUILD)/envproxy
+	@scripts/install-deps.sh --gui
+	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) $(PYTHON) -m pytest -q tests/gui $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

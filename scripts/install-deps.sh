@@ -3,6 +3,7 @@
 # Silent when everything is already there; one line naming what it installs otherwise.
 #   scripts/install-deps.sh           everything: build, tests, demo
 #   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`)
+#   scripts/install-deps.sh --gui     what `make compat-gui` needs (Adminer, headless Chromium)
 set -euo pipefail
 
 build_packages=(
@@ -21,10 +22,17 @@ packages=(
     golang-go golang-github-go-sql-driver-mysql-dev
 )
 
+gui_packages=(
+    php-cli php-mysql adminer chromium chromium-driver python3-selenium python3-pytest
+    python3-pymysql mariadb-server mariadb-client
+)
+
 if [ "${1:-}" = "--build" ]; then
     packages=("${build_packages[@]}")
+elif [ "${1:-}" = "--gui" ]; then
+    packages=("${gui_packages[@]}")
 elif [ -n "${1:-}" ]; then
-    echo "usage: scripts/install-deps.sh [--build]" >&2
+    echo "usage: scripts/install-deps.sh [--build | --gui]" >&2
     exit 2
 fi
 
