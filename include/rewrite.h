@@ -46,8 +46,8 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
                          char *db, char *err, size_t errlen);
 
 /* Whether sql is a GUI's list of databases from information_schema: exactly
- * SELECT SCHEMA_NAME FROM information_schema.SCHEMATA [ORDER BY SCHEMA_NAME [ASC]] (names in
- * any case, backquoted or not, an optional ';'). The proxy adds __envs and __compare to its
+ * [SET STATEMENT ... FOR] SELECT SCHEMA_NAME FROM information_schema.SCHEMATA
+ * [ORDER BY SCHEMA_NAME [ASC]] (names in any case, backquoted or not, an optional ';'). The proxy adds __envs and __compare to its
  * rows, as to SHOW DATABASES. */
 bool rewrite_is_schemata_list(const char *sql, size_t len);
 

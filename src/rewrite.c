@@ -410,14 +410,21 @@ bool rewrite_is_schemata_list(const char *sql, size_t len)
     toklist tl;
     if (!tokenize(sql, len, &mode, &tl, false))
         return false;
-    bool ok = !tl.error && !tl.several && tok_word(&tl, 0, "SELECT") &&
-              tok_name(&tl, 1, "SCHEMA_NAME") && tok_word(&tl, 2, "FROM") &&
-              tok_name(&tl, 3, "information_schema") && tok_punct(&tl, 4, '.') &&
-              tok_name(&tl, 5, "SCHEMATA");
-    if (ok && tl.n > 6) {
-        ok = tok_word(&tl, 6, "ORDER") && tok_word(&tl, 7, "BY") &&
-             tok_name(&tl, 8, "SCHEMA_NAME") &&
-             (tl.n == 9 || (tl.n == 10 && tok_word(&tl, 9, "ASC")));
+    /* Adminer sends it as SET STATEMENT max_statement_time=N FOR SELECT ... */
+    size_t b = 0;
+    if (tok_word(&tl, 0, "SET") && tok_word(&tl, 1, "STATEMENT")) {
+        for (b = 2; b < tl.n && !tok_word(&tl, b, "FOR"); b++)
+            ;
+        b++;
+    }
+    bool ok = !tl.error && !tl.several && tok_word(&tl, b, "SELECT") &&
+              tok_name(&tl, b + 1, "SCHEMA_NAME") && tok_word(&tl, b + 2, "FROM") &&
+              tok_name(&tl, b + 3, "information_schema") && tok_punct(&tl, b + 4, '.') &&
+              tok_name(&tl, b + 5, "SCHEMATA");
+    if (ok && tl.n > b + 6) {
+        ok = tok_word(&tl, b + 6, "ORDER") && tok_word(&tl, b + 7, "BY") &&
+             tok_name(&tl, b + 8, "SCHEMA_NAME") &&
+             (tl.n == b + 9 || (tl.n == b + 10 && tok_word(&tl, b + 9, "ASC")));
     }
     free(tl.t);
     return ok;

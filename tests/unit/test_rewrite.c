@@ -160,6 +160,10 @@ static void test_schemata_list(void)
     CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'x'"));
     CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA; SELECT 1"));
     CHECK(!SL("SELECT SCHEMA_NAME FROM other.SCHEMATA"));
+    CHECK(SL("SET STATEMENT max_statement_time=2 FOR SELECT SCHEMA_NAME FROM "
+             "information_schema.SCHEMATA ORDER BY SCHEMA_NAME"));
+    CHECK(!SL("SET STATEMENT max_statement_time=2 FOR SELECT 1"));
+    CHECK(!SL("SET STATEMENT max_statement_time=2"));
 #undef SL
 }
 
