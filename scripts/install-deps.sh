@@ -19,7 +19,7 @@ packages=(
     # PHP mysqli/PDO, Perl DBD::MariaDB/DBD::mysql, Ruby mysql2, Go's go-sql-driver
     default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
     php-cli php-mysql libdbd-mariadb-perl libdbd-mysql-perl ruby-mysql2
-    golang-go golang-github-go-sql-driver-mysql-dev
+    golang-go golang-github-go-sql-driver-mysql-dev mycli
 )
 
 gui_packages=(
