@@ -2,6 +2,7 @@
 queries information_schema with table_schema = 'shop@prod'; through the rewrite it gets
 prod's tables and columns, and completion offers them."""
 
+
 def _mycli():
     from harness import HarnessError
     try:
