@@ -11,7 +11,8 @@
 
 /* What a statement means to a transaction that has not reached a backend yet. */
 typedef enum {
-    TXN_DATA,     /* touches data (or cannot be read, or several statements): runs in a txn */
+    TXN_DATA,     /* changes data (or cannot be read, or several statements): runs in a txn */
+    TXN_READ,     /* SELECT / WITH ... SELECT that reads tables, without locking or INTO */
     TXN_NO_DATA,  /* SET, UNLOCK TABLES, SHOW, DESCRIBE, SELECT without FROM: no snapshot */
     TXN_BEGIN,    /* BEGIN [WORK], START TRANSACTION [WITH CONSISTENT SNAPSHOT][, READ ...] */
     TXN_SET_NEXT, /* SET TRANSACTION ... (the next transaction's characteristics) */

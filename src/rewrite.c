@@ -131,6 +131,11 @@ txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
         k = TXN_NO_DATA; /* metadata and variables: no snapshot is involved */
     } else if (tok_word(&tl, 0, "SELECT") && !has_word(&tl, "FROM")) {
         k = TXN_NO_DATA; /* SELECT @@x, SELECT DATABASE(), SELECT 1 */
+    } else if ((tok_word(&tl, 0, "SELECT") || tok_word(&tl, 0, "WITH")) &&
+               !has_word(&tl, "UPDATE") && !has_word(&tl, "SHARE") && !has_word(&tl, "INTO") &&
+               !has_word(&tl, "DELETE") && !has_word(&tl, "INSERT") &&
+               !has_word(&tl, "REPLACE")) {
+        k = TXN_READ; /* a plain read: FOR UPDATE, LOCK IN SHARE MODE, INTO are not */
     }
 out:
     free(tl.t);

@@ -3,7 +3,9 @@
  * the backend connection of that statement's environment: `BEGIN; USE shop@prod; SELECT`
  * runs in one transaction in prod, as it would on one server. Once a transaction has
  * touched data in an environment, a statement that touches data elsewhere (or USE of
- * another environment) is refused with ERR 1179 until COMMIT or ROLLBACK. */
+ * another environment) is refused with ERR 1179 until COMMIT or ROLLBACK. With autocommit
+ * off and no BEGIN, plain reads do not bind the session (each environment keeps its own
+ * snapshot); a change of data does. */
 #include "envproxy.h"
 #include "log.h"
 #include "rewrite.h"
@@ -35,25 +37,46 @@ static uint16_t base_status(const client *c)
     return (uint16_t)(c->last_status & ST_AUTOCOMMIT);
 }
 
+/* Whether the session's environment is read-only for this account and the policy there
+ * refuses sql (START TRANSACTION READ WRITE): such a statement is not held back. */
+static bool session_read_only(client *c, const char *sql, size_t len)
+{
+    if (!c->env)
+        return false;
+    grant_level g;
+    const cfg_env *e = route_env_for(c->p->cfg, c->acct, c->env->name, &g);
+    if (!e || (e->access == ACCESS_READ_WRITE && g == GRANT_WRITE))
+        return false;
+    backend *held = client_held(c, env_index(c->p, e));
+    sql_mode_flags mode = {0};
+    if (held)
+        mode = held->mode;
+    policy_verdict v;
+    return !sqlpolicy_check_readonly(sql, len, &mode, &v);
+}
+
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
 {
     if (h->present || len > TXN_TEXT_MAX)
         return false;
     /* Read as the server's default reads it: these statements have no quotes to misread,
-     * and anything else is TXN_DATA and goes on as before. */
+     * and anything else goes on as before. */
     sql_mode_flags mode = {0};
     txn_kind k = txn_classify(sql, len, &mode);
     if (c->txn_env >= 0) {
-        /* A transaction runs on a backend already: the server answers. COMMIT and ROLLBACK
-         * go to it wherever the session is now. */
+        /* A transaction runs on a backend already: the server answers. COMMIT, ROLLBACK
+         * and BEGIN (which commits it) go to it wherever the session is now. */
         const cfg_env *e = proxy_slot_env(c->p, c->txn_env);
-        if (k == TXN_END && e && (!c->env || strcmp(c->env->name, e->name) != 0)) {
+        if ((k == TXN_END || k == TXN_BEGIN) && e &&
+            (!c->env || strcmp(c->env->name, e->name) != 0)) {
             h->present = true;
             h->n_envs = 1;
             route_copy_name(h->envs[0], sizeof(h->envs[0]), e->name);
         }
         return false;
     }
+    if ((k == TXN_BEGIN || k == TXN_SET_NEXT) && session_read_only(c, sql, len))
+        return false; /* refused where the session is, as it always was (client_check_policy) */
     switch (k) {
     case TXN_BEGIN:
         /* A second BEGIN replaces the first, as the server's implicit commit would. */
@@ -81,7 +104,7 @@ bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
     }
 }
 
-/* What the current command means to a transaction (TXN_DATA: it runs inside one). */
+/* What the current command means to a transaction (TXN_DATA, TXN_READ: it runs inside one). */
 static txn_kind command_kind(client *c, backend *b)
 {
     if (c->job == JOB_QUERY && c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
@@ -116,7 +139,7 @@ bool txn_ready(client *c, backend *b)
     if (!txn_possible(c))
         return true;
     c->txn_cmd = (int)command_kind(c, b);
-    if (c->txn_cmd != TXN_DATA)
+    if (c->txn_cmd != TXN_DATA && c->txn_cmd != TXN_READ)
         return true;
     if (c->txn_env >= 0 && c->txn_env != env) {
         const char *open = proxy_slot_env(c->p, c->txn_env)->name;
@@ -162,12 +185,16 @@ static void txn_sent(backend *b, int rc, void *arg)
 uint16_t txn_status(client *c, backend *b, uint16_t status)
 {
     int env = b->pool->index;
-    if (status & ST_IN_TRANS)
-        c->txn_env = env;
-    else if (!(status & ST_AUTOCOMMIT) && c->txn_cmd == TXN_DATA)
-        c->txn_env = env; /* autocommit off: a read opened a snapshot, not shown as IN_TRANS */
-    else if (c->txn_env == env && ((status & ST_AUTOCOMMIT) || c->txn_cmd == TXN_END))
+    if (status & ST_IN_TRANS) {
+        /* With autocommit off, a plain read opens an implicit snapshot: each environment
+         * keeps its own and the session may go on reading elsewhere (DB-API drivers run
+         * with autocommit off). A change of data, or an explicit BEGIN, binds it. */
+        if (c->txn_env == env || (status & ST_AUTOCOMMIT) || c->txn_cmd == TXN_DATA ||
+            c->txn_cmd == TXN_BEGIN)
+            c->txn_env = env;
+    } else if (c->txn_env == env) {
         c->txn_env = -1;
+    }
     if (c->txn_begin)
         status |= ST_IN_TRANS; /* the client's transaction has not begun anywhere yet */
     return status;

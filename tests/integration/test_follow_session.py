@@ -79,21 +79,30 @@ def test_moving_inside_a_transaction_that_touched_data_is_1179(proxy):
     conn.close()
 
 
-def test_autocommit_off_read_holds_the_environment(proxy):
-    """With autocommit=0 a read opens a snapshot (MariaDB does not flag it IN_TRANS): a read
-    elsewhere is refused until COMMIT, which goes to the environment that holds it."""
-    conn = proxy.connect()
-    with conn.cursor() as cur:
-        cur.execute("SET autocommit = 0")
-        cur.execute("/* env=prod */ SELECT COUNT(*) FROM orders")
-        with pytest.raises(pymysql.err.MySQLError) as e:
+def test_autocommit_off_reads_stay_free_and_a_write_binds(proxy, servers):
+    """With autocommit=0 (DB-API drivers) plain reads in prod and dev go on side by side; a
+    change of data in dev binds the session there: a read in prod is then refused with 1179,
+    and COMMIT, sent from the prod session, goes to dev."""
+    servers.sql("dev", "CREATE TABLE shop.follow_a (id INT PRIMARY KEY) ENGINE=InnoDB")
+    conn = proxy.connect(database="shop@prod")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET autocommit = 0")
             cur.execute("SELECT COUNT(*) FROM orders")
-        assert e.value.args[0] == 1179
-        cur.execute("COMMIT")
-        assert _count(cur, "SELECT COUNT(*) FROM orders") > 0
-        cur.execute("ROLLBACK")
-        cur.execute("SET autocommit = 1")
-    conn.close()
+            cur.execute("/* env=dev */ SELECT COUNT(*) FROM orders")
+            cur.execute("SELECT COUNT(*) FROM orders")
+            cur.execute("/* env=dev */ INSERT INTO follow_a VALUES (1)")
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute("SELECT COUNT(*) FROM orders")
+            assert e.value.args[0] == 1179
+            cur.execute("COMMIT")
+            assert _count(cur, "SELECT COUNT(*) FROM orders") > 0
+            cur.execute("ROLLBACK")
+            cur.execute("SET autocommit = 1")
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.follow_a")[0][0] == 1
+    finally:
+        conn.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.follow_a")
 
 
 def test_write_inside_a_held_back_transaction_rolls_back(proxy, servers):
@@ -114,13 +123,19 @@ def test_write_inside_a_held_back_transaction_rolls_back(proxy, servers):
 
 
 def test_read_only_transaction_refuses_read_write_start(proxy):
-    """START TRANSACTION READ WRITE held back, then a read in prod: refused there (1290),
-    as it would be if sent at once."""
+    """START TRANSACTION READ WRITE in a prod session is refused at once (1290), as before;
+    held back in a dev session, it is refused when the first read goes to prod."""
     conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("START TRANSACTION READ WRITE")
+        assert e.value.args[0] == 1290
+    conn.close()
+    conn = proxy.connect()
     with conn.cursor() as cur:
         cur.execute("START TRANSACTION READ WRITE")
         with pytest.raises(pymysql.err.MySQLError) as e:
-            cur.execute("SELECT COUNT(*) FROM orders")
+            cur.execute("/* env=prod */ SELECT COUNT(*) FROM orders")
         assert e.value.args[0] == 1290
     conn.close()
 

@@ -38,8 +38,12 @@ static void test_txn_classify(void)
     CHECK_INT(kind("UNLOCK TABLES"), TXN_NO_DATA);
     CHECK_INT(kind("SHOW VARIABLES LIKE 'x'"), TXN_NO_DATA);
     CHECK_INT(kind("SELECT @@version, DATABASE()"), TXN_NO_DATA);
-    CHECK_INT(kind("SELECT 1 FROM DUAL"), TXN_DATA);
-    CHECK_INT(kind("SELECT (SELECT MAX(id) FROM orders)"), TXN_DATA);
+    CHECK_INT(kind("SELECT 1 FROM DUAL"), TXN_READ);
+    CHECK_INT(kind("SELECT (SELECT MAX(id) FROM orders)"), TXN_READ);
+    CHECK_INT(kind("WITH t AS (SELECT 1 FROM orders) SELECT * FROM t"), TXN_READ);
+    CHECK_INT(kind("SELECT * FROM orders FOR UPDATE"), TXN_DATA);
+    CHECK_INT(kind("SELECT * FROM orders LOCK IN SHARE MODE"), TXN_DATA);
+    CHECK_INT(kind("SELECT id INTO @x FROM orders"), TXN_DATA);
     CHECK_INT(kind("SAVEPOINT sp"), TXN_DATA);
     CHECK_INT(kind("INSERT INTO t VALUES (1)"), TXN_DATA);
     CHECK_INT(kind("SELECT 'unterminated"), TXN_DATA);
