@@ -975,16 +975,6 @@ static void handle_query(client *c)
         client_command_done(c);
         return;
     }
-    if (rewrite_has_load_local(sql + h.end, len - h.end)) {
-        /* The backend would answer 4166 ("local infile capability disabled"), which sends
-         * people looking at the wrong server. */
-        client_send_err(c, 1148, "42000",
-                        "envproxy: LOAD DATA LOCAL INFILE is not supported through envproxy; "
-                        "load the rows with INSERT statements (or LOAD DATA INFILE of a file "
-                        "on the database server)");
-        client_command_done(c);
-        return;
-    }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
     c->rl_vdbs = !c->dump_client &&
@@ -992,6 +982,16 @@ static void handle_query(client *c)
                   rewrite_is_schemata_list(sql + h.end, len - h.end));
     if (!client_resolve(c, &h))
         return;
+    if (!c->route.read_only && rewrite_has_load_local(sql + h.end, len - h.end)) {
+        /* The backend would answer 4166 ("local infile capability disabled"), which sends
+         * people looking at the wrong server. Read-only sessions refuse it as any write. */
+        client_send_err(c, 1148, "42000",
+                        "envproxy: LOAD DATA LOCAL INFILE is not supported through envproxy; "
+                        "load the rows with INSERT statements (or LOAD DATA INFILE of a file "
+                        "on the database server)");
+        client_command_done(c);
+        return;
+    }
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;

@@ -293,3 +293,13 @@ def test_load_data_local_gets_a_clear_error(proxy, tmp_path):
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
     conn.close()
+
+
+def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
+    """In read-only prod, LOAD DATA LOCAL INFILE is refused by the policy (1290)."""
+    conn = proxy.connect(database="shop@prod", local_infile=True)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE customers")
+        assert e.value.args[0] == 1290
+    conn.close()
