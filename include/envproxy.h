@@ -536,8 +536,8 @@ void client_prepare_done(backend *b, int rc, void *arg);
 
 /* txn.c: transactions follow the session (see the file's comment). */
 /* BEGIN, START TRANSACTION, SET TRANSACTION, and COMMIT / ROLLBACK of nothing, answered
- * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK of an open
- * transaction is routed (through h) to the environment that holds it. */
+ * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK / BEGIN in an
+ * open transaction are routed (through h) to the environment that holds it. */
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
 /* Before the command runs on b: begins the held-back transaction there when the command
  * touches data, or refuses a statement for another environment than the open transaction's.
