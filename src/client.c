@@ -31,10 +31,10 @@
  * MariaDB's CLIENT_MYSQL: left out, as MariaDB does, so that clients read the extended
  * capabilities below. */
 #define SERVER_CAPS                                                                               \
-    (CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 |                \
-     CAP_INTERACTIVE | CAP_SSL | CAP_TRANSACTIONS | CAP_SECURE_CONNECTION |                      \
-     CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH |         \
-     CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC | CAP_DEPRECATE_EOF)
+    (CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 | CAP_INTERACTIVE | CAP_SSL |       \
+     CAP_TRANSACTIONS | CAP_SECURE_CONNECTION | CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS |       \
+     CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH | CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC |       \
+     CAP_DEPRECATE_EOF)
 
 /* MariaDB's extended capabilities offered: column definitions with extended metadata (JSON
  * and other data types' names), passed through from the backend or added empty. */
