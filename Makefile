@@ -5,7 +5,7 @@
 #   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
-#   make compat-gui Adminer in headless Chromium (installs chromium, adminer; slow)
+#   make compat-gui Adminer and phpMyAdmin in headless Chromium (installs them; slow)
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands

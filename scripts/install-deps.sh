@@ -3,7 +3,7 @@
 # Silent when everything is already there; one line naming what it installs otherwise.
 #   scripts/install-deps.sh           everything: build, tests, demo
 #   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`)
-#   scripts/install-deps.sh --gui     what `make compat-gui` needs (Adminer, headless Chromium)
+#   scripts/install-deps.sh --gui     what `make compat-gui` needs (Adminer, phpMyAdmin, Chromium)
 set -euo pipefail
 
 build_packages=(
@@ -23,7 +23,7 @@ packages=(
 )
 
 gui_packages=(
-    php-cli php-mysql adminer chromium chromium-driver python3-selenium python3-pytest
+    php-cli php-mysql adminer phpmyadmin chromium chromium-driver python3-selenium python3-pytest
     python3-pymysql mariadb-server mariadb-client
 )
 

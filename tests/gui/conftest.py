@@ -5,6 +5,8 @@ make_proxy and the checks after every test. Added here:
 
 adminer   module: PHP's built-in web server on a free loopback port serving Debian's
           Adminer (/usr/share/adminer); its base URL
+phpmyadmin module: the same for Debian's phpMyAdmin, with a configuration of its own (a
+          temporary config.inc.php naming the module's proxy; /etc/phpmyadmin is not read)
 browser   module: headless Chromium driven by Selenium (chromium-driver), a fresh profile
 """
 
@@ -51,16 +53,15 @@ def _need(path, package):
         raise HarnessError(f"{path} missing: install {package} (scripts/install-deps.sh --gui)")
 
 
-@pytest.fixture(scope="module")
-def adminer():
-    _need(ADMINER_DIR / "adminer.php", "adminer")
+def _php_server(docroot, script, php_args=()):
+    """Starts `php -S` on a free loopback port; yields the URL of script, then stops it."""
     if not shutil.which("php"):
         raise HarnessError("php missing: install php-cli (scripts/install-deps.sh --gui)")
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(["php", "-S", f"127.0.0.1:{port}", "-t", str(ADMINER_DIR)],
+    proc = subprocess.Popen(["php", *php_args, "-S", f"127.0.0.1:{port}", "-t", str(docroot)],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/adminer.php"
+    url = f"http://127.0.0.1:{port}/{script}"
     deadline = time.monotonic() + WEB_START_TIMEOUT
     while True:
         try:
@@ -71,14 +72,47 @@ def adminer():
                 proc.kill()
                 raise HarnessError("php -S did not start serving Adminer")
             time.sleep(0.2)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def adminer():
+    _need(ADMINER_DIR / "adminer.php", "adminer")
+    yield from _php_server(ADMINER_DIR, "adminer.php")
+
+
+PHPMYADMIN_DIR = Path("/usr/share/phpmyadmin")
+
+
+@pytest.fixture(scope="module")
+def phpmyadmin(proxy, tmp_path_factory):
+    """phpMyAdmin with one server, the module's proxy, and cookie login. Its configuration
+    file is chosen by defining CONFIG_FILE before phpMyAdmin does (auto_prepend_file)."""
+    _need(PHPMYADMIN_DIR / "index.php", "phpmyadmin")
+    d = tmp_path_factory.mktemp("phpmyadmin")
+    (d / "tmp").mkdir()
+    (d / "config.inc.php").write_text(
+        "<?php\n"
+        "$cfg['blowfish_secret'] = 'envproxy-compat-test-secret-32by';\n"
+        "$cfg['Servers'][1]['auth_type'] = 'cookie';\n"
+        "$cfg['Servers'][1]['host'] = '127.0.0.1';\n"
+        f"$cfg['Servers'][1]['port'] = '{proxy.port}';\n"
+        "$cfg['CheckConfigurationPermissions'] = false;\n"
+        "$cfg['VersionCheck'] = false;\n"
+        "$cfg['SendErrorReports'] = 'never';\n"
+        f"$cfg['TempDir'] = '{d / 'tmp'}';\n")
+    (d / "prepend.php").write_text(f"<?php\ndefine('CONFIG_FILE', '{d / 'config.inc.php'}');\n")
+    yield from _php_server(PHPMYADMIN_DIR, "index.php",
+                           ["-d", "display_errors=0", "-d", f"auto_prepend_file={d / 'prepend.php'}"])
 
 
 @pytest.fixture(scope="module")
