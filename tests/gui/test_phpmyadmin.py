@@ -1,7 +1,7 @@
 """phpMyAdmin 5.2 (Debian's package, served by PHP's built-in web server) in headless
 Chromium through envproxy. Its login form has no database field: the login name alice@prod
 selects the environment. It then lists prod's databases and tables, and the foreign key of
-orders on its relation page."""
+orders on its relation page; its SQL page runs a SELECT and shows the 1290 for an UPDATE."""
 
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -49,3 +49,31 @@ def test_relation_page_shows_the_foreign_key(browser, phpmyadmin):
     src = page_source_with(browser, f"{phpmyadmin}?route=/table/relation&db=shop&table=orders",
                            "fk_orders_customer")
     assert "fk_orders_customer" in src
+
+
+def run_sql(browser, phpmyadmin, db, sql, expect):
+    """Runs sql on phpMyAdmin's SQL page of db; returns the page's text once it shows
+    expect (or after PAGE_WAIT seconds)."""
+    browser.get(f"{phpmyadmin}?route=/database/sql&db={db}")
+    WebDriverWait(browser, PAGE_WAIT).until(lambda d: d.find_elements(By.ID, "sqlquery"))
+    # The textarea sits under a CodeMirror editor, which is what the page reads.
+    browser.execute_script(
+        "if (window.codeMirrorEditor) { window.codeMirrorEditor.setValue(arguments[0]); }"
+        "document.getElementById('sqlquery').value = arguments[0];", sql)
+    browser.execute_script("document.getElementById('button_submit_query').click()")
+    try:
+        WebDriverWait(browser, PAGE_WAIT).until(
+            lambda d: expect in d.find_element(By.TAG_NAME, "body").text)
+    except TimeoutException:
+        pass
+    return browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_sql_page_runs_a_select_and_shows_1290_for_an_update(browser, phpmyadmin):
+    login(browser, phpmyadmin)
+    text = run_sql(browser, phpmyadmin, "shop", "SELECT id, status FROM orders WHERE id = 3",
+                   "shipped")
+    assert "shipped" in text
+    text = run_sql(browser, phpmyadmin, "shop", "UPDATE orders SET status = 'x' WHERE id = 3",
+                   "#1290")
+    assert "#1290" in text and "read-only" in text
