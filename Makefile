@@ -5,6 +5,7 @@
 #   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
+#   make compat-gui Adminer and phpMyAdmin in headless Chromium (installs them; slow)
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
 #   make robust     the robustness suite in full (its quick part runs in make test)
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
@@ -39,7 +40,8 @@ else
 Q := @
 endif
 
-.PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust
+.PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust \
+        compat-gui
 
 all: $(BUILD)/envproxy
 
@@ -91,6 +93,10 @@ robust: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
 	ROBUST_FULL=1 ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) \
 	    STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
 	    $(PYTHON) -m pytest -q -s tests/integration/test_robust.py $(PYTEST_ARGS)
+# GUI tools driven in headless Chromium (slow, and large packages): not part of `make test`.
+compat-gui: $(BUILD)/envproxy
+	@scripts/install-deps.sh --gui
+	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) $(PYTHON) -m pytest -q tests/gui $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

@@ -430,7 +430,8 @@ typedef struct be_stmt {
     char db[ROUTE_NAME_MAX + 1]; /* "" with no database */
     uint16_t n_params, n_columns;
     uint8_t *types; /* the parameter types the server holds for it, 2 bytes each, or NULL */
-    /* The PREPARE response (definitions in client format), to answer a client's PREPARE of
+    /* The PREPARE response (definitions as the backend sent them, extended metadata when
+     * b->ext_metadata; pkt_append_columns converts), to answer a client's PREPARE of
      * the same text without the server. */
     uint16_t warnings;
     pbuf params, columns;
@@ -468,7 +469,8 @@ typedef struct cl_stmt {
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;
     uint8_t *param_types; /* 2 bytes per parameter, from the last EXECUTE that sent them */
-    /* The definitions of the PREPARE response being read, client format, one packet each. */
+    /* The definitions of the PREPARE response being read, in the backend's format, one
+     * packet each. */
     pbuf params, columns;
 } cl_stmt;
 
@@ -610,6 +612,14 @@ struct client {
     bool rl_vdbs;
     bool stmt_reprepare;  /* JOB_STMT: preparing it again on this connection first */
     long long truncated_to; /* the last statement's results were cut to this many rows */
+
+    /* Transactions (txn.c): BEGIN / SET TRANSACTION held back until the first statement
+     * that touches data, and the environment whose connection is inside a transaction. */
+    char *txn_begin, *txn_set;
+    int txn_env; /* pool slot, -1: none */
+    int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
+    bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
+    bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
 
 /* Takes ownership of an accepted socket on worker w. */
@@ -660,6 +670,32 @@ void backend_policy_session(backend *b, policy_session *ps);
  * sets. Returns v->allowed. */
 bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
                           policy_verdict *v);
+
+/* A backend step of prepare_step() ended: on to the next step, or the error to the client. */
+void client_prepare_done(backend *b, int rc, void *arg);
+
+/* txn.c: transactions follow the session (see the file's comment). */
+/* BEGIN, START TRANSACTION, SET TRANSACTION, and COMMIT / ROLLBACK of nothing, answered
+ * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK / BEGIN in an
+ * open transaction are routed (through h) to the environment that holds it. */
+bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
+/* Before the command runs on b: begins the held-back transaction there when the command
+ * touches data, or refuses a statement for another environment than the open transaction's.
+ * True: run the command now; false: a step was started (prepare_step runs again) or the
+ * command was answered. */
+bool txn_ready(client *c, backend *b);
+/* A response from b ended with status: notes where a transaction is open; returns the status
+ * to show the client. */
+uint16_t txn_status(client *c, backend *b, uint16_t status);
+/* USE of environment e: false after refusing it (a transaction is open elsewhere). */
+bool txn_may_move(client *c, const cfg_env *e);
+void txn_reset(client *c);
+void txn_backend_gone(client *c, backend *b);
+
+/* schema_names.c: `db@env` schema names in a COM_QUERY or COM_STMT_PREPARE (rewrite.c):
+ * c->cmd is rewritten and h made to route the statement to that environment. False after
+ * answering an error. */
+bool client_rewrite_schemas(client *c, route_hint *h);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */

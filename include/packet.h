@@ -154,6 +154,9 @@ typedef struct {
     uint8_t charset;
     uint16_t status;
     const char *auth_plugin;
+    /* MariaDB's extended capabilities (the high 32 bits of MARIADB_CLIENT_*): written in the
+     * last 4 reserved bytes, CAP_LONG_PASSWORD ("CLIENT_MYSQL") must then be left out. */
+    uint32_t ext_capabilities;
 } pkt_greeting;
 
 void pkt_build_greeting(pbuf *b, uint8_t *seq, const pkt_greeting *g);
@@ -170,10 +173,11 @@ void pkt_build_err(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, c
 void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
                     va_list ap);
 void pkt_build_auth_switch(pbuf *b, uint8_t *seq, const char *plugin, const uint8_t *scramble);
-/* Column definition (protocol 41) for result sets the proxy answers itself. */
+/* Column definition (protocol 41) for result sets the proxy answers itself; ext: with the
+ * (empty) extended-metadata string of MARIADB_CLIENT_EXTENDED_METADATA. */
 void pkt_build_column(pbuf *b, uint8_t *seq, const char *schema, const char *table,
                       const char *name, uint16_t charset, uint32_t length, uint8_t type,
-                      uint16_t flags, uint8_t decimals);
+                      uint16_t flags, uint8_t decimals, bool ext);
 /* A text-protocol row; vals[i] == NULL is SQL NULL. */
 void pkt_build_text_row(pbuf *b, uint8_t *seq, int n, const char *const *vals,
                         const size_t *lens);
@@ -202,6 +206,9 @@ typedef struct {
     size_t database_len;
     const char *plugin; /* NULL when absent */
     size_t plugin_len;
+    const char *program; /* connection attribute program_name; NULL when absent */
+    size_t program_len;
+    uint32_t ext_caps; /* MariaDB's extended client capabilities (0 from MySQL clients) */
 } pkt_handshake_response;
 
 /* Parses a HandshakeResponse41 payload. Pointers point into payload. Returns 0, or -1 with
@@ -234,6 +241,14 @@ bool pkt_is_eof(const uint8_t *payload, size_t len);
  * the extended-metadata string that MariaDB adds after org_name for clients with
  * MARIADB_CLIENT_EXTENDED_METADATA. Returns -1 when the payload is malformed. */
 int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len);
+/* The other way: appends the plain definition p with an empty extended-metadata string. */
+int pkt_copy_column_ext(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len);
+/* Appends one column definition in the client's format (to_ext) from one in from_ext. */
+int pkt_copy_column(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len, bool from_ext,
+                    bool to_ext);
+/* pkt_append_reframed for whole column definitions, each converted as pkt_copy_column does.
+ * Returns -1 when one is malformed (what came before it was appended). */
+int pkt_append_columns(pbuf *out, const pbuf *pkts, uint8_t *seq, bool from_ext, bool to_ext);
 
 /* Column types. */
 enum {

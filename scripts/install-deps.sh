@@ -3,6 +3,7 @@
 # Silent when everything is already there; one line naming what it installs otherwise.
 #   scripts/install-deps.sh           everything: build, tests, demo
 #   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`)
+#   scripts/install-deps.sh --gui     what `make compat-gui` needs (Adminer, phpMyAdmin, Chromium)
 set -euo pipefail
 
 build_packages=(
@@ -14,14 +15,24 @@ packages=(
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
     mariadb-server mariadb-client sqlite3 openssl
     python3 python3-pytest python3-pymysql python3-mysqldb
-    # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2
+    # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2,
+    # PHP mysqli/PDO, Perl DBD::MariaDB/DBD::mysql, Ruby mysql2, Go's go-sql-driver
     default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
+    php-cli php-mysql libdbd-mariadb-perl libdbd-mysql-perl ruby-mysql2
+    golang-go golang-github-go-sql-driver-mysql-dev mycli
+)
+
+gui_packages=(
+    php-cli php-mysql adminer phpmyadmin chromium chromium-driver python3-selenium python3-pytest
+    python3-pymysql mariadb-server mariadb-client
 )
 
 if [ "${1:-}" = "--build" ]; then
     packages=("${build_packages[@]}")
+elif [ "${1:-}" = "--gui" ]; then
+    packages=("${gui_packages[@]}")
 elif [ -n "${1:-}" ]; then
-    echo "usage: scripts/install-deps.sh [--build]" >&2
+    echo "usage: scripts/install-deps.sh [--build | --gui]" >&2
     exit 2
 fi
 

@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "envproxy.h"
 #include "log.h"
+#include "rewrite.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -30,12 +31,18 @@
 #define CLIENT_LINGER_MS 2000          /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
-/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
+/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. CAP_LONG_PASSWORD is
+ * MariaDB's CLIENT_MYSQL: left out, as MariaDB does, so that clients read the extended
+ * capabilities below. */
 #define SERVER_CAPS                                                                               \
-    (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 |                \
-     CAP_INTERACTIVE | CAP_SSL | CAP_TRANSACTIONS | CAP_SECURE_CONNECTION |                      \
-     CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH |         \
-     CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC | CAP_DEPRECATE_EOF)
+    (CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 | CAP_INTERACTIVE | CAP_SSL |       \
+     CAP_TRANSACTIONS | CAP_SECURE_CONNECTION | CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS |       \
+     CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH | CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC |       \
+     CAP_DEPRECATE_EOF)
+
+/* MariaDB's extended capabilities offered: column definitions with extended metadata (JSON
+ * and other data types' names), passed through from the backend or added empty. */
+#define SERVER_EXT_CAPS ((uint32_t)(MARIADB_CLIENT_EXTENDED_METADATA >> 32))
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -287,6 +294,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     pbuf_init(&c->cmd);
     for (int i = 0; i < CLIENT_MAX_HELD; i++)
         c->held_env[i] = -1;
+    c->txn_env = -1;
 
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -341,6 +349,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         .charset = 45, /* utf8mb4_general_ci */
         .status = ST_AUTOCOMMIT,
         .auth_plugin = PLUGIN_SHA2,
+        .ext_capabilities = SERVER_EXT_CAPS,
     };
     pbuf b;
     pbuf_init(&b);
@@ -452,6 +461,7 @@ void client_free(client *c)
     session_vars_clear(c->vars, &c->n_vars);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
+    txn_reset(c);
     if (c->acct_ref)
         proxy_acct_put(c->acct_ref);
 
@@ -856,22 +866,50 @@ static bool take_user_name(client *c, const char *name, size_t len)
     return ok;
 }
 
-/* The login database of a handshake or COM_CHANGE_USER. A name too long for any
- * "db@env" is refused (ERR 1102, the client closed), never cut. */
-static bool take_login_db(client *c, const char *db, size_t len)
+/* A login name "user@env" (for tools whose login form has no database field) selects the
+ * environment: *len is cut before the '@' and *env points after it (NULL without one).
+ * Account names never hold '@'. */
+static void split_login_env(const char *user, size_t *len, const char **env, size_t *env_len)
+{
+    const char *at = memchr(user, '@', *len);
+    *env = NULL;
+    *env_len = 0;
+    if (at) {
+        *env = at + 1;
+        *env_len = *len - (size_t)(*env - user);
+        *len = (size_t)(at - user);
+    }
+}
+
+/* The login database of a handshake or COM_CHANGE_USER: "db" / "db@env" as given, with the
+ * environment of a login name "user@env" added where the database names none ("@env" alone
+ * without a database). A name too long for any "db@env" is refused (ERR 1102, the client
+ * closed), never cut. */
+static bool take_login_db(client *c, const char *db, size_t len, const char *env,
+                          size_t env_len)
 {
     c->has_login_db = false;
-    if (!db || !len)
+    if ((!db || !len) && !env)
         return true;
-    if (len >= sizeof(c->login_db) || memchr(db, 0, len)) {
-        log_warn("conn %u %s: login database name of %zu bytes refused", c->id, c->addr, len);
+    if (!db)
+        len = 0;
+    bool add_env = env && !(len && memchr(db, '@', len));
+    size_t total = len + (add_env ? 1 + env_len : 0);
+    if (total >= sizeof(c->login_db) || (len && memchr(db, 0, len)) ||
+        (add_env && memchr(env, 0, env_len))) {
+        log_warn("conn %u %s: login database name of %zu bytes refused", c->id, c->addr, total);
         client_fail(c, 1102, "42000",
                     "envproxy: incorrect database name: at most %d bytes (\"db@env\")",
                     (int)sizeof(c->login_db) - 1);
         return false;
     }
-    memcpy(c->login_db, db, len);
-    c->login_db[len] = '\0';
+    if (len)
+        memcpy(c->login_db, db, len);
+    if (add_env) {
+        c->login_db[len] = '@';
+        memcpy(c->login_db + len + 1, env, env_len);
+    }
+    c->login_db[total] = '\0';
     c->has_login_db = true;
     return true;
 }
@@ -929,6 +967,7 @@ static void start_tls(client *c)
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
+
 static void handle_handshake(client *c)
 {
     pkt_handshake_response r;
@@ -947,10 +986,20 @@ static void handle_handshake(client *c)
         return;
     }
     c->caps = r.caps & SERVER_CAPS;
+    c->ext_meta = (r.ext_caps & SERVER_EXT_CAPS) != 0;
     c->charset = r.charset;
+    /* Dump programs get an error rather than a result cut to max_rows (relay.c), and no
+     * virtual schemas in SHOW DATABASES (there is nothing in them to back up). */
+    c->dump_client = r.program &&
+                     ((r.program_len == 9 && memcmp(r.program, "mysqldump", 9) == 0) ||
+                      (r.program_len == 12 && memcmp(r.program, "mariadb-dump", 12) == 0));
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
-    bool name_ok = take_user_name(c, r.user, r.user_len);
-    if (!take_login_db(c, r.database, r.database_len))
+    size_t user_len = r.user_len;
+    const char *login_env;
+    size_t login_env_len;
+    split_login_env(r.user, &user_len, &login_env, &login_env_len);
+    bool name_ok = take_user_name(c, r.user, user_len);
+    if (!take_login_db(c, r.database, r.database_len, login_env, login_env_len))
         return;
     if (!login_allowed(c))
         return;
@@ -1036,6 +1085,7 @@ static void end_session_state(client *c)
     stmt_free_all(c);
     session_vars_clear(c->vars, &c->n_vars);
     c->txn_lost[0] = '\0'; /* a new session: nothing to report */
+    txn_reset(c);
 }
 
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
@@ -1072,8 +1122,11 @@ static void handle_change_user(client *c)
         return;
     }
     end_session_state(c); /* the old session ends here */
+    const char *login_env;
+    size_t login_env_len;
+    split_login_env(user, &user_len, &login_env, &login_env_len);
     bool name_ok = take_user_name(c, user, user_len);
-    if (!take_login_db(c, db, db_len))
+    if (!take_login_db(c, db, db_len, login_env, login_env_len))
         return;
     c->charset = (uint8_t)charset;
     c->acct_gen = -1; /* look the new name up */
@@ -1226,6 +1279,8 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
         client_command_done(c);
         return;
     }
+    if (!txn_may_move(c, e))
+        return;
     switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_USE);
 }
 
@@ -1282,6 +1337,10 @@ static void handle_query(client *c)
     route_hint h;
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    if (!client_rewrite_schemas(c, &h))
+        return;
+    sql = (const char *)c->cmd.data + 1; /* the text may have been rewritten */
+    len = c->cmd.len - 1;
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
     if (virtual_statement(c, &h, sql, len))
@@ -1297,6 +1356,8 @@ static void handle_query(client *c)
         handle_use(c, name, strlen(name), &h);
         return;
     }
+    if (txn_intercept(c, &h, sql + h.end, len - h.end))
+        return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
     if (truncated && is_show_warnings(sql + h.end, len - h.end)) {
@@ -1314,9 +1375,21 @@ static void handle_query(client *c)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
-    c->rl_vdbs = virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like);
+    c->rl_vdbs = !c->dump_client &&
+                 (virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like) ||
+                  rewrite_is_schemata_list(sql + h.end, len - h.end));
     if (!client_resolve(c, &h))
         return;
+    if (!c->route.read_only && rewrite_has_load_local(sql + h.end, len - h.end)) {
+        /* The backend would answer 4166 ("local infile capability disabled"), which sends
+         * people looking at the wrong server. Read-only sessions refuse it as any write. */
+        client_send_err(c, 1148, "42000",
+                        "envproxy: LOAD DATA LOCAL INFILE is not supported through envproxy; "
+                        "load the rows with INSERT statements (or LOAD DATA INFILE of a file "
+                        "on the database server)");
+        client_command_done(c);
+        return;
+    }
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
@@ -1478,6 +1551,7 @@ void client_drop_backend(client *c, backend *b)
     }
     if (c->be == b)
         c->be = NULL;
+    txn_backend_gone(c, b);
     pool_discard(b->pool, b);
 }
 
@@ -1648,7 +1722,7 @@ void client_start_job(client *c)
     }
 }
 
-static void prepare_done(backend *b, int rc, void *arg)
+void client_prepare_done(backend *b, int rc, void *arg)
 {
     client *c = arg;
     if (rc) {
@@ -1675,7 +1749,7 @@ static void var_done(backend *b, int rc, void *arg)
     client *c = arg;
     if (rc == 0)
         session_applied(c, b, c->pending_var);
-    prepare_done(b, rc, arg);
+    client_prepare_done(b, rc, arg);
 }
 
 /* The value of a session variable as backend b has it, or NULL. */
@@ -1850,19 +1924,23 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         char why[160];
         snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
         client_audit(c, "refused", -1, -1, why, NULL);
+        /* A dump that locks tables: the way that works here is a consistent snapshot. */
+        const char *tip = strncmp(v.what, "LOCK", 4) == 0
+                              ? " (for a backup, use mariadb-dump --single-transaction)"
+                              : "";
         if (!c->route.read_only)
             client_send_err(c, 1290, "HY000",
                             "envproxy: %s is not allowed: backend credentials stay hidden",
                             v.what);
         else if (e->access != ACCESS_READ_WRITE)
             client_send_err(c, 1290, "HY000",
-                            "envproxy: environment '%s' is read-only: %s is not allowed",
-                            e->name, v.what);
+                            "envproxy: environment '%s' is read-only: %s is not allowed%s",
+                            e->name, v.what, tip);
         else
             client_send_err(c, 1290, "HY000",
                             "envproxy: account '%s' may only read in environment '%s': %s "
-                            "is not allowed",
-                            c->user, e->name, v.what);
+                            "is not allowed%s",
+                            c->user, e->name, v.what, tip);
         client_command_done(c);
         return false;
     }
@@ -1881,27 +1959,27 @@ static void prepare_step(client *c)
         /* A writable session used it: nothing it may have changed stays (tracking,
          * sql_mode, character sets, ...) for a read-only session or another account.
          * Resetting reads the session anew. */
-        backend_reset(b, prepare_done, c);
+        backend_reset(b, client_prepare_done, c);
         return;
     }
     if (b->resync) {
-        backend_read_mode(b, prepare_done, c);
+        backend_read_mode(b, client_prepare_done, c);
         return;
     }
     const char *db = c->job_has_db ? c->job_db : NULL;
     if (!db && b->cur_db) {
-        backend_clear_db(b, prepare_done, c);
+        backend_clear_db(b, client_prepare_done, c);
         return;
     }
     session_settle_charset(c, b);
     const char *cs = charset_name(c->charset);
     if (strcmp(b->charset, cs) != 0) {
         session_forget_charset(b);
-        backend_set_charset(b, cs, prepare_done, c);
+        backend_set_charset(b, cs, client_prepare_done, c);
         return;
     }
     if (db && (!b->cur_db || strcmp(b->cur_db, db) != 0)) {
-        backend_select_db(b, db, prepare_done, c);
+        backend_select_db(b, db, client_prepare_done, c);
         return;
     }
     if (b->read_only != c->route.read_only) {
@@ -1909,11 +1987,11 @@ static void prepare_step(client *c)
         backend_query(b,
                       b->read_only ? "SET SESSION TRANSACTION READ ONLY"
                                    : "SET SESSION TRANSACTION READ WRITE",
-                      prepare_done, c);
+                      client_prepare_done, c);
         return;
     }
     if (b->multi_stmt != (c->multi_stmt ? 1 : 0)) {
-        backend_set_multi(b, c->multi_stmt, prepare_done, c);
+        backend_set_multi(b, c->multi_stmt, client_prepare_done, c);
         return;
     }
     char set[sizeof(b->op_text)];
@@ -1921,6 +1999,9 @@ static void prepare_step(client *c)
         backend_query(b, set, var_done, c);
         return;
     }
+
+    if ((c->job == JOB_QUERY || c->job == JOB_STMT) && !txn_ready(c, b))
+        return;
 
     switch (c->job) {
     case JOB_QUERY:

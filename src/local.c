@@ -1,5 +1,6 @@
 /* local.c: statements the proxy answers itself because they are about the proxy, not a
- * backend: KILL, SELECT CONNECTION_ID(), SELECT @@version_comment, SHOW STATUS LIKE 'Ssl%'. */
+ * backend: KILL, SELECT CONNECTION_ID(), SELECT USER() / CURRENT_USER(), SELECT
+ * @@version_comment, SHOW STATUS LIKE 'Ssl%'. */
 #include "envproxy.h"
 #include "log.h"
 
@@ -286,6 +287,28 @@ static bool try_select(client *c, const words *w)
         char v[16];
         snprintf(v, sizeof(v), "%u", c->id);
         one_value(c, name, v, PKT_TYPE_LONGLONG);
+        client_command_done(c);
+        return true;
+    }
+    /* SELECT USER() | CURRENT_USER[()] | SESSION_USER() | SYSTEM_USER() [[AS] alias]: the
+     * envproxy account, not the backend's (GUIs show it as who is logged in). */
+    bool paren = is_punct(w, 2, '(') && is_punct(w, 3, ')');
+    if ((paren && (is_word(w, 1, "USER") || is_word(w, 1, "CURRENT_USER") ||
+                   is_word(w, 1, "SESSION_USER") || is_word(w, 1, "SYSTEM_USER"))) ||
+        (!paren && is_word(w, 1, "CURRENT_USER"))) {
+        int end = paren ? 4 : 2;
+        snprintf(name, sizeof(name), "%.*s",
+                 (int)(w->t[end - 1].start + w->t[end - 1].len - w->t[1].start),
+                 w->sql + w->t[1].start);
+        i = alias(w, end, name, sizeof(name));
+        if (i != w->n)
+            return false;
+        if (!c)
+            return true;
+        char v[ROUTE_NAME_MAX + 64];
+        /* CURRENT_USER is the account that matched: envproxy's accounts have no host part. */
+        snprintf(v, sizeof(v), "%s@%s", c->user, is_word(w, 1, "CURRENT_USER") ? "%" : c->host);
+        one_value(c, name, v, PKT_TYPE_VAR_STRING);
         client_command_done(c);
         return true;
     }

@@ -332,8 +332,9 @@ void pkt_build_greeting(pbuf *b, uint8_t *seq, const pkt_greeting *g)
     pbuf_u16(b, g->status);
     pbuf_u16(b, (uint16_t)(g->capabilities >> 16));
     pbuf_u8(b, 21); /* length of the auth plugin data, NUL included */
-    static const uint8_t reserved[10];
+    static const uint8_t reserved[6];
     pbuf_put(b, reserved, sizeof(reserved));
+    pbuf_u32(b, g->ext_capabilities);
     pbuf_put(b, g->scramble + 8, 12);
     pbuf_u8(b, 0);
     pbuf_cstr(b, g->auth_plugin);
@@ -409,7 +410,7 @@ void pkt_build_auth_switch(pbuf *b, uint8_t *seq, const char *plugin, const uint
 
 void pkt_build_column(pbuf *b, uint8_t *seq, const char *schema, const char *table,
                       const char *name, uint16_t charset, uint32_t length, uint8_t type,
-                      uint16_t flags, uint8_t decimals)
+                      uint16_t flags, uint8_t decimals, bool ext)
 {
     size_t start = pkt_begin(b);
     pbuf_lenenc_str(b, "def", 3);
@@ -418,6 +419,8 @@ void pkt_build_column(pbuf *b, uint8_t *seq, const char *schema, const char *tab
     pbuf_lenenc_str(b, table, strlen(table));
     pbuf_lenenc_str(b, name, strlen(name));
     pbuf_lenenc_str(b, name, strlen(name));
+    if (ext)
+        pbuf_u8(b, 0); /* MariaDB's extended metadata: none */
     pbuf_lenenc(b, 0x0C);
     pbuf_u16(b, charset);
     pbuf_u32(b, length);
@@ -596,12 +599,14 @@ int pkt_parse_handshake_response(const uint8_t *payload, size_t len, pkt_handsha
     uint32_t max_packet;
     uint8_t charset;
     if (!pr_u32(&r, &caps) || !pr_u32(&r, &max_packet) || !pr_u8(&r, &charset) ||
-        !pr_skip(&r, 23)) {
+        !pr_skip(&r, 19) || !pr_u32(&r, &out->ext_caps)) {
         snprintf(err, errlen, "handshake response too short (%zu bytes)", len);
         return -1;
     }
     out->caps = caps;
     out->max_packet = max_packet;
+    if (caps & CAP_LONG_PASSWORD) /* CLIENT_MYSQL: the filler is not MariaDB's */
+        out->ext_caps = 0;
     out->charset = charset;
     if (pr_left(&r) == 0 && (caps & CAP_SSL)) {
         out->ssl_request = true;
@@ -654,11 +659,15 @@ int pkt_parse_handshake_response(const uint8_t *payload, size_t len, pkt_handsha
         preader a;
         pr_init(&a, attrs, n);
         while (pr_left(&a) > 0) {
-            const uint8_t *s;
-            size_t sn;
-            if (!pr_lenenc_str(&a, &s, &sn) || !pr_lenenc_str(&a, &s, &sn)) {
+            const uint8_t *k, *v;
+            size_t kn, vn;
+            if (!pr_lenenc_str(&a, &k, &kn) || !pr_lenenc_str(&a, &v, &vn)) {
                 snprintf(err, errlen, "handshake response: malformed connection attributes");
                 return -1;
+            }
+            if (kn == 12 && memcmp(k, "program_name", 12) == 0) {
+                out->program = (const char *)v;
+                out->program_len = vn;
             }
         }
     }
@@ -744,5 +753,54 @@ int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
     pbuf_put(out, p, keep);
     pbuf_put(out, r.p, pr_left(&r));
     pkt_end(out, start, seq);
+    return 0;
+}
+
+int pkt_copy_column_ext(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
+{
+    preader r;
+    const uint8_t *s;
+    size_t n;
+    pr_init(&r, p, len);
+    for (int i = 0; i < 6; i++) /* catalog, schema, table, org_table, name, org_name */
+        if (!pr_lenenc_str(&r, &s, &n))
+            return -1;
+    size_t keep = (size_t)(r.p - p);
+    size_t start = pkt_begin(out);
+    pbuf_put(out, p, keep);
+    pbuf_u8(out, 0); /* no extended metadata */
+    pbuf_put(out, p + keep, len - keep);
+    pkt_end(out, start, seq);
+    return 0;
+}
+
+int pkt_copy_column(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len, bool from_ext,
+                    bool to_ext)
+{
+    if (from_ext && !to_ext)
+        return pkt_copy_column_plain(out, seq, p, len);
+    if (!from_ext && to_ext)
+        return pkt_copy_column_ext(out, seq, p, len);
+    size_t start = pkt_begin(out);
+    pbuf_put(out, p, len);
+    pkt_end(out, start, seq);
+    return 0;
+}
+
+int pkt_append_columns(pbuf *out, const pbuf *pkts, uint8_t *seq, bool from_ext, bool to_ext)
+{
+    if (from_ext == to_ext) {
+        pkt_append_reframed(out, pkts, seq);
+        return 0;
+    }
+    size_t off = 0;
+    while (off + PKT_HEADER <= pkts->len) {
+        size_t n = pkt_u24(pkts->data + off);
+        if (off + PKT_HEADER + n > pkts->len)
+            return -1;
+        if (pkt_copy_column(out, seq, pkts->data + off + PKT_HEADER, n, from_ext, to_ext))
+            return -1;
+        off += PKT_HEADER + n;
+    }
     return 0;
 }

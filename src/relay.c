@@ -338,11 +338,20 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     uint8_t out_room[512];
     pbuf out;
     pbuf_init_on(&out, out_room, sizeof(out_room));
-    pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, *status, ok.warnings,
+    pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, txn_status(c, b, *status), ok.warnings,
                  (const char *)ok.info, ok.info_len);
     evbuffer_add(client_out(c), out.data, out.len);
     pbuf_free(&out);
     return 0;
+}
+
+/* Appends one packet (payload p) to a list of column definitions kept for later. */
+static void keep_packet(pbuf *list, const uint8_t *p, size_t len)
+{
+    uint8_t seq = 0;
+    size_t start = pkt_begin(list);
+    pbuf_put(list, p, len);
+    pkt_end(list, start, &seq);
 }
 
 /* Sends a packet of a PREPARE response to the client (not in silent mode). */
@@ -424,15 +433,12 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         pbuf def;
         pbuf_init_on(&def, def_room, sizeof(def_room));
         uint8_t seq = 0;
-        int bad = b->ext_metadata ? pkt_copy_column_plain(&def, &seq, p, len) : 0;
-        if (!b->ext_metadata) {
-            size_t start = pkt_begin(&def);
-            pbuf_put(&def, p, len);
-            pkt_end(&def, start, &seq);
-        }
+        int bad = pkt_copy_column(&def, &seq, p, len, b->ext_metadata, c->ext_meta);
         if (!bad) {
             prep_forward(c, def.data + PKT_HEADER, def.len - PKT_HEADER);
-            pbuf_put(c->rl == RL_PREP_COLS ? &st->columns : &st->params, def.data, def.len);
+            /* Kept as the backend sent it: clients that asked for extended metadata and
+             * clients that did not are both answered from it. */
+            keep_packet(c->rl == RL_PREP_COLS ? &st->columns : &st->params, p, len);
         }
         pbuf_free(&def);
         if (bad)
@@ -511,7 +517,8 @@ static bool relay_process_packets(client *c)
         bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
         bool preparing = c->rl >= RL_PREP_OK;
         bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
-                     (is_column && (b->ext_metadata || c->rl_capture)) || preparing;
+                     (is_column && (b->ext_metadata != c->ext_meta || c->rl_capture)) ||
+                     preparing;
         c->rl_discard = false;
         if (!whole) {
             /* A row or a column definition: copy it as it comes. */
@@ -520,6 +527,15 @@ static bool relay_process_packets(client *c)
             if (c->rl == RL_ROWS) {
                 /* max_rows: rows past the cap are read and dropped, never buffered. */
                 long long cap = c->route.env->limits.max_rows;
+                if (cap > 0 && c->rl_rows >= (uint64_t)cap && c->dump_client) {
+                    /* A dump cut short would restore without complaint: fail it instead. */
+                    char msg[200];
+                    snprintf(msg, sizeof(msg),
+                             "the result has more than %lld rows (limits.max_rows): a dump "
+                             "would be incomplete; see \"Backups\" in the README", cap);
+                    relay_fail(c, 1104, msg);
+                    return false;
+                }
                 if (cap > 0 && c->rl_rows >= (uint64_t)cap) {
                     c->rl_discard = true;
                     c->rl_truncated = true;
@@ -582,22 +598,16 @@ static bool relay_process_packets(client *c)
             return false;
         }
         if (is_column && !is_eof && first != 0xFF) {
-            /* A column definition to rewrite without MariaDB's extended metadata. */
+            /* A column definition in the client's format: with MariaDB's extended metadata
+             * when it asked for it, without otherwise. */
             uint8_t out_room[512];
             pbuf out;
             pbuf_init_on(&out, out_room, sizeof(out_room));
-            int bad = 0;
-            if (b->ext_metadata) {
-                bad = pkt_copy_column_plain(&out, &c->seq, p, len);
-            } else {
-                size_t start = pkt_begin(&out);
-                pbuf_put(&out, p, len);
-                pkt_end(&out, start, &c->seq);
-            }
+            int bad = pkt_copy_column(&out, &c->seq, p, len, b->ext_metadata, c->ext_meta);
             if (!bad) {
                 evbuffer_add(client_out(c), out.data, out.len);
                 if (c->rl_capture && c->rl == RL_COLUMNS)
-                    pbuf_put(&c->stmt_be->result_columns, out.data, out.len);
+                    keep_packet(&c->stmt_be->result_columns, p, len);
             }
             pbuf_free(&out);
             if (bad) {
@@ -658,8 +668,12 @@ static bool relay_process_packets(client *c)
                 size_t start = pkt_begin(&out);
                 pbuf_lenenc(&out, n);
                 pkt_end(&out, start, &c->seq);
-                if (follows == 0)
-                    pkt_append_reframed(&out, &e->result_columns, &c->seq);
+                if (follows == 0 && pkt_append_columns(&out, &e->result_columns, &c->seq,
+                                                       b->ext_metadata, c->ext_meta)) {
+                    pbuf_free(&out);
+                    relay_fail(c, 2027, "malformed kept column definitions");
+                    return false;
+                }
                 /* MariaDB skips the metadata when it did not change since the statement's
                  * last execution: keep this execution's for the next one. */
                 c->rl_capture = follows == 1 && e != NULL;
@@ -735,7 +749,7 @@ static bool relay_process_packets(client *c)
             c->rl_total_rows += c->rl_rows;
             c->rl_rows = 0;
             c->rl_truncated = false;
-            put_eof(c, warnings, status);
+            put_eof(c, warnings, txn_status(c, b, status));
             if (status & ST_MORE_RESULTS) {
                 c->rl = RL_FIRST;
                 continue;

@@ -30,7 +30,7 @@ void result_send(client *c, const result_col *cols, int ncols, const char *const
         /* utf8mb4_general_ci (45) for text, binary (63) for numbers, as servers do. */
         pkt_build_column(&b, &c->seq, "", "", cols[i].name, text ? 45 : 63,
                          text ? 1024 : 21, types[i], text ? 0 : 0x80 /* BINARY */,
-                         types[i] == PKT_TYPE_DOUBLE ? 31 : 0);
+                         types[i] == PKT_TYPE_DOUBLE ? 31 : 0, c->ext_meta);
     }
     if (!(c->caps & CAP_DEPRECATE_EOF))
         pkt_build_eof(&b, &c->seq, 0, 0, ST_AUTOCOMMIT);

@@ -557,7 +557,9 @@ static const pol_var pol_vars[] = {
     {"character_set_client", VAL_CLIENT_CHARSET},
     {"character_set_connection", VAL_CHARSET},
     {"character_set_results", VAL_RESULTS_CHARSET},
+    {"character_set_server", VAL_CHARSET}, /* DBD::MariaDB on connect: new databases only */
     {"collation_connection", VAL_CHARSET},
+    {"collation_server", VAL_CHARSET},
     {"cte_max_recursion_depth", VAL_ANY},
     {"default_week_format", VAL_ANY},
     {"div_precision_increment", VAL_ANY},

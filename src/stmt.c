@@ -238,6 +238,10 @@ static void handle_prepare(client *c)
     }
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    if (!client_rewrite_schemas(c, &h)) /* `shop@prod`.t, TABLE_SCHEMA = 'shop@prod' */
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (h.present && (h.all_envs || h.n_envs > 1 || h.n_compare)) {
         client_send_err(c, 1235, "42000",
                         "envproxy: a prepared statement runs in one environment; env=a,b, "
@@ -553,12 +557,13 @@ static void answer_prepare(client *c, cl_stmt *st, be_stmt *e)
     pbuf_u16(&out, e->warnings);
     pkt_end(&out, start, &c->seq);
     if (e->n_params > 0) {
-        pkt_append_reframed(&out, &e->params, &c->seq);
+        /* Kept in the backend's format; the client may want the other. */
+        pkt_append_columns(&out, &e->params, &c->seq, c->be->ext_metadata, c->ext_meta);
         if (!(c->caps & CAP_DEPRECATE_EOF))
             pkt_build_eof(&out, &c->seq, c->caps, 0, status);
     }
     if (e->n_columns > 0) {
-        pkt_append_reframed(&out, &e->columns, &c->seq);
+        pkt_append_columns(&out, &e->columns, &c->seq, c->be->ext_metadata, c->ext_meta);
         if (!(c->caps & CAP_DEPRECATE_EOF))
             pkt_build_eof(&out, &c->seq, c->caps, 0, status);
     }

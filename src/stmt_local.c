@@ -94,7 +94,7 @@ void stmt_local_prepare(client *c, const char *sql, size_t len)
     pbuf_u16(&out, 0);
     pkt_end(&out, start, &c->seq);
     for (int i = 0; i < n; i++)
-        pkt_build_column(&out, &c->seq, "", "", "?", 63, 0, T_VAR_STRING, 0x80, 0);
+        pkt_build_column(&out, &c->seq, "", "", "?", 63, 0, T_VAR_STRING, 0x80, 0, c->ext_meta);
     if (n > 0 && !(c->caps & CAP_DEPRECATE_EOF))
         pkt_build_eof(&out, &c->seq, c->caps, 0, c->last_status ? c->last_status : ST_AUTOCOMMIT);
     client_send(c, &out);

@@ -97,7 +97,7 @@ static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
         bool text = type == PKT_TYPE_VAR_STRING || type == PKT_TYPE_DATETIME;
         pkt_build_column(&b, &c->seq, r->schema ? r->schema : "", r->table ? r->table : "",
                          r->columns[i].name, text ? 45 : 63, text ? 1024 : 21, type,
-                         text ? 0 : 0x80, type == PKT_TYPE_DOUBLE ? 31 : 0);
+                         text ? 0 : 0x80, type == PKT_TYPE_DOUBLE ? 31 : 0, c->ext_meta);
     }
     if (!(c->caps & CAP_DEPRECATE_EOF))
         pkt_build_eof(&b, &c->seq, 0, 0, ST_AUTOCOMMIT);

@@ -33,12 +33,12 @@ class CheckResults:
         return r.get("detail")
 
 
-def run_checks(program, cmd, cwd=None, timeout=120):
+def run_checks(program, cmd, cwd=None, timeout=120, env=None):
     """Runs a check program; returns CheckResults (a run that times out or dies still
     returns what it printed, and the missing checks then fail one by one)."""
     try:
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, env=env)
         out, err, rc = r.stdout, r.stderr, r.returncode
     except subprocess.TimeoutExpired as e:
         out, err, rc = e.stdout or b"", (e.stderr or b"") + f"\ntimed out after {timeout}s".encode(), None

@@ -846,7 +846,8 @@ static void test_column_builder(void)
     pbuf_init(&b);
     uint8_t seq = 2;
     size_t len;
-    pkt_build_column(&b, &seq, "db", "t", "col", 33, 0x00010203, PKT_TYPE_VAR_STRING, 0x0081, 2);
+    pkt_build_column(&b, &seq, "db", "t", "col", 33, 0x00010203, PKT_TYPE_VAR_STRING, 0x0081, 2,
+                     false);
     CHECK_INT(seq, 3);
     /* clang-format off */
     static const uint8_t want[] = {
@@ -871,7 +872,7 @@ static void test_column_builder(void)
     /* Empty schema and table, as for a computed column. */
     pbuf_reset(&b);
     seq = 1;
-    pkt_build_column(&b, &seq, "", "", "_env", 63, 64, PKT_TYPE_LONGLONG, 0, 0);
+    pkt_build_column(&b, &seq, "", "", "_env", 63, 64, PKT_TYPE_LONGLONG, 0, 0, false);
     static const uint8_t computed[] = {3,   'd', 'e',  'f', 0,
                                        0,   0,   4,    '_', 'e',
                                        'n', 'v', 4,    '_', 'e',

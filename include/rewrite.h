@@ -1,0 +1,60 @@
+/* rewrite.h: reading statements for where they run: transaction statements (txn_classify)
+ * and `db@env` schema names inside SQL text (rewrite_schema_names). Pure. */
+#ifndef ENVPROXY_REWRITE_H
+#define ENVPROXY_REWRITE_H
+
+#include "router.h"
+#include "sqlpolicy.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What a statement means to a transaction that has not reached a backend yet. */
+typedef enum {
+    TXN_DATA,     /* changes data (or cannot be read, or several statements): runs in a txn */
+    TXN_READ,     /* SELECT / WITH ... SELECT that reads tables, without locking or INTO */
+    TXN_NO_DATA,  /* SET, UNLOCK TABLES, SHOW, DESCRIBE, SELECT without FROM: no snapshot */
+    TXN_BEGIN,    /* BEGIN [WORK], START TRANSACTION [WITH CONSISTENT SNAPSHOT][, READ ...] */
+    TXN_SET_NEXT, /* SET TRANSACTION ... (the next transaction's characteristics) */
+    TXN_END,      /* COMMIT [WORK], ROLLBACK [WORK] (no AND CHAIN, RELEASE, TO SAVEPOINT) */
+} txn_kind;
+
+/* Classifies one COM_QUERY text (after any routing hint). Only a packet holding exactly one
+ * statement (an optional ';' after it) can be anything but TXN_DATA. */
+txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode);
+
+/* Whether env is a name the rewriter may treat as an environment (one of n names). */
+typedef struct {
+    const char *const *envs;
+    int n_envs;
+} rewrite_envs;
+
+#define REWRITE_MAX_OUT (16u * 1024 * 1024) /* statements longer than this are left alone */
+
+/* Finds schema names written as `db@env` (a backquoted identifier used as a schema: before
+ * a '.', or after FROM / IN in SHOW, or after SHOW CREATE DATABASE / SCHEMA) and string
+ * literals 'db@env' compared with an information_schema schema column (TABLE_SCHEMA,
+ * SCHEMA_NAME, ... with =, <=>, !=, <>, LIKE, NOT LIKE, IN (...), NOT IN (...)), where env
+ * is one of envs. Other literals (an e-mail 'x@prod' compared with a data column) and
+ * names whose env part is not an environment are left alone.
+ *
+ * Returns 0 when nothing was found; 1 when *out (malloc'd, *out_len bytes) holds the text
+ * with "@env" removed from each such name, env (ROUTE_NAME_MAX + 1 bytes) the environment
+ * and db (ROUTE_NAME_MAX + 1 bytes) the first database named; -1 with err filled when the
+ * names disagree on the environment or the text cannot be read. */
+int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode,
+                         const rewrite_envs *envs, char **out, size_t *out_len, char *env,
+                         char *db, char *err, size_t errlen);
+
+/* Whether sql is a GUI's list of databases from information_schema: exactly
+ * [SET STATEMENT ... FOR] SELECT SCHEMA_NAME FROM information_schema.SCHEMATA
+ * [ORDER BY SCHEMA_NAME [ASC]] (names in any case, backquoted or not, an optional ';'). The proxy adds __envs and __compare to its
+ * rows, as to SHOW DATABASES. */
+bool rewrite_is_schemata_list(const char *sql, size_t len);
+
+/* Whether sql holds a LOAD DATA / LOAD XML ... LOCAL INFILE statement (any of a packet's
+ * statements). The backend connections never have the LOCAL capability: this is only for a
+ * clear answer. */
+bool rewrite_has_load_local(const char *sql, size_t len);
+
+#endif

@@ -1,0 +1,458 @@
+/* rewrite.c: reads statements for where they run: what a statement means to a transaction
+ * that has not begun on a backend yet, and `db@env` schema names inside SQL text. Pure. */
+#include "rewrite.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- tokens ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *sql;
+    sql_token *t;
+    size_t n, cap;
+    bool several; /* more than one statement */
+    bool error;
+} toklist;
+
+/* Reads the whole text into tl (tokens of the first statement only; tl->several when
+ * another follows). Returns false when out of memory. */
+static bool tokenize(const char *sql, size_t len, const sql_mode_flags *mode, toklist *tl,
+                     bool all_statements)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, mode);
+    tl->sql = sql;
+    tl->t = NULL;
+    tl->n = tl->cap = 0;
+    tl->several = tl->error = false;
+    bool after_semicolon = false;
+    for (;;) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END)
+            return true;
+        if (t.kind == SQLTOK_ERROR) {
+            tl->error = true;
+            return true;
+        }
+        if (t.kind == SQLTOK_SEMICOLON) {
+            after_semicolon = true;
+            if (!all_statements)
+                continue;
+        } else if (after_semicolon) {
+            tl->several = true;
+            if (!all_statements)
+                return true;
+        }
+        if (tl->n == tl->cap) {
+            size_t cap = tl->cap ? tl->cap * 2 : 64;
+            sql_token *nt = realloc(tl->t, cap * sizeof(*nt));
+            if (!nt)
+                return false;
+            tl->t = nt;
+            tl->cap = cap;
+        }
+        tl->t[tl->n++] = t;
+    }
+}
+
+static bool tok_word(const toklist *tl, size_t i, const char *kw)
+{
+    if (i >= tl->n || tl->t[i].kind != SQLTOK_WORD)
+        return false;
+    size_t n = strlen(kw);
+    return tl->t[i].len == n && strncasecmp(tl->sql + tl->t[i].start, kw, n) == 0;
+}
+
+static bool tok_punct(const toklist *tl, size_t i, char ch)
+{
+    return i < tl->n && tl->t[i].kind == SQLTOK_PUNCT && tl->t[i].len == 1 &&
+           tl->sql[tl->t[i].start] == ch;
+}
+
+static bool has_word(const toklist *tl, const char *kw)
+{
+    for (size_t i = 0; i < tl->n; i++)
+        if (tok_word(tl, i, kw))
+            return true;
+    return false;
+}
+
+/* ---- transactions ------------------------------------------------------------------------ */
+
+txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, false))
+        return TXN_DATA;
+    txn_kind k = TXN_DATA;
+    if (tl.error || tl.several)
+        goto out;
+    if (tl.n == 0) {
+        k = TXN_NO_DATA;
+        goto out;
+    }
+    if (tok_word(&tl, 0, "BEGIN")) {
+        if (tl.n == 1 || (tl.n == 2 && tok_word(&tl, 1, "WORK")))
+            k = TXN_BEGIN;
+    } else if (tok_word(&tl, 0, "START") && tok_word(&tl, 1, "TRANSACTION")) {
+        /* [WITH CONSISTENT SNAPSHOT] [, READ ONLY | READ WRITE] in any order. */
+        size_t i = 2;
+        bool ok = true;
+        while (ok && i < tl.n) {
+            if (tok_word(&tl, i, "WITH") && tok_word(&tl, i + 1, "CONSISTENT") &&
+                tok_word(&tl, i + 2, "SNAPSHOT"))
+                i += 3;
+            else if (tok_word(&tl, i, "READ") &&
+                     (tok_word(&tl, i + 1, "ONLY") || tok_word(&tl, i + 1, "WRITE")))
+                i += 2;
+            else if (tok_punct(&tl, i, ',') && i > 2 && i + 1 < tl.n)
+                i++;
+            else
+                ok = false;
+        }
+        if (ok)
+            k = TXN_BEGIN;
+    } else if (tok_word(&tl, 0, "COMMIT") || tok_word(&tl, 0, "ROLLBACK")) {
+        if (tl.n == 1 || (tl.n == 2 && tok_word(&tl, 1, "WORK")))
+            k = TXN_END;
+    } else if (tok_word(&tl, 0, "SET")) {
+        if (tok_word(&tl, 1, "TRANSACTION"))
+            k = TXN_SET_NEXT;
+        else if (!has_word(&tl, "FROM"))
+            k = TXN_NO_DATA; /* SET x = (SELECT ... FROM t) reads a table */
+    } else if (tok_word(&tl, 0, "UNLOCK") && tok_word(&tl, 1, "TABLES") && tl.n == 2) {
+        k = TXN_NO_DATA;
+    } else if (tok_word(&tl, 0, "SHOW") || tok_word(&tl, 0, "DESCRIBE") ||
+               tok_word(&tl, 0, "DESC")) {
+        k = TXN_NO_DATA; /* metadata and variables: no snapshot is involved */
+    } else if (tok_word(&tl, 0, "SELECT") && !has_word(&tl, "FROM")) {
+        k = TXN_NO_DATA; /* SELECT @@x, SELECT DATABASE(), SELECT 1 */
+    } else if ((tok_word(&tl, 0, "SELECT") || tok_word(&tl, 0, "WITH")) &&
+               !has_word(&tl, "UPDATE") && !has_word(&tl, "SHARE") && !has_word(&tl, "INTO") &&
+               !has_word(&tl, "DELETE") && !has_word(&tl, "INSERT") &&
+               !has_word(&tl, "REPLACE")) {
+        k = TXN_READ; /* a plain read: FOR UPDATE, LOCK IN SHARE MODE, INTO are not */
+    }
+out:
+    free(tl.t);
+    return k;
+}
+
+/* ---- schema names ------------------------------------------------------------------------ */
+
+/* information_schema (and SHOW ... WHERE) columns that hold a schema name. */
+static const char *const schema_columns[] = {
+    "TABLE_SCHEMA",      "SCHEMA_NAME",           "CONSTRAINT_SCHEMA",
+    "REFERENCED_TABLE_SCHEMA", "UNIQUE_CONSTRAINT_SCHEMA", "ROUTINE_SCHEMA",
+    "EVENT_SCHEMA",      "TRIGGER_SCHEMA",        "EVENT_OBJECT_SCHEMA",
+    "INDEX_SCHEMA",      "SPECIFIC_SCHEMA",       "SEQUENCE_SCHEMA",
+    "OBJECT_SCHEMA",     "DEFAULT_SCHEMA",
+};
+
+/* The text of token i without its quotes when it is quoted (doubled quotes are not undone:
+ * a name that holds one is never a schema of ours). */
+static void tok_inner(const toklist *tl, size_t i, const char **s, size_t *n)
+{
+    const sql_token *t = &tl->t[i];
+    *s = tl->sql + t->start;
+    *n = t->len;
+    if ((t->kind == SQLTOK_QIDENT || t->kind == SQLTOK_STRING) && t->len >= 2) {
+        (*s)++;
+        *n -= 2;
+    }
+}
+
+static bool is_schema_column(const toklist *tl, size_t i, bool show)
+{
+    if (i >= tl->n || (tl->t[i].kind != SQLTOK_WORD && tl->t[i].kind != SQLTOK_QIDENT))
+        return false;
+    const char *s;
+    size_t n;
+    tok_inner(tl, i, &s, &n);
+    for (size_t k = 0; k < sizeof(schema_columns) / sizeof(schema_columns[0]); k++)
+        if (strlen(schema_columns[k]) == n && strncasecmp(schema_columns[k], s, n) == 0)
+            return true;
+    /* SHOW TABLE STATUS / FUNCTION STATUS ... WHERE Db = '...' */
+    return show && n == 2 && strncasecmp(s, "DB", 2) == 0;
+}
+
+/* A comparison operator ending at token i (inclusive): "=", "<=>", "!=", "<>", LIKE, NOT
+ * LIKE. Returns the index of its first token, or SIZE_MAX. */
+static size_t operator_before(const toklist *tl, size_t i)
+{
+    if (i >= tl->n)
+        return SIZE_MAX;
+    if (tok_word(tl, i, "LIKE"))
+        return i > 0 && tok_word(tl, i - 1, "NOT") ? i - 1 : i;
+    char op[4];
+    size_t n = 0, j = i;
+    for (;;) {
+        if (j >= tl->n || tl->t[j].kind != SQLTOK_PUNCT || tl->t[j].len != 1 ||
+            !strchr("<=>!", tl->sql[tl->t[j].start]))
+            break;
+        if (n == 3)
+            return SIZE_MAX;
+        op[n++] = tl->sql[tl->t[j].start];
+        if (j == 0 || tl->t[j].spaced)
+            break;
+        j--;
+    }
+    if (n == 0)
+        return SIZE_MAX;
+    /* op holds the operator backwards. */
+    char fw[4];
+    for (size_t k = 0; k < n; k++)
+        fw[k] = op[n - 1 - k];
+    fw[n] = '\0';
+    if (strcmp(fw, "=") && strcmp(fw, "<=>") && strcmp(fw, "!=") && strcmp(fw, "<>"))
+        return SIZE_MAX;
+    return i + 1 - n;
+}
+
+/* Same, for an operator starting at token i: returns the index just past it, or SIZE_MAX. */
+static size_t operator_after(const toklist *tl, size_t i)
+{
+    if (tok_word(tl, i, "LIKE"))
+        return i + 1;
+    if (tok_word(tl, i, "NOT") && tok_word(tl, i + 1, "LIKE"))
+        return i + 2;
+    char op[4];
+    size_t n = 0, j = i;
+    while (j < tl->n && tl->t[j].kind == SQLTOK_PUNCT && tl->t[j].len == 1 &&
+           strchr("<=>!", tl->sql[tl->t[j].start]) && (j == i || !tl->t[j].spaced)) {
+        if (n == 3)
+            return SIZE_MAX;
+        op[n++] = tl->sql[tl->t[j].start];
+        j++;
+    }
+    op[n] = '\0';
+    if (n == 0 || (strcmp(op, "=") && strcmp(op, "<=>") && strcmp(op, "!=") && strcmp(op, "<>")))
+        return SIZE_MAX;
+    return j;
+}
+
+/* Skips back over a character set introducer (_utf8mb4'...') or BINARY before literal i. */
+static size_t before_literal(const toklist *tl, size_t i)
+{
+    if (i == 0)
+        return SIZE_MAX;
+    size_t j = i - 1;
+    if (tl->t[j].kind == SQLTOK_WORD && !tl->t[i].spaced && tl->sql[tl->t[j].start] == '_')
+        return j == 0 ? SIZE_MAX : j - 1;
+    if (tok_word(tl, j, "BINARY"))
+        return j == 0 ? SIZE_MAX : j - 1;
+    return j;
+}
+
+/* Whether string literal i is an operand of a comparison with a schema column. in_list: it
+ * sits in a schema column's IN (...) list. */
+static bool literal_names_schema(const toklist *tl, size_t i, bool show, bool in_list)
+{
+    if (in_list)
+        return true;
+    size_t j = before_literal(tl, i);
+    size_t op = j == SIZE_MAX ? SIZE_MAX : operator_before(tl, j);
+    if (op != SIZE_MAX && op > 0 && is_schema_column(tl, op - 1, show))
+        return true;
+    /* 'db@env' = TABLE_SCHEMA */
+    size_t after = operator_after(tl, i + 1);
+    if (after != SIZE_MAX && !tok_word(tl, i + 1, "LIKE") && !tok_word(tl, i + 1, "NOT"))
+        return is_schema_column(tl, after, show);
+    return false;
+}
+
+/* Whether quoted identifier i is used as a schema name. */
+static bool ident_names_schema(const toklist *tl, size_t i, bool show)
+{
+    if (tok_punct(tl, i + 1, '.') && !(i > 0 && tok_punct(tl, i - 1, '.')))
+        return true; /* `db@env`.table */
+    if (!show || i == 0)
+        return false;
+    if (tok_word(tl, i - 1, "FROM") || tok_word(tl, i - 1, "IN"))
+        return true; /* SHOW TABLES FROM `db@env`, SHOW COLUMNS FROM t IN `db@env` */
+    /* SHOW CREATE DATABASE|SCHEMA [IF NOT EXISTS] `db@env` */
+    size_t j = i - 1;
+    if (j >= 3 && tok_word(tl, j, "EXISTS") && tok_word(tl, j - 1, "NOT") &&
+        tok_word(tl, j - 2, "IF"))
+        j -= 3;
+    return j >= 2 && (tok_word(tl, j, "DATABASE") || tok_word(tl, j, "SCHEMA")) &&
+           tok_word(tl, j - 1, "CREATE");
+}
+
+/* Splits name (n bytes) at its last '@' when what follows is one of the environments and
+ * what precedes is a database name. Returns the environment's length (without '@'), or 0. */
+static size_t env_suffix(const char *s, size_t n, const rewrite_envs *envs)
+{
+    const char *at = NULL;
+    for (size_t k = 0; k < n; k++)
+        if (s[k] == '@')
+            at = s + k;
+    if (!at || at == s || (size_t)(at - s) > ROUTE_NAME_MAX)
+        return 0;
+    size_t en = n - (size_t)(at - s) - 1;
+    for (int k = 0; k < envs->n_envs; k++)
+        if (strlen(envs->envs[k]) == en && memcmp(envs->envs[k], at + 1, en) == 0)
+            return en;
+    return 0;
+}
+
+int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode,
+                         const rewrite_envs *envs, char **out, size_t *out_len, char *env,
+                         char *db, char *err, size_t errlen)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len > REWRITE_MAX_OUT || !memchr(sql, '@', len) || envs->n_envs == 0)
+        return 0;
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, true)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (tl.error) {
+        free(tl.t);
+        return 0; /* unreadable: left to the policy check and the server */
+    }
+    char *buf = NULL;
+    size_t o = 0, copied = 0;
+    int found = 0;
+    bool show = false;
+    int list_depth = 0; /* inside a schema column's IN (...): its parenthesis depth */
+    int depth = 0;
+    for (size_t i = 0; i < tl.n; i++) {
+        const sql_token *t = &tl.t[i];
+        if (i == 0 || (i > 0 && tl.t[i - 1].kind == SQLTOK_SEMICOLON))
+            show = tok_word(&tl, i, "SHOW");
+        if (tok_punct(&tl, i, '(')) {
+            depth++;
+            /* col IN (  /  col NOT IN ( */
+            if (!list_depth && i >= 2 && tok_word(&tl, i - 1, "IN")) {
+                size_t c = tok_word(&tl, i - 2, "NOT") ? i - 3 : i - 2;
+                if (c < i && is_schema_column(&tl, c, show))
+                    list_depth = depth;
+            }
+            continue;
+        }
+        if (tok_punct(&tl, i, ')')) {
+            if (list_depth == depth)
+                list_depth = 0;
+            depth--;
+            continue;
+        }
+        bool rewrite = false;
+        if (t->kind == SQLTOK_QIDENT && tl.sql[t->start] == '`')
+            rewrite = ident_names_schema(&tl, i, show);
+        else if (t->kind == SQLTOK_STRING)
+            rewrite = literal_names_schema(&tl, i, show, list_depth && list_depth == depth);
+        if (!rewrite)
+            continue;
+        const char *s;
+        size_t n;
+        tok_inner(&tl, i, &s, &n);
+        size_t en = env_suffix(s, n, envs);
+        if (!en)
+            continue;
+        const char *e = s + n - en;
+        if (found && (strlen(env) != en || memcmp(env, e, en) != 0)) {
+            snprintf(err, errlen, "the statement names databases in two environments ('%s' and "
+                     "'%.*s'); send one statement per environment", env, (int)en, e);
+            free(tl.t);
+            free(buf);
+            return -1;
+        }
+        if (!found) {
+            memcpy(env, e, en);
+            env[en] = '\0';
+            size_t dn = n - en - 1;
+            memcpy(db, s, dn);
+            db[dn] = '\0';
+            buf = malloc(len);
+            if (!buf) {
+                snprintf(err, errlen, "out of memory");
+                free(tl.t);
+                return -1;
+            }
+        }
+        found = 1;
+        /* Everything up to the '@', then on after the environment's name. */
+        size_t cut = (size_t)(e - 1 - sql);
+        memcpy(buf + o, sql + copied, cut - copied);
+        o += cut - copied;
+        copied = cut + 1 + en;
+    }
+    free(tl.t);
+    if (!found)
+        return 0;
+    memcpy(buf + o, sql + copied, len - copied);
+    o += len - copied;
+    *out = buf;
+    *out_len = o;
+    return 1;
+}
+
+/* Token i is the name kw, as a word or a backquoted identifier. */
+static bool tok_name(const toklist *tl, size_t i, const char *kw)
+{
+    if (i >= tl->n)
+        return false;
+    if (tl->t[i].kind == SQLTOK_WORD)
+        return tok_word(tl, i, kw);
+    if (tl->t[i].kind != SQLTOK_QIDENT || tl->sql[tl->t[i].start] != '`')
+        return false;
+    const char *s;
+    size_t n;
+    tok_inner(tl, i, &s, &n);
+    return n == strlen(kw) && strncasecmp(s, kw, n) == 0;
+}
+
+bool rewrite_is_schemata_list(const char *sql, size_t len)
+{
+    sql_mode_flags mode = {0};
+    toklist tl;
+    if (!tokenize(sql, len, &mode, &tl, false))
+        return false;
+    /* Adminer sends it as SET STATEMENT max_statement_time=N FOR SELECT ... */
+    size_t b = 0;
+    if (tok_word(&tl, 0, "SET") && tok_word(&tl, 1, "STATEMENT")) {
+        for (b = 2; b < tl.n && !tok_word(&tl, b, "FOR"); b++)
+            ;
+        b++;
+    }
+    bool ok = !tl.error && !tl.several && tok_word(&tl, b, "SELECT") &&
+              tok_name(&tl, b + 1, "SCHEMA_NAME") && tok_word(&tl, b + 2, "FROM") &&
+              tok_name(&tl, b + 3, "information_schema") && tok_punct(&tl, b + 4, '.') &&
+              tok_name(&tl, b + 5, "SCHEMATA");
+    if (ok && tl.n > b + 6) {
+        ok = tok_word(&tl, b + 6, "ORDER") && tok_word(&tl, b + 7, "BY") &&
+             tok_name(&tl, b + 8, "SCHEMA_NAME") &&
+             (tl.n == b + 9 || (tl.n == b + 10 && tok_word(&tl, b + 9, "ASC")));
+    }
+    free(tl.t);
+    return ok;
+}
+
+bool rewrite_has_load_local(const char *sql, size_t len)
+{
+    sql_mode_flags mode = {0};
+    toklist tl;
+    if (!tokenize(sql, len, &mode, &tl, true))
+        return false;
+    bool found = false; /* unreadable text is left to the policy check and the server */
+    for (size_t i = 0; !found && i < tl.n; i++) {
+        if (!(tok_word(&tl, i, "LOAD") && (i == 0 || tl.t[i - 1].kind == SQLTOK_SEMICOLON)))
+            continue;
+        size_t j = i + 1;
+        if (!tok_word(&tl, j, "DATA") && !tok_word(&tl, j, "XML"))
+            continue;
+        j++;
+        if (tok_word(&tl, j, "LOW_PRIORITY") || tok_word(&tl, j, "CONCURRENT"))
+            j++;
+        found = tok_word(&tl, j, "LOCAL");
+    }
+    free(tl.t);
+    return found;
+}

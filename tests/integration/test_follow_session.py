@@ -1,0 +1,305 @@
+"""Transactions follow the session, and db@env wherever a client names a database
+(SPEC section 8): BEGIN before USE shop@prod, moves inside a transaction, schema names in
+SHOW and information_schema statements, the user@env login, harmless connect-time SETs."""
+
+import pymysql
+import pytest
+
+from harness import mariadb_cli
+
+
+def _count(cur, sql):
+    cur.execute(sql)
+    return cur.fetchone()[0]
+
+
+@pytest.fixture
+def scratch_prod(servers):
+    """A table in prod's shop that the test may change as root, dropped afterwards."""
+    servers.sql("prod", "CREATE TABLE shop.follow_t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    servers.sql("prod", "INSERT INTO shop.follow_t VALUES (1), (2), (3)")
+    yield "follow_t"
+    servers.sql("prod", "DROP TABLE IF EXISTS shop.follow_t")
+
+
+def test_begin_then_use_prod_reads_one_snapshot_of_prod(proxy, servers, scratch_prod):
+    """START TRANSACTION WITH CONSISTENT SNAPSHOT sent in dev, then USE shop@prod: the
+    snapshot is prod's (a row added in prod meanwhile stays invisible until COMMIT), and the
+    SAVEPOINT / ROLLBACK TO SAVEPOINT pair mariadb-dump sends works there."""
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */")
+        assert conn.server_status & 1  # the client sees a transaction
+        cur.execute("USE shop@prod")
+        assert _count(cur, "SELECT COUNT(*) FROM follow_t") == 3
+        servers.sql("prod", "INSERT INTO shop.follow_t VALUES (4)")
+        cur.execute("SAVEPOINT sp")
+        assert _count(cur, "SELECT COUNT(*) FROM follow_t") == 3
+        cur.execute("ROLLBACK TO SAVEPOINT sp")
+        cur.execute("RELEASE SAVEPOINT sp")
+        cur.execute("COMMIT")
+        assert _count(cur, "SELECT COUNT(*) FROM follow_t") == 4
+    conn.close()
+
+
+def test_begin_and_commit_of_nothing_reach_no_backend(proxy):
+    """BEGIN then COMMIT with nothing in between: answered, and the session goes on."""
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("COMMIT")
+        assert not conn.server_status & 1
+        cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("START TRANSACTION READ ONLY")
+        cur.execute("ROLLBACK")
+        assert _count(cur, "SELECT COUNT(*) FROM customers") > 0
+    conn.close()
+
+
+def test_moving_inside_a_transaction_that_touched_data_is_1179(proxy):
+    """After a read in dev inside BEGIN, USE shop@prod and a hinted statement for prod are
+    refused with 1179 naming both environments; ROLLBACK ends it and the move works."""
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute("SELECT COUNT(*) FROM customers")
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("USE shop@prod")
+        assert e.value.args[0] == 1179
+        assert "'dev'" in e.value.args[1] and "'prod'" in e.value.args[1]
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("/* env=prod */ SELECT COUNT(*) FROM customers")
+        assert e.value.args[0] == 1179
+        # Statements that touch no data may still go elsewhere.
+        cur.execute("/* env=prod */ SELECT @@version")
+        cur.execute("ROLLBACK")
+        cur.execute("USE shop@prod")
+        assert _count(cur, "SELECT COUNT(*) FROM customers") > 0
+    conn.close()
+
+
+def test_autocommit_off_reads_stay_free_and_a_write_binds(proxy, servers):
+    """With autocommit=0 (DB-API drivers) plain reads in prod and dev go on side by side; a
+    change of data in dev binds the session there: a read in prod is then refused with 1179,
+    and COMMIT, sent from the prod session, goes to dev."""
+    servers.sql("dev", "CREATE TABLE shop.follow_a (id INT PRIMARY KEY) ENGINE=InnoDB")
+    conn = proxy.connect(database="shop@prod")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET autocommit = 0")
+            cur.execute("SELECT COUNT(*) FROM orders")
+            cur.execute("/* env=dev */ SELECT COUNT(*) FROM orders")
+            cur.execute("SELECT COUNT(*) FROM orders")
+            cur.execute("/* env=dev */ INSERT INTO follow_a VALUES (1)")
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute("SELECT COUNT(*) FROM orders")
+            assert e.value.args[0] == 1179
+            cur.execute("COMMIT")
+            assert _count(cur, "SELECT COUNT(*) FROM orders") > 0
+            cur.execute("ROLLBACK")
+            cur.execute("SET autocommit = 1")
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.follow_a")[0][0] == 1
+    finally:
+        conn.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.follow_a")
+
+
+def test_write_inside_a_held_back_transaction_rolls_back(proxy, servers):
+    """BEGIN; INSERT in dev; ROLLBACK: the row never lands (the transaction really began
+    on the backend before the INSERT)."""
+    servers.sql("dev", "CREATE TABLE shop.follow_w (id INT PRIMARY KEY) ENGINE=InnoDB")
+    try:
+        conn = proxy.connect()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO follow_w VALUES (1)")
+            assert _count(cur, "SELECT COUNT(*) FROM follow_w") == 1
+            cur.execute("ROLLBACK")
+        conn.close()
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.follow_w")[0][0] == 0
+    finally:
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.follow_w")
+
+
+def test_read_only_transaction_refuses_read_write_start(proxy):
+    """START TRANSACTION READ WRITE in a prod session is refused at once (1290), as before;
+    held back in a dev session, it is refused when the first read goes to prod."""
+    conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("START TRANSACTION READ WRITE")
+        assert e.value.args[0] == 1290
+    conn.close()
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        cur.execute("START TRANSACTION READ WRITE")
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("/* env=prod */ SELECT COUNT(*) FROM orders")
+        assert e.value.args[0] == 1290
+    conn.close()
+
+
+def test_show_statements_with_db_at_env(proxy):
+    """SHOW TABLES FROM `shop@prod`, SHOW COLUMNS FROM `shop@prod`.`orders`, qualified
+    names: prod's objects, from a session sitting in dev (billing exists only in prod).
+    Autocommit is on: each read is its own transaction, so dev and prod may alternate."""
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES FROM `billing@prod`")
+        assert ("invoices",) in cur.fetchall()
+        cur.execute("SHOW COLUMNS FROM `shop@prod`.`products`")
+        cols = [r[0] for r in cur.fetchall()]
+        assert "discount" not in cols and "sku" in cols  # prod's products has no discount
+        cur.execute("SHOW FULL COLUMNS FROM products FROM `shop@dev`")
+        assert "discount" in [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT status FROM `shop@prod`.orders WHERE id = 3")
+        assert cur.fetchone() == ("shipped",)
+        cur.execute("SELECT status FROM shop.orders WHERE id = 3")
+        assert cur.fetchone() == ("pending",)  # the session stayed in dev
+        cur.execute("SHOW CREATE DATABASE `billing@prod`")
+        assert "`billing`" in cur.fetchone()[1]
+    conn.close()
+
+
+def test_information_schema_schema_names_with_db_at_env(proxy):
+    """TABLE_SCHEMA = 'shop@prod', SCHEMA_NAME IN (...), LIKE: rewritten and run in prod;
+    an e-mail compared with a data column is left alone."""
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE "
+                    "TABLE_SCHEMA = 'shop@prod' AND TABLE_NAME = 'products'")
+        assert "discount" not in [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME "
+                    "IN ('billing@prod', 'shop@prod') ORDER BY 1")
+        assert cur.fetchall() == (("billing",), ("shop",))
+        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA "
+                    "LIKE 'billing@prod'")
+        assert cur.fetchone()[0] >= 1
+        cur.execute("SELECT COUNT(*) FROM customers WHERE email = 'alice@prod'")
+        assert cur.fetchone()[0] == 0
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SELECT 1 FROM `shop@prod`.orders a JOIN `shop@dev`.orders b")
+        assert e.value.args[0] == 1064
+    conn.close()
+
+
+def test_rewritten_statement_is_checked_as_sent(proxy):
+    """A write naming `shop@prod`.orders from a dev session is refused in prod (1290), and
+    an account without a grant for the named environment gets 1044."""
+    conn = proxy.connect()
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("DELETE FROM `shop@prod`.orders WHERE id = 3")
+        assert e.value.args[0] == 1290
+    conn.close()
+    conn = proxy.connect(user="carol", password="carol-pw")
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SELECT * FROM `shop@prod`.orders")
+        assert e.value.args[0] == 1044
+    conn.close()
+
+
+def test_login_name_with_env_selects_the_environment(proxy):
+    """alice@prod as the login name starts in prod (its default database); with a database
+    of its own the two combine; a database naming an environment wins."""
+    rows = proxy.query("SELECT env, `database` FROM __envs.session", user="alice@prod")
+    assert rows == [("prod", "shop")]
+    rows = proxy.query("SELECT env, `database` FROM __envs.session", user="alice@prod",
+                       database="billing")
+    assert rows == [("prod", "billing")]
+    rows = proxy.query("SELECT env FROM __envs.session", user="alice@prod",
+                       database="shop@dev")
+    assert rows == [("dev",)]
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        proxy.connect(user="carol@prod", password="carol-pw")
+    assert e.value.args[0] == 1044
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        proxy.connect(user="alice@prod", password="wrong")
+    assert e.value.args[0] == 1045
+    rc, out, err = mariadb_cli(proxy, "alice@prod", "alice-pw", "-N",
+                               "SELECT env FROM __envs.session")
+    assert rc == 0 and out.strip() == "prod", err
+
+
+def test_dbd_mariadb_connect_sets_pass_in_read_only_prod(proxy):
+    """SET character_set_server = 'utf8mb4' (DBD::MariaDB on connect) and collation_server
+    are not refused in prod; SET GLOBAL of them still is."""
+    conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        cur.execute("SET character_set_server = 'utf8mb4'")
+        cur.execute("SET collation_server = utf8mb4_general_ci")
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SET GLOBAL character_set_server = 'latin1'")
+        assert e.value.args[0] == 1290
+    conn.close()
+
+
+def test_lock_tables_refusal_names_single_transaction(proxy):
+    """LOCK TABLES in prod: 1290, and the message says how to take a backup instead."""
+    conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("LOCK TABLES orders READ")
+        assert e.value.args[0] == 1290 and "--single-transaction" in e.value.args[1]
+    conn.close()
+
+
+def test_user_functions_name_the_envproxy_account(proxy):
+    """SELECT USER(), CURRENT_USER(), CURRENT_USER, SESSION_USER(), SYSTEM_USER() (with an
+    alias too) name the envproxy account, not the backend's ('app')."""
+    conn = proxy.connect(database="shop@prod")
+    with conn.cursor() as cur:
+        for sql, want in [("SELECT USER()", "alice@127.0.0.1"),
+                          ("SELECT CURRENT_USER()", "alice@%"),
+                          ("select current_user", "alice@%"),
+                          ("SELECT SESSION_USER() AS who", "alice@127.0.0.1"),
+                          ("SELECT SYSTEM_USER();", "alice@127.0.0.1")]:
+            cur.execute(sql)
+            assert cur.fetchone() == (want,), sql
+        cur.execute("SELECT CURRENT_USER() AS me")
+        assert cur.description[0][0] == "me"
+    conn.close()
+
+
+def test_gui_list_of_databases_from_schemata_shows_virtual_schemas(proxy):
+    """SELECT SCHEMA_NAME FROM information_schema.SCHEMATA [ORDER BY SCHEMA_NAME] (Adminer's
+    list of databases) has __compare and __envs after the environment's databases, as SHOW
+    DATABASES has; a query with a WHERE clause is the server's alone."""
+    conn = proxy.connect(database="shop@prod", autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        names = [r[0] for r in cur.fetchall()]
+        assert "billing" in names and "analytics" not in names
+        assert names[-2:] == ["__compare", "__envs"]
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                    "WHERE SCHEMA_NAME = 'billing'")
+        assert cur.fetchall() == (("billing",),)
+    conn.close()
+
+
+def test_load_data_local_gets_a_clear_error(proxy, tmp_path):
+    """LOAD DATA LOCAL INFILE (not supported through envproxy yet) is answered with 1148 and
+    a message that says so, in a writable environment, instead of the backend's 4166; the
+    session goes on; server-side LOAD DATA INFILE is not affected by this check."""
+    f = tmp_path / "rows.csv"
+    f.write_text("1\n2\n")
+    conn = proxy.connect(autocommit=True, local_infile=True)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute(f"LOAD DATA LOCAL INFILE '{f}' INTO TABLE customers")
+        assert e.value.args[0] == 1148 and "envproxy" in e.value.args[1]
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+
+
+def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
+    """In read-only prod, LOAD DATA LOCAL INFILE is refused by the policy (1290)."""
+    conn = proxy.connect(database="shop@prod", local_infile=True)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE customers")
+        assert e.value.args[0] == 1290
+    conn.close()

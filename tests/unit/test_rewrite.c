@@ -1,0 +1,196 @@
+/* test_rewrite.c: transaction statements (txn_classify) and `db@env` schema names in SQL
+ * text (rewrite_schema_names). */
+#include "rewrite.h"
+#include "unit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const env_names[] = {"dev", "prod", "qa-1"};
+static const rewrite_envs envs = {env_names, 3};
+
+static txn_kind kind(const char *s)
+{
+    sql_mode_flags m = {0};
+    return txn_classify(s, strlen(s), &m);
+}
+
+static void test_txn_classify(void)
+{
+    CHECK_INT(kind("BEGIN"), TXN_BEGIN);
+    CHECK_INT(kind("begin work;"), TXN_BEGIN);
+    CHECK_INT(kind("START TRANSACTION"), TXN_BEGIN);
+    CHECK_INT(kind("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */"), TXN_BEGIN);
+    CHECK_INT(kind("start transaction read only"), TXN_BEGIN);
+    CHECK_INT(kind("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"), TXN_BEGIN);
+    CHECK_INT(kind("START TRANSACTION, READ ONLY"), TXN_DATA);
+    CHECK_INT(kind("START TRANSACTION READ ONLY,"), TXN_DATA);
+    CHECK_INT(kind("BEGIN NOT ATOMIC SELECT 1; END"), TXN_DATA);
+    CHECK_INT(kind("BEGIN; SELECT * FROM t"), TXN_DATA);
+    CHECK_INT(kind("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"), TXN_SET_NEXT);
+    CHECK_INT(kind("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"), TXN_NO_DATA);
+    CHECK_INT(kind("COMMIT"), TXN_END);
+    CHECK_INT(kind("rollback work"), TXN_END);
+    CHECK_INT(kind("ROLLBACK TO SAVEPOINT sp"), TXN_DATA);
+    CHECK_INT(kind("COMMIT AND CHAIN"), TXN_DATA);
+    CHECK_INT(kind("SET NAMES utf8mb4"), TXN_NO_DATA);
+    CHECK_INT(kind("SET @x = (SELECT COUNT(*) FROM orders)"), TXN_DATA);
+    CHECK_INT(kind("UNLOCK TABLES"), TXN_NO_DATA);
+    CHECK_INT(kind("SHOW VARIABLES LIKE 'x'"), TXN_NO_DATA);
+    CHECK_INT(kind("SELECT @@version, DATABASE()"), TXN_NO_DATA);
+    CHECK_INT(kind("SELECT 1 FROM DUAL"), TXN_READ);
+    CHECK_INT(kind("SELECT (SELECT MAX(id) FROM orders)"), TXN_READ);
+    CHECK_INT(kind("WITH t AS (SELECT 1 FROM orders) SELECT * FROM t"), TXN_READ);
+    CHECK_INT(kind("SELECT * FROM orders FOR UPDATE"), TXN_DATA);
+    CHECK_INT(kind("SELECT * FROM orders LOCK IN SHARE MODE"), TXN_DATA);
+    CHECK_INT(kind("SELECT id INTO @x FROM orders"), TXN_DATA);
+    CHECK_INT(kind("SAVEPOINT sp"), TXN_DATA);
+    CHECK_INT(kind("INSERT INTO t VALUES (1)"), TXN_DATA);
+    CHECK_INT(kind("SELECT 'unterminated"), TXN_DATA);
+    CHECK_INT(kind(""), TXN_NO_DATA);
+}
+
+/* Rewrites s; returns the rc and fills got (cap 1024) with the new text (or ""). */
+static int rw(const char *s, char *got, char *env, char *db)
+{
+    sql_mode_flags m = {0};
+    char *out = NULL, err[256];
+    size_t n = 0;
+    env[0] = db[0] = got[0] = '\0';
+    int rc = rewrite_schema_names(s, strlen(s), &m, &envs, &out, &n, env, db, err, sizeof(err));
+    if (rc == 1) {
+        memcpy(got, out, n);
+        got[n] = '\0';
+    } else if (rc < 0) {
+        snprintf(got, 1024, "ERR %s", err);
+    }
+    free(out);
+    return rc;
+}
+
+#define EXPECT_RW(in, want, want_env, want_db)                                                    \
+    do {                                                                                          \
+        char got_[1024], env_[ROUTE_NAME_MAX + 1], db_[ROUTE_NAME_MAX + 1];                       \
+        CHECK_INT(rw(in, got_, env_, db_), 1);                                                    \
+        CHECK_STR(got_, want);                                                                    \
+        CHECK_STR(env_, want_env);                                                                \
+        CHECK_STR(db_, want_db);                                                                  \
+    } while (0)
+
+#define EXPECT_SAME(in)                                                                           \
+    do {                                                                                          \
+        char got_[1024], env_[ROUTE_NAME_MAX + 1], db_[ROUTE_NAME_MAX + 1];                       \
+        CHECK_INT(rw(in, got_, env_, db_), 0);                                                    \
+    } while (0)
+
+static void test_rewrite(void)
+{
+    /* Identifiers used as schemas. */
+    EXPECT_RW("SHOW TABLES FROM `shop@prod`", "SHOW TABLES FROM `shop`", "prod", "shop");
+    EXPECT_RW("SHOW FULL TABLES IN `shop@prod` LIKE 'o%'", "SHOW FULL TABLES IN `shop` LIKE 'o%'",
+              "prod", "shop");
+    EXPECT_RW("SHOW COLUMNS FROM `shop@prod`.`orders`", "SHOW COLUMNS FROM `shop`.`orders`",
+              "prod", "shop");
+    EXPECT_RW("SHOW COLUMNS FROM orders FROM `shop@prod`", "SHOW COLUMNS FROM orders FROM `shop`",
+              "prod", "shop");
+    EXPECT_RW("SELECT * FROM `shop@prod`.orders o JOIN `shop@prod`.`customers` c ON 1",
+              "SELECT * FROM `shop`.orders o JOIN `shop`.`customers` c ON 1", "prod", "shop");
+    EXPECT_RW("SHOW CREATE DATABASE IF NOT EXISTS `shop@qa-1`",
+              "SHOW CREATE DATABASE IF NOT EXISTS `shop`", "qa-1", "shop");
+    EXPECT_RW("SELECT `shop@prod`.orders.id FROM `shop@prod`.orders",
+              "SELECT `shop`.orders.id FROM `shop`.orders", "prod", "shop");
+    /* String literals compared with schema columns. */
+    EXPECT_RW("SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop@prod'",
+              "SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'", "prod",
+              "shop");
+    EXPECT_RW("select 1 from information_schema.tables t where t.`table_schema`='shop@dev'",
+              "select 1 from information_schema.tables t where t.`table_schema`='shop'", "dev",
+              "shop");
+    EXPECT_RW("SELECT * FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'shop@prod'",
+              "SELECT * FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'shop'", "prod",
+              "shop");
+    EXPECT_RW("SELECT * FROM x WHERE TABLE_SCHEMA IN ('shop@prod', 'billing@prod') AND a = 1",
+              "SELECT * FROM x WHERE TABLE_SCHEMA IN ('shop', 'billing') AND a = 1", "prod",
+              "shop");
+    EXPECT_RW("SELECT * FROM x WHERE TABLE_SCHEMA NOT IN ('shop@prod')",
+              "SELECT * FROM x WHERE TABLE_SCHEMA NOT IN ('shop')", "prod", "shop");
+    EXPECT_RW("SELECT * FROM x WHERE 'shop@prod' = TABLE_SCHEMA",
+              "SELECT * FROM x WHERE 'shop' = TABLE_SCHEMA", "prod", "shop");
+    EXPECT_RW("SELECT * FROM x WHERE TABLE_SCHEMA <=> _utf8mb4'shop@prod'",
+              "SELECT * FROM x WHERE TABLE_SCHEMA <=> _utf8mb4'shop'", "prod", "shop");
+    EXPECT_RW("SELECT * FROM x WHERE TABLE_SCHEMA != 'shop@prod'",
+              "SELECT * FROM x WHERE TABLE_SCHEMA != 'shop'", "prod", "shop");
+    EXPECT_RW("SHOW FUNCTION STATUS WHERE Db = 'shop@prod'",
+              "SHOW FUNCTION STATUS WHERE Db = 'shop'", "prod", "shop");
+    /* Left alone: data, strings elsewhere, unknown environments, tables named with '@'. */
+    EXPECT_SAME("SELECT * FROM customers WHERE email = 'x@prod'");
+    EXPECT_SAME("SELECT * FROM customers WHERE email IN ('a@prod', 'b@dev')");
+    EXPECT_SAME("SELECT * FROM x WHERE TABLE_SCHEMA IN (CONCAT('shop@prod'))");
+    EXPECT_SAME("SELECT 'shop@prod'");
+    EXPECT_SAME("SELECT * FROM x WHERE db = 'shop@prod'");
+    EXPECT_SAME("SELECT * FROM x WHERE TABLE_SCHEMA = 'shop@staging'");
+    EXPECT_SAME("SELECT * FROM `shop@prod`");
+    EXPECT_SAME("SELECT * FROM shop.`orders@prod`");
+    EXPECT_SAME("SELECT * FROM x WHERE TABLE_SCHEMA = '@prod'");
+    EXPECT_SAME("SELECT @@version");
+    EXPECT_SAME("SELECT * FROM t WHERE a = 'it''s' AND TABLE_SCHEMA = 'x");
+    /* Two environments in one statement. */
+    {
+        char got[1024], env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1];
+        CHECK_INT(rw("SELECT * FROM `shop@prod`.a JOIN `shop@dev`.b", got, env, db), -1);
+        CHECK(strstr(got, "two environments") != NULL);
+    }
+    /* ANSI_QUOTES: "x" is an identifier, not a string. */
+    {
+        sql_mode_flags m = {.ansi_quotes = true};
+        const char *s = "SHOW TABLES FROM \"shop@prod\"";
+        char *out = NULL, env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1], err[100];
+        size_t n;
+        CHECK_INT(rewrite_schema_names(s, strlen(s), &m, &envs, &out, &n, env, db, err,
+                                       sizeof(err)),
+                  0);
+        free(out);
+    }
+}
+
+static void test_schemata_list(void)
+{
+#define SL(s) rewrite_is_schemata_list(s, strlen(s))
+    CHECK(SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME"));
+    CHECK(SL("select `SCHEMA_NAME` from `INFORMATION_SCHEMA`.`SCHEMATA`;"));
+    CHECK(SL("SELECT schema_name FROM information_schema.schemata ORDER BY schema_name ASC"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME DESC"));
+    CHECK(!SL("SELECT SCHEMA_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'x'"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA; SELECT 1"));
+    CHECK(!SL("SELECT SCHEMA_NAME FROM other.SCHEMATA"));
+    CHECK(SL("SET STATEMENT max_statement_time=2 FOR SELECT SCHEMA_NAME FROM "
+             "information_schema.SCHEMATA ORDER BY SCHEMA_NAME"));
+    CHECK(!SL("SET STATEMENT max_statement_time=2 FOR SELECT 1"));
+    CHECK(!SL("SET STATEMENT max_statement_time=2"));
+#undef SL
+}
+
+static void test_load_local(void)
+{
+#define LL(s) rewrite_has_load_local(s, strlen(s))
+    CHECK(LL("LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"));
+    CHECK(LL("load data low_priority local infile 'x' into table t"));
+    CHECK(LL("LOAD XML CONCURRENT LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(LL("SELECT 1; LOAD DATA LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(LL("/*!LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/"));
+    CHECK(!LL("SELECT 'unterminated"));
+    CHECK(!LL("LOAD DATA INFILE '/tmp/x.csv' INTO TABLE t"));
+    CHECK(!LL("SELECT 'LOAD DATA LOCAL INFILE'"));
+    CHECK(!LL("SELECT local FROM t"));
+#undef LL
+}
+
+int main(void)
+{
+    test_load_local();
+    test_schemata_list();
+    test_txn_classify();
+    test_rewrite();
+    return unit_report("test_rewrite");
+}
