@@ -1596,7 +1596,7 @@ bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
         }
     }
     stmt_forget_long_data(c);
-    c->n_vars = 0;
+    session_vars_clear(c->vars, &c->n_vars);
     c->pinned = false;
     c->pin_reason[0] = '\0';
     c->last_status = ST_AUTOCOMMIT;
