@@ -380,3 +380,39 @@ def test_allowed_reads_are_not_refused(servers, baseline):
     conn.close()
     check_state(servers, before, ids, "allowed")
     assert not refused, f"refused: {refused}"
+
+
+def test_credential_stores_hidden_where_the_account_may_write(servers, proxy):
+    """In dev, where alice may write, the backend account's password hashes stay hidden:
+    qualified, unqualified after USE mysql (plain and as a routing target), in a
+    multi-statement packet and through a prepared statement."""
+    conn = pymysql.connect(host="127.0.0.1", port=proxy.port, user="alice", password="alice-pw",
+                           database="shop@dev", autocommit=True,
+                           client_flag=CLIENT.MULTI_STATEMENTS)
+    leaked = []
+    texts = ["SELECT * FROM mysql.user", "SELECT Priv FROM mysql.global_priv",
+             "USE mysql", "USE mysql@dev", "SELECT * FROM global_priv", "SELECT * FROM user",
+             "SELECT 1; SELECT Priv FROM mysql.global_priv", "SHOW CREATE USER app@localhost",
+             "SELECT * FROM mysql.password_reuse_check_history"]
+    for sql in texts:
+        if not conn.open:
+            conn = pymysql.connect(host="127.0.0.1", port=proxy.port, user="alice",
+                                   password="alice-pw", database="shop@dev", autocommit=True,
+                                   client_flag=CLIENT.MULTI_STATEMENTS)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                rows = list(cur.fetchall())
+            if sql.startswith("USE"):
+                continue  # switching database reveals nothing by itself
+            leaked.append((sql, str(rows)[:80]))
+        except pymysql.err.MySQLError:
+            pass
+    for sql in ("SELECT Priv FROM mysql.global_priv", "SELECT * FROM global_priv"):
+        c2 = pymysql.connect(host="127.0.0.1", port=proxy.port, user="alice",
+                             password="alice-pw", database="mysql@dev", autocommit=True)
+        if prepare_and_execute(c2, sql) is None:
+            leaked.append(("prepared", sql))
+        c2.close()
+    conn.close()
+    assert not leaked, leaked
