@@ -126,7 +126,8 @@ static void stored_publish(health *h)
     if (!sn) {
         names_free(h->fetch, h->fetch_n);
     } else {
-        qsort(h->fetch, h->fetch_n, sizeof(*h->fetch), name_cmp);
+        if (h->fetch_n > 1) /* an empty list has no array at all */
+            qsort(h->fetch, h->fetch_n, sizeof(*h->fetch), name_cmp);
         size_t o = 0;
         for (size_t i = 0; i < h->fetch_n; i++) {
             if (o > 0 && strcmp(h->fetch[o - 1], h->fetch[i]) == 0)
