@@ -875,6 +875,23 @@ static bool virtual_select(client *c, const char *sql, size_t len)
     return true;
 }
 
+/* Whether a statement (without its routing hint) may be over a virtual table: it names
+ * __envs or __compare, or it reads in a session whose database is one of them. USE is the
+ * router's. */
+enum { VC_NO, VC_MENTIONS, VC_IN_DB };
+static int virtual_candidate(client *c, const char *stmt, size_t stmt_len)
+{
+    static const char *const use[] = {"USE"};
+    if (first_word_is(stmt, stmt_len, use, 1))
+        return VC_NO;
+    if (vq_mentions_virtual(stmt, stmt_len))
+        return VC_MENTIONS;
+    static const char *const readers[] = {"SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN"};
+    if (c->has_db && is_virtual_schema(c->db) && first_word_is(stmt, stmt_len, readers, 5))
+        return VC_IN_DB;
+    return VC_NO;
+}
+
 bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t len)
 {
     const char *stmt = sql + (h->present ? h->end : 0);
@@ -903,16 +920,10 @@ bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t l
         free(text);
         return true;
     }
-    static const char *const use[] = {"USE"};
-    if (first_word_is(stmt, stmt_len, use, 1))
-        return false; /* USE __envs is the router's */
-    static const char *const readers[] = {"SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN"};
-    bool in_virtual_db = c->has_db && is_virtual_schema(c->db) &&
-                         first_word_is(stmt, stmt_len, readers, 5);
-    bool mentions = vq_mentions_virtual(stmt, stmt_len);
-    if (!in_virtual_db && !mentions)
+    int cand = virtual_candidate(c, stmt, stmt_len);
+    if (cand == VC_NO)
         return false;
-    if (!mentions) {
+    if (cand == VC_IN_DB) {
         /* In USE __envs, a statement that is not over a virtual table goes to the backend. */
         vq_query q;
         if (vq_parse(stmt, stmt_len, &q, NULL, 0) != VQ_OK)
@@ -928,15 +939,10 @@ bool virtual_takes(client *c, const route_hint *h, const char *sql, size_t len)
     size_t stmt_len = len - (h->present ? h->end : 0);
     if (h->present && (h->all_envs || h->n_envs > 1 || h->n_compare == 2))
         return true;
-    static const char *const use[] = {"USE"};
-    if (first_word_is(stmt, stmt_len, use, 1))
+    int cand = virtual_candidate(c, stmt, stmt_len);
+    if (cand == VC_NO)
         return false;
-    static const char *const readers[] = {"SELECT", "SHOW", "DESC", "DESCRIBE", "EXPLAIN"};
-    bool in_virtual_db = c->has_db && is_virtual_schema(c->db) &&
-                         first_word_is(stmt, stmt_len, readers, 5);
-    bool mentions = vq_mentions_virtual(stmt, stmt_len);
-    if (!in_virtual_db && !mentions)
-        return false;
+    bool mentions = cand == VC_MENTIONS;
     /* As virtual_statement() and virtual_select() decide. */
     vq_query q;
     if (vq_parse(stmt, stmt_len, &q, NULL, 0) != VQ_OK)

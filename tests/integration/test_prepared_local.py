@@ -4,23 +4,7 @@ without emulation, Go's driver with arguments, DBD with server-side prepare, Con
 here) must read them as they read them with the text protocol: the proxy answers PREPARE
 with the placeholders, binds the EXECUTE values itself and sends binary-protocol rows."""
 
-import pytest
-
-from harness import StmtDriver as Driver
-
-
-@pytest.fixture
-def drv(proxy):
-    made = []
-
-    def make(**kw):
-        d = Driver(proxy, **kw)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+from test_prepared import drv  # noqa: F401  (the same Connector/C driver fixture)
 
 
 def test_environments_with_a_bound_name(drv, proxy):
