@@ -31,6 +31,7 @@ typedef struct {
     char value[200];
 } sess_var;
 typedef struct worker worker;
+typedef struct internal_login internal_login;
 typedef struct client client;
 typedef struct backend backend;
 typedef struct pool pool;
@@ -389,6 +390,7 @@ struct client {
     struct bufferevent *bev;
     char addr[64]; /* "127.0.0.1:51234" */
     char host[48]; /* "127.0.0.1" */
+    const char *via; /* "mysql", or "http"/"mcp" for an internal session (audit) */
     cl_state state;
     cl_state state_at_free;
     client *reg_next; /* the proxy's registry, under reg_mu */
@@ -493,6 +495,10 @@ struct client {
 
 /* Takes ownership of an accepted socket on worker w. */
 void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Takes ownership of fd, the worker's end of an internal session (HTTP API, MCP over HTTP),
+ * and logs it in as login->user without a handshake: the client receives OK (or ERR) first,
+ * then serves commands as for any MySQL client. */
+void client_accept_internal(worker *w, int fd, const internal_login *login);
 void client_free(client *c);
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
@@ -609,7 +615,18 @@ typedef struct kill_request {
     bool query_only;
 } kill_request;
 
+/* An internal session of the HTTP front door (http_sql.c): the account was authenticated
+ * by the front door; the worker's client starts logged in, without a handshake. */
+struct internal_login {
+    char user[ROUTE_NAME_MAX + 1];
+    char addr[64];                         /* the HTTP client's address, "host:port" */
+    char host[48];
+    char via[8];                           /* "http" or "mcp" */
+    char login_db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "@env", or "" */
+};
+
 typedef struct accepted_fd {
+    internal_login *login; /* NULL for a MySQL client; else owned, freed by the worker */
     int fd;
     struct sockaddr_storage sa;
     int salen;
@@ -693,6 +710,8 @@ void proxy_server_version(proxy *p, char *out, size_t cap);
 int worker_start(worker *w);
 void worker_stop(worker *w);
 void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Hands one end of a socketpair to w as an internal session; w frees login. */
+void worker_hand_internal(worker *w, int fd, internal_login *login);
 
 /* tls.c */
 SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);

@@ -118,6 +118,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
         .ms = ms,
         .error = error,
         .event = event,
+        .via = c->via,
     };
     if (!event && c->cmd.len > 0) {
         if (c->cmd.data[0] == CMD_QUERY || c->cmd.data[0] == CMD_STMT_PREPARE) {
@@ -142,7 +143,8 @@ static void set_timer(client *c, long long ms)
     evtimer_add(c->timer, &tv);
 }
 
-void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
+/* A new client on w for socket fd, with its events; host and addr are filled from sa. */
+static client *client_new(worker *w, int fd, const struct sockaddr *sa)
 {
     proxy *p = w->p;
     client *c = calloc(1, sizeof(*c));
@@ -169,7 +171,6 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
-    (void)salen;
     snprintf(c->host, sizeof(c->host), "%s", host);
     snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
 
@@ -191,6 +192,14 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         w->clients->prev = c;
     w->clients = c;
     w->n_clients++;
+    c->via = "mysql";
+    return c;
+}
+
+void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    proxy *p = w->p;
+    client *c = client_new(w, fd, sa);
 
     /* Scramble: printable ASCII without '$' (some clients treat it specially). */
     RAND_bytes(c->scramble, sizeof(c->scramble));
@@ -804,6 +813,39 @@ static void login_succeeded(client *c)
         return;
     }
     switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_LOGIN_DB);
+}
+
+/* ---- internal sessions (the HTTP front door) ---------------------------------------------- */
+
+/* What an internal session announces: the protocol its peer (http_sql.c) reads, with EOF
+ * packets, without multi-statements, LOCAL INFILE or compression. */
+#define INTERNAL_CAPS                                                                             \
+    (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_PROTOCOL_41 | CAP_TRANSACTIONS |                   \
+     CAP_SECURE_CONNECTION | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH)
+
+void client_accept_internal(worker *w, int fd, const internal_login *login)
+{
+    struct sockaddr_storage none;
+    memset(&none, 0, sizeof(none));
+    none.ss_family = AF_UNSPEC;
+    client *c = client_new(w, fd, (const struct sockaddr *)&none);
+    snprintf(c->addr, sizeof(c->addr), "%s", login->addr);
+    snprintf(c->host, sizeof(c->host), "%s", login->host);
+    c->via = strcmp(login->via, "mcp") == 0 ? "mcp" : "http";
+    snprintf(c->user, sizeof(c->user), "%s", login->user);
+    c->caps = INTERNAL_CAPS;
+    c->charset = 45; /* utf8mb4_general_ci: JSON is UTF-8 */
+    c->multi_stmt = false;
+    c->has_login_db = login->login_db[0] != '\0';
+    snprintf(c->login_db, sizeof(c->login_db), "%s", login->login_db);
+    c->seq = 0;
+    if (!refresh_account(c)) {
+        /* The account went between the front door's check and now. */
+        client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: YES)",
+                    c->user, c->host);
+        return;
+    }
+    login_succeeded(c);
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */

@@ -198,11 +198,17 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         memmove(w->inbox, w->inbox + 1, (size_t)(w->inbox_len - 1) * sizeof(*w->inbox));
         w->inbox_len--;
         pthread_mutex_unlock(&w->inbox_mu);
-        client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+        if (a.login) {
+            client_accept_internal(w, a.fd, a.login);
+            free(a.login);
+        } else {
+            client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+        }
     }
 }
 
-void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
+/* Queues a for w (under its lock) and wakes it. */
+static void inbox_push(worker *w, const accepted_fd *in)
 {
     pthread_mutex_lock(&w->inbox_mu);
     if (w->inbox_len == w->inbox_cap) {
@@ -213,13 +219,28 @@ void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
         w->inbox = n;
         w->inbox_cap = cap;
     }
-    accepted_fd *a = &w->inbox[w->inbox_len++];
-    a->fd = fd;
-    memset(&a->sa, 0, sizeof(a->sa));
-    memcpy(&a->sa, sa, (size_t)salen < sizeof(a->sa) ? (size_t)salen : sizeof(a->sa));
-    a->salen = salen;
+    w->inbox[w->inbox_len++] = *in;
     event_active(w->inbox_ev, EV_READ, 0);
     pthread_mutex_unlock(&w->inbox_mu);
+}
+
+void worker_hand_internal(worker *w, int fd, internal_login *login)
+{
+    accepted_fd a;
+    memset(&a, 0, sizeof(a));
+    a.fd = fd;
+    a.login = login;
+    inbox_push(w, &a);
+}
+
+void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    accepted_fd in;
+    memset(&in, 0, sizeof(in));
+    in.fd = fd;
+    memcpy(&in.sa, sa, (size_t)salen < sizeof(in.sa) ? (size_t)salen : sizeof(in.sa));
+    in.salen = salen;
+    inbox_push(w, &in);
 }
 
 static void *worker_main(void *arg)
@@ -251,8 +272,10 @@ void worker_stop(worker *w)
     while (w->clients)
         client_free(w->clients);
     pthread_mutex_lock(&w->inbox_mu);
-    for (int i = 0; i < w->inbox_len; i++)
+    for (int i = 0; i < w->inbox_len; i++) {
         close(w->inbox[i].fd);
+        free(w->inbox[i].login);
+    }
     w->inbox_len = 0;
     pthread_mutex_unlock(&w->inbox_mu);
 }
