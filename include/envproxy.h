@@ -704,6 +704,8 @@ int env_index(const proxy *p, const cfg_env *e);
 const cfg_env *proxy_slot_env(proxy *p, int slot);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
+/* The store was written by this process (main loop): publish the new content now. */
+void proxy_accounts_changed(proxy *p);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);
 void proxy_server_version(proxy *p, char *out, size_t cap);
 

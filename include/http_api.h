@@ -88,8 +88,8 @@ json *hj_query_check(const json *def, const char *owner, const struct config *cf
 
 struct proxy;
 struct evhttp;
-/* Adds the /api/v1 routes to http (on the main loop). */
+/* Adds the /api/v1 routes to http (on the main loop): the generic callback answers them
+ * and 404 for anything else. */
 void http_api_register(struct proxy *p, struct evhttp *http);
-void http_api_stop(struct proxy *p);
 
 #endif

@@ -1,5 +1,6 @@
 /* http.c: GET /health and GET /metrics (Prometheus text) on the main loop, via evhttp. */
 #include "envproxy.h"
+#include "http_api.h"
 #include "log.h"
 
 #include <event2/buffer.h>
@@ -78,6 +79,7 @@ int http_start(proxy *p)
     evhttp_set_cb(p->http, "/health", health_cb, p);
     evhttp_set_cb(p->http, "/metrics", metrics_cb, p);
     evhttp_set_gencb(p->http, other_cb, p);
+    http_api_register(p, p->http); /* /api/v1 (http_api.c); other paths still get 404 */
     evhttp_set_timeout(p->http, 10);
     if (!evhttp_bind_socket_with_handle(p->http, a->host, (ev_uint16_t)a->port)) {
         log_error("http: cannot listen on %s:%d", a->host, a->port);

@@ -132,6 +132,11 @@ static void check_accounts(proxy *p)
     }
 }
 
+void proxy_accounts_changed(proxy *p)
+{
+    check_accounts(p);
+}
+
 /* ---- server version ------------------------------------------------------------------------ */
 
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version)

@@ -1,0 +1,316 @@
+"""The HTTP front door (/api/v1) against real MariaDB servers: every statement goes through
+the proxy's one statement path, so grants, the read-only policy, limits and the audit log
+hold exactly as on the MySQL port."""
+import http.client
+import json
+import time
+
+import pytest
+
+from harness import free_port
+
+
+def call(port, method, path, body=None, token=None, headers=None, raw=None, timeout=30):
+    """One request; returns (status, parsed JSON or None, response headers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    if data is not None:
+        h.setdefault("Content-Type", "application/json")
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    text = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    conn.close()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return r.status, parsed, hdrs
+
+
+def login(port, user="alice", password="alice-pw"):
+    s, b, h = call(port, "POST", "/api/v1/session", {"user": user, "password": password})
+    assert s == 200, b
+    return b["token"]
+
+
+@pytest.fixture(scope="module")
+def api(make_module_proxy, tmp_path_factory):
+    port = free_port()
+    audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    p = make_module_proxy({"http": f"127.0.0.1:{port}", "audit_log": str(audit),
+                           "limits": {"max_rows": 50, "statement_timeout": "2s"}})
+    p.http_port = port
+    p.audit_path = audit
+    p.alice = login(port)
+    return p
+
+
+def q(api, body, token=None):
+    return call(api.http_port, "POST", "/api/v1/query", body, token=token or api.alice)
+
+
+def test_login_sets_an_httponly_strict_cookie_and_bad_passwords_get_401(api):
+    """A login answers a token and the cookie; a wrong password is 401 with MySQL's 1045."""
+    s, b, h = call(api.http_port, "POST", "/api/v1/session",
+                   {"user": "alice", "password": "alice-pw"})
+    assert s == 200 and b["token"].startswith("eps_") and b["expires_at"].endswith("Z")
+    cookie = h["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and b["token"] in cookie
+    s, b, _ = call(api.http_port, "POST", "/api/v1/session",
+                   {"user": "alice", "password": "wrong"})
+    assert s == 401 and b["error"]["code"] == 1045 and b["error"]["sqlstate"] == "28000"
+    s, b, _ = call(api.http_port, "POST", "/api/v1/session", {"user": "nobody", "password": "x"})
+    assert s == 401 and b["error"]["code"] == 1045
+
+
+def test_requests_without_valid_credentials_get_401(api):
+    """No token, a made-up token, and a logged-out session are all refused."""
+    for tok in (None, "eps_" + "0" * 64, "ept_nothing", "garbage"):
+        s, b, _ = call(api.http_port, "GET", "/api/v1/environments", token=tok)
+        assert s == 401 and b["error"]["code"] == 1045, (tok, b)
+    tok = login(api.http_port)
+    assert call(api.http_port, "GET", "/api/v1/environments", token=tok)[0] == 200
+    assert call(api.http_port, "DELETE", "/api/v1/session", token=tok)[0] == 200
+    assert call(api.http_port, "GET", "/api/v1/environments", token=tok)[0] == 401
+
+
+def test_cookie_session_needs_the_csrf_token_for_posts(api):
+    """A browser cookie authenticates GETs; a POST also needs X-CSRF-Token from the login."""
+    s, b, h = call(api.http_port, "POST", "/api/v1/session",
+                   {"user": "alice", "password": "alice-pw"})
+    cookie = {"Cookie": "envproxy_session=" + b["token"]}
+    assert call(api.http_port, "GET", "/api/v1/environments", headers=cookie)[0] == 200
+    body = {"env": "dev", "sql": "SELECT 1 AS one"}
+    s, e, _ = call(api.http_port, "POST", "/api/v1/query", body, headers=cookie)
+    assert s == 403
+    s, e, _ = call(api.http_port, "POST", "/api/v1/query", body,
+                   headers=dict(cookie, **{"X-CSRF-Token": b["csrf_token"],
+                                           "Origin": "http://evil.example"}))
+    assert s == 403
+    s, r, _ = call(api.http_port, "POST", "/api/v1/query", body,
+                   headers=dict(cookie, **{"X-CSRF-Token": b["csrf_token"]}))
+    assert s == 200 and r["rows"] == [[1]]
+
+
+def test_api_tokens_from_the_cli(api):
+    """`user token` prints a token once (stored hashed), list shows it, revoke ends it."""
+    r = api.cli("user", "token", "bob", "--expires", "30d")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip().splitlines()[-1]
+    assert token.startswith("ept_")
+    assert token.encode() not in api.accounts_path.read_bytes()
+    s, b, _ = call(api.http_port, "GET", "/api/v1/environments", token=token)
+    assert s == 200 and [e["name"] for e in b["environments"]] == ["prod"]
+    listing = api.cli("user", "token", "list", "bob").stdout
+    assert "bob" in listing and token not in listing
+    tid = [l.split()[0] for l in listing.splitlines()[1:] if " bob " in l][-1]
+    assert api.cli("user", "token", "revoke", tid).returncode == 0
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if call(api.http_port, "GET", "/api/v1/environments", token=token)[0] == 401:
+            break
+        time.sleep(0.2)
+    assert call(api.http_port, "GET", "/api/v1/environments", token=token)[0] == 401
+    assert api.cli("user", "token", "nosuchuser").returncode == 1
+
+
+def test_environments_databases_and_schema(api):
+    """The account's environments, their databases, and a schema with keys and foreign keys."""
+    s, b, _ = call(api.http_port, "GET", "/api/v1/environments", token=api.alice)
+    assert s == 200
+    names = {e["name"]: e for e in b["environments"]}
+    assert set(names) == {"dev", "prod"} and names["prod"]["access"] == "read"
+    s, b, _ = call(api.http_port, "GET", "/api/v1/environments/dev/databases", token=api.alice)
+    assert s == 200 and "shop" in b["databases"] and "analytics" in b["databases"]
+    assert "__envs" not in b["databases"]
+    s, b, _ = call(api.http_port, "GET", "/api/v1/environments/dev/databases/shop/schema",
+                   token=api.alice)
+    assert s == 200
+    t = {x["name"]: x for x in b["tables"]}
+    orders = t["orders"]
+    assert orders["type"] == "table" and orders["primary_key"] == ["id"]
+    cols = {c["name"]: c for c in orders["columns"]}
+    assert cols["note"]["nullable"] is True and cols["id"]["key"] == "PRI"
+    assert cols["total"]["type"] == "decimal(10,2)"
+    fk = orders["foreign_keys"][0]
+    assert fk == {"name": "fk_orders_customer", "columns": ["customer_id"],
+                  "ref_table": "customers", "ref_columns": ["id"]}
+    assert any(i["name"] == "uq_products_sku" and i["unique"] for i in t["products"]["indexes"])
+    # Unknown environment or database, or one without a grant: 404.
+    bob = login(api.http_port, "bob", "bob-pw")
+    for path, tok in (("/api/v1/environments/dev/databases", bob),
+                      ("/api/v1/environments/nope/databases", api.alice),
+                      ("/api/v1/environments/dev/databases/nope/schema", api.alice)):
+        s, b, _ = call(api.http_port, "GET", path, token=tok)
+        assert s == 404, (path, b)
+
+
+def test_query_values_map_to_json(api):
+    """NULL, integers, big integers, DECIMAL, floats, dates, text and binary map as specified."""
+    s, b, _ = q(api, {"env": "dev", "database": "shop", "sql":
+                      "SELECT 1 AS i, NULL AS n, 9007199254740993 AS big, CAST(1.50 AS DECIMAL(5,2)) AS d,"
+                      " 0.5e0 AS f, DATE'2024-02-29' AS dt, 'Zoë' AS t, X'00FF' AS bin"})
+    assert s == 200, b
+    assert b["rows"] == [[1, None, "9007199254740993", "1.50", 0.5, "2024-02-29", "Zoë",
+                          {"base64": "AP8="}]]
+    assert [c["name"] for c in b["columns"]] == ["i", "n", "big", "d", "f", "dt", "t", "bin"]
+    assert b["row_count"] == 1 and b["truncated"] is False and b["env"] == "dev"
+    assert isinstance(b["execution_time_ms"], (int, float))
+
+
+def test_params_are_bound_server_side_and_a_quote_stays_a_value(api):
+    """'?' parameters are bound by COM_STMT_EXECUTE: an injection attempt is just a string."""
+    s, b, _ = q(api, {"env": "dev", "database": "shop",
+                      "sql": "SELECT id, name FROM customers WHERE name = ? OR id = ?",
+                      "params": ["O'Brien & Sons", 2]})
+    assert s == 200, b
+    assert b["rows"] == [[2, "Bob Dupont"], [7, "O'Brien & Sons"]]
+    s, b, _ = q(api, {"env": "dev", "database": "shop",
+                      "sql": "SELECT count(*) AS n FROM customers WHERE name = ?",
+                      "params": ["x' OR '1'='1"]})
+    assert s == 200 and b["rows"] == [[0]]
+    s, b, _ = q(api, {"env": "dev", "database": "shop", "sql": "SELECT ?+0 AS a, ? AS b",
+                      "params": [1.25, None]})
+    assert s == 200 and b["rows"][0][1] is None
+    s, b, _ = q(api, {"env": "dev", "sql": "SELECT ? AS a", "params": [1, 2]})
+    assert s == 400 and b["error"]["code"] == 1210
+    s, b, _ = q(api, {"env": "dev", "sql": "SELECT ? AS a", "params": [{"x": 1}]})
+    assert s == 400
+
+
+def test_refused_write_in_prod_is_403_with_1290(api, servers):
+    """A write in the read-only environment: ERR 1290 as on the MySQL port, HTTP 403."""
+    before = servers.sql("prod", "SELECT count(*) FROM shop.orders")
+    s, b, _ = q(api, {"env": "prod", "database": "shop", "sql": "DELETE FROM orders"})
+    assert s == 403 and b["error"]["code"] == 1290 and b["error"]["env"] == "prod"
+    assert "read-only" in b["error"]["message"]
+    s, b, _ = q(api, {"env": "prod", "database": "shop", "sql": "DELETE FROM orders WHERE id = ?",
+                      "params": [1]})
+    assert s == 403 and b["error"]["code"] == 1290
+    assert servers.sql("prod", "SELECT count(*) FROM shop.orders") == before
+
+
+def test_writes_in_dev_report_affected_rows(api, servers):
+    """A write where the grant allows it runs and says how many rows it changed."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.http_scratch (id INT PRIMARY KEY, v TEXT)")
+    servers.sql("dev", "DELETE FROM shop.http_scratch")
+    s, b, _ = q(api, {"env": "dev", "database": "shop",
+                      "sql": "INSERT INTO http_scratch VALUES (?, ?), (?, ?)",
+                      "params": [1, "a", 2, "b"]})
+    assert s == 200 and b["affected_rows"] == 2 and b["columns"] == []
+    servers.sql("dev", "DROP TABLE shop.http_scratch")
+
+
+def test_max_rows_truncates(api):
+    """The request's max_rows and the proxy's max_rows both cut the answer, saying so."""
+    s, b, _ = q(api, {"env": "dev", "sql": "SELECT seq FROM seq_1_to_100", "max_rows": 5})
+    assert s == 200 and b["row_count"] == 5 and b["truncated"] is True
+    s, b, _ = q(api, {"env": "dev", "sql": "SELECT seq FROM seq_1_to_100"})
+    assert s == 200 and b["row_count"] == 50 and b["truncated"] is True
+    assert any("max_rows" in w["message"] for w in b["warnings"])
+
+
+def test_statement_timeout_is_504(api):
+    """statement_timeout kills the statement: ERR 3024 as HTTP 504."""
+    t0 = time.time()
+    s, b, _ = q(api, {"env": "dev", "sql": "SELECT SLEEP(10)"})
+    assert s == 504 and b["error"]["code"] == 3024
+    assert time.time() - t0 < 8
+
+
+def test_fan_out_and_compare(api):
+    """envs fans out (one answer per environment); compare returns __compare.query's rows."""
+    s, b, _ = q(api, {"envs": ["dev", "prod"], "database": "shop",
+                      "sql": "SELECT status FROM orders WHERE id = ?", "params": [3]})
+    assert s == 200
+    assert b["results"]["dev"]["rows"] == [["pending"]]
+    assert b["results"]["prod"]["rows"] == [["shipped"]]
+    s, b, _ = q(api, {"envs": ["dev", "prod"], "sql": "DELETE FROM shop.orders WHERE id = -1"})
+    assert s == 200 and b["results"]["prod"]["error"]["code"] == 1290
+    s, b, _ = q(api, {"compare": {"envs": ["dev", "prod"], "key": "id"},
+                      "sql": "SELECT id, status FROM shop.orders"})
+    assert s == 200, b
+    names = [c["name"] for c in b["columns"]]
+    assert names[:2] == ["_diff", "_env"]
+    diffs = {(r[0], r[2]) for r in b["rows"]}
+    assert ("only_left", 11) in diffs and ("only_right", 12) in diffs and ("changed", 3) in diffs
+
+
+def test_unreachable_environment_is_503(make_proxy, servers):
+    """An environment whose server is down answers 503 (fan-out: an error for that one)."""
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                               "environments": {"prod": {"port": free_port()}}})
+    tok = login(port)
+    s, b, _ = call(port, "POST", "/api/v1/query", {"env": "prod", "sql": "SELECT 1"}, token=tok)
+    assert s == 503 and b["error"]["code"] == 2003 and b["error"]["env"] == "prod"
+    s, b, _ = call(port, "POST", "/api/v1/query", {"envs": ["dev", "prod"], "sql": "SELECT 1 AS x"},
+                   token=tok)
+    assert s == 200 and b["results"]["dev"]["rows"] == [[1]]
+    assert b["results"]["prod"]["error"]["code"] == 2003
+
+
+def test_bad_requests_get_400(api):
+    """Malformed JSON, wrong types, unknown fields and huge bodies are refused clearly."""
+    port = api.http_port
+    for raw in (b"{", b"[]", b"{\"sql\": 1}", b"{\"sql\": \"SELECT 1\", \"zzz\": 1}",
+                b"{\"sql\": \"SELECT 1\", \"max_rows\": -1}", b"\xff\xfe"):
+        s, b, _ = call(port, "POST", "/api/v1/query", raw=raw, token=api.alice)
+        assert s == 400 and "error" in b, raw
+    try:
+        s, _, _ = call(port, "POST", "/api/v1/query",
+                       raw=b"{\"sql\":\"" + b"x" * (2 << 20) + b"\"}", token=api.alice)
+        assert s in (400, 413)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused before the whole body was sent
+    assert call(port, "GET", "/api/v1/nothing", token=api.alice)[0] == 404
+    assert call(port, "GET", "/api/v1/query", token=api.alice)[0] == 405
+    # The proxy still serves.
+    assert q(api, {"env": "dev", "sql": "SELECT 1 AS x"})[0] == 200
+
+
+def test_audit_lines_say_via_http(api):
+    """Statements from the HTTP API are audited like MySQL ones, with via=http."""
+    marker = "SELECT 'audit-marker-42' AS m"
+    assert q(api, {"env": "dev", "sql": marker})[0] == 200
+    deadline = time.time() + 5
+    lines = []
+    while time.time() < deadline:
+        lines = [json.loads(x) for x in api.audit_path.read_text().splitlines() if x.strip()]
+        if any(x.get("sql") == marker for x in lines):
+            break
+        time.sleep(0.1)
+    line = [x for x in lines if x.get("sql") == marker][0]
+    assert line["via"] == "http" and line["user"] == "alice" and line["env"] == "dev"
+    assert line["verdict"] == "allowed" and line["client"].startswith("127.0.0.1:")
+    conn = api.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'audit-marker-43'")
+    conn.close()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        lines = [json.loads(x) for x in api.audit_path.read_text().splitlines() if x.strip()]
+        if any(x.get("sql") == "SELECT 'audit-marker-43'" for x in lines):
+            break
+        time.sleep(0.1)
+    assert [x for x in lines if x.get("sql") == "SELECT 'audit-marker-43'"][0]["via"] == "mysql"
+
+
+def test_failed_http_logins_share_the_mysql_throttle(make_proxy):
+    """Failed HTTP logins count in the same throttle as MySQL logins (1129 / 429)."""
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                               "login_throttle": {"max_failures": 3, "window": "60s",
+                                                  "block": "60s"}})
+    for _ in range(3):
+        assert call(port, "POST", "/api/v1/session", {"user": "alice", "password": "x"})[0] == 401
+    s, b, _ = call(port, "POST", "/api/v1/session", {"user": "alice", "password": "alice-pw"})
+    assert s == 429 and b["error"]["code"] == 1129
+    import pymysql
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        p.connect()
+    assert e.value.args[0] == 1129
