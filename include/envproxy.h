@@ -706,6 +706,8 @@ acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
 /* The store was written by this process (main loop): publish the new content now. */
 void proxy_accounts_changed(proxy *p);
+/* Publishes the store's content again if another process changed it (main loop). */
+void proxy_accounts_check(proxy *p);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);
 void proxy_server_version(proxy *p, char *out, size_t cap);
 

@@ -313,7 +313,7 @@ static bool authenticate(proxy *p, struct evhttp_request *req, char *user, size_
             /* A token made a moment ago by the CLI: look at the store again once. */
             for (int attempt = 0; attempt < 2 && !who; attempt++) {
                 if (attempt)
-                    proxy_accounts_changed(p);
+                    proxy_accounts_check(p);
                 acct_ref *ref = proxy_acct_get(p);
                 const acct_token *t = acct_token_find(ref->snap, hash, (long long)time(NULL));
                 if (t) {
@@ -1452,6 +1452,10 @@ static void do_query_run(proxy *p, struct evhttp_request *req, const char *user,
     const char *qdb = json_string_value(json_get(def, "database"));
     if (qdb)
         snprintf(r->db, sizeof(r->db), "%s", qdb);
+    r->page = page ? (long long)page->u.num.value : 1;
+    long long size = psize ? (long long)psize->u.num.value : 100;
+    r->skip = (r->page - 1) * size;
+    r->limit = size;
     proxy_acct_put(ref);
     json_free(b);
     if (err[0]) {
@@ -1464,10 +1468,6 @@ static void do_query_run(proxy *p, struct evhttp_request *req, const char *user,
     r->sql = rewritten;
     r->sql_len = strlen(rewritten);
     r->use_prepare = true; /* always server-side prepared, with or without parameters */
-    r->page = page ? (long long)page->u.num.value : 1;
-    long long size = psize ? (long long)psize->u.num.value : 100;
-    r->skip = (r->page - 1) * size;
-    r->limit = size;
     hreq_add_env(r, e);
     hreq_start(r);
 }

@@ -132,9 +132,18 @@ static void check_accounts(proxy *p)
     }
 }
 
-void proxy_accounts_changed(proxy *p)
+void proxy_accounts_check(proxy *p)
 {
     check_accounts(p);
+}
+
+/* SQLite's data_version does not change for the connection's own commits: read it all. */
+void proxy_accounts_changed(proxy *p)
+{
+    long long v = acct_data_version(p->store);
+    if (v >= 0)
+        p->acct_version = v;
+    reload_accounts(p);
 }
 
 /* ---- server version ------------------------------------------------------------------------ */

@@ -314,3 +314,96 @@ def test_failed_http_logins_share_the_mysql_throttle(make_proxy):
     with pytest.raises(pymysql.err.OperationalError) as e:
         p.connect()
     assert e.value.args[0] == 1129
+
+
+def test_named_queries_cli_rest_and_run(api, tmp_path, servers):
+    """Named queries: made by the CLI or REST, listed, run with typed bound parameters and
+    pages; a quote in a parameter stays a value; a wrong type is a 400 naming the parameter."""
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT id, name FROM customers WHERE id >= :min_id "
+                   "AND name <> ':not_a_param' /* :nor_this */ ORDER BY id")
+    r = api.cli("query", "add", "customers_from", "--sql-file", str(sql),
+                "--param", "min_id:int:1", "--database", "shop",
+                "--description", "customers from an id on")
+    assert r.returncode == 0, r.stderr
+    assert "customers_from" in api.cli("query", "list").stdout
+    shown = json.loads(api.cli("query", "show", "customers_from").stdout)
+    assert shown["params"] == [{"name": "min_id", "type": "int", "required": False,
+                                "default": "1"}]
+    port = api.http_port
+    time.sleep(1.2)  # the proxy sees the store change within a second
+    s, b, _ = call(port, "GET", "/api/v1/queries/customers_from", token=api.alice)
+    assert s == 200 and b["database"] == "shop"
+    s, b, _ = call(port, "POST", "/api/v1/queries/customers_from/run",
+                   {"env": "dev", "params": {"min_id": 6}, "page": 1, "page_size": 2},
+                   token=api.alice)
+    assert s == 200, b
+    assert b["rows"] == [[6, "Ода Нобунага"], [7, "O'Brien & Sons"]] and b["next_page"] == 2
+    s, b, _ = call(port, "POST", "/api/v1/queries/customers_from/run",
+                   {"env": "dev", "params": {"min_id": 6}, "page": 2, "page_size": 2},
+                   token=api.alice)
+    assert b["rows"] == [[8, "Test Account"]] and b["next_page"] is None
+    s, b, _ = call(port, "POST", "/api/v1/queries/customers_from/run",
+                   {"env": "dev", "params": {"min_id": "1 OR 1=1"}}, token=api.alice)
+    assert s == 400 and "min_id" in b["error"]["message"]
+    s, b, _ = call(port, "POST", "/api/v1/queries/customers_from/run",
+                   {"env": "dev", "params": {"other": 1}}, token=api.alice)
+    assert s == 400 and "other" in b["error"]["message"]
+    # REST: create, run with a string parameter holding quotes, update, delete.
+    d = {"name": "by_name", "sql": "SELECT id FROM customers WHERE name = :name",
+         "params": [{"name": "name", "type": "string"}], "database": "shop",
+         "environments": ["dev", "prod"], "description": "exact name"}
+    s, b, _ = call(port, "POST", "/api/v1/queries", d, token=api.alice)
+    assert s == 201 and b["owner"] == "alice"
+    assert call(port, "POST", "/api/v1/queries", d, token=api.alice)[0] == 409
+    for env in ("dev", "prod"):
+        s, b, _ = call(port, "POST", "/api/v1/queries/by_name/run",
+                       {"env": env, "params": {"name": "O'Brien & Sons"}}, token=api.alice)
+        assert s == 200 and b["rows"] == [[7]], b
+    s, b, _ = call(port, "POST", "/api/v1/queries/by_name/run",
+                   {"env": "dev", "params": {"name": "x' OR '1'='1"}}, token=api.alice)
+    assert s == 200 and b["rows"] == []
+    s, b, _ = call(port, "POST", "/api/v1/queries/by_name/run", {"env": "dev"}, token=api.alice)
+    assert s == 400 and "'name' is required" in b["error"]["message"]
+    bob = login(port, "bob", "bob-pw")
+    s, b, _ = call(port, "PUT", "/api/v1/queries/by_name", d, token=bob)
+    assert s == 403
+    d["description"] = "changed"
+    s, b, _ = call(port, "PUT", "/api/v1/queries/by_name", d, token=api.alice)
+    assert s == 200 and b["description"] == "changed"
+    s, b, _ = call(port, "GET", "/api/v1/queries", token=api.alice)
+    assert {"by_name", "customers_from"} <= {x["name"] for x in b["queries"]}
+    assert call(port, "DELETE", "/api/v1/queries/by_name", token=api.alice)[0] == 200
+    assert call(port, "GET", "/api/v1/queries/by_name", token=api.alice)[0] == 404
+    assert api.cli("query", "del", "customers_from").returncode == 0
+
+
+def test_named_query_writes_are_checked_when_saved_and_when_run(api, servers):
+    """A write is saved only for read_write environments, and refused (1290) in prod anyway."""
+    port = api.http_port
+    bad = {"name": "wipe", "sql": "DELETE FROM orders WHERE id = :id",
+           "params": [{"name": "id", "type": "int"}], "environments": ["prod"]}
+    s, b, _ = call(port, "POST", "/api/v1/queries", bad, token=api.alice)
+    assert s == 400 and "read-only" in b["error"]["message"]
+    bad["environments"] = []
+    assert call(port, "POST", "/api/v1/queries", bad, token=api.alice)[0] == 400
+    for sql, why in (("SELECT :a", "not declared"), ("SELECT 1 WHERE 'x", "cannot be read"),
+                     ("SELECT ?", "not '?'")):
+        s, b, _ = call(port, "POST", "/api/v1/queries", {"name": "z", "sql": sql},
+                       token=api.alice)
+        assert s == 400 and why in b["error"]["message"], (sql, b)
+    ok = {"name": "upd", "sql": "UPDATE orders SET note = note WHERE id = :id",
+          "params": [{"name": "id", "type": "int"}], "environments": ["dev"],
+          "database": "shop"}
+    assert call(port, "POST", "/api/v1/queries", ok, token=api.alice)[0] == 201
+    s, b, _ = call(port, "POST", "/api/v1/queries/upd/run", {"env": "prod", "params": {"id": 1}},
+                   token=api.alice)
+    assert s == 403
+    s, b, _ = call(port, "POST", "/api/v1/queries/upd/run", {"env": "dev", "params": {"id": 1}},
+                   token=api.alice)
+    assert s == 200 and b["columns"] == []
+    carol = login(port, "carol", "carol-pw")  # read grant on dev only
+    s, b, _ = call(port, "POST", "/api/v1/queries/upd/run", {"env": "dev", "params": {"id": 1}},
+                   token=carol)
+    assert s == 403 and b["error"]["code"] == 1290
+    assert call(port, "DELETE", "/api/v1/queries/upd", token=api.alice)[0] == 200
