@@ -527,6 +527,10 @@ void client_start_job(client *c);
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
 
+/* http_mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
+bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
+                        size_t auth_len, bool sha2);
+
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */
 bool local_answer(client *c, const char *sql, size_t len);

@@ -91,5 +91,9 @@ struct evhttp;
 /* Adds the /api/v1 routes to http (on the main loop): the generic callback answers them
  * and 404 for anything else. */
 void http_api_register(struct proxy *p, struct evhttp *http);
+/* http_mcp.c: POST/DELETE /mcp for an authenticated user. */
+struct evhttp_request;
+void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *user,
+                     const char *addr, const char *host);
 
 #endif

@@ -508,6 +508,16 @@ static bool refresh_account(client *c)
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
+/* The MCP-over-HTTP door's tools log in with a ticket (http_mcp.c): a random password that
+ * lives in the proxy's memory while the MCP session lasts. Such a session is audited as mcp. */
+static bool mcp_ticket_login(client *c, const uint8_t *auth, size_t auth_len, bool sha2)
+{
+    if (!http_mcp_ticket_ok(c->user, c->scramble, auth, auth_len, sha2))
+        return false;
+    c->via = "mcp";
+    return true;
+}
+
 static void login_succeeded(client *c);
 static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
                          const uint8_t *auth, size_t auth_len);
@@ -617,7 +627,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
     if (auth_len == 0 || (auth_len == 1 && auth[0] == 0))
         is_sha2 = is_native = false;
     if (is_sha2) {
-        if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, auth, auth_len)) {
+        if (!known || !(acct_verify_sha2(c->acct->sha256_stage2, c->scramble, auth, auth_len) ||
+                        mcp_ticket_login(c, auth, auth_len, true))) {
             deny_login(c, auth_len > 0);
             return;
         }
@@ -631,7 +642,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         client_send(c, &b);
         login_succeeded(c);
     } else if (is_native) {
-        if (!known || !acct_verify_native(c->acct->sha1_stage2, c->scramble, auth, auth_len)) {
+        if (!known || !(acct_verify_native(c->acct->sha1_stage2, c->scramble, auth, auth_len) ||
+                        mcp_ticket_login(c, auth, auth_len, false))) {
             deny_login(c, auth_len > 0);
             return;
         }
@@ -719,7 +731,8 @@ static void handle_auth_switch(client *c)
 {
     bool known = c->acct != NULL;
     if (!known ||
-        !acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len)) {
+        !(acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len) ||
+          mcp_ticket_login(c, c->cmd.data, c->cmd.len, false))) {
         deny_login(c, c->cmd.len > 0);
         return;
     }

@@ -1494,6 +1494,23 @@ static void api_cb(struct evhttp_request *req, void *arg)
     int n = path ? hj_split_path(path, seg, 8) : -1;
     if (u)
         evhttp_uri_free(u);
+    if (n == 1 && strcmp(seg[0], "mcp") == 0) {
+        /* A browser page of another origin must not reach the tools (DNS rebinding). */
+        char user[ROUTE_NAME_MAX + 1], addr[64], host[48];
+        if (!origin_ok(req)) {
+            reply_error(req, 403, 0, "HY000", NULL, "Origin not allowed");
+            return;
+        }
+        if (atomic_load(&p->draining) || atomic_load(&p->stopping)) {
+            reply_error(req, 503, 1053, "08S01", NULL, "envproxy is shutting down");
+            return;
+        }
+        if (!authenticate(p, req, user, sizeof(user)))
+            return;
+        client_addr(req, addr, sizeof(addr), host, sizeof(host));
+        http_mcp_handle(p, req, user, addr, host);
+        return;
+    }
     if (n < 2 || strcmp(seg[0], "api") != 0 || strcmp(seg[1], "v1") != 0) {
         evhttp_send_error(req, 404, "Not Found: try /health, /metrics or /api/v1");
         return;

@@ -47,11 +47,11 @@ typedef struct {
     unsigned connect_timeout, read_timeout; /* seconds */
 } mcp_options;
 
-typedef struct {
+struct mcp_server {
     mcp_options o;
     MYSQL *db; /* NULL until the first tool call, and after the connection was lost */
     bool output_failed;
-} mcp_server;
+};
 
 /* What a tool call produces: JSON text, and whether it is an error result. */
 typedef struct {
@@ -1835,4 +1835,62 @@ int mcp_main(int argc, char **argv)
         return 1;
     }
     return 0;
+}
+
+/* ---- the same tools for MCP over Streamable HTTP (http_mcp.c) -------------------------------- */
+
+mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
+                           const char *password, long long max_rows)
+{
+    mcp_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->o.host = strdup(host);
+    s->o.port = port;
+    s->o.user = strdup(user);
+    s->o.password_var = "(internal)";
+    s->o.password = strdup(password);
+    s->o.max_rows = max_rows;
+    s->o.max_bytes = 1024 * 1024;
+    s->o.connect_timeout = 5;
+    s->o.read_timeout = 300;
+    if (!s->o.host || !s->o.user || !s->o.password)
+        abort();
+    return s;
+}
+
+json *mcp_server_handle(mcp_server *s, const json *msg)
+{
+    if (msg->type != JSON_ARRAY)
+        return mcp_handle_message(s, msg);
+    json *replies = json_new_array();
+    for (size_t i = 0; i < msg->u.arr.n; i++) {
+        json *r = mcp_handle_message(s, msg->u.arr.items[i]);
+        if (r)
+            json_array_add(replies, r);
+    }
+    if (replies->u.arr.n == 0) {
+        json_free(replies);
+        return NULL;
+    }
+    return replies;
+}
+
+unsigned long mcp_server_connection_id(mcp_server *s)
+{
+    return s->db ? mysql_thread_id(s->db) : 0;
+}
+
+void mcp_server_free(mcp_server *s)
+{
+    if (!s)
+        return;
+    mcp_close(s);
+    free((char *)s->o.host);
+    free((char *)s->o.user);
+    if (s->o.password) {
+        explicit_bzero(s->o.password, strlen(s->o.password));
+        free(s->o.password);
+    }
+    free(s);
 }
