@@ -18,6 +18,9 @@ mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
 struct json *mcp_server_handle(mcp_server *s, const struct json *msg);
 /* The proxy's id of the tools' connection (for KILL QUERY), 0 when not connected. */
 unsigned long mcp_server_connection_id(mcp_server *s);
+/* Offers the named queries of defs (a JSON array of definitions; s takes it) as tools
+ * "nq_NAME", replacing the earlier ones. */
+void mcp_server_set_named(mcp_server *s, struct json *defs);
 void mcp_server_free(mcp_server *s);
 
 #endif

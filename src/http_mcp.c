@@ -195,6 +195,7 @@ typedef struct {
     struct event *done_ev;
     mcp_sess *sess;
     json *msg;
+    json *named;  /* the named queries the account may run, as tools */
     char *answer; /* serialized reply, NULL for none */
     size_t answer_len;
     bool initialize;
@@ -203,6 +204,7 @@ typedef struct {
 
 static void job_free(mcp_job *j)
 {
+    json_free(j->named);
     json_free(j->msg);
     free(j->answer);
     if (j->done_ev)
@@ -240,6 +242,8 @@ static void *job_thread(void *arg)
 {
     mcp_job *j = arg;
     pthread_mutex_lock(&j->sess->run_mu);
+    mcp_server_set_named(j->sess->srv, j->named);
+    j->named = NULL;
     json *r = mcp_server_handle(j->sess->srv, j->msg);
     pthread_mutex_unlock(&j->sess->run_mu);
     if (r) {
@@ -312,6 +316,26 @@ static bool is_initialize(const json *m)
 {
     const char *method = json_string_value(json_get(m, "method"));
     return method && strcmp(method, "initialize") == 0;
+}
+
+/* Copies of the named queries the account may run somewhere (no environments listed, or one
+ * it has a grant on). */
+static json *visible_queries(proxy *p, const char *user)
+{
+    json *out = json_new_array();
+    acct_ref *ref = proxy_acct_get(p);
+    const account *a = acct_find(ref->snap, user);
+    for (int i = 0; a && i < ref->snap->n_queries; i++) {
+        const json *def = ref->snap->queries[i].def;
+        const json *envs = json_get(def, "environments");
+        bool ok = !envs || envs->type != JSON_ARRAY || envs->u.arr.n == 0;
+        for (size_t k = 0; !ok && k < envs->u.arr.n; k++)
+            ok = acct_grant_for(a, json_string_value(envs->u.arr.items[k])) != GRANT_NONE;
+        if (ok)
+            json_array_add(out, json_clone(def));
+    }
+    proxy_acct_put(ref);
+    return out;
 }
 
 /* ---- the route -------------------------------------------------------------------------------- */
@@ -440,6 +464,7 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     j->sess = s;
     j->msg = msg;
     j->initialize = init;
+    j->named = visible_queries(p, user);
     j->done_ev = event_new(p->base, -1, 0, job_done, j);
     evhttp_connection_set_closecb(j->evcon, job_conn_closed, j);
     pthread_t t;

@@ -165,3 +165,40 @@ def test_cancellation_stops_the_running_statement(mcp):
     # SLEEP interrupted by KILL QUERY returns 1 (or the statement fails): either way it ended.
     err, r = out["r"]
     assert err or r["rows"] == [[1]] or r["rows"] == [{"s": 1}], r
+
+
+def test_named_queries_are_tools(mcp, tmp_path, servers):
+    """Each named query is a tool nq_NAME with its parameters as the input schema; arguments
+    are bound server-side (a quote stays a value) and typed; a write is refused in prod."""
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT id, name FROM customers WHERE name = :who OR id = :id ORDER BY id")
+    r = mcp.cli("query", "add", "find_customer", "--sql-file", str(sql), "--param", "who:string",
+                "--param", "id:int:0", "--database", "shop", "--env", "dev", "--env", "prod",
+                "--description", "Find a customer")
+    assert r.returncode == 0, r.stderr
+    sql.write_text("UPDATE orders SET note = note WHERE id = :id")
+    r = mcp.cli("query", "add", "touch_order", "--sql-file", str(sql), "--param", "id:int",
+                "--database", "shop", "--env", "dev")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.2)
+    sid = start_session(mcp)
+    s, b, _ = post(mcp.http_port, rpc(2, "tools/list"), mcp.token, sid)
+    tools = {t["name"]: t for t in b["result"]["tools"]}
+    t = tools["nq_find_customer"]
+    props = t["inputSchema"]["properties"]
+    assert props["id"]["type"] == "integer" and props["who"]["type"] == "string"
+    assert props["environment"]["enum"] == ["dev", "prod"]
+    assert t["inputSchema"]["required"] == ["who"]
+    err, r = call_tool(mcp, sid, "nq_find_customer",
+                       {"environment": "prod", "who": "O'Brien & Sons"})
+    assert not err and r["rows"] == [[7, "O'Brien & Sons"]], r
+    err, r = call_tool(mcp, sid, "nq_find_customer", {"who": "x' OR '1'='1"})
+    assert not err and r["rows"] == [] and r["environment"] == "dev"
+    err, r = call_tool(mcp, sid, "nq_find_customer", {"who": "a", "id": "1 OR 1=1"})
+    assert err and "id" in r["error"]["message"]
+    err, r = call_tool(mcp, sid, "nq_touch_order", {"environment": "prod", "id": 1})
+    assert err and "may not run" in r["error"]["message"]
+    err, r = call_tool(mcp, sid, "nq_touch_order", {"id": 1})
+    assert not err and r["affected_rows"] in (0, 1), r
+    mcp.cli("query", "del", "find_customer")
+    mcp.cli("query", "del", "touch_order")
