@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "envproxy.h"
 #include "log.h"
+#include "queries_sql.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -959,6 +960,16 @@ static void handle_query(client *c)
     route_hint h;
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    /* Named queries (queries_sql.c): answered, or CALL rewritten into c->cmd. */
+    int nq = queries_statement(c, &h, sql, len);
+    if (nq == 1)
+        return;
+    if (nq == 2) {
+        sql = (const char *)c->cmd.data + 1;
+        len = c->cmd.len - 1;
+        if (!client_parse_hint(c, sql, len, &h))
+            return;
+    }
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
     if (virtual_statement(c, &h, sql, len))

@@ -407,3 +407,48 @@ def test_named_query_writes_are_checked_when_saved_and_when_run(api, servers):
                    token=carol)
     assert s == 403 and b["error"]["code"] == 1290
     assert call(port, "DELETE", "/api/v1/queries/upd", token=api.alice)[0] == 200
+
+
+def test_named_queries_from_sql(api, tmp_path, servers):
+    """From any MySQL client: SELECT * FROM __queries.queries lists them, and
+    CALL __queries.NAME(...) runs one with typed arguments (a quote stays a value) in the
+    environment of the routing hint, under the same read-only policy."""
+    import pymysql
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT id, name FROM customers WHERE name = :who OR id = :id ORDER BY id")
+    assert api.cli("query", "add", "sql_find", "--sql-file", str(sql), "--param", "who:string",
+                   "--param", "id:int:0", "--database", "shop", "--env", "dev",
+                   "--env", "prod").returncode == 0
+    sql.write_text("DELETE FROM orders WHERE id = :id")
+    assert api.cli("query", "add", "sql_wipe", "--sql-file", str(sql), "--param", "id:int",
+                   "--database", "shop", "--env", "dev").returncode == 0
+    time.sleep(1.2)
+    conn = api.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT name, owner FROM __queries.queries WHERE name LIKE 'sql\\_%' "
+                    "ORDER BY name")
+        assert cur.fetchall() == (("sql_find", "cli"), ("sql_wipe", "cli"))
+        cur.execute("CALL __queries.sql_find('O''Brien & Sons')")
+        assert cur.fetchall() == ((7, "O'Brien & Sons"),)
+        cur.execute("/* env=prod */ CALL __queries.sql_find('x'' OR ''1''=''1', 3)")
+        assert cur.fetchall() == ((3, "Zoë Ångström"),)
+        for bad, code in (("CALL __queries.sql_find('a', 'x')", 1210),
+                          ("CALL __queries.sql_find()", 1210),
+                          ("CALL __queries.nope()", 1305),
+                          ("CALL __queries.sql_find('a\\\\b')", 1064),
+                          ("/* env=prod */ CALL __queries.sql_wipe(1)", 1044)):
+            with pytest.raises(pymysql.err.MySQLError) as e:
+                cur.execute(bad)
+            assert e.value.args[0] == code, (bad, e.value.args)
+    conn.close()
+    # carol has only a read grant on dev: the write inside the named query is refused.
+    before = servers.sql("dev", "SELECT count(*) FROM shop.orders")
+    conn = api.connect(user="carol", password="carol-pw")
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("CALL __queries.sql_wipe(1)")
+        assert e.value.args[0] == 1290
+    conn.close()
+    assert servers.sql("dev", "SELECT count(*) FROM shop.orders") == before
+    api.cli("query", "del", "sql_find")
+    api.cli("query", "del", "sql_wipe")
