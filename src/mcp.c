@@ -52,7 +52,8 @@ struct mcp_server {
     mcp_options o;
     MYSQL *db; /* NULL until the first tool call, and after the connection was lost */
     bool output_failed;
-    json *named; /* named-query definitions offered as tools (MCP over HTTP), or NULL */
+    json *named; /* named-query definitions offered as tools, or NULL */
+    bool named_given; /* set by the HTTP door; else read from __queries.queries */
 };
 
 /* What a tool call produces: JSON text, and whether it is an error result. */
@@ -1387,6 +1388,40 @@ static json *mcp_tool_descriptor(const mcp_server *s, const mcp_tool *t)
 
 #define MCP_NAMED_PREFIX "nq_"
 
+/* Over stdio: the named queries this account may run, read from __queries.queries (nothing
+ * when envproxy cannot be reached: the tools are then the built-in ones). */
+static void mcp_load_named(mcp_server *s)
+{
+    if (s->named_given)
+        return;
+    mcp_error e;
+    if (!mcp_connect(s, &e))
+        return;
+    static const char sql[] = "SELECT name, description, sql, params, environments, database "
+                              "FROM __queries.queries ORDER BY name";
+    MYSQL_RES *res = mcp_store(s, sql, sizeof(sql) - 1, &e);
+    if (!res)
+        return;
+    json *defs = json_new_array();
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) && mysql_num_fields(res) == 6) {
+        char jerr[64];
+        json *d = json_new_object();
+        json_object_set(d, "name", json_new_cstr(row[0] ? row[0] : ""));
+        json_object_set(d, "description", json_new_cstr(row[1] ? row[1] : ""));
+        json_object_set(d, "sql", json_new_cstr(row[2] ? row[2] : ""));
+        json *ps = row[3] ? json_parse(row[3], strlen(row[3]), 8, jerr, sizeof(jerr)) : NULL;
+        json *es = row[4] ? json_parse(row[4], strlen(row[4]), 8, jerr, sizeof(jerr)) : NULL;
+        json_object_set(d, "params", ps ? ps : json_new_array());
+        json_object_set(d, "environments", es ? es : json_new_array());
+        json_object_set(d, "database", row[5] ? json_new_cstr(row[5]) : json_new_null());
+        json_array_add(defs, d);
+    }
+    mysql_free_result(res);
+    json_free(s->named);
+    s->named = defs;
+}
+
 static const json *mcp_find_named(mcp_server *s, const char *tool)
 {
     size_t pl = strlen(MCP_NAMED_PREFIX);
@@ -1740,6 +1775,7 @@ static json *mcp_do_tools_list(mcp_server *s, const json *id)
     json *list = json_new_array();
     for (size_t i = 0; i < MCP_N_TOOLS; i++)
         json_array_add(list, mcp_tool_descriptor(s, &mcp_tools[i]));
+    mcp_load_named(s);
     for (size_t i = 0; s->named && i < s->named->u.arr.n; i++)
         json_array_add(list, mcp_named_descriptor(s->named->u.arr.items[i]));
     json *r = json_new_object();
@@ -1753,6 +1789,8 @@ static json *mcp_do_tools_call(mcp_server *s, const json *id, const json *params
     if (!name || name->type != JSON_STRING)
         return mcp_rpc_error(id, RPC_INVALID_PARAMS, "Invalid params: name must be a string");
     const mcp_tool *t = mcp_find_tool(name->u.str.s);
+    if (!t && strncmp(name->u.str.s, MCP_NAMED_PREFIX, strlen(MCP_NAMED_PREFIX)) == 0)
+        mcp_load_named(s);
     const json *nq = t ? NULL : mcp_find_named(s, name->u.str.s);
     if (nq) {
         const json *nargs = json_get(params, "arguments");
@@ -2189,6 +2227,7 @@ void mcp_server_set_named(mcp_server *s, json *defs)
 {
     json_free(s->named);
     s->named = defs;
+    s->named_given = true;
 }
 
 void mcp_server_free(mcp_server *s)

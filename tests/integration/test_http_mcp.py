@@ -202,3 +202,25 @@ def test_named_queries_are_tools(mcp, tmp_path, servers):
     assert not err and r["affected_rows"] in (0, 1), r
     mcp.cli("query", "del", "find_customer")
     mcp.cli("query", "del", "touch_order")
+
+
+def test_stdio_mcp_offers_named_queries_too(mcp, tmp_path):
+    """`envproxy mcp` over stdio reads __queries.queries and offers the same nq_ tools."""
+    from test_mcp import McpProcess
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT status FROM orders WHERE id = :id")
+    assert mcp.cli("query", "add", "stdio_status", "--sql-file", str(sql), "--param", "id:int",
+                   "--database", "shop").returncode == 0
+    time.sleep(1.2)
+    m = McpProcess(mcp.port, tmp_path / "mcp.stderr")
+    try:
+        m.initialize()
+        tools = {t["name"] for t in m.request("tools/list")["result"]["tools"]}
+        assert "nq_stdio_status" in tools and "execute_query" in tools
+        r = m.ok("nq_stdio_status", {"environment": "prod", "id": 3})
+        assert r["rows"] == [["shipped"]]
+        e = m.error("nq_stdio_status", {"id": "3; DROP TABLE orders"})
+        assert "id" in e["message"]
+    finally:
+        assert m.close() == 0
+        mcp.cli("query", "del", "stdio_status")
