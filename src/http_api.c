@@ -8,7 +8,9 @@
 #include "router.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -134,6 +137,7 @@ struct hreq {
     long long page;        /* named-query runs: > 0 */
     run runs[API_MAX_FANOUT];
     int n_runs, pending;
+    struct event *gone_ev; /* watches the HTTP connection for the client's going away */
 };
 
 static void set_json_headers(struct evhttp_request *req)
@@ -473,6 +477,8 @@ static void do_logout(struct evhttp_request *req)
 
 static void hreq_free(hreq *r)
 {
+    if (r->gone_ev)
+        event_free(r->gone_ev);
     for (int i = 0; i < r->n_runs; i++) {
         run *u = &r->runs[i];
         hsql_free(u->s);
@@ -872,6 +878,10 @@ static void opened(hsql *s, void *arg)
 static void hreq_maybe_done(hreq *r)
 {
     evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    if (r->gone_ev) {
+        event_free(r->gone_ev);
+        r->gone_ev = NULL;
+    }
     struct evhttp_request *req = r->req;
     if (!r->fanout) {
         run *u = &r->runs[0];
@@ -930,10 +940,33 @@ static void hreq_add_env(hreq *r, const char *env)
         u->schema = json_new_array();
 }
 
+/* evhttp reads nothing while a request is being answered, so it would notice a client that
+ * went away only when writing the answer. This peeks at the socket instead: at its end the
+ * connection is dropped, which frees the request (conn_closed) and so stops its statements.
+ * Bytes of a pipelined request end the watch (they are evhttp's to read). */
+static void gone_cb(evutil_socket_t fd, short what, void *arg)
+{
+    hreq *r = arg;
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+        event_del(r->gone_ev);
+        return;
+    }
+    evhttp_connection_free(r->evcon); /* calls conn_closed, which frees r */
+}
+
 /* Opens a session per run; the answer comes from hreq_maybe_done. */
 static void hreq_start(hreq *r)
 {
     evhttp_connection_set_closecb(r->evcon, conn_closed, r);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        r->gone_ev = event_new(r->p->base, fd, EV_READ | EV_PERSIST, gone_cb, r);
+        if (r->gone_ev)
+            event_add(r->gone_ev, NULL);
+    }
     r->pending = r->n_runs;
     for (int i = 0; i < r->n_runs; i++) {
         run *u = &r->runs[i];

@@ -8,8 +8,11 @@
 #include "log.h"
 #include "mcp.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <sys/socket.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -200,6 +203,8 @@ typedef struct {
     size_t answer_len;
     bool initialize;
     bool gone; /* the HTTP client went away */
+    struct event *gone_ev;
+    char addr[64], host[48];
 } mcp_job;
 
 static void job_free(mcp_job *j)
@@ -209,6 +214,8 @@ static void job_free(mcp_job *j)
     free(j->answer);
     if (j->done_ev)
         event_free(j->done_ev);
+    if (j->gone_ev)
+        event_free(j->gone_ev);
     sess_put(j->sess);
     free(j);
 }
@@ -222,6 +229,8 @@ static void job_conn_closed(struct evhttp_connection *evcon, void *arg)
 static void job_done(evutil_socket_t fd, short what, void *arg)
 {
     mcp_job *j = arg;
+    if (j->gone_ev)
+        event_del(j->gone_ev);
     pthread_mutex_lock(&mcp_mu);
     mcp_running--;
     pthread_mutex_unlock(&mcp_mu);
@@ -299,6 +308,22 @@ static void cancel_running(proxy *p, mcp_sess *s, const char *addr, const char *
     k->s = hsql_open(p, &l, kill_opened, k);
     if (!k->s)
         free(k);
+}
+
+/* The HTTP client went away while its tool call runs (see http_api.c's gone_cb): the
+ * statement is killed and the connection dropped; the thread's answer is then discarded. */
+static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
+{
+    mcp_job *j = arg;
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    event_del(j->gone_ev);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    cancel_running(j->p, j->sess, j->addr, j->host);
+    j->gone = true;
+    evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+    evhttp_connection_free(j->evcon);
 }
 
 static bool is_request(const json *m)
@@ -467,6 +492,15 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     j->named = visible_queries(p, user);
     j->done_ev = event_new(p->base, -1, 0, job_done, j);
     evhttp_connection_set_closecb(j->evcon, job_conn_closed, j);
+    snprintf(j->addr, sizeof(j->addr), "%s", addr);
+    snprintf(j->host, sizeof(j->host), "%s", host);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(j->evcon);
+    evutil_socket_t gfd = bev ? bufferevent_getfd(bev) : -1;
+    if (gfd >= 0) {
+        j->gone_ev = event_new(p->base, gfd, EV_READ | EV_PERSIST, job_gone_cb, j);
+        if (j->gone_ev)
+            event_add(j->gone_ev, NULL);
+    }
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -452,3 +452,35 @@ def test_named_queries_from_sql(api, tmp_path, servers):
     assert servers.sql("dev", "SELECT count(*) FROM shop.orders") == before
     api.cli("query", "del", "sql_find")
     api.cli("query", "del", "sql_wipe")
+
+
+def test_client_that_goes_away_has_its_statement_killed(make_proxy, servers):
+    """An HTTP client that disconnects mid-statement: the statement is killed on the server."""
+    import socket
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                               "limits": {"statement_timeout": "60s"}})
+    tok = login(port)
+    body = json.dumps({"env": "dev", "sql": "SELECT SLEEP(40) AS marker_http_gone"}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode()
+              + b"\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    running = ("SELECT count(*) FROM information_schema.PROCESSLIST "
+               "WHERE INFO LIKE '%marker_http_gone%' AND INFO NOT LIKE '%PROCESSLIST%'")
+
+    def count():
+        return servers.sql("dev", running)[0][0]
+
+    deadline = time.time() + 10
+    while time.time() < deadline and count() == 0:
+        time.sleep(0.2)
+    assert count() == 1
+    s.close()
+    deadline = time.time() + 15
+    while time.time() < deadline and count() != 0:
+        time.sleep(0.3)
+    assert count() == 0
+    # The proxy still serves.
+    assert call(port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
+                token=tok)[0] == 200
