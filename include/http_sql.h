@@ -39,7 +39,9 @@ typedef void (*hsql_done_fn)(hsql *s, void *arg);
 typedef void (*hsql_row_fn)(hsql *s, void *arg, const char *const *vals, const size_t *lens);
 
 /* Opens an internal session for login (the account already authenticated) on a worker;
- * done runs once it is logged in (or refused: 1045, 1044, 1049, ...). NULL when no socket. */
+ * done runs once it is logged in (or refused: 1045, 1044, 1049, ...). done may be NULL when
+ * a command is started at once: it is then sent without waiting (one round trip less), and
+ * a refused login ends that command with the login's error. NULL when no socket. */
 hsql *hsql_open(proxy *p, const internal_login *login, hsql_done_fn done, void *arg);
 /* COM_QUERY: text rows. */
 void hsql_query(hsql *s, const char *sql, size_t len, hsql_row_fn row, hsql_done_fn done,

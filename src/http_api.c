@@ -978,11 +978,20 @@ static void hreq_start(hreq *r)
         snprintf(l.via, sizeof(l.via), "http");
         if (u->env[0])
             snprintf(l.login_db, sizeof(l.login_db), "%s@%s", r->db, u->env);
-        u->s = hsql_open(r->p, &l, opened, u);
+        bool direct = r->kind == K_QUERY || r->kind == K_ENVS;
+        u->s = hsql_open(r->p, &l, direct ? NULL : opened, u);
         if (!u->s) {
             run_failed(u, 2003, "HY000", "envproxy: no socket for an internal session");
             u->finished = true;
             r->pending--;
+        } else if (direct) {
+            /* The statement goes with the login (opened() would send it a round trip later). */
+            u->started = now_ms();
+            if (r->use_prepare)
+                hsql_execute(u->s, r->sql, r->sql_len, r->params, r->n_params, rows_cb,
+                             statement_done, u);
+            else
+                hsql_query(u->s, r->sql, r->sql_len, rows_cb, statement_done, u);
         }
     }
     if (r->pending == 0)

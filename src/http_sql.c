@@ -50,6 +50,7 @@ struct hsql {
     uint16_t prep_params, prep_cols, left;
     bool in_callback;
     bool free_pending;
+    hs_state after_login; /* a command sent before the login's answer came: its first state */
 };
 
 const hsql_result *hsql_get_result(const hsql *s)
@@ -285,6 +286,8 @@ static void handle(hsql *s, const uint8_t *p, size_t n)
         if (p[0] == 0xFF) {
             parse_err(s, p, n);
             finish(s, true);
+        } else if (s->after_login != HS_LOGIN) {
+            s->st = s->after_login; /* the pipelined command's answer follows */
         } else {
             finish(s, false);
         }
@@ -438,11 +441,10 @@ static void handle(hsql *s, const uint8_t *p, size_t n)
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* Handles every whole packet in the input (inside a callback: s is not freed here). */
+static void process_input(hsql *s)
 {
-    hsql *s = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    s->in_callback = true;
+    struct evbuffer *in = bufferevent_get_input(s->bev);
     while (s->st != HS_DEAD && !s->free_pending) {
         uint8_t h[4];
         if (evbuffer_copyout(in, h, 4) < 4)
@@ -466,6 +468,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
         handle(s, s->pkt.data, s->pkt.len);
         pbuf_reset(&s->pkt);
     }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    hsql *s = arg;
+    s->in_callback = true;
+    process_input(s);
     s->in_callback = false;
     if (s->free_pending)
         hsql_destroy(s);
@@ -476,6 +485,27 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     hsql *s = arg;
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
+    if ((what & BEV_EVENT_WRITING) && s->st != HS_DEAD && s->st != HS_IDLE) {
+        /* A pipelined command could not be written because the session had already ended
+         * (a refused login): its answer may still wait in the socket. Read it first. */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        evbuffer_unfreeze(in, 0); /* the bufferevent keeps its input's end frozen */
+        for (int i = 0; i < 64 && evbuffer_read(in, fd, 65536) > 0; i++)
+            ;
+        evbuffer_freeze(in, 0);
+        s->in_callback = true;
+        process_input(s);
+        if (!s->free_pending && s->st != HS_DEAD && s->st != HS_IDLE) {
+            if (!s->res.err)
+                set_error(s, 2013, "HY000", "envproxy: the internal session ended");
+            finish(s, true);
+        }
+        s->in_callback = false;
+        if (s->free_pending)
+            hsql_destroy(s);
+        return;
+    }
     if (s->st == HS_DEAD || s->st == HS_IDLE) {
         s->st = HS_DEAD;
         return;
@@ -510,6 +540,7 @@ hsql *hsql_open(proxy *p, const internal_login *login, hsql_done_fn done, void *
     bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
     s->st = HS_LOGIN;
+    s->after_login = HS_LOGIN;
     s->done = done;
     s->arg = arg;
     worker *w = &p->workers[p->next_worker++ % (unsigned)p->n_workers];
@@ -517,6 +548,8 @@ hsql *hsql_open(proxy *p, const internal_login *login, hsql_done_fn done, void *
     return s;
 }
 
+/* Readies s for a command; a session still logging in takes it pipelined (the worker runs
+ * it once the login is done; a refused login fails the command with the login's error). */
 static bool start(hsql *s, hsql_row_fn row, hsql_done_fn done, void *arg)
 {
     reset_result(s);
@@ -525,6 +558,8 @@ static bool start(hsql *s, hsql_row_fn row, hsql_done_fn done, void *arg)
     s->arg = arg;
     s->binary = false;
     s->stmt_id = 0;
+    if (s->st == HS_LOGIN)
+        return true;
     if (s->st != HS_IDLE) {
         set_error(s, 2013, "HY000", "envproxy: the internal session ended");
         return false;
@@ -545,7 +580,10 @@ void hsql_query(hsql *s, const char *sql, size_t len, hsql_row_fn row, hsql_done
     pbuf_put(&b, sql, len);
     send_packet(s, &b);
     pbuf_free(&b);
-    s->st = HS_FIRST;
+    if (s->st == HS_LOGIN)
+        s->after_login = HS_FIRST;
+    else
+        s->st = HS_FIRST;
 }
 
 void hsql_execute(hsql *s, const char *sql, size_t len, const hsql_param *params, int n,
@@ -563,5 +601,8 @@ void hsql_execute(hsql *s, const char *sql, size_t len, const hsql_param *params
     pbuf_put(&b, sql, len);
     send_packet(s, &b);
     pbuf_free(&b);
-    s->st = HS_PREP_OK;
+    if (s->st == HS_LOGIN)
+        s->after_login = HS_PREP_OK;
+    else
+        s->st = HS_PREP_OK;
 }
