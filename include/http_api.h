@@ -95,5 +95,7 @@ void http_api_register(struct proxy *p, struct evhttp *http);
 struct evhttp_request;
 void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *user,
                      const char *addr, const char *host);
+/* Ends every MCP session (at shutdown, after the listener is gone). */
+void http_mcp_shutdown(void);
 
 #endif

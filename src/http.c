@@ -96,5 +96,6 @@ void http_stop(proxy *p)
     if (p->http) {
         evhttp_free(p->http);
         p->http = NULL;
+        http_mcp_shutdown();
     }
 }

@@ -363,6 +363,20 @@ static json *visible_queries(proxy *p, const char *user)
     return out;
 }
 
+void http_mcp_shutdown(void)
+{
+    mcp_sess *all[MCP_MAX_SESSIONS];
+    int n = 0;
+    pthread_mutex_lock(&mcp_mu);
+    while (mcp_sessions && n < MCP_MAX_SESSIONS) {
+        all[n++] = mcp_sessions;
+        sess_end_locked(mcp_sessions);
+    }
+    pthread_mutex_unlock(&mcp_mu);
+    for (int i = 0; i < n; i++)
+        sess_put(all[i]); /* a running request keeps its own reference */
+}
+
 /* ---- the route -------------------------------------------------------------------------------- */
 
 void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, const char *addr,

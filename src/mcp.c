@@ -2166,6 +2166,7 @@ int mcp_main(int argc, char **argv)
     }
     json_buf_free(&r->line);
     free(r);
+    json_free(s.named);
     mcp_close(&s);
     mysql_library_end();
     if (s.o.password) {
