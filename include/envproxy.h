@@ -696,6 +696,8 @@ struct proxy {
     atomic_llong busy_clients; /* clients with a command under way */
     atomic_bool draining;      /* SIGTERM: no new statements, waiting for running ones */
     env_metrics metrics[PROXY_MAX_SLOTS];
+    atomic_ullong stmts_by_door[3];  /* statements that came in by mysql, http, mcp */
+    atomic_ullong http_api_status[6]; /* /api/v1 and /mcp answers by status class: 1xx..5xx */
     struct evhttp *http;
     struct event *drain_timer;
     uint64_t drain_deadline_ms;

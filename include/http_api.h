@@ -91,6 +91,8 @@ struct evhttp;
 /* Adds the /api/v1 routes to http (on the main loop): the generic callback answers them
  * and 404 for anything else. */
 void http_api_register(struct proxy *p, struct evhttp *http);
+/* Counts an answer of the front door by status class (/metrics). */
+void http_api_count_status(int status);
 /* http_mcp.c: POST/DELETE /mcp for an authenticated user. */
 struct evhttp_request;
 void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *user,

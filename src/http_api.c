@@ -168,8 +168,17 @@ static const char *reason(int status)
     }
 }
 
+static proxy *api_proxy; /* for the counters (one proxy per process) */
+
+void http_api_count_status(int status)
+{
+    if (api_proxy && status >= 100 && status < 600)
+        atomic_fetch_add(&api_proxy->http_api_status[status / 100], 1);
+}
+
 static void reply_text(struct evhttp_request *req, int status, const char *text, size_t len)
 {
+    http_api_count_status(status);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, text, len);
     evbuffer_add(b, "\n", 1);
@@ -1632,6 +1641,7 @@ static void api_cb(struct evhttp_request *req, void *arg)
 
 void http_api_register(proxy *p, struct evhttp *http)
 {
+    api_proxy = p;
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_max_body_size(http, API_MAX_BODY);

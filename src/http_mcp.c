@@ -172,6 +172,7 @@ static void reply(struct evhttp_request *req, int status, const char *why, const
         evbuffer_add(b, body, len);
     }
     evhttp_add_header(h, "Cache-Control", "no-store");
+    http_api_count_status(status);
     evhttp_send_reply(req, status, why, b);
     evbuffer_free(b);
 }

@@ -484,3 +484,35 @@ def test_client_that_goes_away_has_its_statement_killed(make_proxy, servers):
     # The proxy still serves.
     assert call(port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
                 token=tok)[0] == 200
+
+
+def test_metrics_count_statements_per_door(api):
+    """/metrics counts statements by the door they came in by, and the API's answers."""
+    def metrics():
+        conn = http.client.HTTPConnection("127.0.0.1", api.http_port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        vals = {}
+        for line in text.splitlines():
+            if line.startswith(("envproxy_statements_by_door_total", "envproxy_http_api_resp")):
+                k, v = line.rsplit(" ", 1)
+                vals[k] = float(v)
+        return vals
+    before = metrics()
+    for _ in range(3):
+        assert q(api, {"env": "dev", "sql": "SELECT 1 AS x"})[0] == 200
+    assert q(api, {"env": "prod", "sql": "DELETE FROM shop.orders"})[0] == 403
+    conn = api.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    conn.close()
+    after = metrics()
+    http_key = 'envproxy_statements_by_door_total{via="http"}'
+    mysql_key = 'envproxy_statements_by_door_total{via="mysql"}'
+    assert after[http_key] - before[http_key] == 4
+    assert after[mysql_key] - before[mysql_key] >= 1
+    assert after['envproxy_http_api_responses_total{status="2xx"}'] - \
+        before['envproxy_http_api_responses_total{status="2xx"}'] == 3
+    assert after['envproxy_http_api_responses_total{status="4xx"}'] - \
+        before['envproxy_http_api_responses_total{status="4xx"}'] == 1
