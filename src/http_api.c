@@ -23,6 +23,7 @@
 #include <time.h>
 
 #define API_MAX_BODY (1024 * 1024)           /* request bodies */
+#define API_MAX_HEADERS (64 * 1024)          /* request line and headers */
 #define API_MAX_ANSWER (32u * 1024 * 1024)    /* rows kept in one answer, in JSON bytes */
 #define API_SESSION_TTL (8 * 3600)            /* seconds */
 #define API_MAX_SESSIONS 4096
@@ -1645,5 +1646,6 @@ void http_api_register(proxy *p, struct evhttp *http)
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_max_body_size(http, API_MAX_BODY);
+    evhttp_set_max_headers_size(http, API_MAX_HEADERS);
     evhttp_set_gencb(http, api_cb, p);
 }

@@ -516,3 +516,22 @@ def test_metrics_count_statements_per_door(api):
         before['envproxy_http_api_responses_total{status="2xx"}'] == 3
     assert after['envproxy_http_api_responses_total{status="4xx"}'] - \
         before['envproxy_http_api_responses_total{status="4xx"}'] == 1
+
+
+def test_oversized_headers_are_refused_and_the_proxy_goes_on(api):
+    """Request headers are bounded: 200 KiB of them is refused, and others are still served."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", api.http_port), timeout=10)
+    try:
+        s.sendall(b"GET /api/v1/environments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                  + api.alice.encode() + b"\r\n")
+        for i in range(200):
+            s.sendall(b"X-Filler-%d: " % i + b"a" * 1000 + b"\r\n")
+        s.sendall(b"\r\n")
+        reply = s.recv(200)
+    except (BrokenPipeError, ConnectionResetError):
+        reply = b"closed"
+    finally:
+        s.close()
+    assert not reply.startswith(b"HTTP/1.1 200"), reply
+    assert call(api.http_port, "GET", "/api/v1/environments", token=api.alice)[0] == 200
