@@ -6,6 +6,7 @@
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
+#   make robust     the robustness suite in full (its quick part runs in make test)
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands
 
@@ -73,9 +74,23 @@ $(BUILD)/tests/stmt_driver: tests/integration/stmt_driver.c | build-deps
 	@echo "  CC    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
 
-integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
+# The lexer and policy check on stdin lines, compared with a real server by the tests.
+$(BUILD)/tests/lex_driver: tests/integration/lex_driver.c src/sqllex.c src/sqlpolicy.c include/sqlpolicy.h
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ tests/integration/lex_driver.c src/sqllex.c src/sqlpolicy.c
+
+integration: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver $(BUILD)/tests/lex_driver
 	ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
+	    LEX_DRIVER=$(abspath $(BUILD)/tests/lex_driver) \
 	    $(PYTHON) -m pytest -q tests/integration tests/compat $(PYTEST_ARGS)
+
+# The robustness suite (tests/robust/robust.py) with full sizes and durations against a
+# proxy of its own; the same script runs against a live proxy (docs/testing.md).
+robust: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
+	ROBUST_FULL=1 ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) \
+	    STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
+	    $(PYTHON) -m pytest -q -s tests/integration/test_robust.py $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all
@@ -93,14 +108,20 @@ demo: deps
 demo-stop:
 	@scripts/demo.sh stop
 
-# libFuzzer on the SQL lexer and classifier (clang from Debian). FUZZ_SECONDS bounds the run.
+# libFuzzer on the SQL lexer and classifier (clang from Debian), then on the lexer against an
+# independent reading of quotes, comments and statement ends (fuzz_lexdiff.c). FUZZ_SECONDS
+# bounds each run.
 FUZZ_SECONDS ?= 60
 fuzz:
-	@mkdir -p build-fuzz/work
+	@mkdir -p build-fuzz/work build-fuzz/work-diff
 	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
 	    tests/fuzz/fuzz_sqlpolicy.c src/sqllex.c src/sqlpolicy.c -o build-fuzz/fuzz_sqlpolicy
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
+	    tests/fuzz/fuzz_lexdiff.c src/sqllex.c src/sqlpolicy.c -o build-fuzz/fuzz_lexdiff
 	build-fuzz/fuzz_sqlpolicy -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    build-fuzz/work tests/fuzz/corpus
+	build-fuzz/fuzz_lexdiff -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    build-fuzz/work-diff tests/fuzz/corpus
 
 PREFIX  ?= /usr/local
 DESTDIR ?=

@@ -2,6 +2,7 @@
 #ifndef ENVPROXY_CONFIG_H
 #define ENVPROXY_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,6 +22,9 @@ typedef enum {
 typedef struct {
     long long max_rows;             /* 0 = no cap; default 10000 */
     long long statement_timeout_ms; /* 0 = none; default 30000 */
+    /* A session idle this long inside a transaction loses its backend session (rolled
+     * back). 0 = none; default 60 s in read_only environments, none in read_write ones. */
+    long long idle_transaction_timeout_ms;
 } cfg_limits;
 
 typedef struct {
@@ -78,12 +82,27 @@ typedef struct config {
     long long max_packet_size; /* bytes; default 64 MiB; client packets above close it */
     long long handshake_timeout_ms; /* default 10 s */
     long long health_interval_ms;   /* default 5 s */
+    long long health_timeout_ms;    /* one health check's deadline; default 2 s */
     long long shutdown_timeout_ms;  /* default 10 s */
+    /* A client that takes none of the output queued for it for this long is disconnected
+     * (its statement is killed and its backend connection closed); default 60 s. */
+    long long client_write_timeout_ms;
     int log_level;                  /* LOG_ERROR=0 .. LOG_DEBUG=3; default info (2) */
     /* login_throttle: after max_failures failed logins from one address within window, that
      * address is refused for block. max_failures 0 turns it off. Defaults 10, 60 s, 60 s. */
     int throttle_max_failures;
     long long throttle_window_ms, throttle_block_ms;
+    /* Client connections at once; 0 (default): the descriptor limit less what the backend
+     * pools may use and a margin. Beyond it a new client gets ERR 1040 and is closed. */
+    int max_client_connections;
+    int max_connections_per_host;        /* from one address; 0 (default) = no limit */
+    long long max_handshake_packet_size; /* largest packet before login; default 16 KiB */
+    /* Bytes a client may send ahead while a command runs; reading stops above it until the
+     * command ends. Default 1 MiB. */
+    long long max_pipelined_input;
+    long long client_idle_timeout_ms; /* logged-in client with no command; 0 (default) = none */
+    /* Sessions still using this configuration (the proxy frees a replaced one at 0). */
+    atomic_int users;
 
     cfg_env *envs; /* in definition order: main file first, then included files */
     int n_envs;

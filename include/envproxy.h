@@ -4,6 +4,7 @@
 
 #include "accounts.h"
 #include "config.h"
+#include "grants.h"
 #include "packet.h"
 #include "router.h"
 #include "sqlpolicy.h"
@@ -24,11 +25,13 @@
 
 typedef struct proxy proxy;
 
-/* A session variable a client set, carried to every backend connection it uses. */
+/* A session variable a client set, carried to every backend connection it uses. The value
+ * is on the heap, whatever its length (a server reports sql_mode values of 500 bytes and
+ * more); session_vars_clear() frees a set of them. */
 #define SESSION_VARS 12
 typedef struct {
     char name[40];
-    char value[200];
+    char *value;
 } sess_var;
 typedef struct worker worker;
 typedef struct internal_login internal_login;
@@ -76,26 +79,48 @@ struct backend {
     MYSQL_RES *ret_res;
     MYSQL_ROW ret_row;
     int op_phase;
+    uint64_t op_deadline_ms; /* the operation fails when the server is silent past this */
     /* BOP_FETCH: called for each row (row NULL: the columns are known, before any row);
      * returns false to stop reading. */
     bool (*fetch_row)(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg);
     char *fetch_sql;
     bool fetch_more; /* rows were left unread */
-    char op_text[512]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    char op_text[4096]; /* the statement of BOP_QUERY, the database of BOP_SELECT_DB */
+    /* host, user, password, database of the running connect or change user (copies). */
+    char *login[4];
 
     /* Session state known to be applied on the server side. */
     char *cur_db;        /* NULL: no database */
     bool read_only;      /* SET SESSION TRANSACTION READ ONLY */
     int multi_stmt;      /* multi-statements enabled: 1, 0, or -1 not known */
     char charset[32];    /* character set of SET NAMES; "" = unknown */
+    bool text_cs_known;  /* a statement the policy read set the client character set, and the
+                            server has not reported the variable since (tracking may be off) */
+    sql_charset text_cs; /* ... to this (SQL_CS_UNSUPPORTED: not a supported one) */
     bool ext_metadata;   /* column definitions carry MariaDB's extended metadata */
     bool no_db;          /* connect without a default database (the health checker's) */
+    unsigned timeout_s;  /* connect, read and write timeout in seconds; 0: the defaults */
+    uint64_t target;     /* backend_target() of the configuration it connected with */
+    bool single_stmt;    /* connect without multi-statements (fan-out and compare tasks) */
     SSL *ssl;            /* Connector/C's TLS session on fd, or NULL: the relay reads it */
     sql_mode_flags mode;         /* how the session reads SQL (ANSI_QUOTES, ...) */
     sql_mode_flags default_mode; /* the mode a new or reset session starts with */
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
+    uint16_t status; /* server status of its last response (transaction, autocommit) */
+    struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
+    bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
+    /* Client SQL ran here in a writable route, where anything can change the session
+     * unseen (stored procedures, EXECUTE): reset before a read-only route, or a session of
+     * another account (taint_user), uses it. */
+    bool tainted;
+    char taint_user[ROUTE_NAME_MAX + 1];
+    /* How the session reads SQL is not known for sure (a statement that may have set
+     * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
+     * SELECT @@sql_mode) before the next statement is checked. */
+    bool resync;
+    bool read_fresh; /* BOP_READ_MODE follows a connect or reset (not a resync) */
     unsigned long thread_id;
 
     /* The raw relay: bytes read from and queued for the socket. */
@@ -119,6 +144,9 @@ struct backend {
 };
 
 backend *backend_new(pool *pl);
+/* A hash of what a connection is opened against (server, account, TLS settings): after a
+ * reload that changes it, older connections are not reused. */
+uint64_t backend_target(const cfg_env *e);
 /* Starts connecting on base; done is called when connected or failed. */
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg);
 void backend_select_db(backend *b, const char *db, be_done_fn done, void *arg);
@@ -128,7 +156,9 @@ void backend_set_multi(backend *b, bool on, be_done_fn done, void *arg);
 void backend_set_charset(backend *b, const char *cs, be_done_fn done, void *arg);
 /* COM_CHANGE_USER to the pool's own account with no database: the way back to "no database". */
 void backend_clear_db(backend *b, be_done_fn done, void *arg);
-/* Reads the session's sql_mode into b->mode and b->default_mode (after connecting). */
+/* Switches session tracking of every variable on again and reads the session's sql_mode
+ * into b->mode (b->resync). Connecting and resetting do the same by themselves, and also
+ * set b->default_mode. */
 void backend_read_mode(backend *b, be_done_fn done, void *arg);
 void backend_ping(backend *b, be_done_fn done, void *arg);
 /* Runs sql (copied) and hands each row to row_cb on the backend's loop; done at the end. */
@@ -154,9 +184,18 @@ int backend_flush(backend *b);
 int backend_read(backend *b, uint8_t *buf, size_t cap);
 /* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
 bool backend_is_dead(backend *b);
-/* Opens a side connection to b's environment on base and runs KILL QUERY thread_id there,
- * without waiting for anything: the statement_timeout and disconnect path. */
-void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id);
+/* Opens a side connection to pl's environment on base and runs KILL QUERY thread_id there:
+ * the statement_timeout, KILL QUERY and disconnect paths. done (may be NULL) is called on
+ * base when it is over: ended true when the kill was delivered or the thread was gone
+ * already, false when it could not be delivered (connect or the query failed in time).
+ * Returns a handle for backend_kill_forget, or NULL when it was over at once (done was
+ * called already). */
+typedef void (*be_kill_fn)(void *arg, bool ended);
+struct be_kill;
+struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id,
+                                   be_kill_fn done, void *arg);
+/* The kill goes on, but done is not called any more (its owner goes away). */
+void backend_kill_forget(struct be_kill *k);
 /* Closes the connection and frees b (the pool's counters are not touched). */
 void backend_free(backend *b);
 
@@ -237,10 +276,13 @@ typedef enum { VERDICT_ALLOWED, VERDICT_REFUSED, VERDICT_ERROR } verdict;
 
 unsigned long long proxy_audit_drops(proxy *p);
 
-/* throttle.c: failed-login throttling by client address. */
-bool throttle_blocked(const config *c, const char *host);
-void throttle_failure(const config *c, const char *host);
-void throttle_success(const char *host);
+/* throttle.c: failed-login throttling by client address and by account. */
+typedef enum { THROTTLE_OK, THROTTLE_HOST, THROTTLE_ACCOUNT } throttle_verdict;
+throttle_verdict throttle_blocked(const config *c, const char *host, const char *user);
+void throttle_failure(const config *c, const char *host, const char *user);
+/* A login of user from host succeeded: that account's failures from that address are
+ * forgotten; other accounts' failures from the address still count. */
+void throttle_success(const char *host, const char *user);
 unsigned long long throttle_refused(void);
 /* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
 void metrics_statement(proxy *p, int env, verdict v, double ms);
@@ -253,19 +295,57 @@ void http_stop(proxy *p);
 
 /* ---- health (health.c) ------------------------------------------------------------------ */
 
+typedef enum {
+    HC_CONNECT,
+    HC_GRANTS,
+    HC_ROLE,
+    HC_ROLE_SET,
+    HC_ROLE_SHOW,
+    HC_STORED_FN,  /* names of the stored functions (the policy refuses calls of them) */
+    HC_STORED_UDF, /* ... and of the UDFs */
+} health_phase;
+
 /* What the last checks found about one environment. Written by the main loop (and by
  * workers that reach or fail to reach it), read by anyone under mu. */
+/* The stored functions and UDFs of a backend, as the health checker last read them: shared
+ * read-only by the policy checks of every worker, freed with the last reference. */
+typedef struct stored_names {
+    int refs; /* under health.mu */
+    sql_name_set set;
+    char **names;
+} stored_names;
+
 typedef struct health {
     pool *pool;
-    backend *conn; /* the checker's own connection; main loop only */
-    bool busy;     /* a check runs */
+    /* The checker, main loop only. */
+    backend *conn;        /* its own connection */
+    struct event_base *base;
+    struct event *timer;  /* the running check's deadline (health_timeout) */
+    bool busy;            /* a check runs */
+    bool abandoned;       /* its deadline passed: what it finds is ignored */
+    bool reused, retried; /* it started on an old connection; it reconnected once */
+    health_phase phase;
+    grants_info grants;   /* being gathered */
+    int role_next, role_now;
+    int writable_logged;  /* the backend_writable last logged (-2: nothing yet) */
+    uint64_t conn_outages; /* outages when conn was opened */
+    uint64_t conn_target;  /* what conn was opened against (health.c, target_of) */
+    atomic_bool down;     /* known down: lets health_seen_alive skip the lock when up */
     pthread_mutex_t mu;
     bool known, up;
+    uint64_t outages; /* up (or unknown) -> down transitions */
     char last_error[200];
     char version[96];
     double latency_ms;
     long long checked_at; /* wall clock, seconds */
-    uint64_t started_ms, next_ms, backoff_ms, last_try_ms;
+    int writable;         /* the backend account can change things: 1, 0, -1 unknown */
+    char privileges[256]; /* what can (or why unknown) */
+    uint64_t started_ms, next_ms, last_try_ms;
+    stored_names *stored; /* under mu; NULL until first read */
+    /* the read in progress (main loop only) */
+    char **fetch;
+    size_t fetch_n, fetch_cap;
+    bool fetch_bad;  /* too many names, or out of memory */
 } health;
 
 typedef struct {
@@ -274,7 +354,14 @@ typedef struct {
     char version[96];
     double latency_ms;
     long long checked_at;
+    int writable;
+    char privileges[256];
 } health_view;
+
+/* The backend's stored function and UDF names with a reference, or NULL when not read yet;
+ * give it back with health_stored_put(). Any thread. */
+stored_names *health_stored_get(health *h);
+void health_stored_put(health *h, stored_names *sn);
 
 void health_init(health *h, pool *pl);
 void health_free(health *h);
@@ -284,7 +371,13 @@ void health_tick(health *h, struct event_base *base, uint64_t now);
  * others fail fast); always true for an environment that is up. */
 bool health_allow(health *h);
 void health_note(health *h, bool up, const char *error);
+/* A worker got a connection or a response from the environment: up, if it was down. */
+void health_seen_alive(health *h);
 void health_get(health *h, health_view *out);
+/* "yes", "no" or "unknown" for health_view.writable. */
+const char *health_writable_name(int writable);
+/* Whether every environment has been checked at least once. */
+bool health_all_known(proxy *p);
 
 /* ---- clients (client.c, relay.c) ------------------------------------------------------ */
 
@@ -364,7 +457,8 @@ typedef struct cl_stmt {
     char db[ROUTE_NAME_MAX + 1];
     bool has_db;
     bool read_only;
-    bool changes_mode; /* the text sets sql_mode */
+    bool changes_mode; /* the text may set a variable (sql_mode among them) */
+    bool sets_tracking; /* the text may set session_track_ variables */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
     bool local;         /* answered by the proxy itself (stmt_local.c): no backend statement */
@@ -381,9 +475,13 @@ typedef struct cl_stmt {
 
 #define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
 
+/* How long a closing client may take to read its last bytes (an error, a TLS close). */
+#define CLIENT_CLOSE_FLUSH_MS 5000
+
 struct client {
     worker *w;
     proxy *p;
+    config *cfg; /* the configuration this session uses (pinned: proxy_cfg_get) */
     client *prev, *next;
     uint32_t id;
     int fd;
@@ -398,7 +496,13 @@ struct client {
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
     bool tls;
-    struct event *timer; /* handshake and pool-wait deadlines */
+    bool tls_shut;  /* CL_CLOSING: close_notify queued */
+    bool in_paused; /* reading stopped: too much input sent ahead (max_pipelined_input) */
+    bool name_ok;   /* the login's user name is one an account can have */
+    uint64_t close_deadline_ms;        /* CL_CLOSING: freed by then whatever is unsent */
+    struct evbuffer_cb_entry *close_cb; /* CL_CLOSING with TLS: on the socket's output */
+    struct event *linger_ev; /* CL_CLOSING: discards input after the last bytes went out */
+    struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;
 
@@ -433,6 +537,11 @@ struct client {
     char pin_reason[64];
     int long_data_stmts; /* statements whose long data waits on the held connection */
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
+    /* limits.idle_transaction_timeout: fires while the session idles with a held backend
+     * inside a transaction; the next command then gets txn_lost (the environment's name). */
+    struct event *txn_timer;
+    char txn_lost[ROUTE_NAME_MAX + 1];
+    long long txn_lost_ms;
 
     /* Backend connections held, at most one per environment. */
     backend *held[CLIENT_MAX_HELD];
@@ -446,7 +555,9 @@ struct client {
     char job_db[ROUTE_NAME_MAX + 1];
     bool job_has_db;
     bool job_moves_session; /* the statement runs at the session's position */
-    bool job_mode_changed;  /* the statement sets sql_mode: unknown if it fails */
+    bool job_mode_changed;  /* the statement may set sql_mode: read it again if it fails */
+    bool rl_mode_tracked;   /* the response reported the session's sql_mode */
+    bool job_sets_tracking; /* the statement may set session_track_ variables */
     backend *be;
 
     /* Relay state. */
@@ -458,7 +569,17 @@ struct client {
     uint64_t rl_rows;      /* rows of the current result set sent to the client */
     bool rl_discard;       /* the current packet is dropped: past max_rows */
     bool rl_truncated;     /* the current result set lost rows to max_rows */
-    bool rl_timed_out;     /* statement_timeout passed: the query is being killed */
+    /* An interrupted statement (statement_timeout, KILL QUERY; relay.c): its query is being
+     * killed; from the first packet that would start or continue a result, the rest of
+     * the response is read and dropped (the sink), and the client then gets the
+     * interruption's error with sequence id rl_seq_cut. */
+    uint8_t rl_interrupt;  /* RLI_NONE, RLI_TIMEOUT, RLI_KILLED */
+    bool rl_sink;          /* the backend's packets are dropped */
+    bool rl_ended;         /* the response ended; the kill's answer is awaited */
+    bool rl_end_failed;    /* it ended with an error of its own */
+    uint8_t rl_seq_cut;    /* the client's sequence id when the sink started */
+    unsigned long long rl_rows_cut; /* rows the client had got then */
+    struct be_kill *rl_kill; /* the kill under way, or NULL */
     bool rl_silent;        /* a PREPARE of our own: nothing goes to the client */
     bool rl_capture;       /* this execution's column definitions are kept for the next */
     /* The backend bytes of the batch being handled, contiguous (relay.c, in_open): read
@@ -503,6 +624,8 @@ void client_free(client *c);
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event);
+/* Bytes queued for the client and not yet taken by its socket (TLS: plain and encrypted). */
+size_t client_out_queued(const client *c);
 /* Sends the client's packets built in b. */
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)
@@ -515,6 +638,14 @@ void client_command_done(client *c);
 backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
 void client_drop_backend(client *c, backend *b);
+/* b broke or was closed under the session: drops it. When the session had state there (a
+ * transaction, user variables, temporary tables, locks, other pins, long data), the
+ * whole session is reset as a new server session would start (every held connection is
+ * reset, variables and pins go) and note says so for the client's error ("" otherwise).
+ * Returns whether state was lost. */
+bool client_lose_backend(client *c, backend *b, char *note, size_t cap);
+/* Whether the session has state on b that a new connection would not have. */
+bool client_session_has_state(client *c, backend *b);
 
 /* Reads the statement's routing hint; false after answering a malformed one (1064). */
 bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h);
@@ -526,6 +657,15 @@ void client_start_job(client *c);
 /* Checks c->cmd (COM_QUERY or COM_STMT_PREPARE text) against the read-only policy with b's
  * sql_mode; on refusal sends ERR 1290, ends the command and returns false. */
 bool client_check_policy(client *c, backend *b, const char *sql, size_t len);
+/* What the policy check needs to know about backend session b: its client character set,
+ * the server's flavor, the current database (ps->stored is left NULL). */
+void backend_policy_session(backend *b, policy_session *ps);
+/* The policy check of sql on backend b: the read-only rules when read_only, else the
+ * credential-store rule, with b's sql_mode, flavor, database and stored functions, under
+ * every client character set b may be in (all must allow). Notes a character set the text
+ * sets. Returns v->allowed. */
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v);
 
 /* http_mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
 bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
@@ -567,10 +707,31 @@ void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
 void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
+/* The relay of a PREPARE (or of its re-prepare) failed: a statement not yet registered is
+ * dropped. */
+void stmt_relay_failed(client *c);
+/* The long data sent for the client's statements is gone (its connection was lost). */
+void stmt_forget_long_data(client *c);
 /* Forgets the backend statements of b (the server dropped them: reset, change user, close). */
 void stmt_cache_clear(backend *b);
 
 /* session.c: session variables carried from one backend connection to the others. */
+/* Whether sql may assign a session_track_ variable (read in mode, or in every mode when
+ * it is unknown). Such a statement is run, but what it set is not kept: a server whose
+ * tracking list changes in a statement reports none of that statement's changes, so the
+ * connection's session is put back afterwards (relay_finish, session_after_tracking). */
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode);
+/* Whether sql may assign a variable: "SET" anywhere in its bytes, in any case (read as
+ * bytes, not tokens, so that no reading of the text can hide one). A statement that does
+ * and fails has its connection's sql_mode read again (the ERR packet reports nothing). */
+bool session_may_set(const char *sql, size_t len);
+/* After a statement that may have set session_track_ variables ran on b. */
+void session_after_tracking(client *c, backend *b);
+/* Frees the values of vars[0..*n) and empties the set. */
+void session_vars_clear(sess_var *vars, int *n);
+/* Notes the sql_mode flags an OK or EOF packet's server status shows (NO_BACKSLASH_ESCAPES
+ * from any server, ANSI_QUOTES from MariaDB). */
+void session_note_status(backend *b, uint16_t status);
 /* Records the variable changes of an OK packet's session-state block on b, and on c when
  * the statement ran at the session's position. */
 void session_note_changes(client *c, backend *b, const uint8_t *state, size_t len);
@@ -591,6 +752,9 @@ void session_pin(client *c, const char *reason);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);
 
+/* relay.c: queues a command's payload on b->out, framed from sequence id 0 (cut into
+ * physical packets at PKT_MAX_PAYLOAD, see pkt_part_count). */
+void relay_queue_command(backend *b, const uint8_t *payload, size_t len);
 /* relay.c: send the command to c->be and relay its response. */
 void relay_start(client *c, relay_state first);
 /* Moves the response packets the relay gathered to the client's socket buffer. */
@@ -599,8 +763,16 @@ void relay_flush_out(client *c);
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len);
 /* Called when the client's output drained below the low-water mark. */
 void relay_resume(client *c);
-/* statement_timeout passed while the relay runs: kill the query on the backend. */
+/* The client's timer fired while the relay runs: statement_timeout passed (the query is
+ * killed), or the grace time after an interruption did (the backend connection is closed). */
 void relay_timeout(client *c);
+enum { RLI_NONE, RLI_TIMEOUT, RLI_KILLED };
+/* Interrupts the running statement (RLI_TIMEOUT or RLI_KILLED): kills it on the backend,
+ * drops the rest of its result, and holds the deadline even when the backend does not
+ * answer. Returns false when no statement runs. */
+bool relay_interrupt(client *c, int why);
+/* The client goes away mid-response: a kill under way no longer reports to it. */
+void relay_client_gone(client *c);
 
 /* result.c: result sets the proxy answers itself. */
 typedef struct {
@@ -661,7 +833,9 @@ typedef struct acct_ref {
 struct proxy {
     _Atomic(config *) cfg;   /* the running configuration (SIGHUP replaces it) */
     config **old_cfgs;       /* replaced ones: sessions may still point into them */
+    uint64_t *old_cfg_ms;    /* when each was replaced */
     int n_old_cfgs;
+    struct event *accept_resume; /* re-enables the listeners after an accept failure */
     char *cfg_path;
     struct event_base *base; /* the main loop: accept, signals, maintenance */
     worker *workers;
@@ -674,6 +848,8 @@ struct proxy {
     pool *pools[PROXY_MAX_SLOTS];
     health health[PROXY_MAX_SLOTS];
     atomic_int n_slots;
+    /* Per slot: the configuration a removed environment's pool still points into (pinned). */
+    config *removed_cfg[PROXY_MAX_SLOTS];
     SSL_CTX *tls_ctx;
 
     acct_store *store;
@@ -703,11 +879,18 @@ struct proxy {
     uint64_t drain_deadline_ms;
     struct audit *audit;
     struct event *sig_int, *sig_term, *sig_hup, *tick;
+    struct event *gate; /* start-up: listeners open after the first health checks */
+    uint64_t gate_deadline_ms;
 };
 
 int env_index(const proxy *p, const cfg_env *e);
 /* The newest configuration entry of a slot. */
 const cfg_env *proxy_slot_env(proxy *p, int slot);
+/* The running configuration, pinned for a session until proxy_cfg_put. */
+config *proxy_cfg_get(proxy *p);
+void proxy_cfg_put(config *cfg);
+/* A client connection admitted by the main loop from host ended. */
+void proxy_conn_gone(proxy *p, const char *host);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
 /* The store was written by this process (main loop): publish the new content now. */
@@ -728,6 +911,14 @@ SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);
 
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
+
+/* Replaces every enc: backend password of cfg with its plain text (errors are logged, naming
+ * the environment). Returns 0, or -1 when any could not be decrypted. */
+int proxy_decrypt_passwords(config *cfg);
+
+/* cli_check.c: `envproxy check` against the backends: reachable, and whether each backend
+ * account can change things (warnings only). */
+void cli_check_backends(config *cfg);
 
 /* Runs the proxy until SIGTERM or SIGINT. Returns the exit code. */
 int proxy_run(const char *config_path);

@@ -88,13 +88,19 @@ json *hj_query_check(const json *def, const char *owner, const struct config *cf
 
 struct proxy;
 struct evhttp;
+struct evhttp_request;
 /* Adds the /api/v1 routes to http (on the main loop): the generic callback answers them
  * and 404 for anything else. */
 void http_api_register(struct proxy *p, struct evhttp *http);
+/* http.c: the front door answers some requests later. While it does, the connection is busy
+ * (its request deadline does not apply) and gone(arg) runs if the connection closes first
+ * (evhttp then frees the request). http_conn_done: the answer goes now (not busy; the
+ * connection's deadline starts again); also for answers given at once. */
+void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg);
+void http_conn_done(struct evhttp_request *req);
 /* Counts an answer of the front door by status class (/metrics). */
 void http_api_count_status(int status);
 /* http_mcp.c: POST/DELETE /mcp for an authenticated user. */
-struct evhttp_request;
 void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *user,
                      const char *addr, const char *host);
 /* Ends every MCP session (at shutdown, after the listener is gone). */

@@ -35,6 +35,8 @@
 #define ST_IN_TRANS 0x0001
 #define ST_AUTOCOMMIT 0x0002
 #define ST_MORE_RESULTS 0x0008
+#define ST_NO_BACKSLASH_ESCAPES 0x0200 /* the session's sql_mode has NO_BACKSLASH_ESCAPES */
+#define ST_ANSI_QUOTES 0x8000          /* MariaDB: ... and ANSI_QUOTES */
 #define ST_SESSION_STATE_CHANGED 0x4000
 
 /* Commands. */
@@ -86,6 +88,17 @@ void pbuf_cstr(pbuf *b, const char *s); /* with its NUL */
  * *seq is the sequence id of the first packet and is advanced past the last one. */
 size_t pkt_begin(pbuf *b);
 void pkt_end(pbuf *b, size_t start, uint8_t *seq);
+/* The physical packets of one logical packet of len payload bytes: len / PKT_MAX_PAYLOAD + 1
+ * of them, all but the last PKT_MAX_PAYLOAD bytes long, the last shorter (empty when len is
+ * a multiple of PKT_MAX_PAYLOAD, the empty packet that tells the reader the payload ended).
+ * pkt_part gives part i's offset in the payload and its length. Every packet the proxy
+ * forwards or builds is cut this way. */
+size_t pkt_part_count(size_t len);
+void pkt_part(size_t len, size_t i, size_t *off, size_t *n);
+/* Writes the header of a physical packet of n bytes (n < 2^24) with sequence id seq. */
+void pkt_put_header(uint8_t h[PKT_HEADER], size_t n, uint8_t seq);
+/* Appends payload as one logical packet (cut as above) to out, sequence ids from *seq. */
+void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq);
 /* Appends the packets held in pkts (each under its header, payloads under 16 MiB) to out,
  * with sequence ids from *seq. */
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq);

@@ -23,6 +23,18 @@ typedef struct {
     bool unreadable;
 } sql_mode_flags;
 
+/* The client character sets a read-only session may use: those whose bytes the lexer reads
+ * exactly as the server does. Every other character set (cp1250, hp8, macroman, gbk, sjis,
+ * ...) is SQL_CS_UNSUPPORTED: its bytes 0x80-0xFF can be spaces, control characters or parts
+ * of multibyte characters that hide a quote, so a read-only session in it is refused. */
+typedef enum {
+    SQL_CS_UNSUPPORTED = 0,
+    SQL_CS_UTF8,   /* utf8mb4, utf8mb3 and utf8 (read alike: see sqllex.c) */
+    SQL_CS_LATIN1, /* latin1 (the server's latin1 is cp1252) */
+    SQL_CS_ASCII,
+    SQL_CS_BINARY
+} sql_charset;
+
 typedef enum {
     STMT_OTHER,
     STMT_SELECT,
@@ -44,19 +56,54 @@ typedef struct {
                              "NUL byte", "character set gbk"; used as "<what> is not allowed" */
     int n_statements;     /* statements in the packet (empty ones between ';' not counted) */
     stmt_kind first_kind; /* kind of the first statement */
+    bool charset_set;     /* the text sets the client character set (SET NAMES, ...) */
+    sql_charset charset_after; /* ... to this one, as read (SQL_CS_UNSUPPORTED when readings
+                                  disagree or the value is not a supported name) */
 } policy_verdict;
+
+/* The server software behind an environment: which names are built-in functions. */
+typedef enum { SQL_FLAVOR_UNKNOWN = 0, SQL_FLAVOR_MARIADB, SQL_FLAVOR_MYSQL } sql_flavor;
+
+/* A sorted set of lower-case names (stored functions and UDFs of a backend). */
+typedef struct {
+    const char *const *names;
+    size_t n;
+} sql_name_set;
+
+/* What the check needs to know about the backend session besides its sql_mode. */
+typedef struct {
+    sql_charset charset;        /* character_set_client; SQL_CS_UNSUPPORTED refuses every
+                                   statement */
+    sql_flavor flavor;          /* SQL_FLAVOR_UNKNOWN: only names built-in on both servers */
+    const char *db;             /* the session's current database; NULL or "" for none */
+    const sql_name_set *stored; /* stored functions and UDFs of the backend, or NULL */
+} policy_session;
 
 /* Classifies every statement of one COM_QUERY (or COM_STMT_PREPARE) text for read-only use.
  * A packet with several statements is allowed only if every statement is; a SET sql_mode
- * inside the packet changes how the statements after it are read, as on the server. Text
- * the lexer cannot read (unterminated quote or comment, NUL byte, a byte that some client
- * character sets read as a space, ...) is refused. Executable comments are code; a
- * statement whose comments only some server versions run is checked with and without
- * them. mode may be NULL (the server default: neither flag). Returns v->allowed.
- * Allocates only for a statement of more than 256 tokens or with version-dependent
- * comments, and frees before returning; a failed allocation refuses. */
+ * or SET NAMES inside the packet changes how the statements after it are read, as on the
+ * server. Text the lexer cannot read (unterminated quote or comment, NUL byte, a byte that
+ * the session's character set does not allow there, ...) is refused. Executable comments
+ * are code; a statement whose comments only some server versions run is checked with and
+ * without them. Reads of the server's credential stores are refused too (see
+ * sqlpolicy_check_secrets). mode may be NULL (the server default: neither flag). Returns
+ * v->allowed. Allocates only for a statement of more than 256 tokens or with
+ * version-dependent comments, and frees before returning; a failed allocation refuses. */
+bool sqlpolicy_check(const char *sql, size_t len, const sql_mode_flags *mode,
+                     const policy_session *ps, policy_verdict *v);
+
+/* sqlpolicy_check() for a utf8mb4 session of unknown flavor, no database and no stored
+ * functions known: for texts on connections whose character set the proxy chose itself. */
 bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
                               policy_verdict *v);
+
+/* The credential-store rule alone, for sessions that may write: refuses reads of
+ * mysql.user, mysql.global_priv, mysql.password_history and the other tables that hold
+ * password hashes or other servers' passwords, SHOW GRANTS for another account and SHOW
+ * CREATE USER. Text the lexer cannot read is allowed here (a writer is not held to the
+ * read-only rules). Returns v->allowed. */
+bool sqlpolicy_check_secrets(const char *sql, size_t len, const sql_mode_flags *mode,
+                             const policy_session *ps, policy_verdict *v);
 
 /* Follows the SET statements in sql (sql_mode = ..., SESSION / LOCAL / @@session. / @@local.
  * / @@ forms, := as well as =, several assignments in one SET, several statements in one
@@ -71,14 +118,13 @@ void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
  * "STRICT_TRANS_TABLES,ANSI_QUOTES". Unknown mode names are ignored. */
 void sqlpolicy_mode_from_string(const char *modes, size_t len, sql_mode_flags *mode);
 
-/* True for client character sets in which byte 0x5C (backslash) or 0x60 (backquote) can be
- * the second byte of a multibyte character: gbk, big5, sjis, cp932, gb18030, and their
- * collations' names such as gbk_chinese_ci. Case-insensitive; NULL is unsafe. */
-bool sqlpolicy_charset_unsafe(const char *name);
+/* The character set of a character set or collation name as SET NAMES, SET CHARACTER SET,
+ * character_set_client or collation_connection take it ("utf8mb4", "latin1_swedish_ci",
+ * "utf8_general_ci", case-insensitive), or SQL_CS_UNSUPPORTED. NULL is unsupported. */
+sql_charset sqlpolicy_charset(const char *name);
 
-/* True if collation id (as sent in the MySQL handshake, or a MariaDB id above 255) belongs to
- * such a character set. */
-bool sqlpolicy_collation_unsafe(unsigned collation_id);
+/* The flavor of a server from its version string ("10.11.6-MariaDB-log", "8.0.36"). */
+sql_flavor sqlpolicy_flavor(const char *version);
 
 /* ---- The lexer, for the classifier and for other modules that need to read SQL ---- */
 
@@ -119,6 +165,8 @@ typedef struct {
     size_t pos;
     sql_mode_flags mode;  /* ansi_quotes and no_backslash_escapes are used; may be changed
                              between tokens (after a SET sql_mode statement) */
+    sql_charset charset;  /* how bytes 0x80-0xFF are read (SQL_CS_UTF8 after sqllex_init);
+                             SQL_CS_UNSUPPORTED refuses them outside quotes and comments */
     bool strict_brackets; /* refuse '[' and ']' outside quotes (see sql_mode_flags.unknown) */
     bool in_exec;         /* inside an executable comment */
     bool exec_cond;       /* ... one that not every server runs */

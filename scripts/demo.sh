@@ -76,11 +76,24 @@ environments:
     description: Production (demo)
     host: 127.0.0.1
     port: $PROD_PORT
-    user: app
-    password: \${DEMO_DB_PASSWORD}
+    user: envproxy_reader
+    password: \${DEMO_READER_PASSWORD}
     database: shop
     access: read_only
 EOF
+}
+
+# prod's backend account may only read (docs/policy.md): even a statement that got past
+# envproxy's check could not change prod. Run on every start, so that older demo state
+# gets the account too.
+create_reader() {
+    local host
+    for host in 127.0.0.1 localhost; do
+        printf "CREATE USER IF NOT EXISTS 'envproxy_reader'@'%s' IDENTIFIED BY 'reader-secret';
+GRANT SELECT, SHOW VIEW ON shop.* TO 'envproxy_reader'@'%s';
+GRANT SELECT, SHOW VIEW ON billing.* TO 'envproxy_reader'@'%s';\n" "$host" "$host" "$host"
+    done | mariadb --no-defaults --user=root --socket="$STATE/prod/mysqld.sock" ||
+        die "could not create prod's SELECT-only account envproxy_reader"
 }
 
 create_account() {
@@ -105,7 +118,7 @@ start_proxy() {
         die "port $PROXY_PORT is taken by another program; envproxy needs it"
     fi
     echo "--- $(date '+%F %T') start" >>"$PROXY_LOG"
-    DEMO_DB_PASSWORD=app-secret nohup "$BIN" -c "$CONFIG" run \
+    DEMO_DB_PASSWORD=app-secret DEMO_READER_PASSWORD=reader-secret nohup "$BIN" -c "$CONFIG" run \
         </dev/null >>"$PROXY_LOG" 2>&1 &
     pid=$!
     echo "$pid" >"$PROXY_PID"
@@ -153,6 +166,7 @@ cmd_start() {
     mkdir -p "$STATE"
     start_server dev "$DEV_PORT"
     start_server prod "$PROD_PORT"
+    create_reader
     write_config
     create_account
     start_proxy

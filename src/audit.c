@@ -17,6 +17,7 @@
 
 #define WRITE_CHUNK (256 * 1024)  /* most bytes handed to one write(2) */
 #define DROP_REPORT_INTERVAL_S 10 /* at most one "lines dropped" warning this often */
+#define FILE_CHECK_INTERVAL_S 1   /* how often the writer checks that its file is still there */
 
 typedef struct {
     char *line;
@@ -288,6 +289,7 @@ typedef struct {
     bool error_reported; /* write errors are logged once */
     time_t drops_reported_at;
     unsigned long long drops_reported;
+    time_t file_checked_at;
 } writer_state;
 
 /* Writes the lines of batch[0..n) in order and frees them. Returns how many reached the file. */
@@ -357,6 +359,22 @@ static void reopen_file(audit *a, writer_state *w)
     log_info("audit log %s: reopened", a->path);
 }
 
+/* When the file was deleted (without a SIGHUP), opens a new one at the path, so that
+ * lines do not go on disappearing into an unlinked file. One fstat a second: a file that
+ * was only renamed (logrotate) keeps receiving lines until audit_reopen. */
+static void check_file(audit *a, writer_state *w)
+{
+    time_t now = time(NULL);
+    if (now - w->file_checked_at < FILE_CHECK_INTERVAL_S)
+        return;
+    w->file_checked_at = now;
+    struct stat st;
+    if (fstat(a->fd, &st) != 0 || st.st_nlink > 0 || !S_ISREG(st.st_mode))
+        return;
+    log_warn("audit log %s: the file was deleted; opening it again", a->path);
+    reopen_file(a, w);
+}
+
 /* Warns about dropped lines, at most every DROP_REPORT_INTERVAL_S (and once at the end). */
 static void report_drops(audit *a, writer_state *w, unsigned long long drops, bool final)
 {
@@ -408,6 +426,7 @@ static void *writer_main(void *arg)
         unsigned long long drops = a->drops;
         pthread_mutex_unlock(&a->mu);
 
+        check_file(a, &w);
         size_t ok = write_batch(a, &w, dst, n);
         report_drops(a, &w, drops, false);
 

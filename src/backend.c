@@ -14,6 +14,7 @@
 struct tls_container {
     void *data, *pvio, *ssl;
 };
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -25,6 +26,15 @@ struct tls_container {
 #include <unistd.h>
 
 static void be_step(backend *b, int ready);
+static void be_set_deadline(backend *b);
+
+/* A KILL QUERY under way on a side connection. */
+struct be_kill {
+    unsigned long thread_id;
+    be_kill_fn done; /* NULL once forgotten */
+    void *arg;
+    bool starting, over; /* over while still in backend_kill_query: it frees */
+};
 
 static atomic_ullong next_serial;
 
@@ -36,6 +46,7 @@ backend *backend_new(pool *pl)
     b->serial = atomic_fetch_add(&next_serial, 1) + 1;
     b->pool = pl;
     b->fd = -1;
+    b->status = ST_AUTOCOMMIT; /* a new session's */
     b->in = evbuffer_new();
     b->out = evbuffer_new();
     if (!b->in || !b->out)
@@ -104,16 +115,43 @@ static void be_wait(backend *b, int status)
         what |= EV_READ;
     if (status & MYSQL_WAIT_WRITE)
         what |= EV_WRITE;
-    if (status & MYSQL_WAIT_TIMEOUT) {
-        unsigned ms = mysql_get_timeout_value_ms(b->mysql);
-        tv.tv_sec = ms / 1000;
-        tv.tv_usec = (ms % 1000) * 1000;
+    uint64_t ms = UINT64_MAX;
+    if (status & MYSQL_WAIT_TIMEOUT)
+        ms = mysql_get_timeout_value_ms(b->mysql);
+    if (b->op_deadline_ms) {
+        /* The operation's own deadline comes first: when it passes, Connector/C is told
+         * the wait timed out and fails the operation. */
+        uint64_t now = now_ms();
+        uint64_t left = b->op_deadline_ms > now ? b->op_deadline_ms - now : 0;
+        if (left < ms)
+            ms = left;
+    }
+    if (ms != UINT64_MAX) {
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
         tvp = &tv;
     }
     backend_unwatch(b);
     event_assign(&b->ev, b->base, b->fd, what, be_event_cb, b);
     event_add(&b->ev, tvp);
     b->ev_added = true;
+}
+
+/* Copies the environment's host, user, password and database for a connect or change
+ * user: Connector/C reads them again in later _cont steps, and a replaced configuration
+ * may be freed meanwhile (SIGHUP). */
+static void take_login(backend *b, const cfg_env *e)
+{
+    const char *v[4] = {e->host, e->user, e->password, e->database};
+    for (int i = 0; i < 4; i++) {
+        if (b->login[i]) {
+            OPENSSL_cleanse(b->login[i], strlen(b->login[i]));
+            free(b->login[i]);
+        }
+        b->login[i] = v[i] ? strdup(v[i]) : NULL;
+        if (v[i] && !b->login[i])
+            abort();
+    }
 }
 
 /* Starts (ready < 0) or continues the current operation; on completion calls done. */
@@ -124,12 +162,16 @@ static void be_step(backend *b, int ready)
     switch (b->op) {
     case BOP_CONNECT: {
         const cfg_env *e = b->pool->env;
-        status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, e->host, e->user,
-                                                  e->password, b->no_db ? NULL : e->database,
+        if (start)
+            take_login(b, e);
+        status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, b->login[0],
+                                                  b->login[1], b->login[2],
+                                                  b->no_db ? NULL : b->login[3],
                                                   (unsigned)e->port,
-                                                  NULL, CLIENT_MULTI_STATEMENTS |
-                                                            CLIENT_MULTI_RESULTS |
-                                                            CLIENT_PS_MULTI_RESULTS)
+                                                  NULL,
+                                                  (b->single_stmt ? 0 : CLIENT_MULTI_STATEMENTS) |
+                                                      CLIENT_MULTI_RESULTS |
+                                                      CLIENT_PS_MULTI_RESULTS)
                        : mysql_real_connect_cont(&b->ret_mysql, b->mysql, ready);
         break;
     }
@@ -158,9 +200,10 @@ static void be_step(backend *b, int ready)
                        : mysql_set_character_set_cont(&b->ret_int, b->mysql, ready);
         break;
     case BOP_CHANGE_USER: {
-        const cfg_env *e = b->pool->env;
-        status = start ? mysql_change_user_start(&b->ret_bool, b->mysql, e->user, e->password,
-                                                 NULL)
+        if (start)
+            take_login(b, b->pool->env);
+        status = start ? mysql_change_user_start(&b->ret_bool, b->mysql, b->login[1],
+                                                 b->login[2], NULL)
                        : mysql_change_user_cont(&b->ret_bool, b->mysql, ready);
         break;
     }
@@ -168,7 +211,8 @@ static void be_step(backend *b, int ready)
         /* Phase 0: have every session variable change reported in OK packets (an older
          * server that cannot is still usable); 1: read sql_mode; 2: its result. */
         if (b->op_phase == 0) {
-            static const char track[] = "SET SESSION session_track_system_variables = '*'";
+            static const char track[] = "SET SESSION session_track_system_variables = '*', "
+                                        "session_track_schema = ON";
             status = start ? mysql_real_query_start(&b->ret_int, b->mysql, track,
                                                     sizeof(track) - 1)
                            : mysql_real_query_cont(&b->ret_int, b->mysql, ready);
@@ -239,7 +283,7 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
-            b->multi_stmt = 1; /* CLIENT_MULTI_STATEMENTS at connect */
+            b->multi_stmt = b->single_stmt ? 0 : 1; /* CLIENT_MULTI_STATEMENTS at connect */
             MARIADB_PVIO *pvio = b->mysql->net.pvio;
             b->ssl = pvio && pvio->ctls ? (SSL *)((struct tls_container *)pvio->ctls)->ssl
                                         : NULL;
@@ -281,9 +325,11 @@ static void be_step(backend *b, int ready)
             mariadb_get_infov(b->mysql, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
             b->ext_metadata =
                 !(caps & CLIENT_MYSQL) && (ext & (MARIADB_CLIENT_EXTENDED_METADATA >> 32));
+            b->mariadb = !(caps & CLIENT_MYSQL);
             b->cur_db = b->pool->env->database && !b->no_db ? strdup(b->pool->env->database)
                                                             : NULL;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
         }
         break;
     case BOP_CHANGE_USER:
@@ -294,9 +340,12 @@ static void be_step(backend *b, int ready)
             b->mode = b->default_mode;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
+            b->tainted = false;
         }
         break;
     case BOP_SELECT_DB:
@@ -313,9 +362,12 @@ static void be_step(backend *b, int ready)
             b->multi_stmt = -1;
             b->read_only = false;
             snprintf(b->charset, sizeof(b->charset), "utf8mb4");
+            b->text_cs_known = false;
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->status = ST_AUTOCOMMIT;
+            b->tainted = false;
         }
         break;
     case BOP_CHARSET:
@@ -324,12 +376,14 @@ static void be_step(backend *b, int ready)
             size_t n = strnlen(b->op_text, sizeof(b->charset) - 1);
             memcpy(b->charset, b->op_text, n);
             b->charset[n] = '\0';
+            b->text_cs_known = false;
             b->parse_epoch++;
         }
         break;
     case BOP_READ_MODE:
         rc = -1;
-        b->n_vars = 0;
+        if (b->read_fresh) /* a new or reset session: nothing set yet */
+            session_vars_clear(b->vars, &b->n_vars);
         if (b->op_phase == 2 && b->ret_res) {
             MYSQL_ROW row = mysql_fetch_row(b->ret_res);
             unsigned long *lens = mysql_fetch_lengths(b->ret_res);
@@ -337,7 +391,9 @@ static void be_step(backend *b, int ready)
                 memset(&b->mode, 0, sizeof(b->mode));
                 sqlpolicy_mode_from_string(row[0] ? row[0] : "", row[0] ? lens[0] : 0,
                                            &b->mode);
-                b->default_mode = b->mode;
+                if (b->read_fresh)
+                    b->default_mode = b->mode;
+                b->resync = false;
                 rc = 0;
             }
             mysql_free_result(b->ret_res);
@@ -363,8 +419,16 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
-    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026))
+    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026)) {
         be_take_error(b);
+        if (b->op_deadline_ms && now_ms() >= b->op_deadline_ms) {
+            /* Connector/C's "Lost connection" would hide that the server fell silent. */
+            b->err_code = 2013;
+            snprintf(b->err_state, sizeof(b->err_state), "HY000");
+            snprintf(b->err_msg, sizeof(b->err_msg), "the server did not answer within %lld ms",
+                     b->pool->env->pool.connect_timeout_ms);
+        }
+    }
     if (b->op == BOP_FETCH && rc && b->ret_res) {
         mysql_free_result(b->ret_res);
         b->ret_res = NULL;
@@ -373,6 +437,8 @@ static void be_step(backend *b, int ready)
         /* A new or reset session: learn how it reads SQL before anyone uses it. */
         b->op = BOP_READ_MODE;
         b->op_phase = 0;
+        be_set_deadline(b);
+        b->read_fresh = true;
         be_step(b, -1);
         return;
     }
@@ -388,31 +454,63 @@ static void be_step(backend *b, int ready)
         }
     }
     b->op = BOP_NONE;
+    b->op_deadline_ms = 0;
     be_done_fn done = b->done;
     b->done = NULL;
     if (done)
         done(b, rc, b->done_arg);
 }
 
+/* Every operation but BOP_FETCH (a statement of the fan-out, bounded by its job) is a short
+ * round trip: it must end within the pool's connect_timeout, whatever the server does. */
+static void be_set_deadline(backend *b)
+{
+    long long ms = b->pool->env->pool.connect_timeout_ms;
+    b->op_deadline_ms = b->op == BOP_FETCH ? 0 : now_ms() + (uint64_t)(ms > 0 ? ms : 1);
+}
+
 static void be_begin(backend *b, be_op op, be_done_fn done, void *arg)
 {
     backend_unwatch(b);
     b->op = op;
+    be_set_deadline(b);
     b->op_phase = 0;
     b->done = done;
     b->done_arg = arg;
     be_step(b, -1);
 }
 
+static uint64_t fnv(uint64_t x, const char *s)
+{
+    for (; s && *s; s++)
+        x = (x ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return (x ^ 0xFF) * 0x100000001b3ULL; /* a separator: "ab","c" differs from "a","bc" */
+}
+
+uint64_t backend_target(const cfg_env *e)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%d/%d", e->port, (int)e->tls_mode);
+    uint64_t x = 0xcbf29ce484222325ULL;
+    x = fnv(x, e->host);
+    x = fnv(x, num);
+    x = fnv(x, e->user);
+    x = fnv(x, e->password);
+    return fnv(x, e->tls_ca);
+}
+
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
 {
     const cfg_env *e = b->pool->env;
     b->base = base;
+    b->target = backend_target(e);
     b->mysql = mysql_init(NULL);
     if (!b->mysql)
         abort();
     unsigned timeout = (unsigned)((e->pool.connect_timeout_ms + 999) / 1000);
     unsigned io_timeout = 30;
+    if (b->timeout_s)
+        timeout = io_timeout = b->timeout_s; /* the health checker's own deadline */
     my_bool off = 0;
     unsigned zero = 0;
     mysql_options(b->mysql, MYSQL_OPT_NONBLOCK, 0);
@@ -482,6 +580,7 @@ void backend_clear_db(backend *b, be_done_fn done, void *arg)
 
 void backend_read_mode(backend *b, be_done_fn done, void *arg)
 {
+    b->read_fresh = false;
     be_begin(b, BOP_READ_MODE, done, arg);
 }
 
@@ -613,33 +712,76 @@ void backend_free(backend *b)
     evbuffer_free(b->out);
     free(b->fetch_sql);
     free(b->cur_db);
+    for (int i = 0; i < 4; i++) {
+        if (b->login[i]) {
+            OPENSSL_cleanse(b->login[i], strlen(b->login[i]));
+            free(b->login[i]);
+        }
+    }
     stmt_cache_clear(b);
+    if (b->kill) {
+        if (b->kill->starting)
+            b->kill->over = true; /* backend_kill_query frees it */
+        else
+            free(b->kill);
+    }
+    session_vars_clear(b->vars, &b->n_vars);
     free(b);
 }
 
 static void kill_done(backend *b, int rc, void *arg)
 {
-    if (rc)
-        log_warn("env %s: KILL QUERY %lu failed: %s", b->pool->env->name,
-                 (unsigned long)(uintptr_t)arg, b->err_msg);
-    backend_free(b);
+    struct be_kill *k = arg;
+    /* 1094 (Unknown thread id): the connection had ended already, with its statement. */
+    bool ended = rc == 0 || b->err_code == 1094;
+    if (!ended)
+        log_warn("env %s: KILL QUERY %lu failed: %s", b->pool->env->name, k->thread_id,
+                 b->err_msg);
+    else if (rc)
+        log_debug("env %s: KILL QUERY %lu: the connection had ended", b->pool->env->name,
+                  k->thread_id);
+    if (k->done)
+        k->done(k->arg, ended);
+    backend_free(b); /* and k with it */
 }
 
 static void kill_connected(backend *b, int rc, void *arg)
 {
+    struct be_kill *k = arg;
     if (rc) {
         kill_done(b, rc, arg);
         return;
     }
     char sql[64];
-    snprintf(sql, sizeof(sql), "KILL QUERY %lu", (unsigned long)(uintptr_t)arg);
+    snprintf(sql, sizeof(sql), "KILL QUERY %lu", k->thread_id);
     backend_query(b, sql, kill_done, arg);
 }
 
-void backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id)
+struct be_kill *backend_kill_query(pool *pl, struct event_base *base, unsigned long thread_id,
+                                   be_kill_fn done, void *arg)
 {
+    struct be_kill *k = calloc(1, sizeof(*k));
+    if (!k)
+        abort();
+    k->thread_id = thread_id;
+    k->done = done;
+    k->arg = arg;
+    k->starting = true;
     backend *b = backend_new(pl);
-    backend_connect(b, base, kill_connected, (void *)(uintptr_t)thread_id);
+    b->kill = k; /* freed with b, also when the pool goes first (shutdown) */
+    backend_connect(b, base, kill_connected, k);
+    k->starting = false;
+    if (k->over) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void backend_kill_forget(struct be_kill *k)
+{
+    if (k)
+        k->done = NULL;
 }
 
 int backend_read(backend *b, uint8_t *buf, size_t cap)

@@ -19,12 +19,16 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PLUGIN_SHA2 "caching_sha2_password"
+#define TLS_SOCKET_OUT_MAX (64 * 1024) /* encrypted bytes queued for a TLS client's socket */
+#define CLIENT_LINGER_MS 2000          /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
 /* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. */
@@ -44,8 +48,11 @@ static void prepare_step(client *c);
 
 void client_send(client *c, pbuf *b)
 {
+    /* What the relay gathered goes first, whole packets it passes on in place included:
+     * their sequence ids come before b's. */
+    relay_flush_out(c);
     if (b->len)
-        evbuffer_add(c->rl_out, b->data, b->len); /* after what the relay gathered */
+        evbuffer_add(c->rl_out, b->data, b->len);
     relay_flush_out(c);
     pbuf_free(b);
 }
@@ -75,6 +82,16 @@ void client_send_ok(client *c, uint16_t status)
     client_send(c, &b);
 }
 
+static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void txn_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void set_timer(client *c, long long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
 /* Sends an error and closes the client once it has been written. */
 static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -89,13 +106,125 @@ static void client_fail(client *c, uint16_t code, const char *state, const char 
     client_close_after_flush(c);
 }
 
+size_t client_out_queued(const client *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->tls) {
+        /* The TLS filter hands its output, encrypted, to the socket's bufferevent. */
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            n += evbuffer_get_length(bufferevent_get_output(under));
+    }
+    return n;
+}
+
+/* Whether the client sent bytes the proxy has not read: closing the socket then makes the
+ * kernel send a reset, which can destroy the error packet before the client reads it. */
+static bool unread_input(const client *c)
+{
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        return true;
+    struct bufferevent *under = c->tls ? bufferevent_get_underlying(c->bev) : NULL;
+    if (under && evbuffer_get_length(bufferevent_get_input(under)))
+        return true;
+    int pending = 0;
+    return ioctl(c->fd, FIONREAD, &pending) == 0 && pending > 0;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    char scratch[16384];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        client_free(c); /* the client closed its side, or the socket broke */
+        return;
+    }
+}
+
+/* Everything was written but the client is still sending: stop sending (FIN after the
+ * error), discard what comes in until the client closes or a short deadline passes, then
+ * close without a reset. */
+static void linger(client *c)
+{
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    shutdown(c->fd, SHUT_WR);
+    c->linger_ev = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, linger_cb, c);
+    if (!c->linger_ev) {
+        client_free(c);
+        return;
+    }
+    event_add(c->linger_ev, NULL);
+    uint64_t now = now_ms();
+    if (c->close_deadline_ms > now + CLIENT_LINGER_MS)
+        c->close_deadline_ms = now + CLIENT_LINGER_MS;
+    set_timer(c, (long long)(c->close_deadline_ms - now));
+}
+
+/* CL_CLOSING: frees the client once everything queued reached the socket (after TLS's
+ * close_notify) and it sent nothing more, or once the flush deadline passed. */
+static void closing_progress(client *c)
+{
+    if (c->linger_ev) { /* only the deadline is left to wait for */
+        uint64_t now = now_ms();
+        if (now >= c->close_deadline_ms)
+            client_free(c);
+        else
+            set_timer(c, (long long)(c->close_deadline_ms - now));
+        return;
+    }
+    if (c->tls && !c->tls_shut && client_out_queued(c) == 0) {
+        /* Everything reached the socket: end the TLS session properly, so that the client
+         * reads the error before the end of the stream instead of "unexpected eof". With
+         * nothing queued the close_notify is taken whole; then wait for it to drain. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        c->tls_shut = true;
+        if (ssl)
+            SSL_shutdown(ssl);
+    }
+    uint64_t now = now_ms();
+    size_t left = client_out_queued(c);
+    if (left == 0 && now < c->close_deadline_ms && unread_input(c)) {
+        linger(c);
+        return;
+    }
+    if (left == 0 || now >= c->close_deadline_ms) {
+        if (left)
+            log_info("conn %u %s: closed with %zu bytes unsent (the client did not read them "
+                     "within %d ms)",
+                     c->id, c->addr, left, CLIENT_CLOSE_FLUSH_MS);
+        client_free(c);
+        return;
+    }
+    set_timer(c, (long long)(c->close_deadline_ms - now));
+}
+
+/* The socket's output of a closing TLS client drained: see whether it is done. */
+static void closing_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    client *c = arg;
+    if (info->n_deleted && evbuffer_get_length(buf) == 0 && c->state == CL_CLOSING)
+        event_active(c->timer, EV_TIMEOUT, 1); /* not from inside the bufferevent's write */
+}
+
 static void client_close_after_flush(client *c)
 {
+    if (c->state == CL_CLOSING)
+        return;
     c->state = CL_CLOSING;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        client_free(c);
-    /* else client_write_cb frees it once the output drained */
+    c->close_deadline_ms = now_ms() + CLIENT_CLOSE_FLUSH_MS;
+    if (c->tls && !c->close_cb) {
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            c->close_cb = evbuffer_add_cb(bufferevent_get_output(under), closing_out_cb, c);
+    }
+    closing_progress(c);
+    /* else client_write_cb, closing_out_cb or the timer goes on */
 }
 
 /* ---- audit -------------------------------------------------------------------------------- */
@@ -137,13 +266,13 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
-static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
-
-static void set_timer(client *c, long long ms)
+/* A client that takes none of its queued output for client_write_timeout is dropped
+ * (client_event_cb): a stalled reader cannot hold a backend connection for long. */
+static void set_write_timeout(client *c)
 {
+    long long ms = c->cfg->client_write_timeout_ms;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
 }
 
 /* A new client on w for socket fd, with its events; host and addr are filled from sa. */
@@ -156,6 +285,7 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
     c->w = w;
     c->p = p;
     c->fd = fd;
+    c->cfg = proxy_cfg_get(p);
     c->id = atomic_fetch_add(&p->next_conn_id, 1);
     atomic_fetch_add(&p->clients_total, 1);
     atomic_fetch_add(&p->clients_current, 1);
@@ -182,12 +312,14 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
     evutil_make_socket_nonblocking(fd);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(w->base, client_timer_cb, c);
+    c->txn_timer = evtimer_new(w->base, txn_timer_cb, c);
     c->wake = event_new(w->base, -1, 0, client_wake_cb, c);
     c->rl_out = evbuffer_new();
-    if (!c->bev || !c->timer || !c->wake || !c->rl_out)
+    if (!c->bev || !c->timer || !c->txn_timer || !c->wake || !c->rl_out)
         abort();
     c->waiter.wake = c->wake;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    set_write_timeout(c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
     c->next = w->clients;
@@ -228,7 +360,7 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
     pkt_build_greeting(&b, &c->seq, &g);
     client_send(c, &b);
     c->state = CL_GREETING;
-    set_timer(c, p->cfg->handshake_timeout_ms);
+    set_timer(c, c->cfg->handshake_timeout_ms);
     log_debug("conn %u %s: connected", c->id, c->addr);
 }
 
@@ -251,7 +383,9 @@ static void let_go(backend *b, bool mid_response)
         /* Mid-response: stop the statement on the server, then drop the connection, which
          * cannot be reset cleanly. */
         if (!atomic_load(&b->pool->proxy->stopping))
-            backend_kill_query(b->pool, b->base, b->thread_id);
+            backend_kill_query(b->pool, b->base, b->thread_id, NULL, NULL);
+        if (b->fd >= 0)
+            shutdown(b->fd, SHUT_RDWR); /* the end of the stream, not a COM_QUIT behind it */
         pool_discard(b->pool, b);
     } else {
         backend_recycle(b);
@@ -277,6 +411,7 @@ void client_free(client *c)
         log_info("conn %u %s user=%s env=%s: disconnected", c->id, c->addr, c->user,
                  c->env ? c->env->name : "-");
     evtimer_del(c->timer);
+    relay_client_gone(c);
     atomic_fetch_sub(&c->p->clients_current, 1);
     if (c->busy) {
         c->busy = false;
@@ -311,10 +446,22 @@ void client_free(client *c)
     }
     event_free(c->wake);
     event_free(c->timer);
+    event_free(c->txn_timer);
     evbuffer_free(c->rl_out);
+    if (c->linger_ev)
+        event_free(c->linger_ev);
+    if (c->close_cb) {
+        struct bufferevent *under = bufferevent_get_underlying(c->bev);
+        if (under)
+            evbuffer_remove_cb_entry(bufferevent_get_output(under), c->close_cb);
+        c->close_cb = NULL;
+    }
     bufferevent_free(c->bev);
+    proxy_conn_gone(c->p, c->host);
+    proxy_cfg_put(c->cfg);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
+    session_vars_clear(c->vars, &c->n_vars);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
     if (c->acct_ref)
@@ -333,6 +480,15 @@ void client_free(client *c)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     client *c = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+        log_warn("conn %u %s user=%s env=%s: the client took none of its output for %lld ms "
+                 "(client_write_timeout); disconnecting it",
+                 c->id, c->addr, c->user,
+                 c->be ? c->be->pool->env->name : c->env ? c->env->name : "-",
+                 c->cfg->client_write_timeout_ms);
+        client_free(c); /* a statement under way is killed, its connection closed */
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (what & BEV_EVENT_ERROR) {
             unsigned long e = bufferevent_get_openssl_error(bev);
@@ -350,8 +506,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     client *c = arg;
     if (c->state == CL_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            client_free(c);
+        closing_progress(c);
         return;
     }
     if (c->rl_paused)
@@ -393,6 +548,20 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
     case CL_RELAY:
         relay_timeout(c);
         return;
+    case CL_CLOSING:
+        closing_progress(c);
+        return;
+    case CL_IDLE: {
+        long long idle = c->cfg->client_idle_timeout_ms;
+        log_info("conn %u %s user=%s: no command for %lld ms (client_idle_timeout); "
+                 "disconnecting",
+                 c->id, c->addr, c->user, idle);
+        client_fail(c, 4031, "HY000",
+                    "envproxy: the client was disconnected because of inactivity "
+                    "(client_idle_timeout %lld ms)",
+                    idle);
+        return;
+    }
     default:
         return;
     }
@@ -420,15 +589,29 @@ static void client_process_input(client *c)
     c->in_input = true;
     process_packets(c);
     c->in_input = false;
-    if (c->free_pending)
+    if (c->free_pending) {
         client_free(c);
+        return;
+    }
+    if (c->state != CL_CLOSING && !reading(c) && !c->in_paused &&
+        (long long)evbuffer_get_length(bufferevent_get_input(c->bev)) >
+            c->cfg->max_pipelined_input) {
+        /* A command runs and the client sends more than max_pipelined_input ahead: stop
+         * reading (the socket's buffers then push back on the client) until it ends. */
+        bufferevent_disable(c->bev, EV_READ);
+        c->in_paused = true;
+        log_debug("conn %u %s: %zu bytes sent ahead of a running command; reading paused",
+                  c->id, c->addr, evbuffer_get_length(bufferevent_get_input(c->bev)));
+    }
 }
 
 static void process_packets(client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    long long max = c->p->cfg->max_packet_size;
     while (reading(c)) {
+        /* Before login only small packets: a handshake response is a few hundred bytes. */
+        bool login = c->state != CL_IDLE;
+        long long max = login ? c->cfg->max_handshake_packet_size : c->cfg->max_packet_size;
         size_t avail = evbuffer_get_length(in);
         if (avail < PKT_HEADER)
             return;
@@ -437,9 +620,20 @@ static void process_packets(client *c)
         size_t len = pkt_u24(h);
         uint8_t seq = h[3];
         if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
+            c->seq = (uint8_t)(seq + 1);
+            if (login) {
+                log_warn("conn %u %s: packet larger than max_handshake_packet_size (%lld "
+                         "bytes) before login",
+                         c->id, c->addr, max);
+                atomic_fetch_add(&c->p->logins_refused, 1);
+                client_fail(c, 1153, "08S01",
+                            "envproxy: got a packet bigger than %lld bytes before login "
+                            "(max_handshake_packet_size)",
+                            max);
+                return;
+            }
             log_warn("conn %u %s: packet larger than max_packet_size (%lld bytes)", c->id,
                      c->addr, max);
-            c->seq = (uint8_t)(seq + 1);
             client_fail(c, 1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes");
             return;
         }
@@ -472,8 +666,101 @@ static void process_packets(client *c)
     }
 }
 
+/* ---- idle transactions (limits.idle_transaction_timeout) ------------------------------- */
+
+/* The timeout of a held connection inside a transaction, or 0 when none applies. */
+static long long txn_timeout(const backend *b)
+{
+    if (!b || !(b->status & ST_IN_TRANS) || b->op != BOP_NONE)
+        return 0;
+    return b->pool->env->limits.idle_transaction_timeout_ms;
+}
+
+/* How long the held connection b has had nothing to do (b->idle_since_ms is set when a
+ * command on it ends). */
+static long long txn_idle(const backend *b, uint64_t now)
+{
+    return now > b->idle_since_ms ? (long long)(now - b->idle_since_ms) : 0;
+}
+
+/* The session went idle: the timer fires when the first idle-transaction timeout of the
+ * connections it holds passes. */
+static void txn_timer_arm(client *c)
+{
+    long long next = 0;
+    uint64_t now = now_ms();
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        long long t = txn_timeout(c->held[i]);
+        if (t <= 0)
+            continue;
+        long long idle = txn_idle(c->held[i], now);
+        long long left = t > idle ? t - idle : 1;
+        if (!next || left < next)
+            next = left;
+    }
+    if (!next) {
+        evtimer_del(c->txn_timer);
+        return;
+    }
+    struct timeval tv = {.tv_sec = next / 1000, .tv_usec = (next % 1000) * 1000};
+    evtimer_add(c->txn_timer, &tv);
+}
+
+/* A transaction idled too long: its backend session is closed, which makes the server roll
+ * it back and let go of every lock it held (a ROLLBACK would keep LOCK TABLES, GET_LOCK and
+ * the like). The client learns it from its next command. */
+static void txn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    if (c->state != CL_IDLE)
+        return;
+    uint64_t now = now_ms();
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        backend *b = c->held[i];
+        long long t = txn_timeout(b);
+        if (t <= 0 || txn_idle(b, now) < t)
+            continue;
+        const cfg_env *e = b->pool->env;
+        log_info("conn %u %s user=%s env=%s: transaction idle for more than %lld ms "
+                 "(idle_transaction_timeout): backend session closed, transaction rolled back",
+                 c->id, c->addr, c->user, e->name, t);
+        snprintf(c->txn_lost, sizeof(c->txn_lost), "%s", e->name);
+        c->txn_lost_ms = t;
+        client_drop_backend(c, b);
+    }
+    bool holds = false;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++)
+        holds = holds || c->held[i];
+    if (!holds) {
+        /* What pinned the session (variables, temporary tables, locks) went with it. */
+        c->pinned = false;
+        c->pin_reason[0] = '\0';
+        c->long_data_stmts = 0;
+    }
+    c->last_status &= (uint16_t)~ST_IN_TRANS;
+    txn_timer_arm(c);
+}
+
+/* Answers the command after a rolled-back idle transaction with the error that says so.
+ * Returns false when there was none. */
+static bool txn_lost_error(client *c)
+{
+    if (!c->txn_lost[0])
+        return false;
+    long long ms = c->txn_lost_ms;
+    client_send_err(c, 1213, "40001",
+                    "envproxy: environment '%s': the transaction was idle for more than %lld%s "
+                    "(limits.idle_transaction_timeout) and was rolled back; its locks, "
+                    "temporary tables and user variables are gone. Start it again",
+                    c->txn_lost, ms % 1000 ? ms : ms / 1000, ms % 1000 ? " ms" : " s");
+    c->txn_lost[0] = '\0';
+    return true;
+}
+
 void client_command_done(client *c)
 {
+    if (c->be)
+        c->be->idle_since_ms = now_ms(); /* before it may go back to the pool */
     session_release(c);
     if (c->busy) {
         c->busy = false;
@@ -481,11 +768,20 @@ void client_command_done(client *c)
     }
     c->state = CL_IDLE;
     c->job = JOB_NONE;
+    c->job_mode_changed = false;
+    c->job_sets_tracking = false;
     c->be = NULL;
     c->stmt_be = NULL;
     c->rl_paused = false;
     c->binary_rows = false;
     c->rl_vdbs = false; /* an errored SHOW DATABASES must not add rows to a later result */
+    if (c->cfg->client_idle_timeout_ms > 0)
+        set_timer(c, c->cfg->client_idle_timeout_ms);
+    if (c->in_paused) {
+        c->in_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
+    txn_timer_arm(c);
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -509,6 +805,29 @@ static bool refresh_account(client *c)
     return c->acct != NULL;
 }
 
+/* Between commands, moves the session to the newest configuration (SIGHUP), so that the
+ * replaced one can be freed once no session uses it. A session whose environment is gone
+ * from the new configuration stays on the old one. */
+static void refresh_config(client *c)
+{
+    config *cur = atomic_load(&c->p->cfg);
+    if (cur == c->cfg)
+        return;
+    const cfg_env *e = NULL;
+    if (c->env && !(e = config_find_env(cur, c->env->name)))
+        return;
+    config *next = proxy_cfg_get(c->p);
+    if (next != cur)
+        e = c->env ? config_find_env(next, c->env->name) : NULL;
+    if (c->env && !e) {
+        proxy_cfg_put(next);
+        return;
+    }
+    c->env = e;
+    proxy_cfg_put(c->cfg);
+    c->cfg = next;
+}
+
 /* ---- authentication ---------------------------------------------------------------------- */
 
 /* The MCP-over-HTTP door's tools log in with a ticket (http_mcp.c): a random password that
@@ -528,11 +847,83 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
 static void deny_login(client *c, bool used_password)
 {
     atomic_fetch_add(&c->p->logins_refused, 1);
-    throttle_failure(c->p->cfg, c->host);
+    throttle_failure(c->cfg, c->host, c->user);
     client_audit(c, "refused", -1, -1, "1045: Access denied", "login_failed");
     log_warn("conn %u %s: login failed for user '%s'", c->id, c->addr, c->user);
     client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: %s)",
                 c->user, c->host, used_password ? "YES" : "NO");
+}
+
+/* Takes the user name of a handshake or COM_CHANGE_USER into c->user for lookups and
+ * messages. Returns false for a name no account can have (longer than 64 bytes, control
+ * characters, quotes): the login is then refused whatever the password, and the name is
+ * never cut or altered into another account's. */
+static bool take_user_name(client *c, const char *name, size_t len)
+{
+    bool ok = len >= 1 && len <= ROUTE_NAME_MAX;
+    size_t ul = len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : len;
+    memcpy(c->user, name, ul);
+    c->user[ul] = '\0';
+    for (size_t i = 0; i < ul; i++) {
+        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'') {
+            c->user[i] = '?';
+            ok = false;
+        }
+    }
+    if (ok && !acct_valid_name(c->user))
+        ok = false;
+    if (!ok)
+        log_warn("conn %u %s: user name of %zu bytes that no account can have ('%s%s')", c->id,
+                 c->addr, len, c->user, len > ul ? "..." : "");
+    return ok;
+}
+
+/* The login database of a handshake or COM_CHANGE_USER. A name too long for any
+ * "db@env" is refused (ERR 1102, the client closed), never cut. */
+static bool take_login_db(client *c, const char *db, size_t len)
+{
+    c->has_login_db = false;
+    if (!db || !len)
+        return true;
+    if (len >= sizeof(c->login_db) || memchr(db, 0, len)) {
+        log_warn("conn %u %s: login database name of %zu bytes refused", c->id, c->addr, len);
+        client_fail(c, 1102, "42000",
+                    "envproxy: incorrect database name: at most %d bytes (\"db@env\")",
+                    (int)sizeof(c->login_db) - 1);
+        return false;
+    }
+    memcpy(c->login_db, db, len);
+    c->login_db[len] = '\0';
+    c->has_login_db = true;
+    return true;
+}
+
+/* The login throttle, before any credential is looked at (handshake and COM_CHANGE_USER).
+ * Refuses (and closes) when the address or the account failed too often. */
+static bool login_allowed(client *c)
+{
+    switch (throttle_blocked(c->cfg, c->host, c->user)) {
+    case THROTTLE_OK:
+        return true;
+    case THROTTLE_HOST:
+        atomic_fetch_add(&c->p->logins_refused, 1);
+        log_warn("conn %u %s: login of '%s' refused: the address is blocked (login_throttle)",
+                 c->id, c->addr, c->user);
+        client_fail(c, 1129, "HY000",
+                    "Host '%s' is blocked because of many failed logins; try again later",
+                    c->host);
+        return false;
+    case THROTTLE_ACCOUNT:
+        atomic_fetch_add(&c->p->logins_refused, 1);
+        log_warn("conn %u %s: login of '%s' refused: the account is blocked (login_throttle)",
+                 c->id, c->addr, c->user);
+        client_fail(c, 3955, "HY000",
+                    "Access denied for user '%s'@'%s': the account is blocked because of many "
+                    "failed logins; try again later",
+                    c->user, c->host);
+        return false;
+    }
+    return true;
 }
 
 static void start_tls(client *c)
@@ -549,9 +940,14 @@ static void start_tls(client *c)
         client_free(c);
         return;
     }
+    /* The filter encrypts only while the socket's output holds less than this: what the
+     * client does not take stays as plain bytes in the filter's output, where the relay's
+     * back-pressure sees it (and its low-water callback fires when the client reads). */
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, TLS_SOCKET_OUT_MAX);
     c->bev = tb;
     c->tls = true;
     bufferevent_setcb(tb, client_read_cb, client_write_cb, client_event_cb, c);
+    set_write_timeout(c);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -575,34 +971,19 @@ static void handle_handshake(client *c)
     c->caps = r.caps & SERVER_CAPS;
     c->charset = r.charset;
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
-    size_t ul = r.user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : r.user_len;
-    memcpy(c->user, r.user, ul);
-    c->user[ul] = '\0';
-    for (size_t i = 0; i < ul; i++)
-        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
-            c->user[i] = '?';
-    if (r.database && r.database_len) {
-        size_t dl = r.database_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1
-                                                          : r.database_len;
-        memcpy(c->login_db, r.database, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
-    if (throttle_blocked(c->p->cfg, c->host)) {
-        atomic_fetch_add(&c->p->logins_refused, 1);
-        client_fail(c, 1129, "HY000",
-                    "Host '%s' is blocked because of many failed logins; try again later",
-                    c->host);
+    bool name_ok = take_user_name(c, r.user, r.user_len);
+    if (!take_login_db(c, r.database, r.database_len))
         return;
-    }
-    if (c->p->cfg->tls_require && !c->tls) {
+    if (!login_allowed(c))
+        return;
+    if (c->cfg->tls_require && !c->tls) {
         log_warn("conn %u %s: refused: TLS is required", c->id, c->addr);
         client_fail(c, 3159, "HY000",
                     "Connections using insecure transport are prohibited: envproxy requires "
                     "TLS (tls.require)");
         return;
     }
-    authenticate(c, r.user_len == ul, r.plugin, r.plugin_len, r.auth, r.auth_len);
+    authenticate(c, name_ok, r.plugin, r.plugin_len, r.auth, r.auth_len);
 }
 
 /* Fills the scramble with fresh printable bytes, never '$'. */
@@ -620,6 +1001,7 @@ static void new_scramble(client *c)
 static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
                          const uint8_t *auth, size_t auth_len)
 {
+    c->name_ok = name_ok;
     bool known = refresh_account(c) && name_ok;
     const char *plugin = plugin_in ? plugin_in : PLUGIN_NATIVE;
     size_t plen = plugin_in ? plen_in : strlen(PLUGIN_NATIVE);
@@ -659,6 +1041,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
         client_send(c, &b);
         c->state = CL_AUTH_SWITCH;
+        if (!evtimer_pending(c->timer, NULL)) /* COM_CHANGE_USER: the handshake's deadline */
+            set_timer(c, c->cfg->handshake_timeout_ms);
     }
 }
 
@@ -674,7 +1058,8 @@ static void end_session_state(client *c)
         }
     }
     stmt_free_all(c);
-    c->n_vars = 0;
+    session_vars_clear(c->vars, &c->n_vars);
+    c->txn_lost[0] = '\0'; /* a new session: nothing to report */
 }
 
 /* COM_CHANGE_USER: log in again as another (or the same) account, from a clean session. */
@@ -711,28 +1096,21 @@ static void handle_change_user(client *c)
         return;
     }
     end_session_state(c); /* the old session ends here */
-    size_t ul = user_len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : user_len;
-    memcpy(c->user, user, ul);
-    c->user[ul] = '\0';
-    for (size_t i = 0; i < ul; i++)
-        if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'')
-            c->user[i] = '?';
-    c->has_login_db = false;
-    if (db && db_len) {
-        size_t dl = db_len >= sizeof(c->login_db) ? sizeof(c->login_db) - 1 : db_len;
-        memcpy(c->login_db, db, dl);
-        c->login_db[dl] = '\0';
-        c->has_login_db = true;
-    }
+    bool name_ok = take_user_name(c, user, user_len);
+    if (!take_login_db(c, db, db_len))
+        return;
     c->charset = (uint8_t)charset;
     c->acct_gen = -1; /* look the new name up */
+    c->acct = NULL;
     log_info("conn %u %s: COM_CHANGE_USER to '%s'", c->id, c->addr, c->user);
-    authenticate(c, ul == user_len, plugin, plugin_len, auth, auth_len);
+    if (!login_allowed(c)) /* the same throttle as a new connection's login */
+        return;
+    authenticate(c, name_ok, plugin, plugin_len, auth, auth_len);
 }
 
 static void handle_auth_switch(client *c)
 {
-    bool known = c->acct != NULL;
+    bool known = c->acct != NULL && c->name_ok;
     if (!known ||
         !(acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len) ||
           mcp_ticket_login(c, c->cmd.data, c->cmd.len, false))) {
@@ -793,8 +1171,8 @@ static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db
 static void login_succeeded(client *c)
 {
     evtimer_del(c->timer);
-    const config *cfg = c->p->cfg;
-    throttle_success(c->host);
+    const config *cfg = c->cfg;
+    throttle_success(c->host, c->user);
     c->last_status = ST_AUTOCOMMIT;
     c->pinned = false;
     c->env = route_initial_env(cfg, c->acct);
@@ -899,7 +1277,7 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
                            : h && h->present && h->n_envs == 1 ? h->envs[0]
                            : c->env ? c->env->name : NULL;
     grant_level g;
-    const cfg_env *e = env_name ? route_env_for(c->p->cfg, c->acct, env_name, &g) : NULL;
+    const cfg_env *e = env_name ? route_env_for(c->cfg, c->acct, env_name, &g) : NULL;
     if (!e) {
         client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
                         c->user, c->host, env_name ? env_name : "(none)");
@@ -922,7 +1300,7 @@ bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h)
 bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
-    int code = route_resolve(c->p->cfg, c->acct, c->env ? c->env->name : NULL,
+    int code = route_resolve(c->cfg, c->acct, c->env ? c->env->name : NULL,
                              c->has_db ? c->db : NULL, h, &c->route, err, sizeof(err));
     if (code) {
         log_info("conn %u %s user=%s: %s", c->id, c->addr, c->user, err);
@@ -1019,7 +1397,7 @@ static void handle_reset_connection(client *c)
     end_session_state(c);
     c->pinned = false;
     c->last_status = ST_AUTOCOMMIT;
-    c->env = route_initial_env(c->p->cfg, c->acct);
+    c->env = route_initial_env(c->cfg, c->acct);
     c->has_db = false;
     if (c->env && c->env->database) {
         snprintf(c->db, sizeof(c->db), "%s", c->env->database);
@@ -1040,6 +1418,8 @@ static void handle_command(client *c)
         client_free(c);
         return;
     }
+    evtimer_del(c->timer); /* client_idle_timeout */
+    refresh_config(c);
     if (!refresh_account(c)) {
         client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s': the account was removed",
                     c->user, c->host);
@@ -1050,10 +1430,19 @@ static void handle_command(client *c)
         client_close_after_flush(c);
         return;
     }
+    evtimer_del(c->txn_timer);
     c->state = CL_PREPARE; /* busy until client_command_done() */
     if (!c->busy) {
         c->busy = true;
         atomic_fetch_add(&c->p->busy_clients, 1);
+    }
+    /* After an idle transaction was rolled back, the next command that runs something gets
+     * the error instead (a COMMIT must not look like it saved anything). Commands without a
+     * response, a ping, and those that start a new session anyway go on. */
+    if (cmd != CMD_STMT_CLOSE && cmd != CMD_STMT_SEND_LONG_DATA && cmd != CMD_PING &&
+        cmd != CMD_CHANGE_USER && cmd != CMD_RESET_CONNECTION && txn_lost_error(c)) {
+        client_command_done(c);
+        return;
     }
     switch (cmd) {
     case CMD_PING:
@@ -1160,6 +1549,54 @@ void client_drop_backend(client *c, backend *b)
     pool_discard(b->pool, b);
 }
 
+/* autocommit off alone is not state: it is a carried variable, set again on the next
+ * connection; the transaction it opens with the first statement is (ST_IN_TRANS). */
+bool client_session_has_state(client *c, backend *b)
+{
+    return c->pinned || c->long_data_stmts > 0 || b->dirty || (b->status & ST_IN_TRANS);
+}
+
+bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
+{
+    bool state = client_session_has_state(c, b);
+    const char *why = b->status & ST_IN_TRANS
+                          ? (b->status & ST_AUTOCOMMIT ? "a transaction"
+                                                       : "a transaction, autocommit off")
+                      : c->pinned                ? c->pin_reason
+                      : c->long_data_stmts > 0   ? "long data of a prepared statement"
+                                                 : "session variables";
+    note[0] = '\0';
+    if (state) {
+        snprintf(note, cap,
+                 "; the session's state there (%s) is gone: a transaction not committed was "
+                 "rolled back and the session was reset",
+                 why);
+        log_warn("conn %u %s user=%s env=%s: backend connection %lu lost with session state "
+                 "(%s); the session is reset",
+                 c->id, c->addr, c->user, b->pool->env->name, b->thread_id, why);
+    }
+    client_drop_backend(c, b);
+    if (!state)
+        return false;
+    /* As a new server session starts: no transaction, default variables (the carried ones
+     * included: autocommit is on again), no pins; the other connections are reset too, so
+     * that nothing of the old session survives anywhere. Prepared statements stay: they are
+     * the proxy's, prepared again where they next run. */
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        if (c->held[i] && c->held[i] != c->be) {
+            backend_recycle(c->held[i]);
+            c->held[i] = NULL;
+            c->held_env[i] = -1;
+        }
+    }
+    stmt_forget_long_data(c);
+    c->n_vars = 0;
+    c->pinned = false;
+    c->pin_reason[0] = '\0';
+    c->last_status = ST_AUTOCOMMIT;
+    return true;
+}
+
 /* The command cannot run: tell the client and move on (or close, for the login). */
 static void job_failed(client *c)
 {
@@ -1232,10 +1669,20 @@ void client_start_job(client *c)
     if (slot >= 0) {
         c->be = c->held[slot];
         if (backend_is_dead(c->be)) {
-            /* The server closed it while we held it (restart, wait_timeout): start over. */
+            /* The server closed it while we held it (restart, wait_timeout, a connection
+             * closed after a statement it did not stop): start over on another, but never
+             * silently when the session had state there. */
             log_info("conn %u %s user=%s env=%s: backend connection was closed; reconnecting",
                      c->id, c->addr, c->user, c->route.env->name);
-            client_drop_backend(c, c->be);
+            char note[200];
+            if (client_lose_backend(c, c->be, note, sizeof(note))) {
+                client_send_err(c, 2013, "HY000",
+                                "envproxy: lost the connection to environment '%s' (it was "
+                                "closed)%s",
+                                c->route.env->name, note);
+                job_failed(c);
+                return;
+            }
         } else {
             prepare_step(c);
             return;
@@ -1275,9 +1722,16 @@ static void prepare_done(backend *b, int rc, void *arg)
     if (rc) {
         log_info("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, b->pool->env->name,
                  b->err_msg);
-        client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
-        if (b->err_code == 2013 || b->err_code == 2006 || b->err_code >= 2000)
-            client_drop_backend(c, b);
+        if (b->err_code >= 2000) {
+            /* The connection broke (or fell silent): it goes, with any session state. */
+            const cfg_env *e = b->pool->env;
+            char note[200];
+            client_lose_backend(c, b, note, sizeof(note));
+            client_send_err(c, (uint16_t)b->err_code, b->err_state,
+                            "envproxy: environment '%s': %s%s", e->name, b->err_msg, note);
+        } else {
+            client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
+        }
         job_failed(c);
         return;
     }
@@ -1292,55 +1746,197 @@ static void var_done(backend *b, int rc, void *arg)
     prepare_done(b, rc, arg);
 }
 
-/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode,
- * and follows SET sql_mode. Returns false after refusing it. */
-bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
+/* The value of a session variable as backend b has it, or NULL. */
+static const char *backend_var(const backend *b, const char *name)
 {
-    if (c->route.read_only) {
-        policy_verdict v;
-        bool ok = sqlpolicy_check_readonly(sql, len, &b->mode, &v);
-        if (ok && sqlpolicy_collation_unsafe(c->charset)) {
-            /* A character set in which 0x5C can end a character: the lexer and the server
-             * could disagree on where a string ends. */
-            snprintf(v.what, sizeof(v.what), "the client character set %s",
-                     charset_name(c->charset));
-            ok = false;
-        }
-        for (int i = 0; ok && i < c->n_vars; i++) {
-            /* The same for a character set the client set in a writable environment. */
-            if (strncasecmp(c->vars[i].name, "character_set_", 14) == 0 &&
-                strcasecmp(c->vars[i].name, "character_set_results") != 0 &&
-                sqlpolicy_charset_unsafe(c->vars[i].value)) {
-                snprintf(v.what, sizeof(v.what), "the client character set %.40s",
-                         c->vars[i].value);
-                ok = false;
+    for (int i = 0; i < b->n_vars; i++)
+        if (strcasecmp(b->vars[i].name, name) == 0)
+            return b->vars[i].value;
+    return NULL;
+}
+
+void backend_policy_session(backend *b, policy_session *ps)
+{
+    /* The client character set the server reads this session's SQL in: the last value the
+     * server reported, else the one the proxy set with SET NAMES. */
+    const char *cs = backend_var(b, "character_set_client");
+    if (!cs && b->charset[0])
+        cs = b->charset;
+    ps->charset = sqlpolicy_charset(cs);
+    ps->flavor = b->mysql ? sqlpolicy_flavor(mysql_get_server_info(b->mysql)) : SQL_FLAVOR_UNKNOWN;
+    ps->db = b->cur_db;
+    ps->stored = NULL;
+}
+
+bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
+                          policy_verdict *v)
+{
+    policy_session ps;
+    backend_policy_session(b, &ps);
+    health *h = &b->pool->proxy->health[b->pool->index];
+    stored_names *sn = read_only ? health_stored_get(h) : NULL;
+    ps.stored = sn ? &sn->set : NULL;
+    bool ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, v)
+                        : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, v);
+    /* A character set an earlier statement set that the server has not confirmed (session
+     * tracking may be off): the text must read the same way in it too. */
+    if (ok && b->text_cs_known && b->text_cs != ps.charset) {
+        policy_verdict v2;
+        ps.charset = b->text_cs;
+        ok = read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, &v2)
+                       : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, &v2);
+        if (!ok)
+            *v = v2;
+        else if (v2.charset_set && v2.charset_after != v->charset_after)
+            v->charset_after = SQL_CS_UNSUPPORTED;
+    }
+    health_stored_put(h, sn);
+    if (ok && v->charset_set) {
+        b->text_cs_known = true;
+        b->text_cs = v->charset_after;
+    }
+    return ok;
+}
+
+/* The values of session variable name that apply to client c on backend b: what b has
+ * (reported by the server or set by the proxy) and what c carries; either may be NULL. */
+static void session_values(client *c, backend *b, const char *name, const char *out[2])
+{
+    out[0] = backend_var(b, name);
+    out[1] = NULL;
+    for (int i = 0; i < c->n_vars; i++)
+        if (strcasecmp(c->vars[i].name, name) == 0)
+            out[1] = c->vars[i].value;
+}
+
+/* Whether a read-only session cannot run anything in its current state: a character set
+ * the lexer does not read exactly (from the handshake, set now or carried from another
+ * environment), or SERIALIZABLE. Writes the reason into what. */
+static bool session_state_refused(client *c, backend *b, char *what, size_t cap)
+{
+    static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
+                                          "collation_connection"};
+    static const char *const iso_vars[] = {"tx_isolation", "transaction_isolation"};
+    const char *have[2];
+    const char *hs = charset_name(c->charset);
+    if (sqlpolicy_charset(hs) == SQL_CS_UNSUPPORTED) {
+        snprintf(what, cap, "the client character set %.40s", hs ? hs : "(unknown)");
+        return true;
+    }
+    for (size_t k = 0; k < sizeof(cs_vars) / sizeof(cs_vars[0]); k++) {
+        session_values(c, b, cs_vars[k], have);
+        for (int j = 0; j < 2; j++) {
+            if (have[j] && sqlpolicy_charset(have[j]) == SQL_CS_UNSUPPORTED) {
+                snprintf(what, cap, "the client character set %.40s", have[j]);
+                return true;
             }
         }
-        if (!ok) {
-            const cfg_env *e = c->route.env;
-            log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
-                     v.what);
-            metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
-            char why[160];
-            snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
-            client_audit(c, "refused", -1, -1, why, NULL);
-            if (e->access != ACCESS_READ_WRITE)
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: environment '%s' is read-only: %s is not allowed",
-                                e->name, v.what);
-            else
-                client_send_err(c, 1290, "HY000",
-                                "envproxy: account '%s' may only read in environment '%s': %s "
-                                "is not allowed",
-                                c->user, e->name, v.what);
-            client_command_done(c);
-            return false;
+    }
+    if (!b->charset[0] && !backend_var(b, "character_set_client")) {
+        snprintf(what, cap, "an unknown client character set");
+        return true;
+    }
+    for (size_t k = 0; k < sizeof(iso_vars) / sizeof(iso_vars[0]); k++) {
+        session_values(c, b, iso_vars[k], have);
+        for (int j = 0; j < 2; j++) {
+            if (have[j] && strcasecmp(have[j], "SERIALIZABLE") == 0) {
+                snprintf(what, cap, "isolation level SERIALIZABLE");
+                return true;
+            }
         }
     }
+    return false;
+}
+
+/* Whether sql may assign a session_track_ variable, read in mode: SET and such a name
+ * anywhere in it, or text the lexer cannot read to the end (the server may). */
+static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, mode);
+    bool set = false, track = false;
+    for (int i = 0; i < 1000000; i++) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_END)
+            break;
+        if (t.kind == SQLTOK_ERROR)
+            return true;
+        if (t.kind != SQLTOK_WORD && t.kind != SQLTOK_QIDENT)
+            continue;
+        const char *w = sql + t.start;
+        size_t n = t.len;
+        if (t.kind == SQLTOK_QIDENT && n >= 2) {
+            w++;
+            n -= 2;
+        }
+        if (n == 3 && strncasecmp(w, "SET", 3) == 0)
+            set = true;
+        if (n >= 14 && strncasecmp(w, "session_track_", 14) == 0)
+            track = true;
+    }
+    return set && track;
+}
+
+bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    static const char name[] = "session_track_";
+    bool named = false; /* the bytes hold the name at all (any case): else no lexing */
+    for (size_t i = 0; !named && i + sizeof(name) - 1 <= len; i++)
+        named = strncasecmp(sql + i, name, sizeof(name) - 1) == 0;
+    if (!named)
+        return false;
+    if (!mode->unknown)
+        return sets_tracking_in(sql, len, mode);
+    for (int i = 0; i < 4; i++)
+        if (sets_tracking_in(sql, len, &every[i]))
+            return true;
+    return false;
+}
+
+/* Checks a COM_QUERY against the read-only policy, read with the backend session's sql_mode
+ * and character set, and follows SET sql_mode. Every session, read-only or not, is refused
+ * reads of the server's credential stores. Returns false after refusing it. */
+bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
+{
+    policy_verdict v;
+    bool ok;
+    if (c->route.read_only && session_state_refused(c, b, v.what, sizeof(v.what)))
+        ok = false;
+    else
+        ok = backend_policy_check(b, sql, len, c->route.read_only, &v);
+    if (!ok) {
+        const cfg_env *e = c->route.env;
+        log_warn("conn %u %s user=%s env=%s: refused: %s", c->id, c->addr, c->user, e->name,
+                 v.what);
+        metrics_statement(c->p, env_index(c->p, e), VERDICT_REFUSED, -1);
+        char why[160];
+        snprintf(why, sizeof(why), "1290: %s is not allowed", v.what);
+        client_audit(c, "refused", -1, -1, why, NULL);
+        if (!c->route.read_only)
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: %s is not allowed: backend credentials stay hidden",
+                            v.what);
+        else if (e->access != ACCESS_READ_WRITE)
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: environment '%s' is read-only: %s is not allowed",
+                            e->name, v.what);
+        else
+            client_send_err(c, 1290, "HY000",
+                            "envproxy: account '%s' may only read in environment '%s': %s "
+                            "is not allowed",
+                            c->user, e->name, v.what);
+        client_command_done(c);
+        return false;
+    }
     session_check_pins(c, sql, len);
-    sql_mode_flags before = b->mode;
-    sqlpolicy_track_sql_mode(sql, len, &b->mode);
-    c->job_mode_changed = memcmp(&before, &b->mode, sizeof(before)) != 0;
+    c->job_mode_changed = session_may_set(sql, len);
+    c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;
 }
 
@@ -1349,6 +1945,17 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
 static void prepare_step(client *c)
 {
     backend *b = c->be;
+    if (b->tainted && (c->route.read_only || strcmp(b->taint_user, c->user) != 0)) {
+        /* A writable session used it: nothing it may have changed stays (tracking,
+         * sql_mode, character sets, ...) for a read-only session or another account.
+         * Resetting reads the session anew. */
+        backend_reset(b, prepare_done, c);
+        return;
+    }
+    if (b->resync) {
+        backend_read_mode(b, prepare_done, c);
+        return;
+    }
     const char *db = c->job_has_db ? c->job_db : NULL;
     if (!db && b->cur_db) {
         backend_clear_db(b, prepare_done, c);

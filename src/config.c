@@ -26,8 +26,17 @@ bool config_unset_vars_empty = false;
 #define MAX_MAX_PACKET_SIZE (1024LL * 1024 * 1024)
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define DEFAULT_HEALTH_INTERVAL_MS 5000
+#define DEFAULT_HEALTH_TIMEOUT_MS 2000
+#define DEFAULT_IDLE_TRANSACTION_TIMEOUT_MS 60000
 #define DEFAULT_SHUTDOWN_TIMEOUT_MS 10000
+#define DEFAULT_CLIENT_WRITE_TIMEOUT_MS 60000
 #define DEFAULT_LOG_LEVEL 2
+#define DEFAULT_HANDSHAKE_PACKET_SIZE (16LL * 1024)
+#define MIN_HANDSHAKE_PACKET_SIZE 1024LL
+#define MAX_HANDSHAKE_PACKET_SIZE (1024LL * 1024)
+#define DEFAULT_PIPELINED_INPUT (1024LL * 1024)
+#define MIN_PIPELINED_INPUT (16LL * 1024)
+#define MAX_PIPELINED_INPUT (1024LL * 1024 * 1024)
 #define MAX_THREADS 1024
 #define ENV_NAME_MAX 64
 
@@ -1104,8 +1113,9 @@ static int map_pairs(const ynode *n)
  * Sections.
  */
 
-enum { LIM_MAX_ROWS, LIM_STATEMENT_TIMEOUT, LIM_COUNT };
-static const char *const limits_keys[LIM_COUNT] = {"max_rows", "statement_timeout"};
+enum { LIM_MAX_ROWS, LIM_STATEMENT_TIMEOUT, LIM_IDLE_TRANSACTION_TIMEOUT, LIM_COUNT };
+static const char *const limits_keys[LIM_COUNT] = {"max_rows", "statement_timeout",
+                                                   "idle_transaction_timeout"};
 
 /* Reads a limits mapping into out; values not written stay as they were (-1 = unset). */
 static void load_limits(loader *ld, const ynode *n, cfg_limits *out)
@@ -1123,6 +1133,10 @@ static void load_limits(loader *ld, const ynode *n, cfg_limits *out)
             break;
         case LIM_STATEMENT_TIMEOUT:
             get_duration(ld, "limits.statement_timeout", val, false, &out->statement_timeout_ms);
+            break;
+        case LIM_IDLE_TRANSACTION_TIMEOUT:
+            get_duration(ld, "limits.idle_transaction_timeout", val, false,
+                         &out->idle_transaction_timeout_ms);
             break;
         default:
             unknown_key(ld, key, "in limits", limits_keys, LIM_COUNT);
@@ -1238,6 +1252,7 @@ static void env_init(cfg_env *e)
     e->access = ACCESS_READ_ONLY;
     e->limits.max_rows = -1;
     e->limits.statement_timeout_ms = -1;
+    e->limits.idle_transaction_timeout_ms = -1;
     e->pool.max = 20;
     e->pool.multiplex = true;
     e->pool.min = 0;
@@ -1524,6 +1539,13 @@ enum {
     TOP_LOG_LEVEL,
     TOP_ENVIRONMENTS,
     TOP_LOGIN_THROTTLE,
+    TOP_CLIENT_WRITE_TIMEOUT,
+    TOP_MAX_CLIENT_CONNECTIONS,
+    TOP_MAX_CONNECTIONS_PER_HOST,
+    TOP_MAX_HANDSHAKE_PACKET_SIZE,
+    TOP_MAX_PIPELINED_INPUT,
+    TOP_CLIENT_IDLE_TIMEOUT,
+    TOP_HEALTH_TIMEOUT,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1534,7 +1556,14 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "max_packet_size", "handshake_timeout",
                                                 "health_interval", "shutdown_timeout",
                                                 "log_level",       "environments",
-                                                "login_throttle"};
+                                                "login_throttle",
+                                                "client_write_timeout",
+                                                "max_client_connections",
+                                                "max_connections_per_host",
+                                                "max_handshake_packet_size",
+                                                "max_pipelined_input",
+                                                "client_idle_timeout",
+                                                "health_timeout"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1613,11 +1642,38 @@ static void load_top(loader *ld, const ynode *root)
         case TOP_HEALTH_INTERVAL:
             get_duration(ld, "health_interval", val, true, &c->health_interval_ms);
             break;
+        case TOP_HEALTH_TIMEOUT:
+            get_duration(ld, "health_timeout", val, true, &c->health_timeout_ms);
+            break;
         case TOP_SHUTDOWN_TIMEOUT:
             get_duration(ld, "shutdown_timeout", val, false, &c->shutdown_timeout_ms);
             break;
         case TOP_LOGIN_THROTTLE:
             load_throttle(ld, val);
+            break;
+        case TOP_CLIENT_WRITE_TIMEOUT:
+            get_duration(ld, "client_write_timeout", val, true, &c->client_write_timeout_ms);
+            break;
+        case TOP_MAX_CLIENT_CONNECTIONS:
+            get_int32(ld, "max_client_connections", val, 0, 10000000,
+                      "an integer from 0 (derived from the descriptor limit) to 10000000",
+                      &c->max_client_connections);
+            break;
+        case TOP_MAX_CONNECTIONS_PER_HOST:
+            get_int32(ld, "max_connections_per_host", val, 0, 10000000,
+                      "an integer from 0 (no limit) to 10000000", &c->max_connections_per_host);
+            break;
+        case TOP_MAX_HANDSHAKE_PACKET_SIZE:
+            get_size(ld, "max_handshake_packet_size", val, MIN_HANDSHAKE_PACKET_SIZE,
+                     MAX_HANDSHAKE_PACKET_SIZE, "a size from 1KiB to 1MiB such as 16KiB",
+                     &c->max_handshake_packet_size);
+            break;
+        case TOP_MAX_PIPELINED_INPUT:
+            get_size(ld, "max_pipelined_input", val, MIN_PIPELINED_INPUT, MAX_PIPELINED_INPUT,
+                     "a size from 16KiB to 1GiB such as 1MiB", &c->max_pipelined_input);
+            break;
+        case TOP_CLIENT_IDLE_TIMEOUT:
+            get_duration(ld, "client_idle_timeout", val, false, &c->client_idle_timeout_ms);
             break;
         case TOP_LOG_LEVEL:
             get_enum(ld, "log_level", val, log_level_names, 4, "one of error, warn, info, debug",
@@ -1803,6 +1859,14 @@ static void finish(loader *ld)
             l->max_rows = c->limits.max_rows;
         if (l->statement_timeout_ms < 0)
             l->statement_timeout_ms = c->limits.statement_timeout_ms;
+        /* Unset everywhere: on for read-only environments, whose open transactions must not
+         * hold locks a writer waits for, off for read-write ones. */
+        if (l->idle_transaction_timeout_ms < 0)
+            l->idle_transaction_timeout_ms = c->limits.idle_transaction_timeout_ms;
+        if (l->idle_transaction_timeout_ms < 0)
+            l->idle_transaction_timeout_ms = c->envs[i].access == ACCESS_READ_ONLY
+                                                 ? DEFAULT_IDLE_TRANSACTION_TIMEOUT_MS
+                                                 : 0;
     }
 
     if (c->n_listen == 0) {
@@ -1856,14 +1920,19 @@ static config *config_new(const char *path)
     c->path = xstrdup(path);
     c->limits.max_rows = -1;
     c->limits.statement_timeout_ms = -1;
+    c->limits.idle_transaction_timeout_ms = -1;
     c->max_packet_size = DEFAULT_MAX_PACKET_SIZE;
     c->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     c->health_interval_ms = DEFAULT_HEALTH_INTERVAL_MS;
+    c->health_timeout_ms = DEFAULT_HEALTH_TIMEOUT_MS;
     c->shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    c->client_write_timeout_ms = DEFAULT_CLIENT_WRITE_TIMEOUT_MS;
     c->throttle_max_failures = 10;
     c->throttle_window_ms = 60000;
     c->throttle_block_ms = 60000;
     c->log_level = DEFAULT_LOG_LEVEL;
+    c->max_handshake_packet_size = DEFAULT_HANDSHAKE_PACKET_SIZE;
+    c->max_pipelined_input = DEFAULT_PIPELINED_INPUT;
     return c;
 }
 

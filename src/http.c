@@ -4,8 +4,162 @@
 #include "log.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Bounds of the HTTP port: a request's headers and body, the time a connection may go
+ * without completing a request (idle or trickling bytes), and the connections at once. */
+#define HTTP_MAX_HEADERS (8 * 1024)
+#define HTTP_MAX_BODY 1024
+#define HTTP_TIMEOUT_S 10
+#define HTTP_REQUEST_DEADLINE_MS 10000
+#define HTTP_MAX_CONNECTIONS 32
+
+/* An HTTP connection being watched. evhttp keeps the connection to itself; it is learnt
+ * from the bufferevent made for it (evhttp_set_bevcb), whose callback argument evhttp sets
+ * to the connection. */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    struct bufferevent *bev; /* with our reference, until the connection is known */
+    struct evhttp_connection *evcon;
+    uint64_t progress_ms; /* accepted, or its last request answered */
+    /* Set while the front door answers a request later (http_conn_busy): the sweep leaves
+     * the connection alone, and gone(gone_arg) runs if it closes first. */
+    void (*gone)(void *arg);
+    void *gone_arg;
+} http_conn;
+
+static http_conn *conns;
+static int n_conns;
+static struct event *sweep_ev;
+
+static void conn_unlink(http_conn *hc)
+{
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    n_conns--;
+    free(hc);
+}
+
+static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+    http_conn *hc = arg;
+    evhttp_connection_set_closecb(evcon, NULL, NULL); /* once, even if it is reset first */
+    void (*gone)(void *) = hc->gone;
+    void *gone_arg = hc->gone_arg;
+    conn_unlink(hc);
+    if (gone)
+        gone(gone_arg);
+}
+
+/* The watched connection of req (also one whose setup conn_known_cb has not seen yet). */
+static http_conn *conn_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    for (http_conn *hc = conns; hc; hc = hc->next)
+        if ((evcon && hc->evcon == evcon) || (bev && hc->bev == bev))
+            return hc;
+    return NULL;
+}
+
+void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg)
+{
+    http_conn *hc = conn_of(req);
+    if (hc) {
+        hc->gone = gone;
+        hc->gone_arg = arg;
+    }
+}
+
+void http_conn_done(struct evhttp_request *req)
+{
+    http_conn *hc = conn_of(req);
+    if (hc) {
+        hc->gone = NULL;
+        hc->gone_arg = NULL;
+        hc->progress_ms = now_ms();
+    }
+}
+
+/* Runs once the connection was set up: find it, or drop it when there are too many. */
+static void conn_known_cb(evutil_socket_t fd, short what, void *arg)
+{
+    http_conn *hc = arg;
+    struct bufferevent *bev = hc->bev;
+    bufferevent_data_cb rcb, wcb;
+    bufferevent_event_cb ecb;
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, &rcb, &wcb, &ecb, &cbarg);
+    hc->bev = NULL;
+    if (!cbarg) {
+        /* evhttp already dropped it (bufferevent_free clears the callbacks). */
+        bufferevent_decref(bev);
+        conn_unlink(hc);
+        return;
+    }
+    hc->evcon = cbarg;
+    evhttp_connection_set_closecb(hc->evcon, conn_closed_cb, hc);
+    bufferevent_decref(bev);
+    if (n_conns > HTTP_MAX_CONNECTIONS) {
+        log_warn("http: more than %d connections at once; closing the newest",
+                 HTTP_MAX_CONNECTIONS);
+        evhttp_connection_free(hc->evcon); /* conn_closed_cb unlinks it */
+    }
+}
+
+static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return NULL;
+    http_conn *hc = calloc(1, sizeof(*hc));
+    if (!hc)
+        abort();
+    bufferevent_incref(bev); /* valid until conn_known_cb looked at it */
+    hc->bev = bev;
+    hc->progress_ms = now_ms();
+    hc->next = conns;
+    if (conns)
+        conns->prev = hc;
+    conns = hc;
+    n_conns++;
+    struct timeval now = {0, 0};
+    event_base_once(base, -1, EV_TIMEOUT, conn_known_cb, hc, &now);
+    return bev;
+}
+
+/* A request was answered on req's connection: its deadline starts again. */
+static void note_progress(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    for (http_conn *hc = conns; hc; hc = hc->next)
+        if (hc->evcon == evcon)
+            hc->progress_ms = now_ms();
+}
+
+/* Closes connections that completed no request within the deadline: a client that sends
+ * a byte now and then never trips evhttp's inactivity timeout. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t now = now_ms();
+    http_conn *hc = conns;
+    while (hc) {
+        http_conn *next = hc->next;
+        if (hc->evcon && !hc->gone && now - hc->progress_ms >= HTTP_REQUEST_DEADLINE_MS) {
+            log_info("http: closing a connection that completed no request in %d ms",
+                     HTTP_REQUEST_DEADLINE_MS);
+            evhttp_connection_free(hc->evcon); /* conn_closed_cb unlinks it */
+        }
+        hc = next;
+    }
+}
 
 static void json_string(struct evbuffer *b, const char *s)
 {
@@ -43,10 +197,17 @@ static void health_cb(struct evhttp_request *req, void *arg)
             evbuffer_add_printf(b, ",\"last_error\":");
             json_string(b, hv.last_error);
         }
+        /* Whether envproxy's backend account there could change things (SHOW GRANTS). */
+        evbuffer_add_printf(b, ",\"backend_writable\":\"%s\"", health_writable_name(hv.writable));
+        if (hv.writable != 0 && hv.privileges[0]) {
+            evbuffer_add_printf(b, ",\"backend_privileges\":");
+            json_string(b, hv.privileges);
+        }
         evbuffer_add_printf(b, ",\"checked_at\":%lld}", hv.checked_at);
     }
     evbuffer_add_printf(b, "]}\n");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    note_progress(req);
     evhttp_send_reply(req, serving ? 200 : 503, serving ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
@@ -58,12 +219,14 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
     metrics_render(p, b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
+    note_progress(req);
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
 
 static void other_cb(struct evhttp_request *req, void *arg)
 {
+    note_progress(req);
     evhttp_send_error(req, 404, "Not Found: try /health or /metrics");
 }
 
@@ -79,8 +242,16 @@ int http_start(proxy *p)
     evhttp_set_cb(p->http, "/health", health_cb, p);
     evhttp_set_cb(p->http, "/metrics", metrics_cb, p);
     evhttp_set_gencb(p->http, other_cb, p);
-    http_api_register(p, p->http); /* /api/v1 (http_api.c); other paths still get 404 */
-    evhttp_set_timeout(p->http, 10);
+    evhttp_set_timeout(p->http, HTTP_TIMEOUT_S);
+    evhttp_set_max_headers_size(p->http, HTTP_MAX_HEADERS);
+    evhttp_set_max_body_size(p->http, HTTP_MAX_BODY);
+    evhttp_set_bevcb(p->http, conn_new_cb, p);
+    /* /api/v1 and /mcp (http_api.c): other paths still get 404; API bodies may be larger. */
+    http_api_register(p, p->http);
+    sweep_ev = event_new(p->base, -1, EV_PERSIST, sweep_cb, NULL);
+    struct timeval second = {1, 0};
+    if (!sweep_ev || event_add(sweep_ev, &second))
+        abort();
     if (!evhttp_bind_socket_with_handle(p->http, a->host, (ev_uint16_t)a->port)) {
         log_error("http: cannot listen on %s:%d", a->host, a->port);
         evhttp_free(p->http);
@@ -94,8 +265,12 @@ int http_start(proxy *p)
 void http_stop(proxy *p)
 {
     if (p->http) {
-        evhttp_free(p->http);
+        evhttp_free(p->http); /* closes every connection: conn_closed_cb unlinks them */
         p->http = NULL;
         http_mcp_shutdown();
+    }
+    if (sweep_ev) {
+        event_free(sweep_ev);
+        sweep_ev = NULL;
     }
 }

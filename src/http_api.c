@@ -23,7 +23,6 @@
 #include <time.h>
 
 #define API_MAX_BODY (1024 * 1024)           /* request bodies */
-#define API_MAX_HEADERS (64 * 1024)          /* request line and headers */
 #define API_MAX_ANSWER (32u * 1024 * 1024)    /* rows kept in one answer, in JSON bytes */
 #define API_SESSION_TTL (8 * 3600)            /* seconds */
 #define API_MAX_SESSIONS 4096
@@ -180,6 +179,7 @@ void http_api_count_status(int status)
 static void reply_text(struct evhttp_request *req, int status, const char *text, size_t len)
 {
     http_api_count_status(status);
+    http_conn_done(req);
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, text, len);
     evbuffer_add(b, "\n", 1);
@@ -413,11 +413,18 @@ static void do_login(proxy *p, struct evhttp_request *req)
         return;
     }
     const config *cfg = p->cfg;
-    if (throttle_blocked(cfg, host)) {
+    throttle_verdict tv = throttle_blocked(cfg, host, user);
+    if (tv != THROTTLE_OK) {
         atomic_fetch_add(&p->logins_refused, 1);
         json_free(b);
-        reply_error(req, 429, 1129, "HY000", NULL,
-                    "Host '%s' is blocked because of many failed logins; try again later", host);
+        if (tv == THROTTLE_HOST)
+            reply_error(req, 429, 1129, "HY000", NULL,
+                        "Host '%s' is blocked because of many failed logins; try again later",
+                        host);
+        else
+            reply_error(req, 429, 3955, "HY000", NULL,
+                        "Access denied: the account is blocked because of many failed logins; "
+                        "try again later");
         return;
     }
     /* SHA256(SHA256(password)) against the stored stage 2, as caching_sha2_password does. */
@@ -438,14 +445,14 @@ static void do_login(proxy *p, struct evhttp_request *req)
     json_free(b);
     if (!ok) {
         atomic_fetch_add(&p->logins_refused, 1);
-        throttle_failure(cfg, host);
+        throttle_failure(cfg, host, shown);
         audit_login_failed(p, shown, addr);
         log_warn("http %s: login failed for user '%s'", addr, shown);
         reply_error(req, 401, 1045, "28000", NULL,
                     "Access denied for user '%s'@'%s' (using password: YES)", shown, host);
         return;
     }
-    throttle_success(host);
+    throttle_success(host, shown);
     char token[80];
     api_session *s = session_new(shown, token, sizeof(token));
     char cookie[256];
@@ -504,7 +511,7 @@ static void hreq_free(hreq *r)
 }
 
 /* The HTTP client went away: close the sessions (a running statement is killed). */
-static void conn_closed(struct evhttp_connection *evcon, void *arg)
+static void conn_closed(void *arg)
 {
     hreq *r = arg;
     log_info("http %s: client went away; its statements are stopped", r->addr);
@@ -887,7 +894,7 @@ static void opened(hsql *s, void *arg)
 /* Every run ended: answer. */
 static void hreq_maybe_done(hreq *r)
 {
-    evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    http_conn_done(r->req);
     if (r->gone_ev) {
         event_free(r->gone_ev);
         r->gone_ev = NULL;
@@ -963,13 +970,13 @@ static void gone_cb(evutil_socket_t fd, short what, void *arg)
         event_del(r->gone_ev);
         return;
     }
-    evhttp_connection_free(r->evcon); /* calls conn_closed, which frees r */
+    evhttp_connection_free(r->evcon); /* http.c's close callback calls conn_closed: r goes */
 }
 
 /* Opens a session per run; the answer comes from hreq_maybe_done. */
 static void hreq_start(hreq *r)
 {
-    evhttp_connection_set_closecb(r->evcon, conn_closed, r);
+    http_conn_busy(r->req, conn_closed, r);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {
@@ -1646,6 +1653,5 @@ void http_api_register(proxy *p, struct evhttp *http)
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_max_body_size(http, API_MAX_BODY);
-    evhttp_set_max_headers_size(http, API_MAX_HEADERS);
     evhttp_set_gencb(http, api_cb, p);
 }

@@ -173,6 +173,7 @@ static void reply(struct evhttp_request *req, int status, const char *why, const
     }
     evhttp_add_header(h, "Cache-Control", "no-store");
     http_api_count_status(status);
+    http_conn_done(req);
     evhttp_send_reply(req, status, why, b);
     evbuffer_free(b);
 }
@@ -221,7 +222,7 @@ static void job_free(mcp_job *j)
     free(j);
 }
 
-static void job_conn_closed(struct evhttp_connection *evcon, void *arg)
+static void job_conn_closed(void *arg)
 {
     mcp_job *j = arg;
     j->gone = true; /* the thread finishes; its answer is dropped */
@@ -236,7 +237,6 @@ static void job_done(evutil_socket_t fd, short what, void *arg)
     mcp_running--;
     pthread_mutex_unlock(&mcp_mu);
     if (!j->gone) {
-        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
         if (j->initialize)
             evhttp_add_header(evhttp_request_get_output_headers(j->req), "Mcp-Session-Id",
                               j->sess->id);
@@ -323,8 +323,7 @@ static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
         return;
     cancel_running(j->p, j->sess, j->addr, j->host);
     j->gone = true;
-    evhttp_connection_set_closecb(j->evcon, NULL, NULL);
-    evhttp_connection_free(j->evcon);
+    evhttp_connection_free(j->evcon); /* calls job_conn_closed through http.c */
 }
 
 static bool is_request(const json *m)
@@ -506,7 +505,7 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     j->initialize = init;
     j->named = visible_queries(p, user);
     j->done_ev = event_new(p->base, -1, 0, job_done, j);
-    evhttp_connection_set_closecb(j->evcon, job_conn_closed, j);
+    http_conn_busy(req, job_conn_closed, j);
     snprintf(j->addr, sizeof(j->addr), "%s", addr);
     snprintf(j->host, sizeof(j->host), "%s", host);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(j->evcon);
@@ -522,7 +521,6 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, job_thread, j) != 0) {
         pthread_attr_destroy(&attr);
-        evhttp_connection_set_closecb(j->evcon, NULL, NULL);
         reply_rpc_error(req, 503, "Service Unavailable", -32000, "cannot start a thread");
         pthread_mutex_lock(&mcp_mu);
         mcp_running--;

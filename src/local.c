@@ -122,8 +122,7 @@ static void kill_on_worker(worker *w, uint32_t id, bool query_only)
         if (c->id != id)
             continue;
         if (query_only) {
-            if (c->state == CL_RELAY && c->be)
-                backend_kill_query(c->be->pool, w->base, c->be->thread_id);
+            relay_interrupt(c, RLI_KILLED);
         } else {
             log_info("conn %u %s user=%s: killed by KILL CONNECTION", c->id, c->addr, c->user);
             client_free(c);

@@ -16,7 +16,11 @@ static void usage(FILE *out)
             "  envproxy [-c FILE] [--log-format text|json] [run]\n"
             "                                      run in the foreground (default FILE: "
             "./proxy.yaml)\n"
-            "  envproxy -c FILE check              validate FILE and its includes\n"
+            "  envproxy -c FILE check [--no-connect]\n"
+            "                                      validate FILE and its includes; then ask "
+            "each backend\n"
+            "                                      whether envproxy's account there can "
+            "change things\n"
             "  envproxy -c FILE user add NAME [--password-stdin] [--default-env ENV]\n"
             "  envproxy -c FILE user passwd NAME [--password-stdin]\n"
             "  envproxy -c FILE user grant NAME ENV read|write\n"
@@ -46,12 +50,26 @@ static config *load(const char *path)
     return c;
 }
 
-static int cmd_check(const char *path)
+/* Validates the configuration; then, unless --no-connect, asks each backend what
+ * envproxy's account there may do (warnings only: the exit code is about the file). */
+static int cmd_check(const char *path, int argc, char **argv)
 {
+    bool connect = true;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-connect") == 0) {
+            connect = false;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
     config *c = load(path);
     if (!c)
         return 1;
     printf("%s: OK (%d environment%s)\n", path, c->n_envs, c->n_envs == 1 ? "" : "s");
+    fflush(stdout);
+    if (connect)
+        cli_check_backends(c);
     config_free(c);
     return 0;
 }
@@ -126,7 +144,7 @@ int main(int argc, char **argv)
         return proxy_run(path);
     }
     if (strcmp(cmd, "check") == 0)
-        return cmd_check(path);
+        return cmd_check(path, argc - i, argv + i);
     if (strcmp(cmd, "user") == 0)
         return cmd_user(path, argc - i, argv + i);
     if (strcmp(cmd, "query") == 0) {

@@ -1,4 +1,5 @@
 /* metrics.c: counters for /metrics, updated with relaxed atomics from any thread. */
+#include "audit.h"
 #include "envproxy.h"
 
 #include <event2/buffer.h>
@@ -122,6 +123,9 @@ void metrics_render(proxy *p, struct evbuffer *b)
     header(b, "envproxy_backend_connect_errors_total", "counter",
            "Backend connections that could not be opened.");
     header(b, "envproxy_environment_up", "gauge", "1 when the last health check succeeded.");
+    header(b, "envproxy_backend_writable", "gauge",
+           "1 when envproxy's backend account can change things (SHOW GRANTS), 0 when it can "
+           "only read, -1 when not known yet.");
     for (int i = 0; i < c->n_envs; i++) {
         const char *n = c->envs[i].name;
         int slot = c->envs[i].slot;
@@ -139,9 +143,14 @@ void metrics_render(proxy *p, struct evbuffer *b)
                             (unsigned long long)GET(p->pools[slot]->connect_errors));
         evbuffer_add_printf(b, "envproxy_environment_up{env=\"%s\"} %d\n", n,
                             hv.known && hv.up ? 1 : 0);
+        evbuffer_add_printf(b, "envproxy_backend_writable{env=\"%s\"} %d\n", n, hv.writable);
     }
     header(b, "envproxy_audit_dropped_total", "counter",
            "Audit lines dropped because the writer's queue was full.");
     evbuffer_add_printf(b, "envproxy_audit_dropped_total %llu\n",
                         (unsigned long long)proxy_audit_drops(p));
+    header(b, "envproxy_audit_write_errors_total", "counter",
+           "Audit lines lost because writing the file failed (disk full, I/O error).");
+    evbuffer_add_printf(b, "envproxy_audit_write_errors_total %llu\n",
+                        (unsigned long long)audit_write_errors(p->audit));
 }

@@ -121,6 +121,41 @@ size_t pkt_begin(pbuf *b)
     return start;
 }
 
+size_t pkt_part_count(size_t len)
+{
+    return len / PKT_MAX_PAYLOAD + 1;
+}
+
+void pkt_part(size_t len, size_t i, size_t *off, size_t *n)
+{
+    size_t o = i * (size_t)PKT_MAX_PAYLOAD;
+    *off = o < len ? o : len;
+    size_t rest = len - *off;
+    *n = rest > PKT_MAX_PAYLOAD ? PKT_MAX_PAYLOAD : rest;
+}
+
+void pkt_put_header(uint8_t h[PKT_HEADER], size_t n, uint8_t seq)
+{
+    h[0] = (uint8_t)n;
+    h[1] = (uint8_t)(n >> 8);
+    h[2] = (uint8_t)(n >> 16);
+    h[3] = seq;
+}
+
+void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq)
+{
+    size_t parts = pkt_part_count(len);
+    pbuf_reserve(out, len + parts * PKT_HEADER);
+    for (size_t i = 0; i < parts; i++) {
+        size_t off, n;
+        pkt_part(len, i, &off, &n);
+        uint8_t h[PKT_HEADER];
+        pkt_put_header(h, n, (*seq)++);
+        pbuf_put(out, h, PKT_HEADER);
+        pbuf_put(out, (const uint8_t *)payload + off, n);
+    }
+}
+
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq)
 {
     size_t off = 0;
@@ -142,15 +177,10 @@ void pkt_end(pbuf *b, size_t start, uint8_t *seq)
 {
     size_t payload = b->len - start - PKT_HEADER;
     if (payload < PKT_MAX_PAYLOAD) {
-        uint8_t *h = b->data + start;
-        h[0] = (uint8_t)payload;
-        h[1] = (uint8_t)(payload >> 8);
-        h[2] = (uint8_t)(payload >> 16);
-        h[3] = (*seq)++;
+        pkt_put_header(b->data + start, payload, (*seq)++);
         return;
     }
     /* Rare: rebuild with continuation headers. */
-    size_t chunks = payload / PKT_MAX_PAYLOAD + 1;
     uint8_t *copy = malloc(payload);
     if (!copy) {
         fprintf(stderr, "envproxy: out of memory\n");
@@ -158,19 +188,7 @@ void pkt_end(pbuf *b, size_t start, uint8_t *seq)
     }
     memcpy(copy, b->data + start + PKT_HEADER, payload);
     b->len = start;
-    pbuf_reserve(b, payload + chunks * PKT_HEADER);
-    size_t off = 0;
-    for (;;) {
-        size_t n = payload - off;
-        if (n > PKT_MAX_PAYLOAD)
-            n = PKT_MAX_PAYLOAD;
-        pbuf_u24(b, (uint32_t)n);
-        pbuf_u8(b, (*seq)++);
-        pbuf_put(b, copy + off, n);
-        off += n;
-        if (n < PKT_MAX_PAYLOAD)
-            break;
-    }
+    pkt_put_framed(b, copy, payload, seq);
     free(copy);
 }
 

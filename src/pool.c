@@ -87,6 +87,13 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
                 pool_discard(pl, b);
                 continue;
             }
+            if (b->target != backend_target(pl->env)) {
+                /* Opened before a reload changed the server or the account: not reused. */
+                log_debug("env %s: closing backend connection %lu of the old configuration",
+                          pl->env->name, b->thread_id);
+                pool_discard(pl, b);
+                continue;
+            }
             *out = b;
             return POOL_READY;
         }
@@ -139,8 +146,8 @@ backend *pool_cancel(pool *pl, pool_waiter *w)
 
 void pool_release(pool *pl, backend *b)
 {
-    if (atomic_load(&pl->removed)) {
-        pool_discard(pl, b); /* the environment left the configuration: drain */
+    if (atomic_load(&pl->removed) || b->target != backend_target(pl->env)) {
+        pool_discard(pl, b); /* gone from the configuration, or changed: drain */
         return;
     }
     b->next = NULL;
@@ -217,8 +224,13 @@ void backend_recycle(backend *b)
         pool_discard(b->pool, b);
         return;
     }
+    if (evbuffer_get_length(b->out) > 0) {
+        /* Part of a packet may be on the wire already: whatever the reset wrote would be
+         * read by the server as the rest of it. */
+        pool_discard(b->pool, b);
+        return;
+    }
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
-    evbuffer_drain(b->out, evbuffer_get_length(b->out));
     backend_reset(b, recycle_done, NULL);
 }
 
@@ -232,6 +244,7 @@ static void fill_done(backend *b, int rc, void *arg)
         pool_discard(pl, b);
         return;
     }
+    health_seen_alive(&pl->proxy->health[pl->index]);
     proxy_note_version(pl->proxy, pl->env, mysql_get_server_info(b->mysql));
     pool_release(pl, b);
 }

@@ -4,11 +4,16 @@
 #include "log.h"
 #include "secret.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <event2/thread.h>
 #include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,12 +75,167 @@ static void retarget_slots(proxy *p, config *cfg)
         if (found) {
             atomic_store(&pl->env, found);
             atomic_store(&pl->removed, false);
+            if (p->removed_cfg[slot]) {
+                proxy_cfg_put(p->removed_cfg[slot]);
+                p->removed_cfg[slot] = NULL;
+            }
         } else if (!atomic_load(&pl->removed)) {
             log_info("env %s: removed from the configuration; its connections drain",
                      pl->env->name);
             atomic_store(&pl->removed, true);
+            /* The pool keeps its entry of the running configuration: keep that alive. */
+            p->removed_cfg[slot] = proxy_cfg_get(p);
         }
     }
+}
+
+/* ---- configurations in use -------------------------------------------------------------- */
+
+config *proxy_cfg_get(proxy *p)
+{
+    config *c = atomic_load(&p->cfg);
+    atomic_fetch_add(&c->users, 1);
+    return c;
+}
+
+void proxy_cfg_put(config *c)
+{
+    atomic_fetch_sub(&c->users, 1);
+}
+
+/* A replaced configuration is freed once no session uses it and a grace period passed: a
+ * worker may have read a pool's entry of it just before the pool moved on. */
+#define CFG_GRACE_MS 5000
+
+static void free_unused_configs(proxy *p, uint64_t now)
+{
+    int k = 0, freed = 0;
+    for (int i = 0; i < p->n_old_cfgs; i++) {
+        config *c = p->old_cfgs[i];
+        if (atomic_load(&c->users) == 0 && now - p->old_cfg_ms[i] >= CFG_GRACE_MS) {
+            config_free(c);
+            freed++;
+            continue;
+        }
+        p->old_cfgs[k] = c;
+        p->old_cfg_ms[k++] = p->old_cfg_ms[i];
+    }
+    p->n_old_cfgs = k;
+    if (freed) {
+        log_debug("freed %d replaced configuration(s); %d still in use", freed, k);
+#ifdef __GLIBC__
+        malloc_trim(0); /* a configuration can be large: give the pages back */
+#endif
+    }
+}
+
+/* ---- admission: client connections by address -------------------------------------------- */
+
+#define HOST_BUCKETS 1024
+
+typedef struct host_count {
+    struct host_count *next;
+    int n;
+    char host[48];
+} host_count;
+
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static host_count *conns_by_host[HOST_BUCKETS];
+static long long conns_open;
+
+static unsigned host_hash(const char *h)
+{
+    unsigned v = 2166136261u;
+    for (; *h; h++)
+        v = (v ^ (unsigned char)*h) * 16777619u;
+    return v % HOST_BUCKETS;
+}
+
+static host_count **host_find(const char *host)
+{
+    host_count **pp = &conns_by_host[host_hash(host)];
+    while (*pp && strcmp((*pp)->host, host) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+void proxy_conn_gone(proxy *p, const char *host)
+{
+    pthread_mutex_lock(&conns_mu);
+    host_count **pp = host_find(host);
+    if (*pp && --(*pp)->n == 0) {
+        host_count *h = *pp;
+        *pp = h->next;
+        free(h);
+    }
+    conns_open--;
+    pthread_mutex_unlock(&conns_mu);
+}
+
+/* The client limit in effect: max_client_connections, or with 0 what the descriptor limit
+ * leaves after the backend pools, the health checkers and a margin. */
+static long long client_limit(const config *cfg)
+{
+    if (cfg->max_client_connections > 0)
+        return cfg->max_client_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1000000;
+    long long backends = 0;
+    for (int i = 0; i < cfg->n_envs; i++)
+        backends += cfg->envs[i].pool.max + 2; /* + the health checker, a KILL connection */
+    long long n = (long long)rl.rlim_cur - backends - 64;
+    return n < 16 ? 16 : n;
+}
+
+/* Counts a new client from host, or returns the reason it is refused (ERR 1040). */
+static const char *conn_admit(const config *cfg, const char *host, char *why, size_t cap)
+{
+    long long limit = client_limit(cfg);
+    pthread_mutex_lock(&conns_mu);
+    host_count **pp = host_find(host);
+    const char *refused = NULL;
+    if (conns_open >= limit) {
+        snprintf(why, cap, "Too many connections: envproxy serves at most %lld clients%s",
+                 limit, cfg->max_client_connections > 0 ? " (max_client_connections)"
+                                                        : " (the descriptor limit)");
+        refused = why;
+    } else if (cfg->max_connections_per_host > 0 && *pp &&
+               (*pp)->n >= cfg->max_connections_per_host) {
+        snprintf(why, cap,
+                 "Too many connections: envproxy serves at most %d clients from host '%s' "
+                 "(max_connections_per_host)",
+                 cfg->max_connections_per_host, host);
+        refused = why;
+    } else {
+        if (!*pp) {
+            host_count *h = calloc(1, sizeof(*h));
+            if (!h)
+                abort();
+            snprintf(h->host, sizeof(h->host), "%s", host);
+            *pp = h;
+        }
+        (*pp)->n++;
+        conns_open++;
+    }
+    pthread_mutex_unlock(&conns_mu);
+    return refused;
+}
+
+/* Answers a client that is not served with an error packet in place of the greeting
+ * (sequence id 0, as a server does), then closes the socket. */
+static void refuse_fd(int fd, uint16_t code, const char *state, const char *msg)
+{
+    pbuf b;
+    pbuf_init(&b);
+    uint8_t seq = 0;
+    pkt_build_err(&b, &seq, code, state, "%s", msg);
+    /* The socket's buffer is empty: a small packet is taken whole or not at all. */
+    ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;
+    pbuf_free(&b);
+    shutdown(fd, SHUT_WR);
+    close(fd);
 }
 
 /* ---- accounts ---------------------------------------------------------------------------- */
@@ -296,6 +456,39 @@ void worker_stop(worker *w)
 
 /* ---- the main loop ------------------------------------------------------------------------ */
 
+static void sockaddr_host(const struct sockaddr *sa, char *host, size_t cap)
+{
+    snprintf(host, cap, "?");
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, (socklen_t)cap);
+}
+
+/* Refusals and accept failures are logged at most once per interval, with a count. */
+#define ACCEPT_LOG_INTERVAL_MS 10000
+#define ACCEPT_PAUSE_MS 250
+
+typedef struct {
+    uint64_t last_ms;
+    unsigned long long since;
+} rate_log;
+
+/* True when a line should be logged now; *count is how many happened since the last. */
+static bool rate_log_due(rate_log *r, unsigned long long *count)
+{
+    uint64_t now = now_ms();
+    r->since++;
+    if (r->last_ms && now - r->last_ms < ACCEPT_LOG_INTERVAL_MS)
+        return false;
+    *count = r->since;
+    r->since = 0;
+    r->last_ms = now;
+    return true;
+}
+
+static rate_log refused_log, accept_fail_log;
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
@@ -304,14 +497,51 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
+    if (atomic_load(&p->draining)) {
+        refuse_fd(fd, 1053, "08S01", "envproxy: server shutdown in progress");
+        return;
+    }
+    char host[INET6_ADDRSTRLEN], why[200];
+    sockaddr_host(sa, host, sizeof(host));
+    if (conn_admit(p->cfg, host, why, sizeof(why))) {
+        unsigned long long n;
+        if (rate_log_due(&refused_log, &n))
+            log_warn("refused %llu client connection(s) in the last %d s, the latest from %s: "
+                     "%s",
+                     n, ACCEPT_LOG_INTERVAL_MS / 1000, host, why);
+        refuse_fd(fd, 1040, "08004", why);
+        return;
+    }
     worker *w = &p->workers[p->next_worker++ % (unsigned)p->n_workers];
     worker_hand_fd(w, fd, sa, salen);
 }
 
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    if (atomic_load(&p->stopping))
+        return;
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_enable(p->listeners[i]);
+}
+
+/* accept() failed. Out of descriptors (or memory), the pending connection stays queued and
+ * the listener stays readable: retrying at once would spin. The listeners pause briefly
+ * instead, and the failure is logged once per interval with a count. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    proxy *p = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_error("accept: %s", evutil_socket_error_to_string(err));
+    unsigned long long n;
+    if (rate_log_due(&accept_fail_log, &n))
+        log_error("accept failed %llu time(s) in the last %d s: %s; pausing new connections "
+                  "for %d ms each time (%lld clients open; see max_client_connections)",
+                  n, ACCEPT_LOG_INTERVAL_MS / 1000, evutil_socket_error_to_string(err),
+                  ACCEPT_PAUSE_MS, (long long)atomic_load(&p->clients_current));
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(p->accept_resume, &tv);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
@@ -334,7 +564,7 @@ unsigned long long proxy_audit_drops(proxy *p)
 
 /* Replaces every enc: backend password with its plain text, with the key from
  * ENVPROXY_SECRET_KEY or secret_key_file. Errors name the environment, never a value. */
-static int decrypt_passwords(config *cfg)
+int proxy_decrypt_passwords(config *cfg)
 {
     bool any = false;
     for (int i = 0; i < cfg->n_envs; i++)
@@ -390,7 +620,7 @@ static void reload_config(proxy *p)
         return;
     }
     cfg_diags_free(&d);
-    if (decrypt_passwords(next) || assign_slots(p, next)) {
+    if (proxy_decrypt_passwords(next) || assign_slots(p, next)) {
         log_error("reload: the running configuration is kept");
         config_free(next);
         return;
@@ -411,6 +641,11 @@ static void reload_config(proxy *p)
     if (!olds)
         abort();
     p->old_cfgs = olds;
+    uint64_t *at = realloc(p->old_cfg_ms, (size_t)(p->n_old_cfgs + 1) * sizeof(*at));
+    if (!at)
+        abort();
+    p->old_cfg_ms = at;
+    p->old_cfg_ms[p->n_old_cfgs] = now_ms();
     p->old_cfgs[p->n_old_cfgs++] = cur;
     atomic_store(&p->cfg, next);
     log_level = next->log_level;
@@ -437,13 +672,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     /* Stop accepting, let running statements finish (up to shutdown_timeout), then stop. */
-    log_info("%s: no new connections or statements; waiting up to %lld ms for %lld running "
-             "statement(s)",
+    log_info("%s: new connections and statements are refused; waiting up to %lld ms for "
+             "%lld running statement(s)",
              sig == SIGTERM ? "SIGTERM" : "SIGINT", p->cfg->shutdown_timeout_ms,
              (long long)atomic_load(&p->busy_clients));
-    atomic_store(&p->draining, true);
-    for (int i = 0; i < p->n_listeners; i++)
-        evconnlistener_disable(p->listeners[i]);
+    atomic_store(&p->draining, true); /* new connections get ERR 1053 (accept_cb) */
     p->drain_deadline_ms = now_ms() + (uint64_t)p->cfg->shutdown_timeout_ms;
     p->drain_timer = event_new(p->base, -1, EV_PERSIST, drain_cb, p);
     struct timeval tick = {0, 50000};
@@ -464,6 +697,23 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         health_tick(&p->health[i], p->base, now);
     }
     check_accounts(p);
+    free_unused_configs(p, now);
+}
+
+/* Start-up: opens the listeners once every environment has been checked (or the first
+ * checks ran out of time). */
+static void gate_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    if (!health_all_known(p) && now_ms() < p->gate_deadline_ms)
+        return;
+    event_free(p->gate);
+    p->gate = NULL;
+    if (atomic_load(&p->draining))
+        return;
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_enable(p->listeners[i]);
+    log_debug("accepting clients");
 }
 
 static int open_listeners(proxy *p)
@@ -520,7 +770,7 @@ int proxy_run(const char *config_path)
     }
     cfg_diags_free(&d);
     log_level = cfg->log_level;
-    if (decrypt_passwords(cfg)) {
+    if (proxy_decrypt_passwords(cfg)) {
         config_free(cfg);
         return 1;
     }
@@ -574,7 +824,8 @@ int proxy_run(const char *config_path)
         goto out;
     retarget_slots(p, cfg);
     probe_version(p);
-    if (open_listeners(p) || http_start(p))
+    p->accept_resume = evtimer_new(p->base, accept_resume_cb, p);
+    if (!p->accept_resume || open_listeners(p) || http_start(p))
         goto out;
 
     p->n_workers = cfg->threads;
@@ -600,6 +851,16 @@ int proxy_run(const char *config_path)
     event_add(p->sig_term, NULL);
     event_add(p->sig_hup, NULL);
     event_add(p->tick, &second);
+    /* The first health checks run now; clients are accepted once each environment has an
+     * answer (up or down), or after health_timeout (at most 5 s) at the latest. */
+    for (int i = 0; i < p->n_listeners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    tick_cb(-1, 0, p);
+    long long gate_ms = cfg->health_timeout_ms < 5000 ? cfg->health_timeout_ms : 5000;
+    p->gate_deadline_ms = now_ms() + (uint64_t)gate_ms + 200;
+    p->gate = event_new(p->base, -1, EV_PERSIST, gate_cb, p);
+    struct timeval poll = {0, 10000};
+    event_add(p->gate, &poll);
     log_info("envproxy %s ready: %d environment(s), %d worker thread(s)", ENVPROXY_VERSION,
              cfg->n_envs, p->n_workers);
     event_base_dispatch(p->base);
@@ -628,7 +889,8 @@ out:
         free(w->inbox);
     }
     free(p->workers);
-    struct event *evs[] = {p->sig_int, p->sig_term, p->sig_hup, p->tick};
+    struct event *evs[] = {p->sig_int, p->sig_term,      p->sig_hup,
+                           p->tick,    p->accept_resume, p->gate};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -648,6 +910,7 @@ out:
     for (int i = 0; i < p->n_old_cfgs; i++)
         config_free(p->old_cfgs[i]);
     free(p->old_cfgs);
+    free(p->old_cfg_ms);
     config_free(p->cfg);
     free(p);
     mysql_library_end();

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
@@ -25,7 +26,8 @@ static void run_flush(client *c)
 {
     if (c->rl_run_len == 0)
         return;
-    evbuffer_add(c->rl_out, c->rl_in + c->rl_run_start, c->rl_run_len);
+    if (!c->rl_sink)
+        evbuffer_add(c->rl_out, c->rl_in + c->rl_run_start, c->rl_run_len);
     c->rl_run_len = 0;
 }
 
@@ -43,6 +45,11 @@ static struct evbuffer *client_out(client *c)
 void relay_flush_out(client *c)
 {
     run_flush(c);
+    if (c->rl_sink) {
+        /* An interrupted statement: what the backend still sends never reaches the client. */
+        evbuffer_drain(c->rl_out, evbuffer_get_length(c->rl_out));
+        return;
+    }
     size_t n = evbuffer_get_length(c->rl_out);
     if (n == 0)
         return;
@@ -161,43 +168,107 @@ static void relay_count(client *c, bool failed)
     metrics_rows(c->p, env, c->rl_total_rows, c->rl_bytes);
 }
 
+/* Ends an interruption's bookkeeping: no timer, no kill reporting back. */
+static void interrupt_clear(client *c)
+{
+    backend_kill_forget(c->rl_kill);
+    c->rl_kill = NULL;
+    c->rl_interrupt = RLI_NONE;
+    c->rl_sink = false;
+    c->rl_ended = false;
+}
+
 /* The backend broke or spoke nonsense: drop it and tell the client. */
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
     relay_end_batch(c);
+    if (c->rl_sink) {
+        /* Interrupted: the client's last packet was the one before the sink. */
+        c->seq = c->rl_seq_cut;
+        c->rl_total_rows = c->rl_rows_cut;
+        c->rl_rows = 0;
+    }
+    interrupt_clear(c);
+    stmt_relay_failed(c);
     snprintf(c->rl_error, sizeof(c->rl_error), "%u: envproxy: %s", code, msg);
-    /* b is dropped below, with whatever sql_mode it had. */
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
     backend_unwatch(b);
     evtimer_del(c->timer);
+    c->rl_total_rows += c->rl_rows;
     relay_count(c, true);
-    client_drop_backend(c, b);
-    client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')", msg, e->name);
+    char note[200];
+    client_lose_backend(c, b, note, sizeof(note));
+    client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')%s", msg, e->name, note);
+    client_command_done(c);
+}
+
+/* The error an interruption ends with, as the server words it. */
+static void interrupt_error(client *c, const char *more)
+{
+    if (c->rl_interrupt == RLI_TIMEOUT)
+        client_send_err(c, 3024, "HY000",
+                        "Query execution was interrupted, maximum statement execution time "
+                        "exceeded%s",
+                        more);
+    else
+        client_send_err(c, 1317, "70100", "Query execution was interrupted%s", more);
+}
+
+/* The interrupted statement's response ended and the kill was answered: the client gets
+ * the interruption's error when the sink dropped anything, else the response it got was
+ * whole (the statement ended before the kill). */
+static void interrupted_end(client *c)
+{
+    evtimer_del(c->timer);
+    bool cut = c->rl_sink;
+    bool failed = c->rl_end_failed;
+    c->rl_sink = false;
+    if (cut) {
+        c->seq = c->rl_seq_cut;
+        c->rl_total_rows = c->rl_rows_cut;
+        snprintf(c->rl_error, sizeof(c->rl_error), "%s",
+                 c->rl_interrupt == RLI_TIMEOUT ? "3024: statement_timeout"
+                                                : "1317: Query execution was interrupted");
+        interrupt_error(c, "");
+        failed = true;
+    }
+    interrupt_clear(c);
+    relay_count(c, failed);
     client_command_done(c);
 }
 
 static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
+    health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
-    evtimer_del(c->timer);
-    relay_count(c, failed);
-    if (failed && c->job_mode_changed)
-        b->mode.unknown = true; /* which SET sql_mode took effect is not known */
-    if (c->job == JOB_STMT && c->stmt && c->stmt->changes_mode)
-        b->mode.unknown = true; /* a prepared SET sql_mode ran */
+    if (!c->rl_interrupt)
+        evtimer_del(c->timer); /* interrupted: the grace timer runs until the kill answered */
+    /* An error ends a response without the session state: a statement that may have set
+     * sql_mode before it failed leaves the mode to be read again. A prepared statement's
+     * text decides as a query's does. */
+    bool may_set = c->job == JOB_STMT && c->stmt ? c->stmt->changes_mode : c->job_mode_changed;
+    if (failed && may_set)
+        b->resync = true;
+    if (c->job == JOB_STMT && c->stmt ? c->stmt->sets_tracking : c->job_sets_tracking)
+        session_after_tracking(c, b);
     if (evbuffer_get_length(b->in) > 0) {
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
     }
-    if (c->rl_timed_out) {
-        /* The statement ended before the KILL QUERY reached the server: that kill must not
-         * hit the session's next statement, so this connection is not used again. */
-        client_drop_backend(c, b);
+    if (c->rl_interrupt) {
+        c->rl_ended = true;
+        c->rl_end_failed = failed;
+        if (c->rl_kill)
+            return; /* the kill's answer ends the command (kill_answered): a kill still on
+                     * its way must not hit the session's next statement */
+        interrupted_end(c);
+        return;
     }
+    relay_count(c, failed);
     client_command_done(c);
 }
 
@@ -216,6 +287,16 @@ static void put_eof(client *c, uint16_t warnings, uint16_t status)
     pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
     evbuffer_add(client_out(c), out.data, out.len);
     pbuf_free(&out);
+}
+
+/* An interrupted statement's result is cut here: what was gathered goes to the client, the
+ * rest of the response is dropped. */
+static void sink_start(client *c)
+{
+    relay_flush_out(c);
+    c->rl_sink = true;
+    c->rl_seq_cut = c->seq;
+    c->rl_rows_cut = c->rl_total_rows + c->rl_rows;
 }
 
 /* Starts copying one physical packet whose header is at the front of the window. */
@@ -248,8 +329,10 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     }
     if (ok.state)
         session_note_changes(c, b, ok.state, ok.state_len);
+    session_note_status(b, ok.status);
     *status = ok.status & (uint16_t)~ST_SESSION_STATE_CHANGED;
     c->last_status = *status;
+    b->status = *status;
     if (ok.insert_id != 0)
         session_pin(c, "LAST_INSERT_ID"); /* a later SELECT LAST_INSERT_ID() must see it */
     uint8_t out_room[512];
@@ -421,6 +504,10 @@ static bool relay_process_packets(client *c)
         uint8_t first = len > 0 ? h[PKT_HEADER] : 0;
 
         bool is_eof = first == 0xFE && len < 9;
+        if (c->rl_interrupt && !c->rl_sink &&
+            !(first == 0xFF || (c->rl == RL_FIRST && first == 0x00) ||
+              (is_eof && (c->rl == RL_ROWS || c->rl == RL_FIELDS))))
+            sink_start(c); /* interrupted: no more of the result goes to the client */
         bool is_column = c->rl == RL_COLUMNS || (c->rl == RL_FIELDS && !is_eof && first != 0xFF);
         bool preparing = c->rl >= RL_PREP_OK;
         bool whole = c->rl == RL_FIRST || c->rl == RL_COLS_EOF || first == 0xFF || is_eof ||
@@ -471,26 +558,26 @@ static bool relay_process_packets(client *c)
             continue;
         }
         if (first == 0xFF) {
+            uint16_t code = len >= 3 ? pkt_u16(p + 1) : 0;
+            if (c->rl_interrupt && !c->rl_sink &&
+                (code == 1317 || code == 1927 || code == 1969 || code == 3024))
+                sink_start(c); /* our kill's error: the client gets the interruption's */
+            if (c->rl_sink) {
+                in_drain(c, PKT_HEADER + len);
+                relay_finish(c, true);
+                return false;
+            }
             if (len >= 3) {
                 /* For the audit log: "code: message" (after the SQLSTATE marker). */
                 size_t skip = len >= 9 && p[3] == '#' ? 9 : 3;
-                snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.*s", pkt_u16(p + 1),
+                snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.*s", code,
                          (int)(len > skip ? len - skip : 0), (const char *)p + skip);
-            }
-            if (c->rl_timed_out) {
-                /* The query died of our KILL QUERY: say why, as SPEC section 6 words it. */
-                in_drain(c, PKT_HEADER + len);
-                client_send_err(c, 3024, "HY000",
-                                "Query execution was interrupted, maximum statement execution "
-                                "time exceeded");
-                c->rl_timed_out = false; /* the kill has landed */
-                relay_finish(c, true);
-                return false;
             }
             /* ERR: unchanged but for the sequence id; the response ends here. */
             stream_packet(c, len);
             in_to_out(c, len);
             c->rl_remaining = 0;
+            c->rl_total_rows += c->rl_rows;
             relay_finish(c, true);
             return false;
         }
@@ -618,6 +705,8 @@ static bool relay_process_packets(client *c)
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
             c->last_status = status;
+            b->status = status;
+            session_note_status(b, status);
             in_drain(c, PKT_HEADER + len);
             if (c->rl_vdbs && c->rl == RL_ROWS) {
                 /* SHOW DATABASES: the virtual schemas are listed too. */
@@ -669,11 +758,22 @@ static bool relay_process(client *c, uint8_t *fresh, size_t n)
     return going;
 }
 
+/* Interrupted with no packet half sent to the client: the rest is dropped or ends the
+ * response, so the backend is read whatever the client takes. */
+static bool interrupt_at_boundary(const client *c)
+{
+    return c->rl_sink ||
+           (c->rl_interrupt && c->rl_remaining == 0 && !c->rl_continued) ||
+           (c->rl_interrupt && c->rl_discard);
+}
+
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < RELAY_HIGH_WATER)
+    if (client_out_queued(c) < RELAY_HIGH_WATER)
         return false;
+    if (interrupt_at_boundary(c))
+        return false; /* nothing more goes to the client but a small final packet */
     backend_unwatch(c->be);
     c->rl_paused = true;
     bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATER, 0);
@@ -717,12 +817,25 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
                 return;
             total += (size_t)n;
             if ((size_t)n < sizeof(read_buf) ||
-                evbuffer_get_length(bufferevent_get_output(c->bev)) >= RELAY_HIGH_WATER)
+                client_out_queued(c) >= RELAY_HIGH_WATER)
                 break;
         }
     }
     if (!relay_throttle(c))
         backend_watch(b, relay_backend_cb, c);
+}
+
+void relay_queue_command(backend *b, const uint8_t *payload, size_t len)
+{
+    size_t parts = pkt_part_count(len);
+    for (size_t i = 0; i < parts; i++) {
+        size_t off, n;
+        pkt_part(len, i, &off, &n);
+        uint8_t h[PKT_HEADER];
+        pkt_put_header(h, n, (uint8_t)i);
+        evbuffer_add(b->out, h, PKT_HEADER);
+        evbuffer_add(b->out, payload + off, n);
+    }
 }
 
 void relay_start(client *c, relay_state first)
@@ -733,6 +846,11 @@ void relay_start(client *c, relay_state first)
 void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len)
 {
     backend *b = c->be;
+    if (!c->route.read_only) {
+        b->tainted = true; /* see backend.tainted */
+        snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
+    }
+    c->rl_mode_tracked = false;
     c->state = CL_RELAY;
     c->rl = first;
     c->rl_remaining = 0;
@@ -741,7 +859,11 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_rows = 0;
     c->rl_discard = false;
     c->rl_truncated = false;
-    c->rl_timed_out = false;
+    c->rl_interrupt = RLI_NONE;
+    c->rl_sink = false;
+    c->rl_ended = false;
+    c->rl_end_failed = false;
+    c->rl_kill = NULL;
     c->rl_count = 0;
     c->rl_capture = false;
     c->rl_started_ms = now_ms();
@@ -753,7 +875,9 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_run_len = 0;
     evbuffer_drain(b->in, evbuffer_get_length(b->in));
     long long timeout = c->route.env->limits.statement_timeout_ms;
-    if (timeout > 0 && first != RL_ONE && first != RL_PREP_OK) {
+    if (timeout > 0) {
+        /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
+         * connection is closed (relay_timeout). */
         struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
         evtimer_add(c->timer, &tv);
     }
@@ -776,18 +900,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
         backend_watch(b, relay_backend_cb, c); /* with EV_WRITE while b->out holds the rest */
         return;
     }
-    /* The command, re-framed from sequence id 0. */
-    size_t off = 0;
-    uint8_t seq = 0;
-    for (;;) {
-        size_t n = len - off > PKT_MAX_PAYLOAD ? PKT_MAX_PAYLOAD : len - off;
-        uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), seq++};
-        evbuffer_add(b->out, h, PKT_HEADER);
-        evbuffer_add(b->out, payload + off, n);
-        off += n;
-        if (n < PKT_MAX_PAYLOAD)
-            break;
-    }
+    relay_queue_command(b, payload, len);
     if (backend_flush(b) < 0) {
         relay_fail(c, 2013, "lost connection to the backend while sending the statement");
         return;
@@ -795,15 +908,149 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     backend_watch(b, relay_backend_cb, c);
 }
 
+/* ---- interrupting a statement (statement_timeout, KILL QUERY) ----
+ * The query is killed on the server over a side connection. The client keeps what was
+ * complete at that moment; from the first packet that would start or continue a result,
+ * everything the backend still sends is read and dropped (the sink, whatever the client
+ * takes) until the response ends, and the client then gets the interruption's ERR with the
+ * next sequence id. The command ends only once the kill was answered too, so that a late
+ * kill cannot hit the session's next statement. A backend that has not ended the statement
+ * within the grace time is closed (relay_give_up): the deadline holds whatever it does. */
+
+/* Time the backend gets to end an interrupted statement once the kill's side connection
+ * is open: past connect_timeout plus this, its connection is closed. */
+#define RELAY_KILL_GRACE_MS 1000
+
+static long long kill_grace_ms(const backend *b)
+{
+    return b->pool->env->pool.connect_timeout_ms + RELAY_KILL_GRACE_MS;
+}
+
+/* The side connection answered the kill (or failed to deliver it). */
+static void kill_answered(void *arg, bool ended)
+{
+    client *c = arg;
+    c->rl_kill = NULL;
+    if (!ended)
+        log_warn("conn %u %s user=%s env=%s: the statement could not be killed; its connection "
+                 "is closed unless it ends in time",
+                 c->id, c->addr, c->user, c->be ? c->be->pool->env->name : "-");
+    if (c->rl_ended)
+        interrupted_end(c);
+}
+
+bool relay_interrupt(client *c, int why)
+{
+    backend *b = c->be;
+    if (c->state != CL_RELAY || !b)
+        return false;
+    if (c->rl_interrupt)
+        return true; /* under way */
+    if (c->rl >= RL_ONE) {
+        /* A one-packet or PREPARE response: short, the kill alone does. */
+        backend_kill_query(b->pool, c->w->base, b->thread_id, NULL, NULL);
+        return true;
+    }
+    c->rl_interrupt = (uint8_t)why;
+    c->rl_sink = false;
+    c->rl_ended = false;
+    long long grace = kill_grace_ms(b);
+    struct timeval tv = {.tv_sec = grace / 1000, .tv_usec = (grace % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+    struct be_kill *k = backend_kill_query(b->pool, c->w->base, b->thread_id, kill_answered, c);
+    c->rl_kill = k; /* NULL when it was over at once */
+    if (c->rl_paused && interrupt_at_boundary(c)) {
+        /* The client takes nothing: read on, the rest is dropped. */
+        c->rl_paused = false;
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        if (!relay_process(c, NULL, 0))
+            return true;
+        backend_watch(c->be, relay_backend_cb, c);
+    }
+    return true;
+}
+
+/* The grace time passed and the interrupted statement has not ended (or its kill was not
+ * answered): the backend connection is closed, which ends the statement on the server side
+ * too, and the client is told, with the session's lost state if it had any. */
+static void relay_give_up(client *c)
+{
+    backend *b = c->be;
+    const cfg_env *e = b->pool->env;
+    long long grace = kill_grace_ms(b);
+    bool mid_packet = !c->rl_sink && !c->rl_ended && !c->rl_discard &&
+                      (c->rl_remaining > 0 || c->rl_continued);
+    log_warn("conn %u %s user=%s env=%s: the backend did not end the interrupted statement "
+             "within %lld ms; closing backend connection %lu",
+             c->id, c->addr, c->user, e->name, grace, b->thread_id);
+    backend_kill_forget(c->rl_kill);
+    c->rl_kill = NULL;
+    backend_unwatch(b);
+    /* No COM_QUIT behind the statement: a server that resumes reads the end of the stream
+     * right after it, which ends a waiting statement (SLEEP, a lock wait) too. */
+    if (b->fd >= 0)
+        shutdown(b->fd, SHUT_RDWR);
+    if (mid_packet) {
+        /* Half a packet went to the client: no error can follow it cleanly. */
+        client_free(c);
+        return;
+    }
+    if (c->rl_ended && !c->rl_sink) {
+        /* The client has its whole response; only the kill's answer is missing, and a late
+         * kill must not hit the next statement: the connection goes. With session state on
+         * it, it stays held, closed: the next statement reports the loss. */
+        relay_count(c, c->rl_end_failed);
+        if (!client_session_has_state(c, b))
+            client_drop_backend(c, b);
+        interrupt_clear(c);
+        client_command_done(c);
+        return;
+    }
+    if (c->rl_sink) {
+        c->seq = c->rl_seq_cut;
+        c->rl_total_rows = c->rl_rows_cut;
+    } else {
+        c->rl_total_rows += c->rl_rows;
+    }
+    c->rl_sink = false;
+    snprintf(c->rl_error, sizeof(c->rl_error), "%s: the backend did not stop it; closed",
+             c->rl_interrupt == RLI_TIMEOUT ? "3024: statement_timeout"
+                                            : "1317: Query execution was interrupted");
+    relay_count(c, true);
+    char note[200], more[400];
+    client_lose_backend(c, b, note, sizeof(note));
+    snprintf(more, sizeof(more),
+             " (envproxy: environment '%s' did not stop it within %lld ms, so its connection "
+             "was closed%s)",
+             e->name, grace, note);
+    interrupt_error(c, more);
+    interrupt_clear(c);
+    client_command_done(c);
+}
+
 void relay_timeout(client *c)
 {
     backend *b = c->be;
-    if (c->state != CL_RELAY || c->rl_timed_out)
+    if (c->state != CL_RELAY || !b)
         return;
-    c->rl_timed_out = true;
+    if (c->rl_interrupt) {
+        relay_give_up(c);
+        return;
+    }
+    if (c->rl >= RL_ONE) {
+        relay_fail(c, 2013, "no answer from the backend within statement_timeout; its "
+                            "connection was closed");
+        return;
+    }
     log_warn("conn %u %s user=%s env=%s: statement_timeout (%lld ms) passed; killing query on "
              "backend thread %lu",
              c->id, c->addr, c->user, b->pool->env->name,
              b->pool->env->limits.statement_timeout_ms, b->thread_id);
-    backend_kill_query(b->pool, c->w->base, b->thread_id);
+    relay_interrupt(c, RLI_TIMEOUT);
+}
+
+void relay_client_gone(client *c)
+{
+    backend_kill_forget(c->rl_kill);
+    c->rl_kill = NULL;
 }

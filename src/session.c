@@ -12,6 +12,7 @@
 #include "envproxy.h"
 #include "log.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -39,33 +40,65 @@ static bool is_carried(const uint8_t *name, size_t n)
     return false;
 }
 
-/* Sets name=value in vars (n entries at most SESSION_VARS). Returns whether it changed. */
-static bool put_var(sess_var *vars, int *n, const char *name, size_t name_len,
-                    const char *value, size_t value_len)
+void session_vars_clear(sess_var *vars, int *n)
+{
+    for (int i = 0; i < *n; i++) {
+        free(vars[i].value);
+        vars[i].value = NULL;
+    }
+    *n = 0;
+}
+
+/* Sets name=value in vars (n entries at most SESSION_VARS; name shorter than the name
+ * field, which the caller checks). Returns whether it changed; -1 when the set is full. */
+static int put_var(sess_var *vars, int *n, const char *name, size_t name_len,
+                   const char *value, size_t value_len)
 {
     int i;
     for (i = 0; i < *n; i++)
         if (strlen(vars[i].name) == name_len && strncasecmp(vars[i].name, name, name_len) == 0)
             break;
+    if (i < *n && strlen(vars[i].value) == value_len &&
+        memcmp(vars[i].value, value, value_len) == 0)
+        return 0;
+    if (i == *n && *n == SESSION_VARS)
+        return -1;
+    char *copy = strndup(value, value_len);
+    if (!copy)
+        abort();
     if (i == *n) {
-        if (*n == SESSION_VARS)
-            return false;
         (*n)++;
-    } else if (strlen(vars[i].value) == value_len &&
-               memcmp(vars[i].value, value, value_len) == 0) {
-        return false;
+        snprintf(vars[i].name, sizeof(vars[i].name), "%.*s", (int)name_len, name);
+    } else {
+        free(vars[i].value);
     }
-    snprintf(vars[i].name, sizeof(vars[i].name), "%.*s", (int)name_len, name);
-    snprintf(vars[i].value, sizeof(vars[i].value), "%.*s", (int)value_len, value);
-    return true;
+    vars[i].value = copy;
+    return 1;
+}
+
+/* Removes name from vars, if there. */
+static void forget_var(sess_var *vars, int *n, const char *name, size_t name_len)
+{
+    for (int i = 0; i < *n; i++) {
+        if (strlen(vars[i].name) == name_len && strncasecmp(vars[i].name, name, name_len) == 0) {
+            free(vars[i].value);
+            vars[i] = vars[--*n];
+            return;
+        }
+    }
 }
 
 /* A backend variable changed: statements prepared before may read differently now. */
 static void backend_var_set(backend *b, const char *name, size_t name_len, const char *value,
                             size_t value_len)
 {
-    if (put_var(b->vars, &b->n_vars, name, name_len, value, value_len))
+    int r = put_var(b->vars, &b->n_vars, name, name_len, value, value_len);
+    if (r != 0)
         b->parse_epoch++;
+    if (name_len == 20 && strncasecmp(name, "character_set_client", 20) == 0)
+        b->text_cs_known = false; /* the server's word replaces what the policy read */
+    if (r < 0)
+        b->dirty = true; /* not recorded: reset before anyone else uses it */
 }
 
 static const sess_var *get_var(const sess_var *vars, int n, const char *name)
@@ -103,19 +136,42 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
         pr_init(&d, data, data_len);
         if (!pr_lenenc_str(&d, &name, &name_len) || !pr_lenenc_str(&d, &value, &value_len))
             return;
-        char text[sizeof(b->vars[0].value)];
-        bool plain = value_len < sizeof(text);
+        if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
+            /* The exact mode, whatever the SET looked like and however long the value. */
+            sql_mode_flags was = b->mode;
+            memset(&b->mode, 0, sizeof(b->mode));
+            sqlpolicy_mode_from_string((const char *)value, value_len, &b->mode);
+            if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+                b->parse_epoch++;
+            c->rl_mode_tracked = true;
+        }
+        if (name_len >= 14 && strncasecmp((const char *)name, "session_track_", 14) == 0) {
+            /* The proxy relies on these (a client's SET of them does not stay, see
+             * session_after_tracking; a stored procedure or EXECUTE in a writable
+             * environment may still change them): reset before a read-only session or
+             * another session uses this connection. */
+            b->tainted = true;
+            b->resync = true; /* tracking on again before this session's next statement */
+            b->dirty = true;
+        }
+        /* Carried back with a SET of its own, which must fit op_text. */
+        bool plain = value_len < sizeof(b->op_text) / 2 && memchr(value, 0, value_len) == NULL;
+        char *text = NULL;
         if (plain) {
-            memcpy(text, value, value_len);
-            text[value_len] = '\0';
-            plain = strlen(text) == value_len && plain_value(text);
+            text = strndup((const char *)value, value_len);
+            if (!text)
+                abort();
+            plain = plain_value(text);
+            free(text);
         }
         if (!is_carried(name, name_len) || name_len >= sizeof(b->vars[0].name) || !plain) {
             /* Not carried (or a value that cannot be written back): it stays with this
              * connection, and so does the session; the connection is reset before anyone
              * else uses it. */
             b->dirty = true;
+            forget_var(b->vars, &b->n_vars, (const char *)name, name_len); /* not that any more */
             if (c->job_moves_session) {
+                forget_var(c->vars, &c->n_vars, (const char *)name, name_len);
                 char why[64];
                 snprintf(why, sizeof(why), "session variable %.*s", (int)(name_len > 40 ? 40 : name_len),
                          (const char *)name);
@@ -124,14 +180,10 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
             continue;
         }
         backend_var_set(b, (const char *)name, name_len, (const char *)value, value_len);
-        if (name_len == 8 && strncasecmp((const char *)name, "sql_mode", 8) == 0) {
-            /* The exact mode, whatever the SET looked like. */
-            memset(&b->mode, 0, sizeof(b->mode));
-            sqlpolicy_mode_from_string((const char *)value, value_len, &b->mode);
-        }
-        if (c->job_moves_session)
+        if (c->job_moves_session &&
             put_var(c->vars, &c->n_vars, (const char *)name, name_len, (const char *)value,
-                    value_len);
+                    value_len) < 0)
+            session_pin(c, "too many session variables");
     }
 }
 
@@ -228,8 +280,47 @@ static bool numeric_value(const char *v)
 /* Forgets b's record of variable i (the server has its default again, or will have). */
 static void drop_var(backend *b, int i)
 {
+    free(b->vars[i].value);
     b->vars[i] = b->vars[--b->n_vars];
     b->parse_epoch++;
+}
+
+bool session_may_set(const char *sql, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if ((sql[i] | 0x20) == 's' && (sql[i + 1] | 0x20) == 'e' && (sql[i + 2] | 0x20) == 't')
+            return true;
+    return false;
+}
+
+void session_after_tracking(client *c, backend *b)
+{
+    b->dirty = true; /* reset before it goes back to the pool */
+    if (c->route.read_only) {
+        /* What the statement changed is unknown (character sets too): the session starts
+         * over on a reset connection before its next statement (prepare_step). */
+        b->tainted = true;
+        b->taint_user[0] = '\0';
+        return;
+    }
+    /* A writable session keeps its connection, whose settings the proxy can no longer
+     * carry elsewhere, with tracking switched on again and sql_mode read anew. */
+    b->resync = true;
+    b->tainted = true;
+    snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
+    session_pin(c, "session_track_ variables");
+}
+
+void session_note_status(backend *b, uint16_t status)
+{
+    /* The server's own word on how it reads the next statement; MySQL has no ANSI_QUOTES
+     * flag, whose state then comes from the tracked sql_mode. */
+    sql_mode_flags was = b->mode;
+    b->mode.no_backslash_escapes = (status & ST_NO_BACKSLASH_ESCAPES) != 0;
+    if (b->mariadb)
+        b->mode.ansi_quotes = (status & ST_ANSI_QUOTES) != 0;
+    if (memcmp(&was, &b->mode, sizeof(was)) != 0)
+        b->parse_epoch++; /* statements prepared before may read differently now */
 }
 
 void session_settle_charset(client *c, backend *b)
@@ -269,7 +360,7 @@ bool session_next_set(client *c, backend *b, char *sql, size_t cap, int *var)
         const sess_var *have = get_var(b->vars, b->n_vars, want->name);
         if (have && strcmp(have->value, want->value) == 0)
             continue;
-        if (!plain_value(want->value)) {
+        if (!plain_value(want->value) || strlen(want->value) + strlen(want->name) + 24 > cap) {
             log_debug("conn %u: not carrying %s (value needs quoting)", c->id, want->name);
             continue;
         }

@@ -4,17 +4,33 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Whitespace for every client character set the server accepts: the ASCII set only. Bytes
- * 0xA0 and 0xFF are whitespace in some single-byte character sets (latin1, cp1250, cp866,
- * ...) and identifier bytes in others, so they are refused outside quotes and comments. */
-static bool lex_is_space(unsigned char c)
+/* How the server reads a byte outside quotes depends on the client character set: its
+ * lexer classifies each byte from the character set's ctype table (space, control, letter,
+ * digit) and takes the first byte of a multibyte character as a letter. The ASCII half is
+ * the same in every supported set; the other half is per set (checked byte by byte against
+ * MariaDB 10.11 in tests/integration/test_lexer_server.py):
+ *
+ * - utf8mb4, utf8mb3: no byte 0x80-0xFF is a space or a control character. A lead byte
+ *   followed by a valid continuation is part of an identifier; a stray byte is a one-byte
+ *   token the grammar rejects. Four-byte characters (utf8mb4 reads them as an identifier,
+ *   utf8mb3 as an error) and UTF-16 surrogates are refused, so both sets read alike.
+ * - latin1 (cp1252 on the server): 0xA0 is a space; the letters 0x83 0x8A 0x8C 0x8E 0x9A
+ *   0x9C 0x9E 0x9F, 0xC0-0xFF but 0xD7 and 0xF7 are identifier bytes; the rest is
+ *   punctuation.
+ * - ascii, binary: every byte 0x80-0xFF is punctuation.
+ *
+ * A byte 0x80-0xFF that is punctuation in the set is a token no statement accepts: the server
+ * stops with a syntax error there. The lexer refuses it instead of reading on. */
+static bool lex_is_space(const sql_lexer *lx, unsigned char c)
 {
-    return c == ' ' || (c >= '\t' && c <= '\r');
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c == 0xA0 && lx->charset == SQL_CS_LATIN1);
 }
 
-static bool lex_is_ambiguous_byte(unsigned char c)
+/* Whether "--" followed by c opens a comment: the server asks its ctype table whether c is a
+ * space or a control character. Bytes 0x80-0xFF of an unsupported set are errors instead. */
+static bool lex_ends_dashes(const sql_lexer *lx, unsigned char c)
 {
-    return c == 0xA0 || c == 0xFF;
+    return c <= ' ' || c == 0x7F || (c == 0xA0 && lx->charset == SQL_CS_LATIN1);
 }
 
 static bool lex_is_digit(unsigned char c)
@@ -27,12 +43,69 @@ static bool lex_is_xdigit(unsigned char c)
     return lex_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/* A byte that may continue an unquoted identifier: letters, digits, '_', '$' and any byte of
- * a multibyte character. */
-static bool lex_is_ident(unsigned char c)
+static bool lex_is_ascii_ident(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || lex_is_digit(c) || c == '_' ||
-           c == '$' || c >= 0x80;
+           c == '$';
+}
+
+static bool lex_latin1_letter(unsigned char c)
+{
+    return c == 0x83 || c == 0x8A || c == 0x8C || c == 0x8E || c == 0x9A || c == 0x9C ||
+           c == 0x9E || c == 0x9F || (c >= 0xC0 && c != 0xD7 && c != 0xF7);
+}
+
+static bool lex_is_cont(const sql_lexer *lx, size_t i, unsigned char lo, unsigned char hi)
+{
+    if (i >= lx->len)
+        return false;
+    unsigned char c = (unsigned char)lx->sql[i];
+    return c >= lo && c <= hi;
+}
+
+/* Length of the identifier character at byte i: 1 for an ASCII letter, digit, '_' or '$';
+ * for bytes 0x80-0xFF what the character set makes of them; 0 when byte i cannot be part of
+ * an identifier. */
+static size_t lex_ident_char(const sql_lexer *lx, size_t i)
+{
+    if (i >= lx->len)
+        return 0;
+    unsigned char c = (unsigned char)lx->sql[i];
+    if (c < 0x80)
+        return lex_is_ascii_ident(c) ? 1 : 0;
+    switch (lx->charset) {
+    case SQL_CS_LATIN1:
+        return lex_latin1_letter(c) ? 1 : 0;
+    case SQL_CS_UTF8:
+        if (c >= 0xC2 && c <= 0xDF)
+            return lex_is_cont(lx, i + 1, 0x80, 0xBF) ? 2 : 0;
+        if (c >= 0xE0 && c <= 0xEF) {
+            unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+            return lex_is_cont(lx, i + 1, lo, hi) && lex_is_cont(lx, i + 2, 0x80, 0xBF) ? 3 : 0;
+        }
+        return 0;
+    case SQL_CS_ASCII:
+    case SQL_CS_BINARY:
+    case SQL_CS_UNSUPPORTED:
+        break;
+    }
+    return 0;
+}
+
+/* Whether c may start or continue an identifier, looking at one byte only (a multibyte
+ * character is checked whole by lex_ident_char when it is read). */
+static bool lex_is_ident(const sql_lexer *lx, unsigned char c)
+{
+    if (c < 0x80)
+        return lex_is_ascii_ident(c);
+    switch (lx->charset) {
+    case SQL_CS_LATIN1:
+        return lex_latin1_letter(c);
+    case SQL_CS_UTF8:
+        return c >= 0xC2 && c <= 0xEF;
+    default:
+        return false;
+    }
 }
 
 static unsigned char lex_peek(const sql_lexer *lx, size_t off)
@@ -81,6 +154,7 @@ void sqllex_init(sql_lexer *lx, const char *sql, size_t len, const sql_mode_flag
     if (mode)
         lx->mode = *mode;
     lx->strict_brackets = mode && mode->unknown;
+    lx->charset = SQL_CS_UTF8;
 }
 
 /* Skips a line comment starting at lx->pos (after '#' or "-- "): up to and including '\n'. */
@@ -125,15 +199,18 @@ static const char *lex_skip_space(sql_lexer *lx, bool *spaced)
 {
     while (lx->pos < lx->len) {
         unsigned char c = lex_peek(lx, 0);
-        if (lex_is_space(c)) {
+        if (lex_is_space(lx, c)) {
             lx->pos++;
             *spaced = true;
         } else if (c == '#') {
             if (!lex_skip_line_comment(lx))
                 return "line comment inside an executable comment hides its end";
             *spaced = true;
+        } else if (c == '-' && lex_peek(lx, 1) == '-' && lex_has(lx, 2) &&
+                   lex_peek(lx, 2) >= 0x80 && lx->charset == SQL_CS_UNSUPPORTED) {
+            return "byte 0x80-0xFF after -- in an unsupported character set";
         } else if (c == '-' && lex_peek(lx, 1) == '-' &&
-                   (!lex_has(lx, 2) || lex_peek(lx, 2) <= ' ' || lex_peek(lx, 2) == 0x7F)) {
+                   (!lex_has(lx, 2) || lex_ends_dashes(lx, lex_peek(lx, 2)))) {
             if (!lex_skip_line_comment(lx))
                 return "line comment inside an executable comment hides its end";
             *spaced = true;
@@ -215,9 +292,9 @@ static bool lex_quoted(sql_lexer *lx, char quote, bool backslash_escapes)
 
 static size_t lex_skip_ident(const sql_lexer *lx, size_t i)
 {
-    while (i < lx->len && lex_is_ident((unsigned char)lx->sql[i]) &&
-           !lex_is_ambiguous_byte((unsigned char)lx->sql[i]))
-        i++;
+    size_t n;
+    while ((n = lex_ident_char(lx, i)) > 0)
+        i += n;
     return i;
 }
 
@@ -256,7 +333,7 @@ static sql_token lex_number_or_ident(sql_lexer *lx, sql_token t)
         while (i < lx->len && (c1 == 'x' ? lex_is_xdigit((unsigned char)lx->sql[i])
                                          : (lx->sql[i] == '0' || lx->sql[i] == '1')))
             i++;
-        if (i > s + 2 && (i >= lx->len || !lex_is_ident((unsigned char)lx->sql[i]))) {
+        if (i > s + 2 && (i >= lx->len || !lex_is_ident(lx, (unsigned char)lx->sql[i]))) {
             t.kind = SQLTOK_NUMBER;
             t.len = i - s;
             lx->pos = i;
@@ -264,7 +341,7 @@ static sql_token lex_number_or_ident(sql_lexer *lx, sql_token t)
         }
     }
     i = lex_skip_digits(lx, s);
-    if (i < lx->len && lex_is_ident((unsigned char)lx->sql[i])) {
+    if (i < lx->len && lex_is_ident(lx, (unsigned char)lx->sql[i])) {
         char e = lx->sql[i];
         if (e == 'e' || e == 'E') {
             size_t j = i + 1;
@@ -310,11 +387,10 @@ static sql_token lex_user_var(sql_lexer *lx, sql_token t)
     } else {
         while (lx->pos < lx->len) {
             unsigned char c = lex_peek(lx, 0);
-            if (lex_is_ambiguous_byte(c))
-                return lex_fail_byte(lx, c);
-            if (!lex_is_ident(c) && c != '.')
+            size_t n = c == '.' ? 1 : lex_ident_char(lx, lx->pos);
+            if (n == 0)
                 break;
-            lx->pos++;
+            lx->pos += n;
         }
     }
     t.kind = SQLTOK_USERVAR;
@@ -326,8 +402,7 @@ static sql_token lex_user_var(sql_lexer *lx, sql_token t)
  * before it reads the next part of a qualified name. */
 static sql_token lex_ident_done(sql_lexer *lx, sql_token t)
 {
-    if (lex_peek(lx, 0) == '.' && lex_has(lx, 1) && lex_is_ident(lex_peek(lx, 1)) &&
-        !lex_is_ambiguous_byte(lex_peek(lx, 1)))
+    if (lex_peek(lx, 0) == '.' && lex_ident_char(lx, lx->pos + 1) > 0)
         lx->after_dot = 1;
     return t;
 }
@@ -361,7 +436,7 @@ static sql_token lex_token(sql_lexer *lx)
     unsigned char c = lex_peek(lx, 0);
     if (c == 0)
         return lex_fail(lx, "NUL byte");
-    if (lex_is_ambiguous_byte(c))
+    if (c >= 0x80 && lex_ident_char(lx, lx->pos) == 0)
         return lex_fail_byte(lx, c);
 
     if (c == '.' && after_dot == 1) {
@@ -372,7 +447,7 @@ static sql_token lex_token(sql_lexer *lx)
         t.len = 1;
         return t;
     }
-    if (after_dot == 2 && lex_is_ident(c) && !t.spaced) {
+    if (after_dot == 2 && lex_is_ident(lx, c) && !t.spaced) {
         lx->pos = lex_skip_ident(lx, lx->pos);
         t.kind = SQLTOK_WORD;
         t.len = lx->pos - t.start;
@@ -400,7 +475,7 @@ static sql_token lex_token(sql_lexer *lx)
         lx->pos = i;
         return t;
     }
-    if (lex_is_ident(c)) {
+    if (lex_is_ident(lx, c)) {
         lx->pos = lex_skip_ident(lx, lx->pos);
         t.kind = SQLTOK_WORD;
         t.len = lx->pos - t.start;

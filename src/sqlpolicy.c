@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define POL_STACK_TOKENS 256
+#define POL_MAX_TOKENS (1u << 20) /* tokens kept of one statement: bounds the memory of a
+                                     check (40 MiB); checks run one at a time per thread */
 #define POL_MAX_FORKS 2 /* unknown sql_mode values followed in one packet */
 #define POL_MAX_DEPTH 8 /* EXPLAIN / ANALYZE / SET STATEMENT nesting */
 #define POL_NAME_MAX 64 /* longest function or variable name looked up */
@@ -25,6 +27,7 @@ typedef struct {
     const char *sql;
     pol_tok *tok;
     size_t n;
+    const policy_session *ps;
 } pol_stmt;
 
 /* ---- tokens, names, messages ---- */
@@ -210,35 +213,53 @@ static size_t pol_value_end(const pol_stmt *s, size_t i, bool stop_for)
 
 /* ---- character sets ---- */
 
-static const char *const pol_unsafe_charsets[] = {"gbk", "big5", "sjis", "cp932", "gb18030", NULL};
+/* The allowlist of client character sets (see sqllex.c for how each is read). A collation
+ * name is its character set's name, '_' and more. */
+static const struct {
+    const char *name;
+    sql_charset cs;
+} pol_charsets[] = {
+    {"utf8mb4", SQL_CS_UTF8}, {"utf8mb3", SQL_CS_UTF8},   {"utf8", SQL_CS_UTF8},
+    {"latin1", SQL_CS_LATIN1}, {"ascii", SQL_CS_ASCII}, {"binary", SQL_CS_BINARY},
+};
 
-bool sqlpolicy_charset_unsafe(const char *name)
+sql_charset sqlpolicy_charset(const char *name)
 {
     if (!name)
-        return true;
-    for (const char *const *cs = pol_unsafe_charsets; *cs; cs++) {
-        size_t n = strlen(*cs), i;
-        for (i = 0; i < n && name[i] && pol_lower(name[i]) == (*cs)[i]; i++)
+        return SQL_CS_UNSUPPORTED;
+    for (size_t k = 0; k < sizeof pol_charsets / sizeof pol_charsets[0]; k++) {
+        const char *cs = pol_charsets[k].name;
+        size_t n = strlen(cs), i;
+        for (i = 0; i < n && name[i] && pol_lower(name[i]) == cs[i]; i++)
             ;
-        if (i == n && (name[n] == 0 || name[n] == '_'))
-            return true;
+        if (i < n)
+            continue;
+        if (name[n] == 0)
+            return pol_charsets[k].cs;
+        if (name[n] == '_' && pol_charsets[k].cs != SQL_CS_BINARY) {
+            /* a collation: letters, digits and '_' only */
+            for (i = n + 1; name[i]; i++)
+                if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                      (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+                    return SQL_CS_UNSUPPORTED;
+            return i > n + 1 ? pol_charsets[k].cs : SQL_CS_UNSUPPORTED;
+        }
     }
-    return false;
+    return SQL_CS_UNSUPPORTED;
 }
 
-bool sqlpolicy_collation_unsafe(unsigned collation_id)
+sql_flavor sqlpolicy_flavor(const char *version)
 {
-    static const unsigned ids[] = {
-        1,   84,  1025, 1108, /* big5 */
-        13,  88,  1037, 1112, /* sjis */
-        28,  87,  1052, 1111, /* gbk */
-        95,  96,  1119, 1120, /* cp932 */
-        248, 249, 250,        /* gb18030 (MySQL) */
-    };
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
-        if (ids[i] == collation_id)
-            return true;
-    return false;
+    if (!version || !version[0])
+        return SQL_FLAVOR_UNKNOWN;
+    for (const char *p = version; *p; p++)
+        if (pol_eq(p, 7, "MARIADB"))
+            return SQL_FLAVOR_MARIADB;
+    /* MySQL: a version that starts with 5, 8 or 9 and says nothing else (Percona Server and
+     * MySQL-compatible builds read functions as MySQL does). */
+    if ((version[0] == '5' || version[0] == '8' || version[0] == '9') && version[1] == '.')
+        return SQL_FLAVOR_MYSQL;
+    return SQL_FLAVOR_UNKNOWN;
 }
 
 /* ---- sql_mode ---- */
@@ -510,7 +531,15 @@ static void pol_parse_asg(const pol_stmt *s, size_t *ip, bool stop_for, asg_scop
     a->val_end = *ip = pol_value_end(s, i, stop_for);
 }
 
-typedef enum { VAL_ANY, VAL_READ_ONLY, VAL_CHARSET, VAL_CLIENT_CHARSET, VAL_SQL_MODE } var_check;
+typedef enum {
+    VAL_ANY,
+    VAL_READ_ONLY,
+    VAL_CHARSET,        /* a supported character set or collation, or DEFAULT */
+    VAL_CLIENT_CHARSET, /* a supported character set: the one the server reads SQL in */
+    VAL_RESULTS_CHARSET, /* any name, NULL or DEFAULT: results only */
+    VAL_ISOLATION,      /* not SERIALIZABLE */
+    VAL_SQL_MODE
+} var_check;
 
 typedef struct {
     const char *name; /* lower case */
@@ -527,7 +556,7 @@ static const pol_var pol_vars[] = {
     {"block_encryption_mode", VAL_ANY},
     {"character_set_client", VAL_CLIENT_CHARSET},
     {"character_set_connection", VAL_CHARSET},
-    {"character_set_results", VAL_CHARSET},
+    {"character_set_results", VAL_RESULTS_CHARSET},
     {"collation_connection", VAL_CHARSET},
     {"cte_max_recursion_depth", VAL_ANY},
     {"default_week_format", VAL_ANY},
@@ -537,6 +566,7 @@ static const pol_var pol_vars[] = {
     {"foreign_key_checks", VAL_ANY},
     {"group_concat_max_len", VAL_ANY},
     {"in_predicate_conversion_threshold", VAL_ANY},
+    {"information_schema_stats_expiry", VAL_ANY},
     {"innodb_lock_wait_timeout", VAL_ANY},
     {"interactive_timeout", VAL_ANY},
     {"join_cache_level", VAL_ANY},
@@ -576,9 +606,9 @@ static const pol_var pol_vars[] = {
     {"sql_select_limit", VAL_ANY},
     {"sql_warnings", VAL_ANY},
     {"time_zone", VAL_ANY},
-    {"transaction_isolation", VAL_ANY},
+    {"transaction_isolation", VAL_ISOLATION},
     {"transaction_read_only", VAL_READ_ONLY},
-    {"tx_isolation", VAL_ANY},
+    {"tx_isolation", VAL_ISOLATION},
     {"tx_read_only", VAL_READ_ONLY},
     {"unique_checks", VAL_ANY},
     {"wait_timeout", VAL_ANY},
@@ -596,26 +626,50 @@ static const pol_var *pol_find_var(const char *name)
                    pol_var_cmp);
 }
 
-/* A character set or collation value: one name token, DEFAULT or NULL. */
-static bool pol_check_charset_value(const pol_stmt *s, size_t i, size_t end, bool client,
+/* A character set or collation value: one name token (or DEFAULT, or NULL for results).
+ * check says which names are allowed. */
+static bool pol_check_charset_value(const pol_stmt *s, size_t i, size_t end, var_check check,
                                     const char *what, policy_verdict *v)
 {
     char buf[POL_NAME_MAX], shown[40];
     if (end != i + 1)
         return pol_refuse(v, "SET %s to an expression", what);
     if (pol_word(s, i, "DEFAULT")) {
-        if (client)
+        /* the server's default client character set is not known here */
+        if (check == VAL_CLIENT_CHARSET)
             return pol_refuse(v, "SET %s DEFAULT", what);
         return true;
     }
-    if (pol_word(s, i, "NULL") && !client)
+    if (pol_word(s, i, "NULL") && check == VAL_RESULTS_CHARSET)
         return true;
     if (!pol_unquote(s, i, buf, sizeof buf))
         return pol_refuse(v, "SET %s to an expression", what);
-    if (sqlpolicy_charset_unsafe(buf)) {
+    if (check != VAL_RESULTS_CHARSET && sqlpolicy_charset(buf) == SQL_CS_UNSUPPORTED) {
         pol_sanitize(shown, sizeof shown, buf, strlen(buf), false);
         return pol_refuse(v, "character set %s", shown);
     }
+    return true;
+}
+
+/* An isolation level value: anything but SERIALIZABLE, under which every read takes shared
+ * locks that writers wait for. */
+static bool pol_check_isolation(const pol_stmt *s, size_t i, size_t end, policy_verdict *v)
+{
+    char buf[32];
+    for (size_t k = i; k < end; k++) {
+        if (pol_word(s, k, "SERIALIZABLE") ||
+            ((pol_kind(s, k) == SQLTOK_STRING || pol_kind(s, k) == SQLTOK_QIDENT) &&
+             pol_unquote(s, k, buf, sizeof buf) && pol_casecmp(buf, "SERIALIZABLE") == 0))
+            return pol_refuse(v, "isolation level SERIALIZABLE");
+    }
+    /* A number picks a level by its index (3 is SERIALIZABLE); an expression could be
+     * anything. Only names and strings of the other levels are allowed. */
+    if (end != i + 1)
+        return pol_refuse(v, "SET isolation level to an expression");
+    if (pol_kind(s, i) == SQLTOK_NUMBER || !pol_unquote(s, i, buf, sizeof buf))
+        return pol_refuse(v, "SET isolation level to an expression");
+    if (pol_casecmp(buf, "DEFAULT") == 0)
+        return pol_refuse(v, "SET isolation level DEFAULT");
     return true;
 }
 
@@ -635,14 +689,15 @@ static bool pol_is_on(const pol_stmt *s, size_t i, size_t end)
 /* SET [SESSION] TRANSACTION characteristics: any isolation level, READ ONLY; not READ WRITE. */
 static bool pol_check_transaction(const pol_stmt *s, size_t i, size_t end, policy_verdict *v)
 {
-    static const char *const ok[] = {"ISOLATION",    "LEVEL",     "READ",
-                                     "UNCOMMITTED",  "COMMITTED", "REPEATABLE",
-                                     "SERIALIZABLE", "ONLY",      NULL};
+    static const char *const ok[] = {"ISOLATION",  "LEVEL",     "READ", "UNCOMMITTED",
+                                     "COMMITTED",  "REPEATABLE", "ONLY", NULL};
     if (i >= end)
         return pol_refuse(v, "SET TRANSACTION");
     for (; i < end; i++) {
         if (pol_word(s, i, "READ") && pol_word(s, i + 1, "WRITE"))
             return pol_refuse(v, "SET TRANSACTION READ WRITE");
+        if (pol_word(s, i, "SERIALIZABLE"))
+            return pol_refuse(v, "isolation level SERIALIZABLE");
         if (!pol_word_in(s, i, ok) && !pol_punct(s, i, ","))
             return pol_refuse(v, "SET TRANSACTION");
     }
@@ -680,11 +735,11 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
         const char *what = a->kind == ASG_NAMES ? "NAMES" : "CHARACTER SET";
         size_t end = a->val_end;
         if (a->kind == ASG_NAMES && end >= a->val + 3 && pol_word(s, a->val + 1, "COLLATE")) {
-            if (!pol_check_charset_value(s, a->val + 2, end, false, "COLLATE", v))
+            if (!pol_check_charset_value(s, a->val + 2, end, VAL_CHARSET, "COLLATE", v))
                 return false;
             end = a->val + 1;
         }
-        return pol_check_charset_value(s, a->val, end, true, what, v);
+        return pol_check_charset_value(s, a->val, end, VAL_CLIENT_CHARSET, what, v);
     }
     case ASG_BAD:
         if (a->name != POL_NONE) {
@@ -711,9 +766,11 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
             return pol_refuse(v, "SET %s other than ON", var->name);
         return true;
     case VAL_CHARSET:
-        return pol_check_charset_value(s, a->val, a->val_end, false, var->name, v);
     case VAL_CLIENT_CHARSET:
-        return pol_check_charset_value(s, a->val, a->val_end, true, var->name, v);
+    case VAL_RESULTS_CHARSET:
+        return pol_check_charset_value(s, a->val, a->val_end, var->check, var->name, v);
+    case VAL_ISOLATION:
+        return pol_check_isolation(s, a->val, a->val_end, v);
     case VAL_SQL_MODE: {
         sql_mode_flags none = {false, false, false, false};
         if (pol_eval_sql_mode(s, a->val, a->val_end, &none).unreadable)
@@ -724,34 +781,112 @@ static bool pol_check_asg(const pol_stmt *s, const pol_asg *a, bool in_statement
     return true;
 }
 
-/* Applies the sql_mode assignments of a SET statement to *mode. */
-static void pol_track_set(const pol_stmt *s, sql_mode_flags *mode)
+static bool pol_mode_eq(const sql_mode_flags *a, const sql_mode_flags *b)
 {
-    if (!pol_word(s, 0, "SET") || pol_word(s, 1, "STATEMENT"))
-        return;
+    return a->ansi_quotes == b->ansi_quotes && a->no_backslash_escapes == b->no_backslash_escapes &&
+           a->unknown == b->unknown && a->unreadable == b->unreadable;
+}
+
+/* The client character set after "SET NAMES <tokens [i, end)>" and the like: a supported
+ * one only when the value is one name. */
+static sql_charset pol_eval_charset(const pol_stmt *s, size_t i, size_t end)
+{
+    char buf[POL_NAME_MAX];
+    if (end >= i + 3 && pol_word(s, i + 1, "COLLATE"))
+        end = i + 1;
+    if (end != i + 1 || pol_kind(s, i) == SQLTOK_NUMBER || pol_word(s, i, "DEFAULT") ||
+        !pol_unquote(s, i, buf, sizeof buf))
+        return SQL_CS_UNSUPPORTED;
+    return sqlpolicy_charset(buf);
+}
+
+/* Applies the sql_mode and client character set assignments of the SET statement at token
+ * from to *mode and *cs. Returns whether it assigns the client character set.
+ *
+ * MariaDB's SET STATEMENT var = value, ... FOR stmt puts back only the variables it lists
+ * once stmt ended: `SET STATEMENT max_statement_time = 10 FOR SET sql_mode = 'X'` leaves the
+ * session in X. So the statement after FOR is followed like any other; when the list names
+ * the same variable too, what the session is left in depends on the order of the two, and
+ * the mode becomes unknown (the character set unsupported). The list's own values apply to
+ * stmt only, after it was read: they change nothing here. */
+static bool pol_track_set_at(const pol_stmt *s, size_t from, sql_mode_flags *mode,
+                             sql_charset *cs, int depth)
+{
+    if (!pol_word(s, from, "SET") || depth > POL_MAX_DEPTH)
+        return false;
+    bool statement = pol_word(s, from + 1, "STATEMENT");
     asg_scope sticky = SCOPE_SESSION;
-    size_t i = 1;
+    size_t i = from + (statement ? 2 : 1);
+    bool lists_mode = false, lists_cs = false, touched = false;
     while (i < s->n) {
         pol_asg a;
-        pol_parse_asg(s, &i, false, &sticky, &a);
+        pol_parse_asg(s, &i, statement, &sticky, &a);
+        if ((a.kind == ASG_NAMES || a.kind == ASG_CHARSET) && a.scope == SCOPE_SESSION) {
+            if (statement) {
+                lists_cs = true;
+            } else {
+                *cs = pol_eval_charset(s, a.val, a.val_end);
+                touched = true;
+            }
+        }
         if (a.kind == ASG_SYSVAR && a.scope == SCOPE_SESSION && !a.structured) {
             char name[POL_NAME_MAX];
-            if (pol_unquote(s, a.name, name, sizeof name) && pol_casecmp(name, "sql_mode") == 0)
-                *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
+            bool named = pol_unquote(s, a.name, name, sizeof name);
+            if (named && pol_casecmp(name, "sql_mode") == 0) {
+                if (statement)
+                    lists_mode = true;
+                else
+                    *mode = pol_eval_sql_mode(s, a.val, a.val_end, mode);
+            } else if (named && pol_casecmp(name, "character_set_client") == 0) {
+                if (statement) {
+                    lists_cs = true;
+                } else {
+                    *cs = pol_eval_charset(s, a.val, a.val_end);
+                    touched = true;
+                }
+            }
         }
         if (a.kind == ASG_BAD || a.kind == ASG_TRANSACTION)
-            return;
-        if (pol_punct(s, i, ","))
+            return touched;
+        if (pol_punct(s, i, ",")) {
             i++;
+            continue;
+        }
+        if (statement)
+            break;
     }
+    if (!statement || !pol_word(s, i, "FOR"))
+        return touched;
+    sql_mode_flags after = *mode;
+    sql_charset cs_after = *cs;
+    bool inner = pol_track_set_at(s, i + 1, &after, &cs_after, depth + 1);
+    if (!pol_mode_eq(&after, mode))
+        *mode = lists_mode ? pol_mode_unknown(mode) : after;
+    if (inner) {
+        *cs = lists_cs ? SQL_CS_UNSUPPORTED : cs_after;
+        touched = true;
+    }
+    return touched;
+}
+
+static bool pol_track_set(const pol_stmt *s, sql_mode_flags *mode, sql_charset *cs)
+{
+    return pol_track_set_at(s, 0, mode, cs, 0);
 }
 
 /* ---- functions ---- */
 
 enum {
-    FN_ADJACENT = 1, /* a keyword only when '(' follows at once; with a space between, the
-                        server looks for a stored function of that name */
-    FN_NO_ARGS = 2,  /* allowed only without arguments (LAST_INSERT_ID) */
+    FN_ADJACENT = 1,     /* a keyword only when '(' follows at once; with a space between, the
+                            server looks for a stored function of that name */
+    FN_NO_ARGS = 2,      /* allowed only without arguments (LAST_INSERT_ID) */
+    FN_NOT_MARIADB = 4,  /* not a built-in of MariaDB 10.11: a call runs the stored function
+                            of that name in the current database (checked on the server) */
+    FN_NOT_MYSQL = 8,    /* not a built-in of MySQL 8 (from its documentation) */
+    FN_SOME_ARGS = 16,   /* a built-in only with arguments: LINESTRING() calls a stored
+                            function on MariaDB */
+    FN_TWO_ARGS = 32,    /* a built-in only with two arguments (POINT) */
+    FN_TABLE = 64,       /* a table function: built-in only after FROM or JOIN (JSON_TABLE) */
 };
 
 typedef struct {
@@ -759,109 +894,125 @@ typedef struct {
     unsigned flags;
 } pol_func;
 
-/* Built-in functions of MySQL 5.7-8.x and MariaDB 10-11 that neither write, wait, lock nor
- * read files. Sorted by upper-case form for bsearch. Anything else followed by '(' is a
- * stored function or UDF, which may write: refused. */
+/* Built-in functions of MySQL 8 and MariaDB 10.11 that neither write, wait, lock nor read
+ * files, with the flavor that lacks each (FN_NOT_*). Sorted by upper-case form for bsearch.
+ * Anything else followed by '(' is a stored function or UDF, which may write: refused. A name
+ * that is built-in on one flavor only is allowed only when the backend is known to be of that
+ * flavor: on the other it calls a stored function of that name. */
 /* clang-format off */
 static const pol_func pol_funcs[] = {
-    {"ABS", 0}, {"ACOS", 0}, {"ADDDATE", FN_ADJACENT}, {"ADDTIME", 0}, {"ADD_MONTHS", 0},
-    {"AES_DECRYPT", 0}, {"AES_ENCRYPT", 0}, {"ANY_VALUE", 0}, {"AREA", 0}, {"ASBINARY", 0},
-    {"ASCII", 0}, {"ASIN", 0}, {"ASTEXT", 0}, {"ASWKB", 0}, {"ASWKT", 0}, {"ATAN", 0}, {"ATAN2", 0},
-    {"AVG", 0}, {"BIN", 0}, {"BINLOG_GTID_POS", 0}, {"BIN_TO_UUID", 0}, {"BIT_AND", FN_ADJACENT},
-    {"BIT_COUNT", 0}, {"BIT_LENGTH", 0}, {"BIT_OR", FN_ADJACENT}, {"BIT_XOR", FN_ADJACENT},
-    {"CAST", FN_ADJACENT}, {"CEIL", 0}, {"CEILING", 0}, {"CHAR", 0}, {"CHARACTER_LENGTH", 0},
-    {"CHARSET", 0}, {"CHAR_LENGTH", 0}, {"CHR", 0}, {"COALESCE", 0}, {"COERCIBILITY", 0},
-    {"COLLATION", 0}, {"COLUMN_ADD", 0}, {"COLUMN_CHECK", 0}, {"COLUMN_CREATE", 0},
-    {"COLUMN_DELETE", 0}, {"COLUMN_EXISTS", 0}, {"COLUMN_GET", 0}, {"COLUMN_JSON", 0},
-    {"COLUMN_LIST", 0}, {"COMPRESS", 0}, {"CONCAT", 0}, {"CONCAT_WS", 0}, {"CONNECTION_ID", 0},
-    {"CONV", 0}, {"CONVERT", 0}, {"CONVERT_TZ", 0}, {"COS", 0}, {"COT", 0}, {"COUNT", FN_ADJACENT},
-    {"CRC32", 0}, {"CRC32C", 0}, {"CUME_DIST", FN_ADJACENT}, {"CURDATE", FN_ADJACENT},
-    {"CURRENT_DATE", 0}, {"CURRENT_ROLE", 0}, {"CURRENT_TIME", 0}, {"CURRENT_TIMESTAMP", 0},
-    {"CURRENT_USER", 0}, {"CURTIME", FN_ADJACENT}, {"DATABASE", 0}, {"DATE", 0}, {"DATEDIFF", 0},
-    {"DATE_ADD", FN_ADJACENT}, {"DATE_FORMAT", 0}, {"DATE_SUB", FN_ADJACENT}, {"DAY", 0},
-    {"DAYNAME", 0}, {"DAYOFMONTH", 0}, {"DAYOFWEEK", 0}, {"DAYOFYEAR", 0}, {"DECODE", 0},
-    {"DECODE_ORACLE", 0}, {"DEFAULT", 0}, {"DEGREES", 0}, {"DENSE_RANK", FN_ADJACENT},
-    {"DES_DECRYPT", 0}, {"DES_ENCRYPT", 0}, {"DIMENSION", 0}, {"ELT", 0}, {"ENCODE", 0},
-    {"ENCRYPT", 0}, {"ENDPOINT", 0}, {"ENVELOPE", 0}, {"EXP", 0}, {"EXPORT_SET", 0},
-    {"EXTRACT", FN_ADJACENT}, {"EXTRACTVALUE", 0}, {"FIELD", 0}, {"FIND_IN_SET", 0},
-    {"FIRST_VALUE", FN_ADJACENT}, {"FLOOR", 0}, {"FORMAT", 0}, {"FORMAT_BYTES", 0},
-    {"FORMAT_PICO_TIME", 0}, {"FOUND_ROWS", 0}, {"FROM_BASE64", 0}, {"FROM_DAYS", 0},
-    {"FROM_UNIXTIME", 0}, {"GEOMETRYCOLLECTION", 0}, {"GEOMETRYFROMTEXT", 0}, {"GEOMETRYTYPE", 0},
-    {"GEOMFROMTEXT", 0}, {"GET_FORMAT", 0}, {"GLENGTH", 0}, {"GREATEST", 0}, {"GROUPING", 0},
-    {"GROUP_CONCAT", FN_ADJACENT}, {"GTID_SUBSET", 0}, {"GTID_SUBTRACT", 0}, {"HEX", 0},
-    {"HOUR", 0}, {"ICU_VERSION", 0}, {"IF", 0}, {"IFNULL", 0}, {"INET6_ATON", 0}, {"INET6_NTOA", 0},
-    {"INET_ATON", 0}, {"INET_NTOA", 0}, {"INSERT", 0}, {"INSTR", 0}, {"INTERVAL", 0}, {"ISNULL", 0},
+    {"ABS", 0}, {"ACOS", 0}, {"ADDDATE", FN_ADJACENT}, {"ADDTIME", 0}, {"ADD_MONTHS", FN_NOT_MYSQL},
+    {"AES_DECRYPT", 0}, {"AES_ENCRYPT", 0}, {"ANY_VALUE", FN_NOT_MARIADB}, {"AREA", FN_NOT_MYSQL},
+    {"ASBINARY", FN_NOT_MYSQL}, {"ASCII", 0}, {"ASIN", 0}, {"ASTEXT", FN_NOT_MYSQL},
+    {"ASWKB", FN_NOT_MYSQL}, {"ASWKT", FN_NOT_MYSQL}, {"ATAN", 0}, {"ATAN2", 0}, {"AVG", 0},
+    {"BIN", 0}, {"BINLOG_GTID_POS", FN_NOT_MYSQL}, {"BIN_TO_UUID", FN_NOT_MARIADB},
+    {"BIT_AND", FN_ADJACENT}, {"BIT_COUNT", 0}, {"BIT_LENGTH", 0}, {"BIT_OR", FN_ADJACENT},
+    {"BIT_XOR", FN_ADJACENT}, {"CAST", FN_ADJACENT}, {"CEIL", 0}, {"CEILING", 0}, {"CHAR", 0},
+    {"CHARACTER_LENGTH", 0}, {"CHARSET", 0}, {"CHAR_LENGTH", 0}, {"CHR", FN_NOT_MYSQL},
+    {"COALESCE", 0}, {"COERCIBILITY", 0}, {"COLLATION", 0}, {"COLUMN_ADD", FN_NOT_MYSQL},
+    {"COLUMN_CHECK", FN_NOT_MYSQL}, {"COLUMN_CREATE", FN_NOT_MYSQL},
+    {"COLUMN_DELETE", FN_NOT_MYSQL}, {"COLUMN_EXISTS", FN_NOT_MYSQL}, {"COLUMN_GET", FN_NOT_MYSQL},
+    {"COLUMN_JSON", FN_NOT_MYSQL}, {"COLUMN_LIST", FN_NOT_MYSQL}, {"COMPRESS", 0}, {"CONCAT", 0},
+    {"CONCAT_WS", 0}, {"CONNECTION_ID", 0}, {"CONV", 0}, {"CONVERT", 0}, {"CONVERT_TZ", 0},
+    {"COS", 0}, {"COT", 0}, {"COUNT", FN_ADJACENT}, {"CRC32", 0}, {"CRC32C", FN_NOT_MYSQL},
+    {"CUME_DIST", FN_ADJACENT}, {"CURDATE", FN_ADJACENT}, {"CURRENT_DATE", 0}, {"CURRENT_ROLE", 0},
+    {"CURRENT_TIME", 0}, {"CURRENT_TIMESTAMP", 0}, {"CURRENT_USER", 0}, {"CURTIME", FN_ADJACENT},
+    {"DATABASE", 0}, {"DATE", 0}, {"DATEDIFF", 0}, {"DATE_ADD", FN_ADJACENT}, {"DATE_FORMAT", 0},
+    {"DATE_SUB", FN_ADJACENT}, {"DAY", 0}, {"DAYNAME", 0}, {"DAYOFMONTH", 0}, {"DAYOFWEEK", 0},
+    {"DAYOFYEAR", 0}, {"DECODE", FN_NOT_MYSQL}, {"DECODE_ORACLE", FN_NOT_MYSQL}, {"DEFAULT", 0},
+    {"DEGREES", 0}, {"DENSE_RANK", FN_ADJACENT}, {"DES_DECRYPT", FN_NOT_MYSQL},
+    {"DES_ENCRYPT", FN_NOT_MYSQL}, {"DIMENSION", FN_NOT_MYSQL}, {"ELT", 0},
+    {"ENCODE", FN_NOT_MYSQL}, {"ENCRYPT", FN_NOT_MYSQL}, {"ENDPOINT", FN_NOT_MYSQL},
+    {"ENVELOPE", FN_NOT_MYSQL}, {"EXP", 0}, {"EXPORT_SET", 0}, {"EXTRACT", FN_ADJACENT},
+    {"EXTRACTVALUE", 0}, {"FIELD", 0}, {"FIND_IN_SET", 0}, {"FIRST_VALUE", FN_ADJACENT},
+    {"FLOOR", 0}, {"FORMAT", 0}, {"FORMAT_BYTES", FN_NOT_MARIADB},
+    {"FORMAT_PICO_TIME", FN_NOT_MARIADB}, {"FOUND_ROWS", 0}, {"FROM_BASE64", 0}, {"FROM_DAYS", 0},
+    {"FROM_UNIXTIME", 0}, {"GEOMETRYCOLLECTION", FN_SOME_ARGS}, {"GEOMETRYFROMTEXT", FN_NOT_MYSQL},
+    {"GEOMETRYTYPE", FN_NOT_MYSQL}, {"GEOMFROMTEXT", FN_NOT_MYSQL}, {"GET_FORMAT", 0},
+    {"GLENGTH", FN_NOT_MYSQL}, {"GREATEST", 0}, {"GROUPING", FN_NOT_MARIADB},
+    {"GROUP_CONCAT", FN_ADJACENT}, {"GTID_SUBSET", FN_NOT_MARIADB},
+    {"GTID_SUBTRACT", FN_NOT_MARIADB}, {"HEX", 0}, {"HOUR", 0}, {"ICU_VERSION", FN_NOT_MARIADB},
+    {"IF", 0}, {"IFNULL", 0}, {"INET6_ATON", 0}, {"INET6_NTOA", 0}, {"INET_ATON", 0},
+    {"INET_NTOA", 0}, {"INSERT", 0}, {"INSTR", 0}, {"INTERVAL", 0}, {"ISNULL", 0},
     {"IS_FREE_LOCK", 0}, {"IS_IPV4", 0}, {"IS_IPV4_COMPAT", 0}, {"IS_IPV4_MAPPED", 0},
-    {"IS_IPV6", 0}, {"IS_USED_LOCK", 0}, {"IS_UUID", 0}, {"JSON_ARRAY", 0},
+    {"IS_IPV6", 0}, {"IS_USED_LOCK", 0}, {"IS_UUID", FN_NOT_MARIADB}, {"JSON_ARRAY", 0},
     {"JSON_ARRAYAGG", FN_ADJACENT}, {"JSON_ARRAY_APPEND", 0}, {"JSON_ARRAY_INSERT", 0},
-    {"JSON_ARRAY_INTERSECT", 0}, {"JSON_COMPACT", 0}, {"JSON_CONTAINS", 0},
-    {"JSON_CONTAINS_PATH", 0}, {"JSON_DEPTH", 0}, {"JSON_DETAILED", 0}, {"JSON_EQUALS", 0},
-    {"JSON_EXISTS", 0}, {"JSON_EXTRACT", 0}, {"JSON_INSERT", 0}, {"JSON_KEYS", 0},
-    {"JSON_KEY_VALUE", 0}, {"JSON_LENGTH", 0}, {"JSON_LOOSE", 0}, {"JSON_MERGE", 0},
-    {"JSON_MERGE_PATCH", 0}, {"JSON_MERGE_PRESERVE", 0}, {"JSON_NORMALIZE", 0}, {"JSON_OBJECT", 0},
-    {"JSON_OBJECTAGG", FN_ADJACENT}, {"JSON_OBJECT_FILTER_KEYS", 0}, {"JSON_OBJECT_TO_ARRAY", 0},
-    {"JSON_OVERLAPS", 0}, {"JSON_PRETTY", 0}, {"JSON_QUERY", 0}, {"JSON_QUOTE", 0},
-    {"JSON_REMOVE", 0}, {"JSON_REPLACE", 0}, {"JSON_SCHEMA_VALID", 0},
-    {"JSON_SCHEMA_VALIDATION_REPORT", 0}, {"JSON_SEARCH", 0}, {"JSON_SET", 0},
-    {"JSON_STORAGE_FREE", 0}, {"JSON_STORAGE_SIZE", 0}, {"JSON_TABLE", 0}, {"JSON_TYPE", 0},
-    {"JSON_UNQUOTE", 0}, {"JSON_VALID", 0}, {"JSON_VALUE", 0}, {"LAG", FN_ADJACENT}, {"LASTVAL", 0},
-    {"LAST_DAY", 0}, {"LAST_INSERT_ID", FN_NO_ARGS}, {"LAST_VALUE", 0}, {"LCASE", 0},
-    {"LEAD", FN_ADJACENT}, {"LEAST", 0}, {"LEFT", 0}, {"LENGTH", 0}, {"LENGTHB", 0},
-    {"LINESTRING", 0}, {"LN", 0}, {"LOCALTIME", 0}, {"LOCALTIMESTAMP", 0}, {"LOCATE", 0},
-    {"LOG", 0}, {"LOG10", 0}, {"LOG2", 0}, {"LOWER", 0}, {"LPAD", 0}, {"LTRIM", 0}, {"MAKEDATE", 0},
-    {"MAKETIME", 0}, {"MAKE_SET", 0}, {"MAX", FN_ADJACENT}, {"MBRCONTAINS", 0}, {"MBRCOVEREDBY", 0},
-    {"MBRCOVERS", 0}, {"MBRDISJOINT", 0}, {"MBREQUALS", 0}, {"MBRINTERSECTS", 0},
-    {"MBROVERLAPS", 0}, {"MBRTOUCHES", 0}, {"MBRWITHIN", 0}, {"MD5", 0}, {"MEDIAN", FN_ADJACENT},
-    {"MICROSECOND", 0}, {"MID", FN_ADJACENT}, {"MIN", FN_ADJACENT}, {"MINUTE", 0}, {"MOD", 0},
-    {"MONTH", 0}, {"MONTHNAME", 0}, {"MULTILINESTRING", 0}, {"MULTIPOINT", 0}, {"MULTIPOLYGON", 0},
-    {"NAME_CONST", 0}, {"NATURAL_SORT_KEY", 0}, {"NOW", FN_ADJACENT}, {"NTH_VALUE", FN_ADJACENT},
-    {"NTILE", FN_ADJACENT}, {"NULLIF", 0}, {"NUMPOINTS", 0}, {"NVL", 0}, {"NVL2", 0}, {"OCT", 0},
-    {"OCTET_LENGTH", 0}, {"OLD_PASSWORD", 0}, {"ORD", 0}, {"PASSWORD", 0},
-    {"PERCENTILE_CONT", FN_ADJACENT}, {"PERCENTILE_DISC", FN_ADJACENT},
-    {"PERCENT_RANK", FN_ADJACENT}, {"PERIOD_ADD", 0}, {"PERIOD_DIFF", 0}, {"PI", 0}, {"POINT", 0},
-    {"POINTFROMTEXT", 0}, {"POLYGON", 0}, {"POSITION", FN_ADJACENT}, {"POW", 0}, {"POWER", 0},
-    {"PS_CURRENT_THREAD_ID", 0}, {"PS_THREAD_ID", 0}, {"QUARTER", 0}, {"QUOTE", 0}, {"RADIANS", 0},
-    {"RAND", 0}, {"RANDOM_BYTES", 0}, {"RANK", FN_ADJACENT}, {"REGEXP_INSTR", 0},
-    {"REGEXP_LIKE", 0}, {"REGEXP_REPLACE", 0}, {"REGEXP_SUBSTR", 0}, {"REPEAT", 0}, {"REPLACE", 0},
-    {"REVERSE", 0}, {"RIGHT", 0}, {"ROLES_GRAPHML", 0}, {"ROUND", 0}, {"ROWNUM", 0},
-    {"ROW_COUNT", 0}, {"ROW_NUMBER", 0}, {"RPAD", 0}, {"RTRIM", 0}, {"SCHEMA", 0}, {"SECOND", 0},
-    {"SEC_TO_TIME", 0}, {"SESSION_USER", FN_ADJACENT}, {"SFORMAT", 0}, {"SHA", 0}, {"SHA1", 0},
-    {"SHA2", 0}, {"SIGN", 0}, {"SIN", 0}, {"SOUNDEX", 0}, {"SPACE", 0}, {"SQRT", 0}, {"SRID", 0},
-    {"STARTPOINT", 0}, {"STATEMENT_DIGEST", 0}, {"STATEMENT_DIGEST_TEXT", 0}, {"STD", FN_ADJACENT},
-    {"STDDEV", FN_ADJACENT}, {"STDDEV_POP", FN_ADJACENT}, {"STDDEV_SAMP", FN_ADJACENT},
-    {"STRCMP", 0}, {"STR_TO_DATE", 0}, {"ST_AREA", 0}, {"ST_ASBINARY", 0}, {"ST_ASGEOJSON", 0},
-    {"ST_ASTEXT", 0}, {"ST_ASWKB", 0}, {"ST_ASWKT", 0}, {"ST_BUFFER", 0}, {"ST_CENTROID", 0},
-    {"ST_COLLECT", FN_ADJACENT}, {"ST_CONTAINS", 0}, {"ST_CONVEXHULL", 0}, {"ST_CROSSES", 0},
-    {"ST_DIFFERENCE", 0}, {"ST_DIMENSION", 0}, {"ST_DISJOINT", 0}, {"ST_DISTANCE", 0},
-    {"ST_DISTANCE_SPHERE", 0}, {"ST_ENDPOINT", 0}, {"ST_ENVELOPE", 0}, {"ST_EQUALS", 0},
-    {"ST_EXTERIORRING", 0}, {"ST_GEOHASH", 0}, {"ST_GEOMCOLLFROMTEXT", 0},
-    {"ST_GEOMCOLLFROMWKB", 0}, {"ST_GEOMETRYCOLLECTIONFROMTEXT", 0}, {"ST_GEOMETRYFROMTEXT", 0},
-    {"ST_GEOMETRYFROMWKB", 0}, {"ST_GEOMETRYN", 0}, {"ST_GEOMETRYTYPE", 0},
-    {"ST_GEOMFROMGEOJSON", 0}, {"ST_GEOMFROMTEXT", 0}, {"ST_GEOMFROMWKB", 0},
-    {"ST_INTERIORRINGN", 0}, {"ST_INTERSECTION", 0}, {"ST_INTERSECTS", 0}, {"ST_ISCLOSED", 0},
-    {"ST_ISEMPTY", 0}, {"ST_ISRING", 0}, {"ST_ISSIMPLE", 0}, {"ST_ISVALID", 0},
-    {"ST_LATFROMGEOHASH", 0}, {"ST_LATITUDE", 0}, {"ST_LENGTH", 0}, {"ST_LINEFROMTEXT", 0},
-    {"ST_LINEFROMWKB", 0}, {"ST_LINESTRINGFROMTEXT", 0}, {"ST_LONGFROMGEOHASH", 0},
-    {"ST_LONGITUDE", 0}, {"ST_MAKEENVELOPE", 0}, {"ST_MLINEFROMTEXT", 0}, {"ST_MPOINTFROMTEXT", 0},
-    {"ST_MPOLYFROMTEXT", 0}, {"ST_NUMGEOMETRIES", 0}, {"ST_NUMINTERIORRINGS", 0},
-    {"ST_NUMPOINTS", 0}, {"ST_OVERLAPS", 0}, {"ST_POINTFROMGEOHASH", 0}, {"ST_POINTFROMTEXT", 0},
-    {"ST_POINTFROMWKB", 0}, {"ST_POINTN", 0}, {"ST_POINTONSURFACE", 0}, {"ST_POLYFROMTEXT", 0},
-    {"ST_POLYFROMWKB", 0}, {"ST_POLYGONFROMTEXT", 0}, {"ST_RELATE", 0}, {"ST_SIMPLIFY", 0},
-    {"ST_SRID", 0}, {"ST_STARTPOINT", 0}, {"ST_SWAPXY", 0}, {"ST_SYMDIFFERENCE", 0},
-    {"ST_TOUCHES", 0}, {"ST_TRANSFORM", 0}, {"ST_UNION", 0}, {"ST_VALIDATE", 0}, {"ST_WITHIN", 0},
-    {"ST_X", 0}, {"ST_Y", 0}, {"SUBDATE", FN_ADJACENT}, {"SUBSTR", FN_ADJACENT},
+    {"JSON_COMPACT", FN_NOT_MYSQL}, {"JSON_CONTAINS", 0}, {"JSON_CONTAINS_PATH", 0},
+    {"JSON_DEPTH", 0}, {"JSON_DETAILED", FN_NOT_MYSQL}, {"JSON_EQUALS", FN_NOT_MYSQL},
+    {"JSON_EXISTS", FN_NOT_MYSQL}, {"JSON_EXTRACT", 0}, {"JSON_INSERT", 0}, {"JSON_KEYS", 0},
+    {"JSON_LENGTH", 0}, {"JSON_LOOSE", FN_NOT_MYSQL}, {"JSON_MERGE", 0}, {"JSON_MERGE_PATCH", 0},
+    {"JSON_MERGE_PRESERVE", 0}, {"JSON_NORMALIZE", FN_NOT_MYSQL}, {"JSON_OBJECT", 0},
+    {"JSON_OBJECTAGG", FN_ADJACENT}, {"JSON_OVERLAPS", 0}, {"JSON_PRETTY", 0},
+    {"JSON_QUERY", FN_NOT_MYSQL}, {"JSON_QUOTE", 0}, {"JSON_REMOVE", 0}, {"JSON_REPLACE", 0},
+    {"JSON_SCHEMA_VALID", FN_NOT_MARIADB}, {"JSON_SCHEMA_VALIDATION_REPORT", FN_NOT_MARIADB},
+    {"JSON_SEARCH", 0}, {"JSON_SET", 0}, {"JSON_STORAGE_FREE", FN_NOT_MARIADB},
+    {"JSON_STORAGE_SIZE", FN_NOT_MARIADB}, {"JSON_TABLE", FN_TABLE}, {"JSON_TYPE", 0},
+    {"JSON_UNQUOTE", 0}, {"JSON_VALID", 0}, {"JSON_VALUE", 0}, {"LAG", FN_ADJACENT},
+    {"LASTVAL", FN_NOT_MYSQL}, {"LAST_DAY", 0}, {"LAST_INSERT_ID", FN_NO_ARGS}, {"LAST_VALUE", 0},
+    {"LCASE", 0}, {"LEAD", FN_ADJACENT}, {"LEAST", 0}, {"LEFT", 0}, {"LENGTH", 0},
+    {"LENGTHB", FN_NOT_MYSQL}, {"LINESTRING", FN_SOME_ARGS}, {"LN", 0}, {"LOCALTIME", 0},
+    {"LOCALTIMESTAMP", 0}, {"LOCATE", 0}, {"LOG", 0}, {"LOG10", 0}, {"LOG2", 0}, {"LOWER", 0},
+    {"LPAD", 0}, {"LTRIM", 0}, {"MAKEDATE", 0}, {"MAKETIME", 0}, {"MAKE_SET", 0},
+    {"MAX", FN_ADJACENT}, {"MBRCONTAINS", 0}, {"MBRCOVEREDBY", FN_NOT_MARIADB},
+    {"MBRCOVERS", FN_NOT_MARIADB}, {"MBRDISJOINT", 0}, {"MBREQUALS", 0}, {"MBRINTERSECTS", 0},
+    {"MBROVERLAPS", 0}, {"MBRTOUCHES", 0}, {"MBRWITHIN", 0}, {"MD5", 0},
+    {"MEDIAN", FN_ADJACENT|FN_NOT_MYSQL}, {"MICROSECOND", 0}, {"MID", FN_ADJACENT},
+    {"MIN", FN_ADJACENT}, {"MINUTE", 0}, {"MOD", 0}, {"MONTH", 0}, {"MONTHNAME", 0},
+    {"MULTILINESTRING", FN_SOME_ARGS}, {"MULTIPOINT", FN_SOME_ARGS}, {"MULTIPOLYGON", FN_SOME_ARGS},
+    {"NAME_CONST", 0}, {"NATURAL_SORT_KEY", FN_NOT_MYSQL}, {"NOW", FN_ADJACENT},
+    {"NTH_VALUE", FN_ADJACENT}, {"NTILE", FN_ADJACENT}, {"NULLIF", 0}, {"NUMPOINTS", FN_NOT_MYSQL},
+    {"NVL", FN_NOT_MYSQL}, {"NVL2", FN_NOT_MYSQL}, {"OCT", 0}, {"OCTET_LENGTH", 0},
+    {"OLD_PASSWORD", FN_NOT_MYSQL}, {"ORD", 0}, {"PASSWORD", FN_NOT_MYSQL},
+    {"PERCENTILE_CONT", FN_ADJACENT|FN_NOT_MYSQL}, {"PERCENTILE_DISC", FN_ADJACENT|FN_NOT_MYSQL},
+    {"PERCENT_RANK", FN_ADJACENT}, {"PERIOD_ADD", 0}, {"PERIOD_DIFF", 0}, {"PI", 0},
+    {"POINT", FN_TWO_ARGS}, {"POINTFROMTEXT", FN_NOT_MYSQL}, {"POLYGON", FN_SOME_ARGS},
+    {"POSITION", FN_ADJACENT}, {"POW", 0}, {"POWER", 0}, {"PS_CURRENT_THREAD_ID", FN_NOT_MARIADB},
+    {"PS_THREAD_ID", FN_NOT_MARIADB}, {"QUARTER", 0}, {"QUOTE", 0}, {"RADIANS", 0}, {"RAND", 0},
+    {"RANDOM_BYTES", 0}, {"RANK", FN_ADJACENT}, {"REGEXP_INSTR", 0},
+    {"REGEXP_LIKE", FN_NOT_MARIADB}, {"REGEXP_REPLACE", 0}, {"REGEXP_SUBSTR", 0}, {"REPEAT", 0},
+    {"REPLACE", 0}, {"REVERSE", 0}, {"RIGHT", 0}, {"ROLES_GRAPHML", FN_NOT_MARIADB}, {"ROUND", 0},
+    {"ROWNUM", FN_NOT_MYSQL}, {"ROW_COUNT", 0}, {"ROW_NUMBER", 0}, {"RPAD", 0}, {"RTRIM", 0},
+    {"SCHEMA", 0}, {"SECOND", 0}, {"SEC_TO_TIME", 0}, {"SESSION_USER", FN_ADJACENT},
+    {"SFORMAT", FN_NOT_MYSQL}, {"SHA", 0}, {"SHA1", 0}, {"SHA2", 0}, {"SIGN", 0}, {"SIN", 0},
+    {"SOUNDEX", 0}, {"SPACE", 0}, {"SQRT", 0}, {"SRID", FN_NOT_MYSQL}, {"STARTPOINT", FN_NOT_MYSQL},
+    {"STATEMENT_DIGEST", FN_NOT_MARIADB}, {"STATEMENT_DIGEST_TEXT", FN_NOT_MARIADB},
+    {"STD", FN_ADJACENT}, {"STDDEV", FN_ADJACENT}, {"STDDEV_POP", FN_ADJACENT},
+    {"STDDEV_SAMP", FN_ADJACENT}, {"STRCMP", 0}, {"STR_TO_DATE", 0}, {"ST_AREA", 0},
+    {"ST_ASBINARY", 0}, {"ST_ASGEOJSON", 0}, {"ST_ASTEXT", 0}, {"ST_ASWKB", 0}, {"ST_ASWKT", 0},
+    {"ST_BUFFER", 0}, {"ST_CENTROID", 0}, {"ST_COLLECT", FN_ADJACENT|FN_NOT_MARIADB},
+    {"ST_CONTAINS", 0}, {"ST_CONVEXHULL", 0}, {"ST_CROSSES", 0}, {"ST_DIFFERENCE", 0},
+    {"ST_DIMENSION", 0}, {"ST_DISJOINT", 0}, {"ST_DISTANCE", 0}, {"ST_DISTANCE_SPHERE", 0},
+    {"ST_ENDPOINT", 0}, {"ST_ENVELOPE", 0}, {"ST_EQUALS", 0}, {"ST_EXTERIORRING", 0},
+    {"ST_GEOHASH", FN_NOT_MARIADB}, {"ST_GEOMCOLLFROMTEXT", 0}, {"ST_GEOMCOLLFROMWKB", 0},
+    {"ST_GEOMETRYCOLLECTIONFROMTEXT", 0}, {"ST_GEOMETRYFROMTEXT", 0}, {"ST_GEOMETRYFROMWKB", 0},
+    {"ST_GEOMETRYN", 0}, {"ST_GEOMETRYTYPE", 0}, {"ST_GEOMFROMGEOJSON", 0}, {"ST_GEOMFROMTEXT", 0},
+    {"ST_GEOMFROMWKB", 0}, {"ST_INTERIORRINGN", 0}, {"ST_INTERSECTION", 0}, {"ST_INTERSECTS", 0},
+    {"ST_ISCLOSED", 0}, {"ST_ISEMPTY", 0}, {"ST_ISRING", FN_NOT_MYSQL}, {"ST_ISSIMPLE", 0},
+    {"ST_ISVALID", FN_NOT_MARIADB}, {"ST_LATFROMGEOHASH", FN_NOT_MARIADB},
+    {"ST_LATITUDE", FN_NOT_MARIADB}, {"ST_LENGTH", 0}, {"ST_LINEFROMTEXT", 0},
+    {"ST_LINEFROMWKB", 0}, {"ST_LINESTRINGFROMTEXT", 0}, {"ST_LONGFROMGEOHASH", FN_NOT_MARIADB},
+    {"ST_LONGITUDE", FN_NOT_MARIADB}, {"ST_MAKEENVELOPE", FN_NOT_MARIADB}, {"ST_MLINEFROMTEXT", 0},
+    {"ST_MPOINTFROMTEXT", 0}, {"ST_MPOLYFROMTEXT", 0}, {"ST_NUMGEOMETRIES", 0},
+    {"ST_NUMINTERIORRINGS", 0}, {"ST_NUMPOINTS", 0}, {"ST_OVERLAPS", 0},
+    {"ST_POINTFROMGEOHASH", FN_NOT_MARIADB}, {"ST_POINTFROMTEXT", 0}, {"ST_POINTFROMWKB", 0},
+    {"ST_POINTN", 0}, {"ST_POINTONSURFACE", FN_NOT_MYSQL}, {"ST_POLYFROMTEXT", 0},
+    {"ST_POLYFROMWKB", 0}, {"ST_POLYGONFROMTEXT", 0}, {"ST_RELATE", FN_NOT_MYSQL},
+    {"ST_SIMPLIFY", FN_NOT_MARIADB}, {"ST_SRID", 0}, {"ST_STARTPOINT", 0},
+    {"ST_SWAPXY", FN_NOT_MARIADB}, {"ST_SYMDIFFERENCE", 0}, {"ST_TOUCHES", 0},
+    {"ST_TRANSFORM", FN_NOT_MARIADB}, {"ST_UNION", 0}, {"ST_VALIDATE", FN_NOT_MARIADB},
+    {"ST_WITHIN", 0}, {"ST_X", 0}, {"ST_Y", 0}, {"SUBDATE", FN_ADJACENT}, {"SUBSTR", FN_ADJACENT},
     {"SUBSTRING", FN_ADJACENT}, {"SUBSTRING_INDEX", 0}, {"SUBTIME", 0}, {"SUM", FN_ADJACENT},
-    {"SYSDATE", FN_ADJACENT}, {"SYSTEM_USER", FN_ADJACENT}, {"SYS_GUID", 0}, {"TAN", 0},
+    {"SYSDATE", FN_ADJACENT}, {"SYSTEM_USER", FN_ADJACENT}, {"SYS_GUID", FN_NOT_MYSQL}, {"TAN", 0},
     {"TIME", 0}, {"TIMEDIFF", 0}, {"TIMESTAMP", 0}, {"TIMESTAMPADD", 0}, {"TIMESTAMPDIFF", 0},
-    {"TIME_FORMAT", 0}, {"TIME_TO_SEC", 0}, {"TO_BASE64", 0}, {"TO_CHAR", 0}, {"TO_DAYS", 0},
-    {"TO_SECONDS", 0}, {"TRIM", FN_ADJACENT}, {"TRUNCATE", 0}, {"UCASE", 0}, {"UNCOMPRESS", 0},
-    {"UNCOMPRESSED_LENGTH", 0}, {"UNHEX", 0}, {"UNIX_TIMESTAMP", 0}, {"UPDATEXML", 0}, {"UPPER", 0},
-    {"USER", 0}, {"UTC_DATE", 0}, {"UTC_TIME", 0}, {"UTC_TIMESTAMP", 0}, {"UUID", 0},
-    {"UUID_SHORT", 0}, {"UUID_TO_BIN", 0}, {"VALIDATE_PASSWORD_STRENGTH", 0}, {"VALUES", 0},
-    {"VARIANCE", FN_ADJACENT}, {"VAR_POP", FN_ADJACENT}, {"VAR_SAMP", FN_ADJACENT},
-    {"VEC_DISTANCE", 0}, {"VEC_DISTANCE_COSINE", 0}, {"VEC_DISTANCE_EUCLIDEAN", 0},
-    {"VEC_FROMTEXT", 0}, {"VEC_TOTEXT", 0}, {"VERSION", 0}, {"WEEK", 0}, {"WEEKDAY", 0},
-    {"WEEKOFYEAR", 0}, {"WEIGHT_STRING", 0}, {"X", 0}, {"Y", 0}, {"YEAR", 0}, {"YEARWEEK", 0},
+    {"TIME_FORMAT", 0}, {"TIME_TO_SEC", 0}, {"TO_BASE64", 0}, {"TO_CHAR", FN_NOT_MYSQL},
+    {"TO_DAYS", 0}, {"TO_SECONDS", 0}, {"TRIM", FN_ADJACENT}, {"TRUNCATE", 0}, {"UCASE", 0},
+    {"UNCOMPRESS", 0}, {"UNCOMPRESSED_LENGTH", 0}, {"UNHEX", 0}, {"UNIX_TIMESTAMP", 0},
+    {"UPDATEXML", 0}, {"UPPER", 0}, {"USER", 0}, {"UTC_DATE", 0}, {"UTC_TIME", 0},
+    {"UTC_TIMESTAMP", 0}, {"UUID", 0}, {"UUID_SHORT", 0}, {"UUID_TO_BIN", FN_NOT_MARIADB},
+    {"VALIDATE_PASSWORD_STRENGTH", FN_NOT_MARIADB}, {"VALUES", 0}, {"VARIANCE", FN_ADJACENT},
+    {"VAR_POP", FN_ADJACENT}, {"VAR_SAMP", FN_ADJACENT}, {"VERSION", 0}, {"WEEK", 0},
+    {"WEEKDAY", 0}, {"WEEKOFYEAR", 0}, {"WEIGHT_STRING", FN_NOT_MYSQL}, {"X", FN_NOT_MYSQL},
+    {"Y", FN_NOT_MYSQL}, {"YEAR", 0}, {"YEARWEEK", 0},
 };
 /* clang-format on */
 
@@ -877,18 +1028,74 @@ static const pol_func *pol_find_func(const char *name)
 }
 
 /* Keywords of both servers that may be followed by '(' without being a call, and that the
- * server never takes for a function name. */
+ * server never takes for a function name (checked on MariaDB 10.11: SQL_NO_CACHE( and
+ * SQL_BUFFER_RESULT( call stored functions, so they are not here; AGAINST is checked on its
+ * own). */
 /* clang-format off */
 static const char *const pol_paren_keywords[] = {
-    "AGAINST", "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BINARY", "BIT", "BY", "CASE",
+    "ALL", "AND", "ANY", "AS", "BETWEEN", "BIGINT", "BINARY", "BIT", "BY", "CASE",
     "DATETIME", "DEC", "DECIMAL", "DISTINCT", "DISTINCTROW", "DIV", "DOUBLE", "ELSE", "ENUM",
     "EXISTS", "FIXED", "FLOAT", "FROM", "GROUP", "HAVING", "HIGH_PRIORITY", "IN", "INDEX", "INT",
     "INTEGER", "JOIN", "JSON", "KEY", "LIKE", "MATCH", "MEDIUMINT", "NCHAR", "NOT", "NUMERIC",
     "NVARCHAR", "ON", "OR", "PARTITION", "REAL", "REGEXP", "RLIKE", "ROW", "SELECT", "SIGNED",
-    "SMALLINT", "SOME", "SQL_BIG_RESULT", "SQL_BUFFER_RESULT", "SQL_CALC_FOUND_ROWS",
-    "SQL_NO_CACHE", "SQL_SMALL_RESULT", "STRAIGHT_JOIN", "TEXT", "THEN", "TINYINT", "UNION",
+    "SMALLINT", "SOME", "SQL_BIG_RESULT", "SQL_CALC_FOUND_ROWS",
+    "SQL_SMALL_RESULT", "STRAIGHT_JOIN", "TEXT", "THEN", "TINYINT", "UNION",
     "UNSIGNED", "USING", "VARBINARY", "VARCHAR", "WHEN", "WHERE", "XOR", NULL};
 /* clang-format on */
+
+/* Number of arguments of the call whose '(' is token open: top-level commas plus one, or 0
+ * for "()". */
+static size_t pol_count_args(const pol_stmt *s, size_t open)
+{
+    if (pol_punct(s, open + 1, ")"))
+        return 0;
+    size_t args = 1;
+    int depth = 0;
+    for (size_t i = open; i < s->n; i++) {
+        if (pol_punct(s, i, "("))
+            depth++;
+        else if (pol_punct(s, i, ")") && --depth == 0)
+            break;
+        else if (depth == 1 && pol_punct(s, i, ","))
+            args++;
+    }
+    return args;
+}
+
+/* True when token i follows "MATCH (...)". */
+static bool pol_after_match(const pol_stmt *s, size_t i)
+{
+    if (i < 3 || !pol_punct(s, i - 1, ")"))
+        return false;
+    int depth = 0;
+    for (size_t k = i - 1;; k--) {
+        if (pol_punct(s, k, ")"))
+            depth++;
+        else if (pol_punct(s, k, "(") && --depth == 0)
+            return k > 0 && pol_word(s, k - 1, "MATCH");
+        if (k == 0)
+            return false;
+    }
+}
+
+/* Whether name (any case) is in a sorted set of lower-case names. */
+static bool pol_name_in_set(const sql_name_set *set, const char *name)
+{
+    if (!set)
+        return false;
+    size_t lo = 0, hi = set->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = pol_lcasecmp(name, set->names[mid]);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
 
 /* Checks a name (token i) followed by '('. */
 static bool pol_check_call(const pol_stmt *s, size_t i, policy_verdict *v)
@@ -919,15 +1126,32 @@ static bool pol_check_call(const pol_stmt *s, size_t i, policy_verdict *v)
         return true; /* JSON_TABLE(doc, '$' COLUMNS (...)) */
     if (pol_word(s, i, "OF") && has_prev && pol_word(s, i - 1, "MEMBER"))
         return true;
+    if (pol_word(s, i, "AGAINST") && pol_after_match(s, i))
+        return true; /* MATCH (cols) AGAINST (...) */
     const pol_func *f = NULL;
     if (pol_unquote(s, i, name, sizeof name))
         f = pol_find_func(name);
     if (!f)
         return pol_refuse(v, "function %s()", shown);
+    sql_flavor flavor = s->ps ? s->ps->flavor : SQL_FLAVOR_UNKNOWN;
+    if ((f->flags & FN_NOT_MARIADB) && flavor != SQL_FLAVOR_MYSQL)
+        return pol_refuse(v, "function %s() (not a MariaDB built-in)", shown);
+    if ((f->flags & FN_NOT_MYSQL) && flavor != SQL_FLAVOR_MARIADB)
+        return pol_refuse(v, "function %s() (not a MySQL built-in)", shown);
     if ((f->flags & FN_ADJACENT) && s->tok[i + 1].t.spaced)
         return pol_refuse(v, "function %s() with a space before '('", shown);
-    if ((f->flags & FN_NO_ARGS) && !pol_punct(s, i + 2, ")"))
+    size_t args = pol_count_args(s, i + 1);
+    if ((f->flags & FN_NO_ARGS) && args != 0)
         return pol_refuse(v, "function %s() with an argument", shown);
+    if ((f->flags & FN_SOME_ARGS) && args == 0)
+        return pol_refuse(v, "function %s() without arguments", shown);
+    if ((f->flags & FN_TWO_ARGS) && args != 2)
+        return pol_refuse(v, "function %s() without two arguments", shown);
+    if ((f->flags & FN_TABLE) && !(has_prev && (pol_word(s, i - 1, "FROM") ||
+                                                pol_word(s, i - 1, "JOIN"))))
+        return pol_refuse(v, "function %s() outside FROM", shown);
+    if (s->ps && pol_name_in_set(s->ps->stored, name))
+        return pol_refuse(v, "function %s() (a stored function of that name exists)", shown);
     return true;
 }
 
@@ -1166,6 +1390,36 @@ static bool pol_transaction(const pol_stmt *s, size_t from, stmt_kind *kind, pol
     return true;
 }
 
+/* CHECKSUM TABLE t [, t2 ...] [QUICK | EXTENDED]: reads the tables, like a SELECT. */
+static bool pol_checksum(const pol_stmt *s, size_t i, policy_verdict *v)
+{
+    for (;;) {
+        if (!pol_is_name(s, i))
+            return pol_refuse(v, "CHECKSUM TABLE");
+        i++;
+        if (pol_punct(s, i, ".") && pol_is_name(s, i + 1))
+            i += 2;
+        if (!pol_punct(s, i, ","))
+            break;
+        i++;
+    }
+    if (pol_word(s, i, "QUICK") || pol_word(s, i, "EXTENDED"))
+        i++;
+    return i == s->n || pol_refuse(v, "CHECKSUM TABLE");
+}
+
+/* XA RECOVER [FORMAT = 'SQL' | 'RAW'] (MariaDB) or [CONVERT XID] (MySQL): lists prepared
+ * transactions. */
+static bool pol_xa_recover(const pol_stmt *s, size_t i, policy_verdict *v)
+{
+    if (pol_word(s, i, "FORMAT") && pol_punct(s, i + 1, "=") &&
+        pol_kind(s, i + 2) == SQLTOK_STRING)
+        i += 3;
+    else if (pol_word(s, i, "CONVERT") && pol_word(s, i + 1, "XID"))
+        i += 2;
+    return i == s->n || pol_refuse(v, "XA RECOVER");
+}
+
 /* Classifies the statement that starts at token from (the tokens up to s->n). */
 static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdict *v, int depth)
 {
@@ -1222,11 +1476,151 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         (pol_word(s, from, "UNLOCK") && pol_word(s, from + 1, "TABLES") && from + 2 == s->n) ||
         (pol_word(s, from, "HELP") && from + 2 == s->n && pol_kind(s, from + 1) == SQLTOK_STRING))
         return true;
+    if (pol_word(s, from, "CHECKSUM") && pol_word(s, from + 1, "TABLE"))
+        return pol_checksum(s, from + 2, v);
+    if (pol_word(s, from, "XA") && pol_word(s, from + 1, "RECOVER"))
+        return pol_xa_recover(s, from + 2, v);
     pol_statement_words(s, from, words, sizeof words);
     return pol_refuse(v, "%s", words);
 }
 
+/* ---- credential stores ---- */
+
+/* Tables of the mysql schema that hold password hashes or other servers' passwords:
+ * accounts (user is a view over global_priv in MariaDB), password history (MySQL, and
+ * MariaDB's password_reuse_check plugin), FEDERATED/CONNECT server definitions, replication
+ * source credentials. */
+static const char *const pol_secret_tables[] = {
+    "global_priv", "password_history", "password_reuse_check_history", "servers",
+    "slave_master_info", "user", NULL};
+
+/* The name of token i for comparing with a table or schema name: unquoted, and with the two
+ * non-ASCII letters whose lower case is ASCII (U+0130 -> i, U+212A Kelvin -> k) folded, as a
+ * server with lower_case_table_names folds them. False when it is not a name. */
+static bool pol_object_name(const pol_stmt *s, size_t i, char *out, size_t outlen)
+{
+    char raw[POL_NAME_MAX * 2];
+    if (!pol_is_name(s, i) || !pol_unquote(s, i, raw, sizeof raw))
+        return false;
+    size_t o = 0;
+    for (size_t k = 0; raw[k]; k++) {
+        unsigned char c = (unsigned char)raw[k];
+        char folded = 0;
+        if (c == 0xC4 && (unsigned char)raw[k + 1] == 0xB0) {
+            folded = 'i';
+            k += 1;
+        } else if (c == 0xE2 && (unsigned char)raw[k + 1] == 0x84 &&
+                   (unsigned char)raw[k + 2] == 0xAA) {
+            folded = 'k';
+            k += 2;
+        } else {
+            folded = pol_lower((char)c);
+        }
+        if (o + 1 >= outlen)
+            return false;
+        out[o++] = folded;
+    }
+    out[o] = 0;
+    return true;
+}
+
+static bool pol_is_secret_table(const char *name)
+{
+    for (const char *const *t = pol_secret_tables; *t; t++)
+        if (strcmp(name, *t) == 0)
+            return true;
+    return false;
+}
+
+static bool pol_is_mysql_schema(const char *name)
+{
+    return name && pol_casecmp(name, "mysql") == 0;
+}
+
+/* SHOW GRANTS shows password hashes on MariaDB (IDENTIFIED BY PASSWORD '*...'), even for the
+ * current account; MySQL shows them for no account but SHOW CREATE USER does. */
+static bool pol_show_grants_ok(const pol_stmt *s, size_t i)
+{
+    if (!s->ps || s->ps->flavor != SQL_FLAVOR_MYSQL)
+        return false;
+    i += 2;
+    if (i == s->n)
+        return true;
+    if (!pol_word(s, i, "FOR") || !pol_word(s, i + 1, "CURRENT_USER"))
+        return false;
+    i += 2;
+    if (pol_punct(s, i, "(") && pol_punct(s, i + 1, ")"))
+        i += 2;
+    return i == s->n;
+}
+
+/* Refuses a statement that reads a credential store: a table of pol_secret_tables in the
+ * mysql schema (qualified, or unqualified while the current database is mysql), USE mysql
+ * (after which unqualified names would reach it unseen), SHOW GRANTS (see above), SHOW
+ * CREATE USER, SHOW CREATE SERVER. Views or routines elsewhere that read these tables are
+ * beyond a lexer: the backend account's own privileges are the wall there. */
+static bool pol_check_secrets(const pol_stmt *s, policy_verdict *v)
+{
+    char name[POL_NAME_MAX], schema[POL_NAME_MAX];
+    const char *db = s->ps ? s->ps->db : NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        if (pol_word(s, i, "SHOW")) {
+            if (pol_word(s, i + 1, "GRANTS") && !pol_show_grants_ok(s, i))
+                return pol_refuse(v, "SHOW GRANTS (it shows password hashes)");
+            if (pol_word(s, i + 1, "CREATE") &&
+                (pol_word(s, i + 2, "USER") || pol_word(s, i + 2, "SERVER")))
+                return pol_refuse(v, "SHOW CREATE %s", pol_word(s, i + 2, "USER") ? "USER"
+                                                                                   : "SERVER");
+        }
+        if (pol_word(s, i, "USE") && pol_object_name(s, i + 1, name, sizeof name) &&
+            pol_is_mysql_schema(name))
+            return pol_refuse(v, "USE mysql");
+        if (!pol_object_name(s, i, name, sizeof name) || !pol_is_secret_table(name))
+            continue;
+        bool qualified = i > 0 && pol_punct(s, i - 1, ".");
+        if (qualified && i >= 2 && pol_object_name(s, i - 2, schema, sizeof schema) &&
+            pol_is_mysql_schema(schema))
+            return pol_refuse(v, "reading mysql.%s (it holds credentials)", name);
+        if (!qualified && pol_is_mysql_schema(db))
+            return pol_refuse(v, "reading mysql.%s (it holds credentials)", name);
+    }
+    return true;
+}
+
 /* ---- the packet ---- */
+
+/* Whether text the lexer could not read to the end names a credential store anywhere, in
+ * any case, quoted or not: "show" with "grants" or with "create" and "user" or "server",
+ * "mysql" with the name of a credential table (USE mysql included: "user"). */
+static bool pol_raw_secrets(const char *sql, size_t len)
+{
+    char *low = malloc(len + 1);
+    if (!low)
+        return true;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sql[i];
+        if (c == 0xC4 && i + 1 < len && (unsigned char)sql[i + 1] == 0xB0) {
+            low[o++] = 'i';
+            i++;
+        } else if (c == 0xE2 && i + 2 < len && (unsigned char)sql[i + 1] == 0x84 &&
+                   (unsigned char)sql[i + 2] == 0xAA) {
+            low[o++] = 'k';
+            i += 2;
+        } else if (c != 0) {
+            low[o++] = pol_lower((char)c);
+        }
+    }
+    low[o] = 0;
+    bool hit = strstr(low, "show") &&
+               (strstr(low, "grants") ||
+                (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
+    for (const char *const *t = pol_secret_tables; !hit && *t; t++)
+        hit = strstr(low, "mysql") && strstr(low, *t);
+    free(low);
+    return hit;
+}
+
 
 typedef struct {
     const char *sql;
@@ -1236,25 +1630,36 @@ typedef struct {
     pol_tok *heap; /* owned, or NULL */
     pol_tok *alt;  /* one reading of a statement with version-dependent comments (heap) */
     size_t alt_cap;
-    bool classify; /* false: only follow sql_mode */
+    bool classify; /* false: only follow sql_mode (and check secrets when secrets) */
+    bool secrets;  /* refuse reads of credential stores */
+    bool lex_error; /* some reading stopped at text the lexer cannot read */
+    bool charset_set; /* some statement sets the client character set */
+    const policy_session *ps;
 } pol_ctx;
 
 typedef struct {
     policy_verdict v;
     bool have_first;
     sql_mode_flags mode; /* the session's mode after the text */
+    sql_charset cs;      /* the session's client character set after the text */
 } pol_result;
 
 /* Reads one statement's tokens into ctx->tok. Returns the token kind that ended it:
  * SQLTOK_SEMICOLON, SQLTOK_END or SQLTOK_ERROR (lx->error says why; "out of memory" when
- * the buffer could not grow). */
-static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n)
+ * the buffer could not grow). A statement of more than POL_MAX_TOKENS tokens keeps only the
+ * first ones and sets *overflow; the lexer still reads it to its end. */
+static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n, bool *overflow)
 {
     *n = 0;
+    *overflow = false;
     for (;;) {
         sql_token t = sqllex_next(lx);
         if (t.kind == SQLTOK_SEMICOLON || t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR)
             return t.kind;
+        if (*n == POL_MAX_TOKENS) {
+            *overflow = true;
+            continue;
+        }
         if (*n == ctx->cap) {
             size_t cap = ctx->cap * 2;
             pol_tok *nt = malloc(cap * sizeof *nt);
@@ -1273,18 +1678,14 @@ static sql_token_kind pol_collect(pol_ctx *ctx, sql_lexer *lx, size_t *n)
     }
 }
 
-static bool pol_mode_eq(const sql_mode_flags *a, const sql_mode_flags *b)
-{
-    return a->ansi_quotes == b->ansi_quotes && a->no_backslash_escapes == b->no_backslash_escapes &&
-           a->unknown == b->unknown && a->unreadable == b->unreadable;
-}
-
-/* Classifies one reading of a statement (when ctx->classify) and works out the sql_mode
- * after it into *next. Returns false when refused. */
+/* Classifies one reading of a statement (when ctx->classify), checks it for credential
+ * stores (when ctx->secrets), and works out the sql_mode and character set after it into
+ * *next and *next_cs. Returns false when refused. */
 static bool pol_reading(pol_ctx *ctx, pol_tok *tok, size_t n, const sql_mode_flags *mode,
-                        pol_result *r, bool first_reading, sql_mode_flags *next)
+                        sql_charset cs, pol_result *r, bool first_reading, sql_mode_flags *next,
+                        sql_charset *next_cs)
 {
-    pol_stmt s = {ctx->sql, tok, n};
+    pol_stmt s = {ctx->sql, tok, n, ctx->ps};
     stmt_kind kind = STMT_OTHER;
     if (ctx->classify) {
         if (mode->unreadable)
@@ -1296,16 +1697,21 @@ static bool pol_reading(pol_ctx *ctx, pol_tok *tok, size_t n, const sql_mode_fla
             r->have_first = true;
         }
     }
+    if (ctx->secrets && !pol_check_secrets(&s, &r->v))
+        return false;
     *next = *mode;
-    pol_track_set(&s, next);
+    *next_cs = cs;
+    if (pol_track_set(&s, next, next_cs))
+        ctx->charset_set = true;
     return true;
 }
 
 /* A statement whose executable comments some servers run and others skip is read every
  * way: each such comment on or off. All readings must be allowed; when they leave
- * different sql_modes behind, the mode becomes unknown. */
-static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, pol_result *r,
-                          sql_mode_flags *next)
+ * different sql_modes (character sets) behind, the mode becomes unknown (the character set
+ * unsupported). */
+static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, sql_charset cs,
+                          pol_result *r, sql_mode_flags *next, sql_charset *next_cs)
 {
     unsigned ids[POL_MAX_COND];
     size_t k = 0;
@@ -1322,7 +1728,7 @@ static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, po
         ids[k++] = c;
     }
     if (k == 0)
-        return pol_reading(ctx, ctx->tok, n, mode, r, true, next);
+        return pol_reading(ctx, ctx->tok, n, mode, cs, r, true, next, next_cs);
     if (ctx->alt_cap < n) {
         pol_tok *alt = malloc(n * sizeof *alt);
         if (!alt)
@@ -1347,12 +1753,18 @@ static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, po
         }
         if (m > 0) { /* an empty reading is an error on the server: nothing runs */
             sql_mode_flags after;
-            if (!pol_reading(ctx, ctx->alt, m, mode, r, first, &after))
+            sql_charset after_cs;
+            if (!pol_reading(ctx, ctx->alt, m, mode, cs, r, first, &after, &after_cs))
                 return false;
-            if (first)
+            if (first) {
                 *next = after;
-            else if (!pol_mode_eq(next, &after))
-                *next = pol_mode_unknown(mode);
+                *next_cs = after_cs;
+            } else {
+                if (!pol_mode_eq(next, &after))
+                    *next = pol_mode_unknown(mode);
+                if (*next_cs != after_cs)
+                    *next_cs = SQL_CS_UNSUPPORTED;
+            }
             first = false;
         }
         if (mask == 0)
@@ -1361,16 +1773,16 @@ static bool pol_statement(pol_ctx *ctx, size_t n, const sql_mode_flags *mode, po
     return true;
 }
 
-static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, pol_result *r);
+static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset cs, int forks,
+                    pol_result *r);
 
-/* Reads the text from pos under every combination of the two flags; the result allows
- * only what all readings allow, and knows the resulting mode only if all agree. */
 /* True when only whitespace, comments and ';' remain from pos (read the same in every
  * sql_mode). */
-static bool pol_rest_empty(const pol_ctx *ctx, size_t pos)
+static bool pol_rest_empty(const pol_ctx *ctx, size_t pos, sql_charset cs)
 {
     sql_lexer lx;
     sqllex_init(&lx, ctx->sql, ctx->len, NULL);
+    lx.charset = cs;
     lx.pos = pos;
     for (;;) {
         sql_token t = sqllex_next(&lx);
@@ -1381,23 +1793,28 @@ static bool pol_rest_empty(const pol_ctx *ctx, size_t pos)
     }
 }
 
-static void pol_fork(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, pol_result *r)
+/* Reads the text from pos under every combination of the two flags; the result allows
+ * only what all readings allow, and knows the resulting mode only if all agree. */
+static void pol_fork(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset cs, int forks,
+                     pol_result *r)
 {
-    if (pol_rest_empty(ctx, pos)) {
+    if (pol_rest_empty(ctx, pos, cs)) {
         r->mode = mode;
+        r->cs = cs;
         return;
     }
     if (forks >= POL_MAX_FORKS) {
-        if (ctx->classify && r->v.allowed)
+        if ((ctx->classify || ctx->secrets) && r->v.allowed)
             pol_refuse(&r->v, "statement after an unknown sql_mode");
         r->mode = mode;
+        r->cs = cs;
         return;
     }
     pol_result merged = *r;
     for (int combo = 0; combo < 4; combo++) {
         pol_result sub = *r;
         sql_mode_flags m = {(combo & 1) != 0, (combo & 2) != 0, false, false};
-        pol_run(ctx, pos, m, forks + 1, &sub);
+        pol_run(ctx, pos, m, cs, forks + 1, &sub);
         if (combo == 0) {
             merged = sub;
             continue;
@@ -1410,42 +1827,73 @@ static void pol_fork(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, p
             merged.v.n_statements = sub.v.n_statements;
         if (!pol_mode_eq(&merged.mode, &sub.mode))
             merged.mode = pol_mode_unknown(&mode);
+        if (merged.cs != sub.cs)
+            merged.cs = SQL_CS_UNSUPPORTED;
     }
     *r = merged;
 }
 
-/* Reads statements from pos under mode, classifying (when ctx->classify) and following
- * sql_mode changes; stops at the first refusal. */
-static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, pol_result *r)
+/* Reads statements from pos under mode and character set cs, classifying (when
+ * ctx->classify) and following sql_mode and character set changes; stops at the first
+ * refusal. */
+static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset cs, int forks,
+                    pol_result *r)
 {
     if (mode.unknown) {
-        pol_fork(ctx, pos, mode, forks, r);
+        pol_fork(ctx, pos, mode, cs, forks, r);
         return;
     }
     sql_lexer lx;
     sqllex_init(&lx, ctx->sql, ctx->len, &mode);
+    lx.charset = cs;
     lx.pos = pos;
     lx.strict_brackets = forks > 0;
     r->mode = mode;
+    r->cs = cs;
     for (;;) {
         size_t n;
-        sql_token_kind end = pol_collect(ctx, &lx, &n);
+        bool overflow;
+        sql_token_kind end = pol_collect(ctx, &lx, &n, &overflow);
         if (end == SQLTOK_ERROR) {
+            ctx->lex_error = true;
             if (ctx->classify)
                 pol_refuse(&r->v, "%s", lx.error);
             return;
         }
-        if (n > 0) {
-            sql_mode_flags next = mode;
+        if (overflow) {
+            /* A statement too long to keep (a bulk INSERT of a writer): the credential rule
+             * looks at its bytes, and a SET that long leaves the sql_mode unknown. */
             r->v.n_statements++;
-            if (!pol_statement(ctx, n, &mode, r, &next))
+            if (ctx->classify) {
+                pol_refuse(&r->v, "statement of more than %u tokens", POL_MAX_TOKENS);
                 return;
+            }
+            size_t from = ctx->tok[0].t.start;
+            if (ctx->secrets && pol_raw_secrets(ctx->sql + from, lx.pos - from)) {
+                pol_refuse(&r->v, "text the proxy cannot read that names a credential store");
+                return;
+            }
+            if (pol_word(&(pol_stmt){ctx->sql, ctx->tok, n, ctx->ps}, 0, "SET")) {
+                pol_fork(ctx, lx.pos, pol_mode_unknown(&mode), cs, forks, r);
+                return;
+            }
+        } else if (n > 0) {
+            sql_mode_flags next = mode;
+            sql_charset next_cs = cs;
+            r->v.n_statements++;
+            if (!pol_statement(ctx, n, &mode, cs, r, &next, &next_cs))
+                return;
+            if (next_cs != cs) {
+                cs = next_cs;
+                r->cs = cs;
+                lx.charset = cs;
+            }
             if (!pol_mode_eq(&next, &mode)) {
                 mode = next;
                 r->mode = mode;
                 lx.mode = mode;
                 if (mode.unknown) {
-                    pol_fork(ctx, lx.pos, mode, forks, r);
+                    pol_fork(ctx, lx.pos, mode, cs, forks, r);
                     return;
                 }
                 if (mode.unreadable && !ctx->classify)
@@ -1457,11 +1905,19 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, int forks, po
     }
 }
 
-bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
-                              policy_verdict *v)
+static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
+
+/* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
+ * latter, text the lexer cannot read exactly (an unsupported character set, where a
+ * multibyte character can swallow a backslash, is read in every sql_mode; a reading that
+ * stops at an error; ORACLE or MSSQL mode) is refused when it names a credential store
+ * anywhere. */
+static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mode,
+                           const policy_session *ps, bool classify, policy_verdict *v)
 {
     pol_tok stack[POL_STACK_TOKENS];
-    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0, true};
+    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
+                   classify, true, false, false, ps ? ps : &pol_default_session};
     pol_result r;
     sql_mode_flags m = {false, false, false, false};
     if (mode)
@@ -1469,29 +1925,61 @@ bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags 
     memset(&r, 0, sizeof r);
     r.v.allowed = true;
     r.v.first_kind = STMT_EMPTY;
-    if (memchr(ctx.sql, 0, ctx.len)) {
+    if (classify && ctx.ps->charset == SQL_CS_UNSUPPORTED) {
+        pol_refuse(&r.v, "a client character set other than utf8mb4, utf8mb3, latin1, ascii "
+                         "or binary");
+    } else if (classify && memchr(ctx.sql, 0, ctx.len)) {
         pol_refuse(&r.v, "NUL byte");
+    } else if (classify) {
+        pol_run(&ctx, 0, m, ctx.ps->charset, 0, &r);
     } else {
-        pol_run(&ctx, 0, m, 0, &r);
+        bool raw = m.unreadable || ctx.ps->charset == SQL_CS_UNSUPPORTED;
+        if (ctx.ps->charset == SQL_CS_UNSUPPORTED)
+            m.unknown = true;
+        if (!m.unreadable)
+            pol_run(&ctx, 0, m, ctx.ps->charset, 0, &r);
+        if (r.v.allowed && (raw || ctx.lex_error) && pol_raw_secrets(ctx.sql, ctx.len))
+            pol_refuse(&r.v, "text the proxy cannot read that names a credential store");
     }
     free(ctx.heap);
     free(ctx.alt);
     *v = r.v;
+    v->charset_after = r.cs;
+    v->charset_set = r.cs != ctx.ps->charset || ctx.charset_set;
     if (v->allowed)
         v->what[0] = 0;
     return v->allowed;
 }
 
+bool sqlpolicy_check(const char *sql, size_t len, const sql_mode_flags *mode,
+                     const policy_session *ps, policy_verdict *v)
+{
+    return pol_check_text(sql, len, mode, ps, true, v);
+}
+
+bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
+                              policy_verdict *v)
+{
+    return pol_check_text(sql, len, mode, NULL, true, v);
+}
+
+bool sqlpolicy_check_secrets(const char *sql, size_t len, const sql_mode_flags *mode,
+                             const policy_session *ps, policy_verdict *v)
+{
+    return pol_check_text(sql, len, mode, ps, false, v);
+}
+
 void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
 {
     pol_tok stack[POL_STACK_TOKENS];
-    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0, false};
+    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
+                   false, false, false, false, &pol_default_session};
     pol_result r;
     memset(&r, 0, sizeof r);
     r.v.allowed = true;
     if (mode->unreadable)
         return;
-    pol_run(&ctx, 0, *mode, 0, &r);
+    pol_run(&ctx, 0, *mode, SQL_CS_UTF8, 0, &r);
     free(ctx.heap);
     free(ctx.alt);
     *mode = r.mode;

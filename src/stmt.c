@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define CURSOR_TYPE_MASK 0x0F
 #define STMT_ID_LAST_PREPARED 0xFFFFFFFFu /* MariaDB: the statement prepared last */ /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
@@ -51,6 +52,23 @@ static void stmt_note_long_data(client *c, cl_stmt *st, bool pending)
     if (st->long_data != pending)
         c->long_data_stmts += pending ? 1 : -1;
     st->long_data = pending;
+}
+
+void stmt_forget_long_data(client *c)
+{
+    for (cl_stmt *st = c->stmts; st; st = st->next)
+        st->long_data = false;
+    c->long_data_stmts = 0;
+}
+
+void stmt_relay_failed(client *c)
+{
+    if (c->job == JOB_PREPARE && c->stmt) {
+        stmt_free(c->stmt); /* not registered yet: the backend never said OK */
+        c->stmt = NULL;
+    }
+    c->stmt_reprepare = false;
+    c->rl_silent = false;
 }
 
 void stmt_free_all(client *c)
@@ -251,10 +269,9 @@ static void handle_prepare(client *c)
     st->hash = text_hash(st->sql, len, st->has_db ? st->db : "");
     pbuf_init(&st->params);
     pbuf_init(&st->columns);
-    sql_mode_flags probe = {0};
-    sqlpolicy_track_sql_mode(sql, len, &probe);
-    sql_mode_flags none = {0};
-    st->changes_mode = memcmp(&probe, &none, sizeof(probe)) != 0;
+    sql_mode_flags every = {.unknown = true};
+    st->sets_tracking = session_sets_tracking(sql, len, &every);
+    st->changes_mode = session_may_set(sql, len); /* an EXECUTE that fails: read sql_mode */
     c->stmt = st; /* registered when the backend says OK */
     c->job = JOB_PREPARE;
     client_start_job(c);
@@ -266,7 +283,7 @@ static bool route_for_stmt(client *c, cl_stmt *st)
 {
     const cfg_env *e = proxy_slot_env(c->p, st->env);
     grant_level g;
-    if (!route_env_for(c->p->cfg, c->acct, e->name, &g)) {
+    if (!route_env_for(c->cfg, c->acct, e->name, &g)) {
         client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
                         c->user, c->host, e->name);
         client_command_done(c);
@@ -430,6 +447,49 @@ static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
     return 0;
 }
 
+/* Writes what COM_STMT_SEND_LONG_DATA left in the backend's output; the command ends once
+ * it is all written (or the connection broke and was dropped: EXECUTE then fails there, or
+ * runs on another connection without the data and the server reports missing data). */
+static void long_data_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The connection holding long data broke: it is kept, closed, so that the next command
+ * finds it dead and tells the client that its long data is gone (client_lose_backend),
+ * instead of running without it. */
+static void long_data_lost(client *c)
+{
+    backend_unwatch(c->be);
+    if (c->be->fd >= 0)
+        shutdown(c->be->fd, SHUT_RDWR);
+    client_command_done(c);
+}
+
+static void long_data_flush(client *c)
+{
+    backend *b = c->be;
+    if (backend_flush(b) < 0) {
+        long_data_lost(c);
+        return;
+    }
+    if (evbuffer_get_length(b->out) > 0) {
+        backend_watch(b, long_data_cb, c); /* with EV_WRITE while b->out holds bytes */
+        return;
+    }
+    backend_park(b);
+    client_command_done(c);
+}
+
+static void long_data_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    client *c = arg;
+    if (what & EV_READ) {
+        /* The server answers nothing to long data: this is an error before it closes. */
+        long_data_lost(c);
+        return;
+    }
+    long_data_flush(c);
+}
+
 /* Sends the client's statement command to the backend where st is prepared. */
 static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
 {
@@ -444,15 +504,12 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
     uint8_t cmd = c->cmd.data[0];
     stmt_note_long_data(c, st, cmd == CMD_STMT_SEND_LONG_DATA);
     if (cmd == CMD_STMT_SEND_LONG_DATA) {
-        /* No reply: write it and go on; the session keeps this connection until EXECUTE. */
-        size_t n = out.len;
-        uint8_t h[PKT_HEADER] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), 0};
-        evbuffer_add(c->be->out, h, PKT_HEADER);
-        evbuffer_add(c->be->out, out.data, out.len);
+        /* No reply: write it and go on; the session keeps this connection until EXECUTE.
+         * The client's next command waits until the whole packet is on the wire, so that
+         * no more than one of them is held in memory. */
+        relay_queue_command(c->be, out.data, out.len);
         pbuf_free(&out);
-        if (backend_flush(c->be) < 0)
-            client_drop_backend(c, c->be);
-        client_command_done(c);
+        long_data_flush(c);
         return;
     }
     c->stmt_be = e;

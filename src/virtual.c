@@ -31,6 +31,7 @@ typedef struct vtask {
     long long cap;  /* rows kept */
     bool truncated;
     bool done, failed;
+    unsigned long long affected; /* the statement returned no result set: its row count */
     unsigned err_code;
     char err[256];
     int step; /* 0 connect, 1 select db, 2 read only, 3 fetch */
@@ -161,12 +162,13 @@ static vq_table *table_environments(client *c)
         {"access", VQ_STRING},     {"server_version", VQ_STRING}, {"latency_ms", VQ_DOUBLE},
         {"pool_in_use", VQ_INT},   {"pool_idle", VQ_INT},       {"pool_max", VQ_INT},
         {"last_error", VQ_STRING}, {"checked_at", VQ_DATETIME},
+        {"backend_writable", VQ_STRING}, {"backend_privileges", VQ_STRING},
     };
     proxy *p = c->p;
     vq_table *t = vq_table_new("__envs", "environments", cols, sizeof(cols) / sizeof(cols[0]));
     if (!t)
         abort();
-    const config *cfg = p->cfg;
+    const config *cfg = c->cfg;
     for (int k = 0; k < cfg->n_envs; k++) {
         const cfg_env *e = &cfg->envs[k];
         int i = e->slot;
@@ -197,6 +199,9 @@ static vq_table *table_environments(client *c)
             fmt_time(hv.checked_at, ts, sizeof(ts));
             vq_set_str(t, r, 10, ts);
         }
+        vq_set_str(t, r, 11, health_writable_name(hv.writable));
+        if (hv.writable != 0 && hv.privileges[0])
+            vq_set_str(t, r, 12, hv.privileges);
     }
     return t;
 }
@@ -341,6 +346,8 @@ static void task_done_cb(backend *b, int rc, void *arg)
         task_fail(t, b->err_code, b->err_msg);
         return;
     }
+    if (t->step == 3 && !t->rows)
+        t->affected = mysql_affected_rows(b->mysql); /* OK without a result set */
     t->step++;
     task_step(t);
 }
@@ -364,9 +371,16 @@ static void task_step(vtask *t)
         backend_query(t->b, "SET SESSION TRANSACTION READ ONLY", task_done_cb, t);
         return;
     case 3: {
-        /* Checked again with how this backend session reads SQL (its sql_mode). */
+        /* Checked again with how this backend session reads SQL (its sql_mode): one
+         * statement, since the connection runs no more than one per packet. */
         policy_verdict v;
-        if (!sqlpolicy_check_readonly(j->sql, strlen(j->sql), &t->b->mode, &v)) {
+        bool ok = backend_policy_check(t->b, j->sql, strlen(j->sql), true, &v);
+        if (ok && v.n_statements != 1) {
+            snprintf(v.what, sizeof(v.what), "%s",
+                     v.n_statements ? "more than one statement" : "an empty statement");
+            ok = false;
+        }
+        if (!ok) {
             char msg[160];
             snprintf(msg, sizeof(msg), "envproxy: read-only statements only: %s is not allowed",
                      v.what);
@@ -434,6 +448,7 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         }
         t->b = backend_new(c->p->pools[t->env]);
         t->b->no_db = true;
+        t->b->single_stmt = true; /* one statement, checked in this connection's sql_mode */
         t->step = 0; /* task_done_cb moves it to 1 once connected */
         backend_connect(t->b, c->w->base, task_done_cb, t);
     }
@@ -501,6 +516,9 @@ static void job_answer(vjob *j)
                 char msg[300];
                 if (t->failed)
                     snprintf(msg, sizeof(msg), "ERROR %u: %s", t->err_code, t->err);
+                else if (!t->rows)
+                    snprintf(msg, sizeof(msg), "OK: no result set, %llu rows affected",
+                             t->affected);
                 else
                     snprintf(msg, sizeof(msg), "its columns differ from %s's",
                              proxy_slot_env(c->p, ref->env)->name);
@@ -594,7 +612,7 @@ static int parse_envs(client *c, const char *list, int want, int *out)
         char *end = name + strlen(name);
         while (end > name && end[-1] == ' ')
             *--end = '\0';
-        const cfg_env *e = route_env_for(c->p->cfg, c->acct, name, NULL);
+        const cfg_env *e = route_env_for(c->cfg, c->acct, name, NULL);
         if (!e) {
             client_send_err(c, 1044, "42000",
                             "Access denied for user '%s'@'%s' to environment '%s'", c->user,
@@ -617,8 +635,15 @@ static int parse_envs(client *c, const char *list, int want, int *out)
 static bool read_only_ok(client *c, const char *sql, size_t len, const char *what)
 {
     policy_verdict v;
-    if (sqlpolicy_check_readonly(sql, len, NULL, &v))
-        return true;
+    if (sqlpolicy_check_readonly(sql, len, NULL, &v)) { /* again per connection, in its mode */
+        if (v.n_statements == 1)
+            return true;
+        /* One statement per environment: its result is the environment's answer, and the
+         * side connections never run several statements in one packet. */
+        client_send_err(c, 1064, "42000", "envproxy: %s runs exactly one statement, not %d",
+                        what, v.n_statements);
+        return false;
+    }
     client_send_err(c, 1290, "HY000", "envproxy: %s runs read-only statements only: %s is not "
                                       "allowed",
                     what, v.what);
@@ -638,13 +663,13 @@ static void start_fanout(client *c, const route_hint *h, const char *sql, size_t
 {
     int envs[ROUTE_MAX_ENVS], n = 0;
     if (h->all_envs) {
-        const config *cfg = c->p->cfg;
+        const config *cfg = c->cfg;
         for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
             if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
                 envs[n++] = cfg->envs[i].slot;
     } else {
         for (int i = 0; i < h->n_envs; i++) {
-            const cfg_env *e = route_env_for(c->p->cfg, c->acct, h->envs[i], NULL);
+            const cfg_env *e = route_env_for(c->cfg, c->acct, h->envs[i], NULL);
             if (!e) {
                 client_send_err(c, 1044, "42000",
                                 "Access denied for user '%s'@'%s' to environment '%s'",
@@ -737,10 +762,25 @@ static bool first_word_is(const char *sql, size_t len, const char *const *words,
 }
 
 /* A statement over __envs or __compare. Returns false when it is not one after all. */
+/* The statements the proxy runs elsewhere (fan-out, compare) are C strings: a NUL byte
+ * would silently cut them. Answers the error and returns true when text holds one. */
+static bool refuse_nul(client *c, const char *text, size_t len)
+{
+    if (!memchr(text, '\0', len))
+        return false;
+    client_send_err(c, 1064, "42000",
+                    "envproxy: a NUL byte in a statement for envproxy's virtual tables, fan-out "
+                    "or compare is not accepted");
+    client_command_done(c);
+    return true;
+}
+
 static bool virtual_select(client *c, const char *sql, size_t len)
 {
     vq_query q;
     char err[512];
+    if (refuse_nul(c, sql, len))
+        return true;
     int st = vq_parse(sql, len, &q, err, sizeof(err));
     if (st != VQ_OK) {
         send_vq_error(c, st, err);
@@ -778,7 +818,7 @@ static bool virtual_select(client *c, const char *sql, size_t len)
     } else if (envs && strcasecmp(table, "databases") == 0) {
         if (!describe) {
             int all[ROUTE_MAX_ENVS], n = 0;
-            const config *cfg = c->p->cfg;
+            const config *cfg = c->cfg;
             for (int i = 0; i < cfg->n_envs && n < ROUTE_MAX_ENVS; i++)
                 if (route_env_for(cfg, c->acct, cfg->envs[i].name, NULL))
                     all[n++] = cfg->envs[i].slot;
@@ -839,6 +879,9 @@ bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t l
 {
     const char *stmt = sql + (h->present ? h->end : 0);
     size_t stmt_len = len - (h->present ? h->end : 0);
+    if (h->present && (h->all_envs || h->n_envs > 1 || h->n_compare == 2) &&
+        refuse_nul(c, stmt, stmt_len))
+        return true;
     if (h->present && (h->all_envs || h->n_envs > 1)) {
         start_fanout(c, h, stmt, stmt_len);
         return true;

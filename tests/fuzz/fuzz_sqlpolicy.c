@@ -62,6 +62,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         all_known = all_known && ok;
         sqlpolicy_track_sql_mode(sql, size, &m);
     }
+    /* Every supported character set and flavor: the verdict stays well formed. */
+    for (int cs = SQL_CS_UNSUPPORTED; cs <= SQL_CS_BINARY; cs++) {
+        for (int fl = SQL_FLAVOR_UNKNOWN; fl <= SQL_FLAVOR_MYSQL; fl++) {
+            policy_session ps = {(sql_charset)cs, (sql_flavor)fl, "mysql", NULL};
+            sqlpolicy_check(sql, size, NULL, &ps, &v);
+            fuzz_check_what(&v);
+            sqlpolicy_check_secrets(sql, size, NULL, &ps, &v);
+            fuzz_check_what(&v);
+        }
+    }
     sql_mode_flags unknown = {false, false, true, false};
     bool ok = sqlpolicy_check_readonly(sql, size, &unknown, &v);
     fuzz_check_what(&v);
@@ -74,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char name[64];
         memcpy(name, data, size);
         name[size] = 0;
-        (void)sqlpolicy_charset_unsafe(name);
+        (void)sqlpolicy_charset(name);
+        (void)sqlpolicy_flavor(name);
     }
     return 0;
 }

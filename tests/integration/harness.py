@@ -731,3 +731,116 @@ class StmtDriver:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait(10)
+
+
+# ---- the whole state of a server, for tests of the read-only wall ------------------------
+
+# Global variables that change by themselves while a server runs (counters and positions
+# it keeps as variables): left out of server_state().
+VOLATILE_GLOBALS = {"gtid_binlog_pos", "gtid_binlog_state", "gtid_current_pos",
+                    "gtid_slave_pos", "timestamp", "last_insert_id", "rand_seed1",
+                    "rand_seed2", "warning_count", "error_count", "pseudo_thread_id",
+                    "identity", "insert_id", "in_transaction"}
+SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "mysql", "sys")
+
+
+def server_state(server):
+    """What a read-only session must not be able to change on server (a MariaDB), read as
+    root: databases, tables and their checksums (mysql.* included: users, grants, stored
+    routines, plugins, servers), columns, views, routines, triggers, events, users with their
+    grants, global variables, row and table locks held by transactions, user-level locks,
+    files in the data directory (names and sizes outside InnoDB's own logs and the error
+    log). Two calls with nothing done in between return equal dicts."""
+    conn = server.connect()
+    state = {}
+    try:
+        with conn.cursor() as cur:
+            def q(sql):
+                cur.execute(sql)
+                return [tuple(r) for r in cur.fetchall()]
+
+            state["databases"] = q("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, "
+                                   "DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                                   "ORDER BY 1")
+            tables = q("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE FROM "
+                       "information_schema.TABLES WHERE TABLE_SCHEMA NOT IN "
+                       "('information_schema', 'performance_schema', 'sys') ORDER BY 1, 2")
+            state["tables"] = tables
+            checksums = {}
+            for schema, name, ttype, engine in tables:
+                if ttype != "BASE TABLE" or engine in (None, "CSV") and schema == "mysql":
+                    continue
+                if schema == "mysql" and name in ("general_log", "slow_log", "innodb_index_stats",
+                                                  "innodb_table_stats", "gtid_slave_pos"):
+                    continue  # written by the server itself
+                cur.execute(f"CHECKSUM TABLE `{schema}`.`{name}` EXTENDED")
+                checksums[f"{schema}.{name}"] = cur.fetchall()[0][1]
+            state["checksums"] = checksums
+            state["columns"] = q("SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, "
+                                 "IS_NULLABLE, COLUMN_DEFAULT, COLUMN_KEY, EXTRA FROM "
+                                 "information_schema.COLUMNS WHERE TABLE_SCHEMA NOT IN "
+                                 "('information_schema', 'performance_schema', 'sys') "
+                                 "ORDER BY 1, 2, ORDINAL_POSITION")
+            state["views"] = q("SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM "
+                               "information_schema.VIEWS ORDER BY 1, 2")
+            state["routines"] = q("SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, "
+                                  "ROUTINE_DEFINITION FROM information_schema.ROUTINES "
+                                  "ORDER BY 1, 2, 3")
+            state["triggers"] = q("SELECT TRIGGER_SCHEMA, TRIGGER_NAME, ACTION_STATEMENT FROM "
+                                  "information_schema.TRIGGERS ORDER BY 1, 2")
+            state["events"] = q("SELECT EVENT_SCHEMA, EVENT_NAME, STATUS FROM "
+                                "information_schema.EVENTS ORDER BY 1, 2")
+            users = q("SELECT User, Host, Priv FROM mysql.global_priv ORDER BY 1, 2")
+            state["users"] = users
+            grants = {}
+            for user, host, _ in users:
+                try:
+                    cur.execute(f"SHOW GRANTS FOR '{user}'@'{host}'")
+                    grants[f"{user}@{host}"] = sorted(r[0] for r in cur.fetchall())
+                except pymysql.MySQLError as e:
+                    grants[f"{user}@{host}"] = f"error {e.args[0]}"
+            state["grants"] = grants
+            state["globals"] = sorted((n.lower(), v) for n, v in q("SHOW GLOBAL VARIABLES")
+                                      if n.lower() not in VOLATILE_GLOBALS)
+            state["locking_transactions"] = q(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                "WHERE trx_rows_locked > 0 OR trx_tables_locked > 0 OR trx_state = 'LOCK WAIT'")
+            state["tables_in_use"] = q("SHOW OPEN TABLES WHERE In_use > 0")
+            try:
+                state["user_locks"] = q("SELECT LOCK_MODE, LOCK_TYPE, TABLE_SCHEMA, TABLE_NAME "
+                                        "FROM information_schema.METADATA_LOCK_INFO ORDER BY 1, 2, 3, 4")
+            except pymysql.MySQLError:
+                state["user_locks"] = "metadata_lock_info not available"
+    finally:
+        conn.close()
+    files = []
+    skip = ("ib_logfile", "ibdata", "ibtmp", "aria_log", "error.log", "mysqld.pid", ".sock",
+            "ddl_recovery", "tc.log", "ib_buffer_pool", "undo00", "multi-master.info")
+    for root, _dirs, names in os.walk(server.datadir):
+        for n in names:
+            if any(k in n for k in skip):
+                continue
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, server.datadir)
+            try:
+                size = os.path.getsize(path) if not n.endswith(".ibd") else None
+            except OSError:
+                continue
+            files.append((rel, size))
+    state["files"] = sorted(files)
+    return state
+
+
+def state_diff(before, after):
+    """The keys of two server_state() dicts that differ, with both values (for messages)."""
+    out = {}
+    for k in before:
+        if before[k] != after.get(k):
+            b, a = before[k], after.get(k)
+            if isinstance(b, (list, dict)) and isinstance(a, (list, dict)):
+                bs = set(map(repr, b.items() if isinstance(b, dict) else b))
+                as_ = set(map(repr, a.items() if isinstance(a, dict) else a))
+                out[k] = {"gone": sorted(bs - as_)[:20], "new": sorted(as_ - bs)[:20]}
+            else:
+                out[k] = {"before": b, "after": a}
+    return out

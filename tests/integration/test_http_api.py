@@ -535,3 +535,23 @@ def test_oversized_headers_are_refused_and_the_proxy_goes_on(api):
         s.close()
     assert not reply.startswith(b"HTTP/1.1 200"), reply
     assert call(api.http_port, "GET", "/api/v1/environments", token=api.alice)[0] == 200
+
+
+def test_a_statement_longer_than_the_listener_deadline_is_answered(make_proxy):
+    """The listener closes connections that complete no request in 10 s; a statement that
+    runs longer (within statement_timeout) is still answered, and keep-alive goes on."""
+    port = free_port()
+    make_proxy(extra_yaml={"http": f"127.0.0.1:{port}", "limits": {"statement_timeout": "60s"}})
+    tok = login(port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=40)
+    h = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+    conn.request("POST", "/api/v1/query", body=json.dumps(
+        {"env": "dev", "sql": "SELECT SLEEP(12) AS s"}), headers=h)
+    r = conn.getresponse()
+    b = json.loads(r.read())
+    assert r.status == 200 and b["rows"] == [[0]], b
+    conn.request("POST", "/api/v1/query", body=json.dumps({"env": "dev", "sql": "SELECT 2 AS x"}),
+                 headers=h)
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["rows"] == [[2]]
+    conn.close()

@@ -44,23 +44,26 @@ FIXTURE_SQL = [
 
 
 def unescape(s):
-    out = []
+    """The bytes of a table statement: the file's UTF-8 text with the escapes \\n \\r \\t
+    \\0 \\\\ and \\xHH (one byte) undone, as the unit test reads it."""
+    raw = s.encode("utf-8")
+    out = bytearray()
     i = 0
-    while i < len(s):
-        ch = s[i]
-        if ch == "\\" and i + 1 < len(s):
-            nxt = s[i + 1]
+    while i < len(raw):
+        ch = raw[i]
+        if ch == 0x5C and i + 1 < len(raw):
+            nxt = chr(raw[i + 1])
             if nxt in "nrt0\\":
-                out.append({"n": "\n", "r": "\r", "t": "\t", "0": "\0", "\\": "\\"}[nxt])
+                out += {"n": b"\n", "r": b"\r", "t": b"\t", "0": b"\0", "\\": b"\\"}[nxt]
                 i += 2
                 continue
-            if nxt == "x" and i + 3 < len(s) + 1 and re.fullmatch(r"[0-9A-Fa-f]{2}", s[i + 2:i + 4]):
-                out.append(chr(int(s[i + 2:i + 4], 16)))
+            if nxt == "x" and re.fullmatch(rb"[0-9A-Fa-f]{2}", raw[i + 2:i + 4]):
+                out.append(int(raw[i + 2:i + 4], 16))
                 i += 4
                 continue
         out.append(ch)
         i += 1
-    return "".join(out)
+    return bytes(out)
 
 
 def load_rows():
@@ -73,9 +76,14 @@ def load_rows():
             parts = line.split("\t")
             verdict, stmt = parts[0], parts[1]
             flags = parts[2] if len(parts) > 2 and parts[2] != "-" else ""
+            # The servers are MariaDB: rows for a MySQL backend stay in the unit tests.
+            names = [f for f in flags.split(",") if f]
+            if "mysql" in names:
+                continue
+            flags = ",".join(f for f in names if f != "mariadb")
             if flags in ("unreadable", "unknown"):
                 continue
-            rows.append((f"{path.name}:{n}", verdict, unescape(stmt), flags))
+            rows.append((f"{path.name}:{n}", verdict, unescape(stmt).decode("latin-1"), flags))
     return rows
 
 
@@ -86,12 +94,8 @@ OUTFILES = sorted({m.group(2) for _, v, stmt, _ in ROWS if v == "refuse"
 
 
 def to_bytes(stmt):
-    # \xHH escapes stand for single bytes: latin-1 keeps them as such, the rest is UTF-8.
-    try:
-        return stmt.encode("utf-8") if all(ord(ch) < 0x80 or ord(ch) > 0xFF for ch in stmt) \
-            else stmt.encode("latin-1")
-    except UnicodeEncodeError:
-        return stmt.encode("utf-8", "surrogateescape")
+    # load_rows keeps each statement's bytes as latin-1 text.
+    return stmt.encode("latin-1")
 
 
 def snapshot(servers):

@@ -31,7 +31,8 @@ def test_envs_tables_and_describe(proxy):
     got, _, _ = rows(conn, "DESCRIBE __envs.environments")
     assert [r[0] for r in got] == ["name", "description", "status", "access", "server_version",
                                    "latency_ms", "pool_in_use", "pool_idle", "pool_max",
-                                   "last_error", "checked_at"]
+                                   "last_error", "checked_at", "backend_writable",
+                                   "backend_privileges"]
     conn.close()
 
 

@@ -419,6 +419,35 @@ static void test_open_errors(void)
     audit_close(NULL);
 }
 
+/* The file deleted under the writer: a new one is made at the path for later lines. */
+static void test_deleted_file(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("deleted.jsonl");
+    audit *a = audit_open(path, 128, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    audit_record r = statement("before");
+    audit_log(a, &r);
+    for (int i = 0; i < 100 && audit_written(a) < 1; i++)
+        usleep(10000);
+    CHECK(unlink(path) == 0);
+    usleep(1100 * 1000); /* the writer looks once a second */
+    r = statement("after");
+    audit_log(a, &r);
+    audit_close(a);
+    char *t = slurp(path, NULL);
+    CHECK(t != NULL);
+    if (t) {
+        CHECK_INT(count_lines(t), 1);
+        CHECK(strstr(t, "\"sql\":\"after\"") != NULL);
+    }
+    free(t);
+    unlink(path);
+    free(path);
+}
+
 /* logrotate: rename the file, reopen, and later lines land in a new file at the old name. */
 static void test_reopen(void)
 {
@@ -675,6 +704,7 @@ int main(void)
     test_file_order_and_mode();
     test_open_errors();
     test_reopen();
+    test_deleted_file();
     test_queue_full();
     test_write_errors();
     test_threads();

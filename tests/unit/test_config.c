@@ -152,6 +152,7 @@ static void test_full(void)
     CHECK_INT(c->handshake_timeout_ms, 500);
     CHECK_INT(c->health_interval_ms, 2000);
     CHECK_INT(c->shutdown_timeout_ms, 0);
+    CHECK_INT(c->client_write_timeout_ms, 45000);
     CHECK_INT(c->log_level, 3);
 
     /* Definition order: main file first, then proxy.d/ in lexical order. */
@@ -265,8 +266,15 @@ static void test_defaults(void)
     CHECK_INT(c->max_packet_size, 64LL << 20);
     CHECK_INT(c->handshake_timeout_ms, 10000);
     CHECK_INT(c->health_interval_ms, 5000);
+    CHECK_INT(c->health_timeout_ms, 2000);
     CHECK_INT(c->shutdown_timeout_ms, 10000);
+    CHECK_INT(c->client_write_timeout_ms, 60000);
     CHECK_INT(c->log_level, 2);
+    CHECK_INT(c->max_client_connections, 0);
+    CHECK_INT(c->max_connections_per_host, 0);
+    CHECK_INT(c->max_handshake_packet_size, 16 * 1024);
+    CHECK_INT(c->max_pipelined_input, 1024 * 1024);
+    CHECK_INT(c->client_idle_timeout_ms, 0);
     CHECK_INT(c->n_envs, 1);
     CHECK_INT(c->n_files, 1);
 
@@ -282,6 +290,7 @@ static void test_defaults(void)
         CHECK_INT(e->access, ACCESS_READ_ONLY);
         CHECK_INT(e->limits.max_rows, 10000);
         CHECK_INT(e->limits.statement_timeout_ms, 30000);
+        CHECK_INT(e->limits.idle_transaction_timeout_ms, 60000); /* read_only: on */
         CHECK_INT(e->pool.max, 20);
         CHECK_INT(e->pool.min, 0);
         CHECK_INT(e->pool.idle_timeout_ms, 300000);
@@ -321,7 +330,9 @@ static void test_errors(void)
         F ":11:12: log_level: expected one of error, warn, info, debug, got 'verbose'",
         F ":12:1: unknown key 'colour' (allowed: listen, threads, accounts, default_environment, "
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
-          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, login_throttle)",
+          "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, "
+          "login_throttle, client_write_timeout, max_client_connections, max_connections_per_host, "
+          "max_handshake_packet_size, max_pipelined_input, client_idle_timeout, health_timeout)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
@@ -536,6 +547,69 @@ static void test_secret_key_file(void)
     rmdir(tmp);
 }
 
+/* The client-side bounds: values, and their ranges. */
+static void test_client_bounds(void)
+{
+    char tmpl[] = "/tmp/envproxy-config-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    char *dir = abs_dir(tmp);
+    char *ok = write_file(dir, "ok.yaml",
+                          "max_client_connections: 500\n"
+                          "max_connections_per_host: 20\n"
+                          "max_handshake_packet_size: 4KiB\n"
+                          "max_pipelined_input: 256k\n"
+                          "client_idle_timeout: 15m\n"
+                          "environments: { dev: { host: h, user: u } }\n");
+    config *c = expect_ok(ok);
+    if (c) {
+        CHECK_INT(c->max_client_connections, 500);
+        CHECK_INT(c->max_connections_per_host, 20);
+        CHECK_INT(c->max_handshake_packet_size, 4096);
+        CHECK_INT(c->max_pipelined_input, 256 * 1024);
+        CHECK_INT(c->client_idle_timeout_ms, 15 * 60 * 1000);
+        config_free(c);
+    }
+    char *bad = write_file(dir, "bad.yaml",
+                           "max_client_connections: -1\n"
+                           "max_connections_per_host: lots\n"
+                           "max_handshake_packet_size: 2MiB\n"
+                           "max_pipelined_input: 1k\n"
+                           "client_idle_timeout: soon\n"
+                           "environments: { dev: { host: h, user: u } }\n");
+    char want0[512], want1[512], want2[512], want3[512], want4[512];
+    snprintf(want0, sizeof want0,
+             "%s:1:25: max_client_connections: expected an integer from 0 (derived from the "
+             "descriptor limit) to 10000000, got '-1'",
+             bad);
+    snprintf(want1, sizeof want1,
+             "%s:2:27: max_connections_per_host: expected an integer from 0 (no limit) to "
+             "10000000, got 'lots'",
+             bad);
+    snprintf(want2, sizeof want2,
+             "%s:3:28: max_handshake_packet_size: expected a size from 1KiB to 1MiB such as "
+             "16KiB, got '2MiB'",
+             bad);
+    snprintf(want3, sizeof want3,
+             "%s:4:22: max_pipelined_input: expected a size from 16KiB to 1GiB such as 1MiB, "
+             "got '1k'",
+             bad);
+    snprintf(want4, sizeof want4,
+             "%s:5:22: client_idle_timeout: expected a duration such as 500ms, 30s, 2m or 1h "
+             "(0 = none), got 'soon'",
+             bad);
+    const char *const want[] = {want0, want1, want2, want3, want4, NULL};
+    expect_errors(bad, want);
+    unlink(ok);
+    unlink(bad);
+    rmdir(tmp);
+    free(ok);
+    free(bad);
+    free(dir);
+}
+
 /* The shipped example loads cleanly with the two variables it needs. */
 static void test_example(void)
 {
@@ -569,6 +643,59 @@ static void test_example(void)
     cfg_diags_free(&d);
 }
 
+/* limits.idle_transaction_timeout: on by default only where the environment is read-only;
+ * a top-level value reaches every environment, an environment's own value wins; and
+ * health_timeout. */
+static void test_idle_transaction_timeout(void)
+{
+    char tmpl[] = "/tmp/envproxy-config-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    CHECK(tmp != NULL);
+    if (!tmp)
+        return;
+    char *path = write_file(tmp, "itt.yaml",
+                            "environments:\n"
+                            "  ro: { host: h, user: u }\n"
+                            "  rw: { host: h, user: u, access: read_write }\n");
+    config *c = config_load(path, NULL);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(config_find_env(c, "ro")->limits.idle_transaction_timeout_ms, 60000);
+        CHECK_INT(config_find_env(c, "rw")->limits.idle_transaction_timeout_ms, 0);
+        config_free(c);
+    }
+    unlink(path);
+    free(path);
+    path = write_file(tmp, "itt2.yaml",
+                      "limits: { idle_transaction_timeout: 5s }\n"
+                      "health_timeout: 700ms\n"
+                      "environments:\n"
+                      "  ro: { host: h, user: u, limits: { idle_transaction_timeout: 0 } }\n"
+                      "  rw: { host: h, user: u, access: read_write }\n");
+    c = config_load(path, NULL);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_INT(config_find_env(c, "ro")->limits.idle_transaction_timeout_ms, 0);
+        CHECK_INT(config_find_env(c, "rw")->limits.idle_transaction_timeout_ms, 5000);
+        CHECK_INT(c->health_timeout_ms, 700);
+        config_free(c);
+    }
+    unlink(path);
+    free(path);
+    path = write_file(tmp, "itt3.yaml",
+                      "health_timeout: 0\n"
+                      "environments:\n"
+                      "  ro: { host: h, user: u, limits: { idle_transaction_timeout: soon } }\n");
+    cfg_diags d;
+    cfg_diags_init(&d);
+    CHECK(config_load(path, &d) == NULL);
+    CHECK_INT(d.n, 2);
+    cfg_diags_free(&d);
+    unlink(path);
+    free(path);
+    rmdir(tmp);
+}
+
 int main(void)
 {
     test_durations();
@@ -584,6 +711,8 @@ int main(void)
     test_include_errors();
     test_duplicate_across_files();
     test_secret_key_file();
+    test_client_bounds();
+    test_idle_transaction_timeout();
     test_example();
     return unit_report("config");
 }

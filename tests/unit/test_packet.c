@@ -1,8 +1,11 @@
 /* test_packet.c: the MySQL packet codec, fed with hand-built byte strings. Inputs that a
  * parser reads are copied into heap blocks of exactly their length, so that a build with
  * -fsanitize=address reports any read past the end. */
+#include "envproxy.h"
 #include "packet.h"
 #include "unit.h"
+
+#include <event2/buffer.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -528,6 +531,119 @@ static void test_framing_large(void)
     /* An exact multiple: two full packets and an empty one. */
     const size_t two_full[] = {PKT_MAX_PAYLOAD, PKT_MAX_PAYLOAD, 0};
     check_big_packet(2 * (size_t)PKT_MAX_PAYLOAD, two_full, 3);
+}
+
+/* ---- forwarded commands at the 16 MiB boundary ----------------------------------------- */
+
+/* Reads bytes[0..n) as a server does: one logical packet (physical packets joined while
+ * one is PKT_MAX_PAYLOAD long, sequence ids counting from 0), compared with want[0..len) as
+ * it goes. Returns the bytes it used, 0 when they do not hold exactly that packet. */
+static size_t server_read(const uint8_t *bytes, size_t n, const uint8_t *want, size_t len)
+{
+    size_t off = 0, got = 0;
+    uint8_t seq = 0;
+    for (;;) {
+        if (n - off < PKT_HEADER)
+            return 0;
+        size_t part = pkt_u24(bytes + off);
+        if (bytes[off + 3] != seq++ || n - off - PKT_HEADER < part || len - got < part ||
+            memcmp(bytes + off + PKT_HEADER, want + got, part) != 0)
+            return 0;
+        got += part;
+        off += PKT_HEADER + part;
+        if (part < PKT_MAX_PAYLOAD)
+            return got == len ? off : 0;
+    }
+}
+
+/* A command payload of len bytes (command byte first) that carries, where a 24-bit length
+ * would end it, the bytes of a COM_QUERY packet: a reader that cuts the length runs it. */
+static uint8_t *smuggling_payload(uint8_t cmd, size_t len)
+{
+    uint8_t *p = malloc(len);
+    if (!p)
+        abort();
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)('a' + i % 23);
+    p[0] = cmd;
+    static const char fake[] = "\x03SET GLOBAL read_only = 1";
+    size_t at = len & PKT_MAX_PAYLOAD; /* where the cut packet would end */
+    if (at + PKT_HEADER + sizeof(fake) - 1 <= len) {
+        pkt_put_header(p + at, sizeof(fake) - 1, 0);
+        memcpy(p + at + PKT_HEADER, fake, sizeof(fake) - 1);
+    }
+    return p;
+}
+
+/* Checks that bytes[0..n) hold exactly one logical packet equal to payload[0..len). */
+static void check_one_command(const uint8_t *bytes, size_t n, const uint8_t *payload, size_t len,
+                              int line)
+{
+    size_t used = server_read(bytes, n, payload, len);
+    if (used != n) {
+        unit_failed++;
+        fprintf(stderr, "%s:%d: cmd 0x%02x, %zu payload bytes: not one packet of them in %zu "
+                "bytes\n", __FILE__, line, payload[0], len, n);
+    } else {
+        unit_passed++;
+    }
+}
+
+/* Every command the proxy forwards, at PKT_MAX_PAYLOAD - 1, PKT_MAX_PAYLOAD,
+ * PKT_MAX_PAYLOAD + 1 and 2 * PKT_MAX_PAYLOAD payload bytes: the relay's framing toward a
+ * backend (relay_queue_command) and the builders' (pkt_put_framed, pkt_end) give one
+ * logical packet that holds exactly the payload, and nothing after it. */
+static void test_forwarded_commands_at_boundary(void)
+{
+    static const uint8_t cmds[] = {
+        CMD_QUERY,         CMD_STMT_PREPARE, CMD_STMT_EXECUTE, CMD_STMT_SEND_LONG_DATA,
+        CMD_INIT_DB,       CMD_FIELD_LIST,   CMD_CHANGE_USER,  CMD_STMT_RESET,
+        CMD_STMT_CLOSE,    CMD_STATISTICS,   CMD_SET_OPTION,   CMD_RESET_CONNECTION,
+    };
+    const size_t sizes[] = {PKT_MAX_PAYLOAD - 1, PKT_MAX_PAYLOAD, PKT_MAX_PAYLOAD + 1,
+                            2 * (size_t)PKT_MAX_PAYLOAD};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t len = sizes[k];
+        CHECK_INT(pkt_part_count(len), len / PKT_MAX_PAYLOAD + 1);
+        uint8_t *payload = smuggling_payload(cmds[0], len);
+        size_t wire_len = len + pkt_part_count(len) * PKT_HEADER;
+        uint8_t *wire = malloc(wire_len);
+        pbuf out;
+        pbuf_init(&out);
+        if (!wire)
+            abort();
+        for (size_t m = 0; m < sizeof(cmds); m++) {
+            payload[0] = cmds[m];
+
+            backend b;
+            memset(&b, 0, sizeof(b));
+            b.out = evbuffer_new();
+            if (!b.out)
+                abort();
+            relay_queue_command(&b, payload, len);
+            size_t n = evbuffer_get_length(b.out);
+            CHECK_INT(n, wire_len);
+            if (n == wire_len && evbuffer_copyout(b.out, wire, n) == (ev_ssize_t)n)
+                check_one_command(wire, n, payload, len, __LINE__);
+            evbuffer_free(b.out);
+
+            pbuf_reset(&out);
+            uint8_t seq = 0;
+            pkt_put_framed(&out, payload, len, &seq);
+            CHECK_INT(seq, pkt_part_count(len));
+            check_one_command(out.data, out.len, payload, len, __LINE__);
+
+            pbuf_reset(&out);
+            seq = 0;
+            size_t start = pkt_begin(&out);
+            pbuf_put(&out, payload, len);
+            pkt_end(&out, start, &seq);
+            check_one_command(out.data, out.len, payload, len, __LINE__);
+        }
+        pbuf_free(&out);
+        free(wire);
+        free(payload);
+    }
 }
 
 /* ---- builders -------------------------------------------------------------------------- */
@@ -1748,6 +1864,7 @@ int main(void)
     test_reader_truncated();
     test_framing_small();
     test_framing_large();
+    test_forwarded_commands_at_boundary();
     test_greeting();
     test_ok_builder();
     test_eof_builder();
