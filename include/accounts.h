@@ -23,10 +23,30 @@ typedef struct {
     int n_grants;
 } account;
 
+/* An API token as stored: the SHA-256 (hex) of the token, never the token itself. */
+typedef struct {
+    long long id;
+    char *account;
+    char hash[65];
+    long long expires_at; /* wall clock seconds; 0: never */
+} acct_token;
+
+struct json;
+/* A named query: its definition as JSON ({"name","description","sql","params",
+ * "environments","database","owner"}), checked when it was saved. */
+typedef struct {
+    char *name;
+    struct json *def;
+} acct_query;
+
 /* An immutable in-memory copy of the store, shared read-only by worker threads. */
 typedef struct {
     account *accounts;
     int n;
+    acct_token *tokens;
+    int n_tokens;
+    acct_query *queries; /* sorted by name */
+    int n_queries;
 } acct_snapshot;
 
 typedef struct acct_store acct_store; /* an open SQLite store */
@@ -57,6 +77,28 @@ grant_level acct_grant_for(const account *a, const char *env);
 /* A value that changes whenever another connection committed a change to the store
  * (SQLite's PRAGMA data_version); -1 on error. */
 long long acct_data_version(acct_store *s);
+
+/* acct_http.c: API tokens and named queries. */
+struct sqlite3;
+struct sqlite3 *acct_sqlite(acct_store *s);
+const char *acct_path(acct_store *s);
+int acct_load_extras(acct_store *s, acct_snapshot *snap, char *err, size_t errlen);
+void acct_free_extras(acct_snapshot *snap);
+/* Makes a new API token for account name, valid until expires_at (0: never); the token is
+ * written to token (cap >= 64) and only its hash is stored. Returns its id, -1 with err. */
+long long acct_token_add(acct_store *s, const char *name, long long expires_at, char *token,
+                         size_t cap, char *err, size_t errlen);
+/* One line per token: id, account, created, expires (never the token). name NULL: all. */
+int acct_token_list(acct_store *s, const char *name, FILE *out, char *err, size_t errlen);
+int acct_token_revoke(acct_store *s, long long id, char *err, size_t errlen);
+/* The token whose hash is hash and that has not expired at now, or NULL. */
+const acct_token *acct_token_find(const acct_snapshot *snap, const char *hash, long long now);
+/* Stores a checked definition (replace: an existing one is overwritten, else it must be new).
+ * Returns 0, or -1 with err ("named query 'x' already exists", ...). */
+int acct_query_put(acct_store *s, const char *name, const char *definition, bool replace,
+                   char *err, size_t errlen);
+int acct_query_del(acct_store *s, const char *name, char *err, size_t errlen);
+const acct_query *acct_query_find(const acct_snapshot *snap, const char *name);
 
 /* Hashing and verification (pure). */
 void acct_hash_password(const char *password, uint8_t sha1_stage2[20], uint8_t sha256_stage2[32]);

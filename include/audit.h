@@ -32,6 +32,8 @@ typedef struct {
     const char *error;                    /* NULL -> null; e.g. "1290: envproxy: ..." */
     /* NULL for a statement (no "event" key); "login_failed" for a failed login. */
     const char *event;
+    /* The door the statement came in by: "mysql", "http" or "mcp"; NULL: no "via" key. */
+    const char *via;
 } audit_record;
 
 /* The line written for r, keys in this order:
@@ -40,7 +42,7 @@ typedef struct {
  *    "client":"10.0.0.5:51234","env":"prod","db":"shop","sql":"SELECT 1","truncated":true,
  *    "verdict":"allowed","rows":1,"ms":0.412,"error":null}
  *
- * "event" appears only when r->event is set and "truncated" only when the SQL was cut; every
+ * "via" follows "client" when r->via is set. "event" appears only when r->event is set and "truncated" only when the SQL was cut; every
  * other key is always present (null when unknown). ts is UTC with milliseconds, ms has three
  * decimals. Strings are escaped per RFC 8259: '"', '\\' and control characters are escaped
  * (\n, \r, \t, \b, \f or \u00XX), every byte that is not part of a valid UTF-8 sequence

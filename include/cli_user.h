@@ -11,4 +11,10 @@
  * configuration is left to the caller. */
 int cli_user(const char *accounts_path, int argc, char **argv);
 
+/* cli_http.c: `user token NAME [--expires D] | list [NAME] | revoke ID` (argv[0] "user",
+ * argv[1] "token") and `query add|list|show|del` (argv[0] "query"). Exit codes as above. */
+struct config;
+int cli_token(const char *accounts_path, int argc, char **argv);
+int cli_query(const struct config *cfg, int argc, char **argv);
+
 #endif

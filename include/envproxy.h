@@ -34,6 +34,7 @@ typedef struct {
     char *value;
 } sess_var;
 typedef struct worker worker;
+typedef struct internal_login internal_login;
 typedef struct client client;
 typedef struct backend backend;
 typedef struct pool pool;
@@ -489,6 +490,7 @@ struct client {
     struct bufferevent *bev;
     char addr[64]; /* "127.0.0.1:51234" */
     char host[48]; /* "127.0.0.1" */
+    const char *via; /* "mysql", or "http"/"mcp" for an internal session (audit) */
     cl_state state;
     cl_state state_at_free;
     client *reg_next; /* the proxy's registry, under reg_mu */
@@ -624,6 +626,10 @@ struct client {
 
 /* Takes ownership of an accepted socket on worker w. */
 void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Takes ownership of fd, the worker's end of an internal session (HTTP API, MCP over HTTP),
+ * and logs it in as login->user without a handshake: the client receives OK (or ERR) first,
+ * then serves commands as for any MySQL client. */
+void client_accept_internal(worker *w, int fd, const internal_login *login);
 void client_free(client *c);
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
@@ -696,6 +702,9 @@ void txn_backend_gone(client *c, backend *b);
  * c->cmd is rewritten and h made to route the statement to that environment. False after
  * answering an error. */
 bool client_rewrite_schemas(client *c, route_hint *h);
+/* http_mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
+bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
+                        size_t auth_len, bool sha2);
 
 /* local.c: statements about the proxy itself. Returns true when it answered (or refused)
  * the statement; the command is then finished. */
@@ -817,7 +826,18 @@ typedef struct kill_request {
     bool query_only;
 } kill_request;
 
+/* An internal session of the HTTP front door (http_sql.c): the account was authenticated
+ * by the front door; the worker's client starts logged in, without a handshake. */
+struct internal_login {
+    char user[ROUTE_NAME_MAX + 1];
+    char addr[64];                         /* the HTTP client's address, "host:port" */
+    char host[48];
+    char via[8];                           /* "http" or "mcp" */
+    char login_db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "@env", or "" */
+};
+
 typedef struct accepted_fd {
+    internal_login *login; /* NULL for a MySQL client; else owned, freed by the worker */
     int fd;
     struct sockaddr_storage sa;
     int salen;
@@ -887,6 +907,8 @@ struct proxy {
     atomic_llong busy_clients; /* clients with a command under way */
     atomic_bool draining;      /* SIGTERM: no new statements, waiting for running ones */
     env_metrics metrics[PROXY_MAX_SLOTS];
+    atomic_ullong stmts_by_door[3];  /* statements that came in by mysql, http, mcp */
+    atomic_ullong http_api_status[6]; /* /api/v1 and /mcp answers by status class: 1xx..5xx */
     struct evhttp *http;
     struct event *drain_timer;
     uint64_t drain_deadline_ms;
@@ -906,12 +928,18 @@ void proxy_cfg_put(config *cfg);
 void proxy_conn_gone(proxy *p, const char *host);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
+/* The store was written by this process (main loop): publish the new content now. */
+void proxy_accounts_changed(proxy *p);
+/* Publishes the store's content again if another process changed it (main loop). */
+void proxy_accounts_check(proxy *p);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);
 void proxy_server_version(proxy *p, char *out, size_t cap);
 
 int worker_start(worker *w);
 void worker_stop(worker *w);
 void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Hands one end of a socketpair to w as an internal session; w frees login. */
+void worker_hand_internal(worker *w, int fd, internal_login *login);
 
 /* tls.c */
 SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);

@@ -15,7 +15,7 @@
 /* The schema version this code writes. Each step in migrations[] moves a store from
  * version i to i + 1 and sets user_version itself, so a step and its version bump commit
  * together. */
-#define ACCT_SCHEMA_VERSION 1
+#define ACCT_SCHEMA_VERSION 2
 
 static const char *const migrations[ACCT_SCHEMA_VERSION] = {
     /* 0 -> 1 */
@@ -34,6 +34,20 @@ static const char *const migrations[ACCT_SCHEMA_VERSION] = {
     "  PRIMARY KEY (account, env)"
     ");"
     "PRAGMA user_version = 1;",
+    /* 1 -> 2: API tokens (SHA-256 of the token, never the token) and named queries. */
+    "CREATE TABLE api_tokens ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  created_at TEXT,"
+    "  expires_at INTEGER"
+    ");"
+    "CREATE TABLE named_queries ("
+    "  name TEXT PRIMARY KEY,"
+    "  definition TEXT NOT NULL,"
+    "  updated_at TEXT"
+    ");"
+    "PRAGMA user_version = 2;",
 };
 
 #define ACCT_BUSY_TIMEOUT_MS 2000
@@ -680,7 +694,8 @@ acct_snapshot *acct_snapshot_load(acct_store *s, char *err, size_t errlen)
     /* One read transaction, so accounts and grants come from the same committed state. */
     if (exec_sql(s, "BEGIN", err, errlen, "cannot start a transaction") < 0)
         goto fail;
-    if (load_accounts(s, snap, err, errlen) < 0 || load_grants(s, snap, err, errlen) < 0)
+    if (load_accounts(s, snap, err, errlen) < 0 || load_grants(s, snap, err, errlen) < 0 ||
+        acct_load_extras(s, snap, err, errlen) < 0)
         goto fail;
     if (exec_sql(s, "COMMIT", err, errlen, "cannot end the transaction") < 0)
         goto fail;
@@ -706,7 +721,18 @@ void acct_snapshot_free(acct_snapshot *snap)
         OPENSSL_cleanse(a->sha256_stage2, sizeof a->sha256_stage2);
     }
     free(snap->accounts);
+    acct_free_extras(snap);
     free(snap);
+}
+
+sqlite3 *acct_sqlite(acct_store *s)
+{
+    return s->db;
+}
+
+const char *acct_path(acct_store *s)
+{
+    return s->path;
 }
 
 const account *acct_find(const acct_snapshot *snap, const char *name)

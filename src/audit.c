@@ -211,6 +211,8 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
     jb_puts(&b, num);
     put_field(&b, ",\"user\":", r->user);
     put_field(&b, ",\"client\":", r->client);
+    if (r->via)
+        put_field(&b, ",\"via\":", r->via);
     put_field(&b, ",\"env\":", r->env);
     put_field(&b, ",\"db\":", r->db);
     jb_puts(&b, ",\"sql\":");

@@ -9,6 +9,7 @@
 #include "envproxy.h"
 #include "log.h"
 #include "rewrite.h"
+#include "queries_sql.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -238,6 +239,8 @@ static void client_close_after_flush(client *c)
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event)
 {
+    if (!event) /* per door: one count per statement, as the audit log has one line */
+        atomic_fetch_add(&c->p->stmts_by_door[c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0], 1);
     if (!c->p->audit)
         return;
     struct timeval tv;
@@ -254,6 +257,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
         .ms = ms,
         .error = error,
         .event = event,
+        .via = c->via,
     };
     if (!event && c->cmd.len > 0) {
         if (c->cmd.data[0] == CMD_QUERY || c->cmd.data[0] == CMD_STMT_PREPARE) {
@@ -278,7 +282,8 @@ static void set_write_timeout(client *c)
     bufferevent_set_timeouts(c->bev, NULL, &tv);
 }
 
-void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
+/* A new client on w for socket fd, with its events; host and addr are filled from sa. */
+static client *client_new(worker *w, int fd, const struct sockaddr *sa)
 {
     proxy *p = w->p;
     client *c = calloc(1, sizeof(*c));
@@ -307,7 +312,6 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
     }
-    (void)salen;
     snprintf(c->host, sizeof(c->host), "%s", host);
     snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
 
@@ -331,6 +335,14 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
         w->clients->prev = c;
     w->clients = c;
     w->n_clients++;
+    c->via = "mysql";
+    return c;
+}
+
+void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    proxy *p = w->p;
+    client *c = client_new(w, fd, sa);
 
     /* Scramble: printable ASCII without '$' (some clients treat it specially). */
     RAND_bytes(c->scramble, sizeof(c->scramble));
@@ -828,6 +840,16 @@ static void refresh_config(client *c)
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
+/* The MCP-over-HTTP door's tools log in with a ticket (http_mcp.c): a random password that
+ * lives in the proxy's memory while the MCP session lasts. Such a session is audited as mcp. */
+static bool mcp_ticket_login(client *c, const uint8_t *auth, size_t auth_len, bool sha2)
+{
+    if (!http_mcp_ticket_ok(c->user, c->scramble, auth, auth_len, sha2))
+        return false;
+    c->via = "mcp";
+    return true;
+}
+
 static void login_succeeded(client *c);
 static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t plen_in,
                          const uint8_t *auth, size_t auth_len);
@@ -1039,7 +1061,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
     if (auth_len == 0 || (auth_len == 1 && auth[0] == 0))
         is_sha2 = is_native = false;
     if (is_sha2) {
-        if (!known || !acct_verify_sha2(c->acct->sha256_stage2, c->scramble, auth, auth_len)) {
+        if (!known || !(acct_verify_sha2(c->acct->sha256_stage2, c->scramble, auth, auth_len) ||
+                        mcp_ticket_login(c, auth, auth_len, true))) {
             deny_login(c, auth_len > 0);
             return;
         }
@@ -1053,7 +1076,8 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         client_send(c, &b);
         login_succeeded(c);
     } else if (is_native) {
-        if (!known || !acct_verify_native(c->acct->sha1_stage2, c->scramble, auth, auth_len)) {
+        if (!known || !(acct_verify_native(c->acct->sha1_stage2, c->scramble, auth, auth_len) ||
+                        mcp_ticket_login(c, auth, auth_len, false))) {
             deny_login(c, auth_len > 0);
             return;
         }
@@ -1141,7 +1165,8 @@ static void handle_auth_switch(client *c)
 {
     bool known = c->acct != NULL && c->name_ok;
     if (!known ||
-        !acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len)) {
+        !(acct_verify_native(c->acct->sha1_stage2, c->scramble, c->cmd.data, c->cmd.len) ||
+          mcp_ticket_login(c, c->cmd.data, c->cmd.len, false))) {
         deny_login(c, c->cmd.len > 0);
         return;
     }
@@ -1235,6 +1260,39 @@ static void login_succeeded(client *c)
         return;
     }
     switch_to(c, e, g, t.has_db ? t.db : e->database, JOB_LOGIN_DB);
+}
+
+/* ---- internal sessions (the HTTP front door) ---------------------------------------------- */
+
+/* What an internal session announces: the protocol its peer (http_sql.c) reads, with EOF
+ * packets, without multi-statements, LOCAL INFILE or compression. */
+#define INTERNAL_CAPS                                                                             \
+    (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_PROTOCOL_41 | CAP_TRANSACTIONS |                   \
+     CAP_SECURE_CONNECTION | CAP_MULTI_RESULTS | CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH)
+
+void client_accept_internal(worker *w, int fd, const internal_login *login)
+{
+    struct sockaddr_storage none;
+    memset(&none, 0, sizeof(none));
+    none.ss_family = AF_UNSPEC;
+    client *c = client_new(w, fd, (const struct sockaddr *)&none);
+    snprintf(c->addr, sizeof(c->addr), "%s", login->addr);
+    snprintf(c->host, sizeof(c->host), "%s", login->host);
+    c->via = strcmp(login->via, "mcp") == 0 ? "mcp" : "http";
+    snprintf(c->user, sizeof(c->user), "%s", login->user);
+    c->caps = INTERNAL_CAPS;
+    c->charset = 45; /* utf8mb4_general_ci: JSON is UTF-8 */
+    c->multi_stmt = false;
+    c->has_login_db = login->login_db[0] != '\0';
+    snprintf(c->login_db, sizeof(c->login_db), "%s", login->login_db);
+    c->seq = 0;
+    if (!refresh_account(c)) {
+        /* The account went between the front door's check and now. */
+        client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s' (using password: YES)",
+                    c->user, c->host);
+        return;
+    }
+    login_succeeded(c);
 }
 
 /* ---- commands ---------------------------------------------------------------------------- */
@@ -1337,6 +1395,16 @@ static void handle_query(client *c)
     route_hint h;
     if (!client_parse_hint(c, sql, len, &h))
         return;
+    /* Named queries (queries_sql.c): answered, or CALL rewritten into c->cmd. */
+    int nq = queries_statement(c, &h, sql, len);
+    if (nq == 1)
+        return;
+    if (nq == 2) {
+        sql = (const char *)c->cmd.data + 1;
+        len = c->cmd.len - 1;
+        if (!client_parse_hint(c, sql, len, &h))
+            return;
+    }
     if (!client_rewrite_schemas(c, &h))
         return;
     sql = (const char *)c->cmd.data + 1; /* the text may have been rewritten */

@@ -1,5 +1,6 @@
 /* http.c: GET /health and GET /metrics (Prometheus text) on the main loop, via evhttp. */
 #include "envproxy.h"
+#include "http_api.h"
 #include "log.h"
 
 #include <event2/buffer.h>
@@ -24,6 +25,10 @@ typedef struct http_conn {
     struct bufferevent *bev; /* with our reference, until the connection is known */
     struct evhttp_connection *evcon;
     uint64_t progress_ms; /* accepted, or its last request answered */
+    /* Set while the front door answers a request later (http_conn_busy): the sweep leaves
+     * the connection alone, and gone(gone_arg) runs if it closes first. */
+    void (*gone)(void *arg);
+    void *gone_arg;
 } http_conn;
 
 static http_conn *conns;
@@ -44,8 +49,43 @@ static void conn_unlink(http_conn *hc)
 
 static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
+    http_conn *hc = arg;
     evhttp_connection_set_closecb(evcon, NULL, NULL); /* once, even if it is reset first */
-    conn_unlink(arg);
+    void (*gone)(void *) = hc->gone;
+    void *gone_arg = hc->gone_arg;
+    conn_unlink(hc);
+    if (gone)
+        gone(gone_arg);
+}
+
+/* The watched connection of req (also one whose setup conn_known_cb has not seen yet). */
+static http_conn *conn_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    for (http_conn *hc = conns; hc; hc = hc->next)
+        if ((evcon && hc->evcon == evcon) || (bev && hc->bev == bev))
+            return hc;
+    return NULL;
+}
+
+void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg)
+{
+    http_conn *hc = conn_of(req);
+    if (hc) {
+        hc->gone = gone;
+        hc->gone_arg = arg;
+    }
+}
+
+void http_conn_done(struct evhttp_request *req)
+{
+    http_conn *hc = conn_of(req);
+    if (hc) {
+        hc->gone = NULL;
+        hc->gone_arg = NULL;
+        hc->progress_ms = now_ms();
+    }
 }
 
 /* Runs once the connection was set up: find it, or drop it when there are too many. */
@@ -112,7 +152,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     http_conn *hc = conns;
     while (hc) {
         http_conn *next = hc->next;
-        if (hc->evcon && now - hc->progress_ms >= HTTP_REQUEST_DEADLINE_MS) {
+        if (hc->evcon && !hc->gone && now - hc->progress_ms >= HTTP_REQUEST_DEADLINE_MS) {
             log_info("http: closing a connection that completed no request in %d ms",
                      HTTP_REQUEST_DEADLINE_MS);
             evhttp_connection_free(hc->evcon); /* conn_closed_cb unlinks it */
@@ -206,6 +246,8 @@ int http_start(proxy *p)
     evhttp_set_max_headers_size(p->http, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(p->http, HTTP_MAX_BODY);
     evhttp_set_bevcb(p->http, conn_new_cb, p);
+    /* /api/v1 and /mcp (http_api.c): other paths still get 404; API bodies may be larger. */
+    http_api_register(p, p->http);
     sweep_ev = event_new(p->base, -1, EV_PERSIST, sweep_cb, NULL);
     struct timeval second = {1, 0};
     if (!sweep_ev || event_add(sweep_ev, &second))
@@ -225,6 +267,7 @@ void http_stop(proxy *p)
     if (p->http) {
         evhttp_free(p->http); /* closes every connection: conn_closed_cb unlinks them */
         p->http = NULL;
+        http_mcp_shutdown();
     }
     if (sweep_ev) {
         event_free(sweep_ev);

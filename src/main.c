@@ -27,6 +27,10 @@ static void usage(FILE *out)
             "  envproxy -c FILE user revoke NAME ENV\n"
             "  envproxy -c FILE user del NAME\n"
             "  envproxy -c FILE user list\n"
+            "  envproxy -c FILE user token NAME [--expires 30d] | list [NAME] | revoke ID\n"
+            "  envproxy -c FILE query add NAME --sql-file F [--param name:type[:default]]...\n"
+            "                    [--env ENV]... [--database DB] [--description TEXT]\n"
+            "  envproxy -c FILE query list | show NAME | del NAME\n"
             "  envproxy -c FILE encrypt-secret [--stdin]\n"
             "  envproxy mcp [--host H] [--port P] [--user U] [--password-env VAR] "
             "[--database DB@ENV]\n"
@@ -91,7 +95,8 @@ static int cmd_user(const char *path, int argc, char **argv)
         config_free(c);
         return 1;
     }
-    int rc = cli_user(c->accounts, argc, argv);
+    int rc = argc >= 2 && strcmp(argv[1], "token") == 0 ? cli_token(c->accounts, argc, argv)
+                                                        : cli_user(c->accounts, argc, argv);
     config_free(c);
     return rc;
 }
@@ -142,6 +147,15 @@ int main(int argc, char **argv)
         return cmd_check(path, argc - i, argv + i);
     if (strcmp(cmd, "user") == 0)
         return cmd_user(path, argc - i, argv + i);
+    if (strcmp(cmd, "query") == 0) {
+        config_unset_vars_empty = true;
+        config *c = load(path);
+        if (!c)
+            return 1;
+        int rc = cli_query(c, argc - i, argv + i);
+        config_free(c);
+        return rc;
+    }
     if (strcmp(cmd, "encrypt-secret") == 0) {
         config_unset_vars_empty = true; /* no backend password is needed to make one */
         config *c = load(path);

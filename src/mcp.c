@@ -3,6 +3,7 @@
  * proxy's accounts, grants, read-only policy, row caps and timeouts apply unchanged. */
 #include "mcp.h"
 #include "envproxy.h"
+#include "http_api.h"
 #include "json.h"
 #include "router.h"
 
@@ -47,11 +48,13 @@ typedef struct {
     unsigned connect_timeout, read_timeout; /* seconds */
 } mcp_options;
 
-typedef struct {
+struct mcp_server {
     mcp_options o;
     MYSQL *db; /* NULL until the first tool call, and after the connection was lost */
     bool output_failed;
-} mcp_server;
+    json *named; /* named-query definitions offered as tools, or NULL */
+    bool named_given; /* set by the HTTP door; else read from __queries.queries */
+};
 
 /* What a tool call produces: JSON text, and whether it is an error result. */
 typedef struct {
@@ -1381,6 +1384,320 @@ static json *mcp_tool_descriptor(const mcp_server *s, const mcp_tool *t)
     return d;
 }
 
+/* ---- named queries as tools (MCP over HTTP) ---------------------------------------------- */
+
+#define MCP_NAMED_PREFIX "nq_"
+
+/* Over stdio: the named queries this account may run, read from __queries.queries (nothing
+ * when envproxy cannot be reached: the tools are then the built-in ones). */
+static void mcp_load_named(mcp_server *s)
+{
+    if (s->named_given)
+        return;
+    mcp_error e;
+    if (!mcp_connect(s, &e))
+        return;
+    static const char sql[] = "SELECT name, description, sql, params, environments, database "
+                              "FROM __queries.queries ORDER BY name";
+    MYSQL_RES *res = mcp_store(s, sql, sizeof(sql) - 1, &e);
+    if (!res)
+        return;
+    json *defs = json_new_array();
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) && mysql_num_fields(res) == 6) {
+        char jerr[64];
+        json *d = json_new_object();
+        json_object_set(d, "name", json_new_cstr(row[0] ? row[0] : ""));
+        json_object_set(d, "description", json_new_cstr(row[1] ? row[1] : ""));
+        json_object_set(d, "sql", json_new_cstr(row[2] ? row[2] : ""));
+        json *ps = row[3] ? json_parse(row[3], strlen(row[3]), 8, jerr, sizeof(jerr)) : NULL;
+        json *es = row[4] ? json_parse(row[4], strlen(row[4]), 8, jerr, sizeof(jerr)) : NULL;
+        json_object_set(d, "params", ps ? ps : json_new_array());
+        json_object_set(d, "environments", es ? es : json_new_array());
+        json_object_set(d, "database", row[5] ? json_new_cstr(row[5]) : json_new_null());
+        json_array_add(defs, d);
+    }
+    mysql_free_result(res);
+    json_free(s->named);
+    s->named = defs;
+}
+
+static const json *mcp_find_named(mcp_server *s, const char *tool)
+{
+    size_t pl = strlen(MCP_NAMED_PREFIX);
+    if (!s->named || strncmp(tool, MCP_NAMED_PREFIX, pl) != 0)
+        return NULL;
+    for (size_t i = 0; i < s->named->u.arr.n; i++) {
+        const char *n = json_string_value(json_get(s->named->u.arr.items[i], "name"));
+        if (n && strcmp(n, tool + pl) == 0)
+            return s->named->u.arr.items[i];
+    }
+    return NULL;
+}
+
+/* A tool for a named query: its parameters are the input schema, plus "environment". */
+static json *mcp_named_descriptor(const json *def)
+{
+    const char *name = json_string_value(json_get(def, "name"));
+    const char *desc = json_string_value(json_get(def, "description"));
+    const char *sql = json_string_value(json_get(def, "sql"));
+    json *d = json_new_object();
+    char tool[128];
+    snprintf(tool, sizeof(tool), MCP_NAMED_PREFIX "%s", name ? name : "");
+    json_object_set(d, "name", json_new_cstr(tool));
+    json_object_set(d, "title", json_new_cstr(name ? name : ""));
+    json_buf t;
+    json_buf_init(&t);
+    json_buf_printf(&t, "%s%sNamed query (parameters are bound, never spliced): %s",
+                    desc ? desc : "", desc && desc[0] ? ". " : "", sql ? sql : "");
+    json_object_set(d, "description", json_new_string(t.data, t.len));
+    json_buf_free(&t);
+    json *schema = json_new_object(), *props = json_new_object(), *req = json_new_array();
+    json_object_set(schema, "type", json_new_cstr("object"));
+    json *envp = json_new_object();
+    json_object_set(envp, "type", json_new_cstr("string"));
+    const json *envs = json_get(def, "environments");
+    if (envs && envs->type == JSON_ARRAY && envs->u.arr.n > 0)
+        json_object_set(envp, "enum", json_clone(envs));
+    json_object_set(envp, "description",
+                    json_new_cstr("Environment to run in (default: the first allowed one, else "
+                                  "the account's default)."));
+    json_object_set(props, "environment", envp);
+    const json *ps = json_get(def, "params");
+    for (size_t i = 0; ps && ps->type == JSON_ARRAY && i < ps->u.arr.n; i++) {
+        const json *pd = ps->u.arr.items[i];
+        const char *pn = json_string_value(json_get(pd, "name"));
+        const char *pt = json_string_value(json_get(pd, "type"));
+        if (!pn || !pt)
+            continue;
+        json *p = json_new_object();
+        json_object_set(p, "type", json_new_cstr(strcmp(pt, "int") == 0    ? "integer"
+                                                 : strcmp(pt, "bool") == 0 ? "boolean"
+                                                                           : "string"));
+        json_object_set(p, "description", json_new_cstr(pt));
+        const json *dv = json_get(pd, "default");
+        if (dv && dv->type != JSON_NULL)
+            json_object_set(p, "default", json_clone(dv));
+        json_object_set(props, pn, p);
+        const json *rq = json_get(pd, "required");
+        if (rq && rq->type == JSON_BOOL && rq->u.b)
+            json_array_add(req, json_new_cstr(pn));
+    }
+    json_object_set(schema, "properties", props);
+    if (req->u.arr.n)
+        json_object_set(schema, "required", req);
+    else
+        json_free(req);
+    json_object_set(schema, "additionalProperties", json_new_bool(false));
+    json_object_set(d, "inputSchema", schema);
+    return d;
+}
+
+/* Runs a named query as a server-side prepared statement with its arguments bound, in the
+ * environment asked for (a routing comment in front), and writes the result into out. */
+static void mcp_run_named(mcp_server *s, const json *def, const json *args, mcp_result *out)
+{
+    const char *sql = json_string_value(json_get(def, "sql"));
+    const char *db = json_string_value(json_get(def, "database"));
+    const json *envs = json_get(def, "environments"), *ps = json_get(def, "params");
+    const char *env = args ? mcp_arg_str(args, "environment") : NULL;
+    if (!env && envs && envs->type == JSON_ARRAY && envs->u.arr.n > 0)
+        env = json_string_value(envs->u.arr.items[0]);
+    if (env && !mcp_check_env_name(env, "environment", out))
+        return;
+    bool allowed = !env || !envs || envs->type != JSON_ARRAY || envs->u.arr.n == 0;
+    for (size_t i = 0; !allowed && i < envs->u.arr.n; i++)
+        allowed = strcmp(json_string_value(envs->u.arr.items[i]), env) == 0;
+    if (!allowed) {
+        mcp_out_error(out, env, 0, NULL, "this named query may not run in environment '%s'", env);
+        return;
+    }
+    for (size_t i = 0; args && i < args->u.obj.n; i++) {
+        const char *k = args->u.obj.items[i].key;
+        bool known = strcmp(k, "environment") == 0;
+        for (size_t j = 0; !known && ps && j < ps->u.arr.n; j++)
+            known = strcmp(json_string_value(json_get(ps->u.arr.items[j], "name")), k) == 0;
+        if (!known) {
+            mcp_out_error(out, env, 0, NULL, "unknown argument '%.64s'", k);
+            return;
+        }
+    }
+    const char *names[64];
+    size_t lens[64];
+    char *rewritten = NULL, err[200];
+    int n = hj_named_params(sql, strlen(sql), &rewritten, names, lens, 64, err, sizeof(err));
+    if (n < 0) {
+        mcp_out_error(out, env, 0, NULL, "%s", err);
+        return;
+    }
+    MYSQL_BIND binds[64];
+    char canon[64][96];
+    my_bool nulls[64];
+    unsigned long blens[64];
+    long long ints[64];
+    memset(binds, 0, sizeof(binds));
+    for (int i = 0; i < n; i++) {
+        char pn[65];
+        snprintf(pn, sizeof(pn), "%.*s", (int)lens[i], names[i]);
+        const json *pd = NULL;
+        for (size_t j = 0; ps && j < ps->u.arr.n && !pd; j++)
+            if (strcmp(json_string_value(json_get(ps->u.arr.items[j], "name")), pn) == 0)
+                pd = ps->u.arr.items[j];
+        const char *type = pd ? json_string_value(json_get(pd, "type")) : "string";
+        const json *v = args ? json_get(args, pn) : NULL;
+        if (!v || v->type == JSON_NULL) {
+            const json *dv = pd ? json_get(pd, "default") : NULL;
+            const json *rq = pd ? json_get(pd, "required") : NULL;
+            if (dv && dv->type != JSON_NULL)
+                v = dv;
+            else if (rq && rq->type == JSON_BOOL && rq->u.b) {
+                mcp_out_error(out, env, 0, NULL, "argument '%s' is required", pn);
+                free(rewritten);
+                return;
+            }
+        }
+        nulls[i] = !v || v->type == JSON_NULL;
+        binds[i].is_null = &nulls[i];
+        if (nulls[i]) {
+            binds[i].buffer_type = MYSQL_TYPE_NULL;
+            continue;
+        }
+        char perr[128];
+        if (!hj_check_param(type, v, canon[i], sizeof(canon[i]), perr, sizeof(perr))) {
+            mcp_out_error(out, env, 0, NULL, "argument '%s' (%s): %s", pn, type, perr);
+            free(rewritten);
+            return;
+        }
+        if (strcmp(type, "int") == 0 || strcmp(type, "bool") == 0) {
+            ints[i] = strtoll(canon[i], NULL, 10);
+            binds[i].buffer_type = MYSQL_TYPE_LONGLONG;
+            binds[i].buffer = &ints[i];
+        } else if (strcmp(type, "string") == 0) {
+            binds[i].buffer_type = MYSQL_TYPE_STRING;
+            binds[i].buffer = (void *)v->u.str.s;
+            blens[i] = (unsigned long)v->u.str.len;
+            binds[i].buffer_length = blens[i];
+            binds[i].length = &blens[i];
+        } else {
+            binds[i].buffer_type =
+                strcmp(type, "decimal") == 0 ? MYSQL_TYPE_NEWDECIMAL : MYSQL_TYPE_STRING;
+            binds[i].buffer = canon[i];
+            blens[i] = (unsigned long)strlen(canon[i]);
+            binds[i].buffer_length = blens[i];
+            binds[i].length = &blens[i];
+        }
+    }
+    if (!mcp_connect_for_tool(s, out)) {
+        free(rewritten);
+        return;
+    }
+    json_buf text;
+    json_buf_init(&text);
+    mcp_put_hint(&text, env, db);
+    json_buf_puts(&text, rewritten);
+    free(rewritten);
+    double t0 = mcp_clock_ms();
+    MYSQL_STMT *st = mysql_stmt_init(s->db);
+    my_bool update_max = 1;
+    mcp_error e = {0};
+    MYSQL_RES *meta = NULL;
+    MYSQL_BIND *rb = NULL;
+    char **bufs = NULL;
+    unsigned long *rlens = NULL;
+    my_bool *rnull = NULL;
+    unsigned nf = 0;
+    if (!st || mysql_stmt_prepare(st, text.data, (unsigned long)text.len) != 0 ||
+        (n > 0 && mysql_stmt_bind_param(st, binds) != 0) ||
+        mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max) != 0 ||
+        mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0)
+        goto fail;
+    json_buf *b = &out->text;
+    json_buf_reset(b);
+    json_buf_putc(b, '{');
+    if (env) {
+        json_buf_puts(b, "\"environment\":");
+        json_write_string(b, env, strlen(env));
+        json_buf_putc(b, ',');
+    }
+    meta = mysql_stmt_result_metadata(st);
+    if (!meta) {
+        json_buf_printf(b, "\"affected_rows\":%llu,\"execution_time_ms\":%.3f}",
+                        (unsigned long long)mysql_stmt_affected_rows(st), mcp_clock_ms() - t0);
+        goto done;
+    }
+    nf = mysql_num_fields(meta);
+    MYSQL_FIELD *fields = mysql_fetch_fields(meta);
+    rb = calloc(nf, sizeof(*rb));
+    bufs = calloc(nf, sizeof(*bufs));
+    rlens = calloc(nf, sizeof(*rlens));
+    rnull = calloc(nf, sizeof(*rnull));
+    if (!rb || !bufs || !rlens || !rnull)
+        abort();
+    json_buf_puts(b, "\"columns\":[");
+    for (unsigned i = 0; i < nf; i++) {
+        char tmp[32];
+        const char *type = mcp_field_type_name(&fields[i], tmp, sizeof(tmp));
+        json_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        json_write_string(b, fields[i].name, fields[i].name_length);
+        json_buf_puts(b, ",\"type\":");
+        json_write_string(b, type, strlen(type));
+        json_buf_putc(b, '}');
+        size_t cap = fields[i].max_length + 1 > 64 ? fields[i].max_length + 1 : 64;
+        bufs[i] = malloc(cap);
+        if (!bufs[i])
+            abort();
+        rb[i].buffer_type = MYSQL_TYPE_STRING;
+        rb[i].buffer = bufs[i];
+        rb[i].buffer_length = cap;
+        rb[i].length = &rlens[i];
+        rb[i].is_null = &rnull[i];
+    }
+    json_buf_puts(b, "],\"rows\":[");
+    if (mysql_stmt_bind_result(st, rb) != 0)
+        goto fail;
+    long long count = 0;
+    bool cut = false;
+    int rc;
+    while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+        if (count >= s->o.max_rows) {
+            cut = true;
+            break;
+        }
+        if (count)
+            json_buf_putc(b, ',');
+        json_buf_putc(b, '[');
+        for (unsigned i = 0; i < nf; i++) {
+            if (i)
+                json_buf_putc(b, ',');
+            mcp_write_cell(b, &fields[i], rnull[i] ? NULL : bufs[i], rlens[i]);
+        }
+        json_buf_putc(b, ']');
+        count++;
+    }
+    json_buf_printf(b, "],\"row_count\":%lld,\"truncated\":%s,\"execution_time_ms\":%.3f}", count,
+                    cut ? "true" : "false", mcp_clock_ms() - t0);
+    goto done;
+fail:
+    e.code = st ? mysql_stmt_errno(st) : mysql_errno(s->db);
+    snprintf(e.sqlstate, sizeof(e.sqlstate), "%s", st ? mysql_stmt_sqlstate(st) : "HY000");
+    snprintf(e.message, sizeof(e.message), "%s", st ? mysql_stmt_error(st) : mysql_error(s->db));
+    mcp_out_db_error(out, env, &e);
+    if (mcp_connection_lost(e.code))
+        mcp_close(s), st = NULL;
+done:
+    for (unsigned i = 0; bufs && i < nf; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(rb);
+    free(rlens);
+    free(rnull);
+    if (meta)
+        mysql_free_result(meta);
+    if (st)
+        mysql_stmt_close(st);
+    json_buf_free(&text);
+}
+
 /* ---- JSON-RPC --------------------------------------------------------------------------- */
 
 static json *mcp_rpc_result(const json *id, json *result)
@@ -1458,6 +1775,9 @@ static json *mcp_do_tools_list(mcp_server *s, const json *id)
     json *list = json_new_array();
     for (size_t i = 0; i < MCP_N_TOOLS; i++)
         json_array_add(list, mcp_tool_descriptor(s, &mcp_tools[i]));
+    mcp_load_named(s);
+    for (size_t i = 0; s->named && i < s->named->u.arr.n; i++)
+        json_array_add(list, mcp_named_descriptor(s->named->u.arr.items[i]));
     json *r = json_new_object();
     json_object_set(r, "tools", list);
     return mcp_rpc_result(id, r);
@@ -1469,6 +1789,28 @@ static json *mcp_do_tools_call(mcp_server *s, const json *id, const json *params
     if (!name || name->type != JSON_STRING)
         return mcp_rpc_error(id, RPC_INVALID_PARAMS, "Invalid params: name must be a string");
     const mcp_tool *t = mcp_find_tool(name->u.str.s);
+    if (!t && strncmp(name->u.str.s, MCP_NAMED_PREFIX, strlen(MCP_NAMED_PREFIX)) == 0)
+        mcp_load_named(s);
+    const json *nq = t ? NULL : mcp_find_named(s, name->u.str.s);
+    if (nq) {
+        const json *nargs = json_get(params, "arguments");
+        mcp_result nout = {.is_error = false};
+        json_buf_init(&nout.text);
+        if (nargs && nargs->type != JSON_OBJECT && nargs->type != JSON_NULL)
+            mcp_out_error(&nout, NULL, 0, NULL, "arguments must be an object");
+        else
+            mcp_run_named(s, nq, nargs && nargs->type == JSON_OBJECT ? nargs : NULL, &nout);
+        json *item = json_new_object();
+        json_object_set(item, "type", json_new_cstr("text"));
+        json_object_set(item, "text", json_new_string(nout.text.data, nout.text.len));
+        json_buf_free(&nout.text);
+        json *content = json_new_array();
+        json_array_add(content, item);
+        json *r = json_new_object();
+        json_object_set(r, "content", content);
+        json_object_set(r, "isError", json_new_bool(nout.is_error));
+        return mcp_rpc_result(id, r);
+    }
     if (!t) {
         json_buf q;
         json_buf_init(&q);
@@ -1824,6 +2166,7 @@ int mcp_main(int argc, char **argv)
     }
     json_buf_free(&r->line);
     free(r);
+    json_free(s.named);
     mcp_close(&s);
     mysql_library_end();
     if (s.o.password) {
@@ -1835,4 +2178,70 @@ int mcp_main(int argc, char **argv)
         return 1;
     }
     return 0;
+}
+
+/* ---- the same tools for MCP over Streamable HTTP (http_mcp.c) -------------------------------- */
+
+mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
+                           const char *password, long long max_rows)
+{
+    mcp_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->o.host = strdup(host);
+    s->o.port = port;
+    s->o.user = strdup(user);
+    s->o.password_var = "(internal)";
+    s->o.password = strdup(password);
+    s->o.max_rows = max_rows;
+    s->o.max_bytes = 1024 * 1024;
+    s->o.connect_timeout = 5;
+    s->o.read_timeout = 300;
+    if (!s->o.host || !s->o.user || !s->o.password)
+        abort();
+    return s;
+}
+
+json *mcp_server_handle(mcp_server *s, const json *msg)
+{
+    if (msg->type != JSON_ARRAY)
+        return mcp_handle_message(s, msg);
+    json *replies = json_new_array();
+    for (size_t i = 0; i < msg->u.arr.n; i++) {
+        json *r = mcp_handle_message(s, msg->u.arr.items[i]);
+        if (r)
+            json_array_add(replies, r);
+    }
+    if (replies->u.arr.n == 0) {
+        json_free(replies);
+        return NULL;
+    }
+    return replies;
+}
+
+unsigned long mcp_server_connection_id(mcp_server *s)
+{
+    return s->db ? mysql_thread_id(s->db) : 0;
+}
+
+void mcp_server_set_named(mcp_server *s, json *defs)
+{
+    json_free(s->named);
+    s->named = defs;
+    s->named_given = true;
+}
+
+void mcp_server_free(mcp_server *s)
+{
+    if (!s)
+        return;
+    json_free(s->named);
+    mcp_close(s);
+    free((char *)s->o.host);
+    free((char *)s->o.user);
+    if (s->o.password) {
+        explicit_bzero(s->o.password, strlen(s->o.password));
+        free(s->o.password);
+    }
+    free(s);
 }

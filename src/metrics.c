@@ -58,6 +58,18 @@ void metrics_render(proxy *p, struct evbuffer *b)
     evbuffer_add_printf(b, "envproxy_logins_refused_total %llu\n",
                         (unsigned long long)GET(p->logins_refused));
 
+    header(b, "envproxy_statements_by_door_total", "counter",
+           "Statements by the door they came in by: the MySQL port, the HTTP API, MCP over HTTP.");
+    static const char *const doors[] = {"mysql", "http", "mcp"};
+    for (int i = 0; i < 3; i++)
+        evbuffer_add_printf(b, "envproxy_statements_by_door_total{via=\"%s\"} %llu\n", doors[i],
+                            (unsigned long long)GET(p->stmts_by_door[i]));
+    header(b, "envproxy_http_api_responses_total", "counter",
+           "Answers of /api/v1 and /mcp by HTTP status class.");
+    for (int i = 1; i < 6; i++)
+        evbuffer_add_printf(b, "envproxy_http_api_responses_total{status=\"%dxx\"} %llu\n", i,
+                            (unsigned long long)GET(p->http_api_status[i]));
+
     header(b, "envproxy_logins_throttled_total", "counter",
            "Logins refused because their address failed too often (login_throttle).");
     evbuffer_add_printf(b, "envproxy_logins_throttled_total %llu\n", throttle_refused());

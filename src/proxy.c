@@ -292,6 +292,20 @@ static void check_accounts(proxy *p)
     }
 }
 
+void proxy_accounts_check(proxy *p)
+{
+    check_accounts(p);
+}
+
+/* SQLite's data_version does not change for the connection's own commits: read it all. */
+void proxy_accounts_changed(proxy *p)
+{
+    long long v = acct_data_version(p->store);
+    if (v >= 0)
+        p->acct_version = v;
+    reload_accounts(p);
+}
+
 /* ---- server version ------------------------------------------------------------------------ */
 
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version)
@@ -358,11 +372,17 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
         memmove(w->inbox, w->inbox + 1, (size_t)(w->inbox_len - 1) * sizeof(*w->inbox));
         w->inbox_len--;
         pthread_mutex_unlock(&w->inbox_mu);
-        client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+        if (a.login) {
+            client_accept_internal(w, a.fd, a.login);
+            free(a.login);
+        } else {
+            client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+        }
     }
 }
 
-void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
+/* Queues a for w (under its lock) and wakes it. */
+static void inbox_push(worker *w, const accepted_fd *in)
 {
     pthread_mutex_lock(&w->inbox_mu);
     if (w->inbox_len == w->inbox_cap) {
@@ -373,13 +393,28 @@ void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
         w->inbox = n;
         w->inbox_cap = cap;
     }
-    accepted_fd *a = &w->inbox[w->inbox_len++];
-    a->fd = fd;
-    memset(&a->sa, 0, sizeof(a->sa));
-    memcpy(&a->sa, sa, (size_t)salen < sizeof(a->sa) ? (size_t)salen : sizeof(a->sa));
-    a->salen = salen;
+    w->inbox[w->inbox_len++] = *in;
     event_active(w->inbox_ev, EV_READ, 0);
     pthread_mutex_unlock(&w->inbox_mu);
+}
+
+void worker_hand_internal(worker *w, int fd, internal_login *login)
+{
+    accepted_fd a;
+    memset(&a, 0, sizeof(a));
+    a.fd = fd;
+    a.login = login;
+    inbox_push(w, &a);
+}
+
+void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    accepted_fd in;
+    memset(&in, 0, sizeof(in));
+    in.fd = fd;
+    memcpy(&in.sa, sa, (size_t)salen < sizeof(in.sa) ? (size_t)salen : sizeof(in.sa));
+    in.salen = salen;
+    inbox_push(w, &in);
 }
 
 static void *worker_main(void *arg)
@@ -411,8 +446,10 @@ void worker_stop(worker *w)
     while (w->clients)
         client_free(w->clients);
     pthread_mutex_lock(&w->inbox_mu);
-    for (int i = 0; i < w->inbox_len; i++)
+    for (int i = 0; i < w->inbox_len; i++) {
         close(w->inbox[i].fd);
+        free(w->inbox[i].login);
+    }
     w->inbox_len = 0;
     pthread_mutex_unlock(&w->inbox_mu);
 }

@@ -251,7 +251,7 @@ static void test_store(void)
     }
     CHECK_INT(stat(path, &sb), 0);
     CHECK_INT(sb.st_mode & 0777, 0600);
-    CHECK_INT(raw_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT(raw_int(path, "PRAGMA user_version"), 2);
 
     /* An empty store lists only the header. */
     text = list_text(s);
@@ -416,9 +416,27 @@ static void test_schema_versions(void)
     s = acct_open(path, err, sizeof err);
     CHECK(s == NULL);
     acct_close(s);
-    CHECK(strstr(err, "has schema version 7; this envproxy knows up to 1") != NULL);
+    CHECK(strstr(err, "has schema version 7; this envproxy knows up to 2") != NULL);
     CHECK(strstr(err, path) != NULL);
     CHECK_INT(raw_int(path, "PRAGMA user_version"), 7);
+
+    /* A version 1 store (before API tokens and named queries) is upgraded in place. */
+    path_in_tmp(path, sizeof path, "v1.db");
+    s = acct_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    CHECK_INT(acct_user_add(s, "old", "pw", NULL, err, sizeof err), 0);
+    acct_close(s);
+    CHECK_INT(raw_exec(path, "DROP TABLE api_tokens; DROP TABLE named_queries; "
+                             "PRAGMA user_version = 1"),
+              SQLITE_OK);
+    s = acct_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    CHECK_INT(raw_int(path, "PRAGMA user_version"), 2);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM accounts WHERE name = 'old'"), 1);
+    char tok[64];
+    CHECK(acct_token_add(s, "old", 0, tok, sizeof tok, err, sizeof err) > 0);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM api_tokens"), 1);
+    acct_close(s);
 
     /* An existing empty file (version 0) is migrated; its mode is the user's choice. */
     path_in_tmp(path, sizeof path, "empty.db");
@@ -427,7 +445,7 @@ static void test_schema_versions(void)
     s = acct_open(path, err, sizeof err);
     CHECK(s != NULL);
     acct_close(s);
-    CHECK_INT(raw_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT(raw_int(path, "PRAGMA user_version"), 2);
     CHECK_INT(stat(path, &sb), 0);
     CHECK_INT(sb.st_mode & 0777, 0640);
 

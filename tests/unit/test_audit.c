@@ -106,6 +106,14 @@ static void test_format_basic(void)
                        "\"ms\":0.000,\"error\":\"1290: envproxy: environment 'prod' is "
                        "read-only: DELETE is not allowed\"}\n");
 
+    /* The door the statement came in by follows the client. */
+    r = statement("SELECT 1");
+    r.via = "http";
+    CHECK_STR(fmt(&r), "{\"ts\":\"2026-11-21T09:00:00.123Z\",\"conn\":42,\"user\":\"alice\","
+                       "\"client\":\"10.0.0.5:51234\",\"via\":\"http\",\"env\":\"prod\","
+                       "\"db\":\"shop\",\"sql\":\"SELECT 1\",\"verdict\":\"allowed\","
+                       "\"rows\":3,\"ms\":1.500,\"error\":null}\n");
+
     /* Every optional value absent. */
     audit_record n = {0};
     n.ts_ms = 0;

@@ -1,0 +1,226 @@
+"""MCP over Streamable HTTP at /mcp, driven with raw HTTP: the session id, the protocol's
+error cases, the tools of `envproxy mcp` running through the proxy's statement path (grants,
+read-only policy, audit via=mcp), and cancellation."""
+import http.client
+import json
+import threading
+import time
+
+import pytest
+
+from harness import free_port
+
+
+def post(port, body, token, sid=None, headers=None, method="POST", timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {"Authorization": "Bearer " + token, "Content-Type": "application/json",
+         "Accept": "application/json, text/event-stream"}
+    if sid:
+        h["Mcp-Session-Id"] = sid
+    h.update(headers or {})
+    data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None
+                                                 else None)
+    conn.request(method, "/mcp", body=data, headers=h)
+    r = conn.getresponse()
+    text = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    conn.close()
+    return r.status, (json.loads(text) if text else None), hdrs
+
+
+def rpc(id_, method, params=None):
+    m = {"jsonrpc": "2.0", "id": id_, "method": method}
+    if params is not None:
+        m["params"] = params
+    return m
+
+
+@pytest.fixture(scope="module")
+def mcp(make_module_proxy, tmp_path_factory):
+    port = free_port()
+    audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    p = make_module_proxy({"http": f"127.0.0.1:{port}", "audit_log": str(audit),
+                           "limits": {"statement_timeout": "20s"}})
+    p.http_port = port
+    p.audit_path = audit
+    r = p.cli("user", "token", "alice")
+    assert r.returncode == 0, r.stderr
+    p.token = r.stdout.strip().splitlines()[-1]
+    time.sleep(0.1)
+    return p
+
+
+def start_session(mcp):
+    s, b, h = post(mcp.http_port, rpc(1, "initialize", {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}), mcp.token)
+    assert s == 200, b
+    sid = h["mcp-session-id"]
+    assert len(sid) == 64
+    s, b, _ = post(mcp.http_port, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                   mcp.token, sid)
+    assert s == 202 and b is None
+    return sid
+
+
+def call_tool(mcp, sid, name, args, id_=2):
+    s, b, _ = post(mcp.http_port, rpc(id_, "tools/call", {"name": name, "arguments": args}),
+                   mcp.token, sid)
+    assert s == 200, b
+    res = b["result"]
+    return res["isError"], json.loads(res["content"][0]["text"])
+
+
+def test_initialize_gives_a_session_and_lists_the_stdio_tools(mcp):
+    """initialize answers the protocol version and a Mcp-Session-Id; tools/list has the same
+    tools as `envproxy mcp`."""
+    s, b, h = post(mcp.http_port, rpc(1, "initialize", {"protocolVersion": "2025-06-18"}),
+                   mcp.token)
+    assert s == 200 and b["result"]["protocolVersion"] == "2025-06-18"
+    assert b["result"]["serverInfo"]["name"] == "envproxy"
+    sid = h["mcp-session-id"]
+    s, b, _ = post(mcp.http_port, rpc(2, "tools/list"), mcp.token, sid)
+    names = {t["name"] for t in b["result"]["tools"]}
+    assert {"list_environments", "execute_query", "describe_table", "compare_query"} <= names
+
+
+def test_protocol_errors(mcp):
+    """Missing or unknown session ids, no credentials, a foreign Origin, bad JSON, GET."""
+    port = mcp.http_port
+    s, b, _ = post(port, rpc(1, "tools/list"), mcp.token)
+    assert s == 400 and b["error"]["code"] == -32600
+    s, b, _ = post(port, rpc(1, "tools/list"), mcp.token, sid="0" * 64)
+    assert s == 404
+    s, b, _ = post(port, rpc(1, "tools/list"), "ept_wrong")
+    assert s == 401
+    s, b, _ = post(port, rpc(1, "initialize", {}), mcp.token,
+                   headers={"Origin": "http://evil.example"})
+    assert s == 403
+    s, b, _ = post(port, b"{not json", mcp.token)
+    assert s == 400 and b["error"]["code"] == -32700
+    s, b, _ = post(port, None, mcp.token, method="GET")
+    assert s == 405
+    sid = start_session(mcp)
+    s, b, _ = post(port, rpc(5, "no/such"), mcp.token, sid)
+    assert s == 200 and b["error"]["code"] == -32601
+    s, b, _ = post(port, rpc(5, "ping"), mcp.token, sid,
+                   headers={"MCP-Protocol-Version": "1999-01-01"})
+    assert s == 400
+    # Another account cannot use the session.
+    r = mcp.cli("user", "token", "bob")
+    bob = r.stdout.strip().splitlines()[-1]
+    time.sleep(0.1)
+    assert post(port, rpc(6, "ping"), bob, sid)[0] == 404
+    # DELETE ends it.
+    assert post(port, None, mcp.token, sid, method="DELETE")[0] == 200
+    assert post(port, rpc(7, "ping"), mcp.token, sid)[0] == 404
+
+
+def test_tools_run_through_the_proxy_with_its_policy(mcp, servers):
+    """Calls in dev and prod; a write in prod is refused with 1290; audit lines say via mcp."""
+    sid = start_session(mcp)
+    err, envs = call_tool(mcp, sid, "list_environments", {})
+    assert not err and {row[0] for row in envs["rows"]} == {"dev", "prod"}
+    err, r = call_tool(mcp, sid, "execute_query",
+                       {"environment": "prod", "database": "shop",
+                        "sql": "SELECT status FROM orders WHERE id = 3"})
+    assert not err and r["environment"] == "prod" and r["rows"] == [["shipped"]]
+    before = servers.sql("prod", "SELECT count(*) FROM shop.orders")
+    err, r = call_tool(mcp, sid, "execute_query",
+                       {"environment": "prod", "database": "shop", "sql": "DELETE FROM orders"})
+    assert err and r["error"]["code"] == 1290
+    assert servers.sql("prod", "SELECT count(*) FROM shop.orders") == before
+    deadline = time.time() + 5
+    lines = []
+    while time.time() < deadline:
+        lines = [json.loads(x) for x in mcp.audit_path.read_text().splitlines() if x.strip()]
+        if any(x.get("sql", "") and "DELETE FROM orders" in x["sql"] for x in lines):
+            break
+        time.sleep(0.1)
+    refused = [x for x in lines if x.get("sql") and "DELETE FROM orders" in x["sql"]][0]
+    assert refused["via"] == "mcp" and refused["verdict"] == "refused"
+    assert refused["user"] == "alice"
+
+
+def test_cancellation_stops_the_running_statement(mcp):
+    """notifications/cancelled kills the statement of the session's running tool call."""
+    sid = start_session(mcp)
+    out = {}
+
+    def slow():
+        t0 = time.time()
+        out["r"] = call_tool(mcp, sid, "execute_query",
+                             {"environment": "dev", "sql": "SELECT SLEEP(15) AS s"}, id_=9)
+        out["t"] = time.time() - t0
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(1.5)
+    s, _, _ = post(mcp.http_port, {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                   "params": {"requestId": 9}}, mcp.token, sid)
+    assert s == 202
+    t.join(30)
+    assert not t.is_alive()
+    assert out["t"] < 10
+    # SLEEP interrupted by KILL QUERY returns 1 (or the statement fails): either way it ended.
+    err, r = out["r"]
+    assert err or r["rows"] == [[1]] or r["rows"] == [{"s": 1}], r
+
+
+def test_named_queries_are_tools(mcp, tmp_path, servers):
+    """Each named query is a tool nq_NAME with its parameters as the input schema; arguments
+    are bound server-side (a quote stays a value) and typed; a write is refused in prod."""
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT id, name FROM customers WHERE name = :who OR id = :id ORDER BY id")
+    r = mcp.cli("query", "add", "find_customer", "--sql-file", str(sql), "--param", "who:string",
+                "--param", "id:int:0", "--database", "shop", "--env", "dev", "--env", "prod",
+                "--description", "Find a customer")
+    assert r.returncode == 0, r.stderr
+    sql.write_text("UPDATE orders SET note = note WHERE id = :id")
+    r = mcp.cli("query", "add", "touch_order", "--sql-file", str(sql), "--param", "id:int",
+                "--database", "shop", "--env", "dev")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.2)
+    sid = start_session(mcp)
+    s, b, _ = post(mcp.http_port, rpc(2, "tools/list"), mcp.token, sid)
+    tools = {t["name"]: t for t in b["result"]["tools"]}
+    t = tools["nq_find_customer"]
+    props = t["inputSchema"]["properties"]
+    assert props["id"]["type"] == "integer" and props["who"]["type"] == "string"
+    assert props["environment"]["enum"] == ["dev", "prod"]
+    assert t["inputSchema"]["required"] == ["who"]
+    err, r = call_tool(mcp, sid, "nq_find_customer",
+                       {"environment": "prod", "who": "O'Brien & Sons"})
+    assert not err and r["rows"] == [[7, "O'Brien & Sons"]], r
+    err, r = call_tool(mcp, sid, "nq_find_customer", {"who": "x' OR '1'='1"})
+    assert not err and r["rows"] == [] and r["environment"] == "dev"
+    err, r = call_tool(mcp, sid, "nq_find_customer", {"who": "a", "id": "1 OR 1=1"})
+    assert err and "id" in r["error"]["message"]
+    err, r = call_tool(mcp, sid, "nq_touch_order", {"environment": "prod", "id": 1})
+    assert err and "may not run" in r["error"]["message"]
+    err, r = call_tool(mcp, sid, "nq_touch_order", {"id": 1})
+    assert not err and r["affected_rows"] in (0, 1), r
+    mcp.cli("query", "del", "find_customer")
+    mcp.cli("query", "del", "touch_order")
+
+
+def test_stdio_mcp_offers_named_queries_too(mcp, tmp_path):
+    """`envproxy mcp` over stdio reads __queries.queries and offers the same nq_ tools."""
+    from test_mcp import McpProcess
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT status FROM orders WHERE id = :id")
+    assert mcp.cli("query", "add", "stdio_status", "--sql-file", str(sql), "--param", "id:int",
+                   "--database", "shop").returncode == 0
+    time.sleep(1.2)
+    m = McpProcess(mcp.port, tmp_path / "mcp.stderr")
+    try:
+        m.initialize()
+        tools = {t["name"] for t in m.request("tools/list")["result"]["tools"]}
+        assert "nq_stdio_status" in tools and "execute_query" in tools
+        r = m.ok("nq_stdio_status", {"environment": "prod", "id": 3})
+        assert r["rows"] == [["shipped"]]
+        e = m.error("nq_stdio_status", {"id": "3; DROP TABLE orders"})
+        assert "id" in e["message"]
+    finally:
+        assert m.close() == 0
+        mcp.cli("query", "del", "stdio_status")
