@@ -64,7 +64,12 @@ def test_audit_log_reopened_on_sighup(make_proxy, tmp_path):
     log = tmp_path / "audit.jsonl"
     p = make_proxy(extra_yaml={"audit_log": str(log)})
     p.query("SELECT 'before'")
-    read_lines(log, 1)
+    # Wait for that very line (a driver's own statements, such as SET AUTOCOMMIT, come
+    # first): a line still queued at the rename would go to the reopened file.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (
+            log.exists() and "SELECT 'before'" in log.read_text()):
+        time.sleep(0.1)
     log.rename(tmp_path / "audit.jsonl.1")
     p.signal(signal.SIGHUP)
     time.sleep(0.5)
