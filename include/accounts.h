@@ -21,6 +21,7 @@ typedef struct {
     char *default_env;         /* NULL when none */
     acct_grant *grants;
     int n_grants;
+    long long max_rows; /* the operator's override of limits.max_rows (0 = no cap); -1 = none */
 } account;
 
 /* An API token as stored: the SHA-256 (hex) of the token, never the token itself. */
@@ -66,6 +67,9 @@ int acct_user_del(acct_store *s, const char *name, char *err, size_t errlen);
 int acct_grant_set(acct_store *s, const char *name, const char *env, grant_level level, char *err,
                    size_t errlen);
 int acct_grant_revoke(acct_store *s, const char *name, const char *env, char *err, size_t errlen);
+/* Sets the account's max_rows override (0 = no cap), or removes it when max_rows < 0. */
+int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *err,
+                    size_t errlen);
 /* Prints one line per account: name, default env, grants ("dev=write,prod=read"). */
 int acct_list(acct_store *s, FILE *out, char *err, size_t errlen);
 

@@ -636,6 +636,9 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
                   const char *event);
 /* Bytes queued for the client and not yet taken by its socket (TLS: plain and encrypted). */
 size_t client_out_queued(const client *c);
+/* The row cap for this session's results in env: the account's override (`user limits`)
+ * when it has one, else env's limits.max_rows. 0 = no cap. */
+long long client_max_rows(const client *c, const cfg_env *env);
 /* Sends the client's packets built in b. */
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)

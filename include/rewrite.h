@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* What a statement means to a transaction that has not reached a backend yet. */
 typedef enum {
@@ -56,5 +57,19 @@ bool rewrite_is_schemata_list(const char *sql, size_t len);
  * statements). The backend connections never have the LOCAL capability: this is only for a
  * clear answer. */
 bool rewrite_has_load_local(const char *sql, size_t len);
+
+/* The file a LOAD DATA / LOAD XML [LOW_PRIORITY|CONCURRENT] LOCAL INFILE 'name' statement
+ * names, so that the backend's request for a local file can be checked against it.
+ * LL_NONE: not such a statement. LL_FILE: name (NUL-terminated, name_len bytes, at most
+ * cap - 1) is the literal's bytes. LL_UNREADABLE: such a statement whose file name cannot be
+ * read for certain (several statements, an executable comment, a prefix or a concatenated
+ * literal, a double-quoted name, an escape or a quote inside, empty, too long): refuse it. */
+enum { LL_NONE = 0, LL_FILE = 1, LL_UNREADABLE = -1 };
+int rewrite_load_local_file(const char *sql, size_t len, char *name, size_t cap, size_t *name_len);
+
+/* Whether a backend's LOCAL INFILE request (payload 0xFB followed by the file name) asks for
+ * exactly the file the client's statement named (byte for byte). */
+bool rewrite_infile_request_matches(const char *name, size_t name_len, const uint8_t *payload,
+                                    size_t len);
 
 #endif

@@ -50,6 +50,15 @@ static const char *const migrations[ACCT_SCHEMA_VERSION] = {
     "PRAGMA user_version = 2;",
 };
 
+/* Per-account limit overrides live in a table of their own, created when missing whatever
+ * the schema version, so that this addition does not take a version number that another
+ * change to the schema may also claim. Older envproxy versions ignore the table. */
+static const char limits_table_sql[] =
+    "CREATE TABLE IF NOT EXISTS account_limits ("
+    "  account TEXT PRIMARY KEY REFERENCES accounts(name) ON DELETE CASCADE,"
+    "  max_rows INTEGER NOT NULL CHECK (max_rows >= 0)"
+    ")";
+
 #define ACCT_BUSY_TIMEOUT_MS 2000
 #define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
 
@@ -333,7 +342,8 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(s->db, ACCT_BUSY_TIMEOUT_MS);
     /* foreign_keys is a no-op inside a transaction, so set it before anything else. */
     if (exec_sql(s, "PRAGMA foreign_keys = ON", err, errlen, "cannot enable foreign keys") < 0 ||
-        migrate(s, err, errlen) < 0) {
+        migrate(s, err, errlen) < 0 ||
+        exec_sql(s, limits_table_sql, err, errlen, "cannot create the account_limits table") < 0) {
         acct_close(s);
         return NULL;
     }
@@ -586,7 +596,8 @@ static int load_accounts(acct_store *s, acct_snapshot *snap, char *err, size_t e
     int rc, cap = 0;
 
     st = prepare(s,
-                 "SELECT name, sha1_stage2, sha256_stage2, default_env FROM accounts"
+                 "SELECT name, sha1_stage2, sha256_stage2, default_env, l.max_rows"
+                 " FROM accounts LEFT JOIN account_limits l ON l.account = accounts.name"
                  " ORDER BY name",
                  err, errlen);
     if (!st)
@@ -622,6 +633,9 @@ static int load_accounts(acct_store *s, acct_snapshot *snap, char *err, size_t e
         memcpy(a->sha256_stage2, sqlite3_column_blob(st, 2), 32);
         if (sqlite3_column_type(st, 3) != SQLITE_NULL && !(a->default_env = dup_column(st, 3)))
             goto nomem;
+        a->max_rows = -1;
+        if (sqlite3_column_type(st, 4) == SQLITE_INTEGER && sqlite3_column_int64(st, 4) >= 0)
+            a->max_rows = sqlite3_column_int64(st, 4);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -637,6 +651,39 @@ nomem:
     set_err(err, errlen, "account store %s: out of memory", s->path);
 fail:
     sqlite3_finalize(st);
+    return -1;
+}
+
+int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *err,
+                    size_t errlen)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (begin_on_user(s, name, err, errlen) < 0)
+        return -1;
+    if (max_rows < 0)
+        st = prepare(s, "DELETE FROM account_limits WHERE account = ?1", err, errlen);
+    else
+        st = prepare(s,
+                     "INSERT INTO account_limits (account, max_rows) VALUES (?1, ?2)"
+                     " ON CONFLICT (account) DO UPDATE SET max_rows = excluded.max_rows",
+                     err, errlen);
+    if (!st)
+        goto fail;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (max_rows >= 0)
+        sqlite3_bind_int64(st, 2, max_rows);
+    rc = run(st);
+    if (rc != SQLITE_DONE) {
+        db_err(s, err, errlen, "cannot set the limits");
+        goto fail;
+    }
+    if (exec_sql(s, "COMMIT", err, errlen, "cannot commit") < 0)
+        goto fail;
+    return 0;
+fail:
+    rollback(s);
     return -1;
 }
 
@@ -788,7 +835,7 @@ int acct_list(acct_store *s, FILE *out, char *err, size_t errlen)
 {
     acct_snapshot *snap = acct_snapshot_load(s, err, errlen);
     char **grants;
-    int wname = (int)strlen("USER"), wenv = (int)strlen("DEFAULT_ENV");
+    int wname = (int)strlen("USER"), wenv = (int)strlen("DEFAULT_ENV"), wgr = (int)strlen("GRANTS");
 
     if (!snap)
         return -1;
@@ -815,12 +862,19 @@ int acct_list(acct_store *s, FILE *out, char *err, size_t errlen)
             set_err(err, errlen, "out of memory");
             return -1;
         }
+        if ((int)strlen(grants[i]) > wgr)
+            wgr = (int)strlen(grants[i]);
     }
-    fprintf(out, "%-*s  %-*s  %s\n", wname, "USER", wenv, "DEFAULT_ENV", "GRANTS");
+    fprintf(out, "%-*s  %-*s  %-*s  %s\n", wname, "USER", wenv, "DEFAULT_ENV", wgr, "GRANTS",
+            "LIMITS");
     for (int i = 0; i < snap->n; i++) {
         const account *a = &snap->accounts[i];
-        fprintf(out, "%-*s  %-*s  %s\n", wname, a->name, wenv,
-                a->default_env ? a->default_env : "-", grants[i]);
+        char limits[40] = "-";
+
+        if (a->max_rows >= 0)
+            snprintf(limits, sizeof limits, "max_rows=%lld", a->max_rows);
+        fprintf(out, "%-*s  %-*s  %-*s  %s\n", wname, a->name, wenv,
+                a->default_env ? a->default_env : "-", wgr, grants[i], limits);
         free(grants[i]);
     }
     free(grants);

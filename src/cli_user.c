@@ -2,8 +2,10 @@
 #include "cli_user.h"
 #include "prompt.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -20,10 +22,13 @@ static const char usage_text[] =
     "       envproxy -c FILE user passwd NAME [--password-stdin]\n"
     "       envproxy -c FILE user grant NAME ENV read|write\n"
     "       envproxy -c FILE user revoke NAME ENV\n"
+    "       envproxy -c FILE user limits NAME --max-rows N|default\n"
     "       envproxy -c FILE user del NAME\n"
     "       envproxy -c FILE user list\n"
     "Without --password-stdin the password is asked for twice on the terminal.\n"
-    "With it, the first line of standard input is the password.\n";
+    "With it, the first line of standard input is the password.\n"
+    "user limits: N replaces limits.max_rows of every environment for this account's\n"
+    "sessions (0 = no cap); default removes the override.\n";
 
 /* ---- reading passwords -------------------------------------------------------------------- */
 
@@ -46,6 +51,7 @@ typedef struct {
     int n_pos;
     bool password_stdin;
     const char *default_env;
+    const char *max_rows; /* user limits --max-rows */
 } user_args;
 
 /* Splits the words after the subcommand into positionals and options. Returns 0 or the
@@ -67,6 +73,12 @@ static int parse_args(int argc, char **argv, user_args *a)
             a->default_env = argv[++i];
         } else if (!options_done && strncmp(w, "--default-env=", 14) == 0) {
             a->default_env = w + 14;
+        } else if (!options_done && strcmp(w, "--max-rows") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error(usage_text, "--max-rows needs a number or 'default'");
+            a->max_rows = argv[++i];
+        } else if (!options_done && strncmp(w, "--max-rows=", 11) == 0) {
+            a->max_rows = w + 11;
         } else if (!options_done &&
                    (strncmp(w, "--password", 10) == 0 || strncmp(w, "-p", 2) == 0)) {
             /* Someone used to `mysql -pSECRET`: refuse without echoing the word. */
@@ -154,7 +166,27 @@ static int cmd_set_password(acct_store *s, const user_args *a, bool add)
     return 0;
 }
 
-static int run_command(acct_store *s, const user_args *a, grant_level level)
+/* Reads --max-rows: a decimal integer >= 0, or "default" (-1: remove the override).
+ * Returns 0, or the usage-error exit code. */
+static int parse_max_rows(const char *text, long long *out)
+{
+    char *end;
+
+    if (strcmp(text, "default") == 0) {
+        *out = -1;
+        return 0;
+    }
+    errno = 0;
+    *out = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : -1;
+    if (*out < 0 || errno != 0 || *end != 0)
+        return cli_usage_error(usage_text,
+                               "--max-rows must be an integer >= 0 (0 = no cap) or 'default', "
+                               "not '%s'",
+                               text);
+    return 0;
+}
+
+static int run_command(acct_store *s, const user_args *a, grant_level level, long long max_rows)
 {
     char err[512];
     const char *name = a->pos[0];
@@ -176,6 +208,17 @@ static int run_command(acct_store *s, const user_args *a, grant_level level)
         printf("revoked the grant on '%s' from '%s'\n", a->pos[1], name);
         return 0;
     }
+    if (strcmp(a->sub, "limits") == 0) {
+        if (acct_limits_set(s, name, max_rows, err, sizeof err) < 0)
+            return cli_fail(err);
+        if (max_rows < 0)
+            printf("user '%s' now has the environments' max_rows\n", name);
+        else if (max_rows == 0)
+            printf("user '%s' now has no max_rows cap in any environment\n", name);
+        else
+            printf("user '%s' now has max_rows %lld in every environment\n", name, max_rows);
+        return 0;
+    }
     if (strcmp(a->sub, "del") == 0) {
         if (acct_user_del(s, name, err, sizeof err) < 0)
             return cli_fail(err);
@@ -195,10 +238,14 @@ int cli_user(const char *accounts_path, int argc, char **argv)
         int n_pos;
         bool password_opts; /* --password-stdin allowed */
         bool env_opt;       /* --default-env allowed */
+        bool limit_opts;    /* --max-rows allowed (and required) */
     } subs[] = {
-        {"add", 1, true, true},      {"passwd", 1, true, false}, {"grant", 3, false, false},
-        {"revoke", 2, false, false}, {"del", 1, false, false},   {"list", 0, false, false},
+        {"add", 1, true, true, false},      {"passwd", 1, true, false, false},
+        {"grant", 3, false, false, false},  {"revoke", 2, false, false, false},
+        {"del", 1, false, false, false},    {"list", 0, false, false, false},
+        {"limits", 1, false, false, true},
     };
+    long long max_rows = -1;
     user_args a = {0};
     grant_level level = GRANT_NONE;
     char err[512];
@@ -227,6 +274,15 @@ int cli_user(const char *accounts_path, int argc, char **argv)
         return cli_usage_error(usage_text, "'user %s' takes no --password-stdin", a.sub);
     if (a.default_env && !subs[spec].env_opt)
         return cli_usage_error(usage_text, "'user %s' takes no --default-env", a.sub);
+    if (a.max_rows && !subs[spec].limit_opts)
+        return cli_usage_error(usage_text, "'user %s' takes no --max-rows", a.sub);
+    if (subs[spec].limit_opts && !a.max_rows)
+        return cli_usage_error(usage_text, "'user %s' needs --max-rows N|default", a.sub);
+    if (a.max_rows) {
+        rc = parse_max_rows(a.max_rows, &max_rows);
+        if (rc != 0)
+            return rc;
+    }
 
     /* Check every word before touching the store. */
     if (a.n_pos >= 1 && check_user_name(a.pos[0]) != 0)
@@ -247,7 +303,7 @@ int cli_user(const char *accounts_path, int argc, char **argv)
     s = acct_open(accounts_path, err, sizeof err);
     if (!s)
         return cli_fail(err);
-    rc = run_command(s, &a, level);
+    rc = run_command(s, &a, level, max_rows);
     acct_close(s);
     if (fflush(stdout) != 0 && rc == 0)
         rc = cli_fail("cannot write to standard output");

@@ -113,6 +113,15 @@ static void client_fail(client *c, uint16_t code, const char *state, const char 
     client_close_after_flush(c);
 }
 
+long long client_max_rows(const client *c, const cfg_env *env)
+{
+    /* The override replaces the environment's cap rather than lowering it: it is the
+     * operator's decision for this account (a backup account gets 0). */
+    if (c->acct && c->acct->max_rows >= 0)
+        return c->acct->max_rows;
+    return env->limits.max_rows;
+}
+
 size_t client_out_queued(const client *c)
 {
     size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));

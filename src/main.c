@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "  envproxy -c FILE user passwd NAME [--password-stdin]\n"
             "  envproxy -c FILE user grant NAME ENV read|write\n"
             "  envproxy -c FILE user revoke NAME ENV\n"
+            "  envproxy -c FILE user limits NAME --max-rows N|default\n"
             "  envproxy -c FILE user del NAME\n"
             "  envproxy -c FILE user list\n"
             "  envproxy -c FILE user token NAME [--expires 30d] | list [NAME] | revoke ID\n"

@@ -526,13 +526,14 @@ static bool relay_process_packets(client *c)
                 c->rl = RL_COLS_EOF;
             if (c->rl == RL_ROWS) {
                 /* max_rows: rows past the cap are read and dropped, never buffered. */
-                long long cap = c->route.env->limits.max_rows;
+                long long cap = client_max_rows(c, c->route.env);
                 if (cap > 0 && c->rl_rows >= (uint64_t)cap && c->dump_client) {
                     /* A dump cut short would restore without complaint: fail it instead. */
                     char msg[200];
                     snprintf(msg, sizeof(msg),
                              "the result has more than %lld rows (limits.max_rows): a dump "
-                             "would be incomplete; see \"Backups\" in the README", cap);
+                             "would be incomplete; see \"Backups\" in the README "
+                             "(user limits NAME --max-rows 0)", cap);
                     relay_fail(c, 1104, msg);
                     return false;
                 }
@@ -742,7 +743,7 @@ static bool relay_process_packets(client *c)
                 /* The result ends normally, with one more warning: SHOW WARNINGS says why. */
                 if (warnings < 0xFFFF)
                     warnings++;
-                c->truncated_to = c->route.env->limits.max_rows;
+                c->truncated_to = client_max_rows(c, c->route.env);
                 log_info("conn %u %s user=%s env=%s: result truncated to %lld rows", c->id,
                          c->addr, c->user, c->route.env->name, c->truncated_to);
             }

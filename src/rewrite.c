@@ -456,3 +456,55 @@ bool rewrite_has_load_local(const char *sql, size_t len)
     free(tl.t);
     return found;
 }
+
+int rewrite_load_local_file(const char *sql, size_t len, char *name, size_t cap, size_t *name_len)
+{
+    sql_mode_flags mode = {0};
+    toklist tl;
+    *name_len = 0;
+    if (!rewrite_has_load_local(sql, len))
+        return LL_NONE;
+    if (!tokenize(sql, len, &mode, &tl, false))
+        return LL_UNREADABLE;
+    int rc = LL_UNREADABLE;
+    size_t j = 2;
+    /* One statement, not in an executable comment: LOAD DATA|XML [LOW_PRIORITY|CONCURRENT]
+     * LOCAL INFILE '...' followed by anything but another literal (which would be joined
+     * to the name). */
+    if (tl.error || tl.several || !tok_word(&tl, 0, "LOAD") ||
+        !(tok_word(&tl, 1, "DATA") || tok_word(&tl, 1, "XML")))
+        goto out;
+    if (tok_word(&tl, j, "LOW_PRIORITY") || tok_word(&tl, j, "CONCURRENT"))
+        j++;
+    if (!tok_word(&tl, j, "LOCAL") || !tok_word(&tl, j + 1, "INFILE") || j + 2 >= tl.n)
+        goto out;
+    const sql_token *lit = &tl.t[j + 2];
+    if (lit->kind != SQLTOK_STRING || lit->len < 2 || sql[lit->start] != '\'' ||
+        (j + 3 < tl.n && tl.t[j + 3].kind == SQLTOK_STRING))
+        goto out;
+    for (size_t i = 0; i <= j + 2; i++) {
+        if (tl.t[i].cond != 0)
+            goto out;
+    }
+    /* The name's bytes are the literal's, with no escape and no doubled quote: then every
+     * sql_mode reads them the same way, and they are what the server will ask for. */
+    const char *body = sql + lit->start + 1;
+    size_t n = lit->len - 2;
+    if (n == 0 || n >= cap || memchr(body, '\\', n) || memchr(body, '\'', n) ||
+        memchr(body, 0, n))
+        goto out;
+    memcpy(name, body, n);
+    name[n] = 0;
+    *name_len = n;
+    rc = LL_FILE;
+out:
+    free(tl.t);
+    return rc;
+}
+
+bool rewrite_infile_request_matches(const char *name, size_t name_len, const uint8_t *payload,
+                                    size_t len)
+{
+    return name_len > 0 && len == name_len + 1 && payload[0] == 0xFB &&
+           memcmp(payload + 1, name, name_len) == 0;
+}

@@ -225,7 +225,7 @@ static vq_table *table_session(client *c)
     vq_set_int(t, r, 3, c->id);
     vq_set_str(t, r, 4, c->tls ? "yes" : "no");
     if (c->env) {
-        vq_set_int(t, r, 5, c->env->limits.max_rows);
+        vq_set_int(t, r, 5, client_max_rows(c, c->env));
         vq_set_int(t, r, 6, c->env->limits.statement_timeout_ms);
     }
     return t;
@@ -429,7 +429,7 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         t->job = j;
         t->env = envs[i];
         const cfg_env *e = proxy_slot_env(c->p, envs[i]);
-        long long cap = e->limits.max_rows;
+        long long cap = client_max_rows(c, e);
         t->cap = cap > 0 && cap < VIRTUAL_MAX_ROWS ? cap : VIRTUAL_MAX_ROWS;
         if (j->kind == VJ_COMPARE || j->kind == VJ_SCHEMA || j->kind == VJ_DATABASES)
             t->cap = VIRTUAL_MAX_ROWS;

@@ -159,3 +159,24 @@ def test_default_dump_with_lock_tables_is_told_to_use_single_transaction(make_pr
     rc, out, err = dump(p, "dumpsrc@prod")
     assert rc != 0
     assert "1290" in err and "--single-transaction" in err, err
+
+
+def test_backup_account_with_max_rows_override_dumps_everything(make_proxy, servers, dumpsrc,
+                                                                 scratch):
+    """With prod's default cap (10,000 rows) left in place, an account given
+    `user limits NAME --max-rows 0` dumps the 20,000-row table whole (restored checksums equal
+    prod's), while alice, without the override, still gets the max_rows error."""
+    p = make_proxy(start=False)
+    p.add_user("backup", "backup-pw", "prod", {"prod": "read"})
+    p._cli_ok("user", "limits", "backup", "--max-rows", "0")
+    p.start()
+    rc, out, err = dump(p, "--single-transaction", "dumpsrc", user="backup",
+                        password="backup-pw")
+    assert rc == 0, err
+    scratch.sql("DROP DATABASE IF EXISTS dumpsrc")
+    scratch.sql("CREATE DATABASE dumpsrc CHARACTER SET utf8mb4")
+    restore(scratch, out, "dumpsrc")
+    assert scratch.sql("SELECT COUNT(*) FROM dumpsrc.big")[0][0] == BIG_ROWS
+    assert checksums(scratch, "dumpsrc") == checksums(servers.prod, "dumpsrc")
+    rc, out, err = dump(p, "--single-transaction", "dumpsrc@prod")
+    assert rc != 0 and "max_rows" in err and "1104" in err, err

@@ -103,3 +103,56 @@ def test_client_leaving_mid_statement_kills_it(limited, servers):
             break
         time.sleep(0.1)
     assert running == 0
+
+
+def _rows_in_prod(proxy, user, password):
+    conn = proxy.connect(user=user, password=password, database="shop@prod")
+    try:
+        with conn.cursor() as cur:
+            n = cur.execute("SELECT seq FROM seq_1_to_100")
+            cur.execute("SELECT max_rows FROM __envs.session")
+            shown = cur.fetchone()[0]
+        return n, shown
+    finally:
+        conn.close()
+
+
+def _until_rows(proxy, user, password, want, timeout=10.0):
+    """The row count of a fresh session, once the proxy has reloaded the account store."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _rows_in_prod(proxy, user, password)
+        if got[0] == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_account_max_rows_override_replaces_the_environment_cap(make_proxy):
+    """`user limits NAME --max-rows N` replaces every environment's max_rows for that account
+    only, in sessions opened after the change (larger or smaller than the environment's, 0 =
+    no cap); `--max-rows default` gives the environment's cap back; `user list` shows it; bad
+    values and unknown users are refused and change nothing."""
+    p = make_proxy(extra_yaml=LIMITS)
+    assert _rows_in_prod(p, "bob", "bob-pw") == (3, 3)
+    p._cli_ok("user", "limits", "bob", "--max-rows", "5")
+    assert _until_rows(p, "bob", "bob-pw", 5) == (5, 5)
+    assert _rows_in_prod(p, "alice", "alice-pw") == (3, 3)  # other accounts keep the cap
+    listing = p._cli_ok("user", "list").stdout.splitlines()
+    assert listing[0].split() == ["USER", "DEFAULT_ENV", "GRANTS", "LIMITS"]
+    assert [l.split()[-1] for l in listing if l.startswith("bob ")] == ["max_rows=5"]
+    assert [l.split()[-1] for l in listing if l.startswith("alice ")] == ["-"]
+    p._cli_ok("user", "limits", "bob", "--max-rows=0")
+    assert _until_rows(p, "bob", "bob-pw", 100) == (100, 0)
+    for bad in (["--max-rows", "-1"], ["--max-rows", "x"], ["--max-rows", "1e3"],
+                ["--max-rows", ""], ["--max-rows", "99999999999999999999"], []):
+        r = p.cli("user", "limits", "bob", *bad)
+        assert r.returncode != 0 and "max-rows" in r.stderr, (bad, r.stderr)
+    r = p.cli("user", "limits", "nobody", "--max-rows", "0")
+    assert r.returncode != 0 and "does not exist" in r.stderr
+    r = p.cli("user", "grant", "bob", "dev", "read", "--max-rows", "0")
+    assert r.returncode != 0 and "takes no --max-rows" in r.stderr
+    assert _rows_in_prod(p, "bob", "bob-pw") == (100, 0)
+    p._cli_ok("user", "limits", "bob", "--max-rows", "default")
+    assert _until_rows(p, "bob", "bob-pw", 3) == (3, 3)
+    assert [l.split()[-1] for l in p._cli_ok("user", "list").stdout.splitlines()
+            if l.startswith("bob ")] == ["-"]

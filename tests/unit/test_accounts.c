@@ -255,7 +255,7 @@ static void test_store(void)
 
     /* An empty store lists only the header. */
     text = list_text(s);
-    CHECK_STR(text, "USER  DEFAULT_ENV  GRANTS\n");
+    CHECK_STR(text, "USER  DEFAULT_ENV  GRANTS  LIMITS\n");
     free(text);
 
     CHECK_INT(acct_user_add(s, "alice", "secret", "dev", err, sizeof err), 0);
@@ -289,10 +289,43 @@ static void test_store(void)
     CHECK_STR(err, "user 'nobody' does not exist");
 
     text = list_text(s);
-    CHECK_STR(text, "USER   DEFAULT_ENV  GRANTS\n"
-                    "alice  dev          dev=write,prod=read\n"
-                    "bob    -            prod=read\n");
+    CHECK_STR(text, "USER   DEFAULT_ENV  GRANTS               LIMITS\n"
+                    "alice  dev          dev=write,prod=read  -\n"
+                    "bob    -            prod=read            -\n");
     free(text);
+
+    /* Limit overrides: set, change, remove, refuse for unknown users, listed. */
+    CHECK_INT(acct_limits_set(s, "bob", 0, err, sizeof err), 0);
+    CHECK_INT(acct_limits_set(s, "alice", 5, err, sizeof err), 0);
+    CHECK_INT(acct_limits_set(s, "alice", 7, err, sizeof err), 0);
+    CHECK_INT(acct_limits_set(s, "nobody", 0, err, sizeof err), -1);
+    CHECK_STR(err, "user 'nobody' does not exist");
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM account_limits"), 2);
+    {
+        acct_snapshot *snap = acct_snapshot_load(s, err, sizeof err);
+        CHECK(snap != NULL);
+        if (snap) {
+            CHECK(acct_find(snap, "alice")->max_rows == 7);
+            CHECK(acct_find(snap, "bob")->max_rows == 0);
+            acct_snapshot_free(snap);
+        }
+    }
+    text = list_text(s);
+    CHECK_STR(text, "USER   DEFAULT_ENV  GRANTS               LIMITS\n"
+                    "alice  dev          dev=write,prod=read  max_rows=7\n"
+                    "bob    -            prod=read            max_rows=0\n");
+    free(text);
+    CHECK_INT(acct_limits_set(s, "alice", -1, err, sizeof err), 0);
+    CHECK_INT(acct_limits_set(s, "alice", -1, err, sizeof err), 0);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM account_limits"), 1);
+    {
+        acct_snapshot *snap = acct_snapshot_load(s, err, sizeof err);
+        CHECK(snap != NULL);
+        if (snap) {
+            CHECK(acct_find(snap, "alice")->max_rows == -1);
+            acct_snapshot_free(snap);
+        }
+    }
 
     /* passwd replaces both hashes. */
     CHECK_INT(acct_user_passwd(s, "bob", "secret", err, sizeof err), 0);
@@ -346,17 +379,19 @@ static void test_store(void)
 
     /* Deleting a user deletes its grants. */
     CHECK_INT(raw_int(path, "SELECT count(*) FROM grants WHERE account = 'alice'"), 2);
+    CHECK_INT(acct_limits_set(s, "alice", 3, err, sizeof err), 0);
     CHECK_INT(acct_user_del(s, "alice", err, sizeof err), 0);
     CHECK_INT(acct_user_del(s, "alice", err, sizeof err), -1);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM account_limits WHERE account = 'alice'"), 0);
     CHECK_STR(err, "user 'alice' does not exist");
     CHECK_INT(raw_int(path, "SELECT count(*) FROM grants WHERE account = 'alice'"), 0);
     CHECK_INT(raw_int(path, "SELECT count(*) FROM grants"), 1);
     /* Re-adding the name starts without grants. */
     CHECK_INT(acct_user_add(s, "alice", "secret", NULL, err, sizeof err), 0);
     text = list_text(s);
-    CHECK_STR(text, "USER   DEFAULT_ENV  GRANTS\n"
-                    "alice  -            -\n"
-                    "bob    -            prod=read\n");
+    CHECK_STR(text, "USER   DEFAULT_ENV  GRANTS     LIMITS\n"
+                    "alice  -            -          -\n"
+                    "bob    -            prod=read  max_rows=0\n");
     free(text);
     acct_close(s);
 
@@ -437,6 +472,25 @@ static void test_schema_versions(void)
     CHECK(acct_token_add(s, "old", 0, tok, sizeof tok, err, sizeof err) > 0);
     CHECK_INT(raw_int(path, "SELECT count(*) FROM api_tokens"), 1);
     acct_close(s);
+    /* A store written before account_limits existed gets the table on open, keeps its
+     * version and its accounts, and the override works. */
+    path_in_tmp(path, sizeof path, "nolimits.db");
+    s = acct_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    CHECK_INT(acct_user_add(s, "erin", "pw", NULL, err, sizeof err), 0);
+    acct_close(s);
+    CHECK_INT(raw_exec(path, "DROP TABLE account_limits"), SQLITE_OK);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'account_limits'"), 0);
+    s = acct_open(path, err, sizeof err);
+    CHECK(s != NULL);
+    if (s) {
+        CHECK_INT(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'account_limits'"),
+                  1);
+        CHECK_INT(raw_int(path, "PRAGMA user_version"), 2);
+        CHECK_INT(acct_limits_set(s, "erin", 0, err, sizeof err), 0);
+        acct_close(s);
+    }
+    CHECK_INT(raw_int(path, "SELECT max_rows FROM account_limits WHERE account = 'erin'"), 0);
 
     /* An existing empty file (version 0) is migrated; its mode is the user's choice. */
     path_in_tmp(path, sizeof path, "empty.db");

@@ -186,9 +186,72 @@ static void test_load_local(void)
 #undef LL
 }
 
+/* The file name read from the client's own statement, and the check of the backend's
+ * request against it: a backend asking for any other file is refused. */
+static void test_load_local_file(void)
+{
+    char name[64];
+    size_t n;
+#define LF(s) rewrite_load_local_file(s, strlen(s), name, sizeof(name), &n)
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t"), LL_FILE);
+    CHECK_STR(name, "/tmp/x.csv");
+    CHECK_INT((int)n, 10);
+    CHECK_INT(LF("load data low_priority local infile 'a b.csv' into table t;"), LL_FILE);
+    CHECK_STR(name, "a b.csv");
+    CHECK_INT(LF("LOAD XML CONCURRENT LOCAL /* c */ INFILE 'x.xml' INTO TABLE t"), LL_FILE);
+    CHECK_STR(name, "x.xml");
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE '\xc3\xa9.csv' INTO TABLE t"), LL_FILE);
+    CHECK_STR(name, "\xc3\xa9.csv");
+    /* Not such a statement. */
+    CHECK_INT(LF("LOAD DATA INFILE '/tmp/x.csv' INTO TABLE t"), LL_NONE);
+    CHECK_INT(LF("SELECT 'LOAD DATA LOCAL INFILE'"), LL_NONE);
+    CHECK_INT(LF("SELECT 1"), LL_NONE);
+    /* Such a statement whose file cannot be read for certain: refused. */
+    CHECK_INT(LF("SELECT 1; LOAD DATA LOCAL INFILE 'x' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE 'x' INTO TABLE t; SELECT 1"), LL_UNREADABLE);
+    CHECK_INT(LF("/*!LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/"), LL_FILE); /* every server */
+    CHECK_INT(LF("/*!50700 LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/"), LL_UNREADABLE);
+    CHECK_INT(LF("/*M!LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE /*!50700 'y' */ 'x' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE 'x' 'y' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE _binary 'x' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE \"x\" INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE 'a\\nb' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE 'a''b' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE '' INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE @f INTO TABLE t"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE"), LL_UNREADABLE);
+    CHECK_INT(LF("LOAD DATA LOCAL INFILE '"
+                 "0123456789012345678901234567890123456789012345678901234567890123' INTO TABLE t"),
+              LL_UNREADABLE);
+    CHECK_INT((int)n, 0);
+    CHECK(rewrite_load_local_file("LOAD DATA LOCAL INFILE 'x\0y' INTO TABLE t", 41, name,
+                                  sizeof(name), &n) == LL_UNREADABLE);
+#undef LF
+
+    /* The backend's request: 0xFB and exactly the same bytes. */
+    static const uint8_t same[] = "\xFB/tmp/x.csv", other[] = "\xFB/etc/passwd",
+                         longer[] = "\xFB/tmp/x.csv2", prefix[] = "\xFB/tmp/x.cs",
+                         upper[] = "\xFB/TMP/X.CSV", nul[] = "\xFB/tmp/x.csv\0",
+                         notreq[] = "\x00/tmp/x.csv";
+    const char *want = "/tmp/x.csv";
+#define RM(p, len) rewrite_infile_request_matches(want, strlen(want), p, len)
+    CHECK(RM(same, sizeof(same) - 1));
+    CHECK(!RM(other, sizeof(other) - 1));
+    CHECK(!RM(longer, sizeof(longer) - 1));
+    CHECK(!RM(prefix, sizeof(prefix) - 1));
+    CHECK(!RM(upper, sizeof(upper) - 1));
+    CHECK(!RM(nul, sizeof(nul) - 1));
+    CHECK(!RM(notreq, sizeof(notreq) - 1));
+    CHECK(!RM(same, 1));
+    CHECK(!rewrite_infile_request_matches("", 0, same, 1));
+#undef RM
+}
+
 int main(void)
 {
     test_load_local();
+    test_load_local_file();
     test_schemata_list();
     test_txn_classify();
     test_rewrite();
