@@ -163,6 +163,16 @@ void hj_write_value(json_buf *b, const hj_column *c, const char *v, size_t len)
     json_write_string(b, v, len);
 }
 
+/* Appends ".ffffff" cut to the column's decimals (0-6) to the time printed in out[0, len). */
+static void put_fraction(char *out, int len, size_t cap, unsigned decimals, unsigned long us)
+{
+    if (decimals == 0 || decimals > 6 || len < 0 || (size_t)len >= cap)
+        return;
+    char frac[8];
+    snprintf(frac, sizeof(frac), "%06lu", us % 1000000);
+    snprintf(out + len, cap - (size_t)len, ".%.*s", (int)decimals, frac);
+}
+
 /* The shortest decimal text that reads back as d (as the server prints floats). */
 static void shortest_double(double d, int max_digits, bool as_float, char *out, size_t cap)
 {
@@ -251,12 +261,7 @@ bool hj_binary_value(preader *r, const hj_column *c, char *out, size_t cap, cons
             snprintf(out, cap, "%04u-%02u-%02u", y, mo, d);
         } else {
             int len = snprintf(out, cap, "%04u-%02u-%02u %02u:%02u:%02u", y, mo, d, h, mi, se);
-            unsigned dec = c->decimals <= 6 ? c->decimals : 0;
-            if (dec > 0) {
-                char frac[8];
-                snprintf(frac, sizeof(frac), "%06lu", us % 1000000);
-                snprintf(out + len, cap - (size_t)len, ".%.*s", (int)dec, frac);
-            }
+            put_fraction(out, len, cap, c->decimals, us);
         }
         break;
     }
@@ -271,12 +276,7 @@ bool hj_binary_value(preader *r, const hj_column *c, char *out, size_t cap, cons
         unsigned mi = l >= 8 ? p[6] : 0, se = l >= 8 ? p[7] : 0;
         unsigned long us = l >= 12 ? pkt_u32(p + 8) : 0;
         int len = snprintf(out, cap, "%s%02lu:%02u:%02u", neg ? "-" : "", hours, mi, se);
-        unsigned dec = c->decimals <= 6 ? c->decimals : 0;
-        if (dec > 0) {
-            char frac[8];
-            snprintf(frac, sizeof(frac), "%06lu", us % 1000000);
-            snprintf(out + len, cap - (size_t)len, ".%.*s", (int)dec, frac);
-        }
+        put_fraction(out, len, cap, c->decimals, us);
         break;
     }
     default: {

@@ -567,6 +567,23 @@ static bool start(hsql *s, hsql_row_fn row, hsql_done_fn done, void *arg)
     return true;
 }
 
+/* Sends a command whose payload is text (COM_QUERY, COM_STMT_PREPARE); its answer is
+ * read from state next, after the login's answer when that has not come yet. */
+static void send_text_command(hsql *s, uint8_t cmd, const char *sql, size_t len,
+                              hs_state next)
+{
+    pbuf b;
+    pbuf_init(&b);
+    pbuf_u8(&b, cmd);
+    pbuf_put(&b, sql, len);
+    send_packet(s, &b);
+    pbuf_free(&b);
+    if (s->st == HS_LOGIN)
+        s->after_login = next;
+    else
+        s->st = next;
+}
+
 void hsql_query(hsql *s, const char *sql, size_t len, hsql_row_fn row, hsql_done_fn done,
                 void *arg)
 {
@@ -574,16 +591,7 @@ void hsql_query(hsql *s, const char *sql, size_t len, hsql_row_fn row, hsql_done
         finish(s, true);
         return;
     }
-    pbuf b;
-    pbuf_init(&b);
-    pbuf_u8(&b, CMD_QUERY);
-    pbuf_put(&b, sql, len);
-    send_packet(s, &b);
-    pbuf_free(&b);
-    if (s->st == HS_LOGIN)
-        s->after_login = HS_FIRST;
-    else
-        s->st = HS_FIRST;
+    send_text_command(s, CMD_QUERY, sql, len, HS_FIRST);
 }
 
 void hsql_execute(hsql *s, const char *sql, size_t len, const hsql_param *params, int n,
@@ -595,14 +603,5 @@ void hsql_execute(hsql *s, const char *sql, size_t len, const hsql_param *params
     }
     s->params = params;
     s->n_params = n;
-    pbuf b;
-    pbuf_init(&b);
-    pbuf_u8(&b, CMD_STMT_PREPARE);
-    pbuf_put(&b, sql, len);
-    send_packet(s, &b);
-    pbuf_free(&b);
-    if (s->st == HS_LOGIN)
-        s->after_login = HS_PREP_OK;
-    else
-        s->st = HS_PREP_OK;
+    send_text_command(s, CMD_STMT_PREPARE, sql, len, HS_PREP_OK);
 }

@@ -1709,6 +1709,22 @@ static json *mcp_rpc_result(const json *id, json *result)
     return r;
 }
 
+/* The answer to tools/call: the tool's text as one content item, and whether it failed.
+ * Frees out's text. */
+static json *mcp_tool_reply(const json *id, mcp_result *out)
+{
+    json *item = json_new_object();
+    json_object_set(item, "type", json_new_cstr("text"));
+    json_object_set(item, "text", json_new_string(out->text.data, out->text.len));
+    json_buf_free(&out->text);
+    json *content = json_new_array();
+    json_array_add(content, item);
+    json *r = json_new_object();
+    json_object_set(r, "content", content);
+    json_object_set(r, "isError", json_new_bool(out->is_error));
+    return mcp_rpc_result(id, r);
+}
+
 static json *mcp_rpc_error(const json *id, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -1800,16 +1816,7 @@ static json *mcp_do_tools_call(mcp_server *s, const json *id, const json *params
             mcp_out_error(&nout, NULL, 0, NULL, "arguments must be an object");
         else
             mcp_run_named(s, nq, nargs && nargs->type == JSON_OBJECT ? nargs : NULL, &nout);
-        json *item = json_new_object();
-        json_object_set(item, "type", json_new_cstr("text"));
-        json_object_set(item, "text", json_new_string(nout.text.data, nout.text.len));
-        json_buf_free(&nout.text);
-        json *content = json_new_array();
-        json_array_add(content, item);
-        json *r = json_new_object();
-        json_object_set(r, "content", content);
-        json_object_set(r, "isError", json_new_bool(nout.is_error));
-        return mcp_rpc_result(id, r);
+        return mcp_tool_reply(id, &nout);
     }
     if (!t) {
         json_buf q;
@@ -1832,16 +1839,7 @@ static json *mcp_do_tools_call(mcp_server *s, const json *id, const json *params
         t->run(s, args, &out);
     json_free(empty);
 
-    json *item = json_new_object();
-    json_object_set(item, "type", json_new_cstr("text"));
-    json_object_set(item, "text", json_new_string(out.text.data, out.text.len));
-    json_buf_free(&out.text);
-    json *content = json_new_array();
-    json_array_add(content, item);
-    json *r = json_new_object();
-    json_object_set(r, "content", content);
-    json_object_set(r, "isError", json_new_bool(out.is_error));
-    return mcp_rpc_result(id, r);
+    return mcp_tool_reply(id, &out);
 }
 
 /* Handles one message; returns the reply to send, or NULL for none (notifications, and

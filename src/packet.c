@@ -737,16 +737,30 @@ int pkt_parse_eof(const uint8_t *payload, size_t len, uint16_t *warnings, uint16
     return 0;
 }
 
-int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
+/* The length of a column definition's six names (catalog, schema, table, org_table, name,
+ * org_name), where MariaDB's extended metadata goes; -1 when the payload is malformed. */
+static long column_names_len(const uint8_t *p, size_t len)
 {
     preader r;
     const uint8_t *s;
     size_t n;
     pr_init(&r, p, len);
-    for (int i = 0; i < 6; i++) /* catalog, schema, table, org_table, name, org_name */
+    for (int i = 0; i < 6; i++)
         if (!pr_lenenc_str(&r, &s, &n))
             return -1;
-    size_t keep = (size_t)(r.p - p);
+    return (long)(r.p - p);
+}
+
+int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
+{
+    long names = column_names_len(p, len);
+    if (names < 0)
+        return -1;
+    size_t keep = (size_t)names;
+    preader r;
+    const uint8_t *s;
+    size_t n;
+    pr_init(&r, p + keep, len - keep);
     if (!pr_lenenc_str(&r, &s, &n)) /* extended metadata */
         return -1;
     size_t start = pkt_begin(out);
@@ -758,14 +772,10 @@ int pkt_copy_column_plain(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
 
 int pkt_copy_column_ext(pbuf *out, uint8_t *seq, const uint8_t *p, size_t len)
 {
-    preader r;
-    const uint8_t *s;
-    size_t n;
-    pr_init(&r, p, len);
-    for (int i = 0; i < 6; i++) /* catalog, schema, table, org_table, name, org_name */
-        if (!pr_lenenc_str(&r, &s, &n))
-            return -1;
-    size_t keep = (size_t)(r.p - p);
+    long names = column_names_len(p, len);
+    if (names < 0)
+        return -1;
+    size_t keep = (size_t)names;
     size_t start = pkt_begin(out);
     pbuf_put(out, p, keep);
     pbuf_u8(out, 0); /* no extended metadata */
