@@ -9,10 +9,10 @@
  * parser; where a value reaches a backend (the `sql` of __compare.query) it is checked there
  * like any statement. */
 #include "envproxy.h"
+#include "http_api.h"
 #include "log.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +20,6 @@
 /* Long data of one statement: beyond this, EXECUTE is refused rather than memory grown. */
 #define LOCAL_LONG_DATA_MAX (1024 * 1024)
 
-/* Binary-protocol parameter types (enum_field_types). */
-enum {
-    T_DECIMAL = 0, T_TINY = 1, T_SHORT = 2, T_LONG = 3, T_FLOAT = 4, T_DOUBLE = 5, T_NULL = 6,
-    T_TIMESTAMP = 7, T_LONGLONG = 8, T_INT24 = 9, T_DATE = 10, T_TIME = 11, T_DATETIME = 12,
-    T_YEAR = 13, T_VARCHAR = 15, T_BIT = 16, T_JSON = 245, T_NEWDECIMAL = 246, T_ENUM = 247,
-    T_SET = 248, T_TINY_BLOB = 249, T_MEDIUM_BLOB = 250, T_LONG_BLOB = 251, T_BLOB = 252,
-    T_VAR_STRING = 253, T_STRING = 254, T_GEOMETRY = 255,
-};
 
 /* The placeholders of sql, as the lexer reads it; -1 when it cannot read the text. */
 static int count_params(const char *sql, size_t len)
@@ -94,7 +86,7 @@ void stmt_local_prepare(client *c, const char *sql, size_t len)
     pbuf_u16(&out, 0);
     pkt_end(&out, start, &c->seq);
     for (int i = 0; i < n; i++)
-        pkt_build_column(&out, &c->seq, "", "", "?", 63, 0, T_VAR_STRING, 0x80, 0, c->ext_meta);
+        pkt_build_column(&out, &c->seq, "", "", "?", 63, 0, HT_VAR_STRING, 0x80, 0, c->ext_meta);
     if (n > 0 && !(c->caps & CAP_DEPRECATE_EOF))
         pkt_build_eof(&out, &c->seq, c->caps, 0, c->last_status ? c->last_status : ST_AUTOCOMMIT);
     client_send(c, &out);
@@ -146,145 +138,49 @@ static void put_string_literal(pbuf *out, const uint8_t *s, size_t n)
     pbuf_u8(out, '\'');
 }
 
-static void put_text(pbuf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_text(pbuf *out, const char *fmt, ...)
-{
-    char tmp[96];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        pbuf_put(out, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* Reads one bound value of type (with its unsigned flag) at *pos and writes it as a literal.
- * Returns false when the packet ends early or the type is not one clients send. */
+/* Reads one bound value of type (with its unsigned flag) at *pos and writes it as a literal:
+ * numbers as they are, strings, dates and times quoted. The value is decoded as the binary
+ * protocol's reader of the HTTP front door decodes a result value (hj_binary_value), with
+ * microseconds kept. Returns false when the packet ends early, a float is not finite, or
+ * the type is not one clients bind. */
 static bool put_value(pbuf *out, uint8_t type, bool is_unsigned, const uint8_t *p, size_t len,
                       size_t *pos)
 {
-    size_t at = *pos;
-#define NEED(k)                                                                                  \
-    do {                                                                                         \
-        if (len - at < (size_t)(k))                                                              \
-            return false;                                                                        \
-    } while (0)
+    bool number = false;
     switch (type) {
-    case T_TINY:
-        NEED(1);
-        put_text(out, is_unsigned ? "%u" : "%d", is_unsigned ? p[at] : (int)(int8_t)p[at]);
-        at += 1;
+    case HT_TINY: case HT_SHORT: case HT_YEAR: case HT_LONG: case HT_INT24: case HT_LONGLONG:
+    case HT_FLOAT: case HT_DOUBLE:
+        number = true;
         break;
-    case T_SHORT:
-    case T_YEAR: {
-        NEED(2);
-        uint16_t v = pkt_u16(p + at);
-        put_text(out, is_unsigned ? "%u" : "%d", is_unsigned ? v : (int)(int16_t)v);
-        at += 2;
+    case HT_DATE: case HT_DATETIME: case HT_TIMESTAMP: case HT_TIME:
+    case HT_DECIMAL: case HT_VARCHAR: case HT_BIT: case HT_JSON: case HT_NEWDECIMAL:
+    case HT_ENUM: case HT_SET: case HT_TINY_BLOB: case HT_MEDIUM_BLOB: case HT_LONG_BLOB:
+    case HT_BLOB: case HT_VAR_STRING: case HT_STRING: case HT_GEOMETRY:
         break;
-    }
-    case T_LONG:
-    case T_INT24: {
-        NEED(4);
-        uint32_t v = pkt_u32(p + at);
-        if (is_unsigned)
-            put_text(out, "%u", v);
-        else
-            put_text(out, "%d", (int32_t)v);
-        at += 4;
-        break;
-    }
-    case T_LONGLONG: {
-        NEED(8);
-        uint64_t v = (uint64_t)pkt_u32(p + at) | ((uint64_t)pkt_u32(p + at + 4) << 32);
-        if (is_unsigned)
-            put_text(out, "%llu", (unsigned long long)v);
-        else
-            put_text(out, "%lld", (long long)(int64_t)v);
-        at += 8;
-        break;
-    }
-    case T_FLOAT:
-    case T_DOUBLE: {
-        double d;
-        if (type == T_FLOAT) {
-            NEED(4);
-            uint32_t bits = pkt_u32(p + at);
-            float f;
-            memcpy(&f, &bits, sizeof(f));
-            d = f;
-            at += 4;
-        } else {
-            NEED(8);
-            uint64_t bits = (uint64_t)pkt_u32(p + at) | ((uint64_t)pkt_u32(p + at + 4) << 32);
-            memcpy(&d, &bits, sizeof(d));
-            at += 8;
-        }
-        if (!isfinite(d))
-            return false;
-        put_text(out, "%.17g", d);
-        break;
-    }
-    case T_DATE:
-    case T_DATETIME:
-    case T_TIMESTAMP: {
-        NEED(1);
-        uint8_t n = p[at++];
-        if (n != 0 && n != 4 && n != 7 && n != 11)
-            return false;
-        NEED(n);
-        unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, us = 0;
-        if (n >= 4) {
-            y = pkt_u16(p + at);
-            mo = p[at + 2];
-            d = p[at + 3];
-        }
-        if (n >= 7) {
-            h = p[at + 4];
-            mi = p[at + 5];
-            s = p[at + 6];
-        }
-        if (n == 11)
-            us = pkt_u32(p + at + 7);
-        at += n;
-        if (type == T_DATE)
-            put_text(out, "'%04u-%02u-%02u'", y, mo, d);
-        else
-            put_text(out, "'%04u-%02u-%02u %02u:%02u:%02u.%06u'", y, mo, d, h, mi, s, us);
-        break;
-    }
-    case T_TIME: {
-        NEED(1);
-        uint8_t n = p[at++];
-        if (n != 0 && n != 8 && n != 12)
-            return false;
-        NEED(n);
-        bool neg = n && p[at];
-        unsigned long days = n ? pkt_u32(p + at + 1) : 0;
-        unsigned h = n ? p[at + 5] : 0, mi = n ? p[at + 6] : 0, s = n ? p[at + 7] : 0;
-        unsigned us = n == 12 ? pkt_u32(p + at + 8) : 0;
-        at += n;
-        put_text(out, "'%s%lu:%02u:%02u.%06u'", neg ? "-" : "", days * 24 + h, mi, s, us);
-        break;
-    }
-    case T_DECIMAL: case T_VARCHAR: case T_BIT: case T_JSON: case T_NEWDECIMAL: case T_ENUM:
-    case T_SET: case T_TINY_BLOB: case T_MEDIUM_BLOB: case T_LONG_BLOB: case T_BLOB:
-    case T_VAR_STRING: case T_STRING: case T_GEOMETRY: {
-        preader r;
-        pr_init(&r, p + at, len - at);
-        const uint8_t *s;
-        size_t n;
-        if (!pr_lenenc_str(&r, &s, &n))
-            return false;
-        at = len - pr_left(&r);
-        put_string_literal(out, s, n);
-        break;
-    }
     default:
         return false;
     }
-#undef NEED
-    *pos = at;
+    if (*pos > len)
+        return false;
+    hj_column col = {.type = type, .flags = is_unsigned ? HT_FLAG_UNSIGNED : 0, .decimals = 6};
+    preader r;
+    pr_init(&r, p + *pos, len - *pos);
+    char text[96];
+    const char *v;
+    size_t n;
+    if (!hj_binary_value(&r, &col, text, sizeof(text), &v, &n))
+        return false;
+    if (number && (type == HT_FLOAT || type == HT_DOUBLE)) {
+        char *end;
+        double d = strtod(text, &end);
+        if (*end || !isfinite(d))
+            return false;
+    }
+    if (number)
+        pbuf_put(out, v, n);
+    else
+        put_string_literal(out, (const uint8_t *)v, n); /* strings, and quoted dates */
+    *pos = len - pr_left(&r);
     return true;
 }
 
@@ -340,7 +236,7 @@ static unsigned bind_text(client *c, cl_stmt *st, pbuf *out, char *msg, size_t c
         bool is_unsigned = st->param_types[2 * k + 1] & 0x80;
         if (st->local_long && st->local_long[k].len) {
             put_string_literal(out, st->local_long[k].data, st->local_long[k].len);
-        } else if (is_null || type == T_NULL) {
+        } else if (is_null || type == HT_NULL) {
             pbuf_put(out, "NULL", 4);
         } else if (!put_value(out, type, is_unsigned, p, len, &pos)) {
             snprintf(msg, cap, "Incorrect arguments to mysqld_stmt_execute: parameter %d of "

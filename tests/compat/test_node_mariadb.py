@@ -34,3 +34,10 @@ def test_execute_writes_where_the_account_may_write(connector):
     """An INSERT through execute() in dev (alice has write there, a scratch table) adds one
     row, read back with another execute()."""
     connector.check("execute_write_in_dev")
+
+
+def test_typed_parameters_on_a_table_envproxy_answers(connector):
+    """execute() on __envs.environments with a string, a double, a datetime and a NULL
+    bound: each binary value becomes a literal of envproxy's own reader and the filter
+    holds (1.5 > 1 keeps prod's row, 0.5 > 1 drops it)."""
+    connector.check("execute_virtual_table_with_typed_parameters")

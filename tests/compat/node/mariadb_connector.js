@@ -52,6 +52,25 @@ const checks = {
     }
   },
 
+  // A statement envproxy answers itself (__envs) with a string, a double, a datetime and a
+  // NULL bound: the proxy decodes each binary value into a literal of its own reader.
+  async execute_virtual_table_with_typed_parameters() {
+    const conn = await connect('shop@prod');
+    try {
+      const rows = await conn.execute(
+        'SELECT name FROM __envs.environments WHERE name = ? AND ? > 1 AND ? > \'2000-01-01\' ' +
+          'AND ? IS NULL',
+        ['prod', 1.5, new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678)), null]);
+      assert(rows.length === 1 && rows[0].name === 'prod', `rows: ${show(rows)}`);
+      const none = await conn.execute(
+        'SELECT name FROM __envs.environments WHERE name = ? AND ? > 1', ['prod', 0.5]);
+      assert(none.length === 0, `none: ${show(none)}`);
+      return show(rows);
+    } finally {
+      await conn.end();
+    }
+  },
+
   // A write in prod is refused at PREPARE; the pipelined EXECUTE(-1) then names no statement
   // and must not run an earlier one.
   async execute_refused_write_does_not_run_previous_statement() {
