@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -168,9 +169,37 @@ def stopped(server):
     assert pid and pid_alive(pid)
     os.kill(pid, signal.SIGSTOP)
     try:
+        # The stop is asynchronous: on a loaded machine a thread of the server can still be
+        # on its way out of the kernel. Go on only once every thread is stopped.
+        wait_all_threads_stopped(pid)
         yield
+        assert all_threads_stopped(pid), \
+            f"{server.name}: the server (pid {pid}) was continued during the test by someone else"
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def thread_states(pid):
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            pass
+    return states
+
+
+def all_threads_stopped(pid):
+    states = thread_states(pid)
+    return bool(states) and all(s in ("T", "t") for s in states)
+
+
+def wait_all_threads_stopped(pid, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not all_threads_stopped(pid):
+        assert time.monotonic() < deadline, \
+            f"pid {pid}: not every thread stopped within {seconds}s: {thread_states(pid)}"
+        time.sleep(0.02)
 
 
 def kill_and_restart(server):
