@@ -28,7 +28,7 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(SANITIZE) $(WARN) -Iinclude $(PKG_CFLAGS) -D
 LDLIBS    = $(PKG_LIBS) -lpthread -lm
 PYTHON   ?= /usr/bin/python3
 
-SRCS      := $(wildcard src/*.c)
+SRCS      := $(wildcard src/*.c src/http/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -259,7 +259,7 @@ void pool_fill(pool *pl, struct event_base *base);
 /* Resets b (on its current base) and gives it back, or discards it when the reset fails. */
 void backend_recycle(backend *b);
 
-/* ---- metrics (metrics.c, http.c) --------------------------------------------------------- */
+/* ---- metrics (metrics.c, http/server.c) ----------------------------------------------------- */
 
 #define METRIC_BUCKETS 10
 extern const double metric_bucket_bounds[METRIC_BUCKETS]; /* seconds; +Inf is implied */
@@ -289,7 +289,7 @@ void metrics_statement(proxy *p, int env, verdict v, double ms);
 void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes);
 /* The Prometheus text exposition of every metric, into buf. */
 void metrics_render(proxy *p, struct evbuffer *buf);
-/* http.c: /health and /metrics on cfg->http. */
+/* http/server.c: /health and /metrics on cfg->http. */
 int http_start(proxy *p);
 void http_stop(proxy *p);
 
@@ -705,7 +705,7 @@ void txn_backend_gone(client *c, backend *b);
  * c->cmd is rewritten and h made to route the statement to that environment. False after
  * answering an error. */
 bool client_rewrite_schemas(client *c, route_hint *h);
-/* http_mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
+/* http/mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
 bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
                         size_t auth_len, bool sha2);
 
@@ -829,7 +829,7 @@ typedef struct kill_request {
     bool query_only;
 } kill_request;
 
-/* An internal session of the HTTP front door (http_sql.c): the account was authenticated
+/* An internal session of the HTTP front door (http/sql.c): the account was authenticated
  * by the front door; the worker's client starts logged in, without a handshake. */
 struct internal_login {
     char user[ROUTE_NAME_MAX + 1];

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- pure: values, routes, parameters (http_json.c) ---------------------------------------- */
+/* ---- pure: values, routes, parameters (http/json.c) ---------------------------------------- */
 
 /* MySQL column types (the ones packet.h does not name). */
 enum {
@@ -84,7 +84,7 @@ struct config;
 json *hj_query_check(const json *def, const char *owner, const struct config *cfg, char *err,
                      size_t errlen);
 
-/* ---- the front door (http_api.c) ------------------------------------------------------------ */
+/* ---- the front door (http/api.c) ------------------------------------------------------------ */
 
 struct proxy;
 struct evhttp;
@@ -92,7 +92,7 @@ struct evhttp_request;
 /* Adds the /api/v1 routes to http (on the main loop): the generic callback answers them
  * and 404 for anything else. */
 void http_api_register(struct proxy *p, struct evhttp *http);
-/* http.c: the front door answers some requests later. While it does, the connection is busy
+/* http/server.c: the front door answers some requests later. While it does, the connection is busy
  * (its request deadline does not apply) and gone(arg) runs if the connection closes first
  * (evhttp then frees the request). http_conn_done: the answer goes now (not busy; the
  * connection's deadline starts again); also for answers given at once. */
@@ -100,7 +100,7 @@ void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *a
 void http_conn_done(struct evhttp_request *req);
 /* Counts an answer of the front door by status class (/metrics). */
 void http_api_count_status(int status);
-/* http_mcp.c: POST/DELETE /mcp for an authenticated user. */
+/* http/mcp.c: POST/DELETE /mcp for an authenticated user. */
 void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *user,
                      const char *addr, const char *host);
 /* Ends every MCP session (at shutdown, after the listener is gone). */

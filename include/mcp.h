@@ -7,7 +7,7 @@
  * code: 0 at the end of input, 2 for a bad command line, 1 when stdout is gone. */
 int mcp_main(int argc, char **argv);
 
-/* The same server for MCP over Streamable HTTP (http_mcp.c): its tools connect to the proxy
+/* The same server for MCP over Streamable HTTP (http/mcp.c): its tools connect to the proxy
  * at host:port as user with password (an internal ticket), blocking: call it from a thread
  * of its own, never from an event loop. */
 struct json;

@@ -849,7 +849,7 @@ static void refresh_config(client *c)
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
-/* The MCP-over-HTTP door's tools log in with a ticket (http_mcp.c): a random password that
+/* The MCP-over-HTTP door's tools log in with a ticket (http/mcp.c): a random password that
  * lives in the proxy's memory while the MCP session lasts. Such a session is audited as mcp. */
 static bool mcp_ticket_login(client *c, const uint8_t *auth, size_t auth_len, bool sha2)
 {
@@ -1273,7 +1273,7 @@ static void login_succeeded(client *c)
 
 /* ---- internal sessions (the HTTP front door) ---------------------------------------------- */
 
-/* What an internal session announces: the protocol its peer (http_sql.c) reads, with EOF
+/* What an internal session announces: the protocol its peer (http/sql.c) reads, with EOF
  * packets, without multi-statements, LOCAL INFILE or compression. */
 #define INTERNAL_CAPS                                                                             \
     (CAP_LONG_PASSWORD | CAP_LONG_FLAG | CAP_PROTOCOL_41 | CAP_TRANSACTIONS |                   \

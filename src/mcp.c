@@ -2178,7 +2178,7 @@ int mcp_main(int argc, char **argv)
     return 0;
 }
 
-/* ---- the same tools for MCP over Streamable HTTP (http_mcp.c) -------------------------------- */
+/* ---- the same tools for MCP over Streamable HTTP (http/mcp.c) -------------------------------- */
 
 mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
                            const char *password, long long max_rows)

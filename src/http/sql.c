@@ -1,4 +1,4 @@
-/* http_sql.c: internal sessions: the HTTP front door's SQL runs through a worker client (the
+/* http/sql.c: internal sessions: the HTTP front door's SQL runs through a worker client (the
  * same statement path as the MySQL port: grants, routing, policy, pool, relay, limits, audit),
  * reached over a socketpair whose other end this file reads as a MySQL client, on the main
  * loop, without blocking. */

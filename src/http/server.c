@@ -1,4 +1,4 @@
-/* http.c: GET /health and GET /metrics (Prometheus text) on the main loop, via evhttp. */
+/* http/server.c: GET /health and GET /metrics (Prometheus text) on the main loop, via evhttp. */
 #include "envproxy.h"
 #include "http_api.h"
 #include "log.h"
@@ -246,7 +246,7 @@ int http_start(proxy *p)
     evhttp_set_max_headers_size(p->http, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(p->http, HTTP_MAX_BODY);
     evhttp_set_bevcb(p->http, conn_new_cb, p);
-    /* /api/v1 and /mcp (http_api.c): other paths still get 404; API bodies may be larger. */
+    /* /api/v1 and /mcp (http/api.c): other paths still get 404; API bodies may be larger. */
     http_api_register(p, p->http);
     sweep_ev = event_new(p->base, -1, EV_PERSIST, sweep_cb, NULL);
     struct timeval second = {1, 0};

@@ -1,6 +1,6 @@
-/* http_api.c: the /api/v1 routes: sessions and tokens, environments, schemas, ad-hoc SQL with
+/* http/api.c: the /api/v1 routes: sessions and tokens, environments, schemas, ad-hoc SQL with
  * bound parameters, fan-out, compare, and named queries. Every statement runs in an internal
- * session (http_sql.c), so the MySQL port's grants, policy, limits and audit apply. */
+ * session (http/sql.c), so the MySQL port's grants, policy, limits and audit apply. */
 #include "http_api.h"
 #include "audit.h"
 #include "http_sql.h"
@@ -970,7 +970,7 @@ static void gone_cb(evutil_socket_t fd, short what, void *arg)
         event_del(r->gone_ev);
         return;
     }
-    evhttp_connection_free(r->evcon); /* http.c's close callback calls conn_closed: r goes */
+    evhttp_connection_free(r->evcon); /* http/server.c's close callback calls conn_closed: r goes */
 }
 
 /* Opens a session per run; the answer comes from hreq_maybe_done. */

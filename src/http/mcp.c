@@ -1,4 +1,4 @@
-/* http_mcp.c: MCP over Streamable HTTP at /mcp. The tools are mcp.c's own: each MCP session
+/* http/mcp.c: MCP over Streamable HTTP at /mcp. The tools are mcp.c's own: each MCP session
  * has an mcp_server whose connection is an ordinary MySQL client of this proxy, logged in with
  * a ticket (a random password kept in memory while the session lasts), so grants, policy,
  * limits and the audit log (via "mcp") are the MySQL port's. A request's messages are handled
@@ -311,7 +311,7 @@ static void cancel_running(proxy *p, mcp_sess *s, const char *addr, const char *
         free(k);
 }
 
-/* The HTTP client went away while its tool call runs (see http_api.c's gone_cb): the
+/* The HTTP client went away while its tool call runs (see http/api.c's gone_cb): the
  * statement is killed and the connection dropped; the thread's answer is then discarded. */
 static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -323,7 +323,7 @@ static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
         return;
     cancel_running(j->p, j->sess, j->addr, j->host);
     j->gone = true;
-    evhttp_connection_free(j->evcon); /* calls job_conn_closed through http.c */
+    evhttp_connection_free(j->evcon); /* calls job_conn_closed through http/server.c */
 }
 
 static bool is_request(const json *m)

@@ -1,4 +1,4 @@
-/* http_json.c: the HTTP front door's pure parts: SQL values as JSON, binary-protocol values as
+/* http/json.c: the HTTP front door's pure parts: SQL values as JSON, binary-protocol values as
  * text, token hashes, path splitting, named parameters. */
 #include "http_api.h"
 #include "accounts.h"
