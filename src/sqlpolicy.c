@@ -1895,6 +1895,16 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
                 r->mode = mode;
                 lx.mode = mode;
                 if (mode.unknown) {
+                    /* The new mode may be ORACLE, whose grammar reads the same tokens as
+                     * other statements (`s`.`nextval` takes a sequence value, BEGIN opens a
+                     * block): four quote readings do not cover that, so a read-only check
+                     * refuses what follows in this packet. The server reports the mode it
+                     * set, and the next packet is read in it. */
+                    if (ctx->classify && !pol_rest_empty(ctx, lx.pos, cs)) {
+                        pol_refuse(&r->v, "statement after SET sql_mode to a value the proxy "
+                                          "cannot work out, in the same packet");
+                        return;
+                    }
                     pol_fork(ctx, lx.pos, mode, cs, forks, r);
                     return;
                 }
