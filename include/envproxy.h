@@ -784,8 +784,11 @@ void session_settle_charset(client *c, backend *b);
 void session_forget_charset(backend *b);
 /* Pins the session (with the reason) when sql holds state that lives in its backend
  * session: user variables, temporary tables, locks, SQL-level PREPARE, LAST_INSERT_ID(),
- * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints. */
-void session_check_pins(client *c, const char *sql, size_t len);
+ * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints. sql is read in the session's mode and
+ * character set and in every quoting mode; in a character set the lexer does not read, the
+ * bytes decide. */
+void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, const char *sql,
+                        size_t len);
 void session_pin(client *c, const char *reason);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);

@@ -2021,7 +2021,16 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         client_command_done(c);
         return false;
     }
-    session_check_pins(c, sql, len);
+    {
+        /* The character set the text is read in; unsure when an earlier packet set one the
+         * server has not confirmed, or this one sets one. */
+        policy_session ps;
+        backend_policy_session(b, &ps);
+        sql_charset cs = ps.charset;
+        if (v.charset_set || (b->text_cs_known && b->text_cs != cs))
+            cs = SQL_CS_UNSUPPORTED;
+        session_check_pins(c, &b->mode, cs, sql, len);
+    }
     c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);
     return true;

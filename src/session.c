@@ -196,45 +196,84 @@ void session_pin(client *c, const char *reason)
     log_debug("conn %u: session pinned to its backend connection: %s", c->id, reason);
 }
 
-void session_check_pins(client *c, const char *sql, size_t len)
+/* The reason sql holds state in its backend session when read under mode and character set
+ * cs, or NULL. */
+static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
+                                 sql_charset cs)
 {
     static const char *const words[] = {
         "TEMPORARY",    "GET_LOCK",        "RELEASE_LOCK",       "RELEASE_ALL_LOCKS",
         "IS_USED_LOCK", "IS_FREE_LOCK",    "LOCK",               "PREPARE",
         "EXECUTE",      "DEALLOCATE",      "HANDLER",            "XA",
         "SAVEPOINT",    "LAST_INSERT_ID",  "ROW_COUNT",          "FOUND_ROWS",
-        "SQL_CALC_FOUND_ROWS", "SET",
+        "SQL_CALC_FOUND_ROWS",
     };
-    if (c->pinned)
-        return;
     sql_lexer lx;
-    sql_mode_flags mode = {0};
-    sqllex_init(&lx, sql, len, &mode);
+    sqllex_init(&lx, sql, len, mode);
+    lx.charset = cs;
     for (int i = 0; i < 100000; i++) {
         sql_token t = sqllex_next(&lx);
         if (t.kind == SQLTOK_END)
-            return;
-        if (t.kind == SQLTOK_ERROR) {
-            session_pin(c, "a statement the lexer cannot read");
-            return;
-        }
-        if (t.kind == SQLTOK_USERVAR) {
-            session_pin(c, "user variables");
-            return;
-        }
+            return NULL;
+        if (t.kind == SQLTOK_ERROR)
+            return "a statement the lexer cannot read";
+        if (t.kind == SQLTOK_USERVAR)
+            return "user variables";
         if (t.kind != SQLTOK_WORD)
             continue;
-        for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++) {
-            if (strlen(words[k]) == t.len && strncasecmp(sql + t.start, words[k], t.len) == 0) {
-                /* SET of carried variables does not pin: those follow the session. A SET
-                 * of anything else shows up as a non-carried variable change (below). */
-                if (k == sizeof(words) / sizeof(words[0]) - 1)
-                    break;
-                session_pin(c, words[k]);
+        /* SET of carried variables does not pin: those follow the session. A SET of anything
+         * else shows up as a non-carried variable change (session_note_changes). */
+        for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+            if (strlen(words[k]) == t.len && strncasecmp(sql + t.start, words[k], t.len) == 0)
+                return words[k];
+    }
+    return "a statement too long to read";
+}
+
+/* Case-insensitive: whether sql holds word anywhere, in any token or none. */
+static bool raw_has(const char *sql, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    for (size_t i = 0; i + n <= len; i++)
+        if (strncasecmp(sql + i, word, n) == 0)
+            return true;
+    return false;
+}
+
+void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, const char *sql,
+                        size_t len)
+{
+    /* Read the way the server may read it: in the session's sql_mode, and, since a SET
+     * sql_mode earlier in the packet or a mode the proxy could not work out changes where
+     * strings end (`'a\', @x := 1 -- '` hides a user variable from a reading without
+     * NO_BACKSLASH_ESCAPES), in every combination of the two quoting flags too. Any reading
+     * that finds session state pins. */
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    if (c->pinned)
+        return;
+    if (cs == SQL_CS_UNSUPPORTED) {
+        /* A multibyte character set can swallow a quote or a backslash: no reading is sure.
+         * Pin on the bytes alone. */
+        static const char *const raw[] = {"@", "TEMPORARY", "LOCK", "PREPARE", "EXECUTE",
+                                          "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
+                                          "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS"};
+        for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
+            if (raw_has(sql, len, raw[k])) {
+                session_pin(c, "a statement in a character set the lexer does not read");
                 return;
             }
-        }
+        return;
     }
+    const char *why = pin_reason_in(sql, len, mode, cs);
+    for (int i = 0; !why && i < 4; i++)
+        why = pin_reason_in(sql, len, &every[i], cs);
+    if (why)
+        session_pin(c, why);
 }
 
 void session_release(client *c)

@@ -310,3 +310,39 @@ def test_long_data_of_a_closed_statement_does_not_keep_the_connection(make_proxy
     finally:
         a.close()
         other.close()
+
+
+@pytest.mark.parametrize("setup, hidden, check", [
+    # The session's own sql_mode: the proxy must read in it.
+    ("SET sql_mode = 'NO_BACKSLASH_ESCAPES'", "SELECT 'a\\', @x := 5 -- '", "SELECT @x"),
+    ("SET sql_mode = 'NO_BACKSLASH_ESCAPES'", "SELECT 'a\\', GET_LOCK('mux', 0) -- '",
+     "SELECT RELEASE_LOCK('mux')"),
+    ("SET sql_mode = 'ANSI_QUOTES'", "SELECT 1 AS \"a\\\", @x := 5 -- \"", "SELECT @x"),
+    # A mode set earlier in the same packet.
+    (None, "SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 'a\\', @x := 5 -- '", "SELECT @x"),
+    (None, "SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES'); "
+           "SELECT 'a\\', 1; CREATE TEMPORARY TABLE tmux (a INT) -- '",
+     "SELECT COUNT(*) + 5 FROM tmux"),
+])
+def test_state_hidden_by_the_sql_mode_still_pins(small_pool, setup, hidden, check):
+    """Text that holds session state (a user variable, a user lock, a temporary table) only
+    when read in the session's sql_mode, not in the default one: the session keeps its
+    connection (its state is not lost), and no other session gets that connection with the
+    state on it."""
+    from pymysql.constants import CLIENT
+    a = small_pool.connect(autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS)
+    if setup:
+        one(a, setup)
+    with a.cursor() as cur:
+        cur.execute(hidden)
+        while cur.nextset():
+            pass
+    seen = []
+    for _ in range(4):  # one after the other: each takes a connection from the pool
+        o = small_pool.connect(autocommit=True)
+        # RELEASE_LOCK: 1 only on the connection that holds the lock.
+        seen.append(one(o, "SELECT @x, RELEASE_LOCK('mux') = 1"))
+        o.close()
+    assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
+    assert one(a, check) in (((5,),), ((1,),)), "the session lost its state"
+    a.close()
