@@ -784,11 +784,12 @@ void session_settle_charset(client *c, backend *b);
 void session_forget_charset(backend *b);
 /* Pins the session (with the reason) when sql holds state that lives in its backend
  * session: user variables, temporary tables, locks, SQL-level PREPARE, LAST_INSERT_ID(),
- * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints. sql is read in the session's mode and
+ * FOUND_ROWS(), ROW_COUNT(), HANDLER, XA, savepoints, CALL and calls of the backend's stored
+ * functions (stored: their names, or NULL), which may hold any of it. sql is read in the session's mode and
  * character set and in every quoting mode; in a character set the lexer does not read, the
  * bytes decide. */
-void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, const char *sql,
-                        size_t len);
+void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
+                        const sql_name_set *stored, const char *sql, size_t len);
 void session_pin(client *c, const char *reason);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);

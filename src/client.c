@@ -2029,7 +2029,10 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         sql_charset cs = ps.charset;
         if (v.charset_set || (b->text_cs_known && b->text_cs != cs))
             cs = SQL_CS_UNSUPPORTED;
-        session_check_pins(c, &b->mode, cs, sql, len);
+        health *h = &b->pool->proxy->health[b->pool->index];
+        stored_names *sn = health_stored_get(h);
+        session_check_pins(c, &b->mode, cs, sn ? &sn->set : NULL, sql, len);
+        health_stored_put(h, sn);
     }
     c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);

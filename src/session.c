@@ -198,21 +198,58 @@ void session_pin(client *c, const char *reason)
 
 /* The reason sql holds state in its backend session when read under mode and character set
  * cs, or NULL. */
+/* Whether the name of token t (unquoted, any case) is in the sorted lower-case set. */
+static bool stored_has(const sql_name_set *set, const char *sql, sql_token t,
+                       sql_token_kind kind)
+{
+    char name[130];
+    size_t n = 0;
+    size_t from = t.start, to = t.start + t.len;
+    if (kind == SQLTOK_QIDENT && t.len >= 2) {
+        from++;
+        to--;
+    }
+    if (!set || to - from >= sizeof(name))
+        return false;
+    for (size_t i = from; i < to; i++)
+        name[n++] = (char)((sql[i] >= 'A' && sql[i] <= 'Z') ? sql[i] + 32 : sql[i]);
+    name[n] = 0;
+    size_t lo = 0, hi = set->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(set->names[mid], name);
+        if (r == 0)
+            return true;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
-                                 sql_charset cs)
+                                 sql_charset cs, const sql_name_set *stored)
 {
     static const char *const words[] = {
         "TEMPORARY",    "GET_LOCK",        "RELEASE_LOCK",       "RELEASE_ALL_LOCKS",
         "IS_USED_LOCK", "IS_FREE_LOCK",    "LOCK",               "PREPARE",
         "EXECUTE",      "DEALLOCATE",      "HANDLER",            "XA",
         "SAVEPOINT",    "LAST_INSERT_ID",  "ROW_COUNT",          "FOUND_ROWS",
-        "SQL_CALC_FOUND_ROWS",
+        "SQL_CALC_FOUND_ROWS", "CALL",
     };
     sql_lexer lx;
     sqllex_init(&lx, sql, len, mode);
     lx.charset = cs;
+    sql_token prev = {SQLTOK_END, false, 0, 0, 0};
     for (int i = 0; i < 100000; i++) {
         sql_token t = sqllex_next(&lx);
+        /* A stored routine can hold any of it (SET @x, GET_LOCK, CREATE TEMPORARY TABLE)
+         * without a word of it in the text: CALL, and a call of a stored function. */
+        if ((prev.kind == SQLTOK_WORD || prev.kind == SQLTOK_QIDENT) && t.kind == SQLTOK_PUNCT &&
+            sql[t.start] == '(' && stored_has(stored, sql, prev, prev.kind))
+            return "a stored function";
+        prev = t;
         if (t.kind == SQLTOK_END)
             return NULL;
         if (t.kind == SQLTOK_ERROR)
@@ -240,8 +277,8 @@ static bool raw_has(const char *sql, size_t len, const char *word)
     return false;
 }
 
-void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, const char *sql,
-                        size_t len)
+void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
+                        const sql_name_set *stored, const char *sql, size_t len)
 {
     /* Read the way the server may read it: in the session's sql_mode, and, since a SET
      * sql_mode earlier in the packet or a mode the proxy could not work out changes where
@@ -261,7 +298,8 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, c
          * Pin on the bytes alone. */
         static const char *const raw[] = {"@", "TEMPORARY", "LOCK", "PREPARE", "EXECUTE",
                                           "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
-                                          "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS"};
+                                          "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
+                                          "CALL", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");
@@ -269,9 +307,9 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs, c
             }
         return;
     }
-    const char *why = pin_reason_in(sql, len, mode, cs);
+    const char *why = pin_reason_in(sql, len, mode, cs, stored);
     for (int i = 0; !why && i < 4; i++)
-        why = pin_reason_in(sql, len, &every[i], cs);
+        why = pin_reason_in(sql, len, &every[i], cs, stored);
     if (why)
         session_pin(c, why);
 }

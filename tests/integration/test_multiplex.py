@@ -346,3 +346,32 @@ def test_state_hidden_by_the_sql_mode_still_pins(small_pool, setup, hidden, chec
     assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
     assert one(a, check) in (((5,),), ((1,),)), "the session lost its state"
     a.close()
+
+
+@pytest.mark.parametrize("hidden, check", [
+    ("CALL shop.mux_set_var()", "SELECT @mux"),
+    ("SELECT mux_fn_var()", "SELECT @mux"),
+    ("SELECT `mux_fn_lock`()", "SELECT RELEASE_LOCK('mux')"),
+])
+def test_state_held_by_stored_routines_pins(servers, make_proxy, hidden, check):
+    """A stored procedure or function that sets a user variable or takes a user lock holds
+    state the statement's text does not show: CALL and calls of the backend's stored
+    functions keep the session on its connection, and no other session gets that state."""
+    for sql in ("CREATE OR REPLACE PROCEDURE shop.mux_set_var() SET @mux = 5",
+                "CREATE OR REPLACE FUNCTION shop.mux_fn_var() RETURNS INT "
+                "BEGIN SET @mux = 5; RETURN 1; END",
+                "CREATE OR REPLACE FUNCTION shop.mux_fn_lock() RETURNS INT "
+                "RETURN GET_LOCK('mux', 0)"):
+        servers.sql("dev", sql)
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 3,
+                                                                 "wait_timeout": "10s"}}}})
+    a = p.connect(autocommit=True)
+    one(a, hidden)
+    seen = []
+    for _ in range(4):
+        o = p.connect(autocommit=True)
+        seen.append(one(o, "SELECT @mux, RELEASE_LOCK('mux') = 1"))
+        o.close()
+    assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
+    assert one(a, check) in (((5,),), ((1,),)), "the session lost its state"
+    a.close()
