@@ -375,3 +375,25 @@ def test_state_held_by_stored_routines_pins(servers, make_proxy, hidden, check):
     assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
     assert one(a, check) in (((5,),), ((1,),)), "the session lost its state"
     a.close()
+
+
+@pytest.mark.parametrize("text, check", [
+    ("SELECT @muxp := ?", "SELECT @muxp"),
+    ("SET @muxp = ?", "SELECT @muxp"),
+    ("SELECT GET_LOCK('mux', ?)", "SELECT RELEASE_LOCK('mux')"),
+])
+def test_prepared_statements_holding_state_pin(stmt_clients, small_pool, text, check):
+    """A prepared statement whose execution leaves a user variable or a user lock on the
+    backend session keeps the session on that connection, as the same text does as a query:
+    no other session gets that state, and the session does not lose it."""
+    d = stmt_clients()
+    assert d.cmd(f"prepare {text}")[0] == "OK"
+    assert d.cmd("exec 5")[0] in ("ROWS", "OK", "AFFECTED"), text
+    seen = []
+    for _ in range(4):
+        o = small_pool.connect(autocommit=True)
+        seen.append(one(o, "SELECT @muxp, RELEASE_LOCK('mux') = 1"))
+        o.close()
+    assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
+    assert d.cmd(f"query {check}") in (("ROWS", [["5"]]), ("ROWS", [["1"]])), \
+        "the session lost its state"
