@@ -470,12 +470,19 @@ typedef struct cl_stmt {
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;
     uint8_t *param_types; /* 2 bytes per parameter, from the last EXECUTE that sent them */
+    size_t charged;       /* counted in client.stmt_bytes while registered */
     /* The definitions of the PREPARE response being read, in the backend's format, one
      * packet each. */
     pbuf params, columns;
 } cl_stmt;
 
 #define CLIENT_MAX_HELD 8 /* backend connections one client holds at once */
+/* Prepared statements one session may hold, and the bytes they may take (texts and
+ * definitions): the server's own default max_prepared_stmt_count, and room for one
+ * statement of the largest packet. A client that prepares without closing gets ERR 1461
+ * instead of growing the proxy without bound. */
+#define CLIENT_MAX_STMTS 16382
+#define CLIENT_MAX_STMT_BYTES ((size_t)64 << 20)
 
 /* How long a closing client may take to read its last bytes (an error, a TLS close). */
 #define CLIENT_CLOSE_FLUSH_MS 5000
@@ -604,6 +611,8 @@ struct client {
 
     /* Prepared statements. */
     cl_stmt *stmts;
+    uint32_t n_stmts;    /* in stmts, bounded by CLIENT_MAX_STMTS */
+    size_t stmt_bytes;   /* what they hold (cl_stmt.charged), bounded by CLIENT_MAX_STMT_BYTES */
     uint32_t next_stmt_id;
     uint32_t last_prepared_id; /* MariaDB's statement id 0xFFFFFFFF means this one; 0: none */
     bool binary_rows; /* the command is an EXECUTE the proxy answers itself: binary rows */

@@ -41,9 +41,35 @@ static void stmt_unlink(client *c, cl_stmt *st)
     for (cl_stmt **pp = &c->stmts; *pp; pp = &(*pp)->next) {
         if (*pp == st) {
             *pp = st->next;
+            c->n_stmts--;
+            c->stmt_bytes -= st->charged;
             return;
         }
     }
+}
+
+/* Refuses a new PREPARE (ERR 1461, as the server does at max_prepared_stmt_count) when the
+ * session holds as many statements, or as many bytes of them, as it may; len is the new
+ * text's. Returns false after answering. */
+static bool stmt_room(client *c, size_t len)
+{
+    if (c->n_stmts >= CLIENT_MAX_STMTS) {
+        client_send_err(c, 1461, "42000",
+                        "Can't create more than max_prepared_stmt_count statements (current "
+                        "value: %u): envproxy keeps at most %u per session; close some",
+                        (unsigned)CLIENT_MAX_STMTS, (unsigned)CLIENT_MAX_STMTS);
+        client_command_done(c);
+        return false;
+    }
+    if (c->stmt_bytes + len > CLIENT_MAX_STMT_BYTES) {
+        client_send_err(c, 1461, "42000",
+                        "envproxy: the prepared statements of this session hold more than "
+                        "%zu MiB; close some before preparing more",
+                        CLIENT_MAX_STMT_BYTES >> 20);
+        client_command_done(c);
+        return false;
+    }
+    return true;
 }
 
 /* Long data for st waits on the connection (the session keeps it) or no longer does. */
@@ -78,6 +104,8 @@ void stmt_free_all(client *c)
         c->stmts = st->next;
         stmt_free(st);
     }
+    c->n_stmts = 0;
+    c->stmt_bytes = 0;
     c->stmt = NULL;
     c->long_data_stmts = 0;
 }
@@ -230,6 +258,8 @@ static void handle_prepare(client *c)
     /* MariaDB's "the statement prepared last" (id 0xFFFFFFFF) names nothing until this
      * PREPARE succeeds: a failed one leaves later EXECUTEs of that id unknown. */
     c->last_prepared_id = 0;
+    if (!stmt_room(c, len))
+        return;
     if (is_use_statement(sql, len)) {
         client_send_err(c, 1295, "HY000",
                         "This command is not supported in the prepared statement protocol yet");
@@ -538,6 +568,9 @@ void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
     c->stmts = st;
+    st->charged = sizeof(*st) + st->sql_len + st->params.cap + st->columns.cap;
+    c->n_stmts++;
+    c->stmt_bytes += st->charged;
     c->last_prepared_id = st->id;
 }
 

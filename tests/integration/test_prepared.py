@@ -183,3 +183,46 @@ def test_prepared_use_gets_1295_as_from_the_server(drv, proxy, servers):
     assert d.cmd("query USE shop@prod") == ("AFFECTED", "0")
     kind, rows = d.cmd("query SELECT @@port")
     assert rows[0] == [str(servers.prod.port)]
+
+
+def _prepare(conn, sql):
+    """A raw COM_STMT_PREPARE; returns the statement id, or the error code."""
+    import pymysql
+    conn._execute_command(0x16, sql)
+    try:
+        data = conn._read_packet().get_all_data()
+    except pymysql.err.MySQLError as e:
+        return ("ERR", e.args[0])
+    n_cols = int.from_bytes(data[5:7], "little")
+    n_params = int.from_bytes(data[7:9], "little")
+    for n in (n_params, n_cols):
+        if n:
+            for _ in range(n + 1):  # definitions, then EOF
+                conn._read_packet()
+    return int.from_bytes(data[1:5], "little")
+
+
+def test_prepared_statements_of_a_session_are_bounded(proxy):
+    """A client that prepares statements and never closes them cannot make the proxy hold
+    them without bound: past 64 MiB of statement text (or 16382 statements) a PREPARE gets
+    ERR 1461, the session goes on, closing statements makes room again, and the proxy's
+    memory stays bounded."""
+    conn = proxy.connect(database="shop@dev", max_allowed_packet=64 << 20, read_timeout=60)
+    pad = "x" * (1 << 20)
+    rss0 = proxy.rss_kb()
+    ids, refused = [], None
+    for i in range(80):  # 80 MiB of text: more than the bound
+        r = _prepare(conn, f"SELECT {i} + ? /* {pad} */")
+        if isinstance(r, tuple):
+            refused = (i, r[1])
+            break
+        ids.append(r)
+    assert refused and refused[1] == 1461 and 50 <= refused[0] <= 64, refused
+    assert proxy.rss_kb() - rss0 < 200 * 1024
+    with conn.cursor() as cur:  # the session goes on
+        cur.execute("SELECT 7")
+        assert cur.fetchall() == ((7,),)
+    for sid in ids[:10]:  # COM_STMT_CLOSE: no answer
+        conn._execute_command(0x19, sid.to_bytes(4, "little"))
+    assert not isinstance(_prepare(conn, f"SELECT 1 + ? /* {pad} */"), tuple)
+    conn.close()
