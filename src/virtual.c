@@ -17,6 +17,10 @@
 #include <time.h>
 
 #define VIRTUAL_MAX_ROWS 100000 /* rows held in memory per environment for compare */
+/* Bytes of values held in memory for one fan-out or compare, all environments together: a
+ * result larger than that fails with an error rather than growing the proxy (10,000 rows of
+ * 1 MB each are 10 GB). */
+#define VIRTUAL_MAX_BYTES ((size_t)64 << 20)
 #define VIRTUAL_TIMEOUT_MS 10000
 
 typedef enum { VJ_DATABASES, VJ_FANOUT, VJ_COMPARE, VJ_SCHEMA } vjob_kind;
@@ -30,6 +34,7 @@ typedef struct vtask {
     vq_table *rows; /* the statement's result, all columns as text */
     long long cap;  /* rows kept */
     bool truncated;
+    bool too_big; /* the job's results passed VIRTUAL_MAX_BYTES: failed when the fetch ends */
     bool done, failed;
     unsigned long long affected; /* the statement returned no result set: its row count */
     unsigned err_code;
@@ -51,6 +56,7 @@ typedef struct vjob {
     bool has_q;
     char key[ROUTE_NAME_MAX + 1];
     bool has_key;
+    size_t bytes; /* of the values its tasks hold, bounded by VIRTUAL_MAX_BYTES */
 } vjob;
 
 static void job_answer(vjob *j);
@@ -333,6 +339,14 @@ static bool task_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *ar
         t->truncated = true;
         return false;
     }
+    size_t size = 16 * t->rows->n_columns;
+    for (size_t i = 0; i < t->rows->n_columns; i++)
+        size += row[i] ? lengths[i] : 0;
+    if (t->job->bytes + size > VIRTUAL_MAX_BYTES) {
+        t->too_big = true;
+        return false;
+    }
+    t->job->bytes += size;
     size_t r = (size_t)vq_table_add_row(t->rows);
     for (size_t i = 0; i < t->rows->n_columns; i++)
         vq_set_strn(t->rows, r, i, row[i], row[i] ? lengths[i] : 0);
@@ -344,6 +358,15 @@ static void task_done_cb(backend *b, int rc, void *arg)
     vtask *t = arg;
     if (rc) {
         task_fail(t, b->err_code, b->err_msg);
+        return;
+    }
+    if (t->too_big) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "envproxy: the results are larger than %zu MiB; fan-out and compare hold "
+                 "them in memory: narrow the statement",
+                 VIRTUAL_MAX_BYTES >> 20);
+        task_fail(t, 1104, msg);
         return;
     }
     if (t->step == 3 && !t->rows)

@@ -230,3 +230,24 @@ def test_mariadb_cli_browses_envs(proxy):
                                "SELECT name FROM __envs.environments ORDER BY name")
     assert rc == 0, err
     assert out.split() == ["dev", "prod"]
+
+
+@pytest.mark.parametrize("hint", ["/* env=dev,prod */", "/* compare=dev,prod */"])
+def test_fan_out_and_compare_results_are_bounded_in_bytes(make_proxy, hint):
+    """Fan-out and compare hold the environments' results in memory: rows of 1 MB each, far
+    fewer than max_rows, pass 64 MiB and fail with a clear error (per environment for a
+    fan-out), instead of growing the proxy by gigabytes; the proxy keeps serving."""
+    p = make_proxy()
+    conn = p.connect(database="shop@dev", read_timeout=120)
+    rss0 = p.rss_kb()
+    sql = f"{hint} SELECT seq, REPEAT('x', 1000000) AS v FROM seq_1_to_200"
+    try:
+        got, names, _ = rows(conn, sql)
+        assert "_error" in names, names
+        errs = [r[names.index("_error")] for r in got]
+        assert errs and all(e and "64 MiB" in e for e in errs), errs[:3]
+    except pymysql.err.MySQLError as e:
+        assert "64 MiB" in str(e), e
+    assert p.rss_kb() - rss0 < 400 * 1024
+    assert rows(conn, "SELECT 1")[0] == ((1,),)
+    conn.close()
