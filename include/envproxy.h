@@ -466,6 +466,7 @@ typedef struct cl_stmt {
     pbuf *local_long;   /* local: long data per parameter, or NULL */
     size_t local_long_size;
     sql_mode_flags mode; /* the sql_mode the policy read it with */
+    sql_charset cs;      /* ... and the client character set (stmt_text_cs) */
     char *sql;
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;

@@ -551,6 +551,17 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
     pbuf_free(&out);
 }
 
+/* The client character set b reads SQL in, as the policy reads it; SQL_CS_UNSUPPORTED when
+ * an earlier packet set one the server has not confirmed. */
+static sql_charset stmt_text_cs(backend *b)
+{
+    policy_session ps;
+    backend_policy_session(b, &ps);
+    if (b->text_cs_known && b->text_cs != ps.charset)
+        return SQL_CS_UNSUPPORTED;
+    return ps.charset;
+}
+
 /* The policy check of a statement's text, at PREPARE. Preparing runs nothing: the session's
  * sql_mode stays as it is even when the text sets it (that is seen when it executes). */
 static bool check_text(client *c, backend *b, cl_stmt *st)
@@ -616,6 +627,7 @@ void stmt_run(client *c)
     cl_stmt *st = c->stmt;
     if (c->job == JOB_PREPARE) {
         st->mode = b->mode;
+        st->cs = stmt_text_cs(b);
         if (!check_text(c, b, st)) {
             stmt_free(st);
             c->stmt = NULL;
@@ -636,10 +648,14 @@ void stmt_run(client *c)
         send_stmt_command(c, st, e);
         return;
     }
-    if (st->read_only && memcmp(&st->mode, &b->mode, sizeof(b->mode)) != 0 &&
+    sql_charset cs = stmt_text_cs(b);
+    if (st->read_only &&
+        (memcmp(&st->mode, &b->mode, sizeof(b->mode)) != 0 || cs != st->cs) &&
         !check_text(c, b, st))
-        return; /* this connection reads SQL in another sql_mode than the check did */
-    st->mode = b->mode; /* the mode it is prepared in, next */
+        return; /* this connection reads SQL in another sql_mode or character set than the
+                   check did */
+    st->mode = b->mode; /* the mode and character set it is prepared in, next */
+    st->cs = cs;
     reprepare(c, st);
 }
 

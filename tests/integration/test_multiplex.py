@@ -397,3 +397,27 @@ def test_prepared_statements_holding_state_pin(stmt_clients, small_pool, text, c
     assert all(s in (((None, None),), ((None, 0),)) for s in seen), seen
     assert d.cmd(f"query {check}") in (("ROWS", [["5"]]), ("ROWS", [["1"]])), \
         "the session lost its state"
+
+
+def test_read_only_statement_checked_again_in_a_new_character_set(small_pool, servers):
+    """A read-only statement prepared again under another client character set is checked
+    again: in latin1 `--` and byte 0xA0 open a comment, in utf8mb4 they do not, and what
+    the comment hid is read (and this text refused) before it is prepared there."""
+    conn = small_pool.connect(user="bob", password="bob-pw", database="shop@prod",
+                              charset="latin1", autocommit=True)
+    conn._execute_command(0x16, b"SELECT 1 --\xa0, SLEEP(0)")
+    data = conn._read_packet().get_all_data()
+    assert data[0] == 0, data
+    stmt_id = data[1:5]
+    for _ in range(int.from_bytes(data[5:7], "little") + 1):  # column definitions, EOF
+        conn._read_packet()
+    with conn.cursor() as cur:
+        cur.execute("SET NAMES utf8mb4")
+    for row in servers.sql("prod", "SELECT ID FROM information_schema.PROCESSLIST "
+                                   "WHERE USER = 'app' AND COMMAND = 'Sleep'"):
+        servers.sql("prod", f"KILL {row[0]}")
+    conn._execute_command(0x17, stmt_id + b"\x00" + (1).to_bytes(4, "little"))
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        conn._read_packet()
+    assert e.value.args[0] == 1290, e.value.args
+    conn.close()
