@@ -408,6 +408,7 @@ typedef enum {
     RL_COLS_EOF, /* the EOF after the column definitions */
     RL_ROWS,     /* rows until EOF or ERR */
     RL_FIELDS,   /* COM_FIELD_LIST: column definitions until EOF or ERR */
+    RL_INFILE,   /* LOAD DATA LOCAL INFILE: the client's file goes to the backend */
     RL_ONE,      /* a single packet (COM_STATISTICS) */
     RL_PREP_OK,       /* COM_STMT_PREPARE: OK or ERR */
     RL_PREP_PARAMS,   /* parameter definitions */
@@ -601,6 +602,18 @@ struct client {
     bool busy;             /* counted in proxy.busy_clients */
     char rl_error[200];    /* the backend's error for the audit log: "1146: Table ..." */
     uint16_t rl_count;     /* parameter or column definitions still expected */
+    /* LOAD DATA LOCAL INFILE (relay.c): the file the client's statement names (the only one
+     * a backend may have), and where its transfer is. */
+    char *infile_name;     /* malloc'd, NUL-terminated; NULL when the command names none */
+    size_t infile_len;
+    uint8_t rl_infile;     /* INF_NONE, INF_SENDING, INF_DRAIN, INF_SENT, INF_DECLINED */
+    uint8_t rl_be_seq;     /* the backend's next sequence id while the file goes to it */
+    size_t rl_file_left;   /* payload bytes of the client's current file packet still to move */
+    bool rl_file_cont;     /* that packet is full size: the next one continues it */
+    unsigned long long rl_file_bytes; /* bytes of the file moved so far */
+    uint64_t rl_infile_seen_ms; /* INF_DRAIN: when the client last sent something */
+    char rl_infile_msg[640]; /* INF_DRAIN, INF_DECLINED: the client's error, sent at the end */
+    uint16_t rl_infile_code;
 
     /* Prepared statements. */
     cl_stmt *stmts;
@@ -647,6 +660,8 @@ void client_send_err(client *c, uint16_t code, const char *state, const char *fm
 void client_send_ok(client *c, uint16_t status);
 /* The command is finished: back to CL_IDLE and on to any pipelined command. */
 void client_command_done(client *c);
+/* Closes the client once what was sent to it is written (or a short deadline passed). */
+void client_close_after_flush(client *c);
 /* The backend connection the client holds for environment env, or NULL. */
 backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
@@ -811,6 +826,13 @@ enum { RLI_NONE, RLI_TIMEOUT, RLI_KILLED };
 bool relay_interrupt(client *c, int why);
 /* The client goes away mid-response: a kill under way no longer reports to it. */
 void relay_client_gone(client *c);
+/* LOAD DATA LOCAL INFILE: where the client's file transfer is (c->rl_infile). */
+enum { INF_NONE, INF_SENDING, INF_DRAIN, INF_SENT, INF_DECLINED };
+/* Whether the client's input is the file of a LOAD DATA LOCAL INFILE (not commands). */
+bool relay_reads_file(const client *c);
+/* Moves the client's file packets to the backend (or drops them, INF_DRAIN), as far as the
+ * backend's output takes them. */
+void relay_file_input(client *c);
 
 /* result.c: result sets the proxy answers itself. */
 typedef struct {

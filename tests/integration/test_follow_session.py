@@ -279,22 +279,6 @@ def test_gui_list_of_databases_from_schemata_shows_virtual_schemas(proxy):
     conn.close()
 
 
-def test_load_data_local_gets_a_clear_error(proxy, tmp_path):
-    """LOAD DATA LOCAL INFILE (not supported through envproxy yet) is answered with 1148 and
-    a message that says so, in a writable environment, instead of the backend's 4166; the
-    session goes on; server-side LOAD DATA INFILE is not affected by this check."""
-    f = tmp_path / "rows.csv"
-    f.write_text("1\n2\n")
-    conn = proxy.connect(autocommit=True, local_infile=True)
-    with conn.cursor() as cur:
-        with pytest.raises(pymysql.err.MySQLError) as e:
-            cur.execute(f"LOAD DATA LOCAL INFILE '{f}' INTO TABLE customers")
-        assert e.value.args[0] == 1148 and "envproxy" in e.value.args[1]
-        cur.execute("SELECT 1")
-        assert cur.fetchone() == (1,)
-    conn.close()
-
-
 def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
     """In read-only prod, LOAD DATA LOCAL INFILE is refused by the policy (1290)."""
     conn = proxy.connect(database="shop@prod", local_infile=True)
