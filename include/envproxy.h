@@ -660,6 +660,8 @@ void client_send_err(client *c, uint16_t code, const char *state, const char *fm
 void client_send_ok(client *c, uint16_t status);
 /* The command is finished: back to CL_IDLE and on to any pipelined command. */
 void client_command_done(client *c);
+/* Serves c->cmd, a COM_QUERY, as any query. */
+void client_handle_query(client *c);
 /* Closes the client once what was sent to it is written (or a short deadline passed). */
 void client_close_after_flush(client *c);
 /* The backend connection the client holds for environment env, or NULL. */
@@ -703,6 +705,11 @@ void client_prepare_done(backend *b, int rc, void *arg);
  * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK / BEGIN in an
  * open transaction are routed (through h) to the environment that holds it. */
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
+/* Whether sql (without a routing hint) is BEGIN, START TRANSACTION, SET TRANSACTION, COMMIT
+ * or ROLLBACK: prepared, such a statement is answered as its text form is (txn_intercept),
+ * not prepared on a backend, where it would begin the transaction before its environment
+ * is known. */
+bool txn_is_control(const char *sql, size_t len);
 /* Before the command runs on b: begins the held-back transaction there when the command
  * touches data, or refuses a statement for another environment than the open transaction's.
  * True: run the command now; false: a step was started (prepare_step runs again) or the

@@ -1438,7 +1438,7 @@ static bool take_infile_name(client *c, const char *sql, size_t len)
     return true;
 }
 
-static void handle_query(client *c)
+void client_handle_query(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
@@ -1565,7 +1565,7 @@ static void handle_command(client *c)
         client_command_done(c);
         break;
     case CMD_QUERY:
-        handle_query(c);
+        client_handle_query(c);
         break;
     case CMD_INIT_DB:
         handle_use(c, (const char *)c->cmd.data + 1, c->cmd.len - 1, NULL);

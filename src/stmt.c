@@ -249,7 +249,8 @@ static void handle_prepare(client *c)
         client_command_done(c);
         return;
     }
-    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len)) {
+    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len) ||
+        (!h.present && txn_is_control(sql + h.end, len - h.end))) {
         stmt_local_prepare(c, sql, len);
         return;
     }

@@ -5,7 +5,7 @@ SHOW and information_schema statements, the user@env login, harmless connect-tim
 import pymysql
 import pytest
 
-from harness import mariadb_cli
+from harness import StmtDriver, mariadb_cli
 
 
 def _count(cur, sql):
@@ -41,6 +41,40 @@ def test_begin_then_use_prod_reads_one_snapshot_of_prod(proxy, servers, scratch_
         cur.execute("COMMIT")
         assert _count(cur, "SELECT COUNT(*) FROM follow_t") == 4
     conn.close()
+
+
+@pytest.mark.parametrize("begin", ["START TRANSACTION WITH CONSISTENT SNAPSHOT", "BEGIN"])
+def test_prepared_begin_is_held_back_like_the_text_form(proxy, servers, scratch_prod, begin):
+    """A prepared START TRANSACTION (or BEGIN), executed in dev, then USE shop@prod: the
+    transaction begins in prod with its first read (a row added in prod meanwhile stays
+    invisible until the prepared COMMIT), not in dev (where it would make the USE a 1179)."""
+    d = StmtDriver(proxy)
+    try:
+        assert d.cmd("prepare " + begin) == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+        assert d.cmd("query USE shop@prod") == ("AFFECTED", "0")
+        assert d.cmd("prepare SELECT COUNT(*) FROM follow_t")[0] == "OK"
+        assert d.cmd("exec") == ("ROWS", [["3"]])
+        servers.sql("prod", "INSERT INTO shop.follow_t VALUES (4)")
+        assert d.cmd("exec") == ("ROWS", [["3"]])
+        assert d.cmd("prepare COMMIT") == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+        assert d.cmd("query SELECT COUNT(*) FROM follow_t") == ("ROWS", [["4"]])
+    finally:
+        d.close()
+
+
+def test_prepared_transaction_statements_in_read_only_prod(proxy):
+    """In read-only prod a prepared START TRANSACTION READ WRITE is refused as its text is
+    (1290), and a prepared ROLLBACK of nothing is answered."""
+    d = StmtDriver(proxy, user="bob", password="bob-pw", db="shop@prod")
+    try:
+        assert d.cmd("prepare START TRANSACTION READ WRITE") == ("OK", "0", "0")
+        assert d.cmd("exec")[:2] == ("ERR", "1290")
+        assert d.cmd("prepare ROLLBACK") == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+    finally:
+        d.close()
 
 
 def test_begin_and_commit_of_nothing_reach_no_backend(proxy):
