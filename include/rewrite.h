@@ -32,7 +32,8 @@ typedef struct {
 
 #define REWRITE_MAX_OUT (16u * 1024 * 1024) /* statements longer than this are left alone */
 
-/* Finds schema names written as `db@env` (a backquoted identifier used as a schema: before
+/* Finds schema names written as `db@env` (a quoted identifier, "db@env" under ANSI_QUOTES
+ * too, used as a schema: before
  * a '.', or after FROM / IN in SHOW, or after SHOW CREATE DATABASE / SCHEMA) and string
  * literals 'db@env' compared with an information_schema schema column (TABLE_SCHEMA,
  * SCHEMA_NAME, ... with =, <=>, !=, <>, LIKE, NOT LIKE, IN (...), NOT IN (...)), where env

@@ -344,7 +344,7 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
             continue;
         }
         bool rewrite = false;
-        if (t->kind == SQLTOK_QIDENT && tl.sql[t->start] == '`')
+        if (t->kind == SQLTOK_QIDENT) /* `x`, or "x" under ANSI_QUOTES */
             rewrite = ident_names_schema(&tl, i, show);
         else if (t->kind == SQLTOK_STRING)
             rewrite = literal_names_schema(&tl, i, show, list_depth && list_depth == depth);

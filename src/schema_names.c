@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 bool client_rewrite_schemas(client *c, route_hint *h)
 {
@@ -26,8 +27,15 @@ bool client_rewrite_schemas(client *c, route_hint *h)
      * needs to know where quotes end as the server will. */
     sql_mode_flags mode = {0};
     backend *held = c->env ? client_held(c, env_index(c->p, c->env)) : NULL;
-    if (held)
+    if (held) {
         mode = held->mode;
+    } else {
+        /* Not held (multiplexing): the sql_mode the session set, which its next connection
+         * gets before the statement runs. */
+        for (int i = 0; i < c->n_vars; i++)
+            if (strcasecmp(c->vars[i].name, "sql_mode") == 0)
+                sqlpolicy_mode_from_string(c->vars[i].value, strlen(c->vars[i].value), &mode);
+    }
     if (mode.unknown || mode.unreadable)
         return true; /* left as it is; the policy check decides */
     char *out, env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1], err[200];

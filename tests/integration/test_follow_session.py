@@ -321,3 +321,23 @@ def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
             cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE customers")
         assert e.value.args[0] == 1290
     conn.close()
+
+
+def test_double_quoted_schema_names_under_ansi_quotes(proxy, servers):
+    """With sql_mode=ANSI_QUOTES, "shop@prod" used as a schema is rewritten as `shop@prod`
+    is: qualified names and SHOW ... FROM run in prod. Without it, "shop@prod".t stays a
+    string (and the server says so)."""
+    want = servers.sql("prod", "SELECT COUNT(*) FROM shop.orders")[0][0]
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        for _ in range(2):  # with the connection held, and after it went back to the pool
+            assert _count(cur, 'SELECT COUNT(*) FROM "shop@prod"."orders"') == want
+            cur.execute('SHOW TABLES FROM "shop@prod"')
+            assert ("orders",) in cur.fetchall()
+            cur.execute('SHOW COLUMNS FROM "orders" IN "shop@prod"')
+            assert len(cur.fetchall()) > 0
+        cur.execute("SET SESSION sql_mode = DEFAULT")
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute('SELECT COUNT(*) FROM "shop@prod".orders')
+    conn.close()

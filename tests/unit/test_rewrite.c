@@ -51,9 +51,8 @@ static void test_txn_classify(void)
 }
 
 /* Rewrites s; returns the rc and fills got (cap 1024) with the new text (or ""). */
-static int rw(const char *s, char *got, char *env, char *db)
+static int rw_in(sql_mode_flags m, const char *s, char *got, char *env, char *db)
 {
-    sql_mode_flags m = {0};
     char *out = NULL, err[256];
     size_t n = 0;
     env[0] = db[0] = got[0] = '\0';
@@ -66,6 +65,12 @@ static int rw(const char *s, char *got, char *env, char *db)
     }
     free(out);
     return rc;
+}
+
+static int rw(const char *s, char *got, char *env, char *db)
+{
+    sql_mode_flags m = {0};
+    return rw_in(m, s, got, env, db);
 }
 
 #define EXPECT_RW(in, want, want_env, want_db)                                                    \
@@ -140,16 +145,37 @@ static void test_rewrite(void)
         CHECK_INT(rw("SELECT * FROM `shop@prod`.a JOIN `shop@dev`.b", got, env, db), -1);
         CHECK(strstr(got, "two environments") != NULL);
     }
-    /* ANSI_QUOTES: "x" is an identifier, not a string. */
+    /* ANSI_QUOTES: "x" is an identifier, and a schema name as a backquoted one is. */
     {
-        sql_mode_flags m = {.ansi_quotes = true};
-        const char *s = "SHOW TABLES FROM \"shop@prod\"";
-        char *out = NULL, env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1], err[100];
-        size_t n;
-        CHECK_INT(rewrite_schema_names(s, strlen(s), &m, &envs, &out, &n, env, db, err,
-                                       sizeof(err)),
+        sql_mode_flags ansi = {.ansi_quotes = true};
+        char got[1024], env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1];
+        CHECK_INT(rw_in(ansi, "SHOW TABLES FROM \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SHOW TABLES FROM \"shop\"");
+        CHECK_STR(env, "prod");
+        CHECK_STR(db, "shop");
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@dev\".\"orders\" JOIN `shop@dev`.c", got,
+                        env, db),
+                  1);
+        CHECK_STR(got, "SELECT * FROM \"shop\".\"orders\" JOIN `shop`.c");
+        CHECK_STR(env, "dev");
+        CHECK_INT(rw_in(ansi, "SHOW COLUMNS FROM orders IN \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SHOW COLUMNS FROM orders IN \"shop\"");
+        CHECK_INT(rw_in(ansi, "SELECT 1 FROM information_schema.TABLES WHERE \"TABLE_SCHEMA\" = "
+                              "'shop@prod'", got, env, db),
+                  1);
+        CHECK_STR(got, "SELECT 1 FROM information_schema.TABLES WHERE \"TABLE_SCHEMA\" = 'shop'");
+        /* Not a schema: a column, a table. */
+        CHECK_INT(rw_in(ansi, "SELECT \"shop@prod\" FROM t", got, env, db), 0);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@prod\"", got, env, db), 0);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM x WHERE TABLE_SCHEMA = \"shop@prod\"", got, env, db),
                   0);
-        free(out);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@prod\".\"orders\" JOIN `shop@dev`.c", got,
+                        env, db),
+                  -1);
+        /* Without ANSI_QUOTES "..." is a string: a schema only where a literal is. */
+        CHECK_INT(rw("SELECT * FROM \"shop@prod\".orders", got, env, db), 0);
+        CHECK_INT(rw("SELECT * FROM x WHERE TABLE_SCHEMA = \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SELECT * FROM x WHERE TABLE_SCHEMA = \"shop\"");
     }
 }
 
