@@ -727,6 +727,10 @@ void txn_backend_gone(client *c, backend *b);
  * c->cmd is rewritten and h made to route the statement to that environment. False after
  * answering an error. */
 bool client_rewrite_schemas(client *c, route_hint *h);
+/* schema_names.c: after routing, a SELECT that reads information_schema.SCHEMATA gets the
+ * virtual schemas' rows too (rewrite_schemata_virtual; not for dump tools, MariaDB backends
+ * only). False when the client was answered (an error). */
+bool client_rewrite_schemata(client *c, const route_hint *h);
 /* http/mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
 bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
                         size_t auth_len, bool sha2);

@@ -54,6 +54,17 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
  * rows, as to SHOW DATABASES. */
 bool rewrite_is_schemata_list(const char *sql, size_t len);
 
+/* A SELECT that reads information_schema.SCHEMATA (as GUIs list databases: phpMyAdmin's
+ * navigation tree counts and groups them in subqueries) reads it with a row for each
+ * virtual schema (__compare, __envs) added, as SHOW DATABASES lists them: each reference
+ * `information_schema.SCHEMATA [alias]` (after FROM, JOIN or ',') becomes a derived table
+ * of the same columns, named as the reference was. Returns 1 with *out (malloc'd) the new
+ * text, 0 when there is nothing to do or a reference cannot be rewritten (a column named
+ * information_schema.SCHEMATA.x, index hints, a version-dependent comment), -1 when out of
+ * memory. */
+int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *mode, char **out,
+                             size_t *out_len);
+
 /* Whether sql holds a LOAD DATA / LOAD XML ... LOCAL INFILE statement (any of a packet's
  * statements). The backend connections never have the LOCAL capability: this is only for a
  * clear answer. */

@@ -1498,6 +1498,10 @@ void client_handle_query(client *c)
                   rewrite_is_schemata_list(sql + h.end, len - h.end));
     if (!client_resolve(c, &h))
         return;
+    if (!c->rl_vdbs && !client_rewrite_schemata(c, &h))
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (!c->route.read_only && !take_infile_name(c, sql + h.end, len - h.end))
         return; /* read-only sessions refuse LOAD DATA as any write (the policy check) */
     /* The policy check waits for the backend connection: how SQL is read depends on that

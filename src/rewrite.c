@@ -508,3 +508,103 @@ bool rewrite_infile_request_matches(const char *name, size_t name_len, const uin
     return name_len > 0 && len == name_len + 1 && payload[0] == 0xFB &&
            memcmp(payload + 1, name, name_len) == 0;
 }
+
+/* ---- the virtual schemas in information_schema.SCHEMATA ---------------------------------- */
+
+/* What a reference to information_schema.SCHEMATA becomes: the same rows and columns, and a
+ * row for each virtual schema. */
+static const char schemata_with_virtual[] =
+    "(SELECT * FROM information_schema.SCHEMATA UNION ALL "
+    "SELECT 'def', '__compare', 'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL "
+    "SELECT 'def', '__envs', 'utf8mb4', 'utf8mb4_general_ci', NULL, '')";
+
+/* Words that may follow a table reference without being its alias. */
+static const char *const after_table[] = {
+    "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "JOIN", "INNER", "CROSS", "LEFT", "RIGHT",
+    "NATURAL", "STRAIGHT_JOIN", "FULL", "ON", "USING", "UNION", "EXCEPT", "INTERSECT", "FOR",
+    "LOCK", "INTO", "WINDOW", "PROCEDURE", "OFFSET", "FETCH", "MINUS",
+};
+
+static bool is_after_table_word(const toklist *tl, size_t i)
+{
+    for (size_t k = 0; k < sizeof(after_table) / sizeof(after_table[0]); k++)
+        if (tok_word(tl, i, after_table[k]))
+            return true;
+    return false;
+}
+
+int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *mode, char **out,
+                             size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len > REWRITE_MAX_OUT)
+        return 0;
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, false))
+        return -1;
+    int rc = 0;
+    if (tl.error || tl.several || !tok_word(&tl, 0, "SELECT"))
+        goto out;
+    /* Every reference first: one that cannot be rewritten leaves the whole text alone. */
+    size_t n_refs = 0;
+    for (size_t i = 0; i + 2 < tl.n; i++) {
+        if (!(tok_name(&tl, i, "information_schema") && tok_punct(&tl, i + 1, '.') &&
+              tok_name(&tl, i + 2, "SCHEMATA")))
+            continue;
+        if (tl.t[i].cond != 0 || tl.t[i + 2].cond != 0)
+            goto out; /* in a comment that not every server runs */
+        if (i > 0 && tok_punct(&tl, i - 1, '.'))
+            goto out;
+        if (tok_punct(&tl, i + 3, '.'))
+            goto out; /* information_schema.SCHEMATA.column: no alias can stand for it */
+        if (!(i > 0 && (tok_word(&tl, i - 1, "FROM") || tok_word(&tl, i - 1, "JOIN") ||
+                        tok_punct(&tl, i - 1, ','))))
+            goto out;
+        if (tok_word(&tl, i + 3, "USE") || tok_word(&tl, i + 3, "IGNORE") ||
+            tok_word(&tl, i + 3, "FORCE") || tok_word(&tl, i + 3, "PARTITION") ||
+            tok_word(&tl, i + 3, "FOR"))
+            goto out; /* index hints, PARTITION, FOR SYSTEM_TIME: not on a derived table */
+        n_refs++;
+    }
+    if (n_refs == 0)
+        goto out;
+    size_t cap = len + n_refs * (sizeof(schemata_with_virtual) + 80) + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        rc = -1;
+        goto out;
+    }
+    size_t o = 0, copied = 0;
+    for (size_t i = 0; i + 2 < tl.n; i++) {
+        if (!(tok_name(&tl, i, "information_schema") && tok_punct(&tl, i + 1, '.') &&
+              tok_name(&tl, i + 2, "SCHEMATA")))
+            continue;
+        const sql_token *a = &tl.t[i], *z = &tl.t[i + 2];
+        memcpy(buf + o, sql + copied, a->start - copied);
+        o += a->start - copied;
+        memcpy(buf + o, schemata_with_virtual, sizeof(schemata_with_virtual) - 1);
+        o += sizeof(schemata_with_virtual) - 1;
+        bool alias = i + 3 < tl.n && (tok_word(&tl, i + 3, "AS") ||
+                                      tl.t[i + 3].kind == SQLTOK_QIDENT ||
+                                      (tl.t[i + 3].kind == SQLTOK_WORD &&
+                                       !is_after_table_word(&tl, i + 3)));
+        if (!alias) {
+            /* Named as the table was, so that SCHEMATA.SCHEMA_NAME still means it. */
+            memcpy(buf + o, " AS ", 4);
+            o += 4;
+            memcpy(buf + o, sql + z->start, z->len);
+            o += z->len;
+        }
+        copied = z->start + z->len;
+        i += 2;
+    }
+    memcpy(buf + o, sql + copied, len - copied);
+    o += len - copied;
+    *out = buf;
+    *out_len = o;
+    rc = 1;
+out:
+    free(tl.t);
+    return rc;
+}

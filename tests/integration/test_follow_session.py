@@ -341,3 +341,45 @@ def test_double_quoted_schema_names_under_ansi_quotes(proxy, servers):
         with pytest.raises(pymysql.err.MySQLError):
             cur.execute('SELECT COUNT(*) FROM "shop@prod".orders')
     conn.close()
+
+
+PMA_TREE = ("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA`, (SELECT DB_first_level "
+            "FROM ( SELECT DISTINCT SUBSTRING_INDEX(SCHEMA_NAME, '_', 1) DB_first_level "
+            "FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE ) t ORDER BY DB_first_level ASC "
+            "LIMIT 0, 100) t2 WHERE TRUE AND 1 = LOCATE(CONCAT(DB_first_level, '_'), "
+            "CONCAT(SCHEMA_NAME, '_')) ORDER BY SCHEMA_NAME ASC")
+PMA_COUNT = ("SELECT COUNT(*) FROM ( SELECT DISTINCT SUBSTRING_INDEX(SCHEMA_NAME, '_', 1) "
+             "DB_first_level FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE ) t ")
+PMA_FLAT = ("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA` WHERE TRUE "
+            "ORDER BY `SCHEMA_NAME` LIMIT 0, 100")
+
+
+def test_phpmyadmin_navigation_tree_lists_the_virtual_schemas(proxy, servers):
+    """phpMyAdmin's navigation tree (grouped by '_' prefix, its default; and flat) reads
+    information_schema.SCHEMATA in subqueries: __envs and __compare are among its rows, as
+    in SHOW DATABASES, the count of first-level groups includes theirs, and a filter on the
+    name still applies. Other queries of SCHEMATA (aliased, qualified columns) see them
+    too; mariadb-dump does not."""
+    direct_groups = servers.sql("prod", PMA_COUNT)[0][0]
+    conn = proxy.connect(database="shop@prod", autocommit=True)
+    with conn.cursor() as cur:
+        for sql in (PMA_TREE, PMA_FLAT):
+            cur.execute(sql)
+            names = [r[0] for r in cur.fetchall()]
+            assert "__envs" in names and "__compare" in names and "shop" in names, names
+        cur.execute("SHOW DATABASES")
+        assert set(names) == {r[0] for r in cur.fetchall()}
+        # '' is the first level of __envs and __compare: one more group.
+        assert _count(cur, PMA_COUNT) == direct_groups + 1
+        cur.execute("SELECT s.SCHEMA_NAME FROM information_schema.SCHEMATA s "
+                    "WHERE s.SCHEMA_NAME LIKE '\\_\\_e%'")
+        assert cur.fetchall() == (("__envs",),)
+        cur.execute("select schemata.schema_name, default_character_set_name from "
+                    "information_schema.schemata where schema_name = '__compare'")
+        assert cur.fetchall() == (("__compare", "utf8mb4"),)
+    conn.close()
+    dump = proxy.connect(database="shop@prod", program_name="mariadb-dump")
+    with dump.cursor() as cur:
+        cur.execute(PMA_FLAT)
+        assert "__envs" not in [r[0] for r in cur.fetchall()]
+    dump.close()

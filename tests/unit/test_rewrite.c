@@ -179,6 +179,56 @@ static void test_rewrite(void)
     }
 }
 
+static int schemata(const char *s, char *got)
+{
+    sql_mode_flags m = {0};
+    char *out = NULL;
+    size_t n = 0;
+    got[0] = '\0';
+    int rc = rewrite_schemata_virtual(s, strlen(s), &m, &out, &n);
+    if (rc == 1) {
+        memcpy(got, out, n);
+        got[n] = '\0';
+    }
+    free(out);
+    return rc;
+}
+
+#define VS "(SELECT * FROM information_schema.SCHEMATA UNION ALL SELECT 'def', '__compare', " \
+           "'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL SELECT 'def', '__envs', "   \
+           "'utf8mb4', 'utf8mb4_general_ci', NULL, '')"
+
+static void test_schemata_virtual(void)
+{
+    char got[4096];
+    CHECK_INT(schemata("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA", got), 1);
+    CHECK_STR(got, "SELECT SCHEMA_NAME FROM " VS " AS SCHEMATA");
+    CHECK_INT(schemata("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA`, (SELECT x "
+                       "FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE) t",
+                       got),
+              1);
+    CHECK_STR(got, "SELECT `SCHEMA_NAME` FROM " VS " AS `SCHEMATA`, (SELECT x FROM " VS
+                   " AS SCHEMATA WHERE TRUE) t");
+    CHECK_INT(schemata("select s.schema_name from information_schema.schemata s", got), 1);
+    CHECK_STR(got, "select s.schema_name from " VS " s");
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA AS x JOIN y", got), 1);
+    CHECK_STR(got, "SELECT 1 FROM " VS " AS x JOIN y");
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA ORDER BY 1", got), 1);
+    CHECK_STR(got, "SELECT 1 FROM " VS " AS SCHEMATA ORDER BY 1");
+    /* Left alone. */
+    CHECK_INT(schemata("SELECT information_schema.SCHEMATA.SCHEMA_NAME FROM "
+                       "information_schema.SCHEMATA", got),
+              0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA USE INDEX (x)", got), 0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.TABLES", got), 0);
+    CHECK_INT(schemata("SELECT 'information_schema.SCHEMATA'", got), 0);
+    CHECK_INT(schemata("DELETE FROM t WHERE a IN (SELECT 1 FROM information_schema.SCHEMATA)",
+                       got),
+              0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA; SELECT 2", got), 0);
+    CHECK_INT(schemata("SELECT 1 /*!50700 FROM information_schema.SCHEMATA */", got), 0);
+}
+
 static void test_schemata_list(void)
 {
 #define SL(s) rewrite_is_schemata_list(s, strlen(s))
@@ -279,6 +329,7 @@ int main(void)
     test_load_local();
     test_load_local_file();
     test_schemata_list();
+    test_schemata_virtual();
     test_txn_classify();
     test_rewrite();
     return unit_report("test_rewrite");
