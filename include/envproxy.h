@@ -731,6 +731,13 @@ bool client_rewrite_schemas(client *c, route_hint *h);
  * virtual schemas' rows too (rewrite_schemata_virtual; not for dump tools, MariaDB backends
  * only). False when the client was answered (an error). */
 bool client_rewrite_schemata(client *c, const route_hint *h);
+/* schema_names.c: USER(), CURRENT_USER() and their synonyms inside a statement name the
+ * envproxy account (rewrite_user_calls), where the session's text can be read for certain.
+ * False when the client was answered (an error). */
+bool client_rewrite_users(client *c, const route_hint *h);
+/* Whether the session's character sets (handshake, SET NAMES) are ones the lexer reads as
+ * the server does. */
+bool client_charset_readable(client *c);
 /* http/mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
 bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
                         size_t auth_len, bool sha2);

@@ -65,6 +65,18 @@ bool rewrite_is_schemata_list(const char *sql, size_t len);
 int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *mode, char **out,
                              size_t *out_len);
 
+/* USER(), SESSION_USER(), SYSTEM_USER() and CURRENT_USER[()] called in sql (outside quotes
+ * and comments, as the lexer reads it in mode) become the string literals user_value and
+ * current_value (the envproxy account, not the backend's); a call that is a select-list item
+ * of its own keeps its column name (`'v' AS \`USER()\``). Left alone: statements that name
+ * accounts or store their text (CREATE, ALTER, GRANT, REVOKE, DROP, RENAME, SHOW, SET
+ * PASSWORD / DEFAULT ROLE / ROLE, CALL, HANDLER), DEFINER = CURRENT_USER, db.user(), a table
+ * named user, text the lexer cannot read. The values must hold no quote or backslash.
+ * Returns 1 with *out (malloc'd), 0 when nothing changed, -1 when out of memory. */
+int rewrite_user_calls(const char *sql, size_t len, const sql_mode_flags *mode,
+                       const char *user_value, const char *current_value, char **out,
+                       size_t *out_len);
+
 /* Whether sql holds a LOAD DATA / LOAD XML ... LOCAL INFILE statement (any of a packet's
  * statements). The backend connections never have the LOCAL capability: this is only for a
  * clear answer. */

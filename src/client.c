@@ -1403,6 +1403,20 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
+bool client_charset_readable(client *c)
+{
+    static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
+                                          "collation_connection"};
+    if (sqlpolicy_charset(charset_name(c->charset)) == SQL_CS_UNSUPPORTED)
+        return false;
+    for (int i = 0; i < c->n_vars; i++)
+        for (size_t k = 0; k < sizeof(cs_vars) / sizeof(cs_vars[0]); k++)
+            if (strcasecmp(c->vars[i].name, cs_vars[k]) == 0 &&
+                sqlpolicy_charset(c->vars[i].value) == SQL_CS_UNSUPPORTED)
+                return false;
+    return true;
+}
+
 /* LOAD DATA LOCAL INFILE in a writable session: keeps the file the statement names, the
  * only one a backend may have from the client (relay.c). Returns false when refused (the
  * client was answered). */
@@ -1461,6 +1475,10 @@ void client_handle_query(client *c)
     len = c->cmd.len - 1;
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
+    if (!client_rewrite_users(c, &h))
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (virtual_statement(c, &h, sql, len))
         return;
     char name[2 * ROUTE_NAME_MAX + 2], err[256];

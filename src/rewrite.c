@@ -608,3 +608,166 @@ out:
     free(tl.t);
     return rc;
 }
+
+/* ---- USER(), CURRENT_USER(): the envproxy account ---------------------------------------- */
+
+/* Statements that name accounts (CURRENT_USER there is an account, not a value) or store
+ * their text for later runs by anyone (a view, a routine, a trigger, an event): left as
+ * they are. */
+static bool names_accounts_or_stores(const toklist *tl, size_t s)
+{
+    static const char *const first[] = {"CREATE", "ALTER", "GRANT", "REVOKE", "DROP",
+                                        "RENAME", "SHOW", "CALL", "HANDLER"};
+    for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++)
+        if (tok_word(tl, s, first[k]))
+            return true;
+    return tok_word(tl, s, "SET") && (tok_word(tl, s + 1, "PASSWORD") ||
+                                      tok_word(tl, s + 1, "DEFAULT") ||
+                                      tok_word(tl, s + 1, "ROLE"));
+}
+
+/* Words after which a name is a table (INSERT INTO user () VALUES ()), not a call. */
+static bool before_table_name(const toklist *tl, size_t i)
+{
+    static const char *const words[] = {"INTO", "FROM", "JOIN", "TABLE", "UPDATE", "INSERT",
+                                        "REPLACE", "IGNORE", "DELAYED", "LOW_PRIORITY",
+                                        "HIGH_PRIORITY", "STRAIGHT_JOIN", "TABLES", "QUICK"};
+    for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+        if (tok_word(tl, i, words[k]))
+            return true;
+    return false;
+}
+
+/* The call at token i, if any: its last token in *end and whether it is CURRENT_USER. */
+static bool user_call(const toklist *tl, size_t i, size_t *end, bool *current)
+{
+    bool parens = tok_punct(tl, i + 1, '(') && tok_punct(tl, i + 2, ')');
+    *current = false;
+    if (tok_word(tl, i, "CURRENT_USER")) {
+        *current = true;
+        *end = parens ? i + 2 : i;
+        return true;
+    }
+    if (!parens)
+        return false;
+    *end = i + 2;
+    if (tok_word(tl, i, "USER"))
+        return true; /* a keyword of the grammar: spaces before '(' change nothing */
+    /* Native functions: a name followed by a space is not a call without IGNORE_SPACE. */
+    return (tok_word(tl, i, "SESSION_USER") || tok_word(tl, i, "SYSTEM_USER")) &&
+           !tl->t[i + 1].spaced;
+}
+
+int rewrite_user_calls(const char *sql, size_t len, const sql_mode_flags *mode,
+                       const char *user_value, const char *current_value, char **out,
+                       size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len > REWRITE_MAX_OUT || strchr(user_value, '\'') || strchr(current_value, '\'') ||
+        strchr(user_value, '\\') || strchr(current_value, '\\'))
+        return 0;
+    /* Cheap test first: most statements name none of them. */
+    bool maybe = false;
+    for (size_t i = 0; i + 4 <= len && !maybe; i++)
+        maybe = strncasecmp(sql + i, "user", 4) == 0;
+    if (!maybe)
+        return 0;
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, true))
+        return -1;
+    if (tl.error) {
+        free(tl.t);
+        return 0; /* unreadable: left to the policy check and the server */
+    }
+    char *buf = NULL;
+    size_t o = 0, copied = 0, cap = 0;
+    int found = 0;
+    size_t s = 0; /* the first token of the current statement */
+    bool skip = names_accounts_or_stores(&tl, 0);
+    /* Per parenthesis depth: inside a select list (where a call alone gets its name). */
+    bool in_list[64] = {false};
+    int depth = 0;
+    for (size_t i = 0; i < tl.n; i++) {
+        if (tl.t[i].kind == SQLTOK_SEMICOLON) {
+            s = i + 1;
+            skip = names_accounts_or_stores(&tl, s);
+            depth = 0;
+            memset(in_list, 0, sizeof(in_list));
+            continue;
+        }
+        if (tok_punct(&tl, i, '(')) {
+            if (depth + 1 < (int)(sizeof(in_list) / sizeof(in_list[0])))
+                depth++;
+            in_list[depth] = false;
+            continue;
+        }
+        if (tok_punct(&tl, i, ')')) {
+            if (depth > 0)
+                depth--;
+            continue;
+        }
+        if (tok_word(&tl, i, "SELECT")) {
+            in_list[depth] = true;
+            continue;
+        }
+        if (tok_word(&tl, i, "FROM") || tok_word(&tl, i, "INTO") ||
+            is_after_table_word(&tl, i)) {
+            in_list[depth] = false;
+            continue;
+        }
+        size_t end;
+        bool current;
+        if (skip || tl.t[i].kind != SQLTOK_WORD || !user_call(&tl, i, &end, &current))
+            continue;
+        if (i > s && (tok_punct(&tl, i - 1, '.') || before_table_name(&tl, i - 1)))
+            continue; /* db.user(), a table named user */
+        if (i >= s + 2 && tok_punct(&tl, i - 1, '=') && tok_word(&tl, i - 2, "DEFINER"))
+            continue;
+        if (tok_punct(&tl, end + 1, '.'))
+            continue; /* current_user.x: a table's column */
+        /* A select-list item of its own keeps its column name. */
+        bool item = in_list[depth] && i > s &&
+                    (tok_punct(&tl, i - 1, ',') || tok_word(&tl, i - 1, "SELECT") ||
+                     tok_word(&tl, i - 1, "DISTINCT") || tok_word(&tl, i - 1, "ALL")) &&
+                    (end + 1 >= tl.n || tok_punct(&tl, end + 1, ',') ||
+                     tok_punct(&tl, end + 1, ')') || tl.t[end + 1].kind == SQLTOK_SEMICOLON ||
+                     tok_word(&tl, end + 1, "FROM") || tok_word(&tl, end + 1, "INTO") ||
+                     is_after_table_word(&tl, end + 1));
+        const char *value = current ? current_value : user_value;
+        size_t from = tl.t[i].start, to = tl.t[end].start + tl.t[end].len;
+        size_t need = o + (from - copied) + strlen(value) + 2 + (item ? to - from + 6 : 0);
+        if (need + (len - to) + 1 > cap) {
+            size_t ncap = (need + (len - to) + 1) * 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                free(tl.t);
+                return -1;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + o, sql + copied, from - copied);
+        o += from - copied;
+        o += (size_t)sprintf(buf + o, "'%s'", value);
+        if (item) {
+            memcpy(buf + o, " AS `", 5);
+            o += 5;
+            memcpy(buf + o, sql + from, to - from);
+            o += to - from;
+            buf[o++] = '`';
+        }
+        copied = to;
+        found = 1;
+        i = end;
+    }
+    free(tl.t);
+    if (!found)
+        return 0;
+    memcpy(buf + o, sql + copied, len - copied);
+    o += len - copied;
+    *out = buf;
+    *out_len = o;
+    return 1;
+}

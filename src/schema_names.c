@@ -28,6 +28,48 @@ static bool session_mode(client *c, sql_mode_flags *mode)
     return !mode->unknown && !mode->unreadable;
 }
 
+/* Replaces c->cmd's statement (after the routing comment) with text. */
+static void replace_statement(client *c, size_t hint_end, const char *text, size_t len)
+{
+    pbuf cmd;
+    pbuf_init(&cmd);
+    pbuf_u8(&cmd, c->cmd.data[0]); /* COM_QUERY or COM_STMT_PREPARE */
+    pbuf_put(&cmd, c->cmd.data + 1, hint_end);
+    pbuf_put(&cmd, text, len);
+    pbuf_reset(&c->cmd);
+    pbuf_put(&c->cmd, cmd.data, cmd.len);
+    pbuf_free(&cmd);
+}
+
+bool client_rewrite_users(client *c, const route_hint *h)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (len <= h->end)
+        return true;
+    sql_mode_flags mode;
+    /* Only where the lexer reads the text as the server does: its mode, and a character set
+     * whose multi-byte characters never hold a quote or a backslash byte. */
+    if (!session_mode(c, &mode) || !client_charset_readable(c))
+        return true;
+    char user[ROUTE_NAME_MAX + 64], current[ROUTE_NAME_MAX + 8];
+    snprintf(user, sizeof(user), "%s@%s", c->user, c->host);
+    snprintf(current, sizeof(current), "%s@%%", c->user);
+    char *out;
+    size_t out_len;
+    int rc = rewrite_user_calls(sql + h->end, len - h->end, &mode, user, current, &out, &out_len);
+    if (rc < 0) {
+        client_send_err(c, 1041, "HY000", "envproxy: out of memory");
+        client_command_done(c);
+        return false;
+    }
+    if (rc == 1) {
+        replace_statement(c, h->end, out, out_len);
+        free(out);
+    }
+    return true;
+}
+
 bool client_rewrite_schemata(client *c, const route_hint *h)
 {
     const char *sql = (const char *)c->cmd.data + 1;
@@ -52,15 +94,8 @@ bool client_rewrite_schemata(client *c, const route_hint *h)
     }
     if (rc == 0)
         return true;
-    pbuf cmd;
-    pbuf_init(&cmd);
-    pbuf_u8(&cmd, c->cmd.data[0]);
-    pbuf_put(&cmd, sql, h->end);
-    pbuf_put(&cmd, out, out_len);
+    replace_statement(c, h->end, out, out_len);
     free(out);
-    pbuf_reset(&c->cmd);
-    pbuf_put(&c->cmd, cmd.data, cmd.len);
-    pbuf_free(&cmd);
     return true;
 }
 

@@ -254,6 +254,10 @@ static void handle_prepare(client *c)
         stmt_local_prepare(c, sql, len);
         return;
     }
+    if (!client_rewrite_users(c, &h)) /* SELECT USER(), x: the envproxy account */
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (!client_resolve(c, &h))
         return;
     cl_stmt *st = calloc(1, sizeof(*st));

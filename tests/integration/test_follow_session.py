@@ -383,3 +383,36 @@ def test_phpmyadmin_navigation_tree_lists_the_virtual_schemas(proxy, servers):
         cur.execute(PMA_FLAT)
         assert "__envs" not in [r[0] for r in cur.fetchall()]
     dump.close()
+
+
+def test_user_functions_inside_statements_name_the_envproxy_account(proxy):
+    """USER(), SESSION_USER(), SYSTEM_USER() and CURRENT_USER[()] inside larger statements
+    (with other columns, in WHERE, in functions, in a fan-out, in prod, prepared) name the
+    envproxy account as the local answer to SELECT USER() does, never the backend's 'app'; a
+    call alone in the select list keeps its column name; quoted text stays as written."""
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT USER(), 1 + 1, CURRENT_USER, SESSION_USER(), SYSTEM_USER()")
+        assert cur.fetchall() == (("alice@127.0.0.1", 2, "alice@%", "alice@127.0.0.1",
+                                   "alice@127.0.0.1"),)
+        assert [d[0] for d in cur.description][:3] == ["USER()", "1 + 1", "CURRENT_USER"]
+        cur.execute("SELECT COUNT(*) FROM customers WHERE SUBSTRING_INDEX(USER(), '@', 1) = "
+                    "'alice'")
+        assert cur.fetchone()[0] > 0
+        cur.execute("SELECT 'USER()', CONCAT('[', current_user(), ']')")
+        assert cur.fetchone() == ("USER()", "[alice@%]")
+        cur.execute("SET @who = USER()")
+        cur.execute("SELECT @who")
+        assert cur.fetchone() == ("alice@127.0.0.1",)
+        cur.execute("/* env=dev,prod */ SELECT USER() AS u, 1")
+        assert {r[-2:] for r in cur.fetchall()} == {("alice@127.0.0.1", 1)}
+        cur.execute("USE shop@prod")
+        cur.execute("SELECT CURRENT_USER(), COUNT(*) FROM orders")
+        assert cur.fetchone()[0] == "alice@%"
+    conn.close()
+    d = StmtDriver(proxy)
+    try:
+        assert d.cmd("prepare SELECT USER(), ?")[0] == "OK"
+        assert d.cmd("exec 7") == ("ROWS", [["alice@127.0.0.1", "7"]])
+    finally:
+        d.close()

@@ -229,6 +229,81 @@ static void test_schemata_virtual(void)
     CHECK_INT(schemata("SELECT 1 /*!50700 FROM information_schema.SCHEMATA */", got), 0);
 }
 
+static int users(const char *s, char *got)
+{
+    sql_mode_flags m = {0};
+    char *out = NULL;
+    size_t n = 0;
+    got[0] = '\0';
+    int rc = rewrite_user_calls(s, strlen(s), &m, "al@1.2.3.4", "al@%", &out, &n);
+    if (rc == 1) {
+        memcpy(got, out, n);
+        got[n] = '\0';
+    }
+    free(out);
+    return rc;
+}
+
+#define EXPECT_USERS(in, want)                                                                    \
+    do {                                                                                          \
+        char got_[2048];                                                                          \
+        CHECK_INT(users(in, got_), 1);                                                            \
+        CHECK_STR(got_, want);                                                                    \
+    } while (0)
+
+#define EXPECT_NO_USERS(in)                                                                       \
+    do {                                                                                          \
+        char got_[2048];                                                                          \
+        CHECK_INT(users(in, got_), 0);                                                            \
+    } while (0)
+
+static void test_user_calls(void)
+{
+    EXPECT_USERS("SELECT USER(), 1", "SELECT 'al@1.2.3.4' AS `USER()`, 1");
+    EXPECT_USERS("select current_user, id from t", "select 'al@%' AS `current_user`, id from t");
+    EXPECT_USERS("SELECT CURRENT_USER() AS me", "SELECT 'al@%' AS me");
+    EXPECT_USERS("SELECT id FROM t WHERE owner = USER ( )",
+                 "SELECT id FROM t WHERE owner = 'al@1.2.3.4'");
+    EXPECT_USERS("SELECT SUBSTRING_INDEX(USER(), '@', 1), SESSION_USER(), SYSTEM_USER()",
+                 "SELECT SUBSTRING_INDEX('al@1.2.3.4', '@', 1), 'al@1.2.3.4' AS `SESSION_USER()`, "
+                 "'al@1.2.3.4' AS `SYSTEM_USER()`");
+    EXPECT_USERS("INSERT INTO log (who) VALUES (USER())",
+                 "INSERT INTO log (who) VALUES ('al@1.2.3.4')");
+    EXPECT_USERS("SET @me = CURRENT_USER; SELECT x FROM (SELECT USER() FROM dual) d",
+                 "SET @me = 'al@%'; SELECT x FROM (SELECT 'al@1.2.3.4' AS `USER()` FROM dual) d");
+    EXPECT_USERS("SELECT USER() /* USER() */ -- CURRENT_USER\n",
+                 "SELECT 'al@1.2.3.4' AS `USER()` /* USER() */ -- CURRENT_USER\n");
+    /* Quotes, comments, names and account statements stay. */
+    EXPECT_NO_USERS("SELECT 'USER()', `USER()`, \"CURRENT_USER\" FROM t");
+    EXPECT_NO_USERS("SELECT user, host FROM mysql.user WHERE user = 'x'");
+    EXPECT_NO_USERS("SELECT shop.user() FROM t");
+    EXPECT_NO_USERS("INSERT INTO user () VALUES ()");
+    EXPECT_NO_USERS("INSERT user () VALUES ()");
+    EXPECT_NO_USERS("SELECT session_user (), system_user ()");
+    EXPECT_NO_USERS("SELECT current_user.id FROM current_user");
+    EXPECT_NO_USERS("SHOW GRANTS FOR CURRENT_USER");
+    EXPECT_NO_USERS("SET PASSWORD FOR CURRENT_USER() = PASSWORD('x')");
+    EXPECT_NO_USERS("GRANT SELECT ON *.* TO CURRENT_USER");
+    EXPECT_NO_USERS("ALTER USER CURRENT_USER() IDENTIFIED BY 'x'");
+    EXPECT_NO_USERS("CREATE DEFINER = CURRENT_USER VIEW v AS SELECT USER()");
+    EXPECT_NO_USERS("CREATE PROCEDURE p() SELECT USER()");
+    EXPECT_NO_USERS("CALL user()");
+    EXPECT_NO_USERS("SELECT 'unterminated USER()");
+    {
+        /* Under ANSI_QUOTES "x" is a name; without it, a string: both stay. */
+        sql_mode_flags ansi = {.ansi_quotes = true};
+        const char *s = "SELECT \"USER\"() FROM t";
+        char *out = NULL;
+        size_t n;
+        CHECK_INT(rewrite_user_calls(s, strlen(s), &ansi, "a@b", "a@%", &out, &n), 0);
+        free(out);
+        /* Values that would need quoting are refused. */
+        s = "SELECT USER()";
+        CHECK_INT(rewrite_user_calls(s, strlen(s), &ansi, "a'b", "a@%", &out, &n), 0);
+        free(out);
+    }
+}
+
 static void test_schemata_list(void)
 {
 #define SL(s) rewrite_is_schemata_list(s, strlen(s))
@@ -330,6 +405,7 @@ int main(void)
     test_load_local_file();
     test_schemata_list();
     test_schemata_virtual();
+    test_user_calls();
     test_txn_classify();
     test_rewrite();
     return unit_report("test_rewrite");
