@@ -9,6 +9,7 @@ CLI) and raw sockets where a driver would hide the bytes.
 
 import hashlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -104,6 +105,23 @@ def test_pymysql_loads_its_file_into_a_writable_environment(proxy, servers, tabl
         assert n == 5000
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
+    conn.close()
+    assert table_sum(servers) == expected_sum(data)
+
+
+def test_pymysql_loads_its_file_over_tls(proxy, servers, table, tmp_path):
+    """The same over TLS (the file comes through the TLS filter of the client's socket)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    data = rows_text(0, 200000)
+    f = tmp_path / "rows.csv"
+    f.write_bytes(data)
+    conn = proxy.connect(local_infile=True, autocommit=True, ssl=ctx)
+    with conn.cursor() as cur:
+        cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+        assert cur.fetchone()[1]
+        assert cur.execute(load_sql(f)) == 200000
     conn.close()
     assert table_sum(servers) == expected_sum(data)
 
