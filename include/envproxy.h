@@ -408,6 +408,7 @@ typedef enum {
     RL_COLS_EOF, /* the EOF after the column definitions */
     RL_ROWS,     /* rows until EOF or ERR */
     RL_FIELDS,   /* COM_FIELD_LIST: column definitions until EOF or ERR */
+    RL_INFILE,   /* LOAD DATA LOCAL INFILE: the client's file goes to the backend */
     RL_ONE,      /* a single packet (COM_STATISTICS) */
     RL_PREP_OK,       /* COM_STMT_PREPARE: OK or ERR */
     RL_PREP_PARAMS,   /* parameter definitions */
@@ -609,6 +610,18 @@ struct client {
     bool busy;             /* counted in proxy.busy_clients */
     char rl_error[200];    /* the backend's error for the audit log: "1146: Table ..." */
     uint16_t rl_count;     /* parameter or column definitions still expected */
+    /* LOAD DATA LOCAL INFILE (relay.c): the file the client's statement names (the only one
+     * a backend may have), and where its transfer is. */
+    char *infile_name;     /* malloc'd, NUL-terminated; NULL when the command names none */
+    size_t infile_len;
+    uint8_t rl_infile;     /* INF_NONE, INF_SENDING, INF_DRAIN, INF_SENT, INF_DECLINED */
+    uint8_t rl_be_seq;     /* the backend's next sequence id while the file goes to it */
+    size_t rl_file_left;   /* payload bytes of the client's current file packet still to move */
+    bool rl_file_cont;     /* that packet is full size: the next one continues it */
+    unsigned long long rl_file_bytes; /* bytes of the file moved so far */
+    uint64_t rl_infile_seen_ms; /* INF_DRAIN: when the client last sent something */
+    char rl_infile_msg[640]; /* INF_DRAIN, INF_DECLINED: the client's error, sent at the end */
+    uint16_t rl_infile_code;
 
     /* Prepared statements. */
     cl_stmt *stmts;
@@ -657,6 +670,10 @@ void client_send_err(client *c, uint16_t code, const char *state, const char *fm
 void client_send_ok(client *c, uint16_t status);
 /* The command is finished: back to CL_IDLE and on to any pipelined command. */
 void client_command_done(client *c);
+/* Serves c->cmd, a COM_QUERY, as any query. */
+void client_handle_query(client *c);
+/* Closes the client once what was sent to it is written (or a short deadline passed). */
+void client_close_after_flush(client *c);
 /* The backend connection the client holds for environment env, or NULL. */
 backend *client_held(client *c, int env);
 /* The backend held for the current command broke: drop it. */
@@ -698,6 +715,11 @@ void client_prepare_done(backend *b, int rc, void *arg);
  * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK / BEGIN in an
  * open transaction are routed (through h) to the environment that holds it. */
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
+/* Whether sql (without a routing hint) is BEGIN, START TRANSACTION, SET TRANSACTION, COMMIT
+ * or ROLLBACK: prepared, such a statement is answered as its text form is (txn_intercept),
+ * not prepared on a backend, where it would begin the transaction before its environment
+ * is known. */
+bool txn_is_control(const char *sql, size_t len);
 /* Before the command runs on b: begins the held-back transaction there when the command
  * touches data, or refuses a statement for another environment than the open transaction's.
  * True: run the command now; false: a step was started (prepare_step runs again) or the
@@ -715,6 +737,17 @@ void txn_backend_gone(client *c, backend *b);
  * c->cmd is rewritten and h made to route the statement to that environment. False after
  * answering an error. */
 bool client_rewrite_schemas(client *c, route_hint *h);
+/* schema_names.c: after routing, a SELECT that reads information_schema.SCHEMATA gets the
+ * virtual schemas' rows too (rewrite_schemata_virtual; not for dump tools, MariaDB backends
+ * only). False when the client was answered (an error). */
+bool client_rewrite_schemata(client *c, const route_hint *h);
+/* schema_names.c: USER(), CURRENT_USER() and their synonyms inside a statement name the
+ * envproxy account (rewrite_user_calls), where the session's text can be read for certain.
+ * False when the client was answered (an error). */
+bool client_rewrite_users(client *c, const route_hint *h);
+/* Whether the session's character sets (handshake, SET NAMES) are ones the lexer reads as
+ * the server does. */
+bool client_charset_readable(client *c);
 /* http/mcp.c: whether auth (for the scramble) is the answer of a live MCP ticket of user. */
 bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t *auth,
                         size_t auth_len, bool sha2);
@@ -825,6 +858,13 @@ enum { RLI_NONE, RLI_TIMEOUT, RLI_KILLED };
 bool relay_interrupt(client *c, int why);
 /* The client goes away mid-response: a kill under way no longer reports to it. */
 void relay_client_gone(client *c);
+/* LOAD DATA LOCAL INFILE: where the client's file transfer is (c->rl_infile). */
+enum { INF_NONE, INF_SENDING, INF_DRAIN, INF_SENT, INF_DECLINED };
+/* Whether the client's input is the file of a LOAD DATA LOCAL INFILE (not commands). */
+bool relay_reads_file(const client *c);
+/* Moves the client's file packets to the backend (or drops them, INF_DRAIN), as far as the
+ * backend's output takes them. */
+void relay_file_input(client *c);
 
 /* result.c: result sets the proxy answers itself. */
 typedef struct {

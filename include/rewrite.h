@@ -32,7 +32,8 @@ typedef struct {
 
 #define REWRITE_MAX_OUT (16u * 1024 * 1024) /* statements longer than this are left alone */
 
-/* Finds schema names written as `db@env` (a backquoted identifier used as a schema: before
+/* Finds schema names written as `db@env` (a quoted identifier, "db@env" under ANSI_QUOTES
+ * too, used as a schema: before
  * a '.', or after FROM / IN in SHOW, or after SHOW CREATE DATABASE / SCHEMA) and string
  * literals 'db@env' compared with an information_schema schema column (TABLE_SCHEMA,
  * SCHEMA_NAME, ... with =, <=>, !=, <>, LIKE, NOT LIKE, IN (...), NOT IN (...)), where env
@@ -52,6 +53,29 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
  * [ORDER BY SCHEMA_NAME [ASC]] (names in any case, backquoted or not, an optional ';'). The proxy adds __envs and __compare to its
  * rows, as to SHOW DATABASES. */
 bool rewrite_is_schemata_list(const char *sql, size_t len);
+
+/* A SELECT that reads information_schema.SCHEMATA (as GUIs list databases: phpMyAdmin's
+ * navigation tree counts and groups them in subqueries) reads it with a row for each
+ * virtual schema (__compare, __envs) added, as SHOW DATABASES lists them: each reference
+ * `information_schema.SCHEMATA [alias]` (after FROM, JOIN or ',') becomes a derived table
+ * of the same columns, named as the reference was. Returns 1 with *out (malloc'd) the new
+ * text, 0 when there is nothing to do or a reference cannot be rewritten (a column named
+ * information_schema.SCHEMATA.x, index hints, a version-dependent comment), -1 when out of
+ * memory. */
+int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *mode, char **out,
+                             size_t *out_len);
+
+/* USER(), SESSION_USER(), SYSTEM_USER() and CURRENT_USER[()] called in sql (outside quotes
+ * and comments, as the lexer reads it in mode) become the string literals user_value and
+ * current_value (the envproxy account, not the backend's); a call that is a select-list item
+ * of its own keeps its column name (`'v' AS \`USER()\``). Left alone: statements that name
+ * accounts or store their text (CREATE, ALTER, GRANT, REVOKE, DROP, RENAME, SHOW, SET
+ * PASSWORD / DEFAULT ROLE / ROLE, CALL, HANDLER), DEFINER = CURRENT_USER, db.user(), a table
+ * named user, text the lexer cannot read. The values must hold no quote or backslash.
+ * Returns 1 with *out (malloc'd), 0 when nothing changed, -1 when out of memory. */
+int rewrite_user_calls(const char *sql, size_t len, const sql_mode_flags *mode,
+                       const char *user_value, const char *current_value, char **out,
+                       size_t *out_len);
 
 /* Whether sql holds a LOAD DATA / LOAD XML ... LOCAL INFILE statement (any of a packet's
  * statements). The backend connections never have the LOCAL capability: this is only for a

@@ -499,6 +499,38 @@ uint64_t backend_target(const cfg_env *e)
     return fnv(x, e->tls_ca);
 }
 
+/* Connector/C's handler of a server's request for a local file, for the proxy's own
+ * statements on its connections: it never opens anything, the server gets an empty file.
+ * (A client's LOAD DATA LOCAL INFILE is relayed by relay.c, which never asks Connector/C:
+ * the file comes from the client.) */
+static int no_file_init(void **ptr, const char *name, void *userdata)
+{
+    (void)name;
+    (void)userdata;
+    *ptr = NULL;
+    return 1;
+}
+
+static int no_file_read(void *ptr, char *buf, unsigned int len)
+{
+    (void)ptr;
+    (void)buf;
+    (void)len;
+    return -1;
+}
+
+static void no_file_end(void *ptr)
+{
+    (void)ptr;
+}
+
+static int no_file_error(void *ptr, char *msg, unsigned int len)
+{
+    (void)ptr;
+    snprintf(msg, len, "envproxy: the proxy sends no local file of its own");
+    return 2000;
+}
+
 void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
 {
     const cfg_env *e = b->pool->env;
@@ -512,12 +544,17 @@ void backend_connect(backend *b, struct event_base *base, be_done_fn done, void 
     if (b->timeout_s)
         timeout = io_timeout = b->timeout_s; /* the health checker's own deadline */
     my_bool off = 0;
-    unsigned zero = 0;
     mysql_options(b->mysql, MYSQL_OPT_NONBLOCK, 0);
     mysql_options(b->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
     mysql_options(b->mysql, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(b->mysql, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    mysql_options(b->mysql, MYSQL_OPT_LOCAL_INFILE, &zero);
+    /* CLIENT_LOCAL_FILES, so that the server may ask for the file of a client's LOAD DATA
+     * LOCAL INFILE (relayed, see relay.c); Connector/C itself answers any request with an
+     * empty file. */
+    unsigned local_infile = 1;
+    mysql_options(b->mysql, MYSQL_OPT_LOCAL_INFILE, &local_infile);
+    mysql_set_local_infile_handler(b->mysql, no_file_init, no_file_read, no_file_end,
+                                   no_file_error, NULL);
     my_bool on = 1;
     switch (e->tls_mode) {
     case BTLS_DISABLED:

@@ -32,11 +32,12 @@
 #define CLIENT_LINGER_MS 2000          /* a closing client's input is discarded this long at most */
 #define PLUGIN_NATIVE "mysql_native_password"
 
-/* What the proxy offers. Never LOCAL_FILES, COMPRESS or SESSION_TRACK. CAP_LONG_PASSWORD is
+/* What the proxy offers. Never COMPRESS or SESSION_TRACK. LOCAL_FILES lets a client's own
+ * LOAD DATA LOCAL INFILE statement send the file it names (relay.c). CAP_LONG_PASSWORD is
  * MariaDB's CLIENT_MYSQL: left out, as MariaDB does, so that clients read the extended
  * capabilities below. */
 #define SERVER_CAPS                                                                               \
-    (CAP_LONG_FLAG | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 | CAP_INTERACTIVE | CAP_SSL |       \
+    (CAP_LONG_FLAG | CAP_LOCAL_FILES | CAP_CONNECT_WITH_DB | CAP_PROTOCOL_41 | CAP_INTERACTIVE | CAP_SSL |       \
      CAP_TRANSACTIONS | CAP_SECURE_CONNECTION | CAP_MULTI_STATEMENTS | CAP_MULTI_RESULTS |       \
      CAP_PS_MULTI_RESULTS | CAP_PLUGIN_AUTH | CAP_CONNECT_ATTRS | CAP_PLUGIN_AUTH_LENENC |       \
      CAP_DEPRECATE_EOF)
@@ -102,7 +103,6 @@ static void set_timer(client *c, long long ms)
 /* Sends an error and closes the client once it has been written. */
 static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void client_close_after_flush(client *c);
 
 static void client_fail(client *c, uint16_t code, const char *state, const char *fmt, ...)
 {
@@ -227,7 +227,7 @@ static void closing_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *
         event_active(c->timer, EV_TIMEOUT, 1); /* not from inside the bufferevent's write */
 }
 
-static void client_close_after_flush(client *c)
+void client_close_after_flush(client *c)
 {
     if (c->state == CL_CLOSING)
         return;
@@ -482,6 +482,7 @@ void client_free(client *c)
     session_vars_clear(c->vars, &c->n_vars);
     virtual_client_gone(c);
     free(c->rl_vdbs_like);
+    free(c->infile_name);
     txn_reset(c);
     if (c->acct_ref)
         proxy_acct_put(c->acct_ref);
@@ -606,13 +607,15 @@ static bool reading(const client *c)
 static void client_process_input(client *c)
 {
     c->in_input = true;
+    if (relay_reads_file(c))
+        relay_file_input(c); /* the input is a LOAD DATA LOCAL INFILE file, not commands */
     process_packets(c);
     c->in_input = false;
     if (c->free_pending) {
         client_free(c);
         return;
     }
-    if (c->state != CL_CLOSING && !reading(c) && !c->in_paused &&
+    if (c->state != CL_CLOSING && !reading(c) && !c->in_paused && !relay_reads_file(c) &&
         (long long)evbuffer_get_length(bufferevent_get_input(c->bev)) >
             c->cfg->max_pipelined_input) {
         /* A command runs and the client sends more than max_pipelined_input ahead: stop
@@ -794,6 +797,9 @@ void client_command_done(client *c)
     c->rl_paused = false;
     c->binary_rows = false;
     c->rl_vdbs = false; /* an errored SHOW DATABASES must not add rows to a later result */
+    free(c->infile_name);
+    c->infile_name = NULL;
+    c->infile_len = 0;
     if (c->cfg->client_idle_timeout_ms > 0)
         set_timer(c, c->cfg->client_idle_timeout_ms);
     if (c->in_paused) {
@@ -1397,7 +1403,56 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
-static void handle_query(client *c)
+bool client_charset_readable(client *c)
+{
+    static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
+                                          "collation_connection"};
+    if (sqlpolicy_charset(charset_name(c->charset)) == SQL_CS_UNSUPPORTED)
+        return false;
+    for (int i = 0; i < c->n_vars; i++)
+        for (size_t k = 0; k < sizeof(cs_vars) / sizeof(cs_vars[0]); k++)
+            if (strcasecmp(c->vars[i].name, cs_vars[k]) == 0 &&
+                sqlpolicy_charset(c->vars[i].value) == SQL_CS_UNSUPPORTED)
+                return false;
+    return true;
+}
+
+/* LOAD DATA LOCAL INFILE in a writable session: keeps the file the statement names, the
+ * only one a backend may have from the client (relay.c). Returns false when refused (the
+ * client was answered). */
+static bool take_infile_name(client *c, const char *sql, size_t len)
+{
+    char name[4096];
+    size_t n;
+    int ll = rewrite_load_local_file(sql, len, name, sizeof(name), &n);
+    if (ll == LL_NONE)
+        return true;
+    if (ll == LL_UNREADABLE) {
+        client_send_err(c, 1148, "42000",
+                        "envproxy: LOAD DATA LOCAL INFILE works through envproxy as a statement "
+                        "of its own that names its file in a plain single-quoted literal (no "
+                        "escapes or quotes in the name, no character set prefix, no executable "
+                        "comment, at most %zu bytes)",
+                        sizeof(name) - 1);
+        client_command_done(c);
+        return false;
+    }
+    if (!(c->caps & CAP_LOCAL_FILES)) {
+        /* As the server answers a client without the capability, before any file moves. */
+        client_send_err(c, 1148, "42000",
+                        "envproxy: LOAD DATA LOCAL INFILE needs a client that allows it (mariadb "
+                        "--local-infile=1, PyMySQL local_infile=True, MySQLdb local_infile=1)");
+        client_command_done(c);
+        return false;
+    }
+    c->infile_name = strndup(name, n);
+    if (!c->infile_name)
+        abort();
+    c->infile_len = n;
+    return true;
+}
+
+void client_handle_query(client *c)
 {
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
@@ -1420,6 +1475,10 @@ static void handle_query(client *c)
     len = c->cmd.len - 1;
     if (!(h.all_envs || h.n_envs > 1 || h.n_compare) && local_answer(c, sql + h.end, len - h.end))
         return;
+    if (!client_rewrite_users(c, &h))
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (virtual_statement(c, &h, sql, len))
         return;
     char name[2 * ROUTE_NAME_MAX + 2], err[256];
@@ -1457,16 +1516,12 @@ static void handle_query(client *c)
                   rewrite_is_schemata_list(sql + h.end, len - h.end));
     if (!client_resolve(c, &h))
         return;
-    if (!c->route.read_only && rewrite_has_load_local(sql + h.end, len - h.end)) {
-        /* The backend would answer 4166 ("local infile capability disabled"), which sends
-         * people looking at the wrong server. Read-only sessions refuse it as any write. */
-        client_send_err(c, 1148, "42000",
-                        "envproxy: LOAD DATA LOCAL INFILE is not supported through envproxy; "
-                        "load the rows with INSERT statements (or LOAD DATA INFILE of a file "
-                        "on the database server)");
-        client_command_done(c);
+    if (!c->rl_vdbs && !client_rewrite_schemata(c, &h))
         return;
-    }
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
+    if (!c->route.read_only && !take_infile_name(c, sql + h.end, len - h.end))
+        return; /* read-only sessions refuse LOAD DATA as any write (the policy check) */
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
@@ -1532,7 +1587,7 @@ static void handle_command(client *c)
         client_command_done(c);
         break;
     case CMD_QUERY:
-        handle_query(c);
+        client_handle_query(c);
         break;
     case CMD_INIT_DB:
         handle_use(c, (const char *)c->cmd.data + 1, c->cmd.len - 1, NULL);

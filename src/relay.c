@@ -8,9 +8,11 @@
  * tracking, clients may differ on both. */
 #include "envproxy.h"
 #include "log.h"
+#include "rewrite.h"
 #include "vquery.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -18,8 +20,15 @@
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
 #define RELAY_READ_MAX (256 * 1024)    /* bytes read from a backend at once */
+#define INFILE_HIGH_WATER (1024 * 1024) /* stop reading a client's file above this much
+                                         * backend output */
+#define INFILE_LOW_WATER (256 * 1024)   /* and read on below this */
+#define INFILE_STALL_MS 30000 /* a client whose file is dropped must send on within this */
 
 static void relay_backend_cb(evutil_socket_t fd, short what, void *arg);
+static void infile_abort(client *c, uint16_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void infile_request(client *c, const uint8_t *p, size_t len, uint8_t be_seq);
 
 /* Sends the run of packets that went through unchanged but for their sequence ids. */
 static void run_flush(client *c)
@@ -182,6 +191,11 @@ static void interrupt_clear(client *c)
 static void relay_fail(client *c, uint16_t code, const char *msg)
 {
     backend *b = c->be;
+    if (c->rl == RL_INFILE) {
+        /* The client is sending its file: it reads no answer before the file's end. */
+        infile_abort(c, code, "envproxy: %s", msg);
+        return;
+    }
     relay_end_batch(c);
     if (c->rl_sink) {
         /* Interrupted: the client's last packet was the one before the sink. */
@@ -267,6 +281,16 @@ static void relay_finish(client *c, bool failed)
                      * its way must not hit the session's next statement */
         interrupted_end(c);
         return;
+    }
+    if (c->rl_infile == INF_DECLINED) {
+        /* The backend's answer to the empty file went to the sink: the client is told why
+         * nothing was sent instead. */
+        c->rl_sink = false;
+        c->seq = c->rl_seq_cut;
+        snprintf(c->rl_error, sizeof(c->rl_error), "%u: local file request refused",
+                 c->rl_infile_code);
+        client_send_err(c, c->rl_infile_code, "HY000", "%s", c->rl_infile_msg);
+        failed = true;
     }
     relay_count(c, failed);
     client_command_done(c);
@@ -468,6 +492,14 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
     }
 }
 
+/* MariaDB's progress report (an ERR packet with code 0xFFFF), sent during long statements
+ * (LOAD DATA, ALTER TABLE) because Connector/C announces MARIADB_CLIENT_PROGRESS. The proxy
+ * does not offer progress reports to its clients: they are dropped. */
+static bool is_progress(const uint8_t *p, size_t len)
+{
+    return len >= 3 && p[0] == 0xFF && p[1] == 0xFF && p[2] == 0xFF;
+}
+
 /* Handles the packets in the window. Returns false when the relay ended (finished or
  * failed). */
 static bool relay_process_packets(client *c)
@@ -475,6 +507,33 @@ static bool relay_process_packets(client *c)
     backend *b = c->be;
     for (;;) {
         size_t avail = in_avail(c);
+        if (c->rl == RL_INFILE) {
+            if (avail == 0)
+                return true;
+            size_t plen = avail >= PKT_HEADER ? pkt_u24(in_ptr(c)) : 0;
+            if (avail >= PKT_HEADER + plen && is_progress(in_ptr(c) + PKT_HEADER, plen)) {
+                in_drain(c, PKT_HEADER + plen);
+                continue;
+            }
+            if (avail < PKT_HEADER + 3 || (plen < PKT_MAX_PAYLOAD && avail < PKT_HEADER + plen &&
+                                           in_ptr(c)[PKT_HEADER] == 0xFF))
+                return true; /* wait for the whole packet: it may be a progress report */
+            /* The server spoke before the file ended (killed, net_read_timeout, a packet
+             * too large): what it would read next is not the file any more. */
+            char said[200] = "";
+            const uint8_t *h = in_ptr(c);
+            size_t n = avail >= PKT_HEADER ? pkt_u24(h) : 0;
+            if (avail >= PKT_HEADER + 3 && n >= 3 && avail >= PKT_HEADER + n &&
+                h[PKT_HEADER] == 0xFF) {
+                size_t skip = n >= 9 && h[PKT_HEADER + 3] == '#' ? 9 : 3;
+                snprintf(said, sizeof(said), ": %u %.*s", pkt_u16(h + PKT_HEADER + 1),
+                         (int)(n > skip ? (n - skip > 120 ? 120 : n - skip) : 0),
+                         (const char *)h + PKT_HEADER + skip);
+            }
+            infile_abort(c, 2027, "envproxy: the backend answered before the end of the file%s",
+                         said);
+            return false;
+        }
         if (c->rl_remaining > 0) {
             if (avail == 0)
                 return true;
@@ -563,6 +622,10 @@ static bool relay_process_packets(client *c)
         if (avail < PKT_HEADER + len)
             return true;
         const uint8_t *p = in_ptr(c) + PKT_HEADER;
+        if (is_progress(p, len)) {
+            in_drain(c, PKT_HEADER + len);
+            continue;
+        }
 
         if (preparing) {
             int r = relay_prepare_packet(c, p, len);
@@ -636,8 +699,14 @@ static bool relay_process_packets(client *c)
                 continue;
             }
             if (first == 0xFB) {
-                relay_fail(c, 2027, "the backend asked for LOCAL INFILE, which is never enabled");
-                return false;
+                if (c->rl_infile != INF_NONE) {
+                    relay_fail(c, 2027, "the backend asked for a second local file");
+                    return false;
+                }
+                uint8_t be_seq = in_ptr(c)[3];
+                in_drain(c, PKT_HEADER + len);
+                infile_request(c, p, len, be_seq);
+                continue;
             }
             {
                 /* A column count; MariaDB adds a "metadata follows" byte for clients with
@@ -708,6 +777,7 @@ static bool relay_process_packets(client *c)
         case RL_PREP_PARAMS_EOF:
         case RL_PREP_COLS:
         case RL_PREP_COLS_EOF:
+        case RL_INFILE:
             return false; /* handled above */
         case RL_ROWS:
         case RL_FIELDS:
@@ -785,6 +855,8 @@ static bool interrupt_at_boundary(const client *c)
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
+    if (c->rl == RL_INFILE)
+        return false; /* the backend is being sent the file, the client gets nothing */
     if (client_out_queued(c) < RELAY_HIGH_WATER)
         return false;
     if (interrupt_at_boundary(c))
@@ -838,6 +910,8 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (!relay_throttle(c))
         backend_watch(b, relay_backend_cb, c);
+    if (c->rl == RL_INFILE && (!c->in_paused || evbuffer_get_length(b->out) < INFILE_LOW_WATER))
+        relay_file_input(c); /* the backend took some of the file: more may go */
 }
 
 void relay_queue_command(backend *b, const uint8_t *payload, size_t len)
@@ -880,6 +954,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_end_failed = false;
     c->rl_kill = NULL;
     c->rl_count = 0;
+    c->rl_infile = INF_NONE;
     c->rl_capture = false;
     c->rl_started_ms = now_ms();
     c->rl_bytes = 0;
@@ -961,6 +1036,17 @@ bool relay_interrupt(client *c, int why)
         return false;
     if (c->rl_interrupt)
         return true; /* under way */
+    if (c->rl == RL_INFILE) {
+        /* Half a file went to the server: only closing its connection ends the statement
+         * without committing what arrived. */
+        if (why == RLI_TIMEOUT)
+            infile_abort(c, 3024,
+                         "Query execution was interrupted, maximum statement execution time "
+                         "exceeded");
+        else
+            infile_abort(c, 1317, "Query execution was interrupted");
+        return true;
+    }
     if (c->rl >= RL_ONE) {
         /* A one-packet or PREPARE response: short, the kill alone does. */
         backend_kill_query(b->pool, c->w->base, b->thread_id, NULL, NULL);
@@ -1046,6 +1132,13 @@ static void relay_give_up(client *c)
 void relay_timeout(client *c)
 {
     backend *b = c->be;
+    if (c->state == CL_RELAY && c->rl == RL_INFILE && c->rl_infile == INF_DRAIN) {
+        log_warn("conn %u %s user=%s: sent nothing of its file for %d ms after the statement "
+                 "failed; disconnecting it",
+                 c->id, c->addr, c->user, INFILE_STALL_MS);
+        client_free(c);
+        return;
+    }
     if (c->state != CL_RELAY || !b)
         return;
     if (c->rl_interrupt) {
@@ -1068,4 +1161,244 @@ void relay_client_gone(client *c)
 {
     backend_kill_forget(c->rl_kill);
     c->rl_kill = NULL;
+}
+
+/* ---- LOAD DATA LOCAL INFILE ----
+ * The backend asks for a file with a 0xFB packet naming it. It is passed to the client only
+ * when it names, byte for byte, the file of the client's own statement (handle_query keeps
+ * it) and the client announced CLIENT_LOCAL_FILES; any other request is answered with an
+ * empty file, so that the server ends the statement without data, and the client gets an
+ * error instead of the server's answer. The proxy never opens a file itself.
+ *
+ * The client's file packets are then moved to the backend as they come, with the backend's
+ * sequence ids, never more than INFILE_HIGH_WATER queued: above it the client is not read
+ * until the backend took most of it. The client's empty packet ends the file; the server's
+ * OK or ERR is relayed as any. Anything that stops the transfer half way (the backend
+ * answering or breaking, statement_timeout, KILL QUERY) closes the backend connection,
+ * which ends the statement on the server without committing it: the server would read
+ * whatever came next as more of the file. The rest of the client's file is then read and
+ * dropped, and its end answered with the error (INF_DRAIN). */
+
+bool relay_reads_file(const client *c)
+{
+    return c->state == CL_RELAY && c->rl == RL_INFILE;
+}
+
+static void set_reading(client *c, bool on)
+{
+    if (on && c->in_paused) {
+        c->in_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    } else if (!on && !c->in_paused) {
+        c->in_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
+static void arm_stall_timer(client *c)
+{
+    struct timeval tv = {.tv_sec = INFILE_STALL_MS / 1000, .tv_usec = 0};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Keeps printable ASCII of a server's file name for the log. */
+static void printable(char *out, size_t cap, const uint8_t *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++)
+        out[o++] = s[i] >= 0x20 && s[i] < 0x7F ? (char)s[i] : '?';
+    out[o] = '\0';
+}
+
+/* The backend's request for a file (payload p, len bytes, sequence id be_seq), taken off
+ * the window. */
+static void infile_request(client *c, const uint8_t *p, size_t len, uint8_t be_seq)
+{
+    backend *b = c->be;
+    const cfg_env *e = b->pool->env;
+    const char *why = NULL;
+    if (c->rl_interrupt)
+        why = "interrupted";
+    else if (!c->infile_name)
+        why = "the statement is not LOAD DATA LOCAL INFILE";
+    else if (!(c->caps & CAP_LOCAL_FILES))
+        why = "the client did not enable LOCAL INFILE";
+    else if (!rewrite_infile_request_matches(c->infile_name, c->infile_len, p, len))
+        why = "it is not the file the statement names";
+    if (!why) {
+        put_header(c, len);
+        evbuffer_add(client_out(c), p, len);
+        c->rl = RL_INFILE;
+        c->rl_infile = INF_SENDING;
+        c->rl_be_seq = (uint8_t)(be_seq + 1);
+        c->rl_file_left = 0;
+        c->rl_file_cont = false;
+        c->rl_file_bytes = 0;
+        return;
+    }
+    /* An empty file: the server ends the statement without data. Its answer is dropped. */
+    char name[120];
+    printable(name, sizeof(name), p + 1, len > 0 ? len - 1 : 0);
+    log_warn("conn %u %s user=%s env=%s: the backend asked for local file '%s'; refused (%s)",
+             c->id, c->addr, c->user, e->name, name, why);
+    uint8_t h[PKT_HEADER] = {0, 0, 0, (uint8_t)(be_seq + 1)};
+    evbuffer_add(b->out, h, PKT_HEADER);
+    if (!c->rl_sink)
+        sink_start(c);
+    c->rl_infile = INF_DECLINED;
+    c->rl_infile_code = 1148;
+    if (!c->infile_name)
+        snprintf(c->rl_infile_msg, sizeof(c->rl_infile_msg),
+                 "envproxy: environment '%s' asked for a local file although the statement is "
+                 "not LOAD DATA LOCAL INFILE; nothing was sent",
+                 e->name);
+    else if (!(c->caps & CAP_LOCAL_FILES))
+        snprintf(c->rl_infile_msg, sizeof(c->rl_infile_msg),
+                 "envproxy: LOAD DATA LOCAL INFILE needs a client that allows it (mariadb "
+                 "--local-infile=1, PyMySQL local_infile=True); nothing was sent");
+    else
+        snprintf(c->rl_infile_msg, sizeof(c->rl_infile_msg),
+                 "envproxy: environment '%s' asked for a local file other than the one the "
+                 "statement names; nothing was sent and the statement ended without data",
+                 e->name);
+}
+
+/* Stops a transfer half way (see above). fmt is the start of the client's error. */
+static void infile_abort(client *c, uint16_t code, const char *fmt, ...)
+{
+    backend *b = c->be;
+    relay_end_batch(c);
+    char head[240];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof(head), fmt, ap);
+    va_end(ap);
+    const cfg_env *e = b->pool->env;
+    log_warn("conn %u %s user=%s env=%s: LOAD DATA LOCAL INFILE stopped after %llu bytes of "
+             "the file (%s); closing backend connection %lu",
+             c->id, c->addr, c->user, e->name, c->rl_file_bytes, head, b->thread_id);
+    backend_unwatch(b);
+    evbuffer_drain(b->out, evbuffer_get_length(b->out));
+    if (b->fd >= 0)
+        shutdown(b->fd, SHUT_RDWR); /* the end of the stream, no COM_QUIT inside the file */
+    evtimer_del(c->timer);
+    snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.180s", code, head);
+    relay_count(c, true);
+    interrupt_clear(c);
+    stmt_relay_failed(c);
+    char note[200];
+    client_lose_backend(c, b, note, sizeof(note)); /* c->be is NULL from here */
+    snprintf(c->rl_infile_msg, sizeof(c->rl_infile_msg),
+             "%.160s (envproxy: the file was being sent; the connection to environment '%.64s' "
+             "was closed, so the statement did not complete%s)",
+             head, e->name, note);
+    c->rl_infile_code = code;
+    c->rl_infile = INF_DRAIN;
+    arm_stall_timer(c);
+    set_reading(c, true);
+    relay_file_input(c); /* what the client sent already */
+}
+
+/* The client broke the framing of its file: it cannot be answered in step any more. */
+static void infile_bad_client(client *c, uint8_t seq)
+{
+    log_warn("conn %u %s user=%s: packet out of order in its LOAD DATA LOCAL INFILE file "
+             "(sequence %u, expected %u)",
+             c->id, c->addr, c->user, seq, c->seq);
+    if (c->be) {
+        backend *b = c->be;
+        backend_unwatch(b);
+        evbuffer_drain(b->out, evbuffer_get_length(b->out));
+        if (b->fd >= 0)
+            shutdown(b->fd, SHUT_RDWR);
+        snprintf(c->rl_error, sizeof(c->rl_error), "1156: packets out of order in the file");
+        relay_count(c, true);
+        interrupt_clear(c);
+        char note[200];
+        client_lose_backend(c, b, note, sizeof(note));
+    }
+    evtimer_del(c->timer);
+    c->rl_infile = INF_DRAIN;
+    c->rl = RL_FIRST; /* nothing more of the client is read as a file */
+    set_reading(c, true);
+    c->seq = (uint8_t)(seq + 1);
+    client_send_err(c, 1156, "08S01", "Got packets out of order");
+    client_close_after_flush(c);
+}
+
+void relay_file_input(client *c)
+{
+    if (!relay_reads_file(c))
+        return;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    backend *b = c->rl_infile == INF_SENDING ? c->be : NULL;
+    bool ended = false, moved = false;
+    for (;;) {
+        if (b && evbuffer_get_length(b->out) >= INFILE_HIGH_WATER)
+            break;
+        size_t avail = evbuffer_get_length(in);
+        if (c->rl_file_left > 0) {
+            if (avail == 0)
+                break;
+            size_t n = avail < c->rl_file_left ? avail : c->rl_file_left;
+            if (b)
+                evbuffer_remove_buffer(in, b->out, n);
+            else
+                evbuffer_drain(in, n);
+            c->rl_file_left -= n;
+            c->rl_file_bytes += n;
+            moved = true;
+            continue;
+        }
+        if (avail < PKT_HEADER)
+            break;
+        uint8_t h[PKT_HEADER];
+        evbuffer_copyout(in, h, PKT_HEADER);
+        if (h[3] != c->seq) {
+            infile_bad_client(c, h[3]);
+            return;
+        }
+        size_t len = pkt_u24(h);
+        c->seq++;
+        evbuffer_drain(in, PKT_HEADER);
+        moved = true;
+        bool last = len == 0 && !c->rl_file_cont; /* an empty packet after a full one
+                                                   * only ends that packet */
+        c->rl_file_cont = len == PKT_MAX_PAYLOAD;
+        c->rl_file_left = len;
+        if (b) {
+            uint8_t bh[PKT_HEADER];
+            pkt_put_header(bh, len, c->rl_be_seq++);
+            evbuffer_add(b->out, bh, PKT_HEADER);
+        }
+        if (last) {
+            ended = true;
+            break;
+        }
+    }
+    if (c->rl_infile == INF_DRAIN) {
+        if (!ended) {
+            if (moved)
+                arm_stall_timer(c);
+            return;
+        }
+        evtimer_del(c->timer);
+        c->rl = RL_FIRST;
+        client_send_err(c, c->rl_infile_code, "HY000", "%s", c->rl_infile_msg);
+        client_command_done(c);
+        return;
+    }
+    if (backend_flush(b) < 0) {
+        relay_fail(c, 2013, "lost connection to the backend while sending the file");
+        return;
+    }
+    if (ended) {
+        /* The server's OK or ERR comes next, as for any statement. */
+        c->rl = RL_FIRST;
+        c->rl_infile = INF_SENT;
+        set_reading(c, true);
+    } else {
+        set_reading(c, evbuffer_get_length(b->out) < INFILE_HIGH_WATER);
+    }
+    backend_watch(b, relay_backend_cb, c);
 }

@@ -344,7 +344,7 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
             continue;
         }
         bool rewrite = false;
-        if (t->kind == SQLTOK_QIDENT && tl.sql[t->start] == '`')
+        if (t->kind == SQLTOK_QIDENT) /* `x`, or "x" under ANSI_QUOTES */
             rewrite = ident_names_schema(&tl, i, show);
         else if (t->kind == SQLTOK_STRING)
             rewrite = literal_names_schema(&tl, i, show, list_depth && list_depth == depth);
@@ -507,4 +507,267 @@ bool rewrite_infile_request_matches(const char *name, size_t name_len, const uin
 {
     return name_len > 0 && len == name_len + 1 && payload[0] == 0xFB &&
            memcmp(payload + 1, name, name_len) == 0;
+}
+
+/* ---- the virtual schemas in information_schema.SCHEMATA ---------------------------------- */
+
+/* What a reference to information_schema.SCHEMATA becomes: the same rows and columns, and a
+ * row for each virtual schema. */
+static const char schemata_with_virtual[] =
+    "(SELECT * FROM information_schema.SCHEMATA UNION ALL "
+    "SELECT 'def', '__compare', 'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL "
+    "SELECT 'def', '__envs', 'utf8mb4', 'utf8mb4_general_ci', NULL, '')";
+
+/* Words that may follow a table reference without being its alias. */
+static const char *const after_table[] = {
+    "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "JOIN", "INNER", "CROSS", "LEFT", "RIGHT",
+    "NATURAL", "STRAIGHT_JOIN", "FULL", "ON", "USING", "UNION", "EXCEPT", "INTERSECT", "FOR",
+    "LOCK", "INTO", "WINDOW", "PROCEDURE", "OFFSET", "FETCH", "MINUS",
+};
+
+static bool is_after_table_word(const toklist *tl, size_t i)
+{
+    for (size_t k = 0; k < sizeof(after_table) / sizeof(after_table[0]); k++)
+        if (tok_word(tl, i, after_table[k]))
+            return true;
+    return false;
+}
+
+int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *mode, char **out,
+                             size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len > REWRITE_MAX_OUT)
+        return 0;
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, false))
+        return -1;
+    int rc = 0;
+    if (tl.error || tl.several || !tok_word(&tl, 0, "SELECT"))
+        goto out;
+    /* Every reference first: one that cannot be rewritten leaves the whole text alone. */
+    size_t n_refs = 0;
+    for (size_t i = 0; i + 2 < tl.n; i++) {
+        if (!(tok_name(&tl, i, "information_schema") && tok_punct(&tl, i + 1, '.') &&
+              tok_name(&tl, i + 2, "SCHEMATA")))
+            continue;
+        if (tl.t[i].cond != 0 || tl.t[i + 2].cond != 0)
+            goto out; /* in a comment that not every server runs */
+        if (i > 0 && tok_punct(&tl, i - 1, '.'))
+            goto out;
+        if (tok_punct(&tl, i + 3, '.'))
+            goto out; /* information_schema.SCHEMATA.column: no alias can stand for it */
+        if (!(i > 0 && (tok_word(&tl, i - 1, "FROM") || tok_word(&tl, i - 1, "JOIN") ||
+                        tok_punct(&tl, i - 1, ','))))
+            goto out;
+        if (tok_word(&tl, i + 3, "USE") || tok_word(&tl, i + 3, "IGNORE") ||
+            tok_word(&tl, i + 3, "FORCE") || tok_word(&tl, i + 3, "PARTITION") ||
+            tok_word(&tl, i + 3, "FOR"))
+            goto out; /* index hints, PARTITION, FOR SYSTEM_TIME: not on a derived table */
+        n_refs++;
+    }
+    if (n_refs == 0)
+        goto out;
+    size_t cap = len + n_refs * (sizeof(schemata_with_virtual) + 80) + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        rc = -1;
+        goto out;
+    }
+    size_t o = 0, copied = 0;
+    for (size_t i = 0; i + 2 < tl.n; i++) {
+        if (!(tok_name(&tl, i, "information_schema") && tok_punct(&tl, i + 1, '.') &&
+              tok_name(&tl, i + 2, "SCHEMATA")))
+            continue;
+        const sql_token *a = &tl.t[i], *z = &tl.t[i + 2];
+        memcpy(buf + o, sql + copied, a->start - copied);
+        o += a->start - copied;
+        memcpy(buf + o, schemata_with_virtual, sizeof(schemata_with_virtual) - 1);
+        o += sizeof(schemata_with_virtual) - 1;
+        bool alias = i + 3 < tl.n && (tok_word(&tl, i + 3, "AS") ||
+                                      tl.t[i + 3].kind == SQLTOK_QIDENT ||
+                                      (tl.t[i + 3].kind == SQLTOK_WORD &&
+                                       !is_after_table_word(&tl, i + 3)));
+        if (!alias) {
+            /* Named as the table was, so that SCHEMATA.SCHEMA_NAME still means it. */
+            memcpy(buf + o, " AS ", 4);
+            o += 4;
+            memcpy(buf + o, sql + z->start, z->len);
+            o += z->len;
+        }
+        copied = z->start + z->len;
+        i += 2;
+    }
+    memcpy(buf + o, sql + copied, len - copied);
+    o += len - copied;
+    *out = buf;
+    *out_len = o;
+    rc = 1;
+out:
+    free(tl.t);
+    return rc;
+}
+
+/* ---- USER(), CURRENT_USER(): the envproxy account ---------------------------------------- */
+
+/* Statements that name accounts (CURRENT_USER there is an account, not a value) or store
+ * their text for later runs by anyone (a view, a routine, a trigger, an event): left as
+ * they are. */
+static bool names_accounts_or_stores(const toklist *tl, size_t s)
+{
+    static const char *const first[] = {"CREATE", "ALTER", "GRANT", "REVOKE", "DROP",
+                                        "RENAME", "SHOW", "CALL", "HANDLER"};
+    for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++)
+        if (tok_word(tl, s, first[k]))
+            return true;
+    return tok_word(tl, s, "SET") && (tok_word(tl, s + 1, "PASSWORD") ||
+                                      tok_word(tl, s + 1, "DEFAULT") ||
+                                      tok_word(tl, s + 1, "ROLE"));
+}
+
+/* Words after which a name is a table (INSERT INTO user () VALUES ()), not a call. */
+static bool before_table_name(const toklist *tl, size_t i)
+{
+    static const char *const words[] = {"INTO", "FROM", "JOIN", "TABLE", "UPDATE", "INSERT",
+                                        "REPLACE", "IGNORE", "DELAYED", "LOW_PRIORITY",
+                                        "HIGH_PRIORITY", "STRAIGHT_JOIN", "TABLES", "QUICK"};
+    for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+        if (tok_word(tl, i, words[k]))
+            return true;
+    return false;
+}
+
+/* The call at token i, if any: its last token in *end and whether it is CURRENT_USER. */
+static bool user_call(const toklist *tl, size_t i, size_t *end, bool *current)
+{
+    bool parens = tok_punct(tl, i + 1, '(') && tok_punct(tl, i + 2, ')');
+    *current = false;
+    if (tok_word(tl, i, "CURRENT_USER")) {
+        *current = true;
+        *end = parens ? i + 2 : i;
+        return true;
+    }
+    if (!parens)
+        return false;
+    *end = i + 2;
+    if (tok_word(tl, i, "USER"))
+        return true; /* a keyword of the grammar: spaces before '(' change nothing */
+    /* Native functions: a name followed by a space is not a call without IGNORE_SPACE. */
+    return (tok_word(tl, i, "SESSION_USER") || tok_word(tl, i, "SYSTEM_USER")) &&
+           !tl->t[i + 1].spaced;
+}
+
+int rewrite_user_calls(const char *sql, size_t len, const sql_mode_flags *mode,
+                       const char *user_value, const char *current_value, char **out,
+                       size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (len > REWRITE_MAX_OUT || strchr(user_value, '\'') || strchr(current_value, '\'') ||
+        strchr(user_value, '\\') || strchr(current_value, '\\'))
+        return 0;
+    /* Cheap test first: most statements name none of them. */
+    bool maybe = false;
+    for (size_t i = 0; i + 4 <= len && !maybe; i++)
+        maybe = strncasecmp(sql + i, "user", 4) == 0;
+    if (!maybe)
+        return 0;
+    toklist tl;
+    if (!tokenize(sql, len, mode, &tl, true))
+        return -1;
+    if (tl.error) {
+        free(tl.t);
+        return 0; /* unreadable: left to the policy check and the server */
+    }
+    char *buf = NULL;
+    size_t o = 0, copied = 0, cap = 0;
+    int found = 0;
+    size_t s = 0; /* the first token of the current statement */
+    bool skip = names_accounts_or_stores(&tl, 0);
+    /* Per parenthesis depth: inside a select list (where a call alone gets its name). */
+    bool in_list[64] = {false};
+    int depth = 0;
+    for (size_t i = 0; i < tl.n; i++) {
+        if (tl.t[i].kind == SQLTOK_SEMICOLON) {
+            s = i + 1;
+            skip = names_accounts_or_stores(&tl, s);
+            depth = 0;
+            memset(in_list, 0, sizeof(in_list));
+            continue;
+        }
+        if (tok_punct(&tl, i, '(')) {
+            if (depth + 1 < (int)(sizeof(in_list) / sizeof(in_list[0])))
+                depth++;
+            in_list[depth] = false;
+            continue;
+        }
+        if (tok_punct(&tl, i, ')')) {
+            if (depth > 0)
+                depth--;
+            continue;
+        }
+        if (tok_word(&tl, i, "SELECT")) {
+            in_list[depth] = true;
+            continue;
+        }
+        if (tok_word(&tl, i, "FROM") || tok_word(&tl, i, "INTO") ||
+            is_after_table_word(&tl, i)) {
+            in_list[depth] = false;
+            continue;
+        }
+        size_t end;
+        bool current;
+        if (skip || tl.t[i].kind != SQLTOK_WORD || !user_call(&tl, i, &end, &current))
+            continue;
+        if (i > s && (tok_punct(&tl, i - 1, '.') || before_table_name(&tl, i - 1)))
+            continue; /* db.user(), a table named user */
+        if (i >= s + 2 && tok_punct(&tl, i - 1, '=') && tok_word(&tl, i - 2, "DEFINER"))
+            continue;
+        if (tok_punct(&tl, end + 1, '.'))
+            continue; /* current_user.x: a table's column */
+        /* A select-list item of its own keeps its column name. */
+        bool item = in_list[depth] && i > s &&
+                    (tok_punct(&tl, i - 1, ',') || tok_word(&tl, i - 1, "SELECT") ||
+                     tok_word(&tl, i - 1, "DISTINCT") || tok_word(&tl, i - 1, "ALL")) &&
+                    (end + 1 >= tl.n || tok_punct(&tl, end + 1, ',') ||
+                     tok_punct(&tl, end + 1, ')') || tl.t[end + 1].kind == SQLTOK_SEMICOLON ||
+                     tok_word(&tl, end + 1, "FROM") || tok_word(&tl, end + 1, "INTO") ||
+                     is_after_table_word(&tl, end + 1));
+        const char *value = current ? current_value : user_value;
+        size_t from = tl.t[i].start, to = tl.t[end].start + tl.t[end].len;
+        size_t need = o + (from - copied) + strlen(value) + 2 + (item ? to - from + 6 : 0);
+        if (need + (len - to) + 1 > cap) {
+            size_t ncap = (need + (len - to) + 1) * 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                free(tl.t);
+                return -1;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + o, sql + copied, from - copied);
+        o += from - copied;
+        o += (size_t)sprintf(buf + o, "'%s'", value);
+        if (item) {
+            memcpy(buf + o, " AS `", 5);
+            o += 5;
+            memcpy(buf + o, sql + from, to - from);
+            o += to - from;
+            buf[o++] = '`';
+        }
+        copied = to;
+        found = 1;
+        i = end;
+    }
+    free(tl.t);
+    if (!found)
+        return 0;
+    memcpy(buf + o, sql + copied, len - copied);
+    o += len - copied;
+    *out = buf;
+    *out_len = o;
+    return 1;
 }

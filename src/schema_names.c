@@ -9,6 +9,95 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* How the session's statements are read (the rewrites need to know where quotes end as the
+ * server will): the sql_mode of its connection where one is held, else the one the session
+ * set, which its next connection gets before the statement runs. False when unknown. */
+static bool session_mode(client *c, sql_mode_flags *mode)
+{
+    memset(mode, 0, sizeof(*mode));
+    backend *held = c->env ? client_held(c, env_index(c->p, c->env)) : NULL;
+    if (held) {
+        *mode = held->mode;
+    } else {
+        for (int i = 0; i < c->n_vars; i++)
+            if (strcasecmp(c->vars[i].name, "sql_mode") == 0)
+                sqlpolicy_mode_from_string(c->vars[i].value, strlen(c->vars[i].value), mode);
+    }
+    return !mode->unknown && !mode->unreadable;
+}
+
+/* Replaces c->cmd's statement (after the routing comment) with text. */
+static void replace_statement(client *c, size_t hint_end, const char *text, size_t len)
+{
+    pbuf cmd;
+    pbuf_init(&cmd);
+    pbuf_u8(&cmd, c->cmd.data[0]); /* COM_QUERY or COM_STMT_PREPARE */
+    pbuf_put(&cmd, c->cmd.data + 1, hint_end);
+    pbuf_put(&cmd, text, len);
+    pbuf_reset(&c->cmd);
+    pbuf_put(&c->cmd, cmd.data, cmd.len);
+    pbuf_free(&cmd);
+}
+
+bool client_rewrite_users(client *c, const route_hint *h)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (len <= h->end)
+        return true;
+    sql_mode_flags mode;
+    /* Only where the lexer reads the text as the server does: its mode, and a character set
+     * whose multi-byte characters never hold a quote or a backslash byte. */
+    if (!session_mode(c, &mode) || !client_charset_readable(c))
+        return true;
+    char user[ROUTE_NAME_MAX + 64], current[ROUTE_NAME_MAX + 8];
+    snprintf(user, sizeof(user), "%s@%s", c->user, c->host);
+    snprintf(current, sizeof(current), "%s@%%", c->user);
+    char *out;
+    size_t out_len;
+    int rc = rewrite_user_calls(sql + h->end, len - h->end, &mode, user, current, &out, &out_len);
+    if (rc < 0) {
+        client_send_err(c, 1041, "HY000", "envproxy: out of memory");
+        client_command_done(c);
+        return false;
+    }
+    if (rc == 1) {
+        replace_statement(c, h->end, out, out_len);
+        free(out);
+    }
+    return true;
+}
+
+bool client_rewrite_schemata(client *c, const route_hint *h)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (c->dump_client || len <= h->end || !c->route.env)
+        return true; /* a dump lists the server's databases only, as for SHOW DATABASES */
+    /* The derived table has MariaDB's columns of SCHEMATA. */
+    health_view v;
+    health_get(&c->p->health[env_index(c->p, c->route.env)], &v);
+    if (!strstr(v.version, "MariaDB"))
+        return true;
+    sql_mode_flags mode;
+    if (!session_mode(c, &mode))
+        return true;
+    char *out;
+    size_t out_len;
+    int rc = rewrite_schemata_virtual(sql + h->end, len - h->end, &mode, &out, &out_len);
+    if (rc < 0) {
+        client_send_err(c, 1041, "HY000", "envproxy: out of memory");
+        client_command_done(c);
+        return false;
+    }
+    if (rc == 0)
+        return true;
+    replace_statement(c, h->end, out, out_len);
+    free(out);
+    return true;
+}
 
 bool client_rewrite_schemas(client *c, route_hint *h)
 {
@@ -24,11 +113,8 @@ bool client_rewrite_schemas(client *c, route_hint *h)
     rewrite_envs envs = {names, n};
     /* Read with the sql_mode of the session's connection where one is held: the rewrite
      * needs to know where quotes end as the server will. */
-    sql_mode_flags mode = {0};
-    backend *held = c->env ? client_held(c, env_index(c->p, c->env)) : NULL;
-    if (held)
-        mode = held->mode;
-    if (mode.unknown || mode.unreadable)
+    sql_mode_flags mode;
+    if (!session_mode(c, &mode))
         return true; /* left as it is; the policy check decides */
     char *out, env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1], err[200];
     size_t out_len;

@@ -279,10 +279,15 @@ static void handle_prepare(client *c)
         client_command_done(c);
         return;
     }
-    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len)) {
+    if (local_takes(sql + h.end, len - h.end) || virtual_takes(c, &h, sql, len) ||
+        (!h.present && txn_is_control(sql + h.end, len - h.end))) {
         stmt_local_prepare(c, sql, len);
         return;
     }
+    if (!client_rewrite_users(c, &h)) /* SELECT USER(), x: the envproxy account */
+        return;
+    sql = (const char *)c->cmd.data + 1;
+    len = c->cmd.len - 1;
     if (!client_resolve(c, &h))
         return;
     cl_stmt *st = calloc(1, sizeof(*st));

@@ -1,5 +1,6 @@
-/* stmt_local.c: prepared statements that the proxy answers itself (__envs, __compare and the
- * local answers of local.c), for clients that prepare everything (PDO without emulation,
+/* stmt_local.c: prepared statements that the proxy answers itself (__envs, __compare, the
+ * local answers of local.c, and transaction statements, which take their text's path), for
+ * clients that prepare everything (PDO without emulation,
  * Go's driver with arguments, DBD with server-side prepare).
  *
  * PREPARE answers with the number of `?` placeholders and no column definitions (the result
@@ -275,6 +276,12 @@ void stmt_local_execute(client *c, cl_stmt *st)
     c->binary_rows = true;
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
+    if (txn_is_control(sql, len)) {
+        /* BEGIN, COMMIT, ...: answered with OK or ERR, no rows, exactly as their text. */
+        c->binary_rows = false;
+        client_handle_query(c);
+        return;
+    }
     route_hint h;
     if (!client_parse_hint(c, sql, len, &h))
         return;

@@ -55,6 +55,15 @@ static bool session_read_only(client *c, const char *sql, size_t len)
     return !sqlpolicy_check_readonly(sql, len, &mode, &v);
 }
 
+bool txn_is_control(const char *sql, size_t len)
+{
+    if (len > TXN_TEXT_MAX)
+        return false;
+    sql_mode_flags mode = {0};
+    txn_kind k = txn_classify(sql, len, &mode);
+    return k == TXN_BEGIN || k == TXN_SET_NEXT || k == TXN_END;
+}
+
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
 {
     if (h->present || len > TXN_TEXT_MAX)

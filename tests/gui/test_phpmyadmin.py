@@ -36,6 +36,21 @@ def test_login_name_with_env_lands_in_prod(browser, phpmyadmin):
     assert "billing" in src and "analytics" not in src
 
 
+def test_navigation_tree_lists_the_virtual_schemas(browser, phpmyadmin):
+    """The navigation tree (its own grouped query of information_schema.SCHEMATA) lists
+    __envs and __compare beside prod's databases, as SHOW DATABASES does."""
+    login(browser, phpmyadmin)
+    browser.get(phpmyadmin)
+    try:
+        WebDriverWait(browser, PAGE_WAIT).until(
+            lambda d: "billing" in d.find_element(By.ID, "pma_navigation_tree").text)
+    except TimeoutException:
+        pass
+    tree = browser.find_element(By.ID, "pma_navigation_tree").get_attribute("innerHTML")
+    assert "billing" in tree
+    assert "__envs" in tree and "__compare" in tree
+
+
 def test_tables_of_shop_in_prod(browser, phpmyadmin):
     login(browser, phpmyadmin)
     src = page_source_with(browser, f"{phpmyadmin}?route=/database/structure&db=shop",

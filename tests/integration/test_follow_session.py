@@ -5,7 +5,7 @@ SHOW and information_schema statements, the user@env login, harmless connect-tim
 import pymysql
 import pytest
 
-from harness import mariadb_cli
+from harness import StmtDriver, mariadb_cli
 
 
 def _count(cur, sql):
@@ -41,6 +41,40 @@ def test_begin_then_use_prod_reads_one_snapshot_of_prod(proxy, servers, scratch_
         cur.execute("COMMIT")
         assert _count(cur, "SELECT COUNT(*) FROM follow_t") == 4
     conn.close()
+
+
+@pytest.mark.parametrize("begin", ["START TRANSACTION WITH CONSISTENT SNAPSHOT", "BEGIN"])
+def test_prepared_begin_is_held_back_like_the_text_form(proxy, servers, scratch_prod, begin):
+    """A prepared START TRANSACTION (or BEGIN), executed in dev, then USE shop@prod: the
+    transaction begins in prod with its first read (a row added in prod meanwhile stays
+    invisible until the prepared COMMIT), not in dev (where it would make the USE a 1179)."""
+    d = StmtDriver(proxy)
+    try:
+        assert d.cmd("prepare " + begin) == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+        assert d.cmd("query USE shop@prod") == ("AFFECTED", "0")
+        assert d.cmd("prepare SELECT COUNT(*) FROM follow_t")[0] == "OK"
+        assert d.cmd("exec") == ("ROWS", [["3"]])
+        servers.sql("prod", "INSERT INTO shop.follow_t VALUES (4)")
+        assert d.cmd("exec") == ("ROWS", [["3"]])
+        assert d.cmd("prepare COMMIT") == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+        assert d.cmd("query SELECT COUNT(*) FROM follow_t") == ("ROWS", [["4"]])
+    finally:
+        d.close()
+
+
+def test_prepared_transaction_statements_in_read_only_prod(proxy):
+    """In read-only prod a prepared START TRANSACTION READ WRITE is refused as its text is
+    (1290), and a prepared ROLLBACK of nothing is answered."""
+    d = StmtDriver(proxy, user="bob", password="bob-pw", db="shop@prod")
+    try:
+        assert d.cmd("prepare START TRANSACTION READ WRITE") == ("OK", "0", "0")
+        assert d.cmd("exec")[:2] == ("ERR", "1290")
+        assert d.cmd("prepare ROLLBACK") == ("OK", "0", "0")
+        assert d.cmd("exec") == ("AFFECTED", "0")
+    finally:
+        d.close()
 
 
 def test_begin_and_commit_of_nothing_reach_no_backend(proxy):
@@ -279,22 +313,6 @@ def test_gui_list_of_databases_from_schemata_shows_virtual_schemas(proxy):
     conn.close()
 
 
-def test_load_data_local_gets_a_clear_error(proxy, tmp_path):
-    """LOAD DATA LOCAL INFILE (not supported through envproxy yet) is answered with 1148 and
-    a message that says so, in a writable environment, instead of the backend's 4166; the
-    session goes on; server-side LOAD DATA INFILE is not affected by this check."""
-    f = tmp_path / "rows.csv"
-    f.write_text("1\n2\n")
-    conn = proxy.connect(autocommit=True, local_infile=True)
-    with conn.cursor() as cur:
-        with pytest.raises(pymysql.err.MySQLError) as e:
-            cur.execute(f"LOAD DATA LOCAL INFILE '{f}' INTO TABLE customers")
-        assert e.value.args[0] == 1148 and "envproxy" in e.value.args[1]
-        cur.execute("SELECT 1")
-        assert cur.fetchone() == (1,)
-    conn.close()
-
-
 def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
     """In read-only prod, LOAD DATA LOCAL INFILE is refused by the policy (1290)."""
     conn = proxy.connect(database="shop@prod", local_infile=True)
@@ -303,3 +321,98 @@ def test_load_data_local_in_prod_is_refused_as_a_write(proxy):
             cur.execute("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE customers")
         assert e.value.args[0] == 1290
     conn.close()
+
+
+def test_double_quoted_schema_names_under_ansi_quotes(proxy, servers):
+    """With sql_mode=ANSI_QUOTES, "shop@prod" used as a schema is rewritten as `shop@prod`
+    is: qualified names and SHOW ... FROM run in prod. Without it, "shop@prod".t stays a
+    string (and the server says so)."""
+    want = servers.sql("prod", "SELECT COUNT(*) FROM shop.orders")[0][0]
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        for _ in range(2):  # with the connection held, and after it went back to the pool
+            assert _count(cur, 'SELECT COUNT(*) FROM "shop@prod"."orders"') == want
+            cur.execute('SHOW TABLES FROM "shop@prod"')
+            assert ("orders",) in cur.fetchall()
+            cur.execute('SHOW COLUMNS FROM "orders" IN "shop@prod"')
+            assert len(cur.fetchall()) > 0
+        cur.execute("SET SESSION sql_mode = DEFAULT")
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute('SELECT COUNT(*) FROM "shop@prod".orders')
+    conn.close()
+
+
+PMA_TREE = ("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA`, (SELECT DB_first_level "
+            "FROM ( SELECT DISTINCT SUBSTRING_INDEX(SCHEMA_NAME, '_', 1) DB_first_level "
+            "FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE ) t ORDER BY DB_first_level ASC "
+            "LIMIT 0, 100) t2 WHERE TRUE AND 1 = LOCATE(CONCAT(DB_first_level, '_'), "
+            "CONCAT(SCHEMA_NAME, '_')) ORDER BY SCHEMA_NAME ASC")
+PMA_COUNT = ("SELECT COUNT(*) FROM ( SELECT DISTINCT SUBSTRING_INDEX(SCHEMA_NAME, '_', 1) "
+             "DB_first_level FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE ) t ")
+PMA_FLAT = ("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA` WHERE TRUE "
+            "ORDER BY `SCHEMA_NAME` LIMIT 0, 100")
+
+
+def test_phpmyadmin_navigation_tree_lists_the_virtual_schemas(proxy, servers):
+    """phpMyAdmin's navigation tree (grouped by '_' prefix, its default; and flat) reads
+    information_schema.SCHEMATA in subqueries: __envs and __compare are among its rows, as
+    in SHOW DATABASES, the count of first-level groups includes theirs, and a filter on the
+    name still applies. Other queries of SCHEMATA (aliased, qualified columns) see them
+    too; mariadb-dump does not."""
+    direct_groups = servers.sql("prod", PMA_COUNT)[0][0]
+    conn = proxy.connect(database="shop@prod", autocommit=True)
+    with conn.cursor() as cur:
+        for sql in (PMA_TREE, PMA_FLAT):
+            cur.execute(sql)
+            names = [r[0] for r in cur.fetchall()]
+            assert "__envs" in names and "__compare" in names and "shop" in names, names
+        cur.execute("SHOW DATABASES")
+        assert set(names) == {r[0] for r in cur.fetchall()}
+        # '' is the first level of __envs and __compare: one more group.
+        assert _count(cur, PMA_COUNT) == direct_groups + 1
+        cur.execute("SELECT s.SCHEMA_NAME FROM information_schema.SCHEMATA s "
+                    "WHERE s.SCHEMA_NAME LIKE '\\_\\_e%'")
+        assert cur.fetchall() == (("__envs",),)
+        cur.execute("select schemata.schema_name, default_character_set_name from "
+                    "information_schema.schemata where schema_name = '__compare'")
+        assert cur.fetchall() == (("__compare", "utf8mb4"),)
+    conn.close()
+    dump = proxy.connect(database="shop@prod", program_name="mariadb-dump")
+    with dump.cursor() as cur:
+        cur.execute(PMA_FLAT)
+        assert "__envs" not in [r[0] for r in cur.fetchall()]
+    dump.close()
+
+
+def test_user_functions_inside_statements_name_the_envproxy_account(proxy):
+    """USER(), SESSION_USER(), SYSTEM_USER() and CURRENT_USER[()] inside larger statements
+    (with other columns, in WHERE, in functions, in a fan-out, in prod, prepared) name the
+    envproxy account as the local answer to SELECT USER() does, never the backend's 'app'; a
+    call alone in the select list keeps its column name; quoted text stays as written."""
+    conn = proxy.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT USER(), 1 + 1, CURRENT_USER, SESSION_USER(), SYSTEM_USER()")
+        assert cur.fetchall() == (("alice@127.0.0.1", 2, "alice@%", "alice@127.0.0.1",
+                                   "alice@127.0.0.1"),)
+        assert [d[0] for d in cur.description][:3] == ["USER()", "1 + 1", "CURRENT_USER"]
+        cur.execute("SELECT COUNT(*) FROM customers WHERE SUBSTRING_INDEX(USER(), '@', 1) = "
+                    "'alice'")
+        assert cur.fetchone()[0] > 0
+        cur.execute("SELECT 'USER()', CONCAT('[', current_user(), ']')")
+        assert cur.fetchone() == ("USER()", "[alice@%]")
+        cur.execute("SET @who = USER()")
+        cur.execute("SELECT @who")
+        assert cur.fetchone() == ("alice@127.0.0.1",)
+        cur.execute("/* env=dev,prod */ SELECT USER() AS u, 1")
+        assert {r[-2:] for r in cur.fetchall()} == {("alice@127.0.0.1", 1)}
+        cur.execute("USE shop@prod")
+        cur.execute("SELECT CURRENT_USER(), COUNT(*) FROM orders")
+        assert cur.fetchone()[0] == "alice@%"
+    conn.close()
+    d = StmtDriver(proxy)
+    try:
+        assert d.cmd("prepare SELECT USER(), ?")[0] == "OK"
+        assert d.cmd("exec 7") == ("ROWS", [["alice@127.0.0.1", "7"]])
+    finally:
+        d.close()

@@ -51,9 +51,8 @@ static void test_txn_classify(void)
 }
 
 /* Rewrites s; returns the rc and fills got (cap 1024) with the new text (or ""). */
-static int rw(const char *s, char *got, char *env, char *db)
+static int rw_in(sql_mode_flags m, const char *s, char *got, char *env, char *db)
 {
-    sql_mode_flags m = {0};
     char *out = NULL, err[256];
     size_t n = 0;
     env[0] = db[0] = got[0] = '\0';
@@ -66,6 +65,12 @@ static int rw(const char *s, char *got, char *env, char *db)
     }
     free(out);
     return rc;
+}
+
+static int rw(const char *s, char *got, char *env, char *db)
+{
+    sql_mode_flags m = {0};
+    return rw_in(m, s, got, env, db);
 }
 
 #define EXPECT_RW(in, want, want_env, want_db)                                                    \
@@ -140,15 +145,161 @@ static void test_rewrite(void)
         CHECK_INT(rw("SELECT * FROM `shop@prod`.a JOIN `shop@dev`.b", got, env, db), -1);
         CHECK(strstr(got, "two environments") != NULL);
     }
-    /* ANSI_QUOTES: "x" is an identifier, not a string. */
+    /* ANSI_QUOTES: "x" is an identifier, and a schema name as a backquoted one is. */
     {
-        sql_mode_flags m = {.ansi_quotes = true};
-        const char *s = "SHOW TABLES FROM \"shop@prod\"";
-        char *out = NULL, env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1], err[100];
-        size_t n;
-        CHECK_INT(rewrite_schema_names(s, strlen(s), &m, &envs, &out, &n, env, db, err,
-                                       sizeof(err)),
+        sql_mode_flags ansi = {.ansi_quotes = true};
+        char got[1024], env[ROUTE_NAME_MAX + 1], db[ROUTE_NAME_MAX + 1];
+        CHECK_INT(rw_in(ansi, "SHOW TABLES FROM \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SHOW TABLES FROM \"shop\"");
+        CHECK_STR(env, "prod");
+        CHECK_STR(db, "shop");
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@dev\".\"orders\" JOIN `shop@dev`.c", got,
+                        env, db),
+                  1);
+        CHECK_STR(got, "SELECT * FROM \"shop\".\"orders\" JOIN `shop`.c");
+        CHECK_STR(env, "dev");
+        CHECK_INT(rw_in(ansi, "SHOW COLUMNS FROM orders IN \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SHOW COLUMNS FROM orders IN \"shop\"");
+        CHECK_INT(rw_in(ansi, "SELECT 1 FROM information_schema.TABLES WHERE \"TABLE_SCHEMA\" = "
+                              "'shop@prod'", got, env, db),
+                  1);
+        CHECK_STR(got, "SELECT 1 FROM information_schema.TABLES WHERE \"TABLE_SCHEMA\" = 'shop'");
+        /* Not a schema: a column, a table. */
+        CHECK_INT(rw_in(ansi, "SELECT \"shop@prod\" FROM t", got, env, db), 0);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@prod\"", got, env, db), 0);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM x WHERE TABLE_SCHEMA = \"shop@prod\"", got, env, db),
                   0);
+        CHECK_INT(rw_in(ansi, "SELECT * FROM \"shop@prod\".\"orders\" JOIN `shop@dev`.c", got,
+                        env, db),
+                  -1);
+        /* Without ANSI_QUOTES "..." is a string: a schema only where a literal is. */
+        CHECK_INT(rw("SELECT * FROM \"shop@prod\".orders", got, env, db), 0);
+        CHECK_INT(rw("SELECT * FROM x WHERE TABLE_SCHEMA = \"shop@prod\"", got, env, db), 1);
+        CHECK_STR(got, "SELECT * FROM x WHERE TABLE_SCHEMA = \"shop\"");
+    }
+}
+
+static int schemata(const char *s, char *got)
+{
+    sql_mode_flags m = {0};
+    char *out = NULL;
+    size_t n = 0;
+    got[0] = '\0';
+    int rc = rewrite_schemata_virtual(s, strlen(s), &m, &out, &n);
+    if (rc == 1) {
+        memcpy(got, out, n);
+        got[n] = '\0';
+    }
+    free(out);
+    return rc;
+}
+
+#define VS "(SELECT * FROM information_schema.SCHEMATA UNION ALL SELECT 'def', '__compare', " \
+           "'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL SELECT 'def', '__envs', "   \
+           "'utf8mb4', 'utf8mb4_general_ci', NULL, '')"
+
+static void test_schemata_virtual(void)
+{
+    char got[4096];
+    CHECK_INT(schemata("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA", got), 1);
+    CHECK_STR(got, "SELECT SCHEMA_NAME FROM " VS " AS SCHEMATA");
+    CHECK_INT(schemata("SELECT `SCHEMA_NAME` FROM `INFORMATION_SCHEMA`.`SCHEMATA`, (SELECT x "
+                       "FROM INFORMATION_SCHEMA.SCHEMATA WHERE TRUE) t",
+                       got),
+              1);
+    CHECK_STR(got, "SELECT `SCHEMA_NAME` FROM " VS " AS `SCHEMATA`, (SELECT x FROM " VS
+                   " AS SCHEMATA WHERE TRUE) t");
+    CHECK_INT(schemata("select s.schema_name from information_schema.schemata s", got), 1);
+    CHECK_STR(got, "select s.schema_name from " VS " s");
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA AS x JOIN y", got), 1);
+    CHECK_STR(got, "SELECT 1 FROM " VS " AS x JOIN y");
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA ORDER BY 1", got), 1);
+    CHECK_STR(got, "SELECT 1 FROM " VS " AS SCHEMATA ORDER BY 1");
+    /* Left alone. */
+    CHECK_INT(schemata("SELECT information_schema.SCHEMATA.SCHEMA_NAME FROM "
+                       "information_schema.SCHEMATA", got),
+              0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA USE INDEX (x)", got), 0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.TABLES", got), 0);
+    CHECK_INT(schemata("SELECT 'information_schema.SCHEMATA'", got), 0);
+    CHECK_INT(schemata("DELETE FROM t WHERE a IN (SELECT 1 FROM information_schema.SCHEMATA)",
+                       got),
+              0);
+    CHECK_INT(schemata("SELECT 1 FROM information_schema.SCHEMATA; SELECT 2", got), 0);
+    CHECK_INT(schemata("SELECT 1 /*!50700 FROM information_schema.SCHEMATA */", got), 0);
+}
+
+static int users(const char *s, char *got)
+{
+    sql_mode_flags m = {0};
+    char *out = NULL;
+    size_t n = 0;
+    got[0] = '\0';
+    int rc = rewrite_user_calls(s, strlen(s), &m, "al@1.2.3.4", "al@%", &out, &n);
+    if (rc == 1) {
+        memcpy(got, out, n);
+        got[n] = '\0';
+    }
+    free(out);
+    return rc;
+}
+
+#define EXPECT_USERS(in, want)                                                                    \
+    do {                                                                                          \
+        char got_[2048];                                                                          \
+        CHECK_INT(users(in, got_), 1);                                                            \
+        CHECK_STR(got_, want);                                                                    \
+    } while (0)
+
+#define EXPECT_NO_USERS(in)                                                                       \
+    do {                                                                                          \
+        char got_[2048];                                                                          \
+        CHECK_INT(users(in, got_), 0);                                                            \
+    } while (0)
+
+static void test_user_calls(void)
+{
+    EXPECT_USERS("SELECT USER(), 1", "SELECT 'al@1.2.3.4' AS `USER()`, 1");
+    EXPECT_USERS("select current_user, id from t", "select 'al@%' AS `current_user`, id from t");
+    EXPECT_USERS("SELECT CURRENT_USER() AS me", "SELECT 'al@%' AS me");
+    EXPECT_USERS("SELECT id FROM t WHERE owner = USER ( )",
+                 "SELECT id FROM t WHERE owner = 'al@1.2.3.4'");
+    EXPECT_USERS("SELECT SUBSTRING_INDEX(USER(), '@', 1), SESSION_USER(), SYSTEM_USER()",
+                 "SELECT SUBSTRING_INDEX('al@1.2.3.4', '@', 1), 'al@1.2.3.4' AS `SESSION_USER()`, "
+                 "'al@1.2.3.4' AS `SYSTEM_USER()`");
+    EXPECT_USERS("INSERT INTO log (who) VALUES (USER())",
+                 "INSERT INTO log (who) VALUES ('al@1.2.3.4')");
+    EXPECT_USERS("SET @me = CURRENT_USER; SELECT x FROM (SELECT USER() FROM dual) d",
+                 "SET @me = 'al@%'; SELECT x FROM (SELECT 'al@1.2.3.4' AS `USER()` FROM dual) d");
+    EXPECT_USERS("SELECT USER() /* USER() */ -- CURRENT_USER\n",
+                 "SELECT 'al@1.2.3.4' AS `USER()` /* USER() */ -- CURRENT_USER\n");
+    /* Quotes, comments, names and account statements stay. */
+    EXPECT_NO_USERS("SELECT 'USER()', `USER()`, \"CURRENT_USER\" FROM t");
+    EXPECT_NO_USERS("SELECT user, host FROM mysql.user WHERE user = 'x'");
+    EXPECT_NO_USERS("SELECT shop.user() FROM t");
+    EXPECT_NO_USERS("INSERT INTO user () VALUES ()");
+    EXPECT_NO_USERS("INSERT user () VALUES ()");
+    EXPECT_NO_USERS("SELECT session_user (), system_user ()");
+    EXPECT_NO_USERS("SELECT current_user.id FROM current_user");
+    EXPECT_NO_USERS("SHOW GRANTS FOR CURRENT_USER");
+    EXPECT_NO_USERS("SET PASSWORD FOR CURRENT_USER() = PASSWORD('x')");
+    EXPECT_NO_USERS("GRANT SELECT ON *.* TO CURRENT_USER");
+    EXPECT_NO_USERS("ALTER USER CURRENT_USER() IDENTIFIED BY 'x'");
+    EXPECT_NO_USERS("CREATE DEFINER = CURRENT_USER VIEW v AS SELECT USER()");
+    EXPECT_NO_USERS("CREATE PROCEDURE p() SELECT USER()");
+    EXPECT_NO_USERS("CALL user()");
+    EXPECT_NO_USERS("SELECT 'unterminated USER()");
+    {
+        /* Under ANSI_QUOTES "x" is a name; without it, a string: both stay. */
+        sql_mode_flags ansi = {.ansi_quotes = true};
+        const char *s = "SELECT \"USER\"() FROM t";
+        char *out = NULL;
+        size_t n;
+        CHECK_INT(rewrite_user_calls(s, strlen(s), &ansi, "a@b", "a@%", &out, &n), 0);
+        free(out);
+        /* Values that would need quoting are refused. */
+        s = "SELECT USER()";
+        CHECK_INT(rewrite_user_calls(s, strlen(s), &ansi, "a'b", "a@%", &out, &n), 0);
         free(out);
     }
 }
@@ -253,6 +404,8 @@ int main(void)
     test_load_local();
     test_load_local_file();
     test_schemata_list();
+    test_schemata_virtual();
+    test_user_calls();
     test_txn_classify();
     test_rewrite();
     return unit_report("test_rewrite");
