@@ -466,8 +466,8 @@ static void do_login(proxy *p, struct evhttp_request *req)
     char token[80];
     api_session *s = session_new(shown, token, sizeof(token));
     char cookie[256];
-    snprintf(cookie, sizeof(cookie), COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
-             token, API_SESSION_TTL);
+    snprintf(cookie, sizeof(cookie), COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s",
+             token, API_SESSION_TTL, http_tls_on() ? "; Secure" : "");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
     json_buf o;
     json_buf_init(&o);
