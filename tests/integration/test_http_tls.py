@@ -166,3 +166,48 @@ def test_http_tls_config_errors(tmp_path):
     assert f"{f}:2:8: http.tls: expected true or false, got 'yes please'" in r.stderr, r.stderr
     assert f"{f}:3:3: unknown key 'colour' in http (allowed: listen, tls)" in r.stderr
     assert f"{f}:2:3: http: missing required key 'listen'" in r.stderr
+
+
+def test_mcp_tools_work_when_the_mysql_port_requires_tls(make_proxy, tmp_path):
+    """With tls.require on the MySQL port, MCP over HTTP still runs its tools (they reach the
+    port over TLS, pinned to the proxy's own certificate), a client without TLS is still
+    refused, and `envproxy mcp --tls` over stdio works too while plain `envproxy mcp` gets
+    the refusal."""
+    import pymysql
+    from test_http_mcp import post, rpc
+    from test_mcp import McpProcess
+    port = free_port()
+    p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}", "tls": {"require": True}})
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        p.connect()
+    assert e.value.args[0] == 1045 or "TLS" in str(e.value), e.value
+    out = p.cli("user", "token", "alice")
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip().splitlines()[-1]
+    s, b, h = post(port, rpc(1, "initialize", {"protocolVersion": "2025-06-18"}), token)
+    assert s == 200
+    sid = h["mcp-session-id"]
+    for env, want in (("dev", [["pending"]]), ("prod", [["shipped"]])):
+        s, b, _ = post(port, rpc(2, "tools/call", {"name": "execute_query", "arguments": {
+            "environment": env, "database": "shop",
+            "sql": "SELECT status FROM orders WHERE id = 3"}}), token, sid)
+        assert s == 200 and not b["result"]["isError"], b
+        assert json.loads(b["result"]["content"][0]["text"])["rows"] == want
+    s, b, _ = post(port, rpc(3, "tools/call", {"name": "execute_query", "arguments": {
+        "environment": "prod", "database": "shop", "sql": "DELETE FROM orders"}}), token, sid)
+    assert b["result"]["isError"]
+    assert json.loads(b["result"]["content"][0]["text"])["error"]["code"] == 1290
+    m = McpProcess(p.port, tmp_path / "tls.stderr", args=("--tls",))
+    try:
+        m.initialize()
+        assert m.ok("execute_query", {"environment": "prod", "database": "shop",
+                                      "sql": "SELECT status FROM orders WHERE id = 3"}
+                    )["rows"] == [["shipped"]]
+    finally:
+        assert m.close() == 0
+    m = McpProcess(p.port, tmp_path / "plain.stderr")
+    try:
+        m.initialize()
+        assert "TLS" in m.error("list_environments", {})["message"]
+    finally:
+        assert m.close() == 0
