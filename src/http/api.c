@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the request's HTTP version */
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -627,6 +628,10 @@ static void stream_start(run *u, const hsql_result *res)
     hreq *r = u->r;
     r->streaming = true;
     set_json_headers(r->req);
+    /* HTTP/1.0 has no chunks: the answer's end is the connection's, even for a client that
+     * asked to keep it alive. */
+    if (r->req->major == 1 && r->req->minor == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
     http_api_count_status(200);
     evhttp_send_reply_start(r->req, 200, "OK");
     json_buf head;

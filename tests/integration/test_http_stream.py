@@ -154,3 +154,27 @@ def test_an_error_after_rows_went_out_ends_the_json_with_error(make_proxy):
     st, b, _ = call(p.http_port, "POST", "/api/v1/query",
                     {"env": "dev", "sql": "SELECT SLEEP(10) AS s"}, token=p.tok, timeout=60)
     assert st == 504 and b["error"]["code"] in (1969, 3024), b
+
+
+def test_an_http_1_0_client_gets_the_streamed_answer_ended_by_close(make_proxy):
+    """HTTP/1.0 has no chunks: a streamed answer to an HTTP/1.0 client that asked for
+    keep-alive says Connection: close and ends with the connection, at once, whole."""
+    p = start(make_proxy)
+    body = json.dumps({"env": "dev", "sql": "SELECT seq FROM seq_1_to_100000"}).encode()
+    s = socket.create_connection(("127.0.0.1", p.http_port), timeout=8)
+    s.sendall(b"POST /api/v1/query HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+              b"Authorization: Bearer " + p.tok.encode() + b"\r\nContent-Type: application/json"
+              b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    t0 = time.time()
+    while len(got) < 16 << 20:
+        chunk = s.recv(65536)  # a socket.timeout here: the proxy kept the connection open
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    assert time.time() - t0 < 5
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and b"connection: close" in head.lower()
+    b = json.loads(rest)
+    assert b["row_count"] == 100000 and b["rows"][-1] == [100000]
