@@ -33,6 +33,7 @@ typedef struct http_conn {
      * the connection alone, and gone(gone_arg) runs if it closes first. */
     void (*gone)(void *arg);
     void *gone_arg;
+    struct evhttp_request *busy_req; /* the request being answered later */
 } http_conn;
 
 static http_conn *conns;
@@ -63,9 +64,15 @@ static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
     evhttp_connection_set_closecb(evcon, NULL, NULL); /* once, even if it is reset first */
     void (*gone)(void *) = hc->gone;
     void *gone_arg = hc->gone_arg;
+    struct evhttp_request *req = hc->busy_req;
     conn_unlink(hc);
     if (gone)
         gone(gone_arg);
+    /* When evhttp itself saw the connection fail (a write to a client that went away, a
+     * timeout) while a request was still being answered, it leaves that request to its
+     * user, detached from the connection; it frees only the requests still attached. */
+    if (req && !evhttp_request_get_connection(req))
+        evhttp_request_free(req);
 }
 
 /* The watched connection of req (also one whose setup conn_known_cb has not seen yet). */
@@ -85,6 +92,7 @@ void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *a
     if (hc) {
         hc->gone = gone;
         hc->gone_arg = arg;
+        hc->busy_req = req;
     }
 }
 
@@ -94,6 +102,7 @@ void http_conn_done(struct evhttp_request *req)
     if (hc) {
         hc->gone = NULL;
         hc->gone_arg = NULL;
+        hc->busy_req = NULL;
         hc->progress_ms = now_ms();
     }
 }

@@ -7,7 +7,7 @@ import json
 import socket
 import time
 
-from harness import free_port
+from harness import envproxy_bin, free_port, is_sanitizer_build
 from test_http_api import call, login
 
 
@@ -104,7 +104,10 @@ def test_memory_stays_bounded_while_the_client_reads_slowly_or_not_at_all(make_p
             time.sleep(0.05)
             peak = max(peak, rss_kib(p.pid))
         assert got > 0
-        assert peak - base < 16 * 1024, (base, peak)
+        # ASan keeps freed memory in quarantine, so its RSS follows what went through, not
+        # what is held: a wider bound there, still below the 100 MB answer.
+        bound = 64 if is_sanitizer_build(envproxy_bin()) else 16
+        assert peak - base < bound * 1024, (base, peak)
         # Still running (held back), not finished into some buffer.
         assert running(servers, marker) == 1
     finally:
