@@ -344,9 +344,11 @@ static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
     mcp_job *j = arg;
     char ch;
     ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return; /* nothing after all: keep watching */
     event_del(j->gone_ev);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-        return;
+    if (n > 0)
+        return; /* bytes of a next request: evhttp's to read */
     cancel_running(j->p, j->sess, j->addr, j->host);
     j->gone = true;
     evhttp_connection_free(j->evcon); /* calls job_conn_closed through http/server.c */

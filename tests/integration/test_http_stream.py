@@ -181,3 +181,27 @@ def test_an_http_1_0_client_gets_the_streamed_answer_ended_by_close(make_proxy):
     assert head.startswith(b"HTTP/1.0 200") and b"connection: close" in head.lower()
     b = json.loads(rest)
     assert b["row_count"] == 100000 and b["rows"][-1] == [100000]
+
+
+def test_a_client_that_stops_reading_is_dropped_within_the_write_deadline(make_proxy, servers):
+    """A client that never reads its streamed answer (and never closes) holds nothing
+    forever: once nothing could be written to it for 10 s the proxy drops it, and its
+    statement, held back until then, is killed on the server."""
+    p = start(make_proxy)
+    marker = "marker_stream_stalled"
+    s = post_raw(p.http_port, p.tok, {"env": "dev", "sql": f"SELECT seq, '{marker}' AS m, "
+                                      "REPEAT('y', 40) AS pad FROM seq_1_to_5000000"})
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and running(servers, marker) == 0:
+            time.sleep(0.2)
+        assert running(servers, marker) == 1
+        t0 = time.time()
+        while time.time() - t0 < 30 and running(servers, marker) != 0:
+            time.sleep(0.5)
+        assert running(servers, marker) == 0
+        assert 8 < time.time() - t0 < 30
+    finally:
+        s.close()
+    assert call(p.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
+                token=p.tok)[0] == 200
