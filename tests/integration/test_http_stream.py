@@ -206,3 +206,19 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_deadline(make_p
         s.close()
     assert call(p.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
                 token=p.tok)[0] == 200
+
+
+def test_the_proxys_max_rows_cuts_a_streamed_answer(make_proxy):
+    """The proxy's limits.max_rows (here 150,000) cuts a streamed answer as a whole one: the
+    rows stop at the cap, truncated is true and the 1105 warning says why."""
+    port = free_port()
+    make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                           "limits": {"max_rows": 150000, "statement_timeout": "60s"}})
+    tok = login(port)
+    st, b, h = call(port, "POST", "/api/v1/query",
+                    {"env": "dev", "sql": "SELECT seq FROM seq_1_to_200000"}, token=tok,
+                    timeout=120)
+    assert st == 200 and h.get("transfer-encoding") == "chunked"
+    assert b["row_count"] == 150000 and len(b["rows"]) == 150000 and b["truncated"] is True
+    assert any(w["code"] == 1105 and "max_rows" in w["message"] for w in b["warnings"])
+    assert "error" not in b
