@@ -211,3 +211,37 @@ def test_mcp_tools_work_when_the_mysql_port_requires_tls(make_proxy, tmp_path):
         assert "TLS" in m.error("list_environments", {})["message"]
     finally:
         assert m.close() == 0
+
+
+def test_stdio_mcp_tls_ca_checks_the_certificate(make_proxy, tmp_path):
+    """`envproxy mcp --tls-ca FILE` connects when envproxy's certificate (tls.cert) is the
+    one FILE vouches for, and refuses a proxy whose certificate FILE does not vouch for."""
+    from test_mcp import McpProcess
+
+    def pair(name):
+        key, crt = tmp_path / f"{name}-key.pem", tmp_path / f"{name}.pem"
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                            str(crt), "-days", "2", "-subj", f"/CN={name}", "-addext",
+                            "subjectAltName=IP:127.0.0.1"], capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return key, crt
+
+    key, crt = pair("envproxy-test")
+    _, other = pair("someone-else")
+    p = make_proxy(extra_yaml={"tls": {"cert": str(crt), "key": str(key), "require": True}})
+    m = McpProcess(p.port, tmp_path / "ok.stderr", args=("--tls-ca", str(crt)))
+    try:
+        m.initialize()
+        assert m.ok("execute_query", {"environment": "prod", "database": "shop",
+                                      "sql": "SELECT status FROM orders WHERE id = 3"}
+                    )["rows"] == [["shipped"]]
+    finally:
+        assert m.close() == 0
+    m = McpProcess(p.port, tmp_path / "bad.stderr", args=("--tls-ca", str(other)))
+    try:
+        m.initialize()
+        e = m.error("list_environments", {})
+        assert "cannot connect" in e["message"], e
+    finally:
+        assert m.close() == 0
