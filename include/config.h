@@ -79,6 +79,7 @@ typedef struct config {
     char *audit_log;           /* absolute path or NULL */
     char *secret_key_file;     /* absolute path or NULL: the key for enc: passwords (secret.h) */
     cfg_addr *http;            /* NULL when absent */
+    bool http_tls;             /* http.tls: HTTPS with the tls: section's pair */
     long long max_packet_size; /* bytes; default 64 MiB; client packets above close it */
     long long handshake_timeout_ms; /* default 10 s */
     long long health_interval_ms;   /* default 5 s */

@@ -768,6 +768,7 @@ struct vjob;
 bool virtual_statement(client *c, const route_hint *h, const char *sql, size_t len);
 /* Whether virtual_statement() would take it (nothing is sent, nothing starts). */
 bool virtual_takes(client *c, const route_hint *h, const char *sql, size_t len);
+/* Whether name is one of the proxy's own schemas (__envs, __compare, __queries), any case. */
 bool virtual_is_schema(const char *name);
 bool virtual_is_show_databases(const char *sql, size_t len, char **like);
 void virtual_client_gone(client *c);

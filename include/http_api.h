@@ -98,6 +98,8 @@ void http_api_register(struct proxy *p, struct evhttp *http);
  * connection's deadline starts again); also for answers given at once. */
 void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg);
 void http_conn_done(struct evhttp_request *req);
+/* Whether the listener speaks HTTPS (http.tls). */
+bool http_tls_on(void);
 /* Counts an answer of the front door by status class (/metrics). */
 void http_api_count_status(int status);
 /* http/mcp.c: POST/DELETE /mcp for an authenticated user. */

@@ -51,6 +51,10 @@ void hsql_query(hsql *s, const char *sql, size_t len, hsql_row_fn row, hsql_done
 void hsql_execute(hsql *s, const char *sql, size_t len, const hsql_param *params, int n,
                   hsql_row_fn row, hsql_done_fn done, void *arg);
 const hsql_result *hsql_get_result(const hsql *s);
+/* Stops (paused true) or resumes reading from the session's socket: the caller's answer has
+ * too much queued for its own client. A paused session's worker soon stops reading from the
+ * backend in turn (the relay's own back-pressure), so nothing grows without bound. */
+void hsql_pause(hsql *s, bool paused);
 /* Closes the session; a statement still running is killed by the worker. Safe inside a
  * callback. */
 void hsql_free(hsql *s);

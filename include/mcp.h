@@ -8,12 +8,13 @@
 int mcp_main(int argc, char **argv);
 
 /* The same server for MCP over Streamable HTTP (http/mcp.c): its tools connect to the proxy
- * at host:port as user with password (an internal ticket), blocking: call it from a thread
- * of its own, never from an event loop. */
+ * at host:port as user with password (an internal ticket), over TLS with the certificate
+ * pinned to tls_fp (the SHA-1 fingerprint of the proxy's own, in hex), blocking: call it
+ * from a thread of its own, never from an event loop. */
 struct json;
 typedef struct mcp_server mcp_server;
 mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
-                           const char *password, long long max_rows);
+                           const char *password, const char *tls_fp, long long max_rows);
 /* The reply to a message or a batch (NULL: nothing to answer); the caller frees it. */
 struct json *mcp_server_handle(mcp_server *s, const struct json *msg);
 /* The proxy's id of the tools' connection (for KILL QUERY), 0 when not connected. */

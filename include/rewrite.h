@@ -50,8 +50,8 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
 
 /* Whether sql is a GUI's list of databases from information_schema: exactly
  * [SET STATEMENT ... FOR] SELECT SCHEMA_NAME FROM information_schema.SCHEMATA
- * [ORDER BY SCHEMA_NAME [ASC]] (names in any case, backquoted or not, an optional ';'). The proxy adds __envs and __compare to its
- * rows, as to SHOW DATABASES. */
+ * [ORDER BY SCHEMA_NAME [ASC]] (names in any case, backquoted or not, an optional ';'). The
+ * proxy adds __compare, __envs and __queries to its rows, as to SHOW DATABASES. */
 bool rewrite_is_schemata_list(const char *sql, size_t len);
 
 /* A SELECT that reads information_schema.SCHEMATA (as GUIs list databases: phpMyAdmin's

@@ -17,6 +17,9 @@
 # BENCH_QUERIES      point selects counted under callgrind (default 20000)
 # BENCH_TABLES, BENCH_TABLE_SIZE   sysbench data set (default 4 tables of 100000 rows)
 # BENCH_KEEP=1       keep the temporary directory (logs, configurations) afterwards
+# BENCH_ONLY=http    only the HTTP front door's rows (no HAProxy, sysbench or callgrind): point
+#                    selects through POST /api/v1/query beside the MySQL port, and a
+#                    100,000-row JSON answer with the proxy's peak RSS
 # ENVPROXY_BIN       the binary to measure (default build/envproxy, made with `make` if missing)
 #
 # Missing tools (haproxy, sysbench, valgrind) are installed with apt-get; MariaDB and
@@ -35,6 +38,12 @@ CG_QUERIES=${BENCH_QUERIES:-20000}
 TABLES=${BENCH_TABLES:-4}
 TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
 STREAM_ROWS=1000000
+HTTP_ROWS=100000
+ONLY=${BENCH_ONLY:-}
+case "$ONLY" in
+'' | http) ;;
+*) echo "bench: BENCH_ONLY must be empty or http, got '$ONLY'" >&2 && exit 1 ;;
+esac
 THREAD_COUNTS=(1 8 64)
 WORKLOADS=(oltp_point_select oltp_read_only)
 
@@ -160,17 +169,19 @@ install_packages() {
 }
 
 need=()
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
-if [ "$CALLGRIND" != 0 ] && ! command -v valgrind >/dev/null 2>&1; then
-    need+=(valgrind)
+if [ -z "$ONLY" ]; then
+    command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+    command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
+    if [ "$CALLGRIND" != 0 ] && ! command -v valgrind >/dev/null 2>&1; then
+        need+=(valgrind)
+    fi
 fi
 if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1 ||
     ! "$PY" -c 'import pymysql' 2>/dev/null; then
     "$ROOT/scripts/install-deps.sh" || die "scripts/install-deps.sh failed"
 fi
 [ ${#need[@]} -eq 0 ] || install_packages "${need[@]}"
-command -v haproxy >/dev/null 2>&1 || die "haproxy not found after installing it"
+[ -n "$ONLY" ] || command -v haproxy >/dev/null 2>&1 || die "haproxy not found after installing it"
 
 if [ -z "${ENVPROXY_BIN:-}" ] && [ ! -x "$BIN" ]; then
     say "building envproxy"
@@ -204,17 +215,17 @@ fi
 T=$(mktemp -d /tmp/envproxy-bench.XXXXXX) || die "mktemp failed"
 DB_DIR_PATH=$T/db
 
-read -r DB_PORT HA_PORT PX_PORT CG_PX_PORT CG_HA_PORT < <("$PY" - <<'EOF'
+read -r DB_PORT HA_PORT PX_PORT CG_PX_PORT CG_HA_PORT HTTP_PORT < <("$PY" - <<'EOF'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(6):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 )
-[ -n "${CG_HA_PORT:-}" ] || die "could not find free loopback ports"
+[ -n "${HTTP_PORT:-}" ] || die "could not find free loopback ports"
 
 port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -279,6 +290,7 @@ start_haproxy() {
 write_proxy_config() {
     cat >"$1" <<EOF
 listen: 127.0.0.1:$2
+${3:+http: 127.0.0.1:$3}
 threads: 2
 accounts: $T/envproxy.db
 default_environment: bench
@@ -297,7 +309,7 @@ environments:
 EOF
 }
 export BENCH_DB_PASSWORD=$DB_PASSWORD
-write_proxy_config "$T/proxy.yaml" "$PX_PORT"
+write_proxy_config "$T/proxy.yaml" "$PX_PORT" "$HTTP_PORT"
 write_proxy_config "$T/proxy-callgrind.yaml" "$CG_PX_PORT"
 "$BIN" -c "$T/proxy.yaml" check >/dev/null 2>&1 || {
     "$BIN" -c "$T/proxy.yaml" check >&2
@@ -320,7 +332,7 @@ start_proxy() {
     }
 }
 
-start_haproxy
+[ -n "$ONLY" ] || start_haproxy
 start_proxy
 
 # Target name -> port, user, password, and the process whose memory is read.
@@ -328,6 +340,7 @@ declare -A T_PORT=([direct]=$DB_PORT [haproxy]=$HA_PORT [envproxy]=$PX_PORT)
 declare -A T_USER=([direct]=$DB_USER [haproxy]=$DB_USER [envproxy]=$PX_USER)
 declare -A T_PASS=([direct]=$DB_PASSWORD [haproxy]=$DB_PASSWORD [envproxy]=$PX_PASSWORD)
 TARGETS=(direct haproxy envproxy)
+[ -z "$ONLY" ] || TARGETS=(direct envproxy)
 target_pid() {
     case "$1" in
     haproxy) echo "$HAPROXY_PID" ;;
@@ -346,6 +359,12 @@ cli() {
 for t in "${TARGETS[@]}"; do
     got=$(cli "$t" -e 'SELECT 1' 2>&1) || die "cannot query MariaDB through $t: $got"
 done
+if [ -n "$ONLY" ]; then
+    # The point selects' table, as sysbench would make it (no sysbench in this mode).
+    cli direct -e "CREATE TABLE sbtest1 (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120),
+        pad CHAR(60)) SELECT seq AS id, seq AS k, REPEAT('c', 120) AS c, REPEAT('p', 60) AS pad
+        FROM seq_1_to_$TABLE_SIZE" || die "could not create sbtest1"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Machine and versions
@@ -437,6 +456,7 @@ print(f"{n / (time.monotonic() - start):.0f}")
 EOF
 
 # Memory of idle clients, first: before the other measurements grow the proxies' heaps.
+if [ -z "$ONLY" ]; then
 idle_run() {
     local t=$1 pid out opened before after n=${IDLE_N[$1]}
     pid=$(target_pid "$t")
@@ -595,9 +615,77 @@ if [ "$CALLGRIND" != 0 ]; then
     say "instructions per point select under callgrind: envproxy ($CG_QUERIES queries)"
     cg_measure envproxy "$CG_PX_PORT" "$BIN" -c "$T/proxy-callgrind.yaml" run
 fi
+fi # BENCH_ONLY
 
 # ---------------------------------------------------------------------------------------
-# The table
+# The HTTP front door: one Python client with keep-alive, point selects with a bound
+# parameter through POST /api/v1/query beside the same through the MySQL port (PyMySQL,
+# the same client language, so the difference is the door), and one large JSON answer.
+
+cat >"$T/door.py" <<'EOF'
+"""qps-mysql PORT | qps-http PORT: point selects per second for SECONDS, one client;
+rows-http PORT: rows per second of one ROWS-row JSON answer (checked whole)."""
+import http.client
+import json
+import sys
+import time
+
+import pymysql
+
+mode, port, user, password, arg = sys.argv[1:6]
+port = int(port)
+SQL = "SELECT c FROM sbtest1 WHERE id = "
+
+
+def http_session():
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", "/api/v1/session", body=json.dumps({"user": user, "password": password}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    tok = json.loads(r.read())["token"]
+    return c, {"Content-Type": "application/json", "Authorization": "Bearer " + tok}
+
+
+def post(c, h, body):
+    c.request("POST", "/api/v1/query", body=json.dumps(body), headers=h)
+    r = c.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit(f"HTTP {r.status}: {data[:200]!r}")
+    return data
+
+
+if mode == "qps-mysql":
+    conn = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password,
+                           database="sbtest", autocommit=True, connect_timeout=10)
+    cur = conn.cursor()
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < float(arg) and n < 10_000_000:
+        cur.execute(SQL + "%s", (n % 1000 + 1,))
+        cur.fetchall()
+        n += 1
+    print(f"{n / (time.monotonic() - t0):.0f}")
+elif mode == "qps-http":
+    c, h = http_session()
+    q = {"env": "bench", "database": "sbtest", "sql": SQL + "?", "params": [1]}
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < float(arg) and n < 10_000_000:
+        q["params"][0] = n % 1000 + 1
+        post(c, h, q)
+        n += 1
+    print(f"{n / (time.monotonic() - t0):.0f}")
+else:
+    c, h = http_session()
+    rows = int(arg)
+    q = {"env": "bench", "sql": "SELECT seq, seq * 2 AS twice, CONCAT('row-', seq) AS label "
+                                f"FROM seq_1_to_{rows}"}
+    t0 = time.monotonic()
+    got = len(json.loads(post(c, h, q))["rows"])
+    dt = time.monotonic() - t0
+    if got != rows:
+        raise SystemExit(f"got {got} rows of {rows}")
+    print(f"{rows / dt:.0f}")
+EOF
 
 # ratio A B: A / B with two decimals, or "–" when either is not a number.
 ratio() {
@@ -605,6 +693,49 @@ ratio() {
         if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) { print "–"; exit }
         printf "%.2f", a / b }'
 }
+
+for t in "${TARGETS[@]}"; do
+    say "point selects through the MySQL port of $t, one PyMySQL client (${CONN_SECONDS}s)"
+    if run "$PY" "$T/door.py" qps-mysql "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
+        "$CONN_SECONDS" >"$T/qps-$t.out" 2>>"$T/http.log"; then
+        R[pyqps,$t]=$(cat "$T/qps-$t.out")
+    else
+        tail -n 3 "$T/http.log" >&2
+        R[pyqps,$t]=failed
+    fi
+done
+say "point selects through POST /api/v1/query, one client with keep-alive (${CONN_SECONDS}s)"
+if run "$PY" "$T/door.py" qps-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$CONN_SECONDS" \
+    >"$T/qps-http.out" 2>>"$T/http.log"; then
+    R[httpqps,envproxy]=$(cat "$T/qps-http.out")
+else
+    tail -n 3 "$T/http.log" >&2
+    R[httpqps,envproxy]=failed
+fi
+R[httpratio,envproxy]=$(ratio "${R[httpqps,envproxy]:-}" "${R[pyqps,envproxy]:-}")
+rss=$(kib "$PROXY_PID" VmRSS)
+[ -n "$rss" ] && R[http_rss0,envproxy]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+echo 5 >"/proc/$PROXY_PID/clear_refs" 2>/dev/null ||
+    say "could not reset the peak RSS of envproxy: its figure covers its whole life"
+for round in 1 2 3; do
+    say "a $HTTP_ROWS-row JSON answer over HTTP (round $round of 3)"
+    if run "$PY" "$T/door.py" rows-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$HTTP_ROWS" \
+        >"$T/rows-http.out" 2>>"$T/http.log"; then
+        rate=$(cat "$T/rows-http.out")
+        if [ -z "${R[httprows,envproxy]:-}" ] || [ "$rate" -gt "${R[httprows,envproxy]}" ]; then
+            R[httprows,envproxy]=$rate
+        fi
+    else
+        tail -n 3 "$T/http.log" >&2
+    fi
+done
+[ -n "${R[httprows,envproxy]:-}" ] || R[httprows,envproxy]=failed
+hwm=$(kib "$PROXY_PID" VmHWM)
+[ -n "$hwm" ] && R[http_hwm,envproxy]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+
+# ---------------------------------------------------------------------------------------
+# The table
+
 cell() { echo "${1:-–}"; }
 row() {
     local label=$1 key=$2 d h e
@@ -621,23 +752,34 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
 {
     echo "Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM; client, MariaDB and proxy share them."
     echo "Versions: MariaDB $v_mariadb, HAProxy $v_haproxy, sysbench $v_sysbench, envproxy $v_envproxy."
-    echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 64, log_level warn."
+    [ -n "$ONLY" ] ||
+        echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 64, log_level warn."
+    echo "HTTP: one Python client each (http.client with keep-alive; PyMySQL on the MySQL port), ${CONN_SECONDS}s per point-select run."
+    [ -z "$ONLY" ] || echo "BENCH_ONLY=http: HAProxy, sysbench and callgrind skipped."
     echo
     echo "| measure | direct | HAProxy | envproxy | envproxy/HAProxy | envproxy/direct |"
     echo "|---|---:|---:|---:|---:|---:|"
-    for w in "${WORKLOADS[@]}"; do
-        for n in "${THREAD_COUNTS[@]}"; do
-            row "${w#oltp_}, $n thread$([ "$n" -gt 1 ] && echo s), queries/s" "$w-$n"
+    if [ -z "$ONLY" ]; then
+        for w in "${WORKLOADS[@]}"; do
+            for n in "${THREAD_COUNTS[@]}"; do
+                row "${w#oltp_}, $n thread$([ "$n" -gt 1 ] && echo s), queries/s" "$w-$n"
+            done
         done
-    done
-    row "$STREAM_ROWS-row result, rows/s (best of 3)" stream
-    row "RSS just before streaming it, MiB" stream_rss0
-    row "peak RSS while streaming it, MiB" stream_hwm
-    row "connect + login + SELECT 1 + quit, per s" conn
-    row "$idle_label" idle
-    if [ "$CALLGRIND" != 0 ]; then
-        row "instructions per point select in the proxy (callgrind)" instr
+        row "$STREAM_ROWS-row result, rows/s (best of 3)" stream
+        row "RSS just before streaming it, MiB" stream_rss0
+        row "peak RSS while streaming it, MiB" stream_hwm
+        row "connect + login + SELECT 1 + quit, per s" conn
+        row "$idle_label" idle
+        if [ "$CALLGRIND" != 0 ]; then
+            row "instructions per point select in the proxy (callgrind)" instr
+        fi
     fi
+    row "point selects/s, one PyMySQL client, MySQL port" pyqps
+    row "point selects/s, one HTTP client, POST /api/v1/query (keep-alive, bound parameter)" httpqps
+    row "HTTP / MySQL port through envproxy, point selects" httpratio
+    row "$HTTP_ROWS-row JSON answer over HTTP, rows/s (best of 3)" httprows
+    row "RSS just before the JSON answers, MiB" http_rss0
+    row "peak RSS while answering them, MiB" http_hwm
 } >"$T/table.md"
 
 say "done"

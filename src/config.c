@@ -1429,6 +1429,49 @@ static void load_top_tls(loader *ld, const ynode *n)
     }
 }
 
+static void set_http_addr(config *c, const cfg_addr *a)
+{
+    if (c->http)
+        free(c->http->host);
+    free(c->http);
+    c->http = xcalloc(1, sizeof *c->http);
+    *c->http = *a;
+}
+
+enum { HTTP_LISTEN, HTTP_TLS, HTTP_COUNT };
+static const char *const http_keys[HTTP_COUNT] = {"listen", "tls"};
+
+/* http: ADDRESS, or http: {listen: ADDRESS, tls: BOOL} (TLS with the tls: section's pair). */
+static void load_http(loader *ld, const ynode *n)
+{
+    cfg_addr a;
+    if (n->kind != YN_MAP) {
+        if (get_addr(ld, "http", n, &a))
+            set_http_addr(ld->c, &a);
+        return;
+    }
+    bool have_listen = false;
+    for (int i = 0; i < map_pairs(n); i++) {
+        const ynode *key = n->kids[2 * i], *val = n->kids[2 * i + 1];
+        if (!key_ok(ld, n, i, true))
+            continue;
+        switch (key_index(http_keys, HTTP_COUNT, key->text)) {
+        case HTTP_LISTEN:
+            have_listen = true;
+            if (get_addr(ld, "http.listen", val, &a))
+                set_http_addr(ld->c, &a);
+            break;
+        case HTTP_TLS:
+            get_bool(ld, "http.tls", val, &ld->c->http_tls);
+            break;
+        default:
+            unknown_key(ld, key, "in http", http_keys, HTTP_COUNT);
+        }
+    }
+    if (!have_listen)
+        diag(ld, n, "http: missing required key 'listen'");
+}
+
 enum { THR_MAX_FAILURES, THR_WINDOW, THR_BLOCK, THR_COUNT };
 static const char *const throttle_keys[THR_COUNT] = {"max_failures", "window", "block"};
 
@@ -1620,17 +1663,9 @@ static void load_top(loader *ld, const ynode *root)
         case TOP_SECRET_KEY_FILE:
             get_path(ld, "secret_key_file", val, &c->secret_key_file);
             break;
-        case TOP_HTTP: {
-            cfg_addr a;
-            if (get_addr(ld, "http", val, &a)) {
-                if (c->http)
-                    free(c->http->host);
-                free(c->http);
-                c->http = xcalloc(1, sizeof *c->http);
-                *c->http = a;
-            }
+        case TOP_HTTP:
+            load_http(ld, val);
             break;
-        }
         case TOP_MAX_PACKET_SIZE:
             get_size(ld, "max_packet_size", val, MIN_MAX_PACKET_SIZE, MAX_MAX_PACKET_SIZE,
                      "a size from 1KiB to 1GiB such as 65536, 64k, 16MiB or 1G",

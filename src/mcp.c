@@ -46,6 +46,9 @@ typedef struct {
     long long max_rows;
     size_t max_bytes;
     unsigned connect_timeout, read_timeout; /* seconds */
+    bool tls;           /* TLS to envproxy required (--tls; always for the HTTP door) */
+    const char *tls_ca; /* --tls-ca: the certificate is checked against this file */
+    char *tls_fp;       /* HTTP door: the SHA-1 fingerprint of the proxy's own certificate */
 } mcp_options;
 
 struct mcp_server {
@@ -173,6 +176,19 @@ static bool mcp_connect(mcp_server *s, mcp_error *e)
     mysql_options(c, MYSQL_OPT_LOCAL_INFILE, &off);
     mysql_options(c, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_optionsv(c, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", "envproxy-mcp");
+    if (s->o.tls) {
+        /* TLS or no connection. Against the proxy's own port the certificate is pinned by
+         * its fingerprint (it may be the self-signed one made at start-up); --tls-ca checks
+         * it against a CA file, host name included. */
+        my_bool on = 1;
+        mysql_optionsv(c, MYSQL_OPT_SSL_ENFORCE, &on);
+        if (s->o.tls_fp)
+            mysql_optionsv(c, MARIADB_OPT_TLS_PEER_FP, s->o.tls_fp);
+        if (s->o.tls_ca) {
+            mysql_optionsv(c, MYSQL_OPT_SSL_CA, s->o.tls_ca);
+            mysql_optionsv(c, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+        }
+    }
     if (!mysql_real_connect(c, s->o.host, s->o.user, s->o.password, s->o.database, s->o.port, NULL,
                             0)) {
         e->code = mysql_errno(c);
@@ -1985,7 +2001,7 @@ static void mcp_usage(FILE *out)
     fprintf(out,
             "usage: envproxy mcp [--host H] [--port P] [--user U] [--password-env VAR]\n"
             "                    [--database DB@ENV] [--max-rows N] [--max-bytes N]\n"
-            "                    [--connect-timeout S] [--read-timeout S]\n"
+            "                    [--connect-timeout S] [--read-timeout S] [--tls] [--tls-ca FILE]\n"
             "Serves the Model Context Protocol on stdin/stdout (one JSON-RPC message per line);\n"
             "each tool call runs SQL as a MySQL client of the envproxy at H:P\n"
             "(default 127.0.0.1:3307), as user U (default $ENVPROXY_USER) with the password\n"
@@ -1993,7 +2009,11 @@ static void mcp_usage(FILE *out)
             "  --database      the connection's starting database, e.g. shop@prod\n"
             "  --max-rows      rows returned per result (default 1000)\n"
             "  --max-bytes     result rows are cut after this much JSON (default 1048576)\n"
-            "  --connect-timeout, --read-timeout   seconds (defaults 5 and 300)\n");
+            "  --connect-timeout, --read-timeout   seconds (defaults 5 and 300)\n"
+            "  --tls           connect with TLS only (needed when envproxy has tls.require);\n"
+            "                  the certificate is not checked unless --tls-ca is given\n"
+            "  --tls-ca        check envproxy's certificate and host name against FILE\n"
+            "                  (implies --tls)\n");
 }
 
 /* Matches option name in argv[*i] as "--name VALUE" or "--name=VALUE". */
@@ -2083,6 +2103,11 @@ static int mcp_parse_options(int argc, char **argv, mcp_options *o)
             if (bad || !mcp_parse_num("--read-timeout", v, 1, 86400, &x))
                 return 2;
             o->read_timeout = (unsigned)x;
+        } else if (strcmp(argv[i], "--tls") == 0) {
+            o->tls = true;
+        } else if (mcp_opt(argc, argv, &i, "--tls-ca", &v, &bad)) {
+            o->tls = true;
+            o->tls_ca = v;
         } else if (strcmp(argv[i], "--password") == 0 || strncmp(argv[i], "--password=", 11) == 0 ||
                    strncmp(argv[i], "-p", 2) == 0) {
             fprintf(stderr, "envproxy mcp: the password is never taken from the command line: "
@@ -2181,7 +2206,7 @@ int mcp_main(int argc, char **argv)
 /* ---- the same tools for MCP over Streamable HTTP (http/mcp.c) -------------------------------- */
 
 mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
-                           const char *password, long long max_rows)
+                           const char *password, const char *tls_fp, long long max_rows)
 {
     mcp_server *s = calloc(1, sizeof(*s));
     if (!s)
@@ -2195,7 +2220,9 @@ mcp_server *mcp_server_new(const char *host, unsigned port, const char *user,
     s->o.max_bytes = 1024 * 1024;
     s->o.connect_timeout = 5;
     s->o.read_timeout = 300;
-    if (!s->o.host || !s->o.user || !s->o.password)
+    s->o.tls = true;
+    s->o.tls_fp = strdup(tls_fp);
+    if (!s->o.host || !s->o.user || !s->o.password || !s->o.tls_fp)
         abort();
     return s;
 }
@@ -2237,6 +2264,7 @@ void mcp_server_free(mcp_server *s)
     mcp_close(s);
     free((char *)s->o.host);
     free((char *)s->o.user);
+    free(s->o.tls_fp);
     if (s->o.password) {
         explicit_bzero(s->o.password, strlen(s->o.password));
         free(s->o.password);

@@ -633,7 +633,7 @@ static void reload_config(proxy *p)
     if (!same_listen || cur->threads != next->threads ||
         strcmp(cur->accounts, next->accounts) != 0 ||
         (cur->audit_log == NULL) != (next->audit_log == NULL) ||
-        (cur->http == NULL) != (next->http == NULL))
+        (cur->http == NULL) != (next->http == NULL) || cur->http_tls != next->http_tls)
         log_warn("reload: listen, threads, accounts, audit_log and http changes take effect "
                  "at the next start");
     retarget_slots(p, next);

@@ -95,7 +95,14 @@ static vq_table *queries_table(const acct_snapshot *snap, const account *acct)
     return t;
 }
 
-/* SELECT / SHOW / DESCRIBE over __queries. 0: not one; 1: answered. */
+/* The session's database is __queries (USE __queries). */
+static bool in_queries(const client *c)
+{
+    return c->has_db && strcasecmp(c->db, "__queries") == 0;
+}
+
+/* SELECT / SHOW / DESCRIBE over __queries (named, or the session's database). 0: not one;
+ * 1: answered. */
 static int select_queries(client *c, const acct_snapshot *snap, const account *acct,
                           const char *sql, size_t len)
 {
@@ -103,7 +110,7 @@ static int select_queries(client *c, const acct_snapshot *snap, const account *a
     char err[512];
     if (vq_parse(sql, len, &q, err, sizeof(err)) != VQ_OK)
         return 0; /* not ours to judge: the ordinary path answers */
-    const char *schema = q.schema;
+    const char *schema = q.schema ? q.schema : in_queries(c) ? c->db : NULL;
     if (!schema || strcasecmp(schema, "__queries") != 0 || q.kind == VQ_SHOW_DATABASES) {
         vq_query_free(&q);
         return 0;
@@ -405,7 +412,7 @@ static int call_query(client *c, const acct_snapshot *snap, const account *acct,
 
 int queries_statement(client *c, const route_hint *h, const char *sql, size_t len)
 {
-    if (!mentions(sql, len, "__queries"))
+    if (!in_queries(c) && !mentions(sql, len, "__queries"))
         return 0;
     /* The store as it is now (the session's own copy is refreshed only at some steps). */
     acct_ref *ref = proxy_acct_get(c->p);

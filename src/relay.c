@@ -795,12 +795,12 @@ static bool relay_process_packets(client *c)
             in_drain(c, PKT_HEADER + len);
             if (c->rl_vdbs && c->rl == RL_ROWS) {
                 /* SHOW DATABASES: the virtual schemas are listed too. */
-                static const char *const names[] = {"__compare", "__envs"};
+                static const char *const names[] = {"__compare", "__envs", "__queries"};
                 c->rl_vdbs = false;
                 uint8_t extra_room[512];
                 pbuf extra;
                 pbuf_init_on(&extra, extra_room, sizeof(extra_room));
-                for (int k = 0; k < 2; k++) {
+                for (int k = 0; k < 3; k++) {
                     const char *pat = c->rl_vdbs_like;
                     if (pat && !vq_like(names[k], strlen(names[k]), pat, strlen(pat)))
                         continue;

@@ -150,7 +150,7 @@ static bool is_virtual_schema(const char *s)
 
 bool virtual_is_schema(const char *name)
 {
-    return is_virtual_schema(name);
+    return is_virtual_schema(name) || (name && strcasecmp(name, "__queries") == 0);
 }
 
 static void fmt_time(long long t, char *out, size_t cap)

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the request's HTTP version */
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -23,7 +24,14 @@
 #include <time.h>
 
 #define API_MAX_BODY (1024 * 1024)           /* request bodies */
-#define API_MAX_ANSWER (32u * 1024 * 1024)    /* rows kept in one answer, in JSON bytes */
+#define API_MAX_ANSWER (32u * 1024 * 1024)    /* rows kept for a fan-out, in JSON bytes, all runs */
+/* A single result is kept whole up to API_STREAM_AFTER bytes of rows (so a short answer has
+ * its proper status and a Content-Length); past that it is streamed (chunked) in pieces of
+ * API_STREAM_CHUNK, and reading from its session pauses while more than API_STREAM_HIGH bytes
+ * wait to be written to the HTTP client. */
+#define API_STREAM_AFTER (256u * 1024)
+#define API_STREAM_CHUNK (64u * 1024)
+#define API_STREAM_HIGH (1024u * 1024)
 #define API_SESSION_TTL (8 * 3600)            /* seconds */
 #define API_MAX_SESSIONS 4096
 #define API_MAX_FANOUT 16
@@ -112,6 +120,7 @@ typedef struct {
     json_buf rows, warnings, out;
     long long skipped, kept;
     bool truncated, more, rows_started;
+    unsigned long long affected; /* of the statement, kept past SHOW WARNINGS */
     int n_warnings;
     json *schema; /* K_SCHEMA: the tables being built */
     uint64_t started;
@@ -137,6 +146,8 @@ struct hreq {
     long long page;        /* named-query runs: > 0 */
     run runs[API_MAX_FANOUT];
     int n_runs, pending;
+    bool streaming; /* the answer's head went out (chunked); rows follow as they come */
+    bool paused;    /* reading from the session waits for the HTTP client to drain */
     struct event *gone_ev; /* watches the HTTP connection for the client's going away */
 };
 
@@ -456,8 +467,8 @@ static void do_login(proxy *p, struct evhttp_request *req)
     char token[80];
     api_session *s = session_new(shown, token, sizeof(token));
     char cookie[256];
-    snprintf(cookie, sizeof(cookie), COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
-             token, API_SESSION_TTL);
+    snprintf(cookie, sizeof(cookie), COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s",
+             token, API_SESSION_TTL, http_tls_on() ? "; Secure" : "");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
     json_buf o;
     json_buf_init(&o);
@@ -520,18 +531,9 @@ static void conn_closed(void *arg)
 
 static void run_step(run *u);
 
-/* Writes the run's answer object into u->out. */
-static void build_answer(run *u, const hsql_result *res)
+/* The head of a result, before its rows: {"env":..,"columns":[..],"rows":[ */
+static void write_head(json_buf *o, const run *u, const hsql_result *res)
 {
-    hreq *r = u->r;
-    json_buf *o = &u->out;
-    json_buf_reset(o);
-    if (r->kind == K_ENVS) {
-        json_buf_puts(o, "{\"environments\":[");
-        json_buf_put(o, u->rows.data ? u->rows.data : "", u->rows.len);
-        json_buf_puts(o, "]}");
-        return;
-    }
     json_buf_puts(o, "{\"env\":");
     json_write_string(o, u->env, strlen(u->env));
     json_buf_puts(o, ",\"columns\":[");
@@ -545,26 +547,106 @@ static void build_answer(run *u, const hsql_result *res)
         json_buf_puts(o, "}");
     }
     json_buf_puts(o, "],\"rows\":[");
-    if (u->rows.len)
-        json_buf_put(o, u->rows.data, u->rows.len);
-    json_buf_printf(o, "],\"row_count\":%lld,\"affected_rows\":%llu,\"truncated\":%s",
-                    u->kept, res->has_rows ? 0ULL : res->affected,
-                    u->truncated ? "true" : "false");
+}
+
+/* The end of a result, after its rows: ],"row_count",...,"warnings":[..] and next_page; for
+ * a streamed answer whose statement failed after its head went out, "error":{...} last (the
+ * rows before it are then incomplete, and truncated is true). */
+static void write_tail(json_buf *o, const run *u)
+{
+    const hreq *r = u->r;
+    json_buf_printf(o, "],\"row_count\":%lld,\"affected_rows\":%llu,\"truncated\":%s", u->kept,
+                    u->affected, u->truncated || u->failed ? "true" : "false");
     json_buf_printf(o, ",\"execution_time_ms\":%.3f,\"warnings\":[", u->ms);
     if (u->warnings.len)
         json_buf_put(o, u->warnings.data, u->warnings.len);
     json_buf_puts(o, "]");
     if (r->page > 0) {
-        if (u->more)
+        if (u->more && !u->failed)
             json_buf_printf(o, ",\"next_page\":%lld", r->page + 1);
         else
             json_buf_puts(o, ",\"next_page\":null");
     }
+    if (u->failed && u->rows.len > 2) { /* u->rows: {"error":{...}}: its member goes in */
+        json_buf_putc(o, ',');
+        json_buf_put(o, u->rows.data + 1, u->rows.len - 2);
+    }
     json_buf_puts(o, "}");
+}
+
+/* The whole answer of a run that did not fail, kept in memory (not streamed). */
+static void write_answer(json_buf *o, const run *u)
+{
+    if (u->r->kind == K_ENVS) {
+        json_buf_puts(o, "{\"environments\":[");
+        json_buf_put(o, u->rows.data ? u->rows.data : "", u->rows.len);
+        json_buf_puts(o, "]}");
+    } else if (u->r->kind == K_QUERY) {
+        json_buf_put(o, u->out.data ? u->out.data : "", u->out.len); /* the head */
+        json_buf_put(o, u->rows.data ? u->rows.data : "", u->rows.len);
+        write_tail(o, u);
+    } else {
+        json_buf_put(o, u->out.data ? u->out.data : "", u->out.len);
+    }
+}
+
+/* The HTTP client took everything queued: read from the session again. */
+static void drained_cb(struct evhttp_connection *evcon, void *arg)
+{
+    hreq *r = arg;
+    if (r->paused) {
+        r->paused = false;
+        hsql_pause(r->runs[0].s, false);
+    }
+}
+
+/* Sends the rows gathered so far as a chunk, and pauses the session when the client has too
+ * much unread. */
+static void stream_flush(run *u)
+{
+    hreq *r = u->r;
+    if (u->rows.len == 0)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        abort();
+    evbuffer_add(b, u->rows.data, u->rows.len);
+    json_buf_reset(&u->rows);
+    evhttp_send_reply_chunk_with_cb(r->req, b, drained_cb, r);
+    evbuffer_free(b);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    if (!r->paused && bev && evbuffer_get_length(bufferevent_get_output(bev)) > API_STREAM_HIGH) {
+        r->paused = true;
+        hsql_pause(u->s, true);
+    }
+}
+
+/* The rows passed what an answer keeps in memory: the head goes out now (status 200,
+ * chunked), then the rows as they come. */
+static void stream_start(run *u, const hsql_result *res)
+{
+    hreq *r = u->r;
+    r->streaming = true;
+    set_json_headers(r->req);
+    /* HTTP/1.0 has no chunks: the answer's end is the connection's, even for a client that
+     * asked to keep it alive. */
+    if (r->req->major == 1 && r->req->minor == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
+    http_api_count_status(200);
+    evhttp_send_reply_start(r->req, 200, "OK");
+    json_buf head;
+    json_buf_init(&head);
+    write_head(&head, u, res);
+    json_buf_put(&head, u->rows.data, u->rows.len);
+    json_buf_free(&u->rows);
+    u->rows = head;
+    stream_flush(u);
 }
 
 static void run_failed(run *u, unsigned code, const char *state, const char *msg)
 {
+    if (u->r->streaming)
+        stream_flush(u); /* the rows that came before the error */
     u->failed = true;
     json_buf_reset(&u->out);
     json_buf_printf(&u->out, "%u", code); /* the status is worked out from it later */
@@ -601,7 +683,7 @@ static void rows_cb(hsql *s, void *arg, const char *const *vals, const size_t *l
         u->truncated = true;
         return;
     }
-    if (u->rows.len > API_MAX_ANSWER) {
+    if (r->fanout && u->rows.len > API_MAX_ANSWER / (unsigned)r->n_runs) {
         u->truncated = true;
         return;
     }
@@ -622,6 +704,12 @@ static void rows_cb(hsql *s, void *arg, const char *const *vals, const size_t *l
     }
     json_buf_putc(b, objects ? '}' : ']');
     u->kept++;
+    if (r->streaming) {
+        if (b->len >= API_STREAM_CHUNK)
+            stream_flush(u);
+    } else if (r->kind == K_QUERY && !r->fanout && b->len >= API_STREAM_AFTER) {
+        stream_start(u, res);
+    }
 }
 
 static void warnings_cb(hsql *s, void *arg, const char *const *vals, const size_t *lens)
@@ -826,48 +914,20 @@ static void statement_done(hsql *s, void *arg)
         run_end(u);
         return;
     }
+    u->affected = res->has_rows ? 0 : res->affected;
+    if (!u->r->streaming && u->r->kind == K_QUERY)
+        write_head(&u->out, u, res); /* SHOW WARNINGS replaces the columns */
     if (res->warnings > 0) {
-        /* Keep the statement's result: the next command replaces it. */
-        build_answer(u, res);
         static const char sql[] = "SHOW WARNINGS";
         hsql_query(s, sql, sizeof(sql) - 1, warnings_cb, warnings_done, u);
         return;
     }
-    build_answer(u, res);
     run_end(u);
 }
 
 static void warnings_done(hsql *s, void *arg)
 {
-    run *u = arg;
-    /* Rebuild with the warnings (the rows are kept in u->rows; the columns are gone with the
-     * previous result, so patch the warnings into the answer built before). */
-    json_buf *o = &u->out;
-    const char *key = ",\"warnings\":[";
-    char *at = o->data ? strstr(o->data, key) : NULL;
-    /* The warnings key is the last array of the object (before next_page when present). */
-    char *last = NULL;
-    while (at) {
-        last = at;
-        at = strstr(at + 1, key);
-    }
-    if (last) {
-        size_t head = (size_t)(last - o->data) + strlen(key);
-        json_buf rebuilt;
-        json_buf_init(&rebuilt);
-        json_buf_put(&rebuilt, o->data, head);
-        if (u->warnings.len)
-            json_buf_put(&rebuilt, u->warnings.data, u->warnings.len);
-        json_buf_puts(&rebuilt, o->data + head);
-        if (u->truncated) {
-            char *t = strstr(rebuilt.data, ",\"truncated\":false");
-            if (t)
-                memcpy(t, ",\"truncated\":true ", 18); /* same length: a space is fine JSON */
-        }
-        json_buf_free(o);
-        *o = rebuilt;
-    }
-    run_end(u);
+    run_end(arg);
 }
 
 static void opened(hsql *s, void *arg)
@@ -900,13 +960,31 @@ static void hreq_maybe_done(hreq *r)
         r->gone_ev = NULL;
     }
     struct evhttp_request *req = r->req;
-    if (!r->fanout) {
+    if (r->streaming) {
+        run *u = &r->runs[0];
+        json_buf_reset(&u->out);
+        if (!u->failed)
+            stream_flush(u);
+        write_tail(&u->out, u);
+        json_buf_putc(&u->out, '\n');
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            abort();
+        evbuffer_add(b, u->out.data, u->out.len);
+        evhttp_send_reply_chunk(req, b);
+        evbuffer_free(b);
+        evhttp_send_reply_end(req);
+    } else if (!r->fanout) {
         run *u = &r->runs[0];
         if (u->failed) {
             int status = status_for((unsigned)atoi(u->out.data));
             reply_text(req, status, u->rows.data, u->rows.len);
         } else {
-            reply_text(req, 200, u->out.data, u->out.len);
+            json_buf o;
+            json_buf_init(&o);
+            write_answer(&o, u);
+            reply_text(req, 200, o.data, o.len);
+            json_buf_free(&o);
         }
     } else {
         json_buf o;
@@ -921,7 +999,7 @@ static void hreq_maybe_done(hreq *r)
             if (u->failed)
                 json_buf_put(&o, u->rows.data, u->rows.len);
             else
-                json_buf_put(&o, u->out.data, u->out.len);
+                write_answer(&o, u);
         }
         json_buf_puts(&o, "}}");
         reply_text(req, 200, o.data, o.len);

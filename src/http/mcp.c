@@ -14,7 +14,10 @@
 #include <event2/http.h>
 #include <sys/socket.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +107,27 @@ static void sess_sweep(void)
         sess_put(gone[i]);
 }
 
+/* The hex SHA-1 fingerprint of the certificate the MySQL port presents: the tools'
+ * connection pins it (it may be the self-signed one made at start-up, which no CA vouches
+ * for). */
+static void own_fingerprint(proxy *p, char out[2 * EVP_MAX_MD_SIZE + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    X509 *crt = p->tls_ctx ? SSL_CTX_get0_certificate(p->tls_ctx) : NULL;
+    if (!crt || X509_digest(crt, EVP_sha1(), md, &n) != 1) {
+        memset(out, '0', 40); /* matches no certificate: the connection fails, never unchecked */
+        out[40] = '\0';
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 static mcp_sess *sess_new(proxy *p, const char *user)
 {
     mcp_sess *s = calloc(1, sizeof(*s));
@@ -134,7 +158,9 @@ static mcp_sess *sess_new(proxy *p, const char *user)
                                a->host[0] == '\0'
                            ? "127.0.0.1"
                            : a->host;
-    s->srv = mcp_server_new(host, (unsigned)a->port, user, ticket, MCP_MAX_ROWS);
+    char fp[2 * EVP_MAX_MD_SIZE + 1];
+    own_fingerprint(p, fp);
+    s->srv = mcp_server_new(host, (unsigned)a->port, user, ticket, fp, MCP_MAX_ROWS);
     OPENSSL_cleanse(ticket, sizeof(ticket));
     OPENSSL_cleanse(rnd, sizeof(rnd));
     pthread_mutex_init(&s->run_mu, NULL);
@@ -318,9 +344,11 @@ static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
     mcp_job *j = arg;
     char ch;
     ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return; /* nothing after all: keep watching */
     event_del(j->gone_ev);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-        return;
+    if (n > 0)
+        return; /* bytes of a next request: evhttp's to read */
     cancel_running(j->p, j->sess, j->addr, j->host);
     j->gone = true;
     evhttp_connection_free(j->evcon); /* calls job_conn_closed through http/server.c */

@@ -5,9 +5,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Bounds of the HTTP port: a request's headers and body, the time a connection may go
  * without completing a request (idle or trickling bytes), and the connections at once. */
@@ -29,11 +33,18 @@ typedef struct http_conn {
      * the connection alone, and gone(gone_arg) runs if it closes first. */
     void (*gone)(void *arg);
     void *gone_arg;
+    struct evhttp_request *busy_req; /* the request being answered later */
 } http_conn;
 
 static http_conn *conns;
 static int n_conns;
 static struct event *sweep_ev;
+static SSL_CTX *https_ctx; /* http.tls: the MySQL port's context (its pair, or the self-signed one) */
+
+bool http_tls_on(void)
+{
+    return https_ctx != NULL;
+}
 
 static void conn_unlink(http_conn *hc)
 {
@@ -53,9 +64,15 @@ static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
     evhttp_connection_set_closecb(evcon, NULL, NULL); /* once, even if it is reset first */
     void (*gone)(void *) = hc->gone;
     void *gone_arg = hc->gone_arg;
+    struct evhttp_request *req = hc->busy_req;
     conn_unlink(hc);
     if (gone)
         gone(gone_arg);
+    /* When evhttp itself saw the connection fail (a write to a client that went away, a
+     * timeout) while a request was still being answered, it leaves that request to its
+     * user, detached from the connection; it frees only the requests still attached. */
+    if (req && !evhttp_request_get_connection(req))
+        evhttp_request_free(req);
 }
 
 /* The watched connection of req (also one whose setup conn_known_cb has not seen yet). */
@@ -75,6 +92,7 @@ void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *a
     if (hc) {
         hc->gone = gone;
         hc->gone_arg = arg;
+        hc->busy_req = req;
     }
 }
 
@@ -84,6 +102,7 @@ void http_conn_done(struct evhttp_request *req)
     if (hc) {
         hc->gone = NULL;
         hc->gone_arg = NULL;
+        hc->busy_req = NULL;
         hc->progress_ms = now_ms();
     }
 }
@@ -114,9 +133,47 @@ static void conn_known_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A TLS handshake on the HTTP port failed. When the client spoke plain HTTP (OpenSSL names
+ * that case), it gets a plain-text 400 saying so before the connection closes, instead of
+ * bytes it cannot read; anything else that is not TLS is just closed. The answer is small
+ * and the connection new, so the non-blocking write does not fall short. */
+static void https_info_cb(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_EXIT) || ret > 0 || SSL_is_init_finished(ssl))
+        return;
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL ||
+        (ERR_GET_REASON(e) != SSL_R_HTTP_REQUEST && ERR_GET_REASON(e) != SSL_R_HTTPS_PROXY_REQUEST))
+        return;
+    SSL_set_info_callback((SSL *)ssl, NULL); /* once */
+    static const char answer[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        "Content-Length: 55\r\n\r\nThis port speaks HTTPS only: use https:// to reach it.\n";
+    int fd = SSL_get_fd(ssl);
+    if (fd >= 0 && send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("http: a plain HTTP request on the HTTPS port; the connection is closed");
+}
+
 static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
 {
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev;
+    if (https_ctx) {
+        SSL *ssl = SSL_new(https_ctx);
+        if (!ssl)
+            return NULL;
+        SSL_set_info_callback(ssl, https_info_cb);
+        /* The fd comes from evhttp (bufferevent_setfd); the handshake starts with the first
+         * read. A handshake that fails is an error event: evhttp closes the connection. */
+        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (!bev) {
+            SSL_free(ssl);
+            return NULL;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev)
         return NULL;
     http_conn *hc = calloc(1, sizeof(*hc));
@@ -245,6 +302,7 @@ int http_start(proxy *p)
     evhttp_set_timeout(p->http, HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(p->http, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(p->http, HTTP_MAX_BODY);
+    https_ctx = p->cfg->http_tls ? p->tls_ctx : NULL;
     evhttp_set_bevcb(p->http, conn_new_cb, p);
     /* /api/v1 and /mcp (http/api.c): other paths still get 404; API bodies may be larger. */
     http_api_register(p, p->http);
@@ -258,7 +316,8 @@ int http_start(proxy *p)
         p->http = NULL;
         return -1;
     }
-    log_info("http: /health and /metrics on %s:%d", a->host, a->port);
+    log_info("http: /health, /metrics, /api/v1 and /mcp on %s://%s:%d",
+             https_ctx ? "https" : "http", a->host, a->port);
     return 0;
 }
 

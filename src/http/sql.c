@@ -50,12 +50,28 @@ struct hsql {
     uint16_t prep_params, prep_cols, left;
     bool in_callback;
     bool free_pending;
+    bool paused; /* hsql_pause: not reading from the socket */
     hs_state after_login; /* a command sent before the login's answer came: its first state */
 };
 
 const hsql_result *hsql_get_result(const hsql *s)
 {
     return &s->res;
+}
+
+void hsql_pause(hsql *s, bool paused)
+{
+    if (!s || !s->bev || s->paused == paused)
+        return;
+    s->paused = paused;
+    if (paused) {
+        bufferevent_disable(s->bev, EV_READ);
+        return;
+    }
+    bufferevent_enable(s->bev, EV_READ);
+    /* Whole packets read before the pause may still wait in the input. */
+    if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void reset_result(hsql *s)
@@ -445,7 +461,7 @@ static void handle(hsql *s, const uint8_t *p, size_t n)
 static void process_input(hsql *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (s->st != HS_DEAD && !s->free_pending) {
+    while (s->st != HS_DEAD && !s->free_pending && !s->paused) {
         uint8_t h[4];
         if (evbuffer_copyout(in, h, 4) < 4)
             break;

@@ -299,14 +299,14 @@ def test_user_functions_name_the_envproxy_account(proxy):
 
 def test_gui_list_of_databases_from_schemata_shows_virtual_schemas(proxy):
     """SELECT SCHEMA_NAME FROM information_schema.SCHEMATA [ORDER BY SCHEMA_NAME] (Adminer's
-    list of databases) has __compare and __envs after the environment's databases, as SHOW
-    DATABASES has; a query with a WHERE clause is the server's alone."""
+    list of databases) has __compare, __envs and __queries after the environment's databases,
+    as SHOW DATABASES has; a query with a WHERE clause is the server's alone."""
     conn = proxy.connect(database="shop@prod", autocommit=True)
     with conn.cursor() as cur:
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
         names = [r[0] for r in cur.fetchall()]
         assert "billing" in names and "analytics" not in names
-        assert names[-2:] == ["__compare", "__envs"]
+        assert names[-3:] == ["__compare", "__envs", "__queries"]
         cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
                     "WHERE SCHEMA_NAME = 'billing'")
         assert cur.fetchall() == (("billing",),)

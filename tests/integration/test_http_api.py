@@ -126,7 +126,7 @@ def test_environments_databases_and_schema(api):
     assert set(names) == {"dev", "prod"} and names["prod"]["access"] == "read"
     s, b, _ = call(api.http_port, "GET", "/api/v1/environments/dev/databases", token=api.alice)
     assert s == 200 and "shop" in b["databases"] and "analytics" in b["databases"]
-    assert "__envs" not in b["databases"]
+    assert "__envs" not in b["databases"] and "__queries" not in b["databases"]
     s, b, _ = call(api.http_port, "GET", "/api/v1/environments/dev/databases/shop/schema",
                    token=api.alice)
     assert s == 200
@@ -452,6 +452,57 @@ def test_named_queries_from_sql(api, tmp_path, servers):
     assert servers.sql("dev", "SELECT count(*) FROM shop.orders") == before
     api.cli("query", "del", "sql_find")
     api.cli("query", "del", "sql_wipe")
+
+
+def test_queries_schema_is_listed_and_usable(api, tmp_path):
+    """__queries is listed by SHOW DATABASES and the GUI's information_schema.SCHEMATA list,
+    like __envs and __compare; USE __queries (and the handshake's or COM_INIT_DB's database)
+    makes SHOW TABLES, DESCRIBE and SELECT over its one table work unqualified, while a
+    statement that is not over it still goes to the environment."""
+    import pymysql
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT id FROM customers WHERE id = :id")
+    assert api.cli("query", "add", "use_find", "--sql-file", str(sql), "--param", "id:int",
+                   "--database", "shop").returncode == 0
+    time.sleep(1.2)
+    conn = api.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        names = [r[0] for r in cur.fetchall()]
+        assert names[-3:] == ["__compare", "__envs", "__queries"] and "shop" in names
+        cur.execute("SHOW DATABASES LIKE '\\_\\_q%'")
+        assert cur.fetchall() == (("__queries",),)
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        assert [r[0] for r in cur.fetchall()][-3:] == ["__compare", "__envs", "__queries"]
+        cur.execute("USE __queries")
+        cur.execute("SHOW TABLES")
+        assert cur.fetchall() == (("queries",),)
+        cur.execute("SELECT name, owner FROM queries WHERE name = 'use_find'")
+        assert cur.fetchall() == (("use_find", "cli"),)
+        cur.execute("DESCRIBE queries")
+        assert "sql" in [r[0] for r in cur.fetchall()]
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("SELECT * FROM nosuch")
+        assert e.value.args[0] == 1146
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            cur.execute("DELETE FROM queries")
+        cur.execute("SELECT 1 + 1")
+        assert cur.fetchall() == ((2,),)
+        cur.execute("CALL __queries.use_find(3)")
+        assert cur.fetchall() == ((3,),)
+        cur.execute("USE shop")
+        cur.execute("SELECT count(*) FROM customers WHERE id = 3")
+        assert cur.fetchall() == ((1,),)
+        conn.select_db("__QUERIES")
+        cur.execute("SELECT count(*) FROM queries WHERE name = 'use_find'")
+        assert cur.fetchall() == ((1,),)
+    conn.close()
+    conn = api.connect(database="__queries")
+    with conn.cursor() as cur:
+        cur.execute("SHOW TABLES")
+        assert cur.fetchall() == (("queries",),)
+    conn.close()
+    api.cli("query", "del", "use_find")
 
 
 def test_client_that_goes_away_has_its_statement_killed(make_proxy, servers):

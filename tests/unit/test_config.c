@@ -263,6 +263,7 @@ static void test_defaults(void)
     CHECK(c->audit_log == NULL);
     CHECK(c->secret_key_file == NULL);
     CHECK(c->http == NULL);
+    CHECK(!c->http_tls);
     CHECK_INT(c->max_packet_size, 64LL << 20);
     CHECK_INT(c->handshake_timeout_ms, 10000);
     CHECK_INT(c->health_interval_ms, 5000);
@@ -611,6 +612,21 @@ static void test_client_bounds(void)
 }
 
 /* The shipped example loads cleanly with the two variables it needs. */
+/* http: as a mapping: listen and tls. (Its errors: tests/integration/test_http_tls.py.) */
+static void test_http_mapping(void)
+{
+    config *c = expect_ok(CONFIGS "http_tls.yaml");
+    if (!c)
+        return;
+    CHECK(c->http != NULL);
+    if (c->http) {
+        CHECK_STR(c->http->host, "::1");
+        CHECK_INT(c->http->port, 9443);
+    }
+    CHECK(c->http_tls);
+    config_free(c);
+}
+
 static void test_example(void)
 {
     setenv("DEV_DB_PASSWORD", "dev-pass", 1);
@@ -713,6 +729,7 @@ int main(void)
     test_secret_key_file();
     test_client_bounds();
     test_idle_transaction_timeout();
+    test_http_mapping();
     test_example();
     return unit_report("config");
 }
