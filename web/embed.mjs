@@ -1,8 +1,8 @@
 // embed.mjs: turns the console's built assets into a C source compiled into envproxy.
-//   node embed.mjs OUT.c DIR   (DIR holds index.html, app.js, app.css)
+//   node embed.mjs OUT.c DIR   (DIR holds index.html at /, the rest at /assets/NAME)
 // Each asset gets its bytes, a gzip copy, a Content-Type and an ETag (SHA-256 prefix).
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
 const [out, dir] = process.argv.slice(2);
@@ -11,11 +11,17 @@ if (!out || !dir) {
   process.exit(2);
 }
 
-const assets = [
-  { file: "index.html", path: "/", type: "text/html; charset=utf-8" },
-  { file: "app.js", path: "/assets/app.js", type: "text/javascript; charset=utf-8" },
-  { file: "app.css", path: "/assets/app.css", type: "text/css; charset=utf-8" },
-];
+const types = { ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8" };
+const assets = [{ file: "index.html", path: "/", type: "text/html; charset=utf-8" }];
+for (const file of readdirSync(dir).sort()) {
+  if (file === "index.html" || file.startsWith(".")) continue;
+  const type = types[file.slice(file.lastIndexOf("."))];
+  if (!type || !/^[A-Za-z0-9_.-]+$/.test(file)) {
+    console.error(`embed.mjs: unexpected file ${file} in ${dir}`);
+    process.exit(1);
+  }
+  assets.push({ file, path: "/assets/" + file, type });
+}
 
 function cArray(name, bytes) {
   const lines = [];

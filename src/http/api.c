@@ -1565,6 +1565,27 @@ static void do_session_get(struct evhttp_request *req)
     json_buf_free(&o);
 }
 
+/* A history entry's env (list: a fan-out's "dev,prod", at most API_MAX_FANOUT names) or
+ * database: names of [A-Za-z0-9_-]. */
+static bool history_names_ok(const char *s, bool list)
+{
+    int n = 0;
+    for (const char *p = s;; n++) {
+        const char *end = list ? strchr(p, ',') : NULL;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char name[ROUTE_NAME_MAX + 1];
+        if (len == 0 || len > ROUTE_NAME_MAX || n == API_MAX_FANOUT)
+            return false;
+        memcpy(name, p, len);
+        name[len] = '\0';
+        if (!acct_valid_env_name(name))
+            return false;
+        if (!end)
+            return true;
+        p = end + 1;
+    }
+}
+
 /* GET ?limit=N (1..ACCT_HISTORY_MAX, default 100), POST an entry, DELETE all or one. */
 static void do_history(proxy *p, struct evhttp_request *req, const char *user, const char *id_seg)
 {
@@ -1633,8 +1654,9 @@ static void do_history(proxy *p, struct evhttp_request *req, const char *user, c
                 bad = "sql: a string of 1 to 65536 bytes (no NUL)";
         } else if (strcmp(k, "env") == 0 || strcmp(k, "database") == 0) {
             const char *n = v->type == JSON_NULL ? NULL : json_string_value(v);
-            if (v->type != JSON_NULL && (!n || !acct_valid_env_name(n)))
-                bad = "env and database: names of [A-Za-z0-9_-] or null";
+            if (v->type != JSON_NULL && (!n || !history_names_ok(n, k[0] == 'e')))
+                bad = "env: names of [A-Za-z0-9_-] (a comma-separated list of up to 16 for a "
+                      "fan-out), database: a name, or null";
             else if (k[0] == 'e')
                 env = n;
             else

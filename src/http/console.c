@@ -7,14 +7,57 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/rand.h>
+#include <stdio.h>
 #include <string.h>
 
-/* The page runs only its own script and style (no inline script, no eval), talks only to this
- * server, and may not be framed. */
-#define CONSOLE_CSP                                                                             \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "         \
+/* The page runs only its own script (no inline script, no eval), talks only to this server,
+ * and may not be framed. Styles: its own file, and the <style> elements the editor makes,
+ * which carry the page's nonce (a new one with every GET /). */
+#define CONSOLE_CSP_FMT                                                                         \
+    "default-src 'self'; script-src 'self'; style-src 'self'%s; img-src 'self' data:; "       \
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                \
     "form-action 'self'; frame-ancestors 'none'"
+/* Where index.html takes the nonce (a <meta> the script reads for the editor's styles). */
+#define NONCE_MARK "%CSP_NONCE%"
+
+/* The page with a fresh nonce in place of NONCE_MARK; its CSP names the nonce. */
+static void send_page(struct evhttp_request *req, const console_asset *a)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    unsigned char rnd[18];
+    char nonce[40], src[64], csp[512];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        evhttp_send_error(req, 503, "Service Unavailable");
+        return;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        nonce[2 * i] = hex[rnd[i] >> 4];
+        nonce[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    nonce[2 * sizeof(rnd)] = '\0';
+    snprintf(src, sizeof(src), " 'nonce-%s'", nonce);
+    snprintf(csp, sizeof(csp), CONSOLE_CSP_FMT, src);
+    evhttp_add_header(out, "Content-Security-Policy", csp);
+    evhttp_add_header(out, "Cache-Control", "no-store");
+    evhttp_add_header(out, "Content-Type", a->type);
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 503, "Service Unavailable");
+        return;
+    }
+    const char *text = (const char *)a->data, *end = text + a->len;
+    const char *mark = memmem(text, a->len, NONCE_MARK, strlen(NONCE_MARK));
+    if (mark) {
+        evbuffer_add(b, text, (size_t)(mark - text));
+        evbuffer_add(b, nonce, strlen(nonce));
+        text = mark + strlen(NONCE_MARK);
+    }
+    evbuffer_add(b, text, (size_t)(end - text));
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
 
 /* Whether an Accept-Encoding header allows gzip (a "gzip;q=0" refuses it). */
 static bool accepts_gzip(const char *ae)
@@ -39,7 +82,6 @@ static void asset_cb(struct evhttp_request *req, void *arg)
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    evhttp_add_header(out, "Content-Security-Policy", CONSOLE_CSP);
     evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(out, "X-Frame-Options", "DENY");
     evhttp_add_header(out, "Referrer-Policy", "no-referrer");
@@ -47,9 +89,18 @@ static void asset_cb(struct evhttp_request *req, void *arg)
     http_conn_done(req);
     if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
         evhttp_add_header(out, "Allow", "GET, HEAD");
+        evhttp_add_header(out, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
         evhttp_send_error(req, 405, "Method Not Allowed");
         return;
     }
+    if (strcmp(a->path, "/") == 0) {
+        send_page(req, a);
+        return;
+    }
+    /* Scripts and styles are not documents, but a strict policy on them costs nothing. */
+    char csp[512];
+    snprintf(csp, sizeof(csp), CONSOLE_CSP_FMT, "");
+    evhttp_add_header(out, "Content-Security-Policy", csp);
     evhttp_add_header(out, "ETag", a->etag);
     /* Revalidated every time (cheap: 304 by ETag), so a new binary's console shows at once. */
     evhttp_add_header(out, "Cache-Control", "no-cache");

@@ -1,17 +1,15 @@
 // main.ts: the envproxy web console: login, environments, schema browser, query editor with
 // tabs and history, results grid, fan-out, diff views of __compare, named queries.
-import { autocompletion } from "@codemirror/autocomplete";
-import { Compartment, EditorState, Prec } from "@codemirror/state";
-import { MariaSQL, sql } from "@codemirror/lang-sql";
-import { EditorView, keymap } from "@codemirror/view";
-import { basicSetup } from "codemirror";
 import { api, ApiError, setCsrf, setExpiredHandler } from "./api";
 import type { Env, HistoryEntry, NamedQuery, Result, TableInfo } from "./api";
 import { clear, copyText, download, h } from "./dom";
 import { Grid, toCsv, toJson, toTsv } from "./grid";
-import { namedParams, statementAt } from "./sqlsplit";
+import type { EditorState, SqlEditor } from "./editor";
+import { namedParams } from "./sqlsplit";
 
 const app = document.getElementById("app")!;
+// The nonce of this page's CSP, for the <style> elements the editor adds (see http/console.c).
+const nonce = document.querySelector<HTMLMetaElement>('meta[name="csp-nonce"]')?.content ?? "";
 
 // ---- state ----------------------------------------------------------------------------------
 
@@ -34,8 +32,12 @@ const S = {
   expiryTimer: 0,
 };
 
-let view: EditorView | null = null;
-const sqlConf = new Compartment();
+let view: SqlEditor | null = null;
+// The editor's module (CodeMirror) is fetched while the login form is shown.
+let editorModule: Promise<typeof import("./editor")> | null = null;
+function loadEditor(): Promise<typeof import("./editor")> {
+  return (editorModule ??= import("./editor"));
+}
 
 function isProdLike(e: Env | undefined): boolean {
   return !!e && /(^|[-_])(prod|prd|production|live)([-_]|$)/i.test(e.name);
@@ -91,6 +93,7 @@ function showLogin(message = ""): void {
   clear(app, h("main", { class: "login-page" }, form));
   user.focus();
   ready();
+  setTimeout(() => loadEditor().catch(() => undefined), 0);
 }
 
 setExpiredHandler(() => showLogin("Your session has ended. Log in again."));
@@ -127,6 +130,8 @@ async function start(user: string, csrf: string, expiresAt: string): Promise<voi
   const ms = Date.parse(expiresAt) - Date.now();
   if (ms > 0) S.expiryTimer = window.setTimeout(() => showLogin("Your session has expired. Log in again."), Math.min(ms, 2 ** 31 - 1));
   buildShell();
+  const { SqlEditor } = await loadEditor();
+  view = new SqlEditor(el.editor, nonce, () => runCurrent());
   await loadEnvs();
   newTab();
   renderSide();
@@ -220,8 +225,18 @@ async function selectEnv(name: string): Promise<void> {
     S.databases = [];
   }
   clear(el.dbSelect, S.databases.map((d) => h("option", { value: d, text: d })));
-  const keep = S.databases.includes(S.db) ? S.db : S.databases[0] ?? "";
-  await selectDb(keep);
+  let keep = S.databases.includes(S.db) ? S.db : "";
+  if (!keep) {
+    // The environment's own default database (its `database` setting), as a MySQL client gets.
+    try {
+      const r = await api<Result>("POST", "/api/v1/query", { sql: "SELECT DATABASE() AS db", env: name });
+      const d = r.rows[0]?.[0];
+      if (typeof d === "string" && S.databases.includes(d)) keep = d;
+    } catch {
+      /* the first one below */
+    }
+  }
+  await selectDb(keep || S.databases[0] || "");
 }
 
 async function selectDb(db: string): Promise<void> {
@@ -242,35 +257,14 @@ async function selectDb(db: string): Promise<void> {
 
 // ---- editor and tabs ------------------------------------------------------------------------
 
-function sqlExtension() {
-  const schema: Record<string, string[]> = {};
-  for (const t of S.tables) schema[t.name] = t.columns.map((c) => c.name);
-  return sql({ dialect: MariaSQL, schema, upperCaseKeywords: true });
-}
-
 function configureSql(): void {
-  view?.dispatch({ effects: sqlConf.reconfigure(sqlExtension()) });
-  for (const t of S.tabs) if (t !== S.tabs[S.active]) t.state = t.state; // other tabs pick it up when shown
-}
-
-function editorState(doc: string): EditorState {
-  return EditorState.create({
-    doc,
-    extensions: [
-      Prec.highest(keymap.of([{ key: "Mod-Enter", run: () => (runCurrent(), true) }])),
-      basicSetup,
-      sqlConf.of(sqlExtension()),
-      autocompletion({ activateOnTyping: true }),
-      EditorView.lineWrapping,
-      EditorView.contentAttributes.of({ "aria-label": "SQL editor" }),
-    ],
-  });
+  view?.setSchema(S.tables, openTable);
 }
 
 function newTab(doc = ""): void {
   saveTab();
   const n = S.tabs.length + 1;
-  S.tabs.push({ title: "Query " + n, state: editorState(doc), results: h("div", { class: "tab-results" }) });
+  S.tabs.push({ title: "Query " + n, state: view!.newState(doc), results: h("div", { class: "tab-results" }) });
   showTab(S.tabs.length - 1);
 }
 
@@ -283,12 +277,10 @@ function showTab(i: number): void {
   saveTab();
   S.active = i;
   const t = S.tabs[i];
-  if (!view) view = new EditorView({ state: t.state, parent: el.editor });
-  else view.setState(t.state);
-  view.dispatch({ effects: sqlConf.reconfigure(sqlExtension()) });
+  view?.setState(t.state);
   clear(el.results, t.results);
   renderTabs();
-  view.focus();
+  view?.focus();
 }
 
 function closeTab(i: number): void {
@@ -316,17 +308,11 @@ function renderTabs(): void {
 }
 
 function setEditor(text: string): void {
-  if (!view) return;
-  view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text }, selection: { anchor: text.length } });
-  view.focus();
+  view?.setText(text);
 }
 
-/** The selection when there is one, else the statement under the cursor. */
 function currentSql(): string {
-  if (!view) return "";
-  const sel = view.state.selection.main;
-  if (!sel.empty) return view.state.sliceDoc(sel.from, sel.to).trim();
-  return statementAt(view.state.doc.toString(), sel.head);
+  return view ? view.currentSql() : "";
 }
 
 function checkedEnvs(): string[] {
@@ -554,6 +540,7 @@ function renderSchema(): void {
       !shown.length && h("li", { class: "empty", text: S.tables.length ? "nothing matches" : "no tables" }),
     );
     const t = S.tables.find((x) => x.name === openTable);
+    configureSql();
     clear(detail, t ? tableDetail(t, (name) => { openTable = name; schemaFilter = ""; filter.value = ""; draw(); detail.scrollIntoView({ block: "nearest" }); }) : null);
   };
   filter.addEventListener("input", () => { schemaFilter = filter.value; draw(); });
