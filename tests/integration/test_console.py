@@ -217,8 +217,9 @@ def browser(cproxy):
 class Steps:
     """Runs the scenario's steps: after each, a screenshot and the checks every screen gets."""
 
-    def __init__(self, driver, base):
+    def __init__(self, driver, base, prefix=""):
         self.d = driver
+        self.prefix = prefix
         self.base = base
         self.urls = {}
         self.n = 0
@@ -271,7 +272,7 @@ class Steps:
         """Screenshot, then: no overlapping panels, no horizontal overflow of the page, no
         console error, no failed request (other than the expected ones)."""
         self.n += 1
-        self.d.save_screenshot(str(ARTIFACTS / f"{self.n:02d}-{name}.png"))
+        self.d.save_screenshot(str(ARTIFACTS / f"{self.prefix}{self.n:02d}-{name}.png"))
         layout = self.d.execute_script(LAYOUT_JS, list(panels))
         assert layout["overlaps"] == [], (name, layout)
         assert layout["scrollWidth"] <= layout["width"] + 1, (name, layout)
@@ -336,7 +337,7 @@ def test_console_scenario_in_chromium(cproxy, browser):
         "return {load: n.loadEventEnd - n.startTime, ready: r ? r.startTime : null,"
         " response: n.responseEnd, dcl: n.domContentLoadedEventEnd, fetchStart: n.fetchStart,"
         " res: performance.getEntriesByType('resource').map(e => [e.name, e.startTime, e.duration, e.transferSize])};")
-    print("page timing", timing)
+    print(f"cold load: load event at {timing['load']:.0f} ms, login form at {timing['ready']:.0f} ms")
     # Cold (fresh profile, first load): the page loads and the login form is up within 1 s.
     assert 0 < timing["load"] < 1000, timing
     assert timing["ready"] is not None and timing["ready"] < 1000, timing
@@ -503,7 +504,7 @@ def test_ten_thousand_rows_and_two_hundred_columns_render_without_freezing(cprox
     page."""
     from selenium.webdriver.common.keys import Keys
     d = browser
-    st = Steps(d, cproxy.base)
+    st = Steps(d, cproxy.base, prefix="big-")
     d.get(cproxy.base + "/")
     st.wait("#login-user").send_keys("alice")
     st.wait("#login-password").send_keys("alice-pw", Keys.ENTER)
@@ -525,6 +526,7 @@ def test_ten_thousand_rows_and_two_hundred_columns_render_without_freezing(cprox
         time.sleep(0.1)
     time.sleep(0.3)
     longest = d.execute_script("return Math.max(0, ...window.__long)")
+    print(f"10,000 rows: longest task {longest} ms")
     assert longest < 200, f"longest task {longest} ms"
     assert len(st.find(".grid-row")) < 200  # virtualised: only the rows in view exist
     d.execute_script("arguments[0].scrollTop = 0", grid)
