@@ -64,7 +64,7 @@ web/node_modules/.installed: web/package-lock.json | build-deps
 	$(Q)cd web && npm ci --no-audit --no-fund --loglevel=error
 	$(Q)touch $@
 
-WEB_SRCS := $(wildcard web/src/*) web/index.html web/build.mjs
+WEB_SRCS := $(wildcard web/src/*) web/index.html web/build.mjs web/tsconfig.json
 $(BUILD)/web/.built: $(WEB_SRCS) web/node_modules/.installed
 	@mkdir -p $(dir $@)
 	@echo "  WEB   $(BUILD)/web"

@@ -1,6 +1,7 @@
 // build.mjs: bundles and minifies the web console into OUT (index.html, app.js, app.css).
 //   node build.mjs OUT
 // Targets what Debian 12's Chromium and Firefox ESR run; no source maps, no eval.
+import { execFileSync } from "node:child_process";
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -12,6 +13,8 @@ if (!out) {
   console.error("usage: node build.mjs OUT");
   process.exit(2);
 }
+// Type check first (esbuild only strips the types): a type error fails the build.
+execFileSync(process.execPath, [join(here, "node_modules/typescript/bin/tsc"), "-p", here], { stdio: "inherit" });
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 const common = { bundle: true, minify: true, legalComments: "none", logLevel: "warning" };
