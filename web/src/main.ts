@@ -5,7 +5,7 @@ import type { Env, HistoryEntry, NamedQuery, Result, TableInfo } from "./api";
 import { clear, copyText, download, h } from "./dom";
 import { Grid, toCsv, toJson, toTsv } from "./grid";
 import type { EditorState, SqlEditor } from "./editor";
-import { namedParams } from "./sqlsplit";
+import { namedParams } from "./params";
 
 const app = document.getElementById("app")!;
 // The nonce of this page's CSP, for the <style> elements the editor adds (see http/console.c).
@@ -253,6 +253,7 @@ async function selectDb(db: string): Promise<void> {
   }
   configureSql();
   if (sideMode === "schema" || sideMode === "envs") renderSide();
+  app.dataset.loaded = `${S.env}/${db}`; // what is shown (the browser tests wait for it)
 }
 
 // ---- editor and tabs ------------------------------------------------------------------------
