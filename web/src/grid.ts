@@ -77,8 +77,9 @@ export class Grid {
   /** A column's width from its name and a sample of its values, within 64..360 px. */
   private measure(c: Column, j: number): number {
     let chars = Math.max(c.name.length, c.type.length * 0.8);
-    const n = Math.min(this.rows.length, 200);
-    for (let i = 0; i < n; i++) {
+    // Up to 200 rows spread over the whole result (the last rows are often the longest).
+    const step = Math.max(1, Math.floor(this.rows.length / 200));
+    for (let i = 0; i < this.rows.length; i += step) {
       const t = cellText(this.rows[i][j]);
       chars = Math.max(chars, t === null ? 4 : Math.min(t.length, 60));
     }
