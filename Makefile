@@ -29,7 +29,9 @@ LDLIBS    = $(PKG_LIBS) -lpthread -lm
 PYTHON   ?= /usr/bin/python3
 
 SRCS      := $(wildcard src/*.c src/http/*.c)
-OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The web console (web/): bundled by esbuild, then made into a C source compiled into the binary.
+CONSOLE_OBJ := $(BUILD)/obj/gen/console_assets.o
+OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(CONSOLE_OBJ)
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -52,7 +54,32 @@ $(BUILD)/envproxy: $(OBJS)
 # The libraries' -dev packages, installed when pkg-config cannot find them (the only thing
 # `make` does outside build/, and only on a machine that lacks them).
 build-deps:
-	@pkg-config --exists $(PKGS) 2>/dev/null || scripts/install-deps.sh --build
+	@{ pkg-config --exists $(PKGS) 2>/dev/null && command -v node >/dev/null && \
+	   command -v npm >/dev/null; } || scripts/install-deps.sh --build
+
+# The console's npm packages, exactly as web/package-lock.json pins them (npm ci), installed
+# again only when the lock file changes.
+web/node_modules/.installed: web/package-lock.json | build-deps
+	@echo "  NPM   web/node_modules"
+	$(Q)cd web && npm ci --no-audit --no-fund --loglevel=error
+	$(Q)touch $@
+
+WEB_SRCS := $(wildcard web/src/*) web/index.html web/build.mjs web/tsconfig.json
+$(BUILD)/web/.built: $(WEB_SRCS) web/node_modules/.installed
+	@mkdir -p $(dir $@)
+	@echo "  WEB   $(BUILD)/web"
+	$(Q)node web/build.mjs $(BUILD)/web
+	$(Q)touch $@
+
+$(BUILD)/gen/console_assets.c: $(BUILD)/web/.built web/embed.mjs
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	$(Q)node web/embed.mjs $@ $(BUILD)/web
+
+$(CONSOLE_OBJ): $(BUILD)/gen/console_assets.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: src/%.c | build-deps
 	@mkdir -p $(dir $@)

@@ -16,6 +16,7 @@ PROXY_LOG=$STATE/envproxy.log
 PROXY_PORT=3307
 DEV_PORT=3316
 PROD_PORT=3317
+HTTP_PORT=9307
 
 say() { echo "demo: $*"; }
 die() {
@@ -61,6 +62,7 @@ write_config() {
     cat >"$CONFIG" <<EOF
 # Written by scripts/demo.sh on every start.
 listen: 127.0.0.1:$PROXY_PORT
+http: 127.0.0.1:$HTTP_PORT
 accounts: $STATE/envproxy.db
 default_environment: dev
 environments:
@@ -116,6 +118,9 @@ start_proxy() {
     fi
     if port_open "$PROXY_PORT"; then
         die "port $PROXY_PORT is taken by another program; envproxy needs it"
+    fi
+    if port_open "$HTTP_PORT"; then
+        die "port $HTTP_PORT is taken by another program; envproxy's web console needs it"
     fi
     echo "--- $(date '+%F %T') start" >>"$PROXY_LOG"
     DEMO_DB_PASSWORD=app-secret DEMO_READER_PASSWORD=reader-secret nohup "$BIN" -c "$CONFIG" run \
@@ -190,6 +195,10 @@ and try:
     SELECT * FROM __compare.query WHERE envs='dev,prod'
         AND sql='SELECT id, status FROM shop.orders' AND key='id';
     SELECT * FROM __compare.schema WHERE envs='dev,prod' AND db='shop';
+
+The web console (log in as demo, password demo): http://127.0.0.1:$HTTP_PORT/
+The HTTP API: curl -s -X POST http://127.0.0.1:$HTTP_PORT/api/v1/session \\
+    -d '{"user":"demo","password":"demo"}'
 
 Stop everything with: make demo-stop
 EOF

@@ -2,13 +2,16 @@
 # Installs with apt-get the Debian packages that building, testing and the demo need.
 # Silent when everything is already there; one line naming what it installs otherwise.
 #   scripts/install-deps.sh           everything: build, tests, demo
-#   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`)
+#   scripts/install-deps.sh --build   only what compiling build/envproxy needs (plain `make`,
+#                                     Node.js and npm included: the web console is bundled)
 #   scripts/install-deps.sh --gui     what `make compat-gui` needs (Adminer, phpMyAdmin, Chromium)
 set -euo pipefail
 
 build_packages=(
     build-essential pkg-config
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
+    # the web console is bundled with esbuild from npm (web/package-lock.json)
+    nodejs npm
 )
 packages=(
     build-essential pkg-config clang
@@ -20,6 +23,8 @@ packages=(
     default-jdk-headless libmariadb-java python3-sqlalchemy nodejs npm
     php-cli php-mysql libdbd-mariadb-perl libdbd-mysql-perl ruby-mysql2
     golang-go golang-github-go-sql-driver-mysql-dev mycli
+    # the web console's browser tests (tests/integration/test_console.py)
+    chromium chromium-driver python3-selenium
 )
 
 gui_packages=(

@@ -1,5 +1,6 @@
 /* accounts.c: the SQLite account store, password hashing and verification. */
 #include "accounts.h"
+#include "acct_history.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -343,7 +344,8 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
     /* foreign_keys is a no-op inside a transaction, so set it before anything else. */
     if (exec_sql(s, "PRAGMA foreign_keys = ON", err, errlen, "cannot enable foreign keys") < 0 ||
         migrate(s, err, errlen) < 0 ||
-        exec_sql(s, limits_table_sql, err, errlen, "cannot create the account_limits table") < 0) {
+        exec_sql(s, limits_table_sql, err, errlen, "cannot create the account_limits table") < 0 ||
+        exec_sql(s, acct_history_table_sql, err, errlen, "cannot create the query_history table") < 0) {
         acct_close(s);
         return NULL;
     }

@@ -2,6 +2,7 @@
  * bound parameters, fan-out, compare, and named queries. Every statement runs in an internal
  * session (http/sql.c), so the MySQL port's grants, policy, limits and audit apply. */
 #include "http_api.h"
+#include "acct_history.h"
 #include "audit.h"
 #include "http_sql.h"
 #include "log.h"
@@ -1609,6 +1610,170 @@ static void do_query_run(proxy *p, struct evhttp_request *req, const char *user,
     hreq_start(r);
 }
 
+/* ---- GET /api/v1/session, /api/v1/history (the web console) ------------------------------ */
+
+/* Who the session of the request (cookie or Bearer eps_) is: a page that was reloaded learns
+ * its user and CSRF token again (the token is kept in the page's memory only). Without a
+ * session the answer is {"user":null} with 200, so that a page asking is not an error. A
+ * cross-site page cannot read it: no CORS headers, and the cookie is SameSite=Strict. */
+static void do_session_get(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const char *auth = evhttp_find_header(h, "Authorization");
+    char cookie[128];
+    const char *tok = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7
+                      : cookie_value(req, cookie, sizeof(cookie));
+    api_session *s = tok ? session_find(tok) : NULL;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+    if (!s) {
+        reply_text(req, 200, "{\"user\":null}", 13);
+        return;
+    }
+    json_buf o;
+    json_buf_init(&o);
+    char exp[32];
+    time_t t = (time_t)s->expires;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_buf_printf(&o, "{\"expires_at\":\"%s\",\"csrf_token\":\"%s\",\"user\":", exp, s->csrf);
+    json_write_string(&o, s->user, strlen(s->user));
+    json_buf_puts(&o, "}");
+    reply_text(req, 200, o.data, o.len);
+    json_buf_free(&o);
+}
+
+/* A history entry's env (list: a fan-out's "dev,prod", at most API_MAX_FANOUT names) or
+ * database: names of [A-Za-z0-9_-]. */
+static bool history_names_ok(const char *s, bool list)
+{
+    int n = 0;
+    for (const char *p = s;; n++) {
+        const char *end = list ? strchr(p, ',') : NULL;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char name[ROUTE_NAME_MAX + 1];
+        if (len == 0 || len > ROUTE_NAME_MAX || n == API_MAX_FANOUT)
+            return false;
+        memcpy(name, p, len);
+        name[len] = '\0';
+        if (!acct_valid_env_name(name))
+            return false;
+        if (!end)
+            return true;
+        p = end + 1;
+    }
+}
+
+/* GET ?limit=N (1..ACCT_HISTORY_MAX, default 100), POST an entry, DELETE all or one. */
+static void do_history(proxy *p, struct evhttp_request *req, const char *user, const char *id_seg)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    char err[300];
+    if (m == EVHTTP_REQ_GET && !id_seg) {
+        int limit = 100;
+        const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+        struct evkeyvalq args;
+        if (q && evhttp_parse_query_str(q, &args) == 0) { /* it initializes args */
+            const char *l = evhttp_find_header(&args, "limit");
+            char *end = NULL;
+            long v = l ? strtol(l, &end, 10) : 100;
+            bool bad = l && (*end || v < 1 || v > ACCT_HISTORY_MAX);
+            evhttp_clear_headers(&args);
+            if (bad) {
+                reply_error(req, 400, 1210, "HY000", NULL, "limit: an integer from 1 to %d",
+                            ACCT_HISTORY_MAX);
+                return;
+            }
+            limit = (int)v;
+        }
+        json_buf o;
+        json_buf_init(&o);
+        if (acct_history_list(p->store, user, limit, &o, err, sizeof(err)) < 0)
+            reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
+        else
+            reply_text(req, 200, o.data, o.len);
+        json_buf_free(&o);
+        return;
+    }
+    if (m == EVHTTP_REQ_DELETE) {
+        long long id = 0;
+        if (id_seg) {
+            char *end = NULL;
+            id = strtoll(id_seg, &end, 10);
+            if (*end || id < 1) {
+                reply_error(req, 404, 0, "HY000", NULL, "no such history entry");
+                return;
+            }
+        }
+        if (acct_history_clear(p->store, user, id, err, sizeof(err)) < 0)
+            reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
+        else
+            reply_text(req, 200, "{\"ok\":true}", 11);
+        return;
+    }
+    if (m != EVHTTP_REQ_POST || id_seg) {
+        reply_error(req, 405, 0, "HY000", NULL, "method not allowed on this route");
+        return;
+    }
+    json *b = read_body(req);
+    if (!b)
+        return;
+    const char *sql = NULL, *env = NULL, *db = NULL;
+    double ms = -1;
+    unsigned code = 0;
+    const char *bad = NULL;
+    for (size_t i = 0; i < b->u.obj.n && !bad; i++) {
+        const char *k = b->u.obj.items[i].key;
+        const json *v = b->u.obj.items[i].val;
+        if (strcmp(k, "sql") == 0) {
+            sql = json_string_value(v);
+            if (!sql || strlen(sql) != v->u.str.len || v->u.str.len == 0 ||
+                v->u.str.len > ACCT_HISTORY_SQL_MAX)
+                bad = "sql: a string of 1 to 65536 bytes (no NUL)";
+        } else if (strcmp(k, "env") == 0 || strcmp(k, "database") == 0) {
+            const char *n = v->type == JSON_NULL ? NULL : json_string_value(v);
+            if (v->type != JSON_NULL && (!n || !history_names_ok(n, k[0] == 'e')))
+                bad = "env: names of [A-Za-z0-9_-] (a comma-separated list of up to 16 for a "
+                      "fan-out), database: a name, or null";
+            else if (k[0] == 'e')
+                env = n;
+            else
+                db = n;
+        } else if (strcmp(k, "execution_time_ms") == 0) {
+            if (v->type == JSON_NULL)
+                ms = -1;
+            else if (v->type != JSON_NUMBER || v->u.num.value < 0 || v->u.num.value > 1e9)
+                bad = "execution_time_ms: a number >= 0";
+            else
+                ms = v->u.num.value;
+        } else if (strcmp(k, "error_code") == 0) {
+            if (v->type != JSON_NUMBER || v->u.num.value < 0 || v->u.num.value > 65535 ||
+                v->u.num.value != (double)(unsigned)v->u.num.value)
+                bad = "error_code: an integer from 0 to 65535";
+            else
+                code = (unsigned)v->u.num.value;
+        } else {
+            bad = "unknown field (allowed: sql, env, database, execution_time_ms, error_code)";
+        }
+    }
+    if (!bad && !sql)
+        bad = "sql is needed";
+    if (bad) {
+        json_free(b);
+        reply_error(req, 400, 1064, "42000", NULL, "%s", bad);
+        return;
+    }
+    long long id = acct_history_add(p->store, user, env, db, sql, ms, code, err, sizeof(err));
+    json_free(b);
+    if (id < 0) {
+        reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
+        return;
+    }
+    char o[64];
+    int n = snprintf(o, sizeof(o), "{\"id\":%lld}", id);
+    reply_text(req, 201, o, (size_t)n);
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static void not_found(struct evhttp_request *req)
@@ -1662,8 +1827,16 @@ static void api_cb(struct evhttp_request *req, void *arg)
             do_login(p, req);
         else if (m == EVHTTP_REQ_DELETE)
             do_logout(req);
+        else if (m == EVHTTP_REQ_GET)
+            do_session_get(req);
         else
             method_not_allowed(req);
+        return;
+    }
+    if ((n == 3 || n == 4) && strcmp(seg[2], "history") == 0) {
+        char who[ROUTE_NAME_MAX + 1];
+        if (authenticate(p, req, who, sizeof(who)))
+            do_history(p, req, who, n == 4 ? seg[3] : NULL);
         return;
     }
     char user[ROUTE_NAME_MAX + 1];

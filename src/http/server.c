@@ -1,5 +1,6 @@
 /* http/server.c: GET /health and GET /metrics (Prometheus text) on the main loop, via evhttp. */
 #include "envproxy.h"
+#include "console.h"
 #include "http_api.h"
 #include "log.h"
 
@@ -306,6 +307,8 @@ int http_start(proxy *p)
     evhttp_set_bevcb(p->http, conn_new_cb, p);
     /* /api/v1 and /mcp (http/api.c): other paths still get 404; API bodies may be larger. */
     http_api_register(p, p->http);
+    /* The web console: GET / and /assets/... (http/console.c). */
+    http_console_register(p, p->http);
     sweep_ev = event_new(p->base, -1, EV_PERSIST, sweep_cb, NULL);
     struct timeval second = {1, 0};
     if (!sweep_ev || event_add(sweep_ev, &second))
