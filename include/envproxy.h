@@ -860,6 +860,7 @@ struct worker {
     int kills_len;
     client *clients;
     int n_clients;
+    struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
 };
 
 /* The account store's current content, shared by reference. */

@@ -277,7 +277,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
             r.sql_len = c->stmt->sql_len;
         }
     }
-    audit_log(c->p->audit, &r);
+    audit_ring_log(c->w->audit, &r);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */

@@ -145,8 +145,11 @@ void metrics_render(proxy *p, struct evbuffer *b)
                             hv.known && hv.up ? 1 : 0);
         evbuffer_add_printf(b, "envproxy_backend_writable{env=\"%s\"} %d\n", n, hv.writable);
     }
+    header(b, "envproxy_audit_written_total", "counter", "Audit lines written to the file.");
+    evbuffer_add_printf(b, "envproxy_audit_written_total %llu\n",
+                        (unsigned long long)audit_written(p->audit));
     header(b, "envproxy_audit_dropped_total", "counter",
-           "Audit lines dropped because the writer's queue was full.");
+           "Audit records dropped because a worker's audit buffer was full.");
     evbuffer_add_printf(b, "envproxy_audit_dropped_total %llu\n",
                         (unsigned long long)proxy_audit_drops(p));
     header(b, "envproxy_audit_write_errors_total", "counter",

@@ -835,6 +835,11 @@ int proxy_run(const char *config_path)
     for (int i = 0; i < p->n_workers; i++) {
         p->workers[i].p = p;
         p->workers[i].index = i;
+        if (p->audit && !(p->workers[i].audit = audit_ring_new(p->audit))) {
+            log_error("audit_log %s: cannot make worker thread %d's buffer", cfg->audit_log, i);
+            p->n_workers = i;
+            goto out;
+        }
         if (worker_start(&p->workers[i])) {
             log_error("cannot start worker thread %d", i);
             p->n_workers = i;
