@@ -89,6 +89,11 @@ void audit_log(audit *a, const audit_record *r);
  * signal handler. */
 void audit_reopen(audit *a);
 
+/* Logs a warning when records were dropped since the last one (at most one every 10 s; the
+ * writer also reports). For the main loop's tick: it works while the writer is stuck on a
+ * stalled disk. Thread-safe; NULL does nothing. */
+void audit_report(audit *a);
+
 /* Counters, readable at any time from any thread. */
 unsigned long long audit_drops(audit *a);        /* records dropped: their ring was full */
 unsigned long long audit_written(audit *a);      /* lines written to the file */

@@ -294,6 +294,10 @@ struct audit {
     bool paused, stopping;
 
     atomic_ullong written, lost; /* stored by the writer only */
+
+    pthread_mutex_t report_mu; /* the "records dropped" warning's state */
+    unsigned long long drops_reported;
+    time_t drops_reported_at;
 };
 
 static size_t bounded_len(const char *s, size_t limit)
@@ -464,8 +468,6 @@ typedef struct {
     size_t lines; /* lines in a->batch */
     bool torn;           /* the last failed write stopped inside a line */
     bool error_reported; /* write errors are logged once per file */
-    time_t drops_reported_at;
-    unsigned long long drops_reported;
     time_t file_checked_at;
 } writer_state;
 
@@ -635,19 +637,28 @@ static unsigned long long total_drops(audit *a)
     return n;
 }
 
-/* Warns about dropped records, at most every DROP_REPORT_INTERVAL_S (and once at the end). */
-static void report_drops(audit *a, writer_state *w, bool final)
+/* Warns about dropped records, at most every DROP_REPORT_INTERVAL_S (and once at the end).
+ * Called by the writer and by audit_report() (the main loop: a writer stuck in write(2) on a
+ * stalled disk cannot say it). */
+static void report_drops(audit *a, bool final)
 {
     unsigned long long drops = total_drops(a);
-    if (drops == w->drops_reported)
-        return;
+    pthread_mutex_lock(&a->report_mu);
     time_t now = time(NULL);
-    if (!final && now - w->drops_reported_at < DROP_REPORT_INTERVAL_S)
-        return;
-    log_warn("audit log %s: %llu record(s) dropped because a buffer was full (%llu in all)",
-             a->path, drops - w->drops_reported, drops);
-    w->drops_reported = drops;
-    w->drops_reported_at = now;
+    if (drops != a->drops_reported &&
+        (final || now - a->drops_reported_at >= DROP_REPORT_INTERVAL_S)) {
+        log_warn("audit log %s: %llu record(s) dropped because a buffer was full (%llu in all)",
+                 a->path, drops - a->drops_reported, drops);
+        a->drops_reported = drops;
+        a->drops_reported_at = now;
+    }
+    pthread_mutex_unlock(&a->report_mu);
+}
+
+void audit_report(audit *a)
+{
+    if (a)
+        report_drops(a, false);
 }
 
 /* Sleeps on wake for at most ms; called with mu held. */
@@ -690,7 +701,7 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&a->mu);
             check_file(a, &w);
             n = drain_all(a, &w, false);
-            report_drops(a, &w, false);
+            report_drops(a, false);
             pthread_mutex_lock(&a->mu);
         }
         bool reopen = atomic_load_explicit(&a->reopen_gen, memory_order_relaxed) != a->reopen_done;
@@ -706,7 +717,7 @@ static void *writer_main(void *arg)
         atomic_store_explicit(&a->kicked, false, memory_order_relaxed);
     }
     pthread_mutex_unlock(&a->mu);
-    report_drops(a, &w, true);
+    report_drops(a, true);
     return NULL;
 }
 
@@ -772,6 +783,7 @@ audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen)
     }
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->shared_mu, NULL);
+    pthread_mutex_init(&a->report_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -790,6 +802,7 @@ audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen)
         pthread_cond_destroy(&a->wake);
         pthread_mutex_destroy(&a->mu);
         pthread_mutex_destroy(&a->shared_mu);
+        pthread_mutex_destroy(&a->report_mu);
         close(a->fd);
         free_audit(a);
         return NULL;
@@ -852,5 +865,6 @@ void audit_close(audit *a)
     pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->shared_mu);
+    pthread_mutex_destroy(&a->report_mu);
     free_audit(a);
 }

@@ -633,9 +633,10 @@ static void reload_config(proxy *p)
     if (!same_listen || cur->threads != next->threads ||
         strcmp(cur->accounts, next->accounts) != 0 ||
         (cur->audit_log == NULL) != (next->audit_log == NULL) ||
+        cur->audit_buffer != next->audit_buffer ||
         (cur->http == NULL) != (next->http == NULL))
-        log_warn("reload: listen, threads, accounts, audit_log and http changes take effect "
-                 "at the next start");
+        log_warn("reload: listen, threads, accounts, audit_log, audit_buffer and http changes take "
+                 "effect at the next start");
     retarget_slots(p, next);
     config **olds = realloc(p->old_cfgs, (size_t)(p->n_old_cfgs + 1) * sizeof(*olds));
     if (!olds)
@@ -698,6 +699,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     check_accounts(p);
     free_unused_configs(p, now);
+    audit_report(p->audit);
 }
 
 /* Start-up: opens the listeners once every environment has been checked (or the first
@@ -805,7 +807,7 @@ int proxy_run(const char *config_path)
     if (reload_accounts(p))
         goto out;
     if (cfg->audit_log) {
-        p->audit = audit_open(cfg->audit_log, 0, err, sizeof(err));
+        p->audit = audit_open(cfg->audit_log, (size_t)cfg->audit_buffer, err, sizeof(err));
         if (!p->audit) {
             log_error("audit_log %s: %s", cfg->audit_log, err);
             goto out;
