@@ -182,8 +182,12 @@ int backend_flush(backend *b);
 /* Reads what the socket (or its TLS session) has into buf, at most cap bytes: > 0 bytes
  * read, 0 end of stream, -2 nothing now, -1 broken. */
 int backend_read(backend *b, uint8_t *buf, size_t cap);
-/* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
+/* True when the idle socket shows EOF or unexpected bytes: it cannot be used (a peek). */
 bool backend_is_dead(backend *b);
+/* The same for a connection about to be used on base (the calling thread's loop), without a
+ * system call when b was parked on that loop and the loop has not seen its socket readable
+ * since (backend_park); else the peek of backend_is_dead(). */
+bool backend_idle_dead(backend *b, struct event_base *base);
 /* Opens a side connection to pl's environment on base and runs KILL QUERY thread_id there:
  * the statement_timeout, KILL QUERY and disconnect paths. done (may be NULL) is called on
  * base when it is over: ended true when the kill was delivered or the thread was gone
@@ -504,6 +508,9 @@ struct client {
     uint64_t close_deadline_ms;        /* CL_CLOSING: freed by then whatever is unsent */
     struct evbuffer_cb_entry *close_cb; /* CL_CLOSING with TLS: on the socket's output */
     struct event *linger_ev; /* CL_CLOSING: discards input after the last bytes went out */
+    /* Reads the plain socket into the bufferevent's input (client_sock_read_cb); NULL once
+     * TLS took over the socket (the TLS filter then reads through the socket bufferevent). */
+    struct event *rd_ev;
     struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;

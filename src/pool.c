@@ -81,7 +81,7 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             pl->n_idle--;
             b->next = NULL;
             pthread_mutex_unlock(&pl->mu);
-            if (backend_is_dead(b)) {
+            if (backend_idle_dead(b, base)) {
                 log_debug("env %s: idle backend connection %lu was closed by the server",
                           pl->env->name, b->thread_id);
                 pool_discard(pl, b);
