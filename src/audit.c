@@ -88,6 +88,12 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
 
     jb_putn(b, "\"", 1);
     while (i < n) {
+        unsigned char c0 = p[i];
+        if (c0 >= 0x20 && c0 < 0x80 && c0 != '"' && c0 != '\\' && i < limit) {
+            run++; /* the common case: printable ASCII, copied as it is */
+            i++;
+            continue;
+        }
         size_t len = utf8_len(p + i, n - i);
         size_t step = len ? len : 1;
         if (i + step > limit) {
@@ -152,6 +158,22 @@ static void put_field(jbuf *b, const char *key, const char *s)
         put_string(b, s, strnlen(s, AUDIT_FIELD_MAX + 4), AUDIT_FIELD_MAX);
 }
 
+/* v in decimal. */
+static void put_uint(jbuf *b, unsigned long long v)
+{
+    char buf[24];
+    size_t i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    jb_putn(b, buf + i, sizeof buf - i);
+}
+
+/* The last second put_time formatted, per thread: lines of one second share it. */
+static _Thread_local long long cached_sec = LLONG_MIN;
+static _Thread_local char cached_text[80];
+
 /* ts_ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
 static void put_time(jbuf *b, long long ts_ms)
 {
@@ -160,31 +182,33 @@ static void put_time(jbuf *b, long long ts_ms)
         ms += 1000;
         sec--;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char buf[64];
-    if (!gmtime_r(&t, &tm)) { /* out of range: the epoch rather than garbage */
-        memset(&tm, 0, sizeof tm);
-        tm.tm_year = 70;
-        tm.tm_mday = 1;
-        ms = 0;
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm)) { /* out of range: the epoch rather than garbage */
+            jb_puts(b, "\"1970-01-01T00:00:00.000Z\"");
+            return;
+        }
+        snprintf(cached_text, sizeof cached_text, "\"%04d-%02d-%02dT%02d:%02d:%02d",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = sec;
     }
-    snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
-    jb_puts(b, buf);
+    char ms3[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                   'Z', '"'};
+    jb_puts(b, cached_text);
+    jb_putn(b, ms3, sizeof ms3);
 }
 
 size_t audit_format(const audit_record *r, char *out, size_t cap)
 {
     jbuf b = {out, cap, 0};
-    char num[64];
 
     jb_puts(&b, "{\"ts\":");
     put_time(&b, r->ts_ms);
     if (r->event)
         put_field(&b, ",\"event\":", r->event);
-    snprintf(num, sizeof num, ",\"conn\":%lu", (unsigned long)r->conn);
-    jb_puts(&b, num);
+    jb_puts(&b, ",\"conn\":");
+    put_uint(&b, r->conn);
     put_field(&b, ",\"user\":", r->user);
     put_field(&b, ",\"client\":", r->client);
     if (r->via)
@@ -201,8 +225,7 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
     if (r->rows < 0) {
         jb_puts(&b, "null");
     } else {
-        snprintf(num, sizeof num, "%lld", r->rows);
-        jb_puts(&b, num);
+        put_uint(&b, (unsigned long long)r->rows);
     }
     jb_puts(&b, ",\"ms\":");
     /* Not "%.3f": that would follow LC_NUMERIC. NaN fails the first test. */
@@ -210,8 +233,11 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
         jb_puts(&b, "null");
     } else {
         long long thousandths = (long long)(r->ms * 1000.0 + 0.5);
-        snprintf(num, sizeof num, "%lld.%03lld", thousandths / 1000, thousandths % 1000);
-        jb_puts(&b, num);
+        long long frac = thousandths % 1000;
+        char dec[5] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                       (char)('0' + frac % 10), 0};
+        put_uint(&b, (unsigned long long)(thousandths / 1000));
+        jb_putn(&b, dec, 4);
     }
     put_field(&b, ",\"error\":", r->error);
     jb_puts(&b, "}\n");
