@@ -268,7 +268,9 @@ void backend_recycle(backend *b);
 #define METRIC_BUCKETS 10
 extern const double metric_bucket_bounds[METRIC_BUCKETS]; /* seconds; +Inf is implied */
 
-/* Counters of one environment, updated by any worker (relaxed atomics). */
+/* Counters of one environment. Each worker has its own set (worker.metrics, written by that
+ * thread alone, so no cache line bounces between workers per statement); threads without
+ * one add to proxy.metrics with atomic additions. /metrics sums them. */
 typedef struct env_metrics {
     atomic_ullong stmt_allowed, stmt_refused, stmt_error;
     atomic_ullong latency_bucket[METRIC_BUCKETS + 1];
@@ -288,8 +290,12 @@ void throttle_failure(const config *c, const char *host, const char *user);
  * forgotten; other accounts' failures from the address still count. */
 void throttle_success(const char *host, const char *user);
 unsigned long long throttle_refused(void);
+/* Makes the calling thread count into w's own counters (a worker thread, at its start). */
+void metrics_bind_worker(worker *w);
 /* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
 void metrics_statement(proxy *p, int env, verdict v, double ms);
+/* A statement came in by door 0 (the MySQL port), 1 (HTTP API) or 2 (MCP). */
+void metrics_door(proxy *p, int door);
 void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes);
 /* The Prometheus text exposition of every metric, into buf. */
 void metrics_render(proxy *p, struct evbuffer *buf);
@@ -868,6 +874,8 @@ struct worker {
     client *clients;
     int n_clients;
     struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
+    struct env_metrics *metrics; /* this thread's counters, PROXY_MAX_SLOTS of them */
+    atomic_ullong stmts_by_door[3];
 };
 
 /* The account store's current content, shared by reference. */

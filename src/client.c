@@ -304,7 +304,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
                   const char *event)
 {
     if (!event) /* per door: one count per statement, as the audit log has one line */
-        atomic_fetch_add(&c->p->stmts_by_door[c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0], 1);
+        metrics_door(c->p, c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0);
     if (!c->p->audit)
         return;
     struct timeval tv;

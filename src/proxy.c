@@ -423,6 +423,7 @@ static void *worker_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the main loop's */
+    metrics_bind_worker(w);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
@@ -430,7 +431,8 @@ static void *worker_main(void *arg)
 int worker_start(worker *w)
 {
     w->base = event_base_new();
-    if (!w->base)
+    w->metrics = calloc(PROXY_MAX_SLOTS, sizeof *w->metrics);
+    if (!w->base || !w->metrics)
         return -1;
     w->inbox_ev = event_new(w->base, -1, 0, inbox_cb, w);
     pthread_mutex_init(&w->inbox_mu, NULL);
@@ -894,6 +896,7 @@ out:
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
         free(w->inbox);
+        free(w->metrics);
     }
     free(p->workers);
     struct event *evs[] = {p->sig_int, p->sig_term,      p->sig_hup,
