@@ -227,6 +227,7 @@ typedef enum { POOL_READY, POOL_CONNECT, POOL_QUEUED } pool_result;
 struct pool {
     proxy *proxy;
     _Atomic(const cfg_env *) env; /* the newest configuration's entry for this name */
+    atomic_ullong target;         /* backend_target(env), kept: a hash is not free */
     atomic_bool removed;          /* gone from the configuration: drains, then stays empty */
     int index;
     pthread_mutex_t mu;

@@ -73,6 +73,8 @@ static void retarget_slots(proxy *p, config *cfg)
             if (cfg->envs[i].slot == slot)
                 found = &cfg->envs[i];
         if (found) {
+            /* The target first: a connection opened in between is merely not reused. */
+            atomic_store(&pl->target, backend_target(found));
             atomic_store(&pl->env, found);
             atomic_store(&pl->removed, false);
             if (p->removed_cfg[slot]) {
