@@ -76,6 +76,18 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Printable ASCII other than '"' and '\\': copied into a JSON string as it is. */
+static const bool plain_table[256] = {
+    [0x20 ... 0x21] = true, /* 0x22 is '"' */
+    [0x23 ... 0x5b] = true, /* 0x5c is '\\' */
+    [0x5d ... 0x7f] = true,
+};
+
+static inline bool plain_ascii(unsigned char c)
+{
+    return plain_table[c];
+}
+
 /* Writes s (n bytes, of which at most limit are used) as a JSON string. Stops before the first
  * character that would pass limit, so a cut never splits a UTF-8 sequence. Returns true when
  * something was left out. */
@@ -86,14 +98,17 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
     size_t i = 0, run = 0; /* run: bytes from i - run copied as they are, not yet written */
     bool cut = false;
 
+    size_t fast_end = n < limit ? n : limit; /* an ASCII byte before this fits */
     jb_putn(b, "\"", 1);
     while (i < n) {
-        unsigned char c0 = p[i];
-        if (c0 >= 0x20 && c0 < 0x80 && c0 != '"' && c0 != '\\' && i < limit) {
-            run++; /* the common case: printable ASCII, copied as it is */
-            i++;
-            continue;
-        }
+        /* The common case first: a run of printable ASCII, copied as it is. */
+        size_t j = i;
+        while (j < fast_end && plain_ascii(p[j]))
+            j++;
+        run += j - i;
+        i = j;
+        if (i >= n)
+            break;
         size_t len = utf8_len(p + i, n - i);
         size_t step = len ? len : 1;
         if (i + step > limit) {
