@@ -684,7 +684,9 @@ int backend_flush(backend *b)
  * "active" from "pending". */
 static bool parked_quiet(const backend *b, struct event_base *base)
 {
-    return b->fd >= 0 && b->ev_added && event_get_base(&b->ev) == base &&
+    /* b->base first: a registration on another worker's loop may be changing under us
+     * (be_watch_cb there), one on ours only changes on this thread. */
+    return b->fd >= 0 && b->base == base && b->ev_added && event_get_base(&b->ev) == base &&
            event_get_callback(&b->ev) == be_watch_cb &&
            event_get_events(&b->ev) == (EV_READ | EV_PERSIST) &&
            !(b->ev.ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER));
