@@ -8,6 +8,7 @@
 #   make compat-gui Adminer and phpMyAdmin in headless Chromium (installs them; slow)
 #   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
 #   make robust     the robustness suite in full (its quick part runs in make test)
+#   make audit-load 1,000,000 statements through 64 clients, every one found in the audit log
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
 #   V=1             show the commands
 
@@ -43,7 +44,7 @@ Q := @
 endif
 
 .PHONY: all test unit integration asan demo demo-stop deps build-deps clean fuzz install robust \
-        compat-gui
+        compat-gui audit-load
 
 all: $(BUILD)/envproxy
 
@@ -120,6 +121,11 @@ robust: $(BUILD)/envproxy $(BUILD)/tests/stmt_driver
 	ROBUST_FULL=1 ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) \
 	    STMT_DRIVER=$(abspath $(BUILD)/tests/stmt_driver) \
 	    $(PYTHON) -m pytest -q -s tests/integration/test_robust.py $(PYTEST_ARGS)
+# The audit log's no-loss test at full size (make test sends 50,000 statements).
+audit-load: $(BUILD)/envproxy
+	AUDIT_LOAD_STATEMENTS=1000000 ENVPROXY_BIN=$(abspath $(BUILD)/envproxy) \
+	    $(PYTHON) -m pytest -q tests/integration/test_audit_load.py \
+	    -k test_no_statement_lost_with_64_clients $(PYTEST_ARGS)
 # GUI tools driven in headless Chromium (slow, and large packages): not part of `make test`.
 compat-gui: $(BUILD)/envproxy
 	@scripts/install-deps.sh --gui

@@ -1,4 +1,10 @@
-/* audit.h: the audit log, one JSON object per line, appended by a writer thread. */
+/* audit.h: the audit log, one JSON object per line, appended by a writer thread.
+ *
+ * A producer (a worker thread) appends a compact binary record to a ring buffer of its own:
+ * no lock, no allocation, no formatting and no system call per record. The writer thread
+ * wakes on a short timer (or when a ring passes half full), drains every ring, formats the
+ * records as JSON lines and writes them in batches. A record that finds its ring full is
+ * dropped and counted; nothing waits for the disk. */
 #ifndef ENVPROXY_AUDIT_H
 #define ENVPROXY_AUDIT_H
 
@@ -12,14 +18,17 @@
 /* Longest user, client, env, db or error text kept, in bytes; longer values are cut on a UTF-8
  * character boundary (none is that long in normal use; this bounds a hostile client). */
 #define AUDIT_FIELD_MAX 1024
-/* Queue capacity used when audit_open() is given 0. */
-#define AUDIT_DEFAULT_QUEUE 8192
-/* Most bytes of formatted lines waiting in the queue, whatever its capacity in lines. */
-#define AUDIT_QUEUE_MAX_BYTES (64u * 1024 * 1024)
+/* Bytes of each producer's ring buffer when audit_open() is given 0, and the least it takes. */
+#define AUDIT_DEFAULT_RING (4u * 1024 * 1024)
+#define AUDIT_MIN_RING (64u * 1024)
+/* Most rings one log serves (audit_ring_new() beyond that returns NULL). */
+#define AUDIT_MAX_RINGS 256
 
 typedef struct audit audit;
+/* One producer's ring buffer of binary records (audit_ring_new). */
+typedef struct audit_ring audit_ring;
 
-/* One line of the audit log. Strings are borrowed for the duration of audit_log(). */
+/* One line of the audit log. Strings are borrowed for the duration of the call that logs it. */
 typedef struct {
     long long ts_ms; /* wall clock, ms since the epoch */
     uint32_t conn;   /* the connection id given to the client in the handshake */
@@ -54,14 +63,24 @@ typedef struct {
 size_t audit_format(const audit_record *r, char *out, size_t cap);
 
 /* Opens (creating it with mode 0600 when missing) the file at path for appending and starts
- * the writer thread. queue_capacity is the most lines waiting to be written (0: the default).
- * Returns NULL and fills err on failure. */
-audit *audit_open(const char *path, size_t queue_capacity, char *err, size_t errlen);
+ * the writer thread. ring_bytes is the size of each producer's ring buffer (0: the default;
+ * rounded up to a power of two, at least AUDIT_MIN_RING). Returns NULL and fills err on
+ * failure. */
+audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen);
 
-/* Formats r on the calling thread and hands the line to the writer. Never waits for the disk:
- * it allocates one buffer of the line's size and takes a lock only to link it into the queue.
- * When the queue is full (or out of memory) the line is dropped and counted in audit_drops().
- * Thread-safe. A NULL a does nothing, so callers need not test whether auditing is on. */
+/* A ring for one producer thread: only that thread may call audit_ring_log() with it. Made
+ * before the producer runs (it allocates); freed by audit_close(). NULL when a is NULL, out
+ * of memory, or AUDIT_MAX_RINGS are in use. */
+audit_ring *audit_ring_new(audit *a);
+
+/* The hot path: copies r into q (strings bounded as audit_format() cuts them) and returns.
+ * No lock, no allocation, no system call (except waking the writer when the ring passes half
+ * full and the writer has not been woken yet). When q has no room the record is dropped and
+ * counted in audit_drops(). A NULL q does nothing. */
+void audit_ring_log(audit_ring *q, const audit_record *r);
+
+/* The same for any thread without a ring of its own (the HTTP front door's failed logins):
+ * a lock serialises the callers on one shared ring. A NULL a does nothing. */
 void audit_log(audit *a, const audit_record *r);
 
 /* Asks the writer to close and reopen the file by its path, e.g. after logrotate renamed it.
@@ -70,16 +89,21 @@ void audit_log(audit *a, const audit_record *r);
  * signal handler. */
 void audit_reopen(audit *a);
 
+/* Logs a warning when records were dropped since the last one (at most one every 10 s; the
+ * writer also reports). For the main loop's tick: it works while the writer is stuck on a
+ * stalled disk. Thread-safe; NULL does nothing. */
+void audit_report(audit *a);
+
 /* Counters, readable at any time from any thread. */
-unsigned long long audit_drops(audit *a);        /* lines dropped: queue full or no memory */
+unsigned long long audit_drops(audit *a);        /* records dropped: their ring was full */
 unsigned long long audit_written(audit *a);      /* lines written to the file */
 unsigned long long audit_write_errors(audit *a); /* lines lost because a write failed */
 
-/* Writes every queued line, stops the writer thread, closes the file and frees a.
- * NULL does nothing. */
+/* Writes every queued record, stops the writer thread, closes the file and frees a and its
+ * rings. Every producer must have stopped. NULL does nothing. */
 void audit_close(audit *a);
 
-/* For tests: while paused the writer takes nothing from the queue, so the queue fills up.
+/* For tests: while paused the writer takes nothing from the rings, so they fill up.
  * audit_close() still writes what is queued. */
 void audit_pause(audit *a, bool paused);
 

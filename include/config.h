@@ -77,6 +77,7 @@ typedef struct config {
     bool tls_require;
     cfg_limits limits;         /* top-level defaults */
     char *audit_log;           /* absolute path or NULL */
+    long long audit_buffer;    /* bytes of each worker's audit ring; default 4 MiB */
     char *secret_key_file;     /* absolute path or NULL: the key for enc: passwords (secret.h) */
     cfg_addr *http;            /* NULL when absent */
     bool http_tls;             /* http.tls: HTTPS with the tls: section's pair */

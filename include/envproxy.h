@@ -182,8 +182,12 @@ int backend_flush(backend *b);
 /* Reads what the socket (or its TLS session) has into buf, at most cap bytes: > 0 bytes
  * read, 0 end of stream, -2 nothing now, -1 broken. */
 int backend_read(backend *b, uint8_t *buf, size_t cap);
-/* True when the idle socket shows EOF or unexpected bytes: it cannot be used. */
+/* True when the idle socket shows EOF or unexpected bytes: it cannot be used (a peek). */
 bool backend_is_dead(backend *b);
+/* The same for a connection about to be used on base (the calling thread's loop), without a
+ * system call when b was parked on that loop and the loop has not seen its socket readable
+ * since (backend_park); else the peek of backend_is_dead(). */
+bool backend_idle_dead(backend *b, struct event_base *base);
 /* Opens a side connection to pl's environment on base and runs KILL QUERY thread_id there:
  * the statement_timeout, KILL QUERY and disconnect paths. done (may be NULL) is called on
  * base when it is over: ended true when the kill was delivered or the thread was gone
@@ -223,6 +227,7 @@ typedef enum { POOL_READY, POOL_CONNECT, POOL_QUEUED } pool_result;
 struct pool {
     proxy *proxy;
     _Atomic(const cfg_env *) env; /* the newest configuration's entry for this name */
+    atomic_ullong target;         /* backend_target(env), kept: a hash is not free */
     atomic_bool removed;          /* gone from the configuration: drains, then stays empty */
     int index;
     pthread_mutex_t mu;
@@ -264,7 +269,9 @@ void backend_recycle(backend *b);
 #define METRIC_BUCKETS 10
 extern const double metric_bucket_bounds[METRIC_BUCKETS]; /* seconds; +Inf is implied */
 
-/* Counters of one environment, updated by any worker (relaxed atomics). */
+/* Counters of one environment. Each worker has its own set (worker.metrics, written by that
+ * thread alone, so no cache line bounces between workers per statement); threads without
+ * one add to proxy.metrics with atomic additions. /metrics sums them. */
 typedef struct env_metrics {
     atomic_ullong stmt_allowed, stmt_refused, stmt_error;
     atomic_ullong latency_bucket[METRIC_BUCKETS + 1];
@@ -284,8 +291,12 @@ void throttle_failure(const config *c, const char *host, const char *user);
  * forgotten; other accounts' failures from the address still count. */
 void throttle_success(const char *host, const char *user);
 unsigned long long throttle_refused(void);
+/* Makes the calling thread count into w's own counters (a worker thread, at its start). */
+void metrics_bind_worker(worker *w);
 /* A statement ended in environment env after ms milliseconds (ms < 0: not timed). */
 void metrics_statement(proxy *p, int env, verdict v, double ms);
+/* A statement came in by door 0 (the MySQL port), 1 (HTTP API) or 2 (MCP). */
+void metrics_door(proxy *p, int door);
 void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes);
 /* The Prometheus text exposition of every metric, into buf. */
 void metrics_render(proxy *p, struct evbuffer *buf);
@@ -513,6 +524,9 @@ struct client {
     uint64_t close_deadline_ms;        /* CL_CLOSING: freed by then whatever is unsent */
     struct evbuffer_cb_entry *close_cb; /* CL_CLOSING with TLS: on the socket's output */
     struct event *linger_ev; /* CL_CLOSING: discards input after the last bytes went out */
+    /* Reads the plain socket into the bufferevent's input (client_sock_read_cb); NULL once
+     * TLS took over the socket (the TLS filter then reads through the socket bufferevent). */
+    struct event *rd_ev;
     struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;
@@ -915,6 +929,9 @@ struct worker {
     int kills_len;
     client *clients;
     int n_clients;
+    struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
+    struct env_metrics *metrics; /* this thread's counters, PROXY_MAX_SLOTS of them */
+    atomic_ullong stmts_by_door[3];
 };
 
 /* The account store's current content, shared by reference. */

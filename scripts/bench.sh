@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures envproxy beside a direct MariaDB connection and HAProxy in TCP mode, on this
 # machine, and prints one Markdown table of absolute figures and ratios on stdout
-# (progress goes to stderr). It starts everything it measures on free 127.0.0.1 ports in a
+# (progress goes to stderr). envproxy runs twice: bare (no audit log, no statement timeout)
+# and as production configurations run it (audit_log on, statement_timeout 30s). It starts everything it measures on free 127.0.0.1 ports in a
 # temporary directory and stops it all on exit, Ctrl-C included. It is not part of
 # `make test`, and it never fails on a number: it exits non-zero only when something
 # could not be set up.
@@ -12,8 +13,8 @@
 # BENCH_CONN_SECONDS length of each connection-rate loop, in seconds (default 5)
 # BENCH_IDLE         idle clients opened for the memory figure (default 10000; fewer through
 #                    HAProxy when the file limit is short: it needs two descriptors a client)
-# BENCH_CALLGRIND    0 skips the instructions-per-query figure, which runs the proxies under
-#                    valgrind's callgrind (default 1)
+# BENCH_CALLGRIND    0 skips the instructions-per-query figures, which run the proxies under
+#                    valgrind's callgrind (default 1); "only" measures nothing else
 # BENCH_QUERIES      point selects counted under callgrind (default 20000)
 # BENCH_TABLES, BENCH_TABLE_SIZE   sysbench data set (default 4 tables of 100000 rows)
 # BENCH_KEEP=1       keep the temporary directory (logs, configurations) afterwards
@@ -61,6 +62,10 @@ die() {
     exit 1
 }
 
+case "$CALLGRIND" in
+0 | 1 | only) ;;
+*) die "BENCH_CALLGRIND must be 0, 1 or only, got '$CALLGRIND'" ;;
+esac
 for v in BENCH_SECONDS:SECONDS_RUN BENCH_CONN_SECONDS:CONN_SECONDS BENCH_IDLE:IDLE \
     BENCH_QUERIES:CG_QUERIES BENCH_TABLES:TABLES BENCH_TABLE_SIZE:TABLE_SIZE; do
     name=${v#*:}
@@ -77,6 +82,7 @@ T=
 DB_DIR=
 HAPROXY_PID=
 PROXY_PID=
+AUDIT_PID=
 CG_PID=
 CHILD=
 
@@ -110,6 +116,7 @@ cleanup() {
     [ -n "$CHILD" ] && stop_pid "$CHILD"
     stop_pid "$CG_PID"
     stop_pid "$PROXY_PID"
+    stop_pid "$AUDIT_PID"
     stop_pid "$HAPROXY_PID"
     if [ -n "$DB_DIR" ]; then
         "$ROOT/scripts/mariadb-test.sh" stop "$DB_DIR" >/dev/null 2>&1 ||
@@ -215,10 +222,10 @@ fi
 T=$(mktemp -d /tmp/envproxy-bench.XXXXXX) || die "mktemp failed"
 DB_DIR_PATH=$T/db
 
-read -r DB_PORT HA_PORT PX_PORT CG_PX_PORT CG_HA_PORT HTTP_PORT < <("$PY" - <<'EOF'
+read -r DB_PORT HA_PORT PX_PORT CG_PX_PORT CG_HA_PORT PA_PORT CG_PA_PORT HTTP_PORT < <("$PY" - <<'EOF'
 import socket
 socks = []
-for _ in range(6):
+for _ in range(8):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -287,14 +294,23 @@ start_haproxy() {
     }
 }
 
+# write_proxy_config FILE PORT [AUDIT_FILE [HTTP_PORT]]: with AUDIT_FILE, the audit log is on
+# and statements have a timeout, as in a production configuration; with HTTP_PORT, an http
+# listener there.
 write_proxy_config() {
+    local audit="" timeout=0
+    if [ -n "${3:-}" ]; then
+        audit="audit_log: $3"
+        timeout=30s
+    fi
     cat >"$1" <<EOF
 listen: 127.0.0.1:$2
-${3:+http: 127.0.0.1:$3}
+${4:+http: 127.0.0.1:$4}
 threads: 2
 accounts: $T/envproxy.db
 default_environment: bench
 log_level: warn
+$audit
 environments:
   bench:
     host: 127.0.0.1
@@ -303,14 +319,16 @@ environments:
     password: \${BENCH_DB_PASSWORD}
     database: sbtest
     access: read_write
-    limits: { max_rows: 0, statement_timeout: 0 }
+    limits: { max_rows: 0, statement_timeout: $timeout }
     pool: { max: 64 }
     tls: { mode: disabled }
 EOF
 }
 export BENCH_DB_PASSWORD=$DB_PASSWORD
-write_proxy_config "$T/proxy.yaml" "$PX_PORT" "$HTTP_PORT"
+write_proxy_config "$T/proxy.yaml" "$PX_PORT" "" "$HTTP_PORT"
 write_proxy_config "$T/proxy-callgrind.yaml" "$CG_PX_PORT"
+write_proxy_config "$T/proxy-audit.yaml" "$PA_PORT" "$T/audit.jsonl"
+write_proxy_config "$T/proxy-audit-callgrind.yaml" "$CG_PA_PORT" "$T/audit-callgrind.jsonl"
 "$BIN" -c "$T/proxy.yaml" check >/dev/null 2>&1 || {
     "$BIN" -c "$T/proxy.yaml" check >&2
     die "envproxy rejected the generated configuration"
@@ -323,31 +341,38 @@ write_proxy_config "$T/proxy-callgrind.yaml" "$CG_PX_PORT"
 }
 
 start_proxy() {
-    say "starting envproxy on 127.0.0.1:$PX_PORT"
+    say "starting envproxy on 127.0.0.1:$PX_PORT, and with the audit log on 127.0.0.1:$PA_PORT"
     "$BIN" -c "$T/proxy.yaml" run </dev/null >>"$T/envproxy.log" 2>&1 &
     PROXY_PID=$!
+    "$BIN" -c "$T/proxy-audit.yaml" run </dev/null >>"$T/envproxy-audit.log" 2>&1 &
+    AUDIT_PID=$!
     wait_port "$PROXY_PID" "$PX_PORT" 10 || {
         tail -n 20 "$T/envproxy.log" >&2
         die "envproxy did not start"
     }
+    wait_port "$AUDIT_PID" "$PA_PORT" 10 || {
+        tail -n 20 "$T/envproxy-audit.log" >&2
+        die "envproxy (audit log on) did not start"
+    }
 }
 
-[ -n "$ONLY" ] || start_haproxy
-start_proxy
-
-# Target name -> port, user, password, and the process whose memory is read.
-declare -A T_PORT=([direct]=$DB_PORT [haproxy]=$HA_PORT [envproxy]=$PX_PORT)
-declare -A T_USER=([direct]=$DB_USER [haproxy]=$DB_USER [envproxy]=$PX_USER)
-declare -A T_PASS=([direct]=$DB_PASSWORD [haproxy]=$DB_PASSWORD [envproxy]=$PX_PASSWORD)
-TARGETS=(direct haproxy envproxy)
+# Target name -> port, user, password, and the process whose memory is read. "audit" is
+# envproxy with the audit log on and a statement timeout.
+declare -A T_PORT=([direct]=$DB_PORT [haproxy]=$HA_PORT [envproxy]=$PX_PORT [audit]=$PA_PORT)
+declare -A T_USER=([direct]=$DB_USER [haproxy]=$DB_USER [envproxy]=$PX_USER [audit]=$PX_USER)
+declare -A T_PASS=([direct]=$DB_PASSWORD [haproxy]=$DB_PASSWORD [envproxy]=$PX_PASSWORD
+    [audit]=$PX_PASSWORD)
+TARGETS=(direct haproxy envproxy audit)
 [ -z "$ONLY" ] || TARGETS=(direct envproxy)
 target_pid() {
     case "$1" in
     haproxy) echo "$HAPROXY_PID" ;;
     envproxy) echo "$PROXY_PID" ;;
+    audit) echo "$AUDIT_PID" ;;
     *) echo "" ;;
     esac
 }
+
 
 cli() {
     local t=$1
@@ -356,9 +381,13 @@ cli() {
         -p"${T_PASS[$t]}" -D sbtest --connect-timeout=10 --batch --skip-column-names "$@"
 }
 
-for t in "${TARGETS[@]}"; do
-    got=$(cli "$t" -e 'SELECT 1' 2>&1) || die "cannot query MariaDB through $t: $got"
-done
+if [ "$CALLGRIND" != only ]; then
+    [ -n "$ONLY" ] || start_haproxy
+    start_proxy
+    for t in "${TARGETS[@]}"; do
+        got=$(cli "$t" -e 'SELECT 1' 2>&1) || die "cannot query MariaDB through $t: $got"
+    done
+fi
 if [ -n "$ONLY" ]; then
     # The point selects' table, as sysbench would make it (no sysbench in this mode).
     cli direct -e "CREATE TABLE sbtest1 (id INT PRIMARY KEY, k INT NOT NULL, c CHAR(120),
@@ -479,8 +508,12 @@ idle_run() {
     R[idle_n,$t]=$opened
     sleep 1
 }
-idle_run haproxy
-idle_run envproxy
+MEASURE=1
+[ "$CALLGRIND" = only ] && MEASURE=0
+if [ "$MEASURE" = 1 ]; then
+    idle_run haproxy
+    idle_run envproxy
+fi
 
 # sysbench
 sb() {
@@ -499,71 +532,73 @@ say "warming up the buffer pool"
 run sb oltp_read_only "$DB_PORT" "$DB_USER" "$DB_PASSWORD" --threads=2 --time=5 run \
     >>"$T/prepare.log" 2>&1 || say "warm-up run failed (continuing)"
 
-for w in "${WORKLOADS[@]}"; do
-    for n in "${THREAD_COUNTS[@]}"; do
+if [ "$MEASURE" = 1 ]; then
+    for w in "${WORKLOADS[@]}"; do
+        for n in "${THREAD_COUNTS[@]}"; do
+            for t in "${TARGETS[@]}"; do
+                say "$w, $n thread(s), $t (${SECONDS_RUN}s)"
+                log=$T/sysbench-$w-$n-$t.log
+                if run sb "$w" "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
+                    --threads="$n" --time="$SECONDS_RUN" --report-interval=0 run \
+                    >"$log" 2>&1; then
+                    R[$w-$n,$t]=$(awk '$1 == "queries:" { gsub(/[(]/, "", $3); printf "%.0f", $3 }' "$log")
+                fi
+                if [ -z "${R[$w-$n,$t]:-}" ]; then
+                    R[$w-$n,$t]=failed
+                    say "sysbench failed, end of $log:"
+                    tail -n 8 "$log" >&2
+                fi
+            done
+        done
+    done
+
+    # One large result, best of three interleaved rounds; the proxies' peak RSS is reset
+    # first (clear_refs 5) so that it covers these rounds only.
+    STREAM_SQL="SELECT seq, REPEAT('x', 30) FROM seq_1_to_$STREAM_ROWS"
+    for t in haproxy envproxy audit; do
+        pid=$(target_pid "$t")
+        rss=$(kib "$pid" VmRSS)
+        [ -n "$rss" ] && R[stream_rss0,$t]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null ||
+            say "could not reset the peak RSS of $t: its figure covers its whole life"
+    done
+    for round in 1 2 3; do
         for t in "${TARGETS[@]}"; do
-            say "$w, $n thread(s), $t (${SECONDS_RUN}s)"
-            log=$T/sysbench-$w-$n-$t.log
-            if run sb "$w" "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
-                --threads="$n" --time="$SECONDS_RUN" --report-interval=0 run \
-                >"$log" 2>&1; then
-                R[$w-$n,$t]=$(awk '$1 == "queries:" { gsub(/[(]/, "", $3); printf "%.0f", $3 }' "$log")
+            say "streaming $STREAM_ROWS rows through $t (round $round of 3)"
+            t0=$(date +%s%N)
+            rows=$(cli "$t" --quick -e "$STREAM_SQL" 2>>"$T/stream.log" | wc -l)
+            t1=$(date +%s%N)
+            if [ "$rows" -ne "$STREAM_ROWS" ]; then
+                say "got $rows rows of $STREAM_ROWS through $t"
+                tail -n 3 "$T/stream.log" >&2
+                [ -n "${R[stream,$t]:-}" ] || R[stream,$t]=failed
+                continue
             fi
-            if [ -z "${R[$w-$n,$t]:-}" ]; then
-                R[$w-$n,$t]=failed
-                say "sysbench failed, end of $log:"
-                tail -n 8 "$log" >&2
+            rate=$(awk -v n="$rows" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+            if [ -z "${R[stream,$t]:-}" ] || [ "${R[stream,$t]}" = failed ] ||
+                [ "$rate" -gt "${R[stream,$t]}" ]; then
+                R[stream,$t]=$rate
             fi
         done
     done
-done
+    for t in haproxy envproxy audit; do
+        pid=$(target_pid "$t")
+        hwm=$(kib "$pid" VmHWM)
+        [ -n "$hwm" ] && R[stream_hwm,$t]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+    done
 
-# One large result, best of three interleaved rounds; the proxies' peak RSS is reset
-# first (clear_refs 5) so that it covers these rounds only.
-STREAM_SQL="SELECT seq, REPEAT('x', 30) FROM seq_1_to_$STREAM_ROWS"
-for t in haproxy envproxy; do
-    pid=$(target_pid "$t")
-    rss=$(kib "$pid" VmRSS)
-    [ -n "$rss" ] && R[stream_rss0,$t]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
-    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null ||
-        say "could not reset the peak RSS of $t: its figure covers its whole life"
-done
-for round in 1 2 3; do
+    # Connection setup rate
     for t in "${TARGETS[@]}"; do
-        say "streaming $STREAM_ROWS rows through $t (round $round of 3)"
-        t0=$(date +%s%N)
-        rows=$(cli "$t" --quick -e "$STREAM_SQL" 2>>"$T/stream.log" | wc -l)
-        t1=$(date +%s%N)
-        if [ "$rows" -ne "$STREAM_ROWS" ]; then
-            say "got $rows rows of $STREAM_ROWS through $t"
-            tail -n 3 "$T/stream.log" >&2
-            [ -n "${R[stream,$t]:-}" ] || R[stream,$t]=failed
-            continue
-        fi
-        rate=$(awk -v n="$rows" -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
-        if [ -z "${R[stream,$t]:-}" ] || [ "${R[stream,$t]}" = failed ] ||
-            [ "$rate" -gt "${R[stream,$t]}" ]; then
-            R[stream,$t]=$rate
+        say "connect + SELECT 1 + quit through $t (${CONN_SECONDS}s)"
+        if run "$PY" "$T/connrate.py" "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
+            "$CONN_SECONDS" >"$T/connrate-$t.out" 2>>"$T/connrate.log"; then
+            R[conn,$t]=$(cat "$T/connrate-$t.out")
+        else
+            tail -n 3 "$T/connrate.log" >&2
+            R[conn,$t]=failed
         fi
     done
-done
-for t in haproxy envproxy; do
-    pid=$(target_pid "$t")
-    hwm=$(kib "$pid" VmHWM)
-    [ -n "$hwm" ] && R[stream_hwm,$t]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
-done
-
-# Connection setup rate
-for t in "${TARGETS[@]}"; do
-    say "connect + SELECT 1 + quit through $t (${CONN_SECONDS}s)"
-    if run "$PY" "$T/connrate.py" "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
-        "$CONN_SECONDS" >"$T/connrate-$t.out" 2>>"$T/connrate.log"; then
-        R[conn,$t]=$(cat "$T/connrate-$t.out")
-    else
-        tail -n 3 "$T/connrate.log" >&2
-        R[conn,$t]=failed
-    fi
-done
+fi
 
 # Instructions per point select: the proxy under callgrind, counters zeroed before one
 # sysbench client runs a fixed number of point selects and dumped after.
@@ -614,6 +649,8 @@ if [ "$CALLGRIND" != 0 ]; then
     cg_measure haproxy "$CG_HA_PORT" haproxy -f "$T/haproxy-callgrind.cfg" -db
     say "instructions per point select under callgrind: envproxy ($CG_QUERIES queries)"
     cg_measure envproxy "$CG_PX_PORT" "$BIN" -c "$T/proxy-callgrind.yaml" run
+    say "instructions per point select under callgrind: envproxy, audit log on ($CG_QUERIES queries)"
+    cg_measure audit "$CG_PA_PORT" "$BIN" -c "$T/proxy-audit-callgrind.yaml" run
 fi
 fi # BENCH_ONLY
 
@@ -694,57 +731,62 @@ ratio() {
         printf "%.2f", a / b }'
 }
 
-for t in "${TARGETS[@]}"; do
-    say "point selects through the MySQL port of $t, one PyMySQL client (${CONN_SECONDS}s)"
-    if run "$PY" "$T/door.py" qps-mysql "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
-        "$CONN_SECONDS" >"$T/qps-$t.out" 2>>"$T/http.log"; then
-        R[pyqps,$t]=$(cat "$T/qps-$t.out")
-    else
-        tail -n 3 "$T/http.log" >&2
-        R[pyqps,$t]=failed
-    fi
-done
-say "point selects through POST /api/v1/query, one client with keep-alive (${CONN_SECONDS}s)"
-if run "$PY" "$T/door.py" qps-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$CONN_SECONDS" \
-    >"$T/qps-http.out" 2>>"$T/http.log"; then
-    R[httpqps,envproxy]=$(cat "$T/qps-http.out")
-else
-    tail -n 3 "$T/http.log" >&2
-    R[httpqps,envproxy]=failed
-fi
-R[httpratio,envproxy]=$(ratio "${R[httpqps,envproxy]:-}" "${R[pyqps,envproxy]:-}")
-rss=$(kib "$PROXY_PID" VmRSS)
-[ -n "$rss" ] && R[http_rss0,envproxy]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
-echo 5 >"/proc/$PROXY_PID/clear_refs" 2>/dev/null ||
-    say "could not reset the peak RSS of envproxy: its figure covers its whole life"
-for round in 1 2 3; do
-    say "a $HTTP_ROWS-row JSON answer over HTTP (round $round of 3)"
-    if run "$PY" "$T/door.py" rows-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$HTTP_ROWS" \
-        >"$T/rows-http.out" 2>>"$T/http.log"; then
-        rate=$(cat "$T/rows-http.out")
-        if [ -z "${R[httprows,envproxy]:-}" ] || [ "$rate" -gt "${R[httprows,envproxy]}" ]; then
-            R[httprows,envproxy]=$rate
+if [ "$CALLGRIND" != only ]; then # the HTTP rows need the running proxies
+    for t in "${TARGETS[@]}"; do
+        say "point selects through the MySQL port of $t, one PyMySQL client (${CONN_SECONDS}s)"
+        if run "$PY" "$T/door.py" qps-mysql "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
+            "$CONN_SECONDS" >"$T/qps-$t.out" 2>>"$T/http.log"; then
+            R[pyqps,$t]=$(cat "$T/qps-$t.out")
+        else
+            tail -n 3 "$T/http.log" >&2
+            R[pyqps,$t]=failed
         fi
+    done
+    say "point selects through POST /api/v1/query, one client with keep-alive (${CONN_SECONDS}s)"
+    if run "$PY" "$T/door.py" qps-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$CONN_SECONDS" \
+        >"$T/qps-http.out" 2>>"$T/http.log"; then
+        R[httpqps,envproxy]=$(cat "$T/qps-http.out")
     else
         tail -n 3 "$T/http.log" >&2
+        R[httpqps,envproxy]=failed
     fi
-done
-[ -n "${R[httprows,envproxy]:-}" ] || R[httprows,envproxy]=failed
-hwm=$(kib "$PROXY_PID" VmHWM)
-[ -n "$hwm" ] && R[http_hwm,envproxy]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+    R[httpratio,envproxy]=$(ratio "${R[httpqps,envproxy]:-}" "${R[pyqps,envproxy]:-}")
+    rss=$(kib "$PROXY_PID" VmRSS)
+    [ -n "$rss" ] && R[http_rss0,envproxy]=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+    echo 5 >"/proc/$PROXY_PID/clear_refs" 2>/dev/null ||
+        say "could not reset the peak RSS of envproxy: its figure covers its whole life"
+    for round in 1 2 3; do
+        say "a $HTTP_ROWS-row JSON answer over HTTP (round $round of 3)"
+        if run "$PY" "$T/door.py" rows-http "$HTTP_PORT" "$PX_USER" "$PX_PASSWORD" "$HTTP_ROWS" \
+            >"$T/rows-http.out" 2>>"$T/http.log"; then
+            rate=$(cat "$T/rows-http.out")
+            if [ -z "${R[httprows,envproxy]:-}" ] || [ "$rate" -gt "${R[httprows,envproxy]}" ]; then
+                R[httprows,envproxy]=$rate
+            fi
+        else
+            tail -n 3 "$T/http.log" >&2
+        fi
+    done
+    [ -n "${R[httprows,envproxy]:-}" ] || R[httprows,envproxy]=failed
+    hwm=$(kib "$PROXY_PID" VmHWM)
+    [ -n "$hwm" ] && R[http_hwm,envproxy]=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+fi
 
 # ---------------------------------------------------------------------------------------
 # The table
 
 cell() { echo "${1:-–}"; }
+# One line of the table: the four figures, then envproxy (bare) / HAProxy, envproxy (audit
+# on) / HAProxy, audit on / bare, and envproxy (bare) / direct.
 row() {
-    local label=$1 key=$2 d h e
-    d=$(cell "${R[$key,direct]:-}")
-    h=$(cell "${R[$key,haproxy]:-}")
-    e=$(cell "${R[$key,envproxy]:-}")
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$d" "$h" "$e" \
-        "$(ratio "${R[$key,envproxy]:-}" "${R[$key,haproxy]:-}")" \
-        "$(ratio "${R[$key,envproxy]:-}" "${R[$key,direct]:-}")"
+    local label=$1 key=$2 d h e a
+    d=${R[$key,direct]:-}
+    h=${R[$key,haproxy]:-}
+    e=${R[$key,envproxy]:-}
+    a=${R[$key,audit]:-}
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$(cell "$d")" \
+        "$(cell "$h")" "$(cell "$e")" "$(cell "$a")" "$(ratio "$e" "$h")" "$(ratio "$a" "$h")" \
+        "$(ratio "$a" "$e")" "$(ratio "$e" "$d")"
 }
 
 idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,haproxy]:-0}, envproxy ${R[idle_n,envproxy]:-0})"
@@ -752,14 +794,16 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
 {
     echo "Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM; client, MariaDB and proxy share them."
     echo "Versions: MariaDB $v_mariadb, HAProxy $v_haproxy, sysbench $v_sysbench, envproxy $v_envproxy."
-    [ -n "$ONLY" ] ||
-        echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 64, log_level warn."
+    if [ -z "$ONLY" ]; then
+        echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 64, log_level warn;"
+        echo "\"envproxy\": no audit log, no statement timeout; \"+ audit\": audit_log on, statement_timeout 30s."
+    fi
     echo "HTTP: one Python client each (http.client with keep-alive; PyMySQL on the MySQL port), ${CONN_SECONDS}s per point-select run."
     [ -z "$ONLY" ] || echo "BENCH_ONLY=http: HAProxy, sysbench and callgrind skipped."
     echo
-    echo "| measure | direct | HAProxy | envproxy | envproxy/HAProxy | envproxy/direct |"
-    echo "|---|---:|---:|---:|---:|---:|"
-    if [ -z "$ONLY" ]; then
+    echo "| measure | direct | HAProxy | envproxy | envproxy + audit | envproxy/HAProxy | + audit/HAProxy | audit on/off | envproxy/direct |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if [ -z "$ONLY" ] && [ "$MEASURE" = 1 ]; then
         for w in "${WORKLOADS[@]}"; do
             for n in "${THREAD_COUNTS[@]}"; do
                 row "${w#oltp_}, $n thread$([ "$n" -gt 1 ] && echo s), queries/s" "$w-$n"
@@ -770,9 +814,9 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
         row "peak RSS while streaming it, MiB" stream_hwm
         row "connect + login + SELECT 1 + quit, per s" conn
         row "$idle_label" idle
-        if [ "$CALLGRIND" != 0 ]; then
-            row "instructions per point select in the proxy (callgrind)" instr
-        fi
+    fi
+    if [ -z "$ONLY" ] && [ "$CALLGRIND" != 0 ]; then
+        row "instructions per point select in the proxy (callgrind)" instr
     fi
     row "point selects/s, one PyMySQL client, MySQL port" pyqps
     row "point selects/s, one HTTP client, POST /api/v1/query (keep-alive, bound parameter)" httpqps

@@ -1,4 +1,4 @@
-/* audit.c: the audit log. Callers format a JSON line and queue it; one thread appends lines. */
+/* audit.c: the audit log. Producers append binary records to rings; a thread writes lines. */
 #include "audit.h"
 
 #include <errno.h>
@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,31 +15,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-#define WRITE_CHUNK (256 * 1024)  /* most bytes handed to one write(2) */
-#define DROP_REPORT_INTERVAL_S 10 /* at most one "lines dropped" warning this often */
-#define FILE_CHECK_INTERVAL_S 1   /* how often the writer checks that its file is still there */
-
-typedef struct {
-    char *line;
-    size_t len;
-} audit_line;
-
-struct audit {
-    char *path;
-    int fd; /* touched only by the writer once it runs */
-    pthread_t thread;
-
-    pthread_mutex_t mu; /* guards everything below */
-    pthread_cond_t wake;
-    audit_line *ring; /* the queue: count lines from head, cap slots */
-    size_t cap, head, count, bytes;
-    unsigned long long enqueued, dequeued; /* lines ever queued / taken by the writer */
-    bool reopen_pending;
-    unsigned long long reopen_at; /* reopen once dequeued reaches this */
-    bool paused, stopping;
-    unsigned long long drops, written, lost;
-};
 
 /* ---------------------------------------------------------------------------------------------
  * Formatting (pure).
@@ -100,6 +76,18 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Printable ASCII other than '"' and '\\': copied into a JSON string as it is. */
+static const bool plain_table[256] = {
+    [0x20 ... 0x21] = true, /* 0x22 is '"' */
+    [0x23 ... 0x5b] = true, /* 0x5c is '\\' */
+    [0x5d ... 0x7f] = true,
+};
+
+static inline bool plain_ascii(unsigned char c)
+{
+    return plain_table[c];
+}
+
 /* Writes s (n bytes, of which at most limit are used) as a JSON string. Stops before the first
  * character that would pass limit, so a cut never splits a UTF-8 sequence. Returns true when
  * something was left out. */
@@ -110,8 +98,17 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
     size_t i = 0, run = 0; /* run: bytes from i - run copied as they are, not yet written */
     bool cut = false;
 
+    size_t fast_end = n < limit ? n : limit; /* an ASCII byte before this fits */
     jb_putn(b, "\"", 1);
     while (i < n) {
+        /* The common case first: a run of printable ASCII, copied as it is. */
+        size_t j = i;
+        while (j < fast_end && plain_ascii(p[j]))
+            j++;
+        run += j - i;
+        i = j;
+        if (i >= n)
+            break;
         size_t len = utf8_len(p + i, n - i);
         size_t step = len ? len : 1;
         if (i + step > limit) {
@@ -176,6 +173,22 @@ static void put_field(jbuf *b, const char *key, const char *s)
         put_string(b, s, strnlen(s, AUDIT_FIELD_MAX + 4), AUDIT_FIELD_MAX);
 }
 
+/* v in decimal. */
+static void put_uint(jbuf *b, unsigned long long v)
+{
+    char buf[24];
+    size_t i = sizeof buf;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    jb_putn(b, buf + i, sizeof buf - i);
+}
+
+/* The last second put_time formatted, per thread: lines of one second share it. */
+static _Thread_local long long cached_sec = LLONG_MIN;
+static _Thread_local char cached_text[80];
+
 /* ts_ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
 static void put_time(jbuf *b, long long ts_ms)
 {
@@ -184,31 +197,33 @@ static void put_time(jbuf *b, long long ts_ms)
         ms += 1000;
         sec--;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    char buf[64];
-    if (!gmtime_r(&t, &tm)) { /* out of range: the epoch rather than garbage */
-        memset(&tm, 0, sizeof tm);
-        tm.tm_year = 70;
-        tm.tm_mday = 1;
-        ms = 0;
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm)) { /* out of range: the epoch rather than garbage */
+            jb_puts(b, "\"1970-01-01T00:00:00.000Z\"");
+            return;
+        }
+        snprintf(cached_text, sizeof cached_text, "\"%04d-%02d-%02dT%02d:%02d:%02d",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = sec;
     }
-    snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
-    jb_puts(b, buf);
+    char ms3[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                   'Z', '"'};
+    jb_puts(b, cached_text);
+    jb_putn(b, ms3, sizeof ms3);
 }
 
 size_t audit_format(const audit_record *r, char *out, size_t cap)
 {
     jbuf b = {out, cap, 0};
-    char num[64];
 
     jb_puts(&b, "{\"ts\":");
     put_time(&b, r->ts_ms);
     if (r->event)
         put_field(&b, ",\"event\":", r->event);
-    snprintf(num, sizeof num, ",\"conn\":%lu", (unsigned long)r->conn);
-    jb_puts(&b, num);
+    jb_puts(&b, ",\"conn\":");
+    put_uint(&b, r->conn);
     put_field(&b, ",\"user\":", r->user);
     put_field(&b, ",\"client\":", r->client);
     if (r->via)
@@ -225,8 +240,7 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
     if (r->rows < 0) {
         jb_puts(&b, "null");
     } else {
-        snprintf(num, sizeof num, "%lld", r->rows);
-        jb_puts(&b, num);
+        put_uint(&b, (unsigned long long)r->rows);
     }
     jb_puts(&b, ",\"ms\":");
     /* Not "%.3f": that would follow LC_NUMERIC. NaN fails the first test. */
@@ -234,8 +248,11 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
         jb_puts(&b, "null");
     } else {
         long long thousandths = (long long)(r->ms * 1000.0 + 0.5);
-        snprintf(num, sizeof num, "%lld.%03lld", thousandths / 1000, thousandths % 1000);
-        jb_puts(&b, num);
+        long long frac = thousandths % 1000;
+        char dec[5] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                       (char)('0' + frac % 10), 0};
+        put_uint(&b, (unsigned long long)(thousandths / 1000));
+        jb_putn(&b, dec, 4);
     }
     put_field(&b, ",\"error\":", r->error);
     jb_puts(&b, "}\n");
@@ -246,22 +263,227 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Records in a ring.
+ *
+ * A ring is a single-producer, single-consumer byte buffer of cap bytes (a power of two).
+ * tail and head count bytes since the start and only grow: the producer alone stores tail,
+ * the writer alone stores head. The producer writes a record into the free space and then
+ * publishes it with a release store of tail; the writer reads tail with acquire, so the bytes
+ * are visible before it reads them, and gives space back with a release store of head, which
+ * the producer reads with acquire before it writes over that space.
+ *
+ * A record is a rec_hdr and its strings, each followed by a NUL, padded to 8 bytes. It never
+ * wraps: when it does not fit before the end of the buffer, a header with size 0 says "the
+ * rest is padding" and the record starts again at offset 0.
+ */
+
+enum { F_USER, F_CLIENT, F_ENV, F_DB, F_SQL, F_VERDICT, F_ERROR, F_EVENT, F_VIA, F_COUNT };
+#define F_NULL 0xffffu /* the string is NULL */
+
+typedef struct {
+    uint32_t size; /* bytes of the record with its padding; 0: skip to the buffer's start */
+    uint32_t conn;
+    int64_t ts_ms;
+    int64_t rows;
+    double ms;
+    uint16_t len[F_COUNT]; /* bytes of each string (without its NUL), or F_NULL */
+} rec_hdr;
+
+#define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+#define HDR_SIZE ALIGN8(sizeof(rec_hdr))
+
+/* The longest line a record can become: every kept byte may turn into a 6-byte escape. */
+#define LINE_MAX_BYTES (6 * (AUDIT_SQL_MAX + 8 * (AUDIT_FIELD_MAX + 2)) + 1024)
+#define WRITE_CHUNK (256 * 1024) /* a batch is written once it holds this many bytes */
+#define BUSY_WAIT_MS 10          /* the writer's sleep after a pass that found records */
+#define IDLE_WAIT_MS 100         /* ... growing to this while the rings stay empty */
+#define DROP_REPORT_INTERVAL_S 10 /* at most one "records dropped" warning this often */
+#define FILE_CHECK_INTERVAL_S 1   /* how often the writer checks that its file is still there */
+
+struct audit_ring {
+    /* The producer's line: tail and its own view of head. */
+    _Alignas(64) atomic_size_t tail;
+    size_t head_seen;
+    atomic_ullong drops;
+    /* The writer's line. */
+    _Alignas(64) atomic_size_t head;
+    size_t mark; /* audit_reopen: the tail when it was called (under the log's mu) */
+    size_t upto; /* the writer's copy of mark, taken under mu */
+    /* Fixed once made. */
+    _Alignas(64) unsigned char *buf;
+    size_t cap;
+    audit *owner;
+};
+
+struct audit {
+    char *path;
+    int fd; /* touched only by the writer once it runs */
+    pthread_t thread;
+    size_t ring_bytes;
+    char *batch; /* the writer's lines gathered for one write(2): WRITE_CHUNK + LINE_MAX_BYTES */
+
+    audit_ring *rings[AUDIT_MAX_RINGS];
+    atomic_int n_rings; /* rings[0 .. n_rings) are published (release) */
+    audit_ring *shared; /* audit_log's ring, its producers serialised by shared_mu */
+    pthread_mutex_t shared_mu;
+    atomic_bool kicked; /* a producer passed half full and woke the writer */
+
+    pthread_mutex_t mu; /* guards the flags below and the wait on wake */
+    pthread_cond_t wake;
+    atomic_ullong reopen_gen;       /* reopen requests made (stored under mu) */
+    unsigned long long reopen_done; /* ... and carried out */
+    bool paused, stopping;
+
+    atomic_ullong written, lost; /* stored by the writer only */
+
+    pthread_mutex_t report_mu; /* the "records dropped" warning's state */
+    unsigned long long drops_reported;
+    time_t drops_reported_at;
+};
+
+static size_t bounded_len(const char *s, size_t limit)
+{
+    return s ? strnlen(s, limit) : 0;
+}
+
+static void wake_writer(audit *a)
+{
+    pthread_mutex_lock(&a->mu);
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->mu);
+}
+
+void audit_ring_log(audit_ring *q, const audit_record *r)
+{
+    if (!q || !r)
+        return;
+    /* Copy as much of each string as audit_format() can use, so that the line written is the
+     * one the caller's record gives (see put_string: at most 4 bytes past the limit count). */
+    const char *str[F_COUNT] = {r->user,    r->client, r->env,   r->db, r->sql,
+                                r->verdict, r->error,  r->event, r->via};
+    size_t len[F_COUNT];
+    size_t need = HDR_SIZE;
+    for (int i = 0; i < F_COUNT; i++) {
+        if (i == F_SQL)
+            len[i] = !r->sql ? 0 : r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
+        else
+            len[i] = bounded_len(str[i], AUDIT_FIELD_MAX + 4);
+        if (str[i])
+            need += len[i] + 1;
+    }
+    need = ALIGN8(need);
+
+    size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    size_t off = tail & (q->cap - 1);
+    size_t pad = q->cap - off < need ? q->cap - off : 0;
+    size_t end = tail + pad + need;
+    if (end - q->head_seen > q->cap) {
+        q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (end - q->head_seen > q->cap) {
+            atomic_fetch_add_explicit(&q->drops, 1, memory_order_relaxed);
+            return;
+        }
+    }
+    if (pad) {
+        rec_hdr skip = {.size = 0};
+        memcpy(q->buf + off, &skip, sizeof skip.size);
+        off = 0;
+    }
+    rec_hdr h = {
+        .size = (uint32_t)need,
+        .conn = r->conn,
+        .ts_ms = r->ts_ms,
+        .rows = r->rows,
+        .ms = r->ms,
+    };
+    unsigned char *p = q->buf + off + HDR_SIZE;
+    for (int i = 0; i < F_COUNT; i++) {
+        if (!str[i]) {
+            h.len[i] = F_NULL;
+            continue;
+        }
+        h.len[i] = (uint16_t)len[i];
+        memcpy(p, str[i], len[i]);
+        p[len[i]] = '\0';
+        p += len[i] + 1;
+    }
+    memcpy(q->buf + off, &h, sizeof h);
+    atomic_store_explicit(&q->tail, end, memory_order_release);
+
+    /* Past half full: make sure the writer is awake (once, until it has run). */
+    if (end - q->head_seen > q->cap / 2) {
+        q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (end - q->head_seen > q->cap / 2 &&
+            !atomic_load_explicit(&q->owner->kicked, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&q->owner->kicked, true, memory_order_relaxed))
+            wake_writer(q->owner);
+    }
+}
+
+void audit_log(audit *a, const audit_record *r)
+{
+    if (!a || !r)
+        return;
+    pthread_mutex_lock(&a->shared_mu);
+    audit_ring_log(a->shared, r);
+    pthread_mutex_unlock(&a->shared_mu);
+}
+
+static audit_ring *ring_alloc(audit *a)
+{
+    audit_ring *q = aligned_alloc(64, sizeof *q); /* a multiple of 64: its members say so */
+    if (!q)
+        return NULL;
+    memset(q, 0, sizeof *q);
+    q->buf = malloc(a->ring_bytes);
+    if (!q->buf) {
+        free(q);
+        return NULL;
+    }
+    q->cap = a->ring_bytes;
+    q->owner = a;
+    atomic_init(&q->tail, 0);
+    atomic_init(&q->head, 0);
+    atomic_init(&q->drops, 0);
+    return q;
+}
+
+static void ring_free(audit_ring *q)
+{
+    if (q) {
+        free(q->buf);
+        free(q);
+    }
+}
+
+audit_ring *audit_ring_new(audit *a)
+{
+    if (!a)
+        return NULL;
+    audit_ring *q = ring_alloc(a);
+    if (!q)
+        return NULL;
+    pthread_mutex_lock(&a->mu);
+    int n = atomic_load_explicit(&a->n_rings, memory_order_relaxed);
+    if (n == AUDIT_MAX_RINGS) {
+        pthread_mutex_unlock(&a->mu);
+        ring_free(q);
+        return NULL;
+    }
+    q->mark = 0;
+    a->rings[n] = q;
+    atomic_store_explicit(&a->n_rings, n + 1, memory_order_release);
+    pthread_mutex_unlock(&a->mu);
+    return q;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The writer thread.
  */
 
 static int open_log(const char *path)
 {
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-}
-
-/* Whether the writer has something to do; called with mu held. */
-static bool has_work(const audit *a)
-{
-    if (a->reopen_pending && a->dequeued == a->reopen_at)
-        return true;
-    if (a->count && (!a->paused || a->stopping))
-        return true;
-    return a->stopping;
 }
 
 /* Writes buf (len bytes, holding whole lines) to fd. Returns how many bytes went out before an
@@ -283,65 +505,137 @@ static size_t write_all(int fd, const char *buf, size_t len, int *err)
 }
 
 typedef struct {
-    char *buf; /* lines gathered for one write(2) */
-    size_t cap;
+    size_t len;   /* bytes in a->batch */
+    size_t lines; /* lines in a->batch */
     bool torn;           /* the last failed write stopped inside a line */
-    bool error_reported; /* write errors are logged once */
-    time_t drops_reported_at;
-    unsigned long long drops_reported;
+    bool error_reported; /* write errors are logged once per file */
     time_t file_checked_at;
 } writer_state;
 
-/* Writes the lines of batch[0..n) in order and frees them. Returns how many reached the file. */
-static size_t write_batch(audit *a, writer_state *w, audit_line *batch, size_t n)
+/* Writes the batch and empties it; counts its lines as written or lost. */
+static void flush_batch(audit *a, writer_state *w)
 {
-    size_t ok = 0, i = 0;
-    while (i < n) {
-        /* Gather whole lines up to WRITE_CHUNK bytes (at least one line). */
-        size_t first = i, bytes = w->torn ? 1 : 0;
-        while (i < n && (i == first || bytes + batch[i].len <= WRITE_CHUNK))
-            bytes += batch[i++].len;
-        if (bytes > w->cap) {
-            char *nb = realloc(w->buf, bytes);
-            if (!nb) { /* these lines are lost; the caller counts them */
-                for (size_t j = first; j < i; j++)
-                    free(batch[j].line);
-                continue;
-            }
-            w->buf = nb;
-            w->cap = bytes;
+    if (!w->lines)
+        return;
+    const char *buf = a->batch;
+    size_t len = w->len, skip = 0;
+    /* After a write that failed inside a line, start on a fresh line: the batch keeps one
+     * byte free in front of its lines for that '\n'. */
+    if (w->torn) {
+        a->batch[0] = '\n';
+        skip = 1;
+    } else {
+        buf++;
+    }
+    len = w->len + skip;
+    int err = 0;
+    size_t done = write_all(a->fd, buf, len, &err);
+    size_t ok = w->lines;
+    if (done < len) {
+        /* Count the lines that made it whole (a JSON line holds no raw '\n'); the rest are
+         * lost. */
+        ok = 0;
+        for (const char *s = buf + skip, *e = buf + done; s < e;) {
+            const char *nl = memchr(s, '\n', (size_t)(e - s));
+            if (!nl)
+                break;
+            ok++;
+            s = nl + 1;
         }
-        /* After a write that failed inside a line, start on a fresh line. */
-        size_t len = 0;
-        if (w->torn)
-            w->buf[len++] = '\n';
-        for (size_t j = first; j < i; j++) {
-            memcpy(w->buf + len, batch[j].line, batch[j].len);
-            len += batch[j].len;
-            free(batch[j].line);
-        }
-        int err = 0;
-        size_t done = write_all(a->fd, w->buf, len, &err);
-        if (done == len) {
-            w->torn = false;
-            ok += i - first;
-            continue;
-        }
-        /* Count the lines that made it whole; the rest are lost. */
-        size_t at = w->torn ? 1 : 0;
-        if (done >= at)
-            for (size_t j = first; j < i && at + batch[j].len <= done; j++) {
-                at += batch[j].len;
-                ok++;
-            }
-        w->torn = done > 0 && w->buf[done - 1] != '\n';
+        w->torn = done > 0 && buf[done - 1] != '\n';
         if (!w->error_reported) {
             log_error("audit log %s: cannot write: %s (further write errors are only counted)",
                       a->path, strerror(err));
             w->error_reported = true;
         }
+    } else {
+        w->torn = false;
     }
-    return ok;
+    atomic_fetch_add_explicit(&a->written, ok, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->lost, w->lines - ok, memory_order_relaxed);
+    w->len = 0;
+    w->lines = 0;
+}
+
+/* Formats the records of q from its head up to limit into the batch, writing the batch each
+ * time it fills. Returns how many records it took. */
+static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
+{
+    size_t head = atomic_load_explicit(&q->head, memory_order_relaxed), n = 0;
+    while (head < limit) {
+        size_t off = head & (q->cap - 1);
+        rec_hdr h;
+        memcpy(&h, q->buf + off, sizeof h.size);
+        if (h.size == 0) { /* padding to the end of the buffer */
+            head += q->cap - off;
+            continue;
+        }
+        memcpy(&h, q->buf + off, sizeof h);
+        const char *str[F_COUNT];
+        const char *p = (const char *)q->buf + off + HDR_SIZE;
+        for (int i = 0; i < F_COUNT; i++) {
+            if (h.len[i] == F_NULL) {
+                str[i] = NULL;
+                continue;
+            }
+            str[i] = p;
+            p += h.len[i] + 1;
+        }
+        audit_record r = {
+            .ts_ms = h.ts_ms,
+            .conn = h.conn,
+            .user = str[F_USER],
+            .client = str[F_CLIENT],
+            .env = str[F_ENV],
+            .db = str[F_DB],
+            .sql = str[F_SQL],
+            .sql_len = str[F_SQL] ? h.len[F_SQL] : 0,
+            .verdict = str[F_VERDICT],
+            .rows = h.rows,
+            .ms = h.ms,
+            .error = str[F_ERROR],
+            .event = str[F_EVENT],
+            .via = str[F_VIA],
+        };
+        /* The batch starts at a->batch + 1 (see flush_batch) and always has room for the
+         * longest line when a record is formatted. */
+        size_t room = WRITE_CHUNK + LINE_MAX_BYTES - w->len;
+        size_t len = audit_format(&r, a->batch + 1 + w->len, room);
+        if (len < room) {
+            w->len += len;
+            w->lines++;
+        } else {
+            atomic_fetch_add_explicit(&a->lost, 1, memory_order_relaxed); /* cannot happen */
+        }
+        head += h.size;
+        n++;
+        if (w->len >= WRITE_CHUNK) {
+            atomic_store_explicit(&q->head, head, memory_order_release);
+            flush_batch(a, w);
+        }
+    }
+    atomic_store_explicit(&q->head, head, memory_order_release);
+    return n;
+}
+
+/* One pass over every ring (up to each one's reopen mark when to_marks); writes the batch.
+ * A pass that is not to the marks stops when a reopen is requested during it: records logged
+ * after the request must not reach the old file. */
+static size_t drain_all(audit *a, writer_state *w, bool to_marks)
+{
+    size_t n = 0;
+    int rings = atomic_load_explicit(&a->n_rings, memory_order_acquire);
+    for (int i = -1; i < rings; i++) {
+        audit_ring *q = i < 0 ? a->shared : a->rings[i];
+        size_t limit = to_marks ? q->upto : atomic_load_explicit(&q->tail, memory_order_acquire);
+        /* A record published after a request is seen with it (acquire on tail). */
+        if (!to_marks &&
+            atomic_load_explicit(&a->reopen_gen, memory_order_acquire) != a->reopen_done)
+            break;
+        n += drain_ring(a, w, q, limit);
+    }
+    flush_batch(a, w);
+    return n;
 }
 
 static void reopen_file(audit *a, writer_state *w)
@@ -375,18 +669,48 @@ static void check_file(audit *a, writer_state *w)
     reopen_file(a, w);
 }
 
-/* Warns about dropped lines, at most every DROP_REPORT_INTERVAL_S (and once at the end). */
-static void report_drops(audit *a, writer_state *w, unsigned long long drops, bool final)
+static unsigned long long total_drops(audit *a)
 {
-    if (drops == w->drops_reported)
-        return;
+    unsigned long long n = atomic_load_explicit(&a->shared->drops, memory_order_relaxed);
+    int rings = atomic_load_explicit(&a->n_rings, memory_order_acquire);
+    for (int i = 0; i < rings; i++)
+        n += atomic_load_explicit(&a->rings[i]->drops, memory_order_relaxed);
+    return n;
+}
+
+/* Warns about dropped records, at most every DROP_REPORT_INTERVAL_S (and once at the end).
+ * Called by the writer and by audit_report() (the main loop: a writer stuck in write(2) on a
+ * stalled disk cannot say it). */
+static void report_drops(audit *a, bool final)
+{
+    unsigned long long drops = total_drops(a);
+    pthread_mutex_lock(&a->report_mu);
     time_t now = time(NULL);
-    if (!final && now - w->drops_reported_at < DROP_REPORT_INTERVAL_S)
-        return;
-    log_warn("audit log %s: %llu line(s) dropped because the queue was full (%llu in all)", a->path,
-             drops - w->drops_reported, drops);
-    w->drops_reported = drops;
-    w->drops_reported_at = now;
+    if (drops != a->drops_reported &&
+        (final || now - a->drops_reported_at >= DROP_REPORT_INTERVAL_S)) {
+        log_warn("audit log %s: %llu record(s) dropped because a buffer was full (%llu in all)",
+                 a->path, drops - a->drops_reported, drops);
+        a->drops_reported = drops;
+        a->drops_reported_at = now;
+    }
+    pthread_mutex_unlock(&a->report_mu);
+}
+
+void audit_report(audit *a)
+{
+    if (a)
+        report_drops(a, false);
+}
+
+/* Sleeps on wake for at most ms; called with mu held. */
+static void wait_ms(audit *a, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&a->wake, &a->mu, &ts);
 }
 
 static void *writer_main(void *arg)
@@ -394,51 +718,47 @@ static void *writer_main(void *arg)
     audit *a = arg;
     writer_state w;
     memset(&w, 0, sizeof w);
-    audit_line *batch = malloc(a->cap * sizeof *batch);
+    long sleep_ms = BUSY_WAIT_MS;
 
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (!has_work(a))
-            pthread_cond_wait(&a->wake, &a->mu);
-        if (a->reopen_pending && a->dequeued == a->reopen_at) {
-            a->reopen_pending = false;
+        if (atomic_load_explicit(&a->reopen_gen, memory_order_relaxed) != a->reopen_done) {
+            /* What was logged before the request goes to the old file. */
+            unsigned long long gen = atomic_load_explicit(&a->reopen_gen, memory_order_relaxed);
+            int rings = atomic_load_explicit(&a->n_rings, memory_order_relaxed);
+            a->shared->upto = a->shared->mark;
+            for (int i = 0; i < rings; i++)
+                a->rings[i]->upto = a->rings[i]->mark;
             pthread_mutex_unlock(&a->mu);
+            drain_all(a, &w, true);
             reopen_file(a, &w);
             pthread_mutex_lock(&a->mu);
+            a->reopen_done = gen;
             continue;
         }
-        if (!a->count) /* only stopping wakes the writer with nothing to write */
-            break;
-        size_t n = a->count;
-        if (a->reopen_pending && a->reopen_at - a->dequeued < n)
-            n = (size_t)(a->reopen_at - a->dequeued);
-        if (!batch)
-            n = 1;
-        audit_line one;
-        audit_line *dst = batch ? batch : &one;
-        for (size_t i = 0; i < n; i++) {
-            dst[i] = a->ring[a->head];
-            a->bytes -= dst[i].len;
-            a->head = (a->head + 1) % a->cap;
+        bool stopping = a->stopping;
+        size_t n = 0;
+        if (!a->paused || stopping) {
+            pthread_mutex_unlock(&a->mu);
+            check_file(a, &w);
+            n = drain_all(a, &w, false);
+            report_drops(a, false);
+            pthread_mutex_lock(&a->mu);
         }
-        a->count -= n;
-        a->dequeued += n;
-        unsigned long long drops = a->drops;
-        pthread_mutex_unlock(&a->mu);
-
-        check_file(a, &w);
-        size_t ok = write_batch(a, &w, dst, n);
-        report_drops(a, &w, drops, false);
-
-        pthread_mutex_lock(&a->mu);
-        a->written += ok;
-        a->lost += n - ok;
+        bool reopen = atomic_load_explicit(&a->reopen_gen, memory_order_relaxed) != a->reopen_done;
+        if (stopping && n == 0 && !reopen)
+            break; /* the producers are gone: every ring is empty */
+        if (n)
+            sleep_ms = BUSY_WAIT_MS;
+        else if (sleep_ms < IDLE_WAIT_MS)
+            sleep_ms *= 2;
+        if (!a->stopping && !reopen &&
+            !atomic_exchange_explicit(&a->kicked, false, memory_order_relaxed))
+            wait_ms(a, sleep_ms);
+        atomic_store_explicit(&a->kicked, false, memory_order_relaxed);
     }
-    unsigned long long drops = a->drops;
     pthread_mutex_unlock(&a->mu);
-    report_drops(a, &w, drops, true);
-    free(w.buf);
-    free(batch);
+    report_drops(a, true);
     return NULL;
 }
 
@@ -446,29 +766,52 @@ static void *writer_main(void *arg)
  * The API.
  */
 
-audit *audit_open(const char *path, size_t queue_capacity, char *err, size_t errlen)
+static void free_audit(audit *a)
+{
+    int rings = atomic_load(&a->n_rings);
+    for (int i = 0; i < rings; i++)
+        ring_free(a->rings[i]);
+    ring_free(a->shared);
+    free(a->batch);
+    free(a->path);
+    free(a);
+}
+
+audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen)
 {
     if (!path || !*path) {
         snprintf(err, errlen, "audit log: no file name");
         return NULL;
     }
-    if (queue_capacity == 0)
-        queue_capacity = AUDIT_DEFAULT_QUEUE;
+    if (ring_bytes == 0)
+        ring_bytes = AUDIT_DEFAULT_RING;
+    if (ring_bytes > ((size_t)1 << 40))
+        ring_bytes = (size_t)1 << 40;
+    size_t cap = AUDIT_MIN_RING;
+    while (cap < ring_bytes)
+        cap *= 2;
     audit *a = calloc(1, sizeof *a);
-    if (!a || !(a->path = strdup(path)) || !(a->ring = calloc(queue_capacity, sizeof *a->ring))) {
+    if (!a) {
         snprintf(err, errlen, "audit log %s: out of memory", path);
-        if (a)
-            free(a->path);
-        free(a);
         return NULL;
     }
-    a->cap = queue_capacity;
+    a->ring_bytes = cap;
+    a->fd = -1;
+    atomic_init(&a->n_rings, 0);
+    atomic_init(&a->kicked, false);
+    atomic_init(&a->written, 0);
+    atomic_init(&a->lost, 0);
+    atomic_init(&a->reopen_gen, 0);
+    if (!(a->path = strdup(path)) || !(a->shared = ring_alloc(a)) ||
+        !(a->batch = malloc(1 + WRITE_CHUNK + LINE_MAX_BYTES))) {
+        snprintf(err, errlen, "audit log %s: out of memory", path);
+        free_audit(a);
+        return NULL;
+    }
     a->fd = open_log(path);
     if (a->fd < 0) {
         snprintf(err, errlen, "audit log %s: cannot open: %s", path, strerror(errno));
-        free(a->ring);
-        free(a->path);
-        free(a);
+        free_audit(a);
         return NULL;
     }
     struct stat st;
@@ -476,13 +819,17 @@ audit *audit_open(const char *path, size_t queue_capacity, char *err, size_t err
         !S_ISCHR(st.st_mode)) {
         snprintf(err, errlen, "audit log %s: not a regular file", path);
         close(a->fd);
-        free(a->ring);
-        free(a->path);
-        free(a);
+        free_audit(a);
         return NULL;
     }
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->wake, NULL);
+    pthread_mutex_init(&a->shared_mu, NULL);
+    pthread_mutex_init(&a->report_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_condattr_destroy(&ca);
 
     /* The writer takes no signals: they belong to the main loop. */
     sigset_t all, old;
@@ -495,38 +842,13 @@ audit *audit_open(const char *path, size_t queue_capacity, char *err, size_t err
                  strerror(rc));
         pthread_cond_destroy(&a->wake);
         pthread_mutex_destroy(&a->mu);
+        pthread_mutex_destroy(&a->shared_mu);
+        pthread_mutex_destroy(&a->report_mu);
         close(a->fd);
-        free(a->ring);
-        free(a->path);
-        free(a);
+        free_audit(a);
         return NULL;
     }
     return a;
-}
-
-void audit_log(audit *a, const audit_record *r)
-{
-    if (!a || !r)
-        return;
-    size_t len = audit_format(r, NULL, 0);
-    char *line = malloc(len + 1);
-    if (line)
-        audit_format(r, line, len + 1);
-
-    pthread_mutex_lock(&a->mu);
-    if (!line || a->stopping || a->count == a->cap || a->bytes + len > AUDIT_QUEUE_MAX_BYTES) {
-        a->drops++;
-        pthread_mutex_unlock(&a->mu);
-        free(line);
-        return;
-    }
-    a->ring[(a->head + a->count) % a->cap] = (audit_line){line, len};
-    a->count++;
-    a->bytes += len;
-    a->enqueued++;
-    if (a->count == 1)
-        pthread_cond_signal(&a->wake);
-    pthread_mutex_unlock(&a->mu);
 }
 
 void audit_reopen(audit *a)
@@ -534,8 +856,13 @@ void audit_reopen(audit *a)
     if (!a)
         return;
     pthread_mutex_lock(&a->mu);
-    a->reopen_pending = true;
-    a->reopen_at = a->enqueued;
+    /* The writer takes each ring up to here for the old file. A record that a producer is
+     * writing at this moment is published after it: it goes to the new file. */
+    int rings = atomic_load_explicit(&a->n_rings, memory_order_relaxed);
+    a->shared->mark = atomic_load_explicit(&a->shared->tail, memory_order_acquire);
+    for (int i = 0; i < rings; i++)
+        a->rings[i]->mark = atomic_load_explicit(&a->rings[i]->tail, memory_order_acquire);
+    atomic_fetch_add_explicit(&a->reopen_gen, 1, memory_order_release);
     pthread_cond_signal(&a->wake);
     pthread_mutex_unlock(&a->mu);
 }
@@ -550,29 +877,19 @@ void audit_pause(audit *a, bool paused)
     pthread_mutex_unlock(&a->mu);
 }
 
-static unsigned long long read_counter(audit *a, const unsigned long long *field)
-{
-    if (!a)
-        return 0;
-    pthread_mutex_lock(&a->mu);
-    unsigned long long v = *field;
-    pthread_mutex_unlock(&a->mu);
-    return v;
-}
-
 unsigned long long audit_drops(audit *a)
 {
-    return a ? read_counter(a, &a->drops) : 0;
+    return a ? total_drops(a) : 0;
 }
 
 unsigned long long audit_written(audit *a)
 {
-    return a ? read_counter(a, &a->written) : 0;
+    return a ? atomic_load_explicit(&a->written, memory_order_relaxed) : 0;
 }
 
 unsigned long long audit_write_errors(audit *a)
 {
-    return a ? read_counter(a, &a->lost) : 0;
+    return a ? atomic_load_explicit(&a->lost, memory_order_relaxed) : 0;
 }
 
 void audit_close(audit *a)
@@ -585,12 +902,10 @@ void audit_close(audit *a)
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL);
 
-    for (size_t i = 0; i < a->count; i++) /* only when the writer could not take them */
-        free(a->ring[(a->head + i) % a->cap].line);
     close(a->fd);
     pthread_cond_destroy(&a->wake);
     pthread_mutex_destroy(&a->mu);
-    free(a->ring);
-    free(a->path);
-    free(a);
+    pthread_mutex_destroy(&a->shared_mu);
+    pthread_mutex_destroy(&a->report_mu);
+    free_audit(a);
 }

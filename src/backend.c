@@ -714,6 +714,28 @@ int backend_flush(backend *b)
     return 0;
 }
 
+/* Whether b sits parked on base (the calling thread's loop) and its socket has not been seen
+ * readable since: a parked registration that sees bytes or EOF unregisters itself
+ * (be_watch_cb), and one whose callback waits to run in this turn of the loop is active. The
+ * event's flags are read from struct event (event_struct.h): libevent has no call that tells
+ * "active" from "pending". */
+static bool parked_quiet(const backend *b, struct event_base *base)
+{
+    /* b->base first: a registration on another worker's loop may be changing under us
+     * (be_watch_cb there), one on ours only changes on this thread. */
+    return b->fd >= 0 && b->base == base && b->ev_added && event_get_base(&b->ev) == base &&
+           event_get_callback(&b->ev) == be_watch_cb &&
+           event_get_events(&b->ev) == (EV_READ | EV_PERSIST) &&
+           !(b->ev.ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER));
+}
+
+bool backend_idle_dead(backend *b, struct event_base *base)
+{
+    if (parked_quiet(b, base))
+        return false; /* the loop watched it: no peek needed */
+    return backend_is_dead(b);
+}
+
 bool backend_is_dead(backend *b)
 {
     char c;

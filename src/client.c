@@ -52,6 +52,60 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_process_input(client *c);
 static void prepare_step(client *c);
 
+/* ---- reading ----------------------------------------------------------------------------- */
+
+/* Most bytes taken from a plain client's socket by one read. */
+#define CLIENT_READ_CHUNK 16384
+
+/* A plain client's socket is read by an event of our own with one recv into space reserved
+ * in the bufferevent's input: bufferevent_socket's own reads ask the kernel FIONREAD first,
+ * a system call per statement for nothing. The bufferevent still writes (and with TLS its
+ * filter reads through it). */
+static void client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    /* A bufferevent keeps the end of its input frozen against other writers; its own read
+     * unfreezes it the same way. */
+    evbuffer_unfreeze(in, 0);
+    ssize_t n = -1;
+    int err = ENOMEM;
+    if (evbuffer_reserve_space(in, CLIENT_READ_CHUNK, &v, 1) == 1) {
+        n = recv(fd, v.iov_base, v.iov_len < CLIENT_READ_CHUNK ? v.iov_len : CLIENT_READ_CHUNK, 0);
+        err = errno;
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(in, &v, 1);
+        }
+    }
+    evbuffer_freeze(in, 0);
+    if (n > 0) {
+        client_read_cb(c->bev, c);
+        return;
+    }
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+        return;
+    client_event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+}
+
+/* Starts or stops reading the client (the plain socket's event, or the TLS bufferevent). */
+static void client_read_on(client *c)
+{
+    if (c->rd_ev)
+        event_add(c->rd_ev, NULL); /* no system call when it is registered already */
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+static void client_read_off(client *c)
+{
+    if (c->rd_ev)
+        event_del(c->rd_ev);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
 /* ---- sending ----------------------------------------------------------------------------- */
 
 void client_send(client *c, pbuf *b)
@@ -167,6 +221,7 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
  * close without a reset. */
 static void linger(client *c)
 {
+    client_read_off(c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     shutdown(c->fd, SHUT_WR);
     c->linger_ev = event_new(c->w->base, c->fd, EV_READ | EV_PERSIST, linger_cb, c);
@@ -232,7 +287,7 @@ void client_close_after_flush(client *c)
     if (c->state == CL_CLOSING)
         return;
     c->state = CL_CLOSING;
-    bufferevent_disable(c->bev, EV_READ);
+    client_read_off(c);
     c->close_deadline_ms = now_ms() + CLIENT_CLOSE_FLUSH_MS;
     if (c->tls && !c->close_cb) {
         struct bufferevent *under = bufferevent_get_underlying(c->bev);
@@ -249,7 +304,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
                   const char *event)
 {
     if (!event) /* per door: one count per statement, as the audit log has one line */
-        atomic_fetch_add(&c->p->stmts_by_door[c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0], 1);
+        metrics_door(c->p, c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0);
     if (!c->p->audit)
         return;
     struct timeval tv;
@@ -277,7 +332,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
             r.sql_len = c->stmt->sql_len;
         }
     }
-    audit_log(c->p->audit, &r);
+    audit_ring_log(c->w->audit, &r);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */
@@ -332,12 +387,14 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
     c->txn_timer = evtimer_new(w->base, txn_timer_cb, c);
     c->wake = event_new(w->base, -1, 0, client_wake_cb, c);
     c->rl_out = evbuffer_new();
-    if (!c->bev || !c->timer || !c->txn_timer || !c->wake || !c->rl_out)
+    c->rd_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, client_sock_read_cb, c);
+    if (!c->bev || !c->timer || !c->txn_timer || !c->wake || !c->rl_out || !c->rd_ev)
         abort();
     c->waiter.wake = c->wake;
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
     set_write_timeout(c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_WRITE);
+    client_read_on(c);
 
     c->next = w->clients;
     if (w->clients)
@@ -468,6 +525,8 @@ void client_free(client *c)
     evbuffer_free(c->rl_out);
     if (c->linger_ev)
         event_free(c->linger_ev);
+    if (c->rd_ev)
+        event_free(c->rd_ev);
     if (c->close_cb) {
         struct bufferevent *under = bufferevent_get_underlying(c->bev);
         if (under)
@@ -620,7 +679,7 @@ static void client_process_input(client *c)
             c->cfg->max_pipelined_input) {
         /* A command runs and the client sends more than max_pipelined_input ahead: stop
          * reading (the socket's buffers then push back on the client) until it ends. */
-        bufferevent_disable(c->bev, EV_READ);
+        client_read_off(c);
         c->in_paused = true;
         log_debug("conn %u %s: %zu bytes sent ahead of a running command; reading paused",
                   c->id, c->addr, evbuffer_get_length(bufferevent_get_input(c->bev)));
@@ -804,7 +863,7 @@ void client_command_done(client *c)
         set_timer(c, c->cfg->client_idle_timeout_ms);
     if (c->in_paused) {
         c->in_paused = false;
-        bufferevent_enable(c->bev, EV_READ);
+        client_read_on(c);
     }
     txn_timer_arm(c);
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
@@ -981,6 +1040,12 @@ static bool login_allowed(client *c)
 
 static void start_tls(client *c)
 {
+    /* From here the TLS filter reads the socket, through the socket bufferevent (bytes
+     * already read wait in its input). */
+    if (c->rd_ev) {
+        event_free(c->rd_ev);
+        c->rd_ev = NULL;
+    }
     SSL *ssl = SSL_new(c->p->tls_ctx);
     if (!ssl) {
         client_free(c);
@@ -1806,7 +1871,7 @@ void client_start_job(client *c)
     c->state = CL_PREPARE;
     if (slot >= 0) {
         c->be = c->held[slot];
-        if (backend_is_dead(c->be)) {
+        if (backend_idle_dead(c->be, c->w->base)) {
             /* The server closed it while we held it (restart, wait_timeout, a connection
              * closed after a statement it did not stop): start over on another, but never
              * silently when the session had state there. */

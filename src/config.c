@@ -1589,6 +1589,7 @@ enum {
     TOP_MAX_PIPELINED_INPUT,
     TOP_CLIENT_IDLE_TIMEOUT,
     TOP_HEALTH_TIMEOUT,
+    TOP_AUDIT_BUFFER,
     TOP_COUNT
 };
 static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
@@ -1606,7 +1607,8 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "max_handshake_packet_size",
                                                 "max_pipelined_input",
                                                 "client_idle_timeout",
-                                                "health_timeout"};
+                                                "health_timeout",
+                                                "audit_buffer"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
 /* Reads the top level of a file: every setting for the main file, only environments for an
@@ -1659,6 +1661,10 @@ static void load_top(loader *ld, const ynode *root)
             break;
         case TOP_AUDIT_LOG:
             get_path(ld, "audit_log", val, &c->audit_log);
+            break;
+        case TOP_AUDIT_BUFFER:
+            get_size(ld, "audit_buffer", val, 64LL << 10, 1LL << 30,
+                     "a size from 64KiB to 1GiB such as 4MiB", &c->audit_buffer);
             break;
         case TOP_SECRET_KEY_FILE:
             get_path(ld, "secret_key_file", val, &c->secret_key_file);
@@ -1968,6 +1974,7 @@ static config *config_new(const char *path)
     c->log_level = DEFAULT_LOG_LEVEL;
     c->max_handshake_packet_size = DEFAULT_HANDSHAKE_PACKET_SIZE;
     c->max_pipelined_input = DEFAULT_PIPELINED_INPUT;
+    c->audit_buffer = 4LL << 20;
     return c;
 }
 

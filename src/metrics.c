@@ -1,4 +1,4 @@
-/* metrics.c: counters for /metrics, updated with relaxed atomics from any thread. */
+/* metrics.c: counters for /metrics: per worker thread (written by it alone), summed when read. */
 #include "audit.h"
 #include "envproxy.h"
 
@@ -8,12 +8,68 @@
 const double metric_bucket_bounds[METRIC_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05,
                                                      0.1,   0.25,  0.5,  1,     5};
 
-#define ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* The calling worker's counters (metrics_bind_worker), or NULL on other threads. */
+static _Thread_local env_metrics *own_metrics;
+static _Thread_local atomic_ullong *own_doors;
+
+/* Adds n to a counter: a worker's own with a plain load and store (it is the only writer, and
+ * readers see either value), a shared one with an atomic addition. */
+static inline void add(atomic_ullong *x, unsigned long long n, bool own)
+{
+    if (own)
+        atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(x, n, memory_order_relaxed);
+}
+#define ADD(x, n) add(&(x), (n), own)
+
+void metrics_bind_worker(worker *w)
+{
+    own_metrics = w->metrics;
+    own_doors = w->stmts_by_door;
+}
+
+void metrics_door(proxy *p, int door)
+{
+    bool own = own_doors != NULL;
+    add(own ? &own_doors[door] : &p->stmts_by_door[door], 1, own);
+}
+
+/* Every counter of environment slot, summed over the shared set and each worker's. */
+typedef struct {
+    unsigned long long allowed, refused, error, bucket[METRIC_BUCKETS + 1], sum_us, rows, bytes;
+} env_sums;
+
+static void sum_one(env_sums *s, env_metrics *m)
+{
+    s->allowed += GET(m->stmt_allowed);
+    s->refused += GET(m->stmt_refused);
+    s->error += GET(m->stmt_error);
+    for (int k = 0; k <= METRIC_BUCKETS; k++)
+        s->bucket[k] += GET(m->latency_bucket[k]);
+    s->sum_us += GET(m->latency_sum_us);
+    s->rows += GET(m->rows_sent);
+    s->bytes += GET(m->bytes_sent);
+}
+
+static env_sums env_total(proxy *p, int slot)
+{
+    env_sums s;
+    memset(&s, 0, sizeof s);
+    sum_one(&s, &p->metrics[slot]);
+    for (int i = 0; i < p->n_workers; i++)
+        if (p->workers && p->workers[i].metrics)
+            sum_one(&s, &p->workers[i].metrics[slot]);
+    return s;
+}
 
 void metrics_statement(proxy *p, int env, verdict v, double ms)
 {
-    env_metrics *m = &p->metrics[env];
+    bool own = own_metrics != NULL;
+    env_metrics *m = own ? &own_metrics[env] : &p->metrics[env];
     switch (v) {
     case VERDICT_ALLOWED:
         ADD(m->stmt_allowed, 1);
@@ -36,8 +92,10 @@ void metrics_statement(proxy *p, int env, verdict v, double ms)
 
 void metrics_rows(proxy *p, int env, unsigned long long rows, unsigned long long bytes)
 {
-    ADD(p->metrics[env].rows_sent, rows);
-    ADD(p->metrics[env].bytes_sent, bytes);
+    bool own = own_metrics != NULL;
+    env_metrics *m = own ? &own_metrics[env] : &p->metrics[env];
+    ADD(m->rows_sent, rows);
+    ADD(m->bytes_sent, bytes);
 }
 
 static void header(struct evbuffer *b, const char *name, const char *type, const char *help)
@@ -61,9 +119,14 @@ void metrics_render(proxy *p, struct evbuffer *b)
     header(b, "envproxy_statements_by_door_total", "counter",
            "Statements by the door they came in by: the MySQL port, the HTTP API, MCP over HTTP.");
     static const char *const doors[] = {"mysql", "http", "mcp"};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        unsigned long long n = GET(p->stmts_by_door[i]);
+        for (int k = 0; k < p->n_workers; k++)
+            if (p->workers)
+                n += GET(p->workers[k].stmts_by_door[i]);
         evbuffer_add_printf(b, "envproxy_statements_by_door_total{via=\"%s\"} %llu\n", doors[i],
-                            (unsigned long long)GET(p->stmts_by_door[i]));
+                            n);
+    }
     header(b, "envproxy_http_api_responses_total", "counter",
            "Answers of /api/v1 and /mcp by HTTP status class.");
     for (int i = 1; i < 6; i++)
@@ -75,23 +138,23 @@ void metrics_render(proxy *p, struct evbuffer *b)
     evbuffer_add_printf(b, "envproxy_logins_throttled_total %llu\n", throttle_refused());
     header(b, "envproxy_statements_total", "counter", "Statements by environment and verdict.");
     for (int i = 0; i < c->n_envs; i++) {
-        env_metrics *m = &p->metrics[c->envs[i].slot];
+        env_sums m = env_total(p, c->envs[i].slot);
         const char *n = c->envs[i].name;
         evbuffer_add_printf(b, "envproxy_statements_total{env=\"%s\",verdict=\"allowed\"} %llu\n",
-                            n, (unsigned long long)GET(m->stmt_allowed));
+                            n, m.allowed);
         evbuffer_add_printf(b, "envproxy_statements_total{env=\"%s\",verdict=\"refused\"} %llu\n",
-                            n, (unsigned long long)GET(m->stmt_refused));
+                            n, m.refused);
         evbuffer_add_printf(b, "envproxy_statements_total{env=\"%s\",verdict=\"error\"} %llu\n",
-                            n, (unsigned long long)GET(m->stmt_error));
+                            n, m.error);
     }
     header(b, "envproxy_statement_duration_seconds", "histogram",
            "Time from sending a statement to the backend to the end of its response.");
     for (int i = 0; i < c->n_envs; i++) {
-        env_metrics *m = &p->metrics[c->envs[i].slot];
+        env_sums m = env_total(p, c->envs[i].slot);
         const char *n = c->envs[i].name;
         unsigned long long cum = 0;
         for (int k = 0; k <= METRIC_BUCKETS; k++) {
-            cum += GET(m->latency_bucket[k]);
+            cum += m.bucket[k];
             if (k < METRIC_BUCKETS)
                 evbuffer_add_printf(b,
                                     "envproxy_statement_duration_seconds_bucket{env=\"%s\","
@@ -104,18 +167,18 @@ void metrics_render(proxy *p, struct evbuffer *b)
                                     n, cum);
         }
         evbuffer_add_printf(b, "envproxy_statement_duration_seconds_sum{env=\"%s\"} %.6f\n", n,
-                            (double)GET(m->latency_sum_us) / 1e6);
+                            (double)m.sum_us / 1e6);
         evbuffer_add_printf(b, "envproxy_statement_duration_seconds_count{env=\"%s\"} %llu\n", n,
                             cum);
     }
     header(b, "envproxy_rows_sent_total", "counter", "Result rows sent to clients.");
     for (int i = 0; i < c->n_envs; i++)
         evbuffer_add_printf(b, "envproxy_rows_sent_total{env=\"%s\"} %llu\n", c->envs[i].name,
-                            (unsigned long long)GET(p->metrics[c->envs[i].slot].rows_sent));
+                            env_total(p, c->envs[i].slot).rows);
     header(b, "envproxy_bytes_sent_total", "counter", "Response bytes sent to clients.");
     for (int i = 0; i < c->n_envs; i++)
         evbuffer_add_printf(b, "envproxy_bytes_sent_total{env=\"%s\"} %llu\n", c->envs[i].name,
-                            (unsigned long long)GET(p->metrics[c->envs[i].slot].bytes_sent));
+                            env_total(p, c->envs[i].slot).bytes);
 
     header(b, "envproxy_pool_connections", "gauge",
            "Backend connections by environment and state (in_use, idle, max).");
@@ -145,8 +208,11 @@ void metrics_render(proxy *p, struct evbuffer *b)
                             hv.known && hv.up ? 1 : 0);
         evbuffer_add_printf(b, "envproxy_backend_writable{env=\"%s\"} %d\n", n, hv.writable);
     }
+    header(b, "envproxy_audit_written_total", "counter", "Audit lines written to the file.");
+    evbuffer_add_printf(b, "envproxy_audit_written_total %llu\n",
+                        (unsigned long long)audit_written(p->audit));
     header(b, "envproxy_audit_dropped_total", "counter",
-           "Audit lines dropped because the writer's queue was full.");
+           "Audit records dropped because a worker's audit buffer was full.");
     evbuffer_add_printf(b, "envproxy_audit_dropped_total %llu\n",
                         (unsigned long long)proxy_audit_drops(p));
     header(b, "envproxy_audit_write_errors_total", "counter",

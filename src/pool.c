@@ -16,6 +16,7 @@ pool *pool_new(proxy *p, const cfg_env *env, int index)
         abort();
     pl->proxy = p;
     pl->env = env;
+    pl->target = backend_target(env);
     pl->index = index;
     pthread_mutex_init(&pl->mu, NULL);
     return pl;
@@ -81,13 +82,13 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             pl->n_idle--;
             b->next = NULL;
             pthread_mutex_unlock(&pl->mu);
-            if (backend_is_dead(b)) {
+            if (backend_idle_dead(b, base)) {
                 log_debug("env %s: idle backend connection %lu was closed by the server",
                           pl->env->name, b->thread_id);
                 pool_discard(pl, b);
                 continue;
             }
-            if (b->target != backend_target(pl->env)) {
+            if (b->target != atomic_load(&pl->target)) {
                 /* Opened before a reload changed the server or the account: not reused. */
                 log_debug("env %s: closing backend connection %lu of the old configuration",
                           pl->env->name, b->thread_id);
@@ -146,7 +147,7 @@ backend *pool_cancel(pool *pl, pool_waiter *w)
 
 void pool_release(pool *pl, backend *b)
 {
-    if (atomic_load(&pl->removed) || b->target != backend_target(pl->env)) {
+    if (atomic_load(&pl->removed) || b->target != atomic_load(&pl->target)) {
         pool_discard(pl, b); /* gone from the configuration, or changed: drain */
         return;
     }

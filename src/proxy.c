@@ -73,6 +73,8 @@ static void retarget_slots(proxy *p, config *cfg)
             if (cfg->envs[i].slot == slot)
                 found = &cfg->envs[i];
         if (found) {
+            /* The target first: a connection opened in between is merely not reused. */
+            atomic_store(&pl->target, backend_target(found));
             atomic_store(&pl->env, found);
             atomic_store(&pl->removed, false);
             if (p->removed_cfg[slot]) {
@@ -423,6 +425,7 @@ static void *worker_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the main loop's */
+    metrics_bind_worker(w);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
@@ -430,7 +433,8 @@ static void *worker_main(void *arg)
 int worker_start(worker *w)
 {
     w->base = event_base_new();
-    if (!w->base)
+    w->metrics = calloc(PROXY_MAX_SLOTS, sizeof *w->metrics);
+    if (!w->base || !w->metrics)
         return -1;
     w->inbox_ev = event_new(w->base, -1, 0, inbox_cb, w);
     pthread_mutex_init(&w->inbox_mu, NULL);
@@ -633,9 +637,10 @@ static void reload_config(proxy *p)
     if (!same_listen || cur->threads != next->threads ||
         strcmp(cur->accounts, next->accounts) != 0 ||
         (cur->audit_log == NULL) != (next->audit_log == NULL) ||
+        cur->audit_buffer != next->audit_buffer ||
         (cur->http == NULL) != (next->http == NULL) || cur->http_tls != next->http_tls)
-        log_warn("reload: listen, threads, accounts, audit_log and http changes take effect "
-                 "at the next start");
+        log_warn("reload: listen, threads, accounts, audit_log, audit_buffer and http changes take "
+                 "effect at the next start");
     retarget_slots(p, next);
     config **olds = realloc(p->old_cfgs, (size_t)(p->n_old_cfgs + 1) * sizeof(*olds));
     if (!olds)
@@ -698,6 +703,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     check_accounts(p);
     free_unused_configs(p, now);
+    audit_report(p->audit);
 }
 
 /* Start-up: opens the listeners once every environment has been checked (or the first
@@ -805,7 +811,7 @@ int proxy_run(const char *config_path)
     if (reload_accounts(p))
         goto out;
     if (cfg->audit_log) {
-        p->audit = audit_open(cfg->audit_log, 0, err, sizeof(err));
+        p->audit = audit_open(cfg->audit_log, (size_t)cfg->audit_buffer, err, sizeof(err));
         if (!p->audit) {
             log_error("audit_log %s: %s", cfg->audit_log, err);
             goto out;
@@ -835,6 +841,11 @@ int proxy_run(const char *config_path)
     for (int i = 0; i < p->n_workers; i++) {
         p->workers[i].p = p;
         p->workers[i].index = i;
+        if (p->audit && !(p->workers[i].audit = audit_ring_new(p->audit))) {
+            log_error("audit_log %s: cannot make worker thread %d's buffer", cfg->audit_log, i);
+            p->n_workers = i;
+            goto out;
+        }
         if (worker_start(&p->workers[i])) {
             log_error("cannot start worker thread %d", i);
             p->n_workers = i;
@@ -887,6 +898,7 @@ out:
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_mu);
         free(w->inbox);
+        free(w->metrics);
     }
     free(p->workers);
     struct event *evs[] = {p->sig_int, p->sig_term,      p->sig_hup,

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,15 @@ static char *slurp(const char *path, size_t *len)
     if (len)
         *len = n;
     return buf;
+}
+
+/* slurp(path), freed at the next call: for one-line checks. */
+static const char *slurp_keep(const char *path)
+{
+    static char *last;
+    free(last);
+    last = slurp(path, NULL);
+    return last ? last : "";
 }
 
 static size_t count_lines(const char *s)
@@ -511,50 +522,56 @@ static void test_reopen(void)
     free(old);
 }
 
-/* A stalled writer: the queue fills, further lines are dropped and counted, nobody blocks. */
+/* A stalled writer: the ring fills, further records are dropped and counted, nobody blocks;
+ * the records kept are the first ones, and they are all written once the writer runs. */
 static void test_queue_full(void)
 {
     char err[256] = "";
     char *path = tmp_path("full.jsonl");
-    audit *a = audit_open(path, 4, err, sizeof err);
+    audit *a = audit_open(path, AUDIT_MIN_RING, err, sizeof err);
     CHECK(a != NULL);
     if (!a)
         return;
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
     audit_pause(a, true);
     audit_record r = statement("SELECT 1");
     double t0 = now_s();
     for (int i = 0; i < 1000; i++) {
         r.rows = i;
-        audit_log(a, &r);
+        audit_ring_log(q, &r);
     }
     CHECK(now_s() - t0 < 2.0);
-    CHECK_INT(audit_drops(a), 996);
+    unsigned long long drops = audit_drops(a), kept = 1000 - drops;
+    /* ~130 bytes a record in 64 KiB: about half of them fit. */
+    CHECK(drops > 100 && kept > 100);
     usleep(20000);
     CHECK_INT(audit_written(a), 0);
 
-    /* Once the writer runs again the four queued lines are written, the first four logged. */
+    /* Once the writer runs again the queued records are written, the first ones logged. */
     audit_pause(a, false);
-    for (int i = 0; i < 2000 && audit_written(a) < 4; i++)
+    for (int i = 0; i < 2000 && audit_written(a) < kept; i++)
         usleep(1000);
-    CHECK_INT(audit_written(a), 4);
+    CHECK_INT(audit_written(a), kept);
     r.rows = 5000;
-    audit_log(a, &r);
+    audit_ring_log(q, &r);
     audit_close(a);
-    char *text = slurp(path, NULL);
-    CHECK(text && count_lines(text) == 5);
-    CHECK(text && strstr(text, "\"rows\":3,") && !strstr(text, "\"rows\":4,") &&
-          strstr(text, "\"rows\":5000,"));
-    free(text);
+    CHECK_INT(count_lines(slurp_keep(path)), kept + 1);
+    char want[64];
+    snprintf(want, sizeof want, "\"rows\":%llu,", kept - 1);
+    CHECK(strstr(slurp_keep(path), want) != NULL);
+    snprintf(want, sizeof want, "\"rows\":%llu,", kept);
+    CHECK(strstr(slurp_keep(path), want) == NULL);
+    CHECK(strstr(slurp_keep(path), "\"rows\":5000,") != NULL);
 
-    /* Closing while paused still writes what is queued. */
-    a = audit_open(path, 4, err, sizeof err);
+    /* Closing while paused still writes what is queued, in both kinds of ring. */
+    a = audit_open(path, 0, err, sizeof err);
+    q = audit_ring_new(a);
     audit_pause(a, true);
     audit_log(a, &r);
-    audit_log(a, &r);
+    audit_ring_log(q, &r);
     audit_close(a);
-    text = slurp(path, NULL);
-    CHECK(text && count_lines(text) == 7);
-    free(text);
+    CHECK_INT(count_lines(slurp_keep(path)), kept + 3);
     unlink(path);
     free(path);
 }
@@ -602,8 +619,11 @@ static void test_write_errors(void)
 
 typedef struct {
     audit *a;
+    audit_ring *q; /* NULL: audit_log, the shared ring */
     int id;
 } thread_arg;
+
+static atomic_ullong logged; /* records logged by every thread */
 
 /* The SQL a thread sends for its line i: lengths vary from 1 byte to past the limit. */
 static size_t thread_sql(int id, int i, char *buf)
@@ -623,31 +643,45 @@ static void *log_thread(void *p)
         r.rows = i;
         r.sql = sql;
         r.sql_len = thread_sql(t->id, i, sql);
-        audit_log(t->a, &r);
-        if (i % 200 == 199)
-            usleep(1000);
+        if (t->q)
+            audit_ring_log(t->q, &r);
+        else
+            audit_log(t->a, &r);
+        atomic_fetch_add(&logged, 1);
+        /* Let the writer catch up now and then (a ring holds ~200 of these records), so
+         * that nothing is dropped: this test is about what reaches the file. */
+        if (i % 50 == 49)
+            for (int j = 0; j < 5000 && audit_written(t->a) + 100 < atomic_load(&logged); j++)
+                usleep(200);
     }
     free(sql);
     return NULL;
 }
 
-/* Four threads at once: every line written is whole, and each thread's lines keep its order. */
-static void test_threads(void)
+/* Four threads at once, each on a ring of its own (or, with shared, all through audit_log):
+ * records of 1 byte to past the SQL limit wrap around the rings many times, every line
+ * written is whole and the one audit_format gives for the record, and each thread's lines
+ * keep its order. */
+static void test_threads(bool shared)
 {
     char err[256] = "";
     char *path = tmp_path("threads.jsonl");
-    audit *a = audit_open(path, 100000, err, sizeof err);
+    unlink(path);
+    audit *a = audit_open(path, AUDIT_MIN_RING * 16, err, sizeof err);
     CHECK(a != NULL);
     if (!a)
         return;
+    atomic_store(&logged, 0);
     pthread_t th[THREADS];
     thread_arg args[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (thread_arg){a, i};
+        args[i] = (thread_arg){a, shared ? NULL : audit_ring_new(a), i};
+        CHECK(shared || args[i].q);
         pthread_create(&th[i], NULL, log_thread, &args[i]);
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
+    CHECK_INT(audit_drops(a), 0);
     audit_close(a);
 
     size_t len;
@@ -688,6 +722,87 @@ static void test_threads(void)
     free(path);
 }
 
+/* What a ring copies is what audit_format would use: SQL and fields cut inside a multi-byte
+ * character near their limits, control characters, invalid bytes and NULL fields come out
+ * of the writer exactly as audit_format formats the caller's record. */
+static void test_ring_copy_bounds(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("bounds.jsonl");
+    unlink(path);
+    audit *a = audit_open(path, 0, err, sizeof err);
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
+    if (!q)
+        return;
+    enum { CASES = 12 };
+    static char sql[AUDIT_SQL_MAX + 64], user[AUDIT_FIELD_MAX + 64];
+    char *want = malloc((size_t)CASES * 80000), *at = want;
+    for (int k = 0; k < CASES; k++) {
+        /* k shifts a run of 4-byte characters across the SQL limit and of 3-byte ones across
+         * the field limit; odd cases add a control character and an invalid byte. */
+        size_t n = 0;
+        memset(sql, 'a', sizeof sql);
+        for (size_t i = AUDIT_SQL_MAX - 8 + (size_t)k; i + 4 <= sizeof sql; i += 4)
+            memcpy(sql + i, "\xf0\x9f\x98\x80", 4);
+        n = AUDIT_SQL_MAX - 6 + (size_t)k * 2;
+        if (k & 1) {
+            sql[3] = '\n';
+            sql[5] = (char)0xff;
+        }
+        memset(user, 'u', sizeof user);
+        for (size_t i = AUDIT_FIELD_MAX - 6 + (size_t)k; i + 3 < sizeof user; i += 3)
+            memcpy(user + i, "\xe2\x82\xac", 3);
+        user[sizeof user - 1] = '\0';
+        audit_record r = statement(NULL);
+        r.sql = k == CASES - 1 ? NULL : sql;
+        r.sql_len = k == CASES - 1 ? 0 : n;
+        r.user = user;
+        r.db = k & 2 ? NULL : "shop";
+        r.error = k & 4 ? "1290: envproxy: \x01 refused" : NULL;
+        r.event = k == CASES - 1 ? "login_failed" : NULL;
+        r.via = k & 1 ? "http" : NULL;
+        r.rows = k;
+        r.ms = k & 1 ? -1 : 0.25 * k;
+        size_t len = audit_format(&r, at, 80000);
+        CHECK(len < 80000);
+        at += len;
+        audit_ring_log(q, &r);
+    }
+    audit_close(a);
+    size_t got_len;
+    char *got = slurp(path, &got_len);
+    CHECK(got != NULL);
+    CHECK_INT(got_len, (size_t)(at - want));
+    CHECK(got && memcmp(got, want, (size_t)(at - want)) == 0);
+    CHECK(got && strstr(got, "\"truncated\":true") != NULL);
+    free(got);
+    free(want);
+    unlink(path);
+    free(path);
+}
+
+/* A log serves at most AUDIT_MAX_RINGS rings, and a NULL ring is a no-op. */
+static void test_ring_limit(void)
+{
+    char err[256] = "";
+    char *path = tmp_path("limit.jsonl");
+    audit *a = audit_open(path, AUDIT_MIN_RING, err, sizeof err);
+    CHECK(a != NULL);
+    if (!a)
+        return;
+    int made = 0;
+    while (made < AUDIT_MAX_RINGS + 5 && audit_ring_new(a))
+        made++;
+    CHECK_INT(made, AUDIT_MAX_RINGS);
+    audit_record r = statement("x");
+    audit_ring_log(NULL, &r);
+    CHECK(audit_ring_new(NULL) == NULL);
+    audit_close(a);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     log_level = -1; /* the writer's messages are expected here; test_write_errors reads them */
@@ -707,7 +822,10 @@ int main(void)
     test_deleted_file();
     test_queue_full();
     test_write_errors();
-    test_threads();
+    test_threads(false);
+    test_threads(true);
+    test_ring_copy_bounds();
+    test_ring_limit();
     rmdir(tmpdir);
     return unit_report("audit");
 }

@@ -275,6 +275,7 @@ static void test_defaults(void)
     CHECK_INT(c->max_connections_per_host, 0);
     CHECK_INT(c->max_handshake_packet_size, 16 * 1024);
     CHECK_INT(c->max_pipelined_input, 1024 * 1024);
+    CHECK_INT(c->audit_buffer, 4 << 20);
     CHECK_INT(c->client_idle_timeout_ms, 0);
     CHECK_INT(c->n_envs, 1);
     CHECK_INT(c->n_files, 1);
@@ -333,7 +334,8 @@ static void test_errors(void)
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
           "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, "
           "login_throttle, client_write_timeout, max_client_connections, max_connections_per_host, "
-          "max_handshake_packet_size, max_pipelined_input, client_idle_timeout, health_timeout)",
+          "max_handshake_packet_size, max_pipelined_input, client_idle_timeout, health_timeout, "
+          "audit_buffer)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
         F ":18:13: access: expected read_only or read_write, got 'rw'",
         F ":19:18: pool.max: expected an integer >= 1, got '0'",
@@ -563,6 +565,7 @@ static void test_client_bounds(void)
                           "max_handshake_packet_size: 4KiB\n"
                           "max_pipelined_input: 256k\n"
                           "client_idle_timeout: 15m\n"
+                          "audit_buffer: 256KiB\n"
                           "environments: { dev: { host: h, user: u } }\n");
     config *c = expect_ok(ok);
     if (c) {
@@ -571,6 +574,7 @@ static void test_client_bounds(void)
         CHECK_INT(c->max_handshake_packet_size, 4096);
         CHECK_INT(c->max_pipelined_input, 256 * 1024);
         CHECK_INT(c->client_idle_timeout_ms, 15 * 60 * 1000);
+        CHECK_INT(c->audit_buffer, 256 * 1024);
         config_free(c);
     }
     char *bad = write_file(dir, "bad.yaml",
@@ -579,8 +583,9 @@ static void test_client_bounds(void)
                            "max_handshake_packet_size: 2MiB\n"
                            "max_pipelined_input: 1k\n"
                            "client_idle_timeout: soon\n"
+                           "audit_buffer: 4k\n"
                            "environments: { dev: { host: h, user: u } }\n");
-    char want0[512], want1[512], want2[512], want3[512], want4[512];
+    char want0[512], want1[512], want2[512], want3[512], want4[512], want5[512];
     snprintf(want0, sizeof want0,
              "%s:1:25: max_client_connections: expected an integer from 0 (derived from the "
              "descriptor limit) to 10000000, got '-1'",
@@ -601,7 +606,10 @@ static void test_client_bounds(void)
              "%s:5:22: client_idle_timeout: expected a duration such as 500ms, 30s, 2m or 1h "
              "(0 = none), got 'soon'",
              bad);
-    const char *const want[] = {want0, want1, want2, want3, want4, NULL};
+    snprintf(want5, sizeof want5,
+             "%s:6:15: audit_buffer: expected a size from 64KiB to 1GiB such as 4MiB, got '4k'",
+             bad);
+    const char *const want[] = {want0, want1, want2, want3, want4, want5, NULL};
     expect_errors(bad, want);
     unlink(ok);
     unlink(bad);
