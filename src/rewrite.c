@@ -516,7 +516,8 @@ bool rewrite_infile_request_matches(const char *name, size_t name_len, const uin
 static const char schemata_with_virtual[] =
     "(SELECT * FROM information_schema.SCHEMATA UNION ALL "
     "SELECT 'def', '__compare', 'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL "
-    "SELECT 'def', '__envs', 'utf8mb4', 'utf8mb4_general_ci', NULL, '')";
+    "SELECT 'def', '__envs', 'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL "
+    "SELECT 'def', '__queries', 'utf8mb4', 'utf8mb4_general_ci', NULL, '')";
 
 /* Words that may follow a table reference without being its alias. */
 static const char *const after_table[] = {

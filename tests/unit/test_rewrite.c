@@ -196,6 +196,7 @@ static int schemata(const char *s, char *got)
 
 #define VS "(SELECT * FROM information_schema.SCHEMATA UNION ALL SELECT 'def', '__compare', " \
            "'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL SELECT 'def', '__envs', "   \
+           "'utf8mb4', 'utf8mb4_general_ci', NULL, '' UNION ALL SELECT 'def', '__queries', " \
            "'utf8mb4', 'utf8mb4_general_ci', NULL, '')"
 
 static void test_schemata_virtual(void)
