@@ -296,7 +296,9 @@ def test_timeout_while_the_client_does_not_read(make_proxy, servers):
     """The same statement while the client reads nothing for 3 s (three times the timeout):
     once it reads, it gets whole packets in sequence, then ERR 3024 and nothing after; the
     connection stays usable and the backend connection is not held meanwhile."""
-    p = make_proxy(extra_yaml=FAST)
+    # As above: 3 s for the KILL's side connection to log in on a loaded machine.
+    p = make_proxy(extra_yaml={**FAST, "environments": {"dev": {"pool": {
+        "connect_timeout": "3s", "wait_timeout": "3s"}}}})
     raw = Raw(p.port, rcvbuf=4096)
     raw.query(SLOW_BIG.replace("big", "big /* stalled */"))
     time.sleep(3)
