@@ -487,14 +487,21 @@ static void do_login(proxy *p, struct evhttp_request *req)
     json_buf_free(&o);
 }
 
-static void do_logout(struct evhttp_request *req)
+/* The login session a request names by its Bearer token or, without one, by its cookie;
+ * NULL when it names none that is live. */
+static api_session *request_session(struct evhttp_request *req)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *auth = evhttp_find_header(h, "Authorization");
     char cookie[128];
     const char *tok = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7
                       : cookie_value(req, cookie, sizeof(cookie));
-    api_session *s = tok ? session_find(tok) : NULL;
+    return tok ? session_find(tok) : NULL;
+}
+
+static void do_logout(struct evhttp_request *req)
+{
+    api_session *s = request_session(req);
     if (s)
         memset(s, 0, sizeof(*s));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie",
@@ -1618,12 +1625,7 @@ static void do_query_run(proxy *p, struct evhttp_request *req, const char *user,
  * cross-site page cannot read it: no CORS headers, and the cookie is SameSite=Strict. */
 static void do_session_get(struct evhttp_request *req)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    const char *auth = evhttp_find_header(h, "Authorization");
-    char cookie[128];
-    const char *tok = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7
-                      : cookie_value(req, cookie, sizeof(cookie));
-    api_session *s = tok ? session_find(tok) : NULL;
+    api_session *s = request_session(req);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
     if (!s) {
         reply_text(req, 200, "{\"user\":null}", 13);
