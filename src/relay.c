@@ -937,7 +937,9 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     backend *b = c->be;
     if (!c->route.read_only) {
         b->tainted = true; /* see backend.tainted */
-        snprintf(b->taint_user, sizeof(b->taint_user), "%s", c->user);
+        /* Both arrays hold a name of at most ROUTE_NAME_MAX bytes: a copy, not snprintf. */
+        _Static_assert(sizeof(b->taint_user) == sizeof(c->user), "taint_user holds a user");
+        memcpy(b->taint_user, c->user, sizeof(b->taint_user));
     }
     c->rl_mode_tracked = false;
     c->state = CL_RELAY;
