@@ -26,7 +26,7 @@ typedef struct {
     size_t cap, len;
 } jbuf;
 
-static void jb_putn(jbuf *b, const char *s, size_t n)
+static inline void jb_putn(jbuf *b, const char *s, size_t n)
 {
     if (b->cap && b->len < b->cap - 1) {
         size_t room = b->cap - 1 - b->len;
@@ -38,6 +38,16 @@ static void jb_putn(jbuf *b, const char *s, size_t n)
 static void jb_puts(jbuf *b, const char *s)
 {
     jb_putn(b, s, strlen(s));
+}
+
+/* A string literal, its length known when compiled. */
+#define JB_LIT(b, lit) jb_putn((b), (lit), sizeof(lit) - 1)
+
+static inline void jb_putc(jbuf *b, char c)
+{
+    if (b->cap && b->len < b->cap - 1)
+        b->out[b->len] = c;
+    b->len++;
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes available): 1 to 4, or 0 when the
@@ -99,7 +109,7 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
     bool cut = false;
 
     size_t fast_end = n < limit ? n : limit; /* an ASCII byte before this fits */
-    jb_putn(b, "\"", 1);
+    jb_putc(b, '"');
     while (i < n) {
         /* The common case first: a run of printable ASCII, copied as it is. */
         size_t j = i;
@@ -159,18 +169,20 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
         i += step;
     }
     jb_putn(b, s + i - run, run);
-    jb_putn(b, "\"", 1);
+    jb_putc(b, '"');
     return cut;
 }
 
-/* A NUL-terminated string cut at AUDIT_FIELD_MAX bytes, or null. */
-static void put_field(jbuf *b, const char *key, const char *s)
+/* A string of n bytes (NUL-terminated, so n is at most its strlen) cut at AUDIT_FIELD_MAX
+ * bytes, or null. key is a string literal. */
+#define put_field(b, key, s, n) put_field_((b), (key), sizeof(key) - 1, (s), (n))
+static void put_field_(jbuf *b, const char *key, size_t key_len, const char *s, size_t n)
 {
-    jb_puts(b, key);
+    jb_putn(b, key, key_len);
     if (!s)
-        jb_puts(b, "null");
+        JB_LIT(b, "null");
     else
-        put_string(b, s, strnlen(s, AUDIT_FIELD_MAX + 4), AUDIT_FIELD_MAX);
+        put_string(b, s, n, AUDIT_FIELD_MAX);
 }
 
 /* v in decimal. */
@@ -188,6 +200,7 @@ static void put_uint(jbuf *b, unsigned long long v)
 /* The last second put_time formatted, per thread: lines of one second share it. */
 static _Thread_local long long cached_sec = LLONG_MIN;
 static _Thread_local char cached_text[80];
+static _Thread_local size_t cached_len;
 
 /* ts_ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
 static void put_time(jbuf *b, long long ts_ms)
@@ -204,48 +217,54 @@ static void put_time(jbuf *b, long long ts_ms)
             jb_puts(b, "\"1970-01-01T00:00:00.000Z\"");
             return;
         }
-        snprintf(cached_text, sizeof cached_text, "\"%04d-%02d-%02dT%02d:%02d:%02d",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        int n = snprintf(cached_text, sizeof cached_text, "\"%04d-%02d-%02dT%02d:%02d:%02d",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_len = n > 0 && (size_t)n < sizeof cached_text ? (size_t)n : strlen(cached_text);
         cached_sec = sec;
     }
     char ms3[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
                    'Z', '"'};
-    jb_puts(b, cached_text);
+    jb_putn(b, cached_text, cached_len);
     jb_putn(b, ms3, sizeof ms3);
 }
 
-size_t audit_format(const audit_record *r, char *out, size_t cap)
+/* Lengths of the strings of a record, as put_field takes them. */
+enum { L_USER, L_CLIENT, L_ENV, L_DB, L_VERDICT, L_ERROR, L_EVENT, L_VIA, L_COUNT };
+
+/* audit_format() with the strings' lengths given (each at most AUDIT_FIELD_MAX + 4, as the
+ * ring stores them): the writer knows them from the record and does not measure them again. */
+static size_t format_line(const audit_record *r, const size_t *len, char *out, size_t cap)
 {
     jbuf b = {out, cap, 0};
 
-    jb_puts(&b, "{\"ts\":");
+    JB_LIT(&b, "{\"ts\":");
     put_time(&b, r->ts_ms);
     if (r->event)
-        put_field(&b, ",\"event\":", r->event);
-    jb_puts(&b, ",\"conn\":");
+        put_field(&b, ",\"event\":", r->event, len[L_EVENT]);
+    JB_LIT(&b, ",\"conn\":");
     put_uint(&b, r->conn);
-    put_field(&b, ",\"user\":", r->user);
-    put_field(&b, ",\"client\":", r->client);
+    put_field(&b, ",\"user\":", r->user, len[L_USER]);
+    put_field(&b, ",\"client\":", r->client, len[L_CLIENT]);
     if (r->via)
-        put_field(&b, ",\"via\":", r->via);
-    put_field(&b, ",\"env\":", r->env);
-    put_field(&b, ",\"db\":", r->db);
-    jb_puts(&b, ",\"sql\":");
+        put_field(&b, ",\"via\":", r->via, len[L_VIA]);
+    put_field(&b, ",\"env\":", r->env, len[L_ENV]);
+    put_field(&b, ",\"db\":", r->db, len[L_DB]);
+    JB_LIT(&b, ",\"sql\":");
     if (!r->sql)
-        jb_puts(&b, "null");
+        JB_LIT(&b, "null");
     else if (put_string(&b, r->sql, r->sql_len, AUDIT_SQL_MAX))
-        jb_puts(&b, ",\"truncated\":true");
-    put_field(&b, ",\"verdict\":", r->verdict);
-    jb_puts(&b, ",\"rows\":");
+        JB_LIT(&b, ",\"truncated\":true");
+    put_field(&b, ",\"verdict\":", r->verdict, len[L_VERDICT]);
+    JB_LIT(&b, ",\"rows\":");
     if (r->rows < 0) {
-        jb_puts(&b, "null");
+        JB_LIT(&b, "null");
     } else {
         put_uint(&b, (unsigned long long)r->rows);
     }
-    jb_puts(&b, ",\"ms\":");
+    JB_LIT(&b, ",\"ms\":");
     /* Not "%.3f": that would follow LC_NUMERIC. NaN fails the first test. */
     if (!(r->ms >= 0) || r->ms > 1e15) {
-        jb_puts(&b, "null");
+        JB_LIT(&b, "null");
     } else {
         long long thousandths = (long long)(r->ms * 1000.0 + 0.5);
         long long frac = thousandths % 1000;
@@ -254,12 +273,22 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
         put_uint(&b, (unsigned long long)(thousandths / 1000));
         jb_putn(&b, dec, 4);
     }
-    put_field(&b, ",\"error\":", r->error);
-    jb_puts(&b, "}\n");
+    put_field(&b, ",\"error\":", r->error, len[L_ERROR]);
+    JB_LIT(&b, "}\n");
 
     if (cap)
         out[b.len < cap ? b.len : cap - 1] = '\0';
     return b.len;
+}
+
+size_t audit_format(const audit_record *r, char *out, size_t cap)
+{
+    const char *str[L_COUNT] = {r->user,    r->client, r->env,   r->db,
+                                r->verdict, r->error,  r->event, r->via};
+    size_t len[L_COUNT];
+    for (int i = 0; i < L_COUNT; i++)
+        len[i] = str[i] ? strnlen(str[i], AUDIT_FIELD_MAX + 4) : 0;
+    return format_line(r, len, out, cap);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -600,7 +629,13 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
         /* The batch starts at a->batch + 1 (see flush_batch) and always has room for the
          * longest line when a record is formatted. */
         size_t room = WRITE_CHUNK + LINE_MAX_BYTES - w->len;
-        size_t len = audit_format(&r, a->batch + 1 + w->len, room);
+        const size_t lens[L_COUNT] = {
+            [L_USER] = h.len[F_USER],       [L_CLIENT] = h.len[F_CLIENT],
+            [L_ENV] = h.len[F_ENV],         [L_DB] = h.len[F_DB],
+            [L_VERDICT] = h.len[F_VERDICT], [L_ERROR] = h.len[F_ERROR],
+            [L_EVENT] = h.len[F_EVENT],     [L_VIA] = h.len[F_VIA],
+        }; /* F_NULL where the string is NULL: put_field does not look at it then */
+        size_t len = format_line(&r, lens, a->batch + 1 + w->len, room);
         if (len < room) {
             w->len += len;
             w->lines++;
