@@ -565,6 +565,7 @@ struct client {
     /* limits.idle_transaction_timeout: fires while the session idles with a held backend
      * inside a transaction; the next command then gets txn_lost (the environment's name). */
     struct event *txn_timer;
+    bool txn_timer_on; /* txn_timer is added: deleting a timer that is not costs a lock */
     char txn_lost[ROUTE_NAME_MAX + 1];
     long long txn_lost_ms;
 

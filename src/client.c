@@ -766,25 +766,37 @@ static long long txn_idle(const backend *b, uint64_t now)
 
 /* The session went idle: the timer fires when the first idle-transaction timeout of the
  * connections it holds passes. */
+/* Most statements run outside a held transaction: no event_del (and its lock) for them. */
+static void txn_timer_stop(client *c)
+{
+    if (c->txn_timer_on) {
+        evtimer_del(c->txn_timer);
+        c->txn_timer_on = false;
+    }
+}
+
 static void txn_timer_arm(client *c)
 {
     long long next = 0;
-    uint64_t now = now_ms();
+    uint64_t now = 0; /* read once a held transaction needs it */
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
         long long t = txn_timeout(c->held[i]);
         if (t <= 0)
             continue;
+        if (!now)
+            now = now_ms();
         long long idle = txn_idle(c->held[i], now);
         long long left = t > idle ? t - idle : 1;
         if (!next || left < next)
             next = left;
     }
     if (!next) {
-        evtimer_del(c->txn_timer);
+        txn_timer_stop(c);
         return;
     }
     struct timeval tv = {.tv_sec = next / 1000, .tv_usec = (next % 1000) * 1000};
     evtimer_add(c->txn_timer, &tv);
+    c->txn_timer_on = true;
 }
 
 /* A transaction idled too long: its backend session is closed, which makes the server roll
@@ -793,6 +805,7 @@ static void txn_timer_arm(client *c)
 static void txn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     client *c = arg;
+    c->txn_timer_on = false; /* it fired: no longer added */
     if (c->state != CL_IDLE)
         return;
     uint64_t now = now_ms();
@@ -1632,7 +1645,7 @@ static void handle_command(client *c)
         client_close_after_flush(c);
         return;
     }
-    evtimer_del(c->txn_timer);
+    txn_timer_stop(c);
     c->state = CL_PREPARE; /* busy until client_command_done() */
     if (!c->busy) {
         c->busy = true;
