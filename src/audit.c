@@ -109,6 +109,19 @@ static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
     bool cut = false;
 
     size_t fast_end = n < limit ? n : limit; /* an ASCII byte before this fits */
+    /* Most strings (names, addresses, most statements) are printable ASCII within the limit
+     * and fit: the quotes and the bytes go in directly. */
+    while (i < fast_end && plain_ascii(p[i]))
+        i++;
+    if (i == n && b->len + n + 2 < b->cap) {
+        char *o = b->out + b->len;
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return false;
+    }
+    run = i; /* the plain bytes found, written with what follows them */
     jb_putc(b, '"');
     while (i < n) {
         /* The common case first: a run of printable ASCII, copied as it is. */
