@@ -479,6 +479,11 @@ typedef struct cl_stmt {
     size_t local_long_size;
     sql_mode_flags mode; /* the sql_mode the policy read it with */
     sql_charset cs;      /* ... and the client character set (stmt_text_cs) */
+    /* txn_classify() of sql in txn_mode, once txn_known: each EXECUTE in a transaction asks,
+     * and the answer depends on the text and the mode alone. */
+    bool txn_known;
+    int txn_kind;
+    sql_mode_flags txn_mode;
     char *sql;
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;

@@ -127,8 +127,18 @@ static txn_kind command_kind(client *c, backend *b)
         }
         return txn_classify(sql, len, &b->mode);
     }
-    if (c->job == JOB_STMT && c->cmd.len > 0 && c->cmd.data[0] == CMD_STMT_EXECUTE && c->stmt)
-        return txn_classify(c->stmt->sql, c->stmt->sql_len, &b->mode);
+    if (c->job == JOB_STMT && c->cmd.len > 0 && c->cmd.data[0] == CMD_STMT_EXECUTE && c->stmt) {
+        cl_stmt *st = c->stmt;
+        const sql_mode_flags *m = &b->mode;
+        if (!st->txn_known || st->txn_mode.ansi_quotes != m->ansi_quotes ||
+            st->txn_mode.no_backslash_escapes != m->no_backslash_escapes ||
+            st->txn_mode.unknown != m->unknown || st->txn_mode.unreadable != m->unreadable) {
+            st->txn_kind = (int)txn_classify(st->sql, st->sql_len, m);
+            st->txn_mode = *m;
+            st->txn_known = true;
+        }
+        return (txn_kind)st->txn_kind;
+    }
     return TXN_NO_DATA;
 }
 
