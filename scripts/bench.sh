@@ -15,7 +15,11 @@
 #                    HAProxy when the file limit is short: it needs two descriptors a client)
 # BENCH_CALLGRIND    0 skips the instructions-per-query figures, which run the proxies under
 #                    valgrind's callgrind (default 1); "only" measures nothing else
-# BENCH_QUERIES      point selects counted under callgrind (default 20000)
+# BENCH_QUERIES      point selects counted under callgrind (default 20000); with
+#                    BENCH_CG_WORKLOAD=oltp_read_only, transactions (16 queries each)
+# BENCH_CG_WORKLOAD  the sysbench workload run under callgrind: oltp_point_select (default) or
+#                    oltp_read_only (ranges, ORDER BY, DISTINCT, SUM: the relay's per-row cost
+#                    and BEGIN/COMMIT); the figure is per query either way
 # BENCH_TABLES, BENCH_TABLE_SIZE   sysbench data set (default 4 tables of 100000 rows)
 # BENCH_KEEP=1       keep the temporary directory (logs, configurations) afterwards
 # BENCH_ONLY=http    only the HTTP front door's rows (no HAProxy, sysbench or callgrind): point
@@ -36,6 +40,7 @@ CONN_SECONDS=${BENCH_CONN_SECONDS:-5}
 IDLE=${BENCH_IDLE:-10000}
 CALLGRIND=${BENCH_CALLGRIND:-1}
 CG_QUERIES=${BENCH_QUERIES:-20000}
+CG_WORKLOAD=${BENCH_CG_WORKLOAD:-oltp_point_select}
 TABLES=${BENCH_TABLES:-4}
 TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
 STREAM_ROWS=1000000
@@ -62,6 +67,11 @@ die() {
     exit 1
 }
 
+case "$CG_WORKLOAD" in
+oltp_point_select) CG_WHAT="point select" ;;
+oltp_read_only) CG_WHAT="read_only query" ;;
+*) die "BENCH_CG_WORKLOAD must be oltp_point_select or oltp_read_only, got '$CG_WORKLOAD'" ;;
+esac
 case "$CALLGRIND" in
 0 | 1 | only) ;;
 *) die "BENCH_CALLGRIND must be 0, 1 or only, got '$CALLGRIND'" ;;
@@ -600,8 +610,8 @@ if [ "$MEASURE" = 1 ]; then
     done
 fi
 
-# Instructions per point select: the proxy under callgrind, counters zeroed before one
-# sysbench client runs a fixed number of point selects and dumped after.
+# Instructions per statement: the proxy under callgrind, counters zeroed before one sysbench
+# client runs a fixed number of events of BENCH_CG_WORKLOAD and dumped after.
 cg_measure() {
     local t=$1 port=$2 out dump ir
     shift 2
@@ -617,7 +627,7 @@ cg_measure() {
         return
     fi
     # A first client, uncounted: lazy start-up work and the pool's first connection.
-    sb oltp_point_select "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads=1 \
+    sb "$CG_WORKLOAD" "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads=1 \
         --events=200 --time=0 run >"$T/callgrind-$t-warm.log" 2>&1
     if ! callgrind_control -z "$CG_PID" >>"$T/callgrind-$t.log" 2>&1; then
         say "callgrind_control could not reach $t"
@@ -627,7 +637,7 @@ cg_measure() {
         return
     fi
     out=$T/callgrind-$t-run.log
-    if run sb oltp_point_select "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads=1 \
+    if run sb "$CG_WORKLOAD" "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads=1 \
         --events="$CG_QUERIES" --time=0 --report-interval=0 run >"$out" 2>&1 &&
         callgrind_control -d "$CG_PID" >>"$T/callgrind-$t.log" 2>&1; then
         dump=$T/callgrind.$t.$CG_PID.1
@@ -645,11 +655,11 @@ cg_measure() {
     CG_PID=
 }
 if [ "$CALLGRIND" != 0 ]; then
-    say "instructions per point select under callgrind: HAProxy ($CG_QUERIES queries)"
+    say "instructions per $CG_WHAT under callgrind: HAProxy ($CG_QUERIES events)"
     cg_measure haproxy "$CG_HA_PORT" haproxy -f "$T/haproxy-callgrind.cfg" -db
-    say "instructions per point select under callgrind: envproxy ($CG_QUERIES queries)"
+    say "instructions per $CG_WHAT under callgrind: envproxy ($CG_QUERIES events)"
     cg_measure envproxy "$CG_PX_PORT" "$BIN" -c "$T/proxy-callgrind.yaml" run
-    say "instructions per point select under callgrind: envproxy, audit log on ($CG_QUERIES queries)"
+    say "instructions per $CG_WHAT under callgrind: envproxy, audit log on ($CG_QUERIES events)"
     cg_measure audit "$CG_PA_PORT" "$BIN" -c "$T/proxy-audit-callgrind.yaml" run
 fi
 fi # BENCH_ONLY
@@ -816,7 +826,7 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
         row "$idle_label" idle
     fi
     if [ -z "$ONLY" ] && [ "$CALLGRIND" != 0 ]; then
-        row "instructions per point select in the proxy (callgrind)" instr
+        row "instructions per $CG_WHAT in the proxy (callgrind)" instr
     fi
     row "point selects/s, one PyMySQL client, MySQL port" pyqps
     row "point selects/s, one HTTP client, POST /api/v1/query (keep-alive, bound parameter)" httpqps
