@@ -416,3 +416,34 @@ def test_user_functions_inside_statements_name_the_envproxy_account(proxy):
         assert d.cmd("exec 7") == ("ROWS", [["alice@127.0.0.1", "7"]])
     finally:
         d.close()
+
+
+def test_prepared_statement_transaction_kind_follows_sql_mode(proxy):
+    """The transaction kind of a prepared statement is read in the sql_mode of each EXECUTE,
+    not remembered from the first one. `SELECT 'a\\' FROM customers -- '` is a SELECT of one
+    string and no table by default (it touches no data: a held BEGIN stays held) and a read of
+    customers under NO_BACKSLASH_ESCAPES (the held BEGIN goes first). The same statement,
+    executed in both modes in turn inside BEGIN, begins the transaction only in the second;
+    then, back in the default mode, it again leaves a new BEGIN held. (The classifier reads
+    the text in the session's sql_mode at EXECUTE, as the text path does.)"""
+    text = "SELECT 'a\\' FROM customers -- '"
+    d = StmtDriver(proxy, user="bob", password="bob-pw", db="shop@prod")
+    try:
+        assert d.cmd("query SET sql_mode = ''") == ("AFFECTED", "0")
+        assert d.cmd("prepare " + text)[0] == "OK"
+        assert d.cmd("query BEGIN") == ("AFFECTED", "0")
+        assert d.cmd("exec") == ("ROWS", [["a' FROM customers -- "]])
+        assert d.cmd("query SELECT @@in_transaction") == ("ROWS", [["0"]])
+
+        assert d.cmd("query SET sql_mode = 'NO_BACKSLASH_ESCAPES'") == ("AFFECTED", "0")
+        assert d.cmd("exec")[0] == "ROWS"  # the server keeps the parse of its PREPARE
+        assert d.cmd("query SELECT @@in_transaction") == ("ROWS", [["1"]])
+        assert d.cmd("query COMMIT") == ("AFFECTED", "0")
+
+        assert d.cmd("query SET sql_mode = ''") == ("AFFECTED", "0")
+        assert d.cmd("query BEGIN") == ("AFFECTED", "0")
+        assert d.cmd("exec") == ("ROWS", [["a' FROM customers -- "]])
+        assert d.cmd("query SELECT @@in_transaction") == ("ROWS", [["0"]])
+        assert d.cmd("query ROLLBACK") == ("AFFECTED", "0")
+    finally:
+        d.close()
