@@ -72,3 +72,53 @@ def test_prepared_write_is_checked_again_once_read_only(make_proxy, servers, dem
         for d in drivers:
             d.close()
         servers.sql("dev", "SET GLOBAL net_read_timeout = DEFAULT")
+
+
+MONITORS = [
+    "SHOW FULL PROCESSLIST",
+    "SHOW PROCESSLIST",
+    "SELECT INFO FROM information_schema.PROCESSLIST",
+    "SELECT * FROM `information_schema` . `processlist` WHERE id > 0",
+    "SELECT trx_query FROM information_schema.INNODB_TRX",
+    "SHOW ENGINE INNODB STATUS",
+    "/* env=prod */ SELECT info FROM information_schema.processlist",
+    "/* env=* */ SELECT info FROM information_schema.processlist",
+]
+
+
+def test_other_sessions_statements_stay_hidden(make_proxy, servers):
+    """Every envproxy account shares prod's backend account, which sees all its own threads:
+    bob must not read alice's running statement (and the literal in it) through the
+    processlist, InnoDB's transaction list or its status, in any spelling, nor through
+    information_schema as the current database. Refused (1290) without the literal."""
+    import threading
+
+    import pymysql
+    p = make_proxy()
+    alice = p.connect(database="shop@prod", autocommit=True)
+    bob = p.connect(user="bob", password="bob-pw", autocommit=True)
+    secret = "secret-literal-4711"
+    # A read that runs a second or so (SLEEP is refused in prod).
+    t = threading.Thread(target=lambda: alice.cursor().execute(
+        f"SELECT COUNT(*) FROM seq_1_to_20000000 WHERE '{secret}' <> ''"), daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)  # alice's statement is running
+        for sql in MONITORS:
+            try:
+                with bob.cursor() as cur:
+                    cur.execute(sql)
+                    got = cur.fetchall()
+            except pymysql.MySQLError as e:
+                got = e.args
+            assert got[0] == 1290, (sql, str(got)[:300])
+            assert secret not in str(got), sql
+        bob.select_db("information_schema")
+        with pytest.raises(pymysql.MySQLError) as e:
+            with bob.cursor() as cur:
+                cur.execute("SELECT info FROM processlist")
+        assert e.value.args[0] == 1290
+    finally:
+        t.join(10)
+        alice.close()
+        bob.close()
