@@ -1607,6 +1607,15 @@ static bool pol_check_monitors(const pol_stmt *s, policy_verdict *v)
         }
         if (pol_word(s, i, "FOR") && pol_word(s, i + 1, "CONNECTION"))
             return pol_refuse(v, "EXPLAIN FOR CONNECTION (it shows other sessions' statements)");
+        /* A USE the proxy did not take as its own (in a multi-statement packet): the names
+         * after it would be read in a database the check does not know. */
+        if (pol_word(s, i, "USE") && pol_object_name(s, i + 1, name, sizeof name)) {
+            for (const char *const *t = pol_monitor_tables; *t; t++) {
+                size_t n = (size_t)(strchr(*t, '.') - *t);
+                if (strlen(name) == n && strncmp(name, *t, n) == 0)
+                    return pol_refuse(v, "USE %s (it shows other sessions' statements)", name);
+            }
+        }
         if (!pol_object_name(s, i, name, sizeof name))
             continue;
         bool qualified = i > 0 && pol_punct(s, i - 1, ".");

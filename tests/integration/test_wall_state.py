@@ -90,7 +90,8 @@ def test_other_sessions_statements_stay_hidden(make_proxy, servers):
     """Every envproxy account shares prod's backend account, which sees all its own threads:
     bob must not read alice's running statement (and the literal in it) through the
     processlist, InnoDB's transaction list or its status, in any spelling, nor through
-    information_schema as the current database. Refused (1290) without the literal."""
+    information_schema as the current database (COM_INIT_DB, or USE in a multi-statement
+    packet). Refused (1290) without the literal."""
     import threading
 
     import pymysql
@@ -113,6 +114,15 @@ def test_other_sessions_statements_stay_hidden(make_proxy, servers):
                 got = e.args
             assert got[0] == 1290, (sql, str(got)[:300])
             assert secret not in str(got), sql
+        from pymysql.constants import CLIENT
+        multi = p.connect(user="bob", password="bob-pw", client_flag=CLIENT.MULTI_STATEMENTS)
+        with pytest.raises(pymysql.MySQLError) as e:
+            with multi.cursor() as cur:
+                cur.execute("SELECT 1; USE information_schema; SELECT info FROM processlist")
+                while cur.nextset():
+                    pass
+        assert e.value.args[0] == 1290
+        multi.close()
         bob.select_db("information_schema")
         with pytest.raises(pymysql.MySQLError) as e:
             with bob.cursor() as cur:
