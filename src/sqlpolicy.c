@@ -1568,7 +1568,9 @@ static const char *const pol_monitor_tables[] = {
     "performance_schema.events_statements_history_long",
     "performance_schema.events_statements_summary_by_digest",
     "performance_schema.prepared_statements_instances",
-    "sys.processlist", "sys.x$processlist", "sys.session", "sys.x$session", NULL};
+    "sys.processlist", "sys.x$processlist", "sys.session", "sys.x$session",
+    "mysql.general_log", "mysql.slow_log", /* every statement, with log_output = TABLE */
+    NULL};
 
 /* Whether name (lower case) in schema (any case; NULL when not known) is one of
  * pol_monitor_tables. */
@@ -1694,7 +1696,7 @@ static bool pol_raw_secrets(const char *sql, size_t len)
     /* Other sessions' statements (pol_check_monitors). */
     static const char *const monitors[] = {"processlist", "innodb_trx", "events_statements",
                                            "prepared_statements_instances", "x$session",
-                                           NULL};
+                                           "general_log", "slow_log", NULL};
     for (const char *const *t = monitors; !hit && *t; t++)
         hit = strstr(low, *t) != NULL;
     hit = hit || (strstr(low, "sys") && strstr(low, "session")) ||

@@ -17,9 +17,9 @@ from harness import StmtDriver, server_state, state_diff
 
 
 def wait_refused(p, user, password, sql):
-    """Polls (5 s at most) until a plain statement of user's is refused (1290): a reload
+    """Polls (15 s at most) until a plain statement of user's is refused (1290): a reload
     has been applied."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while True:
         conn = p.connect(user=user, password=password, autocommit=True)
         try:
@@ -81,6 +81,7 @@ MONITORS = [
     "SELECT * FROM `information_schema` . `processlist` WHERE id > 0",
     "SELECT trx_query FROM information_schema.INNODB_TRX",
     "SHOW ENGINE INNODB STATUS",
+    "SELECT argument FROM mysql.general_log",
     "/* env=prod */ SELECT info FROM information_schema.processlist",
     "/* env=* */ SELECT info FROM information_schema.processlist",
 ]
