@@ -1556,6 +1556,81 @@ static bool pol_show_grants_ok(const pol_stmt *s, size_t i)
     return i == s->n;
 }
 
+/* Tables and views that show what other sessions run, their statements with the literals in
+ * them: every envproxy account shares the environment's backend account, which sees its own
+ * threads even without the PROCESS privilege, so these would show one account another's
+ * statements (and envproxy's own). As schema.name, lower case. */
+static const char *const pol_monitor_tables[] = {
+    "information_schema.processlist", "information_schema.innodb_trx",
+    "performance_schema.processlist", "performance_schema.threads",
+    "performance_schema.events_statements_current",
+    "performance_schema.events_statements_history",
+    "performance_schema.events_statements_history_long",
+    "performance_schema.events_statements_summary_by_digest",
+    "performance_schema.prepared_statements_instances",
+    "sys.processlist", "sys.x$processlist", "sys.session", "sys.x$session",
+    "mysql.general_log", "mysql.slow_log", /* every statement, with log_output = TABLE */
+    NULL};
+
+/* Whether name (lower case) in schema (any case; NULL when not known) is one of
+ * pol_monitor_tables. */
+static bool pol_is_monitor_table(const char *schema, const char *name)
+{
+    if (!schema)
+        return false;
+    for (const char *const *t = pol_monitor_tables; *t; t++) {
+        const char *dot = strchr(*t, '.');
+        size_t n = (size_t)(dot - *t);
+        if (strlen(schema) == n && strncasecmp(schema, *t, n) == 0 && strcmp(dot + 1, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Refuses a statement that shows other sessions' statements: SHOW [FULL] PROCESSLIST, SHOW
+ * ENGINE ... STATUS (InnoDB lists the running transactions with their statements), SHOW
+ * EXPLAIN / SHOW ANALYZE FOR a thread, EXPLAIN FOR CONNECTION, and the tables of
+ * pol_monitor_tables (qualified, or unqualified while the current database is theirs). */
+static bool pol_check_monitors(const pol_stmt *s, policy_verdict *v)
+{
+    char name[POL_NAME_MAX], schema[POL_NAME_MAX];
+    const char *db = s->ps ? s->ps->db : NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        if (pol_word(s, i, "SHOW")) {
+            size_t k = pol_word(s, i + 1, "FULL") ? i + 2 : i + 1;
+            if (pol_word(s, k, "PROCESSLIST"))
+                return pol_refuse(v, "SHOW PROCESSLIST (it shows other sessions' statements)");
+            if (pol_word(s, i + 1, "ENGINE") || pol_word(s, i + 1, "EXPLAIN") ||
+                pol_word(s, i + 1, "ANALYZE"))
+                return pol_refuse(v, "SHOW %s (it shows other sessions' statements)",
+                                  pol_word(s, i + 1, "ENGINE")    ? "ENGINE"
+                                  : pol_word(s, i + 1, "EXPLAIN") ? "EXPLAIN"
+                                                                   : "ANALYZE");
+        }
+        if (pol_word(s, i, "FOR") && pol_word(s, i + 1, "CONNECTION"))
+            return pol_refuse(v, "EXPLAIN FOR CONNECTION (it shows other sessions' statements)");
+        /* A USE the proxy did not take as its own (in a multi-statement packet): the names
+         * after it would be read in a database the check does not know. */
+        if (pol_word(s, i, "USE") && pol_object_name(s, i + 1, name, sizeof name)) {
+            for (const char *const *t = pol_monitor_tables; *t; t++) {
+                size_t n = (size_t)(strchr(*t, '.') - *t);
+                if (strlen(name) == n && strncmp(name, *t, n) == 0)
+                    return pol_refuse(v, "USE %s (it shows other sessions' statements)", name);
+            }
+        }
+        if (!pol_object_name(s, i, name, sizeof name))
+            continue;
+        bool qualified = i > 0 && pol_punct(s, i - 1, ".");
+        const char *in = !qualified ? db
+                         : i >= 2 && pol_object_name(s, i - 2, schema, sizeof schema) ? schema
+                                                                                      : NULL;
+        if (pol_is_monitor_table(in, name))
+            return pol_refuse(v, "reading %s.%s (it shows other sessions' statements)", in,
+                              name);
+    }
+    return true;
+}
+
 /* Refuses a statement that reads a credential store: a table of pol_secret_tables in the
  * mysql schema (qualified, or unqualified while the current database is mysql), USE mysql
  * (after which unqualified names would reach it unseen), SHOW GRANTS (see above), SHOW
@@ -1586,7 +1661,7 @@ static bool pol_check_secrets(const pol_stmt *s, policy_verdict *v)
         if (!qualified && pol_is_mysql_schema(db))
             return pol_refuse(v, "reading mysql.%s (it holds credentials)", name);
     }
-    return true;
+    return pol_check_monitors(s, v);
 }
 
 /* ---- the packet ---- */
@@ -1615,8 +1690,18 @@ static bool pol_raw_secrets(const char *sql, size_t len)
     }
     low[o] = 0;
     bool hit = strstr(low, "show") &&
-               (strstr(low, "grants") ||
+               (strstr(low, "grants") || strstr(low, "engine") || strstr(low, "explain") ||
+                strstr(low, "analyze") ||
                 (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
+    /* Other sessions' statements (pol_check_monitors). */
+    static const char *const monitors[] = {"processlist", "innodb_trx", "events_statements",
+                                           "prepared_statements_instances", "x$session",
+                                           "general_log", "slow_log", NULL};
+    for (const char *const *t = monitors; !hit && *t; t++)
+        hit = strstr(low, *t) != NULL;
+    hit = hit || (strstr(low, "sys") && strstr(low, "session")) ||
+          (strstr(low, "performance_schema") && strstr(low, "threads")) ||
+          (strstr(low, "explain") && strstr(low, "connection"));
     for (const char *const *t = pol_secret_tables; !hit && *t; t++)
         hit = strstr(low, "mysql") && strstr(low, *t);
     free(low);

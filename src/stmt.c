@@ -648,6 +648,17 @@ void stmt_run(client *c)
         relay_start(c, RL_PREP_OK);
         return;
     }
+    if (c->route.read_only && !st->read_only && c->cmd.data[0] == CMD_STMT_EXECUTE) {
+        /* Prepared while the route could write; the account's grant or the environment is
+         * read-only now (a reload): the text is checked as a read-only statement before it
+         * runs again, and from now on as one. Not at SEND_LONG_DATA, which runs nothing and
+         * has no reply to carry a refusal; RESET runs nothing either. */
+        st->mode = b->mode;
+        st->cs = stmt_text_cs(b);
+        if (!check_text(c, b, st))
+            return;
+        st->read_only = true;
+    }
     be_stmt *e = cache_find(b, st);
     if (e) {
         send_stmt_command(c, st, e);

@@ -326,10 +326,12 @@ def test_reload_to_a_select_only_account_is_seen(make_proxy, servers):
         p = http_proxy(make_proxy, {"health_interval": "1s"})
         port = p.http_port
         assert health(port)["prod"]["backend_writable"] == "yes"
-        # The backend account of the connection the statement runs on (CURRENT_USER() alone
-        # is answered by envproxy with the envproxy account).
-        who = ("SELECT USER FROM information_schema.PROCESSLIST "
-               "WHERE ID = CONNECTION_ID() AND 1 = 1")
+        # The backend account of the connection the statement runs on (envproxy answers
+        # CURRENT_USER() with the envproxy account and refuses PROCESSLIST): an account sees
+        # its own privileges, and app (ALL PRIVILEGES) everyone's, its own listed first.
+        who = ("SELECT SUBSTRING_INDEX(SUBSTRING(GRANTEE, 2), \"'\", 1) FROM "
+               "information_schema.USER_PRIVILEGES WHERE GRANTEE LIKE \"'app'@%\" OR "
+               f"GRANTEE LIKE \"'{RO_USER}'@%\" ORDER BY GRANTEE LIKE \"'app'@%\" DESC LIMIT 1")
         assert p.query(who, user="bob", password="bob-pw")[0][0] == "app"
         p.write_config({"http": f"127.0.0.1:{port}", "health_interval": "1s",
                         "environments": {"prod": {"user": RO_USER, "password": RO_PASSWORD}}})

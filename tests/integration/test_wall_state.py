@@ -1,0 +1,135 @@
+"""The read-only wall against state a session keeps between its statements.
+
+The backend account `app` has ALL PRIVILEGES: only envproxy stands between a read-only
+session and a change. Each test compares the server's whole state (harness.server_state)
+before and after the attack.
+
+- a prepared statement keeps the environment it was prepared in, but not the right to write
+  it had then: once the account or the environment is read-only, its EXECUTE is checked
+  again as a read-only statement;
+"""
+
+import time
+
+import pytest
+
+from harness import StmtDriver, server_state, state_diff
+
+
+def wait_refused(p, user, password, sql):
+    """Polls (15 s at most) until a plain statement of user's is refused (1290): a reload
+    has been applied."""
+    deadline = time.monotonic() + 15
+    while True:
+        conn = p.connect(user=user, password=password, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        except Exception as e:  # noqa: BLE001 - the refusal is what we wait for
+            if getattr(e, "args", (None,))[0] == 1290:
+                return
+        finally:
+            conn.close()
+        assert time.monotonic() < deadline, "the reload was not applied"
+        time.sleep(0.1)
+
+
+WRITES = ["SET GLOBAL net_read_timeout = 41",  # not stopped by a READ ONLY session
+          "UPDATE orders SET note = 'changed' WHERE id = 1"]
+
+
+@pytest.mark.parametrize("demote", ["grant", "environment"])
+def test_prepared_write_is_checked_again_once_read_only(make_proxy, servers, demote):
+    """alice prepares an UPDATE and a SET GLOBAL while dev is writable for her; then her
+    grant on dev (or dev itself) becomes read-only. The statements she still holds are
+    refused at EXECUTE (1290) and dev is unchanged; a read-only statement still runs."""
+    p = make_proxy()
+    drivers = []
+    try:
+        for sql in WRITES:
+            d = StmtDriver(p, db="shop")
+            drivers.append(d)
+            assert d.cmd("prepare " + sql)[0] == "OK"
+            assert d.cmd("exec")[0] == "AFFECTED", sql  # writable now
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+        servers.sql("dev", "SET GLOBAL net_read_timeout = DEFAULT")
+        before = server_state(servers.dev)
+        if demote == "grant":
+            p.cli("user", "grant", "alice", "dev", "read")
+        else:
+            p.write_config({"environments": {"dev": {"access": "read_only"}}})
+        p.reload()
+        wait_refused(p, "alice", "alice-pw", "UPDATE shop.orders SET note = 'x' WHERE id = 1")
+        for d, sql in zip(drivers, WRITES):
+            for _ in range(2):
+                err = d.cmd("exec")
+                assert err[0] == "ERR" and err[1] == "1290", (sql, err)
+        diff = state_diff(before, server_state(servers.dev))
+        assert not diff, f"dev changed: {diff}"
+        assert drivers[0].cmd("prepare SELECT note FROM orders WHERE id = 1")[0] == "OK"
+        assert drivers[0].cmd("exec")[0] == "ROWS"
+    finally:
+        for d in drivers:
+            d.close()
+        servers.sql("dev", "SET GLOBAL net_read_timeout = DEFAULT")
+
+
+MONITORS = [
+    "SHOW FULL PROCESSLIST",
+    "SHOW PROCESSLIST",
+    "SELECT INFO FROM information_schema.PROCESSLIST",
+    "SELECT * FROM `information_schema` . `processlist` WHERE id > 0",
+    "SELECT trx_query FROM information_schema.INNODB_TRX",
+    "SHOW ENGINE INNODB STATUS",
+    "SELECT argument FROM mysql.general_log",
+    "/* env=prod */ SELECT info FROM information_schema.processlist",
+    "/* env=* */ SELECT info FROM information_schema.processlist",
+]
+
+
+def test_other_sessions_statements_stay_hidden(make_proxy, servers):
+    """Every envproxy account shares prod's backend account, which sees all its own threads:
+    bob must not read alice's running statement (and the literal in it) through the
+    processlist, InnoDB's transaction list or its status, in any spelling, nor through
+    information_schema as the current database (COM_INIT_DB, or USE in a multi-statement
+    packet). Refused (1290) without the literal."""
+    import threading
+
+    import pymysql
+    p = make_proxy()
+    alice = p.connect(database="shop@prod", autocommit=True)
+    bob = p.connect(user="bob", password="bob-pw", autocommit=True)
+    secret = "secret-literal-4711"
+    # A read that runs a second or so (SLEEP is refused in prod).
+    t = threading.Thread(target=lambda: alice.cursor().execute(
+        f"SELECT COUNT(*) FROM seq_1_to_20000000 WHERE '{secret}' <> ''"), daemon=True)
+    t.start()
+    try:
+        time.sleep(0.3)  # alice's statement is running
+        for sql in MONITORS:
+            try:
+                with bob.cursor() as cur:
+                    cur.execute(sql)
+                    got = cur.fetchall()
+            except pymysql.MySQLError as e:
+                got = e.args
+            assert got[0] == 1290, (sql, str(got)[:300])
+            assert secret not in str(got), sql
+        from pymysql.constants import CLIENT
+        multi = p.connect(user="bob", password="bob-pw", client_flag=CLIENT.MULTI_STATEMENTS)
+        with pytest.raises(pymysql.MySQLError) as e:
+            with multi.cursor() as cur:
+                cur.execute("SELECT 1; USE information_schema; SELECT info FROM processlist")
+                while cur.nextset():
+                    pass
+        assert e.value.args[0] == 1290
+        multi.close()
+        bob.select_db("information_schema")
+        with pytest.raises(pymysql.MySQLError) as e:
+            with bob.cursor() as cur:
+                cur.execute("SELECT info FROM processlist")
+        assert e.value.args[0] == 1290
+    finally:
+        t.join(10)
+        alice.close()
+        bob.close()
