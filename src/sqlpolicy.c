@@ -1431,8 +1431,19 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         return pol_refuse(v, "statement nested too deeply");
     if (from >= s->n)
         return pol_refuse(v, "incomplete statement");
-    if (pol_punct(s, from, "(") || pol_word(s, from, "SELECT") || pol_word(s, from, "VALUES") ||
-        pol_word(s, from, "TABLE")) {
+    if (pol_punct(s, from, "(")) {
+        /* Only a query may stand in parentheses; "(UPDATE ...)" is a syntax error on today's
+         * servers, and what a server might make of it is no reason to let it through. */
+        size_t j = from;
+        while (j < s->n && pol_punct(s, j, "("))
+            j++;
+        if (pol_word(s, j, "SELECT") || pol_word(s, j, "VALUES") || pol_word(s, j, "TABLE") ||
+            pol_word(s, j, "WITH"))
+            return pol_classify(s, j, kind, v, depth + 1);
+        pol_statement_words(s, j, words, sizeof words);
+        return pol_refuse(v, "(%s", words);
+    }
+    if (pol_word(s, from, "SELECT") || pol_word(s, from, "VALUES") || pol_word(s, from, "TABLE")) {
         *kind = STMT_SELECT;
         return true;
     }
@@ -1441,8 +1452,9 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         *kind = STMT_SELECT;
         if (m == POL_NONE)
             return pol_refuse(v, "WITH");
-        if (pol_punct(s, m, "(") || pol_word(s, m, "SELECT") || pol_word(s, m, "VALUES") ||
-            pol_word(s, m, "TABLE"))
+        if (pol_punct(s, m, "("))
+            return pol_classify(s, m, kind, v, depth + 1);
+        if (pol_word(s, m, "SELECT") || pol_word(s, m, "VALUES") || pol_word(s, m, "TABLE"))
             return true;
         pol_statement_words(s, m, words, sizeof words);
         return pol_refuse(v, "WITH ... %s", words);
