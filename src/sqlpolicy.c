@@ -1503,10 +1503,12 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
 /* Tables of the mysql schema that hold password hashes or other servers' passwords:
  * accounts (user is a view over global_priv in MariaDB), password history (MySQL, and
  * MariaDB's password_reuse_check plugin), FEDERATED/CONNECT server definitions, replication
- * source credentials. */
+ * source credentials, and the statement logs (with log_output=TABLE, general_log and
+ * slow_log keep the text of CREATE USER / ALTER USER / SET PASSWORD with the password in
+ * clear: MariaDB does not mask it). */
 static const char *const pol_secret_tables[] = {
-    "global_priv", "password_history", "password_reuse_check_history", "servers",
-    "slave_master_info", "user", NULL};
+    "general_log", "global_priv", "password_history", "password_reuse_check_history",
+    "servers", "slave_master_info", "slow_log", "user", NULL};
 
 /* The name of token i for comparing with a table or schema name: unquoted, and with the two
  * non-ASCII letters whose lower case is ASCII (U+0130 -> i, U+212A Kelvin -> k) folded, as a
@@ -1581,6 +1583,13 @@ static bool pol_check_secrets(const pol_stmt *s, policy_verdict *v)
         if (pol_word(s, i, "SHOW")) {
             if (pol_word(s, i + 1, "GRANTS") && !pol_show_grants_ok(s, i))
                 return pol_refuse(v, "SHOW GRANTS (it shows password hashes)");
+            /* The binary and relay logs hold account statements as they ran (a password
+             * in clear or its hash). SHOW RELAYLOG ['connection'] EVENTS is all there is of
+             * SHOW RELAYLOG; SHOW BINLOG STATUS is a position, not the log. */
+            if (pol_word(s, i + 1, "RELAYLOG") ||
+                (pol_word(s, i + 1, "BINLOG") && pol_word(s, i + 2, "EVENTS")))
+                return pol_refuse(v, "SHOW %s EVENTS (the log holds account statements)",
+                                  pol_word(s, i + 1, "BINLOG") ? "BINLOG" : "RELAYLOG");
             if (pol_word(s, i + 1, "CREATE") &&
                 (pol_word(s, i + 2, "USER") || pol_word(s, i + 2, "SERVER")))
                 return pol_refuse(v, "SHOW CREATE %s", pol_word(s, i + 2, "USER") ? "USER"
@@ -1627,7 +1636,7 @@ static bool pol_raw_secrets(const char *sql, size_t len)
     }
     low[o] = 0;
     bool hit = strstr(low, "show") &&
-               (strstr(low, "grants") ||
+               (strstr(low, "grants") || strstr(low, "events") ||
                 (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
     for (const char *const *t = pol_secret_tables; !hit && *t; t++)
         hit = strstr(low, "mysql") && strstr(low, *t);
