@@ -1431,8 +1431,19 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         return pol_refuse(v, "statement nested too deeply");
     if (from >= s->n)
         return pol_refuse(v, "incomplete statement");
-    if (pol_punct(s, from, "(") || pol_word(s, from, "SELECT") || pol_word(s, from, "VALUES") ||
-        pol_word(s, from, "TABLE")) {
+    if (pol_punct(s, from, "(")) {
+        /* Only a query may stand in parentheses; "(UPDATE ...)" is a syntax error on today's
+         * servers, and what a server might make of it is no reason to let it through. */
+        size_t j = from;
+        while (j < s->n && pol_punct(s, j, "("))
+            j++;
+        if (pol_word(s, j, "SELECT") || pol_word(s, j, "VALUES") || pol_word(s, j, "TABLE") ||
+            pol_word(s, j, "WITH"))
+            return pol_classify(s, j, kind, v, depth + 1);
+        pol_statement_words(s, j, words, sizeof words);
+        return pol_refuse(v, "(%s", words);
+    }
+    if (pol_word(s, from, "SELECT") || pol_word(s, from, "VALUES") || pol_word(s, from, "TABLE")) {
         *kind = STMT_SELECT;
         return true;
     }
@@ -1441,8 +1452,9 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
         *kind = STMT_SELECT;
         if (m == POL_NONE)
             return pol_refuse(v, "WITH");
-        if (pol_punct(s, m, "(") || pol_word(s, m, "SELECT") || pol_word(s, m, "VALUES") ||
-            pol_word(s, m, "TABLE"))
+        if (pol_punct(s, m, "("))
+            return pol_classify(s, m, kind, v, depth + 1);
+        if (pol_word(s, m, "SELECT") || pol_word(s, m, "VALUES") || pol_word(s, m, "TABLE"))
             return true;
         pol_statement_words(s, m, words, sizeof words);
         return pol_refuse(v, "WITH ... %s", words);
@@ -1491,10 +1503,12 @@ static bool pol_classify(pol_stmt *s, size_t from, stmt_kind *kind, policy_verdi
 /* Tables of the mysql schema that hold password hashes or other servers' passwords:
  * accounts (user is a view over global_priv in MariaDB), password history (MySQL, and
  * MariaDB's password_reuse_check plugin), FEDERATED/CONNECT server definitions, replication
- * source credentials. */
+ * source credentials, and the statement logs (with log_output=TABLE, general_log and
+ * slow_log keep the text of CREATE USER / ALTER USER / SET PASSWORD with the password in
+ * clear: MariaDB does not mask it). */
 static const char *const pol_secret_tables[] = {
-    "global_priv", "password_history", "password_reuse_check_history", "servers",
-    "slave_master_info", "user", NULL};
+    "general_log", "global_priv", "password_history", "password_reuse_check_history",
+    "servers", "slave_master_info", "slow_log", "user", NULL};
 
 /* The name of token i for comparing with a table or schema name: unquoted, and with the two
  * non-ASCII letters whose lower case is ASCII (U+0130 -> i, U+212A Kelvin -> k) folded, as a
@@ -1644,6 +1658,13 @@ static bool pol_check_secrets(const pol_stmt *s, policy_verdict *v)
         if (pol_word(s, i, "SHOW")) {
             if (pol_word(s, i + 1, "GRANTS") && !pol_show_grants_ok(s, i))
                 return pol_refuse(v, "SHOW GRANTS (it shows password hashes)");
+            /* The binary and relay logs hold account statements as they ran (a password
+             * in clear or its hash). SHOW RELAYLOG ['connection'] EVENTS is all there is of
+             * SHOW RELAYLOG; SHOW BINLOG STATUS is a position, not the log. */
+            if (pol_word(s, i + 1, "RELAYLOG") ||
+                (pol_word(s, i + 1, "BINLOG") && pol_word(s, i + 2, "EVENTS")))
+                return pol_refuse(v, "SHOW %s EVENTS (the log holds account statements)",
+                                  pol_word(s, i + 1, "BINLOG") ? "BINLOG" : "RELAYLOG");
             if (pol_word(s, i + 1, "CREATE") &&
                 (pol_word(s, i + 2, "USER") || pol_word(s, i + 2, "SERVER")))
                 return pol_refuse(v, "SHOW CREATE %s", pol_word(s, i + 2, "USER") ? "USER"
@@ -1691,7 +1712,7 @@ static bool pol_raw_secrets(const char *sql, size_t len)
     low[o] = 0;
     bool hit = strstr(low, "show") &&
                (strstr(low, "grants") || strstr(low, "engine") || strstr(low, "explain") ||
-                strstr(low, "analyze") ||
+                strstr(low, "analyze") || strstr(low, "events") ||
                 (strstr(low, "create") && (strstr(low, "user") || strstr(low, "server"))));
     /* Other sessions' statements (pol_check_monitors). */
     static const char *const monitors[] = {"processlist", "innodb_trx", "events_statements",

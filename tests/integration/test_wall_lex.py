@@ -305,3 +305,88 @@ def test_every_allowed_function_name_is_a_builtin_on_mariadb(servers):
         root.close()
         lexer.close()
     assert not reached, reached
+
+
+@pytest.mark.parametrize("gap", [" ", "/**/", "\n"])
+def test_every_allowed_function_call_with_a_gap_is_a_builtin_on_mariadb(servers, gap):
+    """Proves, for every name of the function table and 0 to 3 arguments, that a call with a
+    space, comment or newline before '(' that the check allows for a MariaDB backend never
+    reaches a stored function of that name: without IGNORE_SPACE the server reads some names
+    followed by a gap as a plain identifier, and an identifier before '(' is a call of a
+    stored function in the current database."""
+    from test_lexer_server import LexDriver
+    names = builtin_names()
+    lexer = LexDriver()
+    root = servers.dev.connect()
+    reached = []
+    try:
+        with root.cursor() as cur:
+            for k in range(4):
+                cur.execute(f"DROP DATABASE IF EXISTS fngap{k}")
+                cur.execute(f"CREATE DATABASE fngap{k}")
+            for k in range(4):
+                cur.execute(f"USE fngap{k}")
+                params = ", ".join(f"p{j} INT" for j in range(k))
+                args = ", ".join(str(j + 1) for j in range(k))
+                for name in names:
+                    sql = f"SELECT {name}{gap}({args})"
+                    if not lexer.ask("check", "utf8mb4", sql.encode()).startswith("ALLOW"):
+                        continue
+                    try:
+                        cur.execute(f"CREATE FUNCTION `{name.lower()}`({params}) RETURNS "
+                                    "VARCHAR(10) DETERMINISTIC RETURN 'stored'")
+                    except pymysql.err.MySQLError:
+                        pass  # a name the server does not take for a function
+                    try:
+                        cur.execute(sql)
+                        if cur.fetchall() == (("stored",),):
+                            reached.append(f"{name} with {k} arguments")
+                    except pymysql.err.MySQLError:
+                        pass  # the built-in's own error: it did not reach the function
+    finally:
+        with root.cursor() as cur:
+            for k in range(4):
+                cur.execute(f"DROP DATABASE IF EXISTS fngap{k}")
+        root.close()
+        lexer.close()
+    assert not reached, reached
+
+
+@pytest.fixture
+def general_log_with_password(servers):
+    """prod logs statements to mysql.general_log (log_output=TABLE), and an operator then
+    changed an account's password there: the log holds it in clear."""
+    old = servers.sql("prod", "SELECT @@global.log_output, @@global.general_log")[0]
+    servers.sql("prod", "SET GLOBAL log_output = 'TABLE'")
+    servers.sql("prod", "SET GLOBAL general_log = ON")
+    servers.sql("prod", "CREATE OR REPLACE USER logprobe@'127.0.0.1' IDENTIFIED BY 'pw-in-clear-9'")
+    yield "pw-in-clear-9"
+    servers.sql("prod", "SET GLOBAL general_log = OFF")
+    servers.sql("prod", "DROP USER IF EXISTS logprobe@'127.0.0.1'")
+    servers.sql("prod", "TRUNCATE TABLE mysql.general_log")
+    servers.sql("prod", f"SET GLOBAL log_output = '{old[0]}'")
+    servers.sql("prod", f"SET GLOBAL general_log = {int(old[1])}")
+
+
+def test_statement_logs_are_credential_stores(proxy, servers, general_log_with_password):
+    """Proves that the server's statement logs, where a password set by CREATE/ALTER USER
+    stands in clear (mysql.general_log, mysql.slow_log) or as run (SHOW BINLOG EVENTS, SHOW
+    RELAYLOG EVENTS), are refused in read-only prod and writable dev alike, and that no
+    answer carries the password; the log really holds it (read directly)."""
+    secret = general_log_with_password
+    rows = servers.sql("prod", "SELECT argument FROM mysql.general_log")
+    assert any(secret in str(r[0]) for r in rows)
+    for conn in (connect_prod(proxy), proxy.connect(client_flag=CLIENT.MULTI_STATEMENTS)):
+        for sql in ("SELECT argument FROM mysql.general_log",
+                    "SELECT * FROM `mysql`.`general_log` WHERE argument LIKE '%IDENTIFIED%'",
+                    "SELECT sql_text FROM mysql . slow_log",
+                    "SELECT 1; SELECT * FROM /*!50000 mysql.general_log */",
+                    "SHOW BINLOG EVENTS", "SHOW RELAYLOG EVENTS"):
+            assert secret not in refused(conn, sql)
+        conn.close()
+    d = StmtDriver(proxy, db="shop@prod")
+    try:
+        answer = d.cmd("prepare SELECT argument FROM mysql.general_log")
+        assert answer[0] == "ERR" and "1290" in answer[1], answer
+    finally:
+        d.close()
