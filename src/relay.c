@@ -852,6 +852,17 @@ static bool interrupt_at_boundary(const client *c)
            (c->rl_interrupt && c->rl_discard);
 }
 
+/* An interrupted statement whose client stopped reading in the middle of a packet: the
+ * rest of that one packet (under 16 MiB) is read and queued for the client anyway, so that
+ * the sink starts at its end and the client gets the interruption's ERR after whole
+ * packets, instead of being disconnected when the grace time passes with half a packet
+ * sent (the kill's side connection may not log in, or the server not stop in time). A row
+ * split over several 16 MiB packets is not: past the grace time that client is closed. */
+static bool interrupt_reads_on(const client *c)
+{
+    return c->rl_interrupt && !c->rl_continued;
+}
+
 /* Pauses reading from the backend while the client has much unsent output. */
 static bool relay_throttle(client *c)
 {
@@ -861,6 +872,8 @@ static bool relay_throttle(client *c)
         return false;
     if (interrupt_at_boundary(c))
         return false; /* nothing more goes to the client but a small final packet */
+    if (interrupt_reads_on(c))
+        return false; /* the end of the packet half sent; the sink takes the rest */
     backend_unwatch(c->be);
     c->rl_paused = true;
     bufferevent_setwatermark(c->bev, EV_WRITE, RELAY_LOW_WATER, 0);
@@ -1062,8 +1075,9 @@ bool relay_interrupt(client *c, int why)
     evtimer_add(c->timer, &tv);
     struct be_kill *k = backend_kill_query(b->pool, c->w->base, b->thread_id, kill_answered, c);
     c->rl_kill = k; /* NULL when it was over at once */
-    if (c->rl_paused && interrupt_at_boundary(c)) {
-        /* The client takes nothing: read on, the rest is dropped. */
+    if (c->rl_paused && (interrupt_at_boundary(c) || interrupt_reads_on(c))) {
+        /* The client takes nothing more than the end of its packet: read on, the rest is
+         * dropped. */
         c->rl_paused = false;
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         if (!relay_process(c, NULL, 0))

@@ -312,6 +312,102 @@ def test_timeout_while_the_client_does_not_read(make_proxy, servers):
     raw.close()
 
 
+class Gate:
+    """A loopback TCP forwarder to a real server. While open, each connection is relayed
+    both ways; once closed, new connections are accepted and never answered (a server that
+    takes TCP but does not log anyone in). Connections relayed before go on."""
+
+    def __init__(self, port):
+        self.target = port
+        self.open = True
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = False
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while not self.stop:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self.open:
+                self.held.append(c)  # accepted, never answered
+                continue
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            c.settimeout(None)
+            up.settimeout(None)
+            self.held += [c, up]
+            threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
+        for s in self.held:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_timeout_when_the_kill_cannot_log_in_and_the_client_does_not_read(make_proxy,
+                                                                           servers):
+    """statement_timeout passes while the client reads nothing and the server takes the
+    kill's side connection over TCP but never logs it in: past connect_timeout + 1 s the
+    statement's backend connection is closed, and the client, once it reads, gets whole
+    packets in sequence, then ERR 3024 saying the backend did not stop it; it is not
+    disconnected in the middle of a row. A fresh client is served afterwards."""
+    gate = Gate(servers.dev.port)
+    try:
+        p = make_proxy(extra_yaml={**FAST, "environments": {"dev": {
+            "port": gate.port, "pool": {"connect_timeout": "1s", "wait_timeout": "3s"}}}})
+        raw = Raw(p.port, rcvbuf=4096)
+        # Rows of 300 kB, larger than one read: the client's output fills in mid-row.
+        raw.query("SELECT seq, REPEAT('x', 300000) AS v FROM seq_1_to_400 "
+                  "/* kill cannot log in */ WHERE SLEEP(0.05) = 0")
+        time.sleep(0.5)
+        gate.open = False  # from now on, new connections to dev hang before the greeting
+        time.sleep(4)  # timeout 1 s, kill's connect_timeout 1 s, grace 1 s, and slack
+        packets, rows, last = raw.response()
+        assert_in_sequence(packets)
+        assert last[0] == 0xFF and err_of(last)[0] == 3024, last
+        assert b"did not stop it" in last
+        assert 0 < rows < 400
+        assert running_on_dev(servers, "kill cannot log in", seconds=3) == 0
+        assert raw.quiet_for(1.0)
+        raw.close()
+        gate.open = True
+        eventually_serves(p)
+    finally:
+        gate.close()
+
+
 def test_kill_query_mid_result_ends_with_one_err_in_sequence(make_proxy, servers):
     """KILL QUERY from another session while the victim's rows stream: the victim gets
     whole rows in sequence, then ERR 1317 and nothing after it, and goes on working."""
