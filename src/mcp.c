@@ -372,8 +372,8 @@ static bool mcp_printable(const char *v, unsigned long len)
 
 /* One value: null; a JSON number for integer columns (leading zeros of ZEROFILL and of YEAR
  * 0000 dropped) and for FLOAT and DOUBLE; BIT as an unsigned integer; binary values that are
- * not printable text as a hex literal "0x..."; everything else (DECIMAL included, to stay
- * exact) as a string. */
+ * not printable text, or that begin with "0x", as a hex literal "0x..."; everything else
+ * (DECIMAL included, to stay exact) as a string. */
 static void mcp_write_cell(json_buf *b, const MYSQL_FIELD *f, const char *v, unsigned long len)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -405,7 +405,10 @@ static void mcp_write_cell(json_buf *b, const MYSQL_FIELD *f, const char *v, uns
         json_buf_put(b, v, len);
         return;
     }
-    if (mcp_field_is_binary(f) && !mcp_printable(v, len)) {
+    /* Printable bytes that begin with "0x" are hex too: "0x..." in a binary column then
+     * always means hex, and the text '0xDEADBEEF' never reads as the bytes DE AD BE EF. */
+    if (mcp_field_is_binary(f) &&
+        (!mcp_printable(v, len) || (len >= 2 && v[0] == '0' && v[1] == 'x'))) {
         json_buf_puts(b, "\"0x");
         for (unsigned long i = 0; i < len; i++) {
             char two[2] = {hex[(unsigned char)v[i] >> 4], hex[(unsigned char)v[i] & 15]};

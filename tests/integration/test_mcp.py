@@ -522,6 +522,22 @@ def test_types_table_values(mcp):
     assert all(v is None for k, v in nulls.items() if k != "id")
 
 
+def test_binary_text_that_looks_like_hex_is_not_mistaken_for_bytes(mcp):
+    """A binary value is never ambiguous: printable bytes that themselves begin with "0x"
+    are written as hex too, so "0x..." in a binary column always means hex and the text
+    '0xDEADBEEF' does not come back as the 4 bytes DE AD BE EF (fails when only values that
+    are not printable are hex-encoded)."""
+    sql = ("SELECT CAST('0xDEADBEEF' AS BINARY) AS looks_hex, UNHEX('DEADBEEF') AS raw, "
+           "CAST('abc' AS BINARY) AS plain, CAST('0x' AS BINARY) AS bare, "
+           "CAST('0X41' AS BINARY) AS upper_x")
+    row = as_dicts(mcp.ok("execute_query", {"sql": sql, "environment": "prod"}))[0]
+    assert row["raw"] == "0xDEADBEEF"
+    assert row["looks_hex"] == "0x" + b"0xDEADBEEF".hex().upper()
+    assert row["looks_hex"] != row["raw"]
+    assert row["bare"] == "0x3078"
+    assert row["plain"] == "abc" and row["upper_x"] == "0X41"
+
+
 def test_per_call_database_does_not_leak(mcp):
     """environment/database given to one call apply to that call only: the next call
     without them runs at the connection's own position (dev, shop)."""
