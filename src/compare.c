@@ -90,6 +90,8 @@ vq_table *compare_rows(const vq_table *l, const vq_table *r, const char *lname,
     free(cols);
     if (!out)
         abort();
+    for (size_t i = 0; i < l->n_columns; i++)
+        out->binary[i + 2] = l->binary[i] || r->binary[i]; /* bytes on either side */
 
     if (!key) {
         bool *used_r = calloc(r->n_rows + 1, 1), *used_l = calloc(l->n_rows + 1, 1);

@@ -251,3 +251,32 @@ def test_fan_out_and_compare_results_are_bounded_in_bytes(make_proxy, hint):
     assert p.rss_kb() - rss0 < 400 * 1024
     assert rows(conn, "SELECT 1")[0] == ((1,),)
     conn.close()
+
+
+def test_fan_out_and_compare_keep_binary_columns_as_bytes(proxy, servers):
+    """Fan-out and compare send a binary column (VARBINARY, BIT, GEOMETRY, x'..') in the
+    binary character set, as the server does: PyMySQL gets bytes equal to the server's, every
+    byte value 0..255 included. Before, the column was labelled utf8mb4 text, and the driver
+    failed to decode the result (or a lenient one would have replaced the bytes)."""
+    every = "SELECT UNHEX('" + bytes(range(256)).hex() + "') AS b, b'101' AS bt, " \
+            "POINT(1, 2) AS g, 'text' AS t, 7 AS n"
+    direct = servers.prod.connect(binary_prefix=True)
+    with direct.cursor() as cur:
+        cur.execute(every)
+        want = cur.fetchall()[0]
+    direct.close()
+    assert want[0] == bytes(range(256))
+    conn = proxy.connect()
+    got, cols, desc = rows(conn, "/* env=* */ " + every)
+    assert cols == ["_env", "_error", "b", "bt", "g", "t", "n"]
+    assert sorted(r[0] for r in got) == ["dev", "prod"]
+    for r in got:
+        assert r[1] is None and tuple(r[2:]) == want
+    # Compare: a changed binary value is shown as the bytes of each side.
+    sql = "SELECT 1 AS id, IF(@@port = %d, x'00ff', x'ff00') AS b" % servers.dev.port
+    got, cols, _ = rows(conn, "/* compare=dev,prod key=id */ " + sql)
+    assert cols == ["_diff", "_env", "id", "b"]
+    assert sorted((r[1], r[3]) for r in got) == [("dev", b"\x00\xff"), ("prod", b"\xff\x00")]
+    same, _, _ = rows(conn, "/* compare=dev,prod */ " + every)
+    assert same == ()
+    conn.close()
