@@ -601,8 +601,20 @@ static long long mcp_run_statement(mcp_server *s, const char *sql, size_t len,
     json_buf warn;
     json_buf_init(&warn);
     bool proxy_cut = false;
-    if (warnings && ctx->warn_hint && s->db)
+    if (warnings && ctx->warn_hint && s->db) {
         mcp_fetch_warnings(s, ctx, &warn, &proxy_cut);
+    } else if (warnings && ctx->multi && s->db) {
+        /* A fan-out: envproxy answers SHOW WARNINGS itself when it cut a part to max_rows.
+         * Any other answer comes from a backend's earlier statement and is not shown. */
+        mcp_run_ctx plain = *ctx;
+        plain.warn_hint = "";
+        json_buf asked;
+        json_buf_init(&asked);
+        mcp_fetch_warnings(s, &plain, &asked, &proxy_cut);
+        if (proxy_cut)
+            json_buf_put(&warn, asked.data, asked.len);
+        json_buf_free(&asked);
+    }
     if (!cut_by && proxy_cut)
         cut_by = "envproxy max_rows";
     json_buf_printf(b, "],\"row_count\":%lld,\"truncated\":%s", count, cut_by ? "true" : "false");

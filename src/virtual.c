@@ -578,8 +578,13 @@ static void job_answer(vjob *j)
                 vq_set_str(out, r, 1, msg);
                 continue;
             }
-            if (t->truncated)
+            if (t->truncated) {
+                /* SHOW WARNINGS right after says so (client.c), as for a result of one
+                 * environment cut to max_rows. */
                 warnings++;
+                if (t->cap > c->truncated_to)
+                    c->truncated_to = t->cap;
+            }
             for (size_t k = 0; k < t->rows->n_rows; k++) {
                 size_t r = (size_t)vq_table_add_row(out);
                 vq_set_str(out, r, 0, env);

@@ -757,3 +757,30 @@ def test_command_line(proxy, tmp_path):
     reply = json.loads(r.stdout)
     assert reply["result"]["isError"] is False, reply
     assert json.loads(reply["result"]["content"][0]["text"])["rows"] == [["bob"]]
+
+
+def test_proxy_row_cap_of_a_fan_out_is_reported(make_proxy, start_mcp):
+    """A fan-out whose parts envproxy's max_rows cut is reported as truncated, by MCP and to
+    a plain client's SHOW WARNINGS; before, the warning count went up but SHOW WARNINGS was
+    empty and execute_query said truncated false: rows missing without a word."""
+    p = make_proxy(extra_yaml={"limits": {"max_rows": 4}})
+    conn = p.connect()
+    with conn.cursor() as cur:
+        cur.execute("/* env=* */ SELECT seq FROM seq_1_to_20")
+        assert len(cur.fetchall()) == 8
+        cur.execute("SHOW WARNINGS")
+        notes = cur.fetchall()
+        assert any("truncated to 4 rows" in w[2] for w in notes), notes
+        cur.execute("/* env=* */ SELECT seq FROM seq_1_to_4")
+        assert len(cur.fetchall()) == 8
+        cur.execute("SHOW WARNINGS")
+        assert not any("truncated" in w[2] for w in cur.fetchall())
+    conn.close()
+    m = start_mcp(p.port)
+    m.initialize()
+    result = m.ok("execute_query", {"sql": "/* env=* */ SELECT seq FROM seq_1_to_20"})
+    assert result["row_count"] == 8
+    assert result["truncated"] is True and result["truncated_by"] == "envproxy max_rows"
+    assert any("truncated to 4 rows" in w["message"] for w in result["warnings"])
+    whole = m.ok("execute_query", {"sql": "/* env=* */ SELECT seq FROM seq_1_to_3"})
+    assert whole["row_count"] == 6 and whole["truncated"] is False
