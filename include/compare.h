@@ -13,8 +13,9 @@
 vq_table *compare_rows(const vq_table *l, const vq_table *r, const char *lname,
                        const char *rname, const char *key, char *err, size_t errlen);
 
-/* The statement whose answer compare_schema() compares: every table, column, index and
- * foreign key of db as (object_type, table_name, object_name, definition). */
+/* The statement whose answer compare_schema() compares: every table, column, index, foreign
+ * key, view, trigger, routine and event of db as (object_type, table_name, object_name,
+ * definition); the definition is NULL where the backend account may not read it. */
 void compare_schema_sql(const char *db, char *out, size_t cap);
 
 /* __compare.schema rows (database, table_name, object_type, object_name, _diff,

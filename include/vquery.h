@@ -63,6 +63,7 @@ typedef struct {
     const char *schema;
     const char *name;
     vq_column *columns;
+    bool *binary; /* per column: a VQ_STRING of bytes (binary character set); all false at first */
     size_t n_columns;
     vq_value *rows;
     size_t n_rows;
@@ -166,6 +167,7 @@ typedef struct {
     const char *name;     /* what the client sees: the alias, or the column as written */
     const char *org_name; /* the table's column; "" for COUNT */
     vq_type type;
+    bool binary; /* the table column's binary flag */
 } vq_result_column;
 
 /* A result set. values holds n_rows * n_columns values, row-major: copies of the table's

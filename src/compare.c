@@ -90,6 +90,8 @@ vq_table *compare_rows(const vq_table *l, const vq_table *r, const char *lname,
     free(cols);
     if (!out)
         abort();
+    for (size_t i = 0; i < l->n_columns; i++)
+        out->binary[i + 2] = l->binary[i] || r->binary[i]; /* bytes on either side */
 
     if (!key) {
         bool *used_r = calloc(r->n_rows + 1, 1), *used_l = calloc(l->n_rows + 1, 1);
@@ -164,8 +166,21 @@ void compare_schema_sql(const char *db, char *out, size_t cap)
              "REFERENCED_TABLE_NAME, '(', GROUP_CONCAT(REFERENCED_COLUMN_NAME ORDER BY "
              "ORDINAL_POSITION), ')') FROM information_schema.KEY_COLUMN_USAGE WHERE "
              "TABLE_SCHEMA = '%s' AND REFERENCED_TABLE_NAME IS NOT NULL GROUP BY TABLE_NAME, "
-             "CONSTRAINT_NAME, REFERENCED_TABLE_NAME",
-             db, db, db, db);
+             "CONSTRAINT_NAME, REFERENCED_TABLE_NAME "
+             /* The code of views, triggers, routines and events: NULL (shown as 'unreadable')
+              * where the backend account may not read it. */
+             "UNION ALL SELECT 'view', TABLE_NAME, TABLE_NAME, NULLIF(VIEW_DEFINITION, '') FROM "
+             "information_schema.VIEWS WHERE TABLE_SCHEMA = '%s' "
+             "UNION ALL SELECT 'trigger', EVENT_OBJECT_TABLE, TRIGGER_NAME, CONCAT(ACTION_TIMING, "
+             "' ', EVENT_MANIPULATION, ' ', ACTION_STATEMENT) FROM information_schema.TRIGGERS "
+             "WHERE TRIGGER_SCHEMA = '%s' "
+             "UNION ALL SELECT LOWER(ROUTINE_TYPE), '', ROUTINE_NAME, IF(ROUTINE_DEFINITION IS "
+             "NULL, NULL, CONCAT(IFNULL(DTD_IDENTIFIER, ''), ' ', ROUTINE_DEFINITION)) FROM "
+             "information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '%s' "
+             "UNION ALL SELECT 'event', '', EVENT_NAME, CONCAT(IFNULL(EXECUTE_AT, ''), IFNULL("
+             "CONCAT('EVERY ', INTERVAL_VALUE, ' ', INTERVAL_FIELD), ''), ' ', STATUS, ' ', "
+             "EVENT_DEFINITION) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '%s'",
+             db, db, db, db, db, db, db, db);
 }
 
 /* __compare.schema rows from the two environments' schema statements. */
@@ -197,10 +212,13 @@ vq_table *compare_schema(const vq_table *l, const vq_table *r, const char *db, c
                     break;
             if (pass == 1 && k < b->n_rows)
                 continue; /* seen in the first pass */
-            const char *diff = k == b->n_rows ? (pass == 0 ? "only_left" : "only_right")
-                               : same_value(vq_table_value(a, i, 3), vq_table_value(b, k, 3))
-                                   ? NULL
-                                   : "changed";
+            /* A definition the backend account could not read is NULL: never "equal". */
+            const vq_value *ad = vq_table_value(a, i, 3);
+            const vq_value *bd = k < b->n_rows ? vq_table_value(b, k, 3) : NULL;
+            const char *diff = !bd ? (pass == 0 ? "only_left" : "only_right")
+                               : ad->is_null || bd->is_null ? "unreadable"
+                               : same_value(ad, bd)         ? NULL
+                                                            : "changed";
             if (!diff)
                 continue;
             size_t o = (size_t)vq_table_add_row(out);

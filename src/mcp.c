@@ -372,8 +372,8 @@ static bool mcp_printable(const char *v, unsigned long len)
 
 /* One value: null; a JSON number for integer columns (leading zeros of ZEROFILL and of YEAR
  * 0000 dropped) and for FLOAT and DOUBLE; BIT as an unsigned integer; binary values that are
- * not printable text as a hex literal "0x..."; everything else (DECIMAL included, to stay
- * exact) as a string. */
+ * not printable text, or that begin with "0x", as a hex literal "0x..."; everything else
+ * (DECIMAL included, to stay exact) as a string. */
 static void mcp_write_cell(json_buf *b, const MYSQL_FIELD *f, const char *v, unsigned long len)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -405,7 +405,10 @@ static void mcp_write_cell(json_buf *b, const MYSQL_FIELD *f, const char *v, uns
         json_buf_put(b, v, len);
         return;
     }
-    if (mcp_field_is_binary(f) && !mcp_printable(v, len)) {
+    /* Printable bytes that begin with "0x" are hex too: "0x..." in a binary column then
+     * always means hex, and the text '0xDEADBEEF' never reads as the bytes DE AD BE EF. */
+    if (mcp_field_is_binary(f) &&
+        (!mcp_printable(v, len) || (len >= 2 && v[0] == '0' && v[1] == 'x'))) {
         json_buf_puts(b, "\"0x");
         for (unsigned long i = 0; i < len; i++) {
             char two[2] = {hex[(unsigned char)v[i] >> 4], hex[(unsigned char)v[i] & 15]};
@@ -598,8 +601,20 @@ static long long mcp_run_statement(mcp_server *s, const char *sql, size_t len,
     json_buf warn;
     json_buf_init(&warn);
     bool proxy_cut = false;
-    if (warnings && ctx->warn_hint && s->db)
+    if (warnings && ctx->warn_hint && s->db) {
         mcp_fetch_warnings(s, ctx, &warn, &proxy_cut);
+    } else if (warnings && ctx->multi && s->db) {
+        /* A fan-out: envproxy answers SHOW WARNINGS itself when it cut a part to max_rows.
+         * Any other answer comes from a backend's earlier statement and is not shown. */
+        mcp_run_ctx plain = *ctx;
+        plain.warn_hint = "";
+        json_buf asked;
+        json_buf_init(&asked);
+        mcp_fetch_warnings(s, &plain, &asked, &proxy_cut);
+        if (proxy_cut)
+            json_buf_put(&warn, asked.data, asked.len);
+        json_buf_free(&asked);
+    }
     if (!cut_by && proxy_cut)
         cut_by = "envproxy max_rows";
     json_buf_printf(b, "],\"row_count\":%lld,\"truncated\":%s", count, cut_by ? "true" : "false");

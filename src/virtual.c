@@ -101,9 +101,11 @@ static void send_vq_result(client *c, const vq_result *r, uint16_t warnings)
     for (size_t i = 0; i < r->n_columns; i++) {
         uint8_t type = types[i];
         bool text = type == PKT_TYPE_VAR_STRING || type == PKT_TYPE_DATETIME;
+        bool bytes = text && r->columns[i].binary; /* binary charset, BINARY_FLAG */
         pkt_build_column(&b, &c->seq, r->schema ? r->schema : "", r->table ? r->table : "",
-                         r->columns[i].name, text ? 45 : 63, text ? 1024 : 21, type,
-                         text ? 0 : 0x80, type == PKT_TYPE_DOUBLE ? 31 : 0, c->ext_meta);
+                         r->columns[i].name, text && !bytes ? 45 : 63, text ? 1024 : 21, type,
+                         text && !bytes ? 0 : 0x80, type == PKT_TYPE_DOUBLE ? 31 : 0,
+                         c->ext_meta);
     }
     if (!(c->caps & CAP_DEPRECATE_EOF))
         pkt_build_eof(&b, &c->seq, 0, 0, ST_AUTOCOMMIT);
@@ -318,6 +320,30 @@ static vq_type field_type(enum enum_field_types ft)
     }
 }
 
+/* A column of bytes rather than text: a string, BLOB, BIT or GEOMETRY column in the binary
+ * character set. Fan-out and compare send it as binary too, so that clients keep the bytes
+ * (as text, a driver would decode them in the connection's character set, or fail). Numbers,
+ * dates and DECIMAL have the binary character set as well, but they are text. */
+static bool field_is_bytes(const MYSQL_FIELD *f)
+{
+    if (f->charsetnr != 63)
+        return false;
+    switch (f->type) {
+    case MYSQL_TYPE_STRING:
+    case MYSQL_TYPE_VAR_STRING:
+    case MYSQL_TYPE_VARCHAR:
+    case MYSQL_TYPE_TINY_BLOB:
+    case MYSQL_TYPE_MEDIUM_BLOB:
+    case MYSQL_TYPE_LONG_BLOB:
+    case MYSQL_TYPE_BLOB:
+    case MYSQL_TYPE_BIT:
+    case MYSQL_TYPE_GEOMETRY:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool task_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *arg)
 {
     vtask *t = arg;
@@ -333,6 +359,8 @@ static bool task_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *ar
         }
         t->rows = vq_table_new("", "", cols, n);
         free(cols);
+        for (unsigned i = 0; t->rows && i < n; i++)
+            t->rows->binary[i] = field_is_bytes(&f[i]);
         return t->rows != NULL;
     }
     if (t->rows->n_rows >= (size_t)t->cap) {
@@ -526,6 +554,8 @@ static void job_answer(vjob *j)
             cols[k + 2] = ref->rows->columns[k];
         out = vq_table_new("", "", cols, nc + 2);
         free(cols);
+        for (size_t k = 0; out && k < nc; k++)
+            out->binary[k + 2] = ref->rows->binary[k];
         uint16_t warnings = 0;
         for (int i = 0; i < j->n; i++) {
             vtask *t = &j->tasks[i];
@@ -548,8 +578,13 @@ static void job_answer(vjob *j)
                 vq_set_str(out, r, 1, msg);
                 continue;
             }
-            if (t->truncated)
+            if (t->truncated) {
+                /* SHOW WARNINGS right after says so (client.c), as for a result of one
+                 * environment cut to max_rows. */
                 warnings++;
+                if (t->cap > c->truncated_to)
+                    c->truncated_to = t->cap;
+            }
             for (size_t k = 0; k < t->rows->n_rows; k++) {
                 size_t r = (size_t)vq_table_add_row(out);
                 vq_set_str(out, r, 0, env);

@@ -607,8 +607,10 @@ vq_table *vq_table_new(const char *schema, const char *name, const vq_column *co
         goto fail;
     if (n) {
         t->columns = mem_alloc(&t->mem, n * sizeof *t->columns);
-        if (!t->columns)
+        t->binary = mem_alloc(&t->mem, n * sizeof *t->binary);
+        if (!t->columns || !t->binary)
             goto fail;
+        memset(t->binary, 0, n * sizeof *t->binary);
     }
     for (size_t i = 0; i < n; i++) {
         t->columns[i].name = mem_strdup(&t->mem, cols[i].name ? cols[i].name : "");
@@ -2706,6 +2708,7 @@ static int result_columns(vq_run *run, vq_result *out)
         col->name = mem_strdup(&out->mem, o->name);
         col->org_name = mem_strdup(&out->mem, o->tcol >= 0 ? t->columns[o->tcol].name : "");
         col->type = o->tcol >= 0 ? t->columns[o->tcol].type : VQ_INT;
+        col->binary = o->tcol >= 0 && t->binary && t->binary[o->tcol];
         if (!col->name || !col->org_name)
             return run_nomem(run);
     }

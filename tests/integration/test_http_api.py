@@ -606,3 +606,15 @@ def test_a_statement_longer_than_the_listener_deadline_is_answered(make_proxy):
     r = conn.getresponse()
     assert r.status == 200 and json.loads(r.read())["rows"] == [[2]]
     conn.close()
+
+
+def test_fan_out_cut_to_max_rows_is_flagged_truncated(api):
+    """A fan-out statement whose parts max_rows (50) cut comes back with truncated true and
+    the proxy's note; one under the cap with truncated false. Before, the note was missing
+    from SHOW WARNINGS and the answer said truncated false with rows missing."""
+    s, b, _ = q(api, {"env": "dev", "sql": "/* env=* */ SELECT seq FROM seq_1_to_80"})
+    assert s == 200, b
+    assert b["row_count"] == 100 and b["truncated"] is True, b["truncated"]
+    assert any("truncated to 50 rows" in w["message"] for w in b["warnings"]), b["warnings"]
+    s, b, _ = q(api, {"env": "dev", "sql": "/* env=* */ SELECT seq FROM seq_1_to_20"})
+    assert s == 200 and b["row_count"] == 40 and b["truncated"] is False, b

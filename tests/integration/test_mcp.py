@@ -522,6 +522,22 @@ def test_types_table_values(mcp):
     assert all(v is None for k, v in nulls.items() if k != "id")
 
 
+def test_binary_text_that_looks_like_hex_is_not_mistaken_for_bytes(mcp):
+    """A binary value is never ambiguous: printable bytes that themselves begin with "0x"
+    are written as hex too, so "0x..." in a binary column always means hex and the text
+    '0xDEADBEEF' does not come back as the 4 bytes DE AD BE EF (fails when only values that
+    are not printable are hex-encoded)."""
+    sql = ("SELECT CAST('0xDEADBEEF' AS BINARY) AS looks_hex, UNHEX('DEADBEEF') AS raw, "
+           "CAST('abc' AS BINARY) AS plain, CAST('0x' AS BINARY) AS bare, "
+           "CAST('0X41' AS BINARY) AS upper_x")
+    row = as_dicts(mcp.ok("execute_query", {"sql": sql, "environment": "prod"}))[0]
+    assert row["raw"] == "0xDEADBEEF"
+    assert row["looks_hex"] == "0x" + b"0xDEADBEEF".hex().upper()
+    assert row["looks_hex"] != row["raw"]
+    assert row["bare"] == "0x3078"
+    assert row["plain"] == "abc" and row["upper_x"] == "0X41"
+
+
 def test_per_call_database_does_not_leak(mcp):
     """environment/database given to one call apply to that call only: the next call
     without them runs at the connection's own position (dev, shop)."""
@@ -741,3 +757,30 @@ def test_command_line(proxy, tmp_path):
     reply = json.loads(r.stdout)
     assert reply["result"]["isError"] is False, reply
     assert json.loads(reply["result"]["content"][0]["text"])["rows"] == [["bob"]]
+
+
+def test_proxy_row_cap_of_a_fan_out_is_reported(make_proxy, start_mcp):
+    """A fan-out whose parts envproxy's max_rows cut is reported as truncated, by MCP and to
+    a plain client's SHOW WARNINGS; before, the warning count went up but SHOW WARNINGS was
+    empty and execute_query said truncated false: rows missing without a word."""
+    p = make_proxy(extra_yaml={"limits": {"max_rows": 4}})
+    conn = p.connect()
+    with conn.cursor() as cur:
+        cur.execute("/* env=* */ SELECT seq FROM seq_1_to_20")
+        assert len(cur.fetchall()) == 8
+        cur.execute("SHOW WARNINGS")
+        notes = cur.fetchall()
+        assert any("truncated to 4 rows" in w[2] for w in notes), notes
+        cur.execute("/* env=* */ SELECT seq FROM seq_1_to_4")
+        assert len(cur.fetchall()) == 8
+        cur.execute("SHOW WARNINGS")
+        assert not any("truncated" in w[2] for w in cur.fetchall())
+    conn.close()
+    m = start_mcp(p.port)
+    m.initialize()
+    result = m.ok("execute_query", {"sql": "/* env=* */ SELECT seq FROM seq_1_to_20"})
+    assert result["row_count"] == 8
+    assert result["truncated"] is True and result["truncated_by"] == "envproxy max_rows"
+    assert any("truncated to 4 rows" in w["message"] for w in result["warnings"])
+    whole = m.ok("execute_query", {"sql": "/* env=* */ SELECT seq FROM seq_1_to_3"})
+    assert whole["row_count"] == 6 and whole["truncated"] is False

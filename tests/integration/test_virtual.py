@@ -251,3 +251,67 @@ def test_fan_out_and_compare_results_are_bounded_in_bytes(make_proxy, hint):
     assert p.rss_kb() - rss0 < 400 * 1024
     assert rows(conn, "SELECT 1")[0] == ((1,),)
     conn.close()
+
+
+def test_fan_out_and_compare_keep_binary_columns_as_bytes(proxy, servers):
+    """Fan-out and compare send a binary column (VARBINARY, BIT, GEOMETRY, x'..') in the
+    binary character set, as the server does: PyMySQL gets bytes equal to the server's, every
+    byte value 0..255 included. Before, the column was labelled utf8mb4 text, and the driver
+    failed to decode the result (or a lenient one would have replaced the bytes)."""
+    every = "SELECT UNHEX('" + bytes(range(256)).hex() + "') AS b, b'101' AS bt, " \
+            "POINT(1, 2) AS g, 'text' AS t, 7 AS n"
+    direct = servers.prod.connect(binary_prefix=True)
+    with direct.cursor() as cur:
+        cur.execute(every)
+        want = cur.fetchall()[0]
+    direct.close()
+    assert want[0] == bytes(range(256))
+    conn = proxy.connect()
+    got, cols, desc = rows(conn, "/* env=* */ " + every)
+    assert cols == ["_env", "_error", "b", "bt", "g", "t", "n"]
+    assert sorted(r[0] for r in got) == ["dev", "prod"]
+    for r in got:
+        assert r[1] is None and tuple(r[2:]) == want
+    # Compare: a changed binary value is shown as the bytes of each side.
+    sql = "SELECT 1 AS id, IF(@@port = %d, x'00ff', x'ff00') AS b" % servers.dev.port
+    got, cols, _ = rows(conn, "/* compare=dev,prod key=id */ " + sql)
+    assert cols == ["_diff", "_env", "id", "b"]
+    assert sorted((r[1], r[3]) for r in got) == [("dev", b"\x00\xff"), ("prod", b"\xff\x00")]
+    same, _, _ = rows(conn, "/* compare=dev,prod */ " + every)
+    assert same == ()
+    conn.close()
+
+
+def test_compare_schema_covers_views_triggers_routines_and_events(proxy, servers):
+    """__compare.schema lists a view, trigger, procedure, function or event whose code
+    differs between the environments (or exists in one only), and nothing for identical
+    ones. Before, it compared tables, columns, indexes and foreign keys only, and said
+    nothing about differing code: a schema "equal" that was not."""
+    for env, n in (("dev", 1), ("prod", 2)):
+        for stmt in [
+            "DROP DATABASE IF EXISTS cmpcode",
+            "CREATE DATABASE cmpcode",
+            "CREATE TABLE cmpcode.t (id INT PRIMARY KEY)",
+            "CREATE VIEW cmpcode.v_same AS SELECT id FROM cmpcode.t",
+            f"CREATE VIEW cmpcode.v_diff AS SELECT id + {n} AS x FROM cmpcode.t",
+            f"CREATE TRIGGER cmpcode.tr BEFORE INSERT ON cmpcode.t FOR EACH ROW "
+            f"SET NEW.id = NEW.id + {n}",
+            "CREATE PROCEDURE cmpcode.p_same() SELECT 1",
+            f"CREATE PROCEDURE cmpcode.p_diff() SELECT {n}",
+            f"CREATE FUNCTION cmpcode.f_diff() RETURNS INT DETERMINISTIC RETURN {n}",
+            f"CREATE EVENT cmpcode.e_diff ON SCHEDULE EVERY {n} DAY DO SELECT 1",
+        ] + (["CREATE PROCEDURE cmpcode.p_dev_only() SELECT 3"] if env == "dev" else []):
+            servers.sql(env, stmt)
+    try:
+        conn = proxy.connect()
+        got, _, _ = rows(conn, "SELECT object_type, object_name, _diff FROM __compare.schema "
+                               "WHERE envs='dev,prod' AND db='cmpcode' ORDER BY 1, 2")
+        assert sorted(got) == sorted([
+            ("event", "e_diff", "changed"), ("function", "f_diff", "changed"),
+            ("procedure", "p_dev_only", "only_left"), ("procedure", "p_diff", "changed"),
+            ("trigger", "tr", "changed"), ("view", "v_diff", "changed"),
+        ]), got
+        conn.close()
+    finally:
+        for env in ("dev", "prod"):
+            servers.sql(env, "DROP DATABASE IF EXISTS cmpcode")
