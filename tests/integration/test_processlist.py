@@ -14,7 +14,7 @@ import time
 import pymysql
 import pytest
 
-from harness import mariadb_cli
+from harness import StmtDriver, mariadb_cli
 
 
 def rows_of(conn, sql):
@@ -170,3 +170,29 @@ def test_mariadb_cli_full_processlist(make_proxy):
         assert len(out.splitlines()) == 3 and "alice" not in out, out  # header + 2 bob rows
     finally:
         other.close()
+
+
+def test_hint_and_prepared_statement(make_proxy):
+    """With a single-environment hint, and as a server-side prepared statement, the list is
+    still the proxy's (the account's own sessions); a fan-out hint is refused (1290) as
+    the server's list would be."""
+    p = make_proxy()
+    a1 = p.connect(database="shop@dev", autocommit=True)
+    b1 = p.connect(user="bob", password="bob-pw", autocommit=True)
+    d = StmtDriver(p, db="shop")
+    try:
+        ids = {conn_id(a1)}
+        rows = rows_of(a1, "/* env=prod */ SHOW FULL PROCESSLIST")[1]
+        assert ids <= {r[0] for r in rows} and all(r[1] == "alice" for r in rows), rows
+        assert conn_id(b1) not in {r[0] for r in rows}
+        assert d.cmd("prepare SHOW FULL PROCESSLIST")[0] == "OK"
+        got = d.cmd("exec")
+        assert got[0] == "ROWS", got
+        assert "alice" in str(got[1]) and "bob" not in str(got[1]), got
+        with pytest.raises(pymysql.MySQLError) as e:
+            rows_of(a1, "/* env=* */ SHOW PROCESSLIST")
+        assert e.value.args[0] == 1290
+    finally:
+        d.close()
+        a1.close()
+        b1.close()
