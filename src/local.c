@@ -172,7 +172,12 @@ void local_kill(client *c, uint32_t id, bool query_only)
     for (client *t = p->registry[id % PROXY_REGISTRY]; t; t = t->reg_next) {
         if (t->id != id)
             continue;
-        if (strcmp(t->user, c->user) != 0) {
+        /* t->user is written by t's worker (COM_CHANGE_USER); ps.user is its copy under
+         * ps_mu. */
+        pthread_mutex_lock(&t->ps_mu);
+        bool same = strcmp(t->ps.user, c->ps.user) == 0;
+        pthread_mutex_unlock(&t->ps_mu);
+        if (!same) {
             found = 1;
             break;
         }
