@@ -520,6 +520,17 @@ struct client {
     cl_state state_at_free;
     client *reg_next; /* the proxy's registry, under reg_mu */
     bool registered;
+    /* What SHOW PROCESSLIST shows of this session, read from other workers: written by this
+     * client's worker under ps_mu only (local_ps_begin / local_ps_idle / local_register). */
+    pthread_mutex_t ps_mu;
+    struct {
+        char user[ROUTE_NAME_MAX + 1];
+        char db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "" with no database */
+        const char *command;             /* "Sleep", "Query", ... (static strings) */
+        uint64_t since_ms;               /* when the session entered that state */
+        char *info;                      /* the running statement (COM_QUERY), or NULL */
+        size_t info_len;
+    } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
     bool tls;
@@ -777,6 +788,10 @@ bool http_mcp_ticket_ok(const char *user, const uint8_t *scramble, const uint8_t
 bool local_answer(client *c, const char *sql, size_t len);
 /* Whether local_answer() would answer the statement (nothing is sent). */
 bool local_takes(const char *sql, size_t len);
+/* SHOW PROCESSLIST's view of a session: a command starts (cmd is its command byte, the
+ * statement is c->cmd) / the session is idle again. */
+void local_ps_begin(client *c, uint8_t cmd);
+void local_ps_idle(client *c);
 void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);

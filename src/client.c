@@ -358,6 +358,7 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
     c->fd = fd;
     c->cfg = proxy_cfg_get(p);
     c->id = atomic_fetch_add(&p->next_conn_id, 1);
+    pthread_mutex_init(&c->ps_mu, NULL);
     atomic_fetch_add(&p->clients_total, 1);
     atomic_fetch_add(&p->clients_current, 1);
     pbuf_init(&c->cmd);
@@ -553,6 +554,8 @@ void client_free(client *c)
     if (c->next)
         c->next->prev = c->prev;
     w->n_clients--;
+    free(c->ps.info); /* unregistered above: no other worker reads ps any more */
+    pthread_mutex_destroy(&c->ps_mu);
     free(c);
 }
 
@@ -861,6 +864,7 @@ void client_command_done(client *c)
         atomic_fetch_sub(&c->p->busy_clients, 1);
     }
     c->state = CL_IDLE;
+    local_ps_idle(c);
     c->job = JOB_NONE;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
@@ -1651,6 +1655,7 @@ static void handle_command(client *c)
         c->busy = true;
         atomic_fetch_add(&c->p->busy_clients, 1);
     }
+    local_ps_begin(c, cmd);
     /* After an idle transaction was rolled back, the next command that runs something gets
      * the error instead (a COMMIT must not look like it saved anything). Commands without a
      * response, a ping, and those that start a new session anyway go on. */

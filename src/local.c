@@ -1,6 +1,6 @@
 /* local.c: statements the proxy answers itself because they are about the proxy, not a
- * backend: KILL, SELECT CONNECTION_ID(), SELECT USER() / CURRENT_USER(), SELECT
- * @@version_comment, SHOW STATUS LIKE 'Ssl%'. */
+ * backend: KILL, SHOW [FULL] PROCESSLIST, SELECT CONNECTION_ID(), SELECT USER() /
+ * CURRENT_USER(), SELECT @@version_comment, SHOW STATUS LIKE 'Ssl%'. */
 #include "envproxy.h"
 #include "log.h"
 
@@ -172,7 +172,12 @@ void local_kill(client *c, uint32_t id, bool query_only)
     for (client *t = p->registry[id % PROXY_REGISTRY]; t; t = t->reg_next) {
         if (t->id != id)
             continue;
-        if (strcmp(t->user, c->user) != 0) {
+        /* t->user is written by t's worker (COM_CHANGE_USER); ps.user is its copy under
+         * ps_mu. */
+        pthread_mutex_lock(&t->ps_mu);
+        bool same = strcmp(t->ps.user, c->ps.user) == 0;
+        pthread_mutex_unlock(&t->ps_mu);
+        if (!same) {
             found = 1;
             break;
         }
@@ -205,6 +210,9 @@ void local_register(client *c)
 {
     proxy *p = c->p;
     pthread_mutex_lock(&p->reg_mu);
+    pthread_mutex_lock(&c->ps_mu);
+    snprintf(c->ps.user, sizeof(c->ps.user), "%s", c->user);
+    pthread_mutex_unlock(&c->ps_mu);
     client **head = &p->registry[c->id % PROXY_REGISTRY];
     c->reg_next = *head;
     *head = c;
@@ -226,6 +234,209 @@ void local_unregister(client *c)
     }
     c->registered = false;
     pthread_mutex_unlock(&p->reg_mu);
+}
+
+/* ---- SHOW PROCESSLIST ------------------------------------------------------------------ */
+
+/* Info keeps at most this much of a statement (SHOW FULL PROCESSLIST shows it all up to
+ * here); SHOW PROCESSLIST cuts it at 100 characters, as the server does. */
+#define PS_INFO_MAX 16384
+#define PS_INFO_SHORT 100
+
+static void ps_set_db(client *c)
+{
+    if (c->has_db && c->env)
+        snprintf(c->ps.db, sizeof(c->ps.db), "%s@%s", c->db, c->env->name);
+    else if (c->has_db)
+        snprintf(c->ps.db, sizeof(c->ps.db), "%s", c->db);
+    else
+        c->ps.db[0] = '\0';
+}
+
+static const char *ps_command(uint8_t cmd)
+{
+    switch (cmd) {
+    case CMD_QUERY:
+        return "Query";
+    case CMD_INIT_DB:
+        return "Init DB";
+    case CMD_FIELD_LIST:
+        return "Field List";
+    case CMD_STMT_PREPARE:
+        return "Prepare";
+    case CMD_STMT_EXECUTE:
+        return "Execute";
+    case CMD_STMT_FETCH:
+        return "Fetch";
+    case CMD_STMT_CLOSE:
+        return "Close stmt";
+    case CMD_STMT_RESET:
+        return "Reset stmt";
+    case CMD_STMT_SEND_LONG_DATA:
+        return "Long Data";
+    case CMD_CHANGE_USER:
+        return "Change user";
+    case CMD_PING:
+        return "Ping";
+    case CMD_PROCESS_KILL:
+        return "Kill";
+    default:
+        return "Query";
+    }
+}
+
+void local_ps_begin(client *c, uint8_t cmd)
+{
+    char *info = NULL;
+    size_t n = 0;
+    if (cmd == CMD_QUERY || cmd == CMD_STMT_PREPARE) {
+        n = c->cmd.len - 1 > PS_INFO_MAX ? PS_INFO_MAX : c->cmd.len - 1;
+        info = malloc(n + 1);
+        if (!info)
+            abort();
+        memcpy(info, c->cmd.data + 1, n);
+        info[n] = '\0';
+    }
+    pthread_mutex_lock(&c->ps_mu);
+    free(c->ps.info);
+    c->ps.info = info;
+    c->ps.info_len = n;
+    c->ps.command = ps_command(cmd);
+    c->ps.since_ms = now_ms();
+    ps_set_db(c);
+    pthread_mutex_unlock(&c->ps_mu);
+}
+
+void local_ps_idle(client *c)
+{
+    pthread_mutex_lock(&c->ps_mu);
+    free(c->ps.info);
+    c->ps.info = NULL;
+    c->ps.info_len = 0;
+    c->ps.command = "Sleep";
+    c->ps.since_ms = now_ms();
+    ps_set_db(c);
+    pthread_mutex_unlock(&c->ps_mu);
+}
+
+/* One row, copied out of a session under its lock. */
+typedef struct {
+    uint32_t id;
+    char id_s[12], time_s[24];
+    char addr[64];
+    char db[2 * ROUTE_NAME_MAX + 2];
+    const char *command;
+    char *info; /* NULL for none */
+} ps_row;
+
+static int ps_row_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const ps_row *)a)->id, y = ((const ps_row *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* How many bytes of s (len bytes) make up its first max characters in UTF-8 (a cut never
+ * splits a character). */
+static size_t utf8_prefix(const char *s, size_t len, size_t max)
+{
+    size_t i = 0, chars = 0;
+    while (i < len && chars < max) {
+        i++;
+        while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        chars++;
+    }
+    return i;
+}
+
+/* SHOW [FULL] PROCESSLIST: this account's sessions on the proxy (every worker), not the
+ * server's list (every account shares the backend account there). Each session's row is
+ * copied under its ps_mu while the registry lock keeps it from being freed. */
+static bool try_show_processlist(client *c, const words *w)
+{
+    if (!is_word(w, 0, "SHOW"))
+        return false;
+    int i = 1;
+    bool full = false;
+    if (is_word(w, i, "FULL")) {
+        full = true;
+        i++;
+    }
+    if (!is_word(w, i, "PROCESSLIST") || i + 1 != w->n)
+        return false;
+    if (!c)
+        return true;
+    proxy *p = c->p;
+    size_t cap = 16, n = 0;
+    ps_row *rows = malloc(cap * sizeof(*rows));
+    if (!rows)
+        abort();
+    uint64_t now = now_ms();
+    pthread_mutex_lock(&p->reg_mu);
+    for (int b = 0; b < PROXY_REGISTRY; b++) {
+        for (client *t = p->registry[b]; t; t = t->reg_next) {
+            pthread_mutex_lock(&t->ps_mu);
+            if (strcmp(t->ps.user, c->ps.user) != 0) {
+                pthread_mutex_unlock(&t->ps_mu);
+                continue;
+            }
+            if (n == cap) {
+                cap *= 2;
+                rows = realloc(rows, cap * sizeof(*rows));
+                if (!rows)
+                    abort();
+            }
+            ps_row *r = &rows[n++];
+            r->id = t->id;
+            snprintf(r->id_s, sizeof(r->id_s), "%u", t->id);
+            uint64_t since = t->ps.since_ms ? t->ps.since_ms : now;
+            snprintf(r->time_s, sizeof(r->time_s), "%llu",
+                     (unsigned long long)(now > since ? (now - since) / 1000 : 0));
+            snprintf(r->addr, sizeof(r->addr), "%s", t->addr);
+            snprintf(r->db, sizeof(r->db), "%s", t->ps.db);
+            r->command = t->ps.command ? t->ps.command : "Connect";
+            r->info = NULL;
+            if (t->ps.info) {
+                size_t len = full ? t->ps.info_len
+                                  : utf8_prefix(t->ps.info, t->ps.info_len, PS_INFO_SHORT);
+                r->info = strndup(t->ps.info, len);
+                if (!r->info)
+                    abort();
+            }
+            pthread_mutex_unlock(&t->ps_mu);
+        }
+    }
+    pthread_mutex_unlock(&p->reg_mu);
+    qsort(rows, n, sizeof(*rows), ps_row_cmp);
+    static const result_col cols[] = {
+        {"Id", PKT_TYPE_LONGLONG},      {"User", PKT_TYPE_VAR_STRING},
+        {"Host", PKT_TYPE_VAR_STRING},  {"db", PKT_TYPE_VAR_STRING},
+        {"Command", PKT_TYPE_VAR_STRING}, {"Time", PKT_TYPE_LONG},
+        {"State", PKT_TYPE_VAR_STRING}, {"Info", PKT_TYPE_VAR_STRING},
+        {"Progress", PKT_TYPE_DOUBLE}};
+    enum { NCOLS = sizeof(cols) / sizeof(cols[0]) };
+    const char **cells = malloc((n ? n : 1) * NCOLS * sizeof(*cells));
+    if (!cells)
+        abort();
+    for (size_t k = 0; k < n; k++) {
+        const char **row = cells + k * NCOLS;
+        row[0] = rows[k].id_s;
+        row[1] = c->ps.user;
+        row[2] = rows[k].addr;
+        row[3] = rows[k].db[0] ? rows[k].db : NULL;
+        row[4] = rows[k].command;
+        row[5] = rows[k].time_s;
+        row[6] = "";
+        row[7] = rows[k].info;
+        row[8] = "0.000";
+    }
+    result_send(c, cols, NCOLS, cells, (int)n, 0);
+    for (size_t k = 0; k < n; k++)
+        free(rows[k].info);
+    free(rows);
+    free(cells);
+    client_command_done(c);
+    return true;
 }
 
 /* ---- the statements ------------------------------------------------------------------------- */
@@ -383,5 +594,6 @@ bool local_answer(client *c, const char *sql, size_t len)
     words w;
     if (!read_words(sql, len, &w) || w.n == 0)
         return false;
-    return try_kill(c, &w) || try_select(c, &w) || try_show_ssl(c, &w);
+    return try_kill(c, &w) || try_select(c, &w) || try_show_ssl(c, &w) ||
+           try_show_processlist(c, &w);
 }

@@ -75,8 +75,8 @@ def test_prepared_write_is_checked_again_once_read_only(make_proxy, servers, dem
 
 
 MONITORS = [
-    "SHOW FULL PROCESSLIST",
-    "SHOW PROCESSLIST",
+    "/* env=* */ SHOW FULL PROCESSLIST",
+    "/* env=* */ SHOW PROCESSLIST",
     "SELECT INFO FROM information_schema.PROCESSLIST",
     "SELECT * FROM `information_schema` . `processlist` WHERE id > 0",
     "SELECT trx_query FROM information_schema.INNODB_TRX",
