@@ -528,8 +528,9 @@ struct client {
         char db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "" with no database */
         const char *command;             /* "Sleep", "Query", ... (static strings) */
         uint64_t since_ms;               /* when the session entered that state */
-        char *info;                      /* the running statement (COM_QUERY), or NULL */
-        size_t info_len;
+        char *info;                      /* the running statement when has_info */
+        size_t info_len, info_cap;
+        bool has_info;
     } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;

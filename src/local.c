@@ -243,14 +243,22 @@ void local_unregister(client *c)
 #define PS_INFO_MAX 16384
 #define PS_INFO_SHORT 100
 
+/* Called on every command: plain copies, no formatting (this is on the statement path). */
 static void ps_set_db(client *c)
 {
-    if (c->has_db && c->env)
-        snprintf(c->ps.db, sizeof(c->ps.db), "%s@%s", c->db, c->env->name);
-    else if (c->has_db)
-        snprintf(c->ps.db, sizeof(c->ps.db), "%s", c->db);
-    else
-        c->ps.db[0] = '\0';
+    size_t cap = sizeof(c->ps.db) - 1, n = 0;
+    if (c->has_db) {
+        size_t dl = strnlen(c->db, sizeof(c->db) - 1); /* fits: db holds one name */
+        memcpy(c->ps.db, c->db, dl);
+        n = dl;
+        if (c->env && n < cap) {
+            c->ps.db[n++] = '@';
+            size_t el = strnlen(c->env->name, cap - n);
+            memcpy(c->ps.db + n, c->env->name, el);
+            n += el;
+        }
+    }
+    c->ps.db[n] = '\0';
 }
 
 static const char *ps_command(uint8_t cmd)
@@ -285,22 +293,27 @@ static const char *ps_command(uint8_t cmd)
     }
 }
 
+/* The statement text goes into a buffer the session keeps (grown when a longer text comes,
+ * freed with the session), so a statement costs a copy, not an allocation. */
 void local_ps_begin(client *c, uint8_t cmd)
 {
-    char *info = NULL;
-    size_t n = 0;
-    if (cmd == CMD_QUERY || cmd == CMD_STMT_PREPARE) {
-        n = c->cmd.len - 1 > PS_INFO_MAX ? PS_INFO_MAX : c->cmd.len - 1;
-        info = malloc(n + 1);
-        if (!info)
-            abort();
-        memcpy(info, c->cmd.data + 1, n);
-        info[n] = '\0';
-    }
     pthread_mutex_lock(&c->ps_mu);
-    free(c->ps.info);
-    c->ps.info = info;
-    c->ps.info_len = n;
+    c->ps.has_info = false;
+    if (cmd == CMD_QUERY || cmd == CMD_STMT_PREPARE) {
+        size_t n = c->cmd.len - 1 > PS_INFO_MAX ? PS_INFO_MAX : c->cmd.len - 1;
+        if (n + 1 > c->ps.info_cap) {
+            size_t cap = n + 1 < 256 ? 256 : n + 1;
+            char *info = realloc(c->ps.info, cap);
+            if (!info)
+                abort();
+            c->ps.info = info;
+            c->ps.info_cap = cap;
+        }
+        memcpy(c->ps.info, c->cmd.data + 1, n);
+        c->ps.info[n] = '\0';
+        c->ps.info_len = n;
+        c->ps.has_info = true;
+    }
     c->ps.command = ps_command(cmd);
     c->ps.since_ms = now_ms();
     ps_set_db(c);
@@ -310,9 +323,7 @@ void local_ps_begin(client *c, uint8_t cmd)
 void local_ps_idle(client *c)
 {
     pthread_mutex_lock(&c->ps_mu);
-    free(c->ps.info);
-    c->ps.info = NULL;
-    c->ps.info_len = 0;
+    c->ps.has_info = false;
     c->ps.command = "Sleep";
     c->ps.since_ms = now_ms();
     ps_set_db(c);
@@ -396,7 +407,7 @@ static bool try_show_processlist(client *c, const words *w)
             snprintf(r->db, sizeof(r->db), "%s", t->ps.db);
             r->command = t->ps.command ? t->ps.command : "Connect";
             r->info = NULL;
-            if (t->ps.info) {
+            if (t->ps.has_info) {
                 size_t len = full ? t->ps.info_len
                                   : utf8_prefix(t->ps.info, t->ps.info_len, PS_INFO_SHORT);
                 r->info = strndup(t->ps.info, len);
