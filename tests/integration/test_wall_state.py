@@ -59,7 +59,9 @@ def test_prepared_write_is_checked_again_once_read_only(make_proxy, servers, dem
         else:
             p.write_config({"environments": {"dev": {"access": "read_only"}}})
         p.reload()
-        wait_refused(p, "alice", "alice-pw", "UPDATE shop.orders SET note = 'x' WHERE id = 1")
+        # The probe is a write the policy refuses once the reload is in, but one that changes
+        # nothing when it still runs before (the state comparison must see only EXECUTE).
+        wait_refused(p, "alice", "alice-pw", "UPDATE shop.orders SET note = 'x' WHERE 1 = 0")
         for d, sql in zip(drivers, WRITES):
             for _ in range(2):
                 err = d.cmd("exec")
