@@ -206,12 +206,32 @@ void local_kill(client *c, uint32_t id, bool query_only)
     client_command_done(c);
 }
 
+/* The "db@env" the process list shows; called as each command ends: plain copies, no
+ * formatting (this is on the statement path). */
+static void ps_set_db(client *c)
+{
+    size_t cap = sizeof(c->ps.db) - 1, n = 0;
+    if (c->has_db) {
+        size_t dl = strnlen(c->db, sizeof(c->db) - 1); /* fits: db holds one name */
+        memcpy(c->ps.db, c->db, dl);
+        n = dl;
+        if (c->env && n < cap) {
+            c->ps.db[n++] = '@';
+            size_t el = strnlen(c->env->name, cap - n);
+            memcpy(c->ps.db + n, c->env->name, el);
+            n += el;
+        }
+    }
+    c->ps.db[n] = '\0';
+}
+
 void local_register(client *c)
 {
     proxy *p = c->p;
     pthread_mutex_lock(&p->reg_mu);
     pthread_mutex_lock(&c->ps_mu);
     snprintf(c->ps.user, sizeof(c->ps.user), "%s", c->user);
+    ps_set_db(c);
     pthread_mutex_unlock(&c->ps_mu);
     client **head = &p->registry[c->id % PROXY_REGISTRY];
     c->reg_next = *head;
@@ -242,24 +262,6 @@ void local_unregister(client *c)
  * here); SHOW PROCESSLIST cuts it at 100 characters, as the server does. */
 #define PS_INFO_MAX 16384
 #define PS_INFO_SHORT 100
-
-/* Called on every command: plain copies, no formatting (this is on the statement path). */
-static void ps_set_db(client *c)
-{
-    size_t cap = sizeof(c->ps.db) - 1, n = 0;
-    if (c->has_db) {
-        size_t dl = strnlen(c->db, sizeof(c->db) - 1); /* fits: db holds one name */
-        memcpy(c->ps.db, c->db, dl);
-        n = dl;
-        if (c->env && n < cap) {
-            c->ps.db[n++] = '@';
-            size_t el = strnlen(c->env->name, cap - n);
-            memcpy(c->ps.db + n, c->env->name, el);
-            n += el;
-        }
-    }
-    c->ps.db[n] = '\0';
-}
 
 static const char *ps_command(uint8_t cmd)
 {
@@ -316,7 +318,7 @@ void local_ps_begin(client *c, uint8_t cmd)
     }
     c->ps.command = ps_command(cmd);
     c->ps.since_ms = now_ms();
-    ps_set_db(c);
+    /* ps.db is as the last command (or the login) left it: only a command changes it. */
     pthread_mutex_unlock(&c->ps_mu);
 }
 
