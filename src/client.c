@@ -2183,6 +2183,22 @@ static void prepare_step(client *c)
 {
     backend *b = c->be;
     if (b->tainted && (c->route.read_only || strcmp(b->taint_user, c->user) != 0)) {
+        if (client_session_has_state(c, b)) {
+            /* This session's own connection holds its state (a transaction, temporary
+             * tables, ...) and its route became read-only since (a reload demoted the
+             * account or the environment): the reset would drop that state unseen. The
+             * connection goes (the server rolls back), and the client is told, as when a
+             * connection is lost. */
+            const cfg_env *e = b->pool->env;
+            char note[200];
+            client_lose_backend(c, b, note, sizeof(note));
+            client_send_err(c, 1213, "40001",
+                            "envproxy: environment '%s': this account's access there became "
+                            "read-only (configuration reloaded)%s. Start again",
+                            e->name, note);
+            job_failed(c);
+            return;
+        }
         /* A writable session used it: nothing it may have changed stays (tracking,
          * sql_mode, character sets, ...) for a read-only session or another account.
          * Resetting reads the session anew. */

@@ -135,3 +135,45 @@ def test_other_sessions_statements_stay_hidden(make_proxy, servers):
         t.join(10)
         alice.close()
         bob.close()
+
+
+@pytest.mark.parametrize("held", ["transaction", "temporary table"])
+def test_state_held_when_the_account_is_demoted_is_not_dropped_silently(make_proxy, servers,
+                                                                       held):
+    """alice holds state on her dev connection (an open transaction with an INSERT, or a
+    temporary table); then her grant on dev becomes read-only and the proxy reloads. Her
+    next statement must not find that state silently gone: it gets 1213 naming dev and what
+    was lost, the INSERT is not committed, and the statement after it runs as read-only."""
+    import pymysql
+    p = make_proxy()
+    conn = p.connect(database="shop@dev", autocommit=True)
+    servers.sql("dev", "DELETE FROM shop.orders WHERE id = 990")
+    try:
+        with conn.cursor() as cur:
+            if held == "transaction":
+                cur.execute("BEGIN")
+                cur.execute("INSERT INTO orders (id, customer_id, status, total, created_at) VALUES (990, 1, 'x', 1, NOW())")
+            else:
+                cur.execute("CREATE TEMPORARY TABLE scratch (a INT)")
+                cur.execute("INSERT INTO scratch VALUES (1)")
+        p.cli("user", "grant", "alice", "dev", "read")
+        p.reload()
+        wait_refused(p, "alice", "alice-pw", "UPDATE shop.orders SET note = 'x' WHERE 1 = 0")
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            with conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM orders")
+        code, msg = e.value.args
+        assert code == 1213, e.value.args
+        assert "'dev'" in msg and "read-only" in msg and "gone" in msg, msg
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@in_transaction")
+            assert cur.fetchone() == (0,)
+            with pytest.raises(pymysql.err.MySQLError) as e2:
+                cur.execute("INSERT INTO orders (id, customer_id, status, total, created_at) VALUES (991, 1, 'x', 1, NOW())")
+            assert e2.value.args[0] == 1290
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.orders WHERE id IN (990, 991)") \
+            in ([(0,)], [[0]], [("0",)], [["0"]], 0, "0"), "the INSERT was committed"
+    finally:
+        conn.close()
+        p.cli("user", "grant", "alice", "dev", "write")
+        servers.sql("dev", "DELETE FROM shop.orders WHERE id IN (990, 991)")
