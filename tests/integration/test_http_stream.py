@@ -20,7 +20,7 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-def start(make_proxy, timeout="60s", write_timeout="10s"):
+def start(make_proxy, timeout="60s", write_timeout="60s"):
     port = free_port()
     p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
                                "client_write_timeout": write_timeout,
@@ -213,7 +213,7 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_deadline(make_p
     """A client that never reads its streamed answer (and never closes) holds nothing
     forever: once nothing could be written to it for client_write_timeout (10 s here) the
     proxy drops it, and its statement, held back until then, is killed on the server."""
-    p = start(make_proxy)
+    p = start(make_proxy, write_timeout="10s")
     marker = "marker_stream_stalled"
     s = post_raw(p.http_port, p.tok, {"env": "dev", "sql": f"SELECT seq, '{marker}' AS m, "
                                       "REPEAT('y', 40) AS pad FROM seq_1_to_5000000"})
