@@ -40,6 +40,7 @@ typedef struct http_conn {
 static http_conn *conns;
 static int n_conns;
 static struct event *sweep_ev;
+static proxy *http_proxy;  /* its client_write_timeout (the configuration may be reloaded) */
 static SSL_CTX *https_ctx; /* http.tls: the MySQL port's context (its pair, or the self-signed one) */
 
 bool http_tls_on(void)
@@ -87,6 +88,34 @@ static http_conn *conn_of(struct evhttp_request *req)
     return NULL;
 }
 
+/* The answer of req went out whole (evhttp calls this just before it frees req): the
+ * connection's idle timeout is the request/keep-alive one again. */
+static void answer_complete_cb(struct evhttp_request *req, void *arg)
+{
+    evhttp_connection_set_timeout(arg, HTTP_TIMEOUT_S);
+}
+
+/* While an answer is being produced, evhttp's idle timeout (HTTP_TIMEOUT_S, for reading and
+ * writing alike) is the wrong clock: a statement may send nothing for longer than that, and
+ * evhttp keeps reading enabled while it writes, so the silence would cut the answer. The
+ * statement's own deadline (statement_timeout, then the give-up path) governs instead; the
+ * client is watched for going away (gone_cb in api.c, mcp.c); reading gets no timeout and
+ * writing gets client_write_timeout, which a bufferevent counts only while output is waiting
+ * and restarts at every byte the client takes. answer_complete_cb restores the timeout. */
+static void answering_timeouts(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    if (!bev)
+        return;
+    long long ms = http_proxy ? http_proxy->cfg->client_write_timeout_ms : 0;
+    if (ms <= 0)
+        ms = (long long)HTTP_TIMEOUT_S * 1000;
+    struct timeval w = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, NULL, &w);
+    evhttp_request_set_on_complete_cb(req, answer_complete_cb, evcon);
+}
+
 void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg)
 {
     http_conn *hc = conn_of(req);
@@ -95,6 +124,7 @@ void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *a
         hc->gone_arg = arg;
         hc->busy_req = req;
     }
+    answering_timeouts(req);
 }
 
 void http_conn_done(struct evhttp_request *req)
@@ -296,6 +326,7 @@ int http_start(proxy *p)
     p->http = evhttp_new(p->base);
     if (!p->http)
         return -1;
+    http_proxy = p;
     evhttp_set_allowed_methods(p->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_cb(p->http, "/health", health_cb, p);
     evhttp_set_cb(p->http, "/metrics", metrics_cb, p);

@@ -20,9 +20,10 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-def start(make_proxy, timeout="60s"):
+def start(make_proxy, timeout="60s", write_timeout="60s"):
     port = free_port()
     p = make_proxy(extra_yaml={"http": f"127.0.0.1:{port}",
+                               "client_write_timeout": write_timeout,
                                "limits": {"max_rows": 0, "statement_timeout": timeout}})
     p.http_port = port
     p.tok = login(port)
@@ -160,6 +161,30 @@ def test_an_error_after_rows_went_out_ends_the_json_with_error(make_proxy):
     assert st == 504 and b["error"]["code"] == 3024, b
 
 
+def test_a_statement_silent_for_longer_than_the_http_idle_timeout_is_answered_whole(make_proxy):
+    """100,000 rows go out, then the statement sends nothing for 11 s (longer than the HTTP
+    port's 10 s idle timeout) before its last row, within statement_timeout 60s: the answer is
+    not cut; the client gets the whole JSON with every row, and the keep-alive connection
+    then answers another request."""
+    p = start(make_proxy)
+    conn = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=60)
+    h = {"Authorization": "Bearer " + p.tok, "Content-Type": "application/json"}
+    sql = "SELECT seq, IF(seq = 100001, SLEEP(11), 0) AS s FROM seq_1_to_100001"
+    t0 = time.time()
+    conn.request("POST", "/api/v1/query", body=json.dumps({"env": "dev", "sql": sql}), headers=h)
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    b = json.loads(r.read())  # http.client.IncompleteRead: the connection was cut
+    assert time.time() - t0 >= 11
+    assert b["row_count"] == 100001 and len(b["rows"]) == 100001 and b["truncated"] is False
+    assert b["rows"][0] == [1, 0] and b["rows"][-1] == [100001, 0] and "error" not in b
+    conn.request("POST", "/api/v1/query", body=json.dumps({"env": "dev", "sql": "SELECT 1 AS x"}),
+                 headers=h)
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["rows"] == [[1]]
+    conn.close()
+
+
 def test_an_http_1_0_client_gets_the_streamed_answer_ended_by_close(make_proxy):
     """HTTP/1.0 has no chunks: a streamed answer to an HTTP/1.0 client that asked for
     keep-alive says Connection: close and ends with the connection, at once, whole."""
@@ -186,9 +211,9 @@ def test_an_http_1_0_client_gets_the_streamed_answer_ended_by_close(make_proxy):
 
 def test_a_client_that_stops_reading_is_dropped_within_the_write_deadline(make_proxy, servers):
     """A client that never reads its streamed answer (and never closes) holds nothing
-    forever: once nothing could be written to it for 10 s the proxy drops it, and its
-    statement, held back until then, is killed on the server."""
-    p = start(make_proxy)
+    forever: once nothing could be written to it for client_write_timeout (10 s here) the
+    proxy drops it, and its statement, held back until then, is killed on the server."""
+    p = start(make_proxy, write_timeout="10s")
     marker = "marker_stream_stalled"
     s = post_raw(p.http_port, p.tok, {"env": "dev", "sql": f"SELECT seq, '{marker}' AS m, "
                                       "REPEAT('y', 40) AS pad FROM seq_1_to_5000000"})
