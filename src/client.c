@@ -2183,7 +2183,8 @@ static void prepare_step(client *c)
 {
     backend *b = c->be;
     if (b->tainted && (c->route.read_only || strcmp(b->taint_user, c->user) != 0)) {
-        if (client_session_has_state(c, b)) {
+        if (c->route.read_only && strcmp(b->taint_user, c->user) == 0 &&
+            client_session_has_state(c, b)) {
             /* This session's own connection holds its state (a transaction, temporary
              * tables, ...) and its route became read-only since (a reload demoted the
              * account or the environment): the reset would drop that state unseen. The
