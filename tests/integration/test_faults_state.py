@@ -110,3 +110,38 @@ def test_prepared_begin_is_not_lost_silently(make_proxy, servers):
     finally:
         d.close()
     both_served(p)
+
+
+def test_backend_killed_mid_row_closes_the_client_instead_of_hanging_it(make_proxy, servers):
+    """kill -9 of the backend while a result streams, so that the backend's last bytes end
+    in the middle of a row: half a packet already went to the client, no error can follow
+    it cleanly, so the proxy closes that client at once (a lost connection, as from a server
+    that dies) instead of leaving it waiting for the rest of the row; both environments
+    serve fresh clients afterwards."""
+    import time
+    from test_faults import Raw
+    p = make_proxy(extra_yaml={"limits": {"statement_timeout": "30s", "max_rows": 0}})
+    raw = Raw(p.port)
+    try:
+        raw.query("SELECT seq, REPEAT('x', 200) AS v FROM seq_1_to_400000 /* cut row */ "
+                  "WHERE SLEEP(0.00002) = 0")
+        raw.packet()
+        kill_and_restart(servers["dev"])
+        start = time.monotonic()
+        closed, err = False, None
+        try:
+            for _ in range(500000):
+                _, body = raw.packet()
+                if body[:1] == b"\xff":
+                    err = body  # the backend's bytes happened to end between two rows
+                    break
+        except ConnectionError:
+            closed = True
+        assert time.monotonic() - start < 5
+        if closed:
+            assert "half a packet had gone to the client" in p.log_text()
+        else:
+            assert err and b"'dev'" in err, err
+    finally:
+        raw.close()
+    both_served(p)
