@@ -21,6 +21,7 @@ from test_faults import FAST, eventually_serves, kill_and_restart
 def state_table(servers):
     servers.sql("dev", "CREATE DATABASE IF NOT EXISTS faults2")
     servers.sql("dev", "CREATE TABLE IF NOT EXISTS faults2.t (v VARCHAR(20)) ENGINE=InnoDB")
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS faults2.t2 (v VARCHAR(20)) ENGINE=InnoDB")
     yield
     if not servers["dev"].running():
         servers["dev"].start()
@@ -46,7 +47,7 @@ FORMS = {
                               "transaction"),
     "start_transaction_read_only": (["START TRANSACTION READ ONLY", "SELECT COUNT(*) FROM t"],
                                     "COMMIT", "transaction"),
-    "lock_tables": (["LOCK TABLES t WRITE", "INSERT INTO t VALUES ('locked')"],
+    "lock_tables": (["LOCK TABLES t2 WRITE", "INSERT INTO t2 VALUES ('locked')"],
                     "UNLOCK TABLES", "LOCK"),
     "temporary_table": (["CREATE TEMPORARY TABLE tmp (x INT)", "INSERT INTO tmp VALUES (1)"],
                         "SELECT x FROM tmp", "TEMPORARY"),
@@ -56,34 +57,39 @@ FORMS = {
 }
 
 
-@pytest.mark.parametrize("form", sorted(FORMS))
-def test_state_is_not_lost_silently_after_a_restart(make_proxy, servers, form):
-    """The statements of the form, a restart of the backend, then the statement that relies
-    on what they left in the backend session: 2013 naming the environment and the kind of
-    state that was lost; the session then starts clean, nothing of the form's uncommitted
-    work is in the table, and both environments serve fresh clients."""
-    before, after, what = FORMS[form]
+def test_state_is_not_lost_silently_after_a_restart(make_proxy, servers):
+    """One client per form runs the form's statements; one restart of the backend; then
+    each runs the statement that relies on what its form left in the backend session: 2013
+    naming the environment and the kind of state that was lost; each session then starts
+    clean, nothing of the uncommitted work is in the table, and both environments serve
+    fresh clients."""
     servers.sql("dev", "DELETE FROM faults2.t")
     p = make_proxy(extra_yaml=FAST)
-    conn = p.connect(database="faults2", autocommit=True, read_timeout=20,
-                     client_flag=CLIENT.MULTI_STATEMENTS)
+    conns = {}
     try:
-        with conn.cursor() as cur:
-            for sql in before:
-                cur.execute(sql)
-                while cur.nextset():
-                    pass
-            kill_and_restart(servers["dev"])
-            with pytest.raises(pymysql.err.OperationalError) as e:
-                cur.execute(after)
-            code, msg = e.value.args
-            assert code == 2013, e.value.args
-            assert "'dev'" in msg and what in msg, msg
-            cur.execute("SELECT @@autocommit, @@in_transaction")
-            assert cur.fetchall() == ((1, 0),)
-        assert rows(servers) == [] or form == "lock_tables", rows(servers)
+        for form, (before, _, _) in sorted(FORMS.items()):
+            conn = conns[form] = p.connect(database="faults2", autocommit=True,
+                                           read_timeout=20,
+                                           client_flag=CLIENT.MULTI_STATEMENTS)
+            with conn.cursor() as cur:
+                for sql in before:
+                    cur.execute(sql)
+                    while cur.nextset():
+                        pass
+        kill_and_restart(servers["dev"])
+        for form, (_, after, what) in sorted(FORMS.items()):
+            with conns[form].cursor() as cur:
+                with pytest.raises(pymysql.err.OperationalError) as e:
+                    cur.execute(after)
+                code, msg = e.value.args
+                assert code == 2013, (form, e.value.args)
+                assert "'dev'" in msg and what in msg, (form, msg)
+                cur.execute("SELECT @@autocommit, @@in_transaction")
+                assert cur.fetchall() == ((1, 0),), form
+        assert rows(servers) == [], rows(servers)
     finally:
-        conn.close()
+        for conn in conns.values():
+            conn.close()
     both_served(p)
 
 
