@@ -181,3 +181,30 @@ def test_oversized_and_hostile_bodies_get_a_clear_error(make_proxy, servers):
     assert st in (200, 400), (st, b)
     assert p.alive()
     both_served(p)
+
+
+def test_an_http_request_holds_no_transaction_past_its_end(make_proxy, servers):
+    """POST /api/v1/query runs each request in its own internal session: a BEGIN is answered
+    and ends with its request, so an INSERT of a later request is committed at once (visible
+    on the server directly) and a COMMIT after a backend restart has nothing to lose; the
+    proxy never claims a transaction spans requests."""
+    servers.sql("dev", "CREATE DATABASE IF NOT EXISTS fdf")
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS fdf.t (v VARCHAR(20)) ENGINE=InnoDB")
+    servers.sql("dev", "DELETE FROM fdf.t")
+    try:
+        p = start(make_proxy)
+        q = lambda sql: call(p.http_port, "POST", "/api/v1/query",  # noqa: E731
+                             {"env": "dev", "database": "fdf", "sql": sql}, token=p.tok)
+        st, b, _ = q("BEGIN")
+        assert st == 200, b
+        st, b, _ = q("INSERT INTO t VALUES ('kept')")
+        assert st == 200 and b["affected_rows"] == 1, b
+        assert servers.sql("dev", "SELECT v FROM fdf.t") == [("kept",)]
+        kill_and_restart(servers["dev"])
+        eventually_serves(p)
+        st, b, _ = q("COMMIT")
+        assert st == 200, b
+        assert servers.sql("dev", "SELECT v FROM fdf.t") == [("kept",)]
+        both_served(p)
+    finally:
+        servers.sql("dev", "DROP DATABASE IF EXISTS fdf")
