@@ -196,6 +196,9 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
         infile_abort(c, code, "envproxy: %s", msg);
         return;
     }
+    /* Half a packet (a row cut by the backend's death) may have gone to the client
+     * already: no error can follow it cleanly. */
+    bool mid_packet = !c->rl_sink && !c->rl_discard && (c->rl_remaining > 0 || c->rl_continued);
     relay_end_batch(c);
     if (c->rl_sink) {
         /* Interrupted: the client's last packet was the one before the sink. */
@@ -214,6 +217,16 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
     relay_count(c, true);
     char note[200];
     client_lose_backend(c, b, note, sizeof(note));
+    if (mid_packet) {
+        /* The client gets what came before, then the connection closes: a lost connection
+         * is what it sees, as when a server dies in the middle of a row. Waiting for the
+         * rest of a packet that never comes would hang it. */
+        log_warn("conn %u %s user=%s env=%s: half a packet had gone to the client; closing "
+                 "its connection",
+                 c->id, c->addr, c->user, e->name);
+        client_close_after_flush(c);
+        return;
+    }
     client_send_err(c, code, "HY000", "envproxy: %s (environment '%s')%s", msg, e->name, note);
     client_command_done(c);
 }

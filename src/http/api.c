@@ -207,6 +207,13 @@ static void write_error(json_buf *b, unsigned code, const char *state, const cha
     json_buf_printf(b, "{\"error\":{\"code\":%u,\"sqlstate\":", code);
     json_write_string(b, state, strlen(state));
     json_buf_puts(b, ",\"message\":");
+    char named[700];
+    if (code == 2013 && env && *env && !strstr(msg, "environment '")) {
+        /* A lost session is the environment's: the message says which, as the MySQL port's
+         * errors do. */
+        snprintf(named, sizeof(named), "%s (environment '%s')", msg, env);
+        msg = named;
+    }
     json_write_string(b, msg, strlen(msg));
     json_buf_puts(b, ",\"env\":");
     if (env && *env)

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #define MCP_MAX_SESSIONS 256
+#define MCP_MAX_SESSIONS_PER_USER 32
 #define MCP_MAX_RUNNING 32          /* requests handled at once, over all sessions */
 #define MCP_SESSION_IDLE (3600)     /* seconds without a request before a session ends */
 #define MCP_MAX_ROWS 1000
@@ -468,9 +469,38 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
                             "initialize must be sent alone, not in a batch");
             return;
         }
+        /* Abandoned sessions must not lock anyone out: an account past its share ends its
+         * own least recently used idle session, and a full table the least recently used
+         * idle one of anyone (its client gets 404 and initializes again). */
         pthread_mutex_lock(&mcp_mu);
-        bool full = mcp_n_sessions >= MCP_MAX_SESSIONS;
+        int mine = 0;
+        mcp_sess *my_lru = NULL, *lru = NULL;
+        for (mcp_sess *x = mcp_sessions; x; x = x->next) {
+            bool same = strcmp(x->user, user) == 0;
+            mine += same;
+            if (x->refs != 1)
+                continue; /* a request runs in it */
+            if (!lru || x->last_used <= lru->last_used)
+                lru = x;
+            if (same && (!my_lru || x->last_used <= my_lru->last_used))
+                my_lru = x;
+        }
+        mcp_sess *victim = mine >= MCP_MAX_SESSIONS_PER_USER ? my_lru
+                           : mcp_n_sessions >= MCP_MAX_SESSIONS ? lru
+                                                                 : NULL;
+        bool full = (mine >= MCP_MAX_SESSIONS_PER_USER || mcp_n_sessions >= MCP_MAX_SESSIONS) &&
+                    !victim;
+        char victim_user[ROUTE_NAME_MAX + 1] = "";
+        if (victim) {
+            snprintf(victim_user, sizeof(victim_user), "%s", victim->user);
+            sess_end_locked(victim);
+        }
         pthread_mutex_unlock(&mcp_mu);
+        if (victim) {
+            log_info("http %s: MCP session of user '%s' idle the longest ended to make room",
+                     addr, victim_user);
+            sess_put(victim);
+        }
         if (full) {
             json_free(msg);
             reply_rpc_error(req, 503, "Service Unavailable", -32000, "too many MCP sessions");

@@ -514,7 +514,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         process_input(s);
         if (!s->free_pending && s->st != HS_DEAD && s->st != HS_IDLE) {
             if (!s->res.err)
-                set_error(s, 2013, "HY000", "envproxy: the internal session ended");
+                set_error(s, 2013, "HY000", "envproxy: the internal session ended: the connection to the environment was lost");
             finish(s, true);
         }
         s->in_callback = false;
@@ -527,7 +527,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (!s->res.err)
-        set_error(s, 2013, "HY000", "envproxy: the internal session ended");
+        set_error(s, 2013, "HY000", "envproxy: the internal session ended: the connection to the environment was lost");
     s->in_callback = true;
     finish(s, true);
     s->in_callback = false;
@@ -577,7 +577,7 @@ static bool start(hsql *s, hsql_row_fn row, hsql_done_fn done, void *arg)
     if (s->st == HS_LOGIN)
         return true;
     if (s->st != HS_IDLE) {
-        set_error(s, 2013, "HY000", "envproxy: the internal session ended");
+        set_error(s, 2013, "HY000", "envproxy: the internal session ended: the connection to the environment was lost");
         return false;
     }
     return true;
