@@ -14,6 +14,23 @@ def rows(conn, sql):
         return cur.fetchall(), [d[0] for d in cur.description or []], cur.description
 
 
+def wait_up(proxy, env, seconds=30):
+    """Waits (bounded) until the proxy's health check sees env up: a test before may have
+    stopped and restarted its server, and the module's proxy notices within its interval."""
+    deadline = time.monotonic() + seconds
+    conn = proxy.connect(autocommit=None)
+    try:
+        while True:
+            got, _, _ = rows(conn, "SELECT status FROM __envs.environments "
+                                   f"WHERE name = '{env}'")
+            if got and got[0][0] == "up":
+                return
+            assert time.monotonic() < deadline, f"{env} not up again within {seconds} s"
+            time.sleep(0.3)
+    finally:
+        conn.close()
+
+
 def test_show_databases_lists_the_virtual_schemas(proxy):
     conn = proxy.connect()
     got, _, _ = rows(conn, "SHOW DATABASES")
@@ -258,6 +275,7 @@ def test_fan_out_and_compare_keep_binary_columns_as_bytes(proxy, servers):
     binary character set, as the server does: PyMySQL gets bytes equal to the server's, every
     byte value 0..255 included. Before, the column was labelled utf8mb4 text, and the driver
     failed to decode the result (or a lenient one would have replaced the bytes)."""
+    wait_up(proxy, "prod")
     every = "SELECT UNHEX('" + bytes(range(256)).hex() + "') AS b, b'101' AS bt, " \
             "POINT(1, 2) AS g, 'text' AS t, 7 AS n"
     direct = servers.prod.connect(binary_prefix=True)
@@ -287,6 +305,7 @@ def test_compare_schema_covers_views_triggers_routines_and_events(proxy, servers
     differs between the environments (or exists in one only), and nothing for identical
     ones. Before, it compared tables, columns, indexes and foreign keys only, and said
     nothing about differing code: a schema "equal" that was not."""
+    wait_up(proxy, "prod")
     for env, n in (("dev", 1), ("prod", 2)):
         for stmt in [
             "DROP DATABASE IF EXISTS cmpcode",
