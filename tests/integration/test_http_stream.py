@@ -46,6 +46,14 @@ def running(servers, marker):
                        f"LIKE '%{marker}%' AND INFO NOT LIKE '%PROCESSLIST%'")[0][0]
 
 
+def wait_running(servers, marker, started, seconds, step=0.2):
+    """Polls (at most seconds) until the statement carrying marker has started on dev
+    (started) or is gone from it (not started); the caller asserts the outcome."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and (running(servers, marker) == 0) == started:
+        time.sleep(step)
+
+
 def test_a_200000_row_answer_arrives_complete_and_chunked(make_proxy):
     """200,000 rows come whole, in order, as one JSON document sent chunked; the request's
     max_rows still cuts a streamed answer and says truncated."""
@@ -90,9 +98,7 @@ def test_memory_stays_bounded_while_the_client_reads_slowly_or_not_at_all(make_p
     s = post_raw(p.http_port, p.tok, {"env": "dev", "sql": f"SELECT seq, '{marker}' AS m, "
                                       "REPEAT('x', 20) AS pad FROM seq_1_to_2000000"})
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline and running(servers, marker) == 0:
-            time.sleep(0.2)
+        wait_running(servers, marker, True, 10)
         assert running(servers, marker) == 1
         peak = 0
         for _ in range(15):  # 3 s of reading nothing
@@ -113,9 +119,7 @@ def test_memory_stays_bounded_while_the_client_reads_slowly_or_not_at_all(make_p
         assert running(servers, marker) == 1
     finally:
         s.close()
-    deadline = time.time() + 15
-    while time.time() < deadline and running(servers, marker) != 0:
-        time.sleep(0.3)
+    wait_running(servers, marker, False, 15, 0.3)
     assert running(servers, marker) == 0
     assert call(p.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
                 token=p.tok)[0] == 200
@@ -135,9 +139,7 @@ def test_a_client_that_disconnects_mid_answer_leaves_no_statement_running(make_p
     assert b"HTTP/1.1 200" in head and b'"rows":[' in head
     assert running(servers, marker) == 1
     s.close()
-    deadline = time.time() + 15
-    while time.time() < deadline and running(servers, marker) != 0:
-        time.sleep(0.3)
+    wait_running(servers, marker, False, 15, 0.3)
     assert running(servers, marker) == 0
     assert call(p.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1 AS x"},
                 token=p.tok)[0] == 200
@@ -218,13 +220,10 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_deadline(make_p
     s = post_raw(p.http_port, p.tok, {"env": "dev", "sql": f"SELECT seq, '{marker}' AS m, "
                                       "REPEAT('y', 40) AS pad FROM seq_1_to_5000000"})
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline and running(servers, marker) == 0:
-            time.sleep(0.2)
+        wait_running(servers, marker, True, 10)
         assert running(servers, marker) == 1
         t0 = time.time()
-        while time.time() - t0 < 30 and running(servers, marker) != 0:
-            time.sleep(0.5)
+        wait_running(servers, marker, False, 30, 0.5)
         assert running(servers, marker) == 0
         assert 8 < time.time() - t0 < 30
     finally:
