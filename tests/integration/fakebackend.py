@@ -28,7 +28,10 @@ EOF_PKT = b"\xfe\x00\x00\x02\x00"
 CAPS = (0x1 | 0x4 | 0x8 | 0x200 | 0x2000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000)
 
 
-class FakeBackend:
+class LoopbackListener:
+    """A TCP listener on a free 127.0.0.1 port whose thread hands each accepted connection to
+    accepted() until close(); close() also closes every socket kept in self.conns."""
+
     def __init__(self):
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -38,8 +41,6 @@ class FakeBackend:
         self.port = self.lsock.getsockname()[1]
         self.stop = False
         self.conns = []
-        self.queries = []
-        self.next_id = 1
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -50,10 +51,32 @@ class FakeBackend:
                 continue
             except OSError:
                 return
-            self.conns.append(c)
-            tid = self.next_id
-            self.next_id += 1
-            threading.Thread(target=self._serve, args=(c, tid), daemon=True).start()
+            self.accepted(c)
+
+    def accepted(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.stop = True
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+class FakeBackend(LoopbackListener):
+    def __init__(self):
+        self.queries = []
+        self.next_id = 1
+        super().__init__()
+
+    def accepted(self, c):
+        self.conns.append(c)
+        tid = self.next_id
+        self.next_id += 1
+        threading.Thread(target=self._serve, args=(c, tid), daemon=True).start()
 
     @staticmethod
     def _read(c, n):
@@ -134,11 +157,3 @@ class FakeBackend:
             except OSError:
                 pass
 
-    def close(self):
-        self.stop = True
-        self.lsock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass

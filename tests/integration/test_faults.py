@@ -20,6 +20,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from fakebackend import LoopbackListener
 from harness import pid_alive
 
 BIG_ROWS = 200000
@@ -312,7 +313,7 @@ def test_timeout_while_the_client_does_not_read(make_proxy, servers):
     raw.close()
 
 
-class Gate:
+class Gate(LoopbackListener):
     """A loopback TCP forwarder to a real server. While open, each connection is relayed
     both ways; once closed, new connections are accepted and never answered (a server that
     takes TCP but does not log anyone in). Connections relayed before go on."""
@@ -320,14 +321,7 @@ class Gate:
     def __init__(self, port):
         self.target = port
         self.open = True
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.stop = False
-        self.held = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
     def _pipe(self, a, b):
         try:
@@ -344,36 +338,20 @@ class Gate:
             except OSError:
                 pass
 
-    def _accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not self.open:
-                self.held.append(c)  # accepted, never answered
-                continue
-            try:
-                up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            c.settimeout(None)
-            up.settimeout(None)
-            self.held += [c, up]
-            threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
-
-    def close(self):
-        self.stop = True
-        self.lsock.close()
-        for s in self.held:
-            try:
-                s.close()
-            except OSError:
-                pass
+    def accepted(self, c):
+        if not self.open:
+            self.conns.append(c)  # accepted, never answered
+            return
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        except OSError:
+            c.close()
+            return
+        c.settimeout(None)
+        up.settimeout(None)
+        self.conns += [c, up]
+        threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
 
 
 def test_timeout_when_the_kill_cannot_log_in_and_the_client_does_not_read(make_proxy,
