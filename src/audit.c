@@ -18,37 +18,47 @@
 
 /* ---------------------------------------------------------------------------------------------
  * Formatting (pure).
+ *
+ * The formatter writes into a buffer it knows to be large enough (line_bound), so it checks
+ * no room as it goes. Some steps store a few bytes past what they keep (a whole 8-byte word
+ * of a string, a fixed-size copy of the cached timestamp): later output overwrites them, and
+ * line_bound counts them.
  */
 
-/* Output that counts every byte but stores only what fits (leaving room for a NUL). */
+/* The strings of a record, in the order a ring stores them. */
+enum { F_USER, F_CLIENT, F_VIA, F_ENV, F_DB, F_SQL, F_VERDICT, F_ERROR, F_EVENT, F_COUNT };
+
+/* A record as the formatter reads it: each string with its length, NULL for JSON null. A
+ * string needs at most 4 bytes past its limit (AUDIT_SQL_MAX for the SQL, AUDIT_FIELD_MAX for
+ * the others) to be formatted as the whole string would be (see put_string), so a ring keeps
+ * no more than that. */
 typedef struct {
-    char *out;
-    size_t cap, len;
-} jbuf;
+    long long ts_ms, rows;
+    double ms;
+    uint32_t conn;
+    const char *s[F_COUNT];
+    size_t n[F_COUNT];
+} line_src;
 
-static inline void jb_putn(jbuf *b, const char *s, size_t n)
+static size_t field_limit(int f)
 {
-    if (b->cap && b->len < b->cap - 1) {
-        size_t room = b->cap - 1 - b->len;
-        memcpy(b->out + b->len, s, n < room ? n : room);
+    return f == F_SQL ? AUDIT_SQL_MAX : AUDIT_FIELD_MAX;
+}
+
+/* The bytes format_line may write for src, scratch included: every kept byte of a string may
+ * become a 6-byte escape; keys, numbers and the timestamp take less than 512. */
+static size_t line_bound(const line_src *src)
+{
+    size_t n = 512;
+    for (int f = 0; f < F_COUNT; f++) {
+        size_t lim = field_limit(f);
+        n += 6 * (src->n[f] < lim ? src->n[f] : lim) + 2;
     }
-    b->len += n;
+    return n;
 }
 
-static void jb_puts(jbuf *b, const char *s)
-{
-    jb_putn(b, s, strlen(s));
-}
-
-/* A string literal, its length known when compiled. */
-#define JB_LIT(b, lit) jb_putn((b), (lit), sizeof(lit) - 1)
-
-static inline void jb_putc(jbuf *b, char c)
-{
-    if (b->cap && b->len < b->cap - 1)
-        b->out[b->len] = c;
-    b->len++;
-}
+/* Writes a string literal at o and moves o past it (a copy of a size known when compiled). */
+#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes available): 1 to 4, or 0 when the
  * byte at s does not start one (a stray continuation byte, an overlong form, a surrogate, a
@@ -93,130 +103,164 @@ static const bool plain_table[256] = {
     [0x5d ... 0x7f] = true,
 };
 
-static inline bool plain_ascii(unsigned char c)
+#define BYTES_01 0x0101010101010101ull
+#define BYTES_80 0x8080808080808080ull
+
+static inline uint64_t load8(const unsigned char *p)
 {
-    return plain_table[c];
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
 }
 
-/* Writes s (n bytes, of which at most limit are used) as a JSON string. Stops before the first
- * character that would pass limit, so a cut never splits a UTF-8 sequence. Returns true when
- * something was left out. */
-static bool put_string(jbuf *b, const char *s, size_t n, size_t limit)
+static inline uint32_t load4(const unsigned char *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* The bytes of w that are not plain (plain_table), each as its high bit (0x80), the others 0.
+ * Exact for every byte: each sum below stays within its byte (at most 0x7f + 0x7f), so no
+ * carry reaches a neighbour. */
+static inline uint64_t not_plain(uint64_t w)
+{
+    uint64_t low7 = w & ~BYTES_80;                           /* each byte's low 7 bits */
+    uint64_t ctl = ~(low7 + 0x60 * BYTES_01);                /* high bit: below 0x20 */
+    uint64_t quote = ~((low7 ^ 0x22 * BYTES_01) + 0x7f * BYTES_01);     /* '"' */
+    uint64_t backslash = ~((low7 ^ 0x5c * BYTES_01) + 0x7f * BYTES_01); /* '\\' */
+    return (w | ctl | quote | backslash) & BYTES_80; /* w: bytes 0x80 and above */
+}
+
+/* Copies the plain bytes at the start of p (n of them) to o and returns how many there were,
+ * looking at 8 bytes at a time. It may store up to o + n: bytes past the count are scratch. It
+ * never reads outside p[0 .. n). */
+static size_t plain_copy(char *o, const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    if (n >= 8) {
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w = load8(p + i), m = not_plain(w);
+            memcpy(o + i, &w, 8);
+            if (m)
+                return i + (size_t)__builtin_ctzll(m) / 8;
+        }
+        if (i == n)
+            return n;
+        /* The last word ends at n; its first bytes were found plain already. */
+        uint64_t w = load8(p + n - 8), m = not_plain(w);
+        memcpy(o + n - 8, &w, 8);
+        return m ? n - 8 + (size_t)__builtin_ctzll(m) / 8 : n;
+    }
+    if (n >= 4) {
+        /* Two 4-byte words that overlap cover the n bytes; in the low word, positions 0-3. */
+        uint32_t lo = load4(p), hi = load4(p + n - 4);
+        uint64_t m = not_plain(lo | (uint64_t)hi << 32);
+        memcpy(o, &lo, 4);
+        memcpy(o + n - 4, &hi, 4);
+        if (!m)
+            return n;
+        size_t k = (size_t)__builtin_ctzll(m) / 8;
+        return k < 4 ? k : n - 4 + (k - 4); /* a byte of hi before 4 would be one of lo */
+    }
+    while (i < n && plain_table[p[i]]) {
+        o[i] = (char)p[i];
+        i++;
+    }
+    return i;
+}
+
+/* Writes s (n bytes, of which at most limit are used) at o as a JSON string and returns the
+ * end. Stops before the first character that would pass limit, so a cut never splits a UTF-8
+ * sequence; *cut is then set. o needs room for 6 * min(n, limit) + 2 bytes. */
+static char *put_string(char *o, const char *s, size_t n, size_t limit, bool *cut)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0; /* run: bytes from i - run copied as they are, not yet written */
-    bool cut = false;
+    size_t end = n < limit ? n : limit; /* a plain byte before this fits */
+    size_t i = 0;
 
-    size_t fast_end = n < limit ? n : limit; /* an ASCII byte before this fits */
-    /* Most strings (names, addresses, most statements) are printable ASCII within the limit
-     * and fit: the quotes and the bytes go in directly. */
-    while (i < fast_end && plain_ascii(p[i]))
-        i++;
-    if (i == n && b->len + n + 2 < b->cap) {
-        char *o = b->out + b->len;
-        o[0] = '"';
-        memcpy(o + 1, s, n);
-        o[n + 1] = '"';
-        b->len += n + 2;
-        return false;
-    }
-    run = i; /* the plain bytes found, written with what follows them */
-    jb_putc(b, '"');
-    while (i < n) {
-        /* The common case first: a run of printable ASCII, copied as it is. */
-        size_t j = i;
-        while (j < fast_end && plain_ascii(p[j]))
-            j++;
-        run += j - i;
-        i = j;
+    *o++ = '"';
+    for (;;) {
+        /* Most strings (names, addresses, most statements) are plain ASCII: one call. */
+        size_t k = plain_copy(o, p + i, end - i);
+        o += k;
+        i += k;
         if (i >= n)
             break;
         size_t len = utf8_len(p + i, n - i);
         size_t step = len ? len : 1;
         if (i + step > limit) {
-            cut = true;
+            *cut = true;
             break;
         }
         unsigned char c = p[i];
-        const char *esc = NULL;
-        char ubuf[7];
         if (!len) {
-            esc = "\\ufffd";
-        } else if (c == '"') {
-            esc = "\\\"";
-        } else if (c == '\\') {
-            esc = "\\\\";
-        } else if (c < 0x20) {
-            switch (c) {
-            case '\n':
-                esc = "\\n";
-                break;
-            case '\r':
-                esc = "\\r";
-                break;
-            case '\t':
-                esc = "\\t";
-                break;
-            case '\b':
-                esc = "\\b";
-                break;
-            case '\f':
-                esc = "\\f";
-                break;
-            default:
-                memcpy(ubuf, "\\u00", 4);
-                ubuf[4] = hex[c >> 4];
-                ubuf[5] = hex[c & 15];
-                ubuf[6] = '\0';
-                esc = ubuf;
+            PUT_LIT(o, "\\ufffd");
+        } else if (len > 1) {
+            for (size_t j = 0; j < len; j++)
+                *o++ = (char)p[i + j];
+        } else if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else { /* a control character */
+            static const char short_esc[0x20] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
+                                                 ['\f'] = 'f', ['\r'] = 'r'};
+            *o++ = '\\';
+            if (short_esc[c]) {
+                *o++ = short_esc[c];
+            } else {
+                PUT_LIT(o, "u00");
+                *o++ = hex[c >> 4];
+                *o++ = hex[c & 15];
             }
-        }
-        if (esc) {
-            jb_putn(b, s + i - run, run);
-            run = 0;
-            jb_puts(b, esc);
-        } else {
-            run += step;
         }
         i += step;
     }
-    jb_putn(b, s + i - run, run);
-    jb_putc(b, '"');
-    return cut;
+    *o++ = '"';
+    return o;
 }
 
-/* A string of n bytes (NUL-terminated, so n is at most its strlen) cut at AUDIT_FIELD_MAX
- * bytes, or null. key is a string literal. */
-#define put_field(b, key, s, n) put_field_((b), (key), sizeof(key) - 1, (s), (n))
-static void put_field_(jbuf *b, const char *key, size_t key_len, const char *s, size_t n)
+/* A string of the record after its key (a string literal), or null. */
+#define PUT_FIELD(o, key, src, f)                                                                 \
+    do {                                                                                          \
+        PUT_LIT(o, key);                                                                          \
+        o = put_field(o, src, f);                                                                 \
+    } while (0)
+
+static char *put_field(char *o, const line_src *src, int f)
 {
-    jb_putn(b, key, key_len);
-    if (!s)
-        JB_LIT(b, "null");
-    else
-        put_string(b, s, n, AUDIT_FIELD_MAX);
+    if (!src->s[f]) {
+        PUT_LIT(o, "null");
+        return o;
+    }
+    bool cut = false;
+    return put_string(o, src->s[f], src->n[f], AUDIT_FIELD_MAX, &cut);
 }
 
 /* v in decimal. */
-static void put_uint(jbuf *b, unsigned long long v)
+static char *put_uint(char *o, unsigned long long v)
 {
-    char buf[24];
+    char buf[20];
     size_t i = sizeof buf;
     do {
         buf[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    jb_putn(b, buf + i, sizeof buf - i);
+    while (i < sizeof buf)
+        *o++ = buf[i++];
+    return o;
 }
 
-/* The last second put_time formatted, per thread: lines of one second share it. */
+/* The start of a line up to the second of its timestamp ({"ts":"YYYY-MM-DDTHH:MM:SS.), per
+ * thread: the lines of one second share it. */
+#define TS_TEXT 48 /* at least the longest such text: a year of 11 characters makes 34 */
 static _Thread_local long long cached_sec = LLONG_MIN;
-static _Thread_local char cached_text[80];
+static _Thread_local char cached_text[TS_TEXT];
 static _Thread_local size_t cached_len;
 
-/* ts_ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
-static void put_time(jbuf *b, long long ts_ms)
+/* {"ts":"YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) for ts_ms. Copies TS_TEXT bytes of the cache. */
+static char *put_ts(char *o, long long ts_ms)
 {
     long long ms = ts_ms % 1000, sec = ts_ms / 1000;
     if (ms < 0) {
@@ -227,81 +271,124 @@ static void put_time(jbuf *b, long long ts_ms)
         time_t t = (time_t)sec;
         struct tm tm;
         if (!gmtime_r(&t, &tm)) { /* out of range: the epoch rather than garbage */
-            jb_puts(b, "\"1970-01-01T00:00:00.000Z\"");
-            return;
+            PUT_LIT(o, "{\"ts\":\"1970-01-01T00:00:00.000Z\"");
+            return o;
         }
-        int n = snprintf(cached_text, sizeof cached_text, "\"%04d-%02d-%02dT%02d:%02d:%02d",
-                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        int n = snprintf(cached_text, sizeof cached_text, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
         cached_len = n > 0 && (size_t)n < sizeof cached_text ? (size_t)n : strlen(cached_text);
         cached_sec = sec;
     }
-    char ms3[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
-                   'Z', '"'};
-    jb_putn(b, cached_text, cached_len);
-    jb_putn(b, ms3, sizeof ms3);
+    memcpy(o, cached_text, TS_TEXT);
+    o += cached_len;
+    *o++ = (char)('0' + ms / 100);
+    *o++ = (char)('0' + ms / 10 % 10);
+    *o++ = (char)('0' + ms % 10);
+    PUT_LIT(o, "Z\"");
+    return o;
 }
 
-/* Lengths of the strings of a record, as put_field takes them. */
-enum { L_USER, L_CLIENT, L_ENV, L_DB, L_VERDICT, L_ERROR, L_EVENT, L_VIA, L_COUNT };
-
-/* audit_format() with the strings' lengths given (each at most AUDIT_FIELD_MAX + 4, as the
- * ring stores them): the writer knows them from the record and does not measure them again. */
-static size_t format_line(const audit_record *r, const size_t *len, char *out, size_t cap)
+/* Writes the line of src (see audit_format) at o, which has room for line_bound(src) bytes,
+ * and returns its end (after the '\n'; no NUL). */
+static char *format_line(char *o, const line_src *src)
 {
-    jbuf b = {out, cap, 0};
-
-    JB_LIT(&b, "{\"ts\":");
-    put_time(&b, r->ts_ms);
-    if (r->event)
-        put_field(&b, ",\"event\":", r->event, len[L_EVENT]);
-    JB_LIT(&b, ",\"conn\":");
-    put_uint(&b, r->conn);
-    put_field(&b, ",\"user\":", r->user, len[L_USER]);
-    put_field(&b, ",\"client\":", r->client, len[L_CLIENT]);
-    if (r->via)
-        put_field(&b, ",\"via\":", r->via, len[L_VIA]);
-    put_field(&b, ",\"env\":", r->env, len[L_ENV]);
-    put_field(&b, ",\"db\":", r->db, len[L_DB]);
-    JB_LIT(&b, ",\"sql\":");
-    if (!r->sql)
-        JB_LIT(&b, "null");
-    else if (put_string(&b, r->sql, r->sql_len, AUDIT_SQL_MAX))
-        JB_LIT(&b, ",\"truncated\":true");
-    put_field(&b, ",\"verdict\":", r->verdict, len[L_VERDICT]);
-    JB_LIT(&b, ",\"rows\":");
-    if (r->rows < 0) {
-        JB_LIT(&b, "null");
+    o = put_ts(o, src->ts_ms);
+    if (src->s[F_EVENT])
+        PUT_FIELD(o, ",\"event\":", src, F_EVENT);
+    PUT_LIT(o, ",\"conn\":");
+    o = put_uint(o, src->conn);
+    PUT_FIELD(o, ",\"user\":", src, F_USER);
+    PUT_FIELD(o, ",\"client\":", src, F_CLIENT);
+    if (src->s[F_VIA])
+        PUT_FIELD(o, ",\"via\":", src, F_VIA);
+    PUT_FIELD(o, ",\"env\":", src, F_ENV);
+    PUT_FIELD(o, ",\"db\":", src, F_DB);
+    PUT_LIT(o, ",\"sql\":");
+    if (!src->s[F_SQL]) {
+        PUT_LIT(o, "null");
     } else {
-        put_uint(&b, (unsigned long long)r->rows);
+        bool cut = false;
+        o = put_string(o, src->s[F_SQL], src->n[F_SQL], AUDIT_SQL_MAX, &cut);
+        if (cut)
+            PUT_LIT(o, ",\"truncated\":true");
     }
-    JB_LIT(&b, ",\"ms\":");
+    PUT_FIELD(o, ",\"verdict\":", src, F_VERDICT);
+    PUT_LIT(o, ",\"rows\":");
+    if (src->rows < 0)
+        PUT_LIT(o, "null");
+    else
+        o = put_uint(o, (unsigned long long)src->rows);
+    PUT_LIT(o, ",\"ms\":");
     /* Not "%.3f": that would follow LC_NUMERIC. NaN fails the first test. */
-    if (!(r->ms >= 0) || r->ms > 1e15) {
-        JB_LIT(&b, "null");
+    if (!(src->ms >= 0) || src->ms > 1e15) {
+        PUT_LIT(o, "null");
     } else {
-        long long thousandths = (long long)(r->ms * 1000.0 + 0.5);
+        long long thousandths = (long long)(src->ms * 1000.0 + 0.5);
         long long frac = thousandths % 1000;
-        char dec[5] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
-                       (char)('0' + frac % 10), 0};
-        put_uint(&b, (unsigned long long)(thousandths / 1000));
-        jb_putn(&b, dec, 4);
+        o = put_uint(o, (unsigned long long)(thousandths / 1000));
+        *o++ = '.';
+        *o++ = (char)('0' + frac / 100);
+        *o++ = (char)('0' + frac / 10 % 10);
+        *o++ = (char)('0' + frac % 10);
     }
-    put_field(&b, ",\"error\":", r->error, len[L_ERROR]);
-    JB_LIT(&b, "}\n");
+    PUT_FIELD(o, ",\"error\":", src, F_ERROR);
+    PUT_LIT(o, "}\n");
+    return o;
+}
 
-    if (cap)
-        out[b.len < cap ? b.len : cap - 1] = '\0';
-    return b.len;
+/* The strings of r with their lengths as the formatter needs them: the SQL up to
+ * AUDIT_SQL_MAX + 4 bytes of sql_len, the others up to AUDIT_FIELD_MAX + 4 bytes of their
+ * strlen. */
+static void record_src(const audit_record *r, line_src *src)
+{
+    src->ts_ms = r->ts_ms;
+    src->rows = r->rows;
+    src->ms = r->ms;
+    src->conn = r->conn;
+    src->s[F_USER] = r->user;
+    src->s[F_CLIENT] = r->client;
+    src->s[F_VIA] = r->via;
+    src->s[F_ENV] = r->env;
+    src->s[F_DB] = r->db;
+    src->s[F_SQL] = r->sql;
+    src->s[F_VERDICT] = r->verdict;
+    src->s[F_ERROR] = r->error;
+    src->s[F_EVENT] = r->event;
+    for (int f = 0; f < F_COUNT; f++) {
+        if (!src->s[f])
+            src->n[f] = 0;
+        else if (f == F_SQL)
+            src->n[f] = r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
+        else
+            src->n[f] = strnlen(src->s[f], AUDIT_FIELD_MAX + 4);
+    }
 }
 
 size_t audit_format(const audit_record *r, char *out, size_t cap)
 {
-    const char *str[L_COUNT] = {r->user,    r->client, r->env,   r->db,
-                                r->verdict, r->error,  r->event, r->via};
-    size_t len[L_COUNT];
-    for (int i = 0; i < L_COUNT; i++)
-        len[i] = str[i] ? strnlen(str[i], AUDIT_FIELD_MAX + 4) : 0;
-    return format_line(r, len, out, cap);
+    line_src src;
+    record_src(r, &src);
+    size_t bound = line_bound(&src);
+    /* Straight into out when it surely has room, else through a buffer that has. */
+    char *buf = cap >= bound ? out : malloc(bound);
+    if (!buf) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
+    }
+    size_t len = (size_t)(format_line(buf, &src) - buf);
+    if (buf == out) {
+        out[len] = '\0';
+    } else {
+        if (cap) {
+            size_t keep = len < cap ? len : cap - 1;
+            memcpy(out, buf, keep);
+            out[keep] = '\0';
+        }
+        free(buf);
+    }
+    return len;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -319,7 +406,6 @@ size_t audit_format(const audit_record *r, char *out, size_t cap)
  * rest is padding" and the record starts again at offset 0.
  */
 
-enum { F_USER, F_CLIENT, F_ENV, F_DB, F_SQL, F_VERDICT, F_ERROR, F_EVENT, F_VIA, F_COUNT };
 #define F_NULL 0xffffu /* the string is NULL */
 
 typedef struct {
@@ -334,7 +420,8 @@ typedef struct {
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
 #define HDR_SIZE ALIGN8(sizeof(rec_hdr))
 
-/* The longest line a record can become: every kept byte may turn into a 6-byte escape. */
+/* The longest line a record can become, scratch included: at least line_bound() of any
+ * record (every kept byte may turn into a 6-byte escape). */
 #define LINE_MAX_BYTES (6 * (AUDIT_SQL_MAX + 8 * (AUDIT_FIELD_MAX + 2)) + 1024)
 #define WRITE_CHUNK (256 * 1024) /* a batch is written once it holds this many bytes */
 #define BUSY_WAIT_MS 10          /* the writer's sleep after a pass that found records */
@@ -383,11 +470,6 @@ struct audit {
     time_t drops_reported_at;
 };
 
-static size_t bounded_len(const char *s, size_t limit)
-{
-    return s ? strnlen(s, limit) : 0;
-}
-
 static void wake_writer(audit *a)
 {
     pthread_mutex_lock(&a->mu);
@@ -401,18 +483,12 @@ void audit_ring_log(audit_ring *q, const audit_record *r)
         return;
     /* Copy as much of each string as audit_format() can use, so that the line written is the
      * one the caller's record gives (see put_string: at most 4 bytes past the limit count). */
-    const char *str[F_COUNT] = {r->user,    r->client, r->env,   r->db, r->sql,
-                                r->verdict, r->error,  r->event, r->via};
-    size_t len[F_COUNT];
+    line_src src;
+    record_src(r, &src);
     size_t need = HDR_SIZE;
-    for (int i = 0; i < F_COUNT; i++) {
-        if (i == F_SQL)
-            len[i] = !r->sql ? 0 : r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
-        else
-            len[i] = bounded_len(str[i], AUDIT_FIELD_MAX + 4);
-        if (str[i])
-            need += len[i] + 1;
-    }
+    for (int f = 0; f < F_COUNT; f++)
+        if (src.s[f])
+            need += src.n[f] + 1;
     need = ALIGN8(need);
 
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -427,29 +503,28 @@ void audit_ring_log(audit_ring *q, const audit_record *r)
         }
     }
     if (pad) {
-        rec_hdr skip = {.size = 0};
-        memcpy(q->buf + off, &skip, sizeof skip.size);
+        uint32_t skip = 0;
+        memcpy(q->buf + off, &skip, sizeof skip);
         off = 0;
     }
-    rec_hdr h = {
-        .size = (uint32_t)need,
-        .conn = r->conn,
-        .ts_ms = r->ts_ms,
-        .rows = r->rows,
-        .ms = r->ms,
-    };
+    /* The buffer is malloc'd and off a multiple of 8: the header is aligned. */
+    rec_hdr *h = (rec_hdr *)(void *)(q->buf + off);
+    h->size = (uint32_t)need;
+    h->conn = src.conn;
+    h->ts_ms = src.ts_ms;
+    h->rows = src.rows;
+    h->ms = src.ms;
     unsigned char *p = q->buf + off + HDR_SIZE;
-    for (int i = 0; i < F_COUNT; i++) {
-        if (!str[i]) {
-            h.len[i] = F_NULL;
+    for (int f = 0; f < F_COUNT; f++) {
+        if (!src.s[f]) {
+            h->len[f] = F_NULL;
             continue;
         }
-        h.len[i] = (uint16_t)len[i];
-        memcpy(p, str[i], len[i]);
-        p[len[i]] = '\0';
-        p += len[i] + 1;
+        h->len[f] = (uint16_t)src.n[f];
+        memcpy(p, src.s[f], src.n[f]);
+        p[src.n[f]] = '\0';
+        p += src.n[f] + 1;
     }
-    memcpy(q->buf + off, &h, sizeof h);
     atomic_store_explicit(&q->tail, end, memory_order_release);
 
     /* Past half full: make sure the writer is awake (once, until it has run). */
@@ -613,48 +688,23 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
             continue;
         }
         memcpy(&h, q->buf + off, sizeof h);
-        const char *str[F_COUNT];
+        line_src src = {.ts_ms = h.ts_ms, .rows = h.rows, .ms = h.ms, .conn = h.conn};
         const char *p = (const char *)q->buf + off + HDR_SIZE;
-        for (int i = 0; i < F_COUNT; i++) {
-            if (h.len[i] == F_NULL) {
-                str[i] = NULL;
+        for (int f = 0; f < F_COUNT; f++) {
+            if (h.len[f] == F_NULL) {
+                src.s[f] = NULL;
+                src.n[f] = 0;
                 continue;
             }
-            str[i] = p;
-            p += h.len[i] + 1;
+            src.s[f] = p;
+            src.n[f] = h.len[f];
+            p += h.len[f] + 1;
         }
-        audit_record r = {
-            .ts_ms = h.ts_ms,
-            .conn = h.conn,
-            .user = str[F_USER],
-            .client = str[F_CLIENT],
-            .env = str[F_ENV],
-            .db = str[F_DB],
-            .sql = str[F_SQL],
-            .sql_len = str[F_SQL] ? h.len[F_SQL] : 0,
-            .verdict = str[F_VERDICT],
-            .rows = h.rows,
-            .ms = h.ms,
-            .error = str[F_ERROR],
-            .event = str[F_EVENT],
-            .via = str[F_VIA],
-        };
-        /* The batch starts at a->batch + 1 (see flush_batch) and always has room for the
-         * longest line when a record is formatted. */
-        size_t room = WRITE_CHUNK + LINE_MAX_BYTES - w->len;
-        const size_t lens[L_COUNT] = {
-            [L_USER] = h.len[F_USER],       [L_CLIENT] = h.len[F_CLIENT],
-            [L_ENV] = h.len[F_ENV],         [L_DB] = h.len[F_DB],
-            [L_VERDICT] = h.len[F_VERDICT], [L_ERROR] = h.len[F_ERROR],
-            [L_EVENT] = h.len[F_EVENT],     [L_VIA] = h.len[F_VIA],
-        }; /* F_NULL where the string is NULL: put_field does not look at it then */
-        size_t len = format_line(&r, lens, a->batch + 1 + w->len, room);
-        if (len < room) {
-            w->len += len;
-            w->lines++;
-        } else {
-            atomic_fetch_add_explicit(&a->lost, 1, memory_order_relaxed); /* cannot happen */
-        }
+        /* The batch starts at a->batch + 1 (see flush_batch); it is written once it holds
+         * WRITE_CHUNK bytes, so LINE_MAX_BYTES are always free here. */
+        char *line = a->batch + 1 + w->len;
+        w->len += (size_t)(format_line(line, &src) - line);
+        w->lines++;
         head += h.size;
         n++;
         if (w->len >= WRITE_CHUNK) {

@@ -782,6 +782,325 @@ static void test_ring_copy_bounds(void)
     free(path);
 }
 
+/* ---- The format against a reference ----
+ * The formatter copies 8 bytes at a time and caches the timestamp; ref_line() below is the
+ * same format written one byte at a time, straight from the rules in audit.h. Records made of
+ * random pieces (plain ASCII, quotes, backslashes, controls, DEL, valid UTF-8 of every length,
+ * invalid and cut sequences) at random lengths, some across the limits, must come out of
+ * audit_format and of a ring byte for byte as ref_line writes them. */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} ref_buf;
+
+static void ref_add(ref_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void ref_str(ref_buf *b, const char *s)
+{
+    ref_add(b, s, strlen(s));
+}
+
+/* Bytes of the valid UTF-8 character at s (n available), or 0: decoded and checked against
+ * the shortest form, the surrogates and U+10FFFF. */
+static size_t ref_utf8(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xe0) == 0xc0) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return len;
+}
+
+/* s (n bytes, at most limit used) as a JSON string; returns whether it was cut. */
+static bool ref_json(ref_buf *b, const char *s, size_t n, size_t limit)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    bool cut = false;
+    ref_str(b, "\"");
+    for (size_t i = 0; i < n;) {
+        size_t len = ref_utf8(p + i, n - i), step = len ? len : 1;
+        if (i + step > limit) {
+            cut = true;
+            break;
+        }
+        char esc[8];
+        if (!len)
+            ref_str(b, "\\ufffd");
+        else if (p[i] == '"')
+            ref_str(b, "\\\"");
+        else if (p[i] == '\\')
+            ref_str(b, "\\\\");
+        else if (p[i] == '\n')
+            ref_str(b, "\\n");
+        else if (p[i] == '\r')
+            ref_str(b, "\\r");
+        else if (p[i] == '\t')
+            ref_str(b, "\\t");
+        else if (p[i] == '\b')
+            ref_str(b, "\\b");
+        else if (p[i] == '\f')
+            ref_str(b, "\\f");
+        else if (p[i] < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", p[i]);
+            ref_str(b, esc);
+        } else
+            ref_add(b, s + i, step);
+        i += step;
+    }
+    ref_str(b, "\"");
+    return cut;
+}
+
+static void ref_field(ref_buf *b, const char *key, const char *s)
+{
+    ref_str(b, key);
+    if (!s)
+        ref_str(b, "null");
+    else
+        ref_json(b, s, strlen(s), AUDIT_FIELD_MAX);
+}
+
+/* The line of r, NUL-terminated in b (emptied first). */
+static void ref_line(ref_buf *b, const audit_record *r)
+{
+    char num[64];
+    b->len = 0;
+    long long sec = r->ts_ms / 1000, ms = r->ts_ms % 1000;
+    if (ms < 0) {
+        ms += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        ref_str(b, "{\"ts\":\"1970-01-01T00:00:00.000Z\"");
+    } else {
+        snprintf(num, sizeof num, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ\"",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 ms);
+        ref_str(b, num);
+    }
+    if (r->event)
+        ref_field(b, ",\"event\":", r->event);
+    snprintf(num, sizeof num, ",\"conn\":%u", r->conn);
+    ref_str(b, num);
+    ref_field(b, ",\"user\":", r->user);
+    ref_field(b, ",\"client\":", r->client);
+    if (r->via)
+        ref_field(b, ",\"via\":", r->via);
+    ref_field(b, ",\"env\":", r->env);
+    ref_field(b, ",\"db\":", r->db);
+    ref_str(b, ",\"sql\":");
+    if (!r->sql)
+        ref_str(b, "null");
+    else if (ref_json(b, r->sql, r->sql_len, AUDIT_SQL_MAX))
+        ref_str(b, ",\"truncated\":true");
+    ref_field(b, ",\"verdict\":", r->verdict);
+    if (r->rows < 0)
+        ref_str(b, ",\"rows\":null");
+    else {
+        snprintf(num, sizeof num, ",\"rows\":%lld", r->rows);
+        ref_str(b, num);
+    }
+    if (!(r->ms >= 0) || r->ms > 1e15) {
+        ref_str(b, ",\"ms\":null");
+    } else {
+        long long k = (long long)(r->ms * 1000.0 + 0.5);
+        snprintf(num, sizeof num, ",\"ms\":%lld.%03lld", k / 1000, k % 1000);
+        ref_str(b, num);
+    }
+    ref_field(b, ",\"error\":", r->error);
+    ref_str(b, "}\n");
+}
+
+/* A random string of about len bytes into s (room for len + 8): pieces chosen to land on
+ * every position of an 8-byte word. NUL-terminated; *n gets its length (no NUL inside unless
+ * nul_ok). */
+static void random_text(char *s, size_t len, bool nul_ok, size_t *n)
+{
+    static const char *const pieces[] = {
+        "a", "Z", " ", "~", "\x7f", "\"", "\\", "\n", "\t", "\x01", "\x1f", "\xc3\xa9",
+        "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xff", "\x80", "\xc0\xaf",
+        "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\xf0\x9f", "\xc3", "!", "#", "[", "]",
+    };
+    size_t i = 0;
+    /* Mostly plain runs, so that the word-at-a-time path runs as long as it can. */
+    unsigned plain_odds = (unsigned)(rng() % 4);
+    while (i < len) {
+        if (rng() % 4 < plain_odds) {
+            s[i++] = (char)(0x20 + rng() % 0x5f);
+            if (s[i - 1] == '"' || s[i - 1] == '\\')
+                s[i - 1] = 'q';
+            continue;
+        }
+        const char *piece = pieces[rng() % (sizeof pieces / sizeof pieces[0])];
+        size_t k = strlen(piece);
+        if (i + k > len)
+            break;
+        if (nul_ok && rng() % 16 == 0) {
+            s[i++] = '\0';
+            continue;
+        }
+        memcpy(s + i, piece, k);
+        i += k;
+    }
+    s[i] = '\0';
+    *n = i;
+}
+
+/* A length: short most of the time, sometimes around 8-byte multiples or the limit. */
+static size_t random_len(size_t limit)
+{
+    switch (rng() % 8) {
+    case 0:
+        return limit - 6 + rng() % 14;
+    case 1:
+        return 8 * (rng() % 6) + rng() % 3;
+    default:
+        return rng() % 20;
+    }
+}
+
+static void random_record(audit_record *r, char bufs[][AUDIT_SQL_MAX + 32])
+{
+    size_t n;
+    memset(r, 0, sizeof *r);
+    /* Timestamps around now, before the epoch and out of gmtime's range. */
+    switch (rng() % 4) {
+    case 0:
+        r->ts_ms = -(long long)(rng() % 100000000000ull);
+        break;
+    case 1:
+        r->ts_ms = (long long)(rng() >> 1);
+        break;
+    default:
+        r->ts_ms = TS + (long long)(rng() % 5000);
+    }
+    r->conn = (uint32_t)rng();
+    const char **fields[] = {&r->user, &r->client, &r->env, &r->db, &r->error, &r->via, &r->event};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+        if (rng() % 5 == 0) {
+            *fields[f] = NULL;
+            continue;
+        }
+        random_text(bufs[f], random_len(AUDIT_FIELD_MAX), false, &n);
+        *fields[f] = bufs[f];
+    }
+    static const char *const verdicts[] = {"allowed", "refused", "error", NULL};
+    r->verdict = verdicts[rng() % 4];
+    if (rng() % 6) {
+        random_text(bufs[7], random_len(AUDIT_SQL_MAX), true, &n);
+        r->sql = bufs[7];
+        r->sql_len = n;
+    }
+    static const double ms[] = {0, 0.0004, 0.0005, 1.5, 12.3456, 999.9996, 1e15, 2e15, -1};
+    r->ms = rng() % 2 ? ms[rng() % (sizeof ms / sizeof ms[0])] : (double)(rng() % 100000) / 7.0;
+    r->rows = rng() % 3 == 0 ? -1 : (long long)(rng() >> (rng() % 64));
+}
+
+static void test_format_against_reference(void)
+{
+    static char bufs[8][AUDIT_SQL_MAX + 32];
+    static char out[80000];
+    ref_buf want = {0};
+    enum { RECORDS = 20000, RING_RECORDS = 400 };
+    int bad = 0;
+
+    for (int k = 0; k < RECORDS; k++) {
+        audit_record r;
+        random_record(&r, bufs);
+        ref_line(&want, &r);
+        size_t n = audit_format(&r, out, sizeof out);
+        if (n != want.len || strcmp(out, want.p) != 0) {
+            if (bad++ < 3)
+                fprintf(stderr, "record %d:\n got  %s want %s", k, out, want.p);
+        }
+        /* A buffer too small holds a prefix of the same line. */
+        size_t cap = (size_t)(rng() % (want.len + 2));
+        memset(out, 'X', cap + 1);
+        CHECK_INT(audit_format(&r, out, cap), want.len);
+        if (cap)
+            CHECK(strlen(out) == (cap - 1 < want.len ? cap - 1 : want.len) &&
+                  memcmp(out, want.p, strlen(out)) == 0);
+        CHECK(out[cap] == 'X');
+    }
+    CHECK_INT(bad, 0);
+
+    /* Through a ring and the writer: the same lines in the file. */
+    char err[256] = "";
+    char *path = tmp_path("reference.jsonl");
+    unlink(path);
+    audit *a = audit_open(path, 0, err, sizeof err);
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
+    if (!q) {
+        free(path);
+        free(want.p);
+        return;
+    }
+    ref_buf all = {0};
+    for (int k = 0; k < RING_RECORDS; k++) {
+        audit_record r;
+        random_record(&r, bufs);
+        ref_line(&want, &r);
+        ref_add(&all, want.p, want.len);
+        audit_ring_log(q, &r);
+    }
+    audit_close(a);
+    size_t got_len;
+    char *got = slurp(path, &got_len);
+    CHECK_INT(audit_drops(NULL), 0);
+    CHECK_INT(got_len, all.len);
+    CHECK(got && memcmp(got, all.p, all.len) == 0);
+    free(got);
+    free(all.p);
+    free(want.p);
+    unlink(path);
+    free(path);
+}
+
 /* A log serves at most AUDIT_MAX_RINGS rings, and a NULL ring is a no-op. */
 static void test_ring_limit(void)
 {
@@ -826,6 +1145,7 @@ int main(void)
     test_threads(true);
     test_ring_copy_bounds();
     test_ring_limit();
+    test_format_against_reference();
     rmdir(tmpdir);
     return unit_report("audit");
 }
