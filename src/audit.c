@@ -289,13 +289,10 @@ static char *put_ts(char *o, long long ts_ms)
     return o;
 }
 
-/* Writes the line of src (see audit_format) at o, which has room for line_bound(src) bytes,
- * and returns its end (after the '\n'; no NUL). */
-static char *format_line(char *o, const line_src *src)
+/* The part of a line that stays the same through a session: from ,"conn": to the end of
+ * "db"'s value. */
+static char *put_session(char *o, const line_src *src)
 {
-    o = put_ts(o, src->ts_ms);
-    if (src->s[F_EVENT])
-        PUT_FIELD(o, ",\"event\":", src, F_EVENT);
     PUT_LIT(o, ",\"conn\":");
     o = put_uint(o, src->conn);
     PUT_FIELD(o, ",\"user\":", src, F_USER);
@@ -304,6 +301,12 @@ static char *format_line(char *o, const line_src *src)
         PUT_FIELD(o, ",\"via\":", src, F_VIA);
     PUT_FIELD(o, ",\"env\":", src, F_ENV);
     PUT_FIELD(o, ",\"db\":", src, F_DB);
+    return o;
+}
+
+/* The rest of the line after put_session. */
+static char *put_statement(char *o, const line_src *src)
+{
     PUT_LIT(o, ",\"sql\":");
     if (!src->s[F_SQL]) {
         PUT_LIT(o, "null");
@@ -337,6 +340,23 @@ static char *format_line(char *o, const line_src *src)
     return o;
 }
 
+/* Writes the line of src (see audit_format) at o, which has room for line_bound(src) bytes,
+ * and returns its end (after the '\n'; no NUL). */
+static char *format_line(char *o, const line_src *src)
+{
+    o = put_ts(o, src->ts_ms);
+    if (src->s[F_EVENT])
+        PUT_FIELD(o, ",\"event\":", src, F_EVENT);
+    o = put_session(o, src);
+    return put_statement(o, src);
+}
+
+/* Bytes of a string field the formatter can use (see line_src), or 0 for NULL. */
+static inline size_t field_len(const char *s)
+{
+    return s ? strnlen(s, AUDIT_FIELD_MAX + 4) : 0;
+}
+
 /* The strings of r with their lengths as the formatter needs them: the SQL up to
  * AUDIT_SQL_MAX + 4 bytes of sql_len, the others up to AUDIT_FIELD_MAX + 4 bytes of their
  * strlen. */
@@ -347,22 +367,23 @@ static void record_src(const audit_record *r, line_src *src)
     src->ms = r->ms;
     src->conn = r->conn;
     src->s[F_USER] = r->user;
+    src->n[F_USER] = field_len(r->user);
     src->s[F_CLIENT] = r->client;
+    src->n[F_CLIENT] = field_len(r->client);
     src->s[F_VIA] = r->via;
+    src->n[F_VIA] = field_len(r->via);
     src->s[F_ENV] = r->env;
+    src->n[F_ENV] = field_len(r->env);
     src->s[F_DB] = r->db;
+    src->n[F_DB] = field_len(r->db);
     src->s[F_SQL] = r->sql;
+    src->n[F_SQL] = !r->sql ? 0 : r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
     src->s[F_VERDICT] = r->verdict;
+    src->n[F_VERDICT] = field_len(r->verdict);
     src->s[F_ERROR] = r->error;
+    src->n[F_ERROR] = field_len(r->error);
     src->s[F_EVENT] = r->event;
-    for (int f = 0; f < F_COUNT; f++) {
-        if (!src->s[f])
-            src->n[f] = 0;
-        else if (f == F_SQL)
-            src->n[f] = r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
-        else
-            src->n[f] = strnlen(src->s[f], AUDIT_FIELD_MAX + 4);
-    }
+    src->n[F_EVENT] = field_len(r->event);
 }
 
 size_t audit_format(const audit_record *r, char *out, size_t cap)
@@ -429,6 +450,23 @@ typedef struct {
 #define DROP_REPORT_INTERVAL_S 10 /* at most one "records dropped" warning this often */
 #define FILE_CHECK_INTERVAL_S 1   /* how often the writer checks that its file is still there */
 
+/* What the writer formatted last for a connection (put_session): a record whose connection,
+ * user, client, via, env and db are byte for byte the same gets a copy of the text instead of
+ * formatting and escaping them again. Records with longer strings than SESSION_RAW_MAX bytes
+ * in all are formatted every time. */
+#define SESSION_SLOTS 64    /* by connection id modulo this; a collision only costs a miss */
+#define SESSION_RAW_MAX 256 /* the strings user .. db as a ring stores them, NULs included */
+#define SESSION_TEXT_MAX (6 * SESSION_RAW_MAX + 128) /* keys, quotes, nulls, conn: < 128 */
+
+typedef struct {
+    bool used;
+    uint32_t conn;
+    uint16_t len[F_SQL]; /* rec_hdr.len of user .. db: tells a NULL from an empty string */
+    uint16_t text_len;
+    unsigned char raw[SESSION_RAW_MAX];
+    char text[SESSION_TEXT_MAX];
+} session_text;
+
 struct audit_ring {
     /* The producer's line: tail and its own view of head. */
     _Alignas(64) atomic_size_t tail;
@@ -450,6 +488,7 @@ struct audit {
     pthread_t thread;
     size_t ring_bytes;
     char *batch; /* the writer's lines gathered for one write(2): WRITE_CHUNK + LINE_MAX_BYTES */
+    session_text *sessions; /* the writer's: SESSION_SLOTS of them */
 
     audit_ring *rings[AUDIT_MAX_RINGS];
     atomic_int n_rings; /* rings[0 .. n_rings) are published (release) */
@@ -477,6 +516,21 @@ static void wake_writer(audit *a)
     pthread_mutex_unlock(&a->mu);
 }
 
+/* Stores string f of src at p in a record (with its NUL, or nothing for NULL) and its length in
+ * h; returns where the next one goes. */
+static inline unsigned char *ring_put(unsigned char *p, rec_hdr *h, const line_src *src, int f)
+{
+    if (!src->s[f]) {
+        h->len[f] = F_NULL;
+        return p;
+    }
+    size_t n = src->n[f];
+    h->len[f] = (uint16_t)n;
+    memcpy(p, src->s[f], n);
+    p[n] = '\0';
+    return p + n + 1;
+}
+
 void audit_ring_log(audit_ring *q, const audit_record *r)
 {
     if (!q || !r)
@@ -485,10 +539,12 @@ void audit_ring_log(audit_ring *q, const audit_record *r)
      * one the caller's record gives (see put_string: at most 4 bytes past the limit count). */
     line_src src;
     record_src(r, &src);
-    size_t need = HDR_SIZE;
-    for (int f = 0; f < F_COUNT; f++)
-        if (src.s[f])
-            need += src.n[f] + 1;
+    /* A NULL string has length 0 and takes no byte, not even its NUL. */
+    size_t need = HDR_SIZE + src.n[F_USER] + src.n[F_CLIENT] + src.n[F_VIA] + src.n[F_ENV] +
+                  src.n[F_DB] + src.n[F_SQL] + src.n[F_VERDICT] + src.n[F_ERROR] +
+                  src.n[F_EVENT] + !!src.s[F_USER] + !!src.s[F_CLIENT] + !!src.s[F_VIA] +
+                  !!src.s[F_ENV] + !!src.s[F_DB] + !!src.s[F_SQL] + !!src.s[F_VERDICT] +
+                  !!src.s[F_ERROR] + !!src.s[F_EVENT];
     need = ALIGN8(need);
 
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -515,16 +571,15 @@ void audit_ring_log(audit_ring *q, const audit_record *r)
     h->rows = src.rows;
     h->ms = src.ms;
     unsigned char *p = q->buf + off + HDR_SIZE;
-    for (int f = 0; f < F_COUNT; f++) {
-        if (!src.s[f]) {
-            h->len[f] = F_NULL;
-            continue;
-        }
-        h->len[f] = (uint16_t)src.n[f];
-        memcpy(p, src.s[f], src.n[f]);
-        p[src.n[f]] = '\0';
-        p += src.n[f] + 1;
-    }
+    p = ring_put(p, h, &src, F_USER);
+    p = ring_put(p, h, &src, F_CLIENT);
+    p = ring_put(p, h, &src, F_VIA);
+    p = ring_put(p, h, &src, F_ENV);
+    p = ring_put(p, h, &src, F_DB);
+    p = ring_put(p, h, &src, F_SQL);
+    p = ring_put(p, h, &src, F_VERDICT);
+    p = ring_put(p, h, &src, F_ERROR);
+    ring_put(p, h, &src, F_EVENT);
     atomic_store_explicit(&q->tail, end, memory_order_release);
 
     /* Past half full: make sure the writer is awake (once, until it has run). */
@@ -674,6 +729,30 @@ static void flush_batch(audit *a, writer_state *w)
     w->lines = 0;
 }
 
+/* put_session for a record of a ring, through the writer's session_text: raw (raw_len bytes)
+ * is the record's strings user .. db as the ring stores them, len their rec_hdr lengths. */
+static char *put_session_cached(audit *a, char *o, const line_src *src, const uint16_t *len,
+                                const char *raw, size_t raw_len)
+{
+    if (raw_len > SESSION_RAW_MAX)
+        return put_session(o, src);
+    session_text *t = &a->sessions[src->conn % SESSION_SLOTS];
+    /* The lengths give raw_len, and tell user NULL, client "" from user "", client NULL. */
+    if (t->used && t->conn == src->conn && memcmp(t->len, len, sizeof t->len) == 0 &&
+        memcmp(t->raw, raw, raw_len) == 0) {
+        memcpy(o, t->text, t->text_len);
+        return o + t->text_len;
+    }
+    char *end = put_session(o, src);
+    t->used = true;
+    t->conn = src->conn;
+    memcpy(t->len, len, sizeof t->len);
+    memcpy(t->raw, raw, raw_len);
+    t->text_len = (uint16_t)(end - o);
+    memcpy(t->text, o, (size_t)(end - o));
+    return end;
+}
+
 /* Formats the records of q from its head up to limit into the batch, writing the batch each
  * time it fills. Returns how many records it took. */
 static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
@@ -689,8 +768,10 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
         }
         memcpy(&h, q->buf + off, sizeof h);
         line_src src = {.ts_ms = h.ts_ms, .rows = h.rows, .ms = h.ms, .conn = h.conn};
-        const char *p = (const char *)q->buf + off + HDR_SIZE;
+        const char *p = (const char *)q->buf + off + HDR_SIZE, *p_session = p;
         for (int f = 0; f < F_COUNT; f++) {
+            if (f == F_SQL)
+                p_session = p; /* the end of user .. db */
             if (h.len[f] == F_NULL) {
                 src.s[f] = NULL;
                 src.n[f] = 0;
@@ -703,7 +784,13 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
         /* The batch starts at a->batch + 1 (see flush_batch); it is written once it holds
          * WRITE_CHUNK bytes, so LINE_MAX_BYTES are always free here. */
         char *line = a->batch + 1 + w->len;
-        w->len += (size_t)(format_line(line, &src) - line);
+        const char *raw = (const char *)q->buf + off + HDR_SIZE; /* user .. db come first */
+        char *o = put_ts(line, src.ts_ms);
+        if (src.s[F_EVENT])
+            PUT_FIELD(o, ",\"event\":", &src, F_EVENT);
+        o = put_session_cached(a, o, &src, h.len, raw, (size_t)(p_session - raw));
+        o = put_statement(o, &src);
+        w->len += (size_t)(o - line);
         w->lines++;
         head += h.size;
         n++;
@@ -871,6 +958,7 @@ static void free_audit(audit *a)
         ring_free(a->rings[i]);
     ring_free(a->shared);
     free(a->batch);
+    free(a->sessions);
     free(a->path);
     free(a);
 }
@@ -901,7 +989,8 @@ audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen)
     atomic_init(&a->lost, 0);
     atomic_init(&a->reopen_gen, 0);
     if (!(a->path = strdup(path)) || !(a->shared = ring_alloc(a)) ||
-        !(a->batch = malloc(1 + WRITE_CHUNK + LINE_MAX_BYTES))) {
+        !(a->batch = malloc(1 + WRITE_CHUNK + LINE_MAX_BYTES)) ||
+        !(a->sessions = calloc(SESSION_SLOTS, sizeof *a->sessions))) {
         snprintf(err, errlen, "audit log %s: out of memory", path);
         free_audit(a);
         return NULL;

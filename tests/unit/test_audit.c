@@ -1045,7 +1045,7 @@ static void test_format_against_reference(void)
     static char bufs[8][AUDIT_SQL_MAX + 32];
     static char out[80000];
     ref_buf want = {0};
-    enum { RECORDS = 20000, RING_RECORDS = 400 };
+    enum { RECORDS = 20000, RING_RECORDS = 2000 };
     int bad = 0;
 
     for (int k = 0; k < RECORDS; k++) {
@@ -1072,7 +1072,7 @@ static void test_format_against_reference(void)
     char err[256] = "";
     char *path = tmp_path("reference.jsonl");
     unlink(path);
-    audit *a = audit_open(path, 0, err, sizeof err);
+    audit *a = audit_open(path, 16u << 20, err, sizeof err); /* room for all: none dropped */
     audit_ring *q = audit_ring_new(a);
     CHECK(q != NULL);
     if (!q) {
@@ -1080,23 +1080,101 @@ static void test_format_against_reference(void)
         free(want.p);
         return;
     }
+    /* The writer copies the connection's part of the line (conn .. db) when they repeat:
+     * records of a few connections (7, 71 and 135 share a slot of its memory) whose user,
+     * client, via, env and db mostly repeat and sometimes change, to NULL or an empty string
+     * among others. */
+    static const uint32_t conns[] = {7, 71, 135, 8};
+    static const char *const names[] = {"alice", "", NULL, "b\"ob", "caf\xc3\xa9", "x\xff"};
+    enum { NAMES = sizeof names / sizeof names[0] };
+    const char *session[4][5];
+    for (int c = 0; c < 4; c++)
+        for (int f = 0; f < 5; f++)
+            session[c][f] = names[(c + f) % NAMES];
     ref_buf all = {0};
     for (int k = 0; k < RING_RECORDS; k++) {
         audit_record r;
         random_record(&r, bufs);
+        if (k % 4 != 3) {
+            int c = (int)(rng() % 4);
+            if (rng() % 8 == 0)
+                session[c][rng() % 5] = names[rng() % NAMES];
+            r.conn = conns[c];
+            r.user = session[c][0];
+            r.client = session[c][1];
+            r.via = session[c][2];
+            r.env = session[c][3];
+            r.db = session[c][4];
+        }
         ref_line(&want, &r);
         ref_add(&all, want.p, want.len);
         audit_ring_log(q, &r);
     }
+    CHECK_INT(audit_drops(a), 0);
     audit_close(a);
     size_t got_len;
     char *got = slurp(path, &got_len);
-    CHECK_INT(audit_drops(NULL), 0);
     CHECK_INT(got_len, all.len);
     CHECK(got && memcmp(got, all.p, all.len) == 0);
     free(got);
     free(all.p);
     free(want.p);
+    unlink(path);
+    free(path);
+}
+
+/* The writer copies a connection's part of the line (conn .. db) while it repeats: a line
+ * whose strings changed (to NULL and "" swapped between two fields, a longer or shorter db),
+ * or of another connection in the same slot of its memory, is formatted afresh. */
+static void test_session_text(void)
+{
+    struct {
+        uint32_t conn;
+        const char *user, *client, *env, *db;
+    } cases[] = {
+        {7, "alice", "10.0.0.5:1", "prod", "shop"},
+        {7, "alice", "10.0.0.5:1", "prod", "shop"},
+        {71, "alice", "10.0.0.5:1", "prod", "shop"}, /* the same slot, another connection */
+        {7, "alice", "10.0.0.5:1", "prod", "shopx"},
+        {7, "alice", "10.0.0.5:1", "prod", "sho"},
+        {7, "alice", "10.0.0.5:1", "prod", "sho"},
+        {7, NULL, "", "prod", "sho"},
+        {7, "", NULL, "prod", "sho"}, /* the same bytes in the ring as the line before */
+        {7, "", NULL, "prod", "sho"},
+        {7, "bob", "10.0.0.5:1", "prod", NULL},
+        {7, "bob", "10.0.0.5:1", "prod", ""},
+        {135, "bob", "10.0.0.5:1", "prod", ""},
+        {7, "bob", "10.0.0.5:1", "prod", ""},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    char err[256] = "";
+    char *path = tmp_path("session.jsonl");
+    unlink(path);
+    audit *a = audit_open(path, 0, err, sizeof err);
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
+    if (!q) {
+        free(path);
+        return;
+    }
+    char *want = malloc(N * 1024), *at = want;
+    for (int i = 0; i < N; i++) {
+        audit_record r = statement("SELECT 1");
+        r.conn = cases[i].conn;
+        r.user = cases[i].user;
+        r.client = cases[i].client;
+        r.env = cases[i].env;
+        r.db = cases[i].db;
+        r.via = "mysql";
+        at += audit_format(&r, at, 1024);
+        audit_ring_log(q, &r);
+    }
+    audit_close(a);
+    char *got = slurp(path, NULL);
+    CHECK(got != NULL);
+    CHECK_STR(got, want);
+    free(got);
+    free(want);
     unlink(path);
     free(path);
 }
@@ -1146,6 +1224,7 @@ int main(void)
     test_ring_copy_bounds();
     test_ring_limit();
     test_format_against_reference();
+    test_session_text();
     rmdir(tmpdir);
     return unit_report("audit");
 }
