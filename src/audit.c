@@ -749,6 +749,20 @@ static void flush_batch(audit *a, writer_state *w)
     w->lines = 0;
 }
 
+/* The reverse of ring_put: string f of a record (at p) into src; returns where the next one
+ * starts. */
+static inline const char *ring_get(const char *p, const rec_hdr *h, line_src *src, int f)
+{
+    if (h->len[f] == F_NULL) {
+        src->s[f] = NULL;
+        src->n[f] = 0;
+        return p;
+    }
+    src->s[f] = p;
+    src->n[f] = h->len[f];
+    return p + h->len[f] + 1;
+}
+
 /* put_session for a record of a ring, through the writer's session_text: raw (raw_len bytes)
  * is the record's strings user .. db as the ring stores them, len their rec_hdr lengths. */
 static char *put_session_cached(audit *a, char *o, const line_src *src, const uint16_t *len,
@@ -788,19 +802,17 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
         }
         memcpy(&h, q->buf + off, sizeof h);
         line_src src = {.ts_ms = h.ts_ms, .rows = h.rows, .ms = h.ms, .conn = h.conn};
-        const char *p = (const char *)q->buf + off + HDR_SIZE, *p_session = p;
-        for (int f = 0; f < F_COUNT; f++) {
-            if (f == F_SQL)
-                p_session = p; /* the end of user .. db */
-            if (h.len[f] == F_NULL) {
-                src.s[f] = NULL;
-                src.n[f] = 0;
-                continue;
-            }
-            src.s[f] = p;
-            src.n[f] = h.len[f];
-            p += h.len[f] + 1;
-        }
+        const char *p = (const char *)q->buf + off + HDR_SIZE;
+        p = ring_get(p, &h, &src, F_USER);
+        p = ring_get(p, &h, &src, F_CLIENT);
+        p = ring_get(p, &h, &src, F_VIA);
+        p = ring_get(p, &h, &src, F_ENV);
+        p = ring_get(p, &h, &src, F_DB);
+        const char *p_session = p; /* the end of user .. db */
+        p = ring_get(p, &h, &src, F_SQL);
+        p = ring_get(p, &h, &src, F_VERDICT);
+        p = ring_get(p, &h, &src, F_ERROR);
+        ring_get(p, &h, &src, F_EVENT);
         /* The batch starts at a->batch + 1 (see flush_batch); it is written once it holds
          * WRITE_CHUNK bytes, so LINE_MAX_BYTES are always free here. */
         char *line = a->batch + 1 + w->len;
