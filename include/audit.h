@@ -59,7 +59,9 @@ typedef struct {
  *
  * Writes the line with its '\n' into out when it fits, NUL-terminated, and returns its length
  * (without the NUL). Like snprintf, the return value is the full length even when cap was too
- * small (out then holds a cut, NUL-terminated prefix when cap > 0). Pure and thread-safe. */
+ * small (out then holds a cut, NUL-terminated prefix when cap > 0). Bytes of out after the
+ * NUL, up to cap, may be overwritten. Thread-safe; it allocates when cap is smaller than the
+ * most the line could take (and returns 0 with out empty if that fails). */
 size_t audit_format(const audit_record *r, char *out, size_t cap);
 
 /* Opens (creating it with mode 0600 when missing) the file at path for appending and starts
