@@ -866,6 +866,7 @@ void client_command_done(client *c)
     c->state = CL_IDLE;
     local_ps_idle(c);
     c->job = JOB_NONE;
+    c->job_words = 0;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
     c->be = NULL;
@@ -1485,6 +1486,8 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
+static void query_rest(client *c, route_hint *h, int words);
+
 bool client_charset_readable(client *c)
 {
     static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
@@ -1574,11 +1577,24 @@ void client_handle_query(client *c)
         handle_use(c, name, strlen(name), &h);
         return;
     }
-    if (txn_intercept(c, &h, sql + h.end, len - h.end))
+    query_rest(c, &h, 0);
+}
+
+/* Serves c->cmd, a COM_QUERY, from txn_intercept() on (client_handle_query). words is 1 +
+ * txn_words_kind() of the text, or 0: a text in plain words is BEGIN, START TRANSACTION,
+ * COMMIT or ROLLBACK, which no step below but txn_intercept() and the routing answers
+ * (SHOW WARNINGS and SHOW DATABASES start with SHOW, the SCHEMATA rewrite and list with
+ * SELECT, a file upload with LOAD): those steps are left out for it. */
+static void query_rest(client *c, route_hint *h, int words)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (words ? txn_intercept_kind(c, h, sql + h->end, len - h->end, words - 1)
+              : txn_intercept(c, h, sql + h->end, len - h->end))
         return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
-    if (truncated && is_show_warnings(sql + h.end, len - h.end)) {
+    if (truncated && !words && is_show_warnings(sql + h->end, len - h->end)) {
         char n[32], msg[160];
         snprintf(n, sizeof(n), "%d", 1105);
         snprintf(msg, sizeof(msg), "envproxy: the result was truncated to %lld rows (max_rows)",
@@ -1593,22 +1609,34 @@ void client_handle_query(client *c)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
-    c->rl_vdbs = !c->dump_client &&
-                 (virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like) ||
-                  rewrite_is_schemata_list(sql + h.end, len - h.end));
-    if (!client_resolve(c, &h))
+    c->rl_vdbs = !words && !c->dump_client &&
+                 (virtual_is_show_databases(sql + h->end, len - h->end, &c->rl_vdbs_like) ||
+                  rewrite_is_schemata_list(sql + h->end, len - h->end));
+    if (!client_resolve(c, h))
         return;
-    if (!c->rl_vdbs && !client_rewrite_schemata(c, &h))
+    if (!words && !c->rl_vdbs && !client_rewrite_schemata(c, h))
         return;
     sql = (const char *)c->cmd.data + 1;
     len = c->cmd.len - 1;
-    if (!c->route.read_only && !take_infile_name(c, sql + h.end, len - h.end))
+    if (!words && !c->route.read_only && !take_infile_name(c, sql + h->end, len - h->end))
         return; /* read-only sessions refuse LOAD DATA as any write (the policy check) */
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
     c->rl = RL_FIRST;
+    c->job_words = words;
     client_start_job(c);
+}
+
+void client_handle_txn_words(client *c, int kind)
+{
+    /* What client_handle_query's first steps leave of such a text: no routing hint (it has
+     * no comment), no named query (no CALL, SELECT or __queries), no rewrite (no '@', no
+     * "user"), no local or virtual answer (no KILL, SELECT, SHOW, __envs, __compare), not
+     * USE. */
+    route_hint h;
+    memset(&h, 0, sizeof(h));
+    query_rest(c, &h, kind + 1);
 }
 
 static void handle_reset_connection(client *c)

@@ -12,6 +12,7 @@
 #include "envproxy.h"
 #include "http_api.h"
 #include "log.h"
+#include "rewrite.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +74,11 @@ void stmt_local_prepare(client *c, const char *sql, size_t len)
     st->local = true;
     st->env = -1;
     st->n_params = (uint16_t)n;
+    if (n == 0) {
+        /* The text each EXECUTE runs is this one: what it is, is read once. */
+        st->local_control = txn_is_control(sql, len);
+        st->local_words = st->local_control ? txn_words_kind(sql, len) + 1 : 0;
+    }
     pbuf_init(&st->params);
     pbuf_init(&st->columns);
 
@@ -276,10 +282,13 @@ void stmt_local_execute(client *c, cl_stmt *st)
     c->binary_rows = true;
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
-    if (txn_is_control(sql, len)) {
+    if (st->n_params == 0 ? st->local_control : txn_is_control(sql, len)) {
         /* BEGIN, COMMIT, ...: answered with OK or ERR, no rows, exactly as their text. */
         c->binary_rows = false;
-        client_handle_query(c);
+        if (st->n_params == 0 && st->local_words)
+            client_handle_txn_words(c, st->local_words - 1);
+        else
+            client_handle_query(c);
         return;
     }
     route_hint h;
