@@ -341,7 +341,7 @@ typedef struct health {
     int writable_logged;  /* the backend_writable last logged (-2: nothing yet) */
     uint64_t conn_outages; /* outages when conn was opened */
     uint64_t conn_target;  /* what conn was opened against (health.c, target_of) */
-    atomic_bool down;     /* known down: lets health_seen_alive skip the lock when up */
+    atomic_bool down;     /* known down: lets health_seen_alive and health_allow skip the lock */
     pthread_mutex_t mu;
     bool known, up;
     uint64_t outages; /* up (or unknown) -> down transitions */

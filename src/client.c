@@ -699,8 +699,16 @@ static void process_packets(client *c)
         size_t avail = evbuffer_get_length(in);
         if (avail < PKT_HEADER)
             return;
-        uint8_t h[PKT_HEADER];
-        evbuffer_copyout(in, h, PKT_HEADER);
+        /* Most packets sit whole in the input's first chunk: they are read from there,
+         * with one copy and one drain. */
+        struct evbuffer_iovec first_chunk = {NULL, 0};
+        uint8_t hb[PKT_HEADER];
+        const uint8_t *h = hb;
+        if (evbuffer_peek(in, PKT_HEADER, NULL, &first_chunk, 1) == 1 &&
+            first_chunk.iov_len >= PKT_HEADER)
+            h = first_chunk.iov_base;
+        else
+            evbuffer_copyout(in, hb, PKT_HEADER);
         size_t len = pkt_u24(h);
         uint8_t seq = h[3];
         if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
@@ -737,9 +745,15 @@ static void process_packets(client *c)
             return;
         }
         c->seq = (uint8_t)(seq + 1);
-        evbuffer_drain(in, PKT_HEADER);
         pbuf_reserve(&c->cmd, len);
-        evbuffer_remove(in, c->cmd.data + c->cmd.len, len);
+        if (h != hb && first_chunk.iov_len - PKT_HEADER >= len) {
+            memcpy(c->cmd.data + c->cmd.len, (const uint8_t *)first_chunk.iov_base + PKT_HEADER,
+                   len);
+            evbuffer_drain(in, PKT_HEADER + len);
+        } else {
+            evbuffer_drain(in, PKT_HEADER);
+            evbuffer_remove(in, c->cmd.data + c->cmd.len, len);
+        }
         c->cmd.len += len;
         if (len == PKT_MAX_PAYLOAD)
             continue; /* the payload goes on in the next packet */
