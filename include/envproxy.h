@@ -525,17 +525,21 @@ struct client {
     cl_state state_at_free;
     client *reg_next; /* the proxy's registry, under reg_mu */
     bool registered;
-    /* What SHOW PROCESSLIST shows of this session, read from other workers: written by this
-     * client's worker under ps_mu only (local_ps_begin / local_ps_idle / local_register). */
+    /* What SHOW PROCESSLIST shows of this session, read from other workers under ps_mu:
+     * written by this client's worker only (local_ps_begin / local_ps_idle /
+     * local_register). user, db and info are written under ps_mu; command, since_ms and
+     * has_info are atomic, so that a command that changes neither the text shown nor the
+     * database takes no lock (has_info is cleared without it: info itself only changes
+     * under the lock). */
     pthread_mutex_t ps_mu;
     struct {
         char user[ROUTE_NAME_MAX + 1];
         char db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "" with no database */
-        const char *command;             /* "Sleep", "Query", ... (static strings) */
-        uint64_t since_ms;               /* when the session entered that state */
+        _Atomic(const char *) command;   /* "Sleep", "Query", ... (static strings) */
+        _Atomic uint64_t since_ms;       /* when the session entered that state */
         char *info;                      /* the running statement when has_info */
         size_t info_len, info_cap;
-        bool has_info;
+        atomic_bool has_info;
     } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
@@ -805,7 +809,7 @@ bool local_takes(const char *sql, size_t len);
 /* SHOW PROCESSLIST's view of a session: a command starts (cmd is its command byte, the
  * statement is c->cmd) / the session is idle again. */
 void local_ps_begin(client *c, uint8_t cmd);
-void local_ps_idle(client *c);
+void local_ps_idle(client *c, uint64_t now);
 void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);

@@ -870,15 +870,16 @@ static bool txn_lost_error(client *c)
 
 void client_command_done(client *c)
 {
+    uint64_t now = now_ms();
     if (c->be)
-        c->be->idle_since_ms = now_ms(); /* before it may go back to the pool */
+        c->be->idle_since_ms = now; /* before it may go back to the pool */
     session_release(c);
     if (c->busy) {
         c->busy = false;
         atomic_fetch_sub(&c->p->busy_clients, 1);
     }
     c->state = CL_IDLE;
-    local_ps_idle(c);
+    local_ps_idle(c, now);
     c->job = JOB_NONE;
     c->job_words = 0;
     c->job_mode_changed = false;
