@@ -205,26 +205,28 @@ static unsigned bind_text(client *c, cl_stmt *st, pbuf *out, char *msg, size_t c
                  "envproxy answers itself", LOCAL_LONG_DATA_MAX);
         return 1153;
     }
-    if (n > 0) {
-        if (len < pos) {
+    if (n == 0) {
+        pbuf_put(out, st->sql, st->sql_len); /* nothing to bind: the text as prepared */
+        return 0;
+    }
+    if (len < pos) {
+        snprintf(msg, cap, "Malformed communication packet");
+        return 1835;
+    }
+    if (p[10 + nb] == 1) {
+        size_t types_len = 2 * (size_t)n;
+        if (len - pos < types_len) {
             snprintf(msg, cap, "Malformed communication packet");
             return 1835;
         }
-        if (p[10 + nb] == 1) {
-            size_t types_len = 2 * (size_t)n;
-            if (len - pos < types_len) {
-                snprintf(msg, cap, "Malformed communication packet");
-                return 1835;
-            }
-            if (!st->param_types && !(st->param_types = malloc(types_len)))
-                abort();
-            memcpy(st->param_types, p + pos, types_len);
-            pos += types_len;
-        } else if (!st->param_types) {
-            snprintf(msg, cap, "Incorrect arguments to mysqld_stmt_execute: no parameter types "
-                     "were ever sent for statement %u", st->id);
-            return 1210;
-        }
+        if (!st->param_types && !(st->param_types = malloc(types_len)))
+            abort();
+        memcpy(st->param_types, p + pos, types_len);
+        pos += types_len;
+    } else if (!st->param_types) {
+        snprintf(msg, cap, "Incorrect arguments to mysqld_stmt_execute: no parameter types "
+                 "were ever sent for statement %u", st->id);
+        return 1210;
     }
     sql_lexer lx;
     sqllex_init(&lx, st->sql, st->sql_len, NULL);
