@@ -1,5 +1,6 @@
 /* stmt_local.c: prepared statements that the proxy answers itself (__envs, __compare, the
- * local answers of local.c, and transaction statements, which take their text's path), for
+ * local answers of local.c, and transaction statements, which take their text's path, or
+ * for BEGIN / COMMIT / ... in plain words the part of it that can apply), for
  * clients that prepare everything (PDO without emulation,
  * Go's driver with arguments, DBD with server-side prepare).
  *
