@@ -341,7 +341,7 @@ typedef struct health {
     int writable_logged;  /* the backend_writable last logged (-2: nothing yet) */
     uint64_t conn_outages; /* outages when conn was opened */
     uint64_t conn_target;  /* what conn was opened against (health.c, target_of) */
-    atomic_bool down;     /* known down: lets health_seen_alive skip the lock when up */
+    atomic_bool down;     /* known down: lets health_seen_alive and health_allow skip the lock */
     pthread_mutex_t mu;
     bool known, up;
     uint64_t outages; /* up (or unknown) -> down transitions */
@@ -476,6 +476,11 @@ typedef struct cl_stmt {
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
     bool local;         /* answered by the proxy itself (stmt_local.c): no backend statement */
     pbuf *local_long;   /* local: long data per parameter, or NULL */
+    /* local, without parameters: the text is a transaction statement (txn_is_control), and
+     * local_words is 1 + its txn_words_kind() (0: not in plain words). Both depend on the
+     * text alone. */
+    bool local_control;
+    int local_words;
     size_t local_long_size;
     sql_mode_flags mode; /* the sql_mode the policy read it with */
     sql_charset cs;      /* ... and the client character set (stmt_text_cs) */
@@ -520,17 +525,21 @@ struct client {
     cl_state state_at_free;
     client *reg_next; /* the proxy's registry, under reg_mu */
     bool registered;
-    /* What SHOW PROCESSLIST shows of this session, read from other workers: written by this
-     * client's worker under ps_mu only (local_ps_begin / local_ps_idle / local_register). */
+    /* What SHOW PROCESSLIST shows of this session, read from other workers under ps_mu:
+     * written by this client's worker only (local_ps_begin / local_ps_idle /
+     * local_register). user, db and info are written under ps_mu; command, since_ms and
+     * has_info are atomic, so that a command that changes neither the text shown nor the
+     * database takes no lock (has_info is cleared without it: info itself only changes
+     * under the lock). */
     pthread_mutex_t ps_mu;
     struct {
         char user[ROUTE_NAME_MAX + 1];
         char db[2 * ROUTE_NAME_MAX + 2]; /* "db@env", "" with no database */
-        const char *command;             /* "Sleep", "Query", ... (static strings) */
-        uint64_t since_ms;               /* when the session entered that state */
+        _Atomic(const char *) command;   /* "Sleep", "Query", ... (static strings) */
+        _Atomic uint64_t since_ms;       /* when the session entered that state */
         char *info;                      /* the running statement when has_info */
         size_t info_len, info_cap;
-        bool has_info;
+        atomic_bool has_info;
     } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
     bool free_pending;
@@ -675,6 +684,7 @@ struct client {
     char *txn_begin, *txn_set;
     int txn_env; /* pool slot, -1: none */
     int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
+    int job_words; /* 1 + txn_words_kind() of the command's text, 0: not known (txn.c) */
     bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
     bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
@@ -704,6 +714,11 @@ void client_send_ok(client *c, uint16_t status);
 void client_command_done(client *c);
 /* Serves c->cmd, a COM_QUERY, as any query. */
 void client_handle_query(client *c);
+/* Serves c->cmd, a COM_QUERY whose text txn_words_kind() reads as kind: as
+ * client_handle_query does, without the steps that cannot apply to such a text (routing
+ * hints, named queries, rewrites of schema and user names, local and virtual answers, USE,
+ * SHOW WARNINGS and SHOW DATABASES, SCHEMATA, LOAD DATA). */
+void client_handle_txn_words(client *c, int kind);
 /* Closes the client once what was sent to it is written (or a short deadline passed). */
 void client_close_after_flush(client *c);
 /* The backend connection the client holds for environment env, or NULL. */
@@ -747,6 +762,8 @@ void client_prepare_done(backend *b, int rc, void *arg);
  * while no backend is in a transaction: true when answered. COMMIT / ROLLBACK / BEGIN in an
  * open transaction are routed (through h) to the environment that holds it. */
 bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len);
+/* txn_intercept() of a text whose txn_classify() in the default sql_mode is k. */
+bool txn_intercept_kind(client *c, route_hint *h, const char *sql, size_t len, int k);
 /* Whether sql (without a routing hint) is BEGIN, START TRANSACTION, SET TRANSACTION, COMMIT
  * or ROLLBACK: prepared, such a statement is answered as its text form is (txn_intercept),
  * not prepared on a backend, where it would begin the transaction before its environment
@@ -792,7 +809,7 @@ bool local_takes(const char *sql, size_t len);
 /* SHOW PROCESSLIST's view of a session: a command starts (cmd is its command byte, the
  * statement is c->cmd) / the session is idle again. */
 void local_ps_begin(client *c, uint8_t cmd);
-void local_ps_idle(client *c);
+void local_ps_idle(client *c, uint64_t now);
 void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);

@@ -23,6 +23,11 @@ typedef enum {
 /* Classifies one COM_QUERY text (after any routing hint). Only a packet holding exactly one
  * statement (an optional ';' after it) can be anything but TXN_DATA. */
 txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode);
+/* The txn_kind of sql when it is BEGIN, START TRANSACTION, COMMIT or ROLLBACK written in
+ * plain words (ASCII letters, spaces, tabs, line ends and commas only: no comment, quote,
+ * routing hint, '@', '(' or ';'), else -1. Such a text reads the same in every sql_mode and
+ * in every character set the lexer reads (their ASCII bytes are the same in each). */
+int txn_words_kind(const char *sql, size_t len);
 
 /* Whether env is a name the rewriter may treat as an environment (one of n names). */
 typedef struct {

@@ -699,8 +699,16 @@ static void process_packets(client *c)
         size_t avail = evbuffer_get_length(in);
         if (avail < PKT_HEADER)
             return;
-        uint8_t h[PKT_HEADER];
-        evbuffer_copyout(in, h, PKT_HEADER);
+        /* Most packets sit whole in the input's first chunk: they are read from there,
+         * with one copy and one drain. */
+        struct evbuffer_iovec first_chunk = {NULL, 0};
+        uint8_t hb[PKT_HEADER];
+        const uint8_t *h = hb;
+        if (evbuffer_peek(in, PKT_HEADER, NULL, &first_chunk, 1) == 1 &&
+            first_chunk.iov_len >= PKT_HEADER)
+            h = first_chunk.iov_base;
+        else
+            evbuffer_copyout(in, hb, PKT_HEADER);
         size_t len = pkt_u24(h);
         uint8_t seq = h[3];
         if ((long long)((c->cmd_done ? 0 : c->cmd.len) + len) > max) {
@@ -737,9 +745,15 @@ static void process_packets(client *c)
             return;
         }
         c->seq = (uint8_t)(seq + 1);
-        evbuffer_drain(in, PKT_HEADER);
         pbuf_reserve(&c->cmd, len);
-        evbuffer_remove(in, c->cmd.data + c->cmd.len, len);
+        if (h != hb && first_chunk.iov_len - PKT_HEADER >= len) {
+            memcpy(c->cmd.data + c->cmd.len, (const uint8_t *)first_chunk.iov_base + PKT_HEADER,
+                   len);
+            evbuffer_drain(in, PKT_HEADER + len);
+        } else {
+            evbuffer_drain(in, PKT_HEADER);
+            evbuffer_remove(in, c->cmd.data + c->cmd.len, len);
+        }
         c->cmd.len += len;
         if (len == PKT_MAX_PAYLOAD)
             continue; /* the payload goes on in the next packet */
@@ -856,16 +870,18 @@ static bool txn_lost_error(client *c)
 
 void client_command_done(client *c)
 {
+    uint64_t now = now_ms();
     if (c->be)
-        c->be->idle_since_ms = now_ms(); /* before it may go back to the pool */
+        c->be->idle_since_ms = now; /* before it may go back to the pool */
     session_release(c);
     if (c->busy) {
         c->busy = false;
         atomic_fetch_sub(&c->p->busy_clients, 1);
     }
     c->state = CL_IDLE;
-    local_ps_idle(c);
+    local_ps_idle(c, now);
     c->job = JOB_NONE;
+    c->job_words = 0;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
     c->be = NULL;
@@ -1485,6 +1501,8 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
+static void query_rest(client *c, route_hint *h, int words);
+
 bool client_charset_readable(client *c)
 {
     static const char *const cs_vars[] = {"character_set_client", "character_set_connection",
@@ -1574,11 +1592,24 @@ void client_handle_query(client *c)
         handle_use(c, name, strlen(name), &h);
         return;
     }
-    if (txn_intercept(c, &h, sql + h.end, len - h.end))
+    query_rest(c, &h, 0);
+}
+
+/* Serves c->cmd, a COM_QUERY, from txn_intercept() on (client_handle_query). words is 1 +
+ * txn_words_kind() of the text, or 0: a text in plain words is BEGIN, START TRANSACTION,
+ * COMMIT or ROLLBACK, which no step below but txn_intercept() and the routing answers
+ * (SHOW WARNINGS and SHOW DATABASES start with SHOW, the SCHEMATA rewrite and list with
+ * SELECT, a file upload with LOAD): those steps are left out for it. */
+static void query_rest(client *c, route_hint *h, int words)
+{
+    const char *sql = (const char *)c->cmd.data + 1;
+    size_t len = c->cmd.len - 1;
+    if (words ? txn_intercept_kind(c, h, sql + h->end, len - h->end, words - 1)
+              : txn_intercept(c, h, sql + h->end, len - h->end))
         return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
-    if (truncated && is_show_warnings(sql + h.end, len - h.end)) {
+    if (truncated && !words && is_show_warnings(sql + h->end, len - h->end)) {
         char n[32], msg[160];
         snprintf(n, sizeof(n), "%d", 1105);
         snprintf(msg, sizeof(msg), "envproxy: the result was truncated to %lld rows (max_rows)",
@@ -1593,22 +1624,34 @@ void client_handle_query(client *c)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
-    c->rl_vdbs = !c->dump_client &&
-                 (virtual_is_show_databases(sql + h.end, len - h.end, &c->rl_vdbs_like) ||
-                  rewrite_is_schemata_list(sql + h.end, len - h.end));
-    if (!client_resolve(c, &h))
+    c->rl_vdbs = !words && !c->dump_client &&
+                 (virtual_is_show_databases(sql + h->end, len - h->end, &c->rl_vdbs_like) ||
+                  rewrite_is_schemata_list(sql + h->end, len - h->end));
+    if (!client_resolve(c, h))
         return;
-    if (!c->rl_vdbs && !client_rewrite_schemata(c, &h))
+    if (!words && !c->rl_vdbs && !client_rewrite_schemata(c, h))
         return;
     sql = (const char *)c->cmd.data + 1;
     len = c->cmd.len - 1;
-    if (!c->route.read_only && !take_infile_name(c, sql + h.end, len - h.end))
+    if (!words && !c->route.read_only && !take_infile_name(c, sql + h->end, len - h->end))
         return; /* read-only sessions refuse LOAD DATA as any write (the policy check) */
     /* The policy check waits for the backend connection: how SQL is read depends on that
      * session's sql_mode (prepare_step). */
     c->job = JOB_QUERY;
     c->rl = RL_FIRST;
+    c->job_words = words;
     client_start_job(c);
+}
+
+void client_handle_txn_words(client *c, int kind)
+{
+    /* What client_handle_query's first steps leave of such a text: no routing hint (it has
+     * no comment), no named query (no CALL, SELECT or __queries), no rewrite (no '@', no
+     * "user"), no local or virtual answer (no KILL, SELECT, SHOW, __envs, __compare), not
+     * USE. */
+    route_hint h;
+    memset(&h, 0, sizeof(h));
+    query_rest(c, &h, kind + 1);
 }
 
 static void handle_reset_connection(client *c)

@@ -189,6 +189,10 @@ void health_seen_alive(health *h)
 
 bool health_allow(health *h)
 {
+    /* down is known && !up, written under mu with them: an environment not known down is
+     * allowed without the lock (every statement asks). */
+    if (!atomic_load_explicit(&h->down, memory_order_acquire))
+        return true;
     bool ok = true;
     pthread_mutex_lock(&h->mu);
     if (h->known && !h->up) {

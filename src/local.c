@@ -206,23 +206,28 @@ void local_kill(client *c, uint32_t id, bool query_only)
     client_command_done(c);
 }
 
-/* The "db@env" the process list shows; called as each command ends: plain copies, no
- * formatting (this is on the statement path). */
-static void ps_set_db(client *c)
+/* The "db@env" the process list shows, into out (sizeof(c->ps.db)); called as each command
+ * ends: plain copies, no formatting (this is on the statement path). */
+static void ps_db_of(const client *c, char *out)
 {
     size_t cap = sizeof(c->ps.db) - 1, n = 0;
     if (c->has_db) {
         size_t dl = strnlen(c->db, sizeof(c->db) - 1); /* fits: db holds one name */
-        memcpy(c->ps.db, c->db, dl);
+        memcpy(out, c->db, dl);
         n = dl;
         if (c->env && n < cap) {
-            c->ps.db[n++] = '@';
+            out[n++] = '@';
             size_t el = strnlen(c->env->name, cap - n);
-            memcpy(c->ps.db + n, c->env->name, el);
+            memcpy(out + n, c->env->name, el);
             n += el;
         }
     }
-    c->ps.db[n] = '\0';
+    out[n] = '\0';
+}
+
+static void ps_set_db(client *c)
+{
+    ps_db_of(c, c->ps.db);
 }
 
 void local_register(client *c)
@@ -299,36 +304,43 @@ static const char *ps_command(uint8_t cmd)
  * freed with the session), so a statement costs a copy, not an allocation. */
 void local_ps_begin(client *c, uint8_t cmd)
 {
-    pthread_mutex_lock(&c->ps_mu);
-    c->ps.has_info = false;
-    if (cmd == CMD_QUERY || cmd == CMD_STMT_PREPARE) {
-        size_t n = c->cmd.len - 1 > PS_INFO_MAX ? PS_INFO_MAX : c->cmd.len - 1;
-        if (n + 1 > c->ps.info_cap) {
-            size_t cap = n + 1 < 256 ? 256 : n + 1;
-            char *info = realloc(c->ps.info, cap);
-            if (!info)
-                abort();
-            c->ps.info = info;
-            c->ps.info_cap = cap;
-        }
-        memcpy(c->ps.info, c->cmd.data + 1, n);
-        c->ps.info[n] = '\0';
-        c->ps.info_len = n;
-        c->ps.has_info = true;
+    /* The state first: a reader that sees the new text sees it too (the lock orders them). */
+    atomic_store_explicit(&c->ps.command, ps_command(cmd), memory_order_relaxed);
+    atomic_store_explicit(&c->ps.since_ms, now_ms(), memory_order_relaxed);
+    if (cmd != CMD_QUERY && cmd != CMD_STMT_PREPARE) {
+        atomic_store_explicit(&c->ps.has_info, false, memory_order_relaxed);
+        return; /* ps.db is as the last command (or the login) left it */
     }
-    c->ps.command = ps_command(cmd);
-    c->ps.since_ms = now_ms();
-    /* ps.db is as the last command (or the login) left it: only a command changes it. */
+    pthread_mutex_lock(&c->ps_mu);
+    size_t n = c->cmd.len - 1 > PS_INFO_MAX ? PS_INFO_MAX : c->cmd.len - 1;
+    if (n + 1 > c->ps.info_cap) {
+        size_t cap = n + 1 < 256 ? 256 : n + 1;
+        char *info = realloc(c->ps.info, cap);
+        if (!info)
+            abort();
+        c->ps.info = info;
+        c->ps.info_cap = cap;
+    }
+    memcpy(c->ps.info, c->cmd.data + 1, n);
+    c->ps.info[n] = '\0';
+    c->ps.info_len = n;
+    atomic_store_explicit(&c->ps.has_info, true, memory_order_relaxed);
     pthread_mutex_unlock(&c->ps_mu);
 }
 
-void local_ps_idle(client *c)
+void local_ps_idle(client *c, uint64_t now)
 {
+    atomic_store_explicit(&c->ps.has_info, false, memory_order_relaxed);
+    atomic_store_explicit(&c->ps.command, "Sleep", memory_order_relaxed);
+    atomic_store_explicit(&c->ps.since_ms, now, memory_order_relaxed);
+    /* Most commands leave the database as it was: the lock only for a change (this worker
+     * is the only writer, so it reads its own ps.db without it). */
+    char db[sizeof(c->ps.db)];
+    ps_db_of(c, db);
+    if (strcmp(db, c->ps.db) == 0)
+        return;
     pthread_mutex_lock(&c->ps_mu);
-    c->ps.has_info = false;
-    c->ps.command = "Sleep";
-    c->ps.since_ms = now_ms();
-    ps_set_db(c);
+    memcpy(c->ps.db, db, sizeof(db));
     pthread_mutex_unlock(&c->ps_mu);
 }
 
@@ -402,14 +414,17 @@ static bool try_show_processlist(client *c, const words *w)
             ps_row *r = &rows[n++];
             r->id = t->id;
             snprintf(r->id_s, sizeof(r->id_s), "%u", t->id);
-            uint64_t since = t->ps.since_ms ? t->ps.since_ms : now;
+            uint64_t since = atomic_load_explicit(&t->ps.since_ms, memory_order_relaxed);
+            if (!since)
+                since = now;
             snprintf(r->time_s, sizeof(r->time_s), "%llu",
                      (unsigned long long)(now > since ? (now - since) / 1000 : 0));
             snprintf(r->addr, sizeof(r->addr), "%s", t->addr);
             snprintf(r->db, sizeof(r->db), "%s", t->ps.db);
-            r->command = t->ps.command ? t->ps.command : "Connect";
+            const char *command = atomic_load_explicit(&t->ps.command, memory_order_relaxed);
+            r->command = command ? command : "Connect";
             r->info = NULL;
-            if (t->ps.has_info) {
+            if (atomic_load_explicit(&t->ps.has_info, memory_order_relaxed)) {
                 size_t len = full ? t->ps.info_len
                                   : utf8_prefix(t->ps.info, t->ps.info_len, PS_INFO_SHORT);
                 r->info = strndup(t->ps.info, len);

@@ -142,6 +142,21 @@ out:
     return k;
 }
 
+int txn_words_kind(const char *sql, size_t len)
+{
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char ch = sql[i];
+        bool letter = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+        if (!letter && ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r' && ch != ',')
+            return -1;
+    }
+    sql_mode_flags mode = {0};
+    txn_kind k = txn_classify(sql, len, &mode);
+    return k == TXN_BEGIN || k == TXN_END ? (int)k : -1;
+}
+
 /* ---- schema names ------------------------------------------------------------------------ */
 
 /* information_schema (and SHOW ... WHERE) columns that hold a schema name. */

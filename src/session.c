@@ -231,13 +231,20 @@ static bool stored_has(const sql_name_set *set, const char *sql, sql_token t,
 static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
                                  sql_charset cs, const sql_name_set *stored)
 {
-    static const char *const words[] = {
-        "TEMPORARY",    "GET_LOCK",        "RELEASE_LOCK",       "RELEASE_ALL_LOCKS",
-        "IS_USED_LOCK", "IS_FREE_LOCK",    "LOCK",               "PREPARE",
-        "EXECUTE",      "DEALLOCATE",      "HANDLER",            "XA",
-        "SAVEPOINT",    "LAST_INSERT_ID",  "ROW_COUNT",          "FOUND_ROWS",
-        "SQL_CALC_FOUND_ROWS", "CALL",
+    /* With their lengths, so that most words are passed over without a comparison. */
+#define PIN_WORD(w) {w, sizeof(w) - 1}
+    static const struct {
+        const char *w;
+        size_t n;
+    } words[] = {
+        PIN_WORD("TEMPORARY"),    PIN_WORD("GET_LOCK"),       PIN_WORD("RELEASE_LOCK"),
+        PIN_WORD("RELEASE_ALL_LOCKS"), PIN_WORD("IS_USED_LOCK"), PIN_WORD("IS_FREE_LOCK"),
+        PIN_WORD("LOCK"),         PIN_WORD("PREPARE"),        PIN_WORD("EXECUTE"),
+        PIN_WORD("DEALLOCATE"),   PIN_WORD("HANDLER"),        PIN_WORD("XA"),
+        PIN_WORD("SAVEPOINT"),    PIN_WORD("LAST_INSERT_ID"), PIN_WORD("ROW_COUNT"),
+        PIN_WORD("FOUND_ROWS"),   PIN_WORD("SQL_CALC_FOUND_ROWS"), PIN_WORD("CALL"),
     };
+#undef PIN_WORD
     sql_lexer lx;
     sqllex_init(&lx, sql, len, mode);
     lx.charset = cs;
@@ -261,10 +268,24 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
-            if (strlen(words[k]) == t.len && strncasecmp(sql + t.start, words[k], t.len) == 0)
-                return words[k];
+            if (words[k].n == t.len && strncasecmp(sql + t.start, words[k].w, t.len) == 0)
+                return words[k].w;
     }
     return "a statement too long to read";
+}
+
+/* Whether every reading of sql gives the same tokens, whatever the quoting flags and
+ * whether the sql_mode is known: the lexer looks at the mode only at '"' (a string or a
+ * name), at a backslash inside a string, and at '[' and ']' (refused under an unknown
+ * mode). */
+static bool mode_blind(const char *sql, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = sql[i];
+        if (ch == '"' || ch == '\\' || ch == '[' || ch == ']')
+            return false;
+    }
+    return true;
 }
 
 /* Case-insensitive: whether sql holds word anywhere, in any token or none. */
@@ -308,7 +329,9 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
         return;
     }
     const char *why = pin_reason_in(sql, len, mode, cs, stored);
-    for (int i = 0; !why && i < 4; i++)
+    /* Where no reading can differ from this one, the four others are not needed. */
+    bool differ = !why && !mode_blind(sql, len);
+    for (int i = 0; differ && !why && i < 4; i++)
         why = pin_reason_in(sql, len, &every[i], cs, stored);
     if (why)
         session_pin(c, why);

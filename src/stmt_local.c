@@ -1,5 +1,6 @@
 /* stmt_local.c: prepared statements that the proxy answers itself (__envs, __compare, the
- * local answers of local.c, and transaction statements, which take their text's path), for
+ * local answers of local.c, and transaction statements, which take their text's path, or
+ * for BEGIN / COMMIT / ... in plain words the part of it that can apply), for
  * clients that prepare everything (PDO without emulation,
  * Go's driver with arguments, DBD with server-side prepare).
  *
@@ -12,6 +13,7 @@
 #include "envproxy.h"
 #include "http_api.h"
 #include "log.h"
+#include "rewrite.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +75,11 @@ void stmt_local_prepare(client *c, const char *sql, size_t len)
     st->local = true;
     st->env = -1;
     st->n_params = (uint16_t)n;
+    if (n == 0) {
+        /* The text each EXECUTE runs is this one: what it is, is read once. */
+        st->local_control = txn_is_control(sql, len);
+        st->local_words = st->local_control ? txn_words_kind(sql, len) + 1 : 0;
+    }
     pbuf_init(&st->params);
     pbuf_init(&st->columns);
 
@@ -199,26 +206,28 @@ static unsigned bind_text(client *c, cl_stmt *st, pbuf *out, char *msg, size_t c
                  "envproxy answers itself", LOCAL_LONG_DATA_MAX);
         return 1153;
     }
-    if (n > 0) {
-        if (len < pos) {
+    if (n == 0) {
+        pbuf_put(out, st->sql, st->sql_len); /* nothing to bind: the text as prepared */
+        return 0;
+    }
+    if (len < pos) {
+        snprintf(msg, cap, "Malformed communication packet");
+        return 1835;
+    }
+    if (p[10 + nb] == 1) {
+        size_t types_len = 2 * (size_t)n;
+        if (len - pos < types_len) {
             snprintf(msg, cap, "Malformed communication packet");
             return 1835;
         }
-        if (p[10 + nb] == 1) {
-            size_t types_len = 2 * (size_t)n;
-            if (len - pos < types_len) {
-                snprintf(msg, cap, "Malformed communication packet");
-                return 1835;
-            }
-            if (!st->param_types && !(st->param_types = malloc(types_len)))
-                abort();
-            memcpy(st->param_types, p + pos, types_len);
-            pos += types_len;
-        } else if (!st->param_types) {
-            snprintf(msg, cap, "Incorrect arguments to mysqld_stmt_execute: no parameter types "
-                     "were ever sent for statement %u", st->id);
-            return 1210;
-        }
+        if (!st->param_types && !(st->param_types = malloc(types_len)))
+            abort();
+        memcpy(st->param_types, p + pos, types_len);
+        pos += types_len;
+    } else if (!st->param_types) {
+        snprintf(msg, cap, "Incorrect arguments to mysqld_stmt_execute: no parameter types "
+                 "were ever sent for statement %u", st->id);
+        return 1210;
     }
     sql_lexer lx;
     sqllex_init(&lx, st->sql, st->sql_len, NULL);
@@ -276,10 +285,13 @@ void stmt_local_execute(client *c, cl_stmt *st)
     c->binary_rows = true;
     const char *sql = (const char *)c->cmd.data + 1;
     size_t len = c->cmd.len - 1;
-    if (txn_is_control(sql, len)) {
+    if (st->n_params == 0 ? st->local_control : txn_is_control(sql, len)) {
         /* BEGIN, COMMIT, ...: answered with OK or ERR, no rows, exactly as their text. */
         c->binary_rows = false;
-        client_handle_query(c);
+        if (st->n_params == 0 && st->local_words)
+            client_handle_txn_words(c, st->local_words - 1);
+        else
+            client_handle_query(c);
         return;
     }
     route_hint h;

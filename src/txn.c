@@ -71,7 +71,14 @@ bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
     /* Read as the server's default reads it: these statements have no quotes to misread,
      * and anything else goes on as before. */
     sql_mode_flags mode = {0};
-    txn_kind k = txn_classify(sql, len, &mode);
+    return txn_intercept_kind(c, h, sql, len, (int)txn_classify(sql, len, &mode));
+}
+
+bool txn_intercept_kind(client *c, route_hint *h, const char *sql, size_t len, int kind)
+{
+    if (h->present || len > TXN_TEXT_MAX)
+        return false;
+    txn_kind k = (txn_kind)kind;
     if (c->txn_env >= 0) {
         /* A transaction runs on a backend already: the server answers. COMMIT, ROLLBACK
          * and BEGIN (which commits it) go to it wherever the session is now. */
@@ -116,6 +123,8 @@ bool txn_intercept(client *c, route_hint *h, const char *sql, size_t len)
 /* What the current command means to a transaction (TXN_DATA, TXN_READ: it runs inside one). */
 static txn_kind command_kind(client *c, backend *b)
 {
+    if (c->job == JOB_QUERY && c->job_words)
+        return (txn_kind)(c->job_words - 1); /* plain words read the same in every sql_mode */
     if (c->job == JOB_QUERY && c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
         const char *sql = (const char *)c->cmd.data + 1;
         size_t len = c->cmd.len - 1;

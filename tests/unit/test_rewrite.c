@@ -1,5 +1,5 @@
-/* test_rewrite.c: transaction statements (txn_classify) and `db@env` schema names in SQL
- * text (rewrite_schema_names). */
+/* test_rewrite.c: transaction statements (txn_classify, txn_words_kind) and `db@env` schema
+ * names in SQL text (rewrite_schema_names). */
 #include "rewrite.h"
 #include "unit.h"
 
@@ -400,8 +400,56 @@ static void test_load_local_file(void)
 #undef RM
 }
 
+static int words(const char *s)
+{
+    return txn_words_kind(s, strlen(s));
+}
+
+/* Transaction statements in plain words (stmt_local.c answers them by a short path): only
+ * BEGIN / START TRANSACTION / COMMIT / ROLLBACK written in letters, blanks and commas, and
+ * each reads the same in every sql_mode. */
+static void test_txn_words(void)
+{
+    CHECK_INT(words("BEGIN"), TXN_BEGIN);
+    CHECK_INT(words("begin work"), TXN_BEGIN);
+    CHECK_INT(words(" START\tTRANSACTION\r\n"), TXN_BEGIN);
+    CHECK_INT(words("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"), TXN_BEGIN);
+    CHECK_INT(words("start transaction read write"), TXN_BEGIN);
+    CHECK_INT(words("COMMIT"), TXN_END);
+    CHECK_INT(words("Rollback Work"), TXN_END);
+    /* Transaction statements, but not in plain words: the whole path reads them. */
+    CHECK_INT(words("COMMIT;"), -1);
+    CHECK_INT(words("/* env=prod */ COMMIT"), -1);
+    CHECK_INT(words("BEGIN -- x\n"), -1);
+    CHECK_INT(words("BEGIN # x"), -1);
+    CHECK_INT(words("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */"), -1);
+    CHECK_INT(words("`COMMIT`"), -1);
+    CHECK_INT(words("COMMIT\v"), -1);
+    CHECK_INT(words("COMMIT\xC2\xA0"), -1);
+    /* Plain words, not BEGIN or an end. */
+    CHECK_INT(words("SET TRANSACTION READ ONLY"), -1);
+    CHECK_INT(words("COMMIT AND CHAIN"), -1);
+    CHECK_INT(words("ROLLBACK TO SAVEPOINT sp"), -1);
+    CHECK_INT(words("BEGIN NOT ATOMIC"), -1);
+    CHECK_INT(words("SELECT user FROM t"), -1);
+    CHECK_INT(words("START TRANSACTION, READ ONLY"), -1);
+    CHECK_INT(words(""), -1);
+    static const char *const same[] = {"BEGIN", "begin work", "START TRANSACTION READ ONLY",
+                                       "start transaction with consistent snapshot,\nread write",
+                                       "COMMIT work", "ROLLBACK"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        int k = words(same[i]);
+        CHECK(k == TXN_BEGIN || k == TXN_END);
+        for (int m = 0; m < 8; m++) {
+            sql_mode_flags mode = {m & 1, (m >> 1) & 1, (m >> 2) & 1, false};
+            CHECK_INT(txn_classify(same[i], strlen(same[i]), &mode), k);
+        }
+    }
+}
+
 int main(void)
 {
+    test_txn_words();
     test_load_local();
     test_load_local_file();
     test_schemata_list();
