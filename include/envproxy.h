@@ -630,9 +630,7 @@ struct client {
     uint8_t *rl_in;
     size_t rl_in_len, rl_in_off;
     bool rl_in_direct;
-    /* Whole packets of the window that go to the client as they are but for their sequence
-     * id (rewritten in place): sent as one piece (relay.c, run_flush). */
-    size_t rl_run_start, rl_run_len;
+    bool rl_batch; /* a batch of backend packets is being handled (relay.c, in_open) */
     uint64_t rl_started_ms;
     unsigned long long rl_bytes; /* bytes of the response sent to the client */
     /* The response's packets for the client, gathered while a batch of backend packets is

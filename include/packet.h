@@ -168,6 +168,10 @@ void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, 
  * client set CAP_DEPRECATE_EOF. */
 void pkt_build_eof(pbuf *b, uint8_t *seq, uint32_t client_caps, uint16_t warnings,
                    uint16_t status);
+/* The same packet written into out (PKT_EOF_MAX bytes of room); returns its length. */
+#define PKT_EOF_MAX (PKT_HEADER + 7)
+size_t pkt_put_eof(uint8_t out[PKT_EOF_MAX], uint8_t *seq, uint32_t client_caps,
+                   uint16_t warnings, uint16_t status);
 void pkt_build_err(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,

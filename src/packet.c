@@ -360,19 +360,32 @@ void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, 
 void pkt_build_eof(pbuf *b, uint8_t *seq, uint32_t client_caps, uint16_t warnings,
                    uint16_t status)
 {
-    size_t start = pkt_begin(b);
-    pbuf_u8(b, 0xFE);
+    uint8_t pk[PKT_EOF_MAX];
+    pbuf_put(b, pk, pkt_put_eof(pk, seq, client_caps, warnings, status));
+}
+
+size_t pkt_put_eof(uint8_t out[PKT_EOF_MAX], uint8_t *seq, uint32_t client_caps,
+                   uint16_t warnings, uint16_t status)
+{
+    uint8_t *p = out + PKT_HEADER;
+    *p++ = 0xFE;
     if (client_caps & CAP_DEPRECATE_EOF) {
         /* An OK packet with the EOF header: affected rows, insert id, status, warnings. */
-        pbuf_lenenc(b, 0);
-        pbuf_lenenc(b, 0);
-        pbuf_u16(b, status);
-        pbuf_u16(b, warnings);
+        *p++ = 0;
+        *p++ = 0;
+        *p++ = (uint8_t)status;
+        *p++ = (uint8_t)(status >> 8);
+        *p++ = (uint8_t)warnings;
+        *p++ = (uint8_t)(warnings >> 8);
     } else {
-        pbuf_u16(b, warnings);
-        pbuf_u16(b, status);
+        *p++ = (uint8_t)warnings;
+        *p++ = (uint8_t)(warnings >> 8);
+        *p++ = (uint8_t)status;
+        *p++ = (uint8_t)(status >> 8);
     }
-    pkt_end(b, start, seq);
+    size_t payload = (size_t)(p - out) - PKT_HEADER;
+    pkt_put_header(out, payload, (*seq)++);
+    return PKT_HEADER + payload;
 }
 
 void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
