@@ -102,6 +102,9 @@ void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq);
 /* Appends the packets held in pkts (each under its header, payloads under 16 MiB) to out,
  * with sequence ids from *seq. */
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq);
+/* The same into dst (room for len bytes): returns the bytes written, those of the whole
+ * packets at the start of src. */
+size_t pkt_reframe_into(uint8_t *dst, const uint8_t *src, size_t len, uint8_t *seq);
 
 /* Little-endian readers. */
 static inline uint16_t pkt_u16(const uint8_t *p)

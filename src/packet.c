@@ -158,16 +158,27 @@ void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq)
 
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq)
 {
-    size_t off = 0;
-    while (off + PKT_HEADER <= pkts->len) {
-        size_t n = pkt_u24(pkts->data + off);
-        if (n > pkts->len - off - PKT_HEADER)
-            return;
-        size_t start = pkt_begin(out);
-        pbuf_put(out, pkts->data + off + PKT_HEADER, n);
-        pkt_end(out, start, seq);
-        off += PKT_HEADER + n;
+    if (pkts->len == 0)
+        return;
+    pbuf_reserve(out, pkts->len);
+    out->len += pkt_reframe_into(out->data + out->len, pkts->data, pkts->len, seq);
+}
+
+size_t pkt_reframe_into(uint8_t *dst, const uint8_t *src, size_t len, uint8_t *seq)
+{
+    /* The whole packets first, then one copy of them and their new sequence ids. */
+    size_t end = 0;
+    while (end + PKT_HEADER <= len) {
+        size_t n = pkt_u24(src + end);
+        if (n > len - end - PKT_HEADER || n >= PKT_MAX_PAYLOAD)
+            break;
+        end += PKT_HEADER + n;
     }
+    if (end)
+        memcpy(dst, src, end);
+    for (size_t off = 0; off < end; off += PKT_HEADER + pkt_u24(dst + off))
+        dst[off + 3] = (*seq)++;
+    return end;
 }
 
 /* Fills in the header at start. A payload of PKT_MAX_PAYLOAD bytes or more is split into

@@ -124,6 +124,17 @@ static void out_put(client *c, const void *p, size_t n)
     evbuffer_add(c->rl_out, p, n);
 }
 
+/* Room for n bytes at the end of the stage, for a packet built in place and then added
+ * with out_ref; NULL when the stage is taken or too full. */
+static uint8_t *out_room(client *c, size_t n)
+{
+    if (!ob_mine(c) || n > OUT_STAGE - ob.staged)
+        return NULL;
+    uint8_t *to = ob.stage + ob.staged;
+    ob.staged += n;
+    return to;
+}
+
 /* Hands what was gathered to the client's socket buffer. Called after each batch of
  * backend packets and before anything that ends the response (after which the client's
  * next command may write to the socket buffer itself). */
@@ -897,6 +908,23 @@ static bool relay_process_packets(client *c)
                 }
                 c->rl_columns = n;
                 in_drain(c, PKT_HEADER + len);
+                c->rl_capture = follows == 1 && e != NULL;
+                const pbuf *kept = follows == 0 ? &e->result_columns : NULL;
+                uint8_t *room = n < 251 && b->ext_metadata == c->ext_meta && !c->rl_capture
+                                    ? out_room(c, PKT_HEADER + 1 + (kept ? kept->len : 0))
+                                    : NULL;
+                if (room) {
+                    /* The usual case built in place: the count, and the definitions kept
+                     * from an earlier execution when the backend skipped them. */
+                    pkt_put_header(room, 1, c->seq++);
+                    room[PKT_HEADER] = (uint8_t)n;
+                    size_t used = PKT_HEADER + 1;
+                    if (kept)
+                        used += pkt_reframe_into(room + used, kept->data, kept->len, &c->seq);
+                    out_ref(c, room, used);
+                    c->rl = kept ? RL_COLS_EOF : RL_COLUMNS;
+                    continue;
+                }
                 uint8_t out_room[512];
                 pbuf out;
                 pbuf_init_on(&out, out_room, sizeof(out_room));
@@ -911,7 +939,6 @@ static bool relay_process_packets(client *c)
                 }
                 /* MariaDB skips the metadata when it did not change since the statement's
                  * last execution: keep this execution's for the next one. */
-                c->rl_capture = follows == 1 && e != NULL;
                 if (c->rl_capture) {
                     pbuf_reset(&e->result_columns);
                     e->n_result_columns = n;
