@@ -1,11 +1,11 @@
 /* relay.c: sends a client's command to its backend connection and streams the response
  * back packet by packet, without buffering a whole result.
  *
- * Rows and column definitions are copied as they arrive (only the sequence id in the
- * header is rewritten), so memory stays bounded whatever the size of a result. The small
- * packets that end a result (OK, EOF, ERR) are read whole and rewritten into the format the
- * client negotiated: backends never use CLIENT_DEPRECATE_EOF and always send session-state
- * tracking, clients may differ on both. */
+ * Rows and column definitions pass as they arrive (only the sequence id in the header is
+ * rewritten, in place: see "what goes to the client"), so memory stays bounded whatever the
+ * size of a result. The small packets that end a result (OK, EOF, ERR) are read whole and
+ * rewritten into the format the client negotiated: backends never use CLIENT_DEPRECATE_EOF
+ * and always send session-state tracking, clients may differ on both. */
 #include "envproxy.h"
 #include "log.h"
 #include "rewrite.h"
