@@ -389,8 +389,12 @@ static void relay_finish(client *c, bool failed)
     health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
-    if (!c->rl_interrupt)
-        evtimer_del(c->timer); /* interrupted: the grace timer runs until the kill answered */
+    if (!c->rl_interrupt && c->rl_timer) {
+        /* An interrupted statement's grace timer runs until the kill is answered; a timer
+         * the relay did not add needs no event_del (which takes the loop's lock). */
+        evtimer_del(c->timer);
+        c->rl_timer = false;
+    }
     /* An error ends a response without the session state: a statement that may have set
      * sql_mode before it failed leaves the mode to be read again. A prepared statement's
      * text decides as a query's does. */
@@ -634,30 +638,32 @@ static bool is_progress(const uint8_t *p, size_t len)
  * an EOF, ERR or progress report, and the row that would pass the cap of a dump client. */
 static void rows_run(client *c)
 {
-    uint8_t *start = in_ptr(c), *p = start, *end = c->rl_in + c->rl_in_len;
+    uint8_t *start = in_ptr(c), *p = start;
+    size_t room = in_avail(c);
     long long cap = client_max_rows(c, c->route.env);
-    uint64_t left = UINT64_MAX; /* rows the client may still get */
+    uint64_t limit = UINT64_MAX; /* rows this run may take */
     if (cap > 0)
-        left = c->rl_rows < (uint64_t)cap ? (uint64_t)cap - c->rl_rows : 0;
-    bool drop = left == 0;
-    if (drop && c->dump_client)
-        return;
+        limit = c->rl_rows < (uint64_t)cap ? (uint64_t)cap - c->rl_rows : 0;
+    bool drop = limit == 0; /* past the cap: the whole run is dropped */
+    if (drop) {
+        if (c->dump_client)
+            return;
+        limit = UINT64_MAX;
+    }
     uint8_t seq = c->seq;
     uint64_t rows = 0;
-    while ((size_t)(end - p) >= PKT_HEADER) {
+    while (room > PKT_HEADER && rows < limit) {
         size_t len = pkt_u24(p);
-        if (len >= PKT_MAX_PAYLOAD || (size_t)(end - p) - PKT_HEADER < len || len == 0)
+        /* Not empty, not continued (16 MiB - 1), whole in the window. */
+        if (len - 1 >= PKT_MAX_PAYLOAD - 1 || len > room - PKT_HEADER)
             break;
         uint8_t first = p[PKT_HEADER];
-        if (first == 0xFF || (first == 0xFE && len < 9))
-            break;
-        if (!drop) {
-            if (rows == left)
-                break;
-            p[3] = seq++;
-            rows++;
-        }
+        if (first >= 0xFE && (first == 0xFF || len < 9))
+            break; /* ERR or a progress report, EOF */
+        p[3] = seq++; /* dropped rows: the bytes go nowhere, seq is not kept */
+        rows++;
         p += PKT_HEADER + len;
+        room -= PKT_HEADER + len;
     }
     size_t n = (size_t)(p - start);
     if (n == 0)
@@ -1169,13 +1175,16 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_in = NULL;
     c->rl_in_len = c->rl_in_off = 0;
     c->rl_batch = false;
-    evbuffer_drain(b->in, evbuffer_get_length(b->in));
+    size_t stale = evbuffer_get_length(b->in);
+    if (stale)
+        evbuffer_drain(b->in, stale);
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0) {
         /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
          * connection is closed (relay_timeout). */
         struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
         evtimer_add(c->timer, &tv);
+        c->rl_timer = true;
     }
 
     if (!b->ssl && len < PKT_MAX_PAYLOAD && evbuffer_get_length(b->out) == 0) {
@@ -1264,6 +1273,7 @@ bool relay_interrupt(client *c, int why)
     long long grace = kill_grace_ms(b);
     struct timeval tv = {.tv_sec = grace / 1000, .tv_usec = (grace % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+    c->rl_timer = true;
     struct be_kill *k = backend_kill_query(b->pool, c->w->base, b->thread_id, kill_answered, c);
     c->rl_kill = k; /* NULL when it was over at once */
     if (c->rl_paused && (interrupt_at_boundary(c) || interrupt_reads_on(c))) {
@@ -1408,6 +1418,7 @@ static void arm_stall_timer(client *c)
 {
     struct timeval tv = {.tv_sec = INFILE_STALL_MS / 1000, .tv_usec = 0};
     evtimer_add(c->timer, &tv);
+    c->rl_timer = true;
 }
 
 /* Keeps printable ASCII of a server's file name for the log. */
