@@ -20,6 +20,7 @@
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
 #define RELAY_READ_MAX (256 * 1024)    /* bytes read from a backend at once */
+#define RELAY_CARRY_MAX 1024           /* bytes of a batch carried in front of the next read */
 #define INFILE_HIGH_WATER (1024 * 1024) /* stop reading a client's file above this much
                                          * backend output */
 #define INFILE_LOW_WATER (256 * 1024)   /* and read on below this */
@@ -1101,20 +1102,27 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (what & EV_READ) {
         /* Straight into the worker's buffer, and handled from there: bytes that end the
-         * response are never stored. */
+         * response are never stored. A few bytes left over from the last batch (a packet
+         * header cut by the end of a read) go in front of the new ones, so that the batch
+         * is still handled where it was read instead of being copied into b->in whole. */
         for (size_t total = 0; total < RELAY_READ_MAX;) {
-            int n = backend_read(b, read_buf, sizeof(read_buf));
+            size_t carry = evbuffer_get_length(b->in);
+            if (carry > RELAY_CARRY_MAX)
+                carry = 0; /* a long packet under way: in_open appends to b->in */
+            size_t cap = sizeof(read_buf) - carry;
+            int n = backend_read(b, read_buf + carry, cap);
             if (n == -2)
                 break;
             if (n <= 0) {
                 relay_fail(c, 2013, "lost connection to the backend during the query");
                 return;
             }
-            if (!relay_process(c, read_buf, (size_t)n))
+            if (carry)
+                evbuffer_remove(b->in, read_buf, carry);
+            if (!relay_process(c, read_buf, carry + (size_t)n))
                 return;
             total += (size_t)n;
-            if ((size_t)n < sizeof(read_buf) ||
-                client_out_queued(c) >= RELAY_HIGH_WATER)
+            if ((size_t)n < cap || client_out_queued(c) >= RELAY_HIGH_WATER)
                 break;
         }
     }
