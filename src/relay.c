@@ -631,8 +631,8 @@ static bool is_progress(const uint8_t *p, size_t len)
     return len >= 3 && p[0] == 0xFF && p[1] == 0xFF && p[2] == 0xFF;
 }
 
-/* The run of whole rows at the front of the window, for a result that is neither
- * interrupted nor dropped: each row's sequence id is rewritten in place and the run joins
+/* The run of whole rows at the front of the window, for a result that is not interrupted
+ * (the caller checks): each row's sequence id is rewritten in place and the run joins
  * what goes to the client as one piece; past max_rows the rows are dropped instead, as the
  * packet-by-packet path below does. Stops before the first packet that needs more than
  * that: one not whole in the window, a long one (16 MiB - 1 bytes, continued in the next),
