@@ -639,9 +639,8 @@ struct client {
     uint8_t *rl_in;
     size_t rl_in_len, rl_in_off;
     bool rl_in_direct;
-    /* Whole packets of the window that go to the client as they are but for their sequence
-     * id (rewritten in place): sent as one piece (relay.c, run_flush). */
-    size_t rl_run_start, rl_run_len;
+    bool rl_batch; /* a batch of backend packets is being handled (relay.c, in_open) */
+    bool rl_timer; /* the relay added c->timer since relay_finish last deleted it */
     uint64_t rl_started_ms;
     unsigned long long rl_bytes; /* bytes of the response sent to the client */
     /* The response's packets for the client, gathered while a batch of backend packets is

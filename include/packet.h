@@ -102,6 +102,9 @@ void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq);
 /* Appends the packets held in pkts (each under its header, payloads under 16 MiB) to out,
  * with sequence ids from *seq. */
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq);
+/* The same into dst (room for len bytes): returns the bytes written, those of the whole
+ * packets at the start of src. */
+size_t pkt_reframe_into(uint8_t *dst, const uint8_t *src, size_t len, uint8_t *seq);
 
 /* Little-endian readers. */
 static inline uint16_t pkt_u16(const uint8_t *p)
@@ -168,6 +171,10 @@ void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, 
  * client set CAP_DEPRECATE_EOF. */
 void pkt_build_eof(pbuf *b, uint8_t *seq, uint32_t client_caps, uint16_t warnings,
                    uint16_t status);
+/* The same packet written into out (PKT_EOF_MAX bytes of room); returns its length. */
+#define PKT_EOF_MAX (PKT_HEADER + 7)
+size_t pkt_put_eof(uint8_t out[PKT_EOF_MAX], uint8_t *seq, uint32_t client_caps,
+                   uint16_t warnings, uint16_t status);
 void pkt_build_err(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,
                    ...) __attribute__((format(printf, 5, 6)));
 void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,

@@ -158,16 +158,27 @@ void pkt_put_framed(pbuf *out, const void *payload, size_t len, uint8_t *seq)
 
 void pkt_append_reframed(pbuf *out, const pbuf *pkts, uint8_t *seq)
 {
-    size_t off = 0;
-    while (off + PKT_HEADER <= pkts->len) {
-        size_t n = pkt_u24(pkts->data + off);
-        if (n > pkts->len - off - PKT_HEADER)
-            return;
-        size_t start = pkt_begin(out);
-        pbuf_put(out, pkts->data + off + PKT_HEADER, n);
-        pkt_end(out, start, seq);
-        off += PKT_HEADER + n;
+    if (pkts->len == 0)
+        return;
+    pbuf_reserve(out, pkts->len);
+    out->len += pkt_reframe_into(out->data + out->len, pkts->data, pkts->len, seq);
+}
+
+size_t pkt_reframe_into(uint8_t *dst, const uint8_t *src, size_t len, uint8_t *seq)
+{
+    /* The whole packets first, then one copy of them and their new sequence ids. */
+    size_t end = 0;
+    while (end + PKT_HEADER <= len) {
+        size_t n = pkt_u24(src + end);
+        if (n > len - end - PKT_HEADER || n >= PKT_MAX_PAYLOAD)
+            break;
+        end += PKT_HEADER + n;
     }
+    if (end)
+        memcpy(dst, src, end);
+    for (size_t off = 0; off < end; off += PKT_HEADER + pkt_u24(dst + off))
+        dst[off + 3] = (*seq)++;
+    return end;
 }
 
 /* Fills in the header at start. A payload of PKT_MAX_PAYLOAD bytes or more is split into
@@ -360,19 +371,32 @@ void pkt_build_ok(pbuf *b, uint8_t *seq, uint64_t affected, uint64_t insert_id, 
 void pkt_build_eof(pbuf *b, uint8_t *seq, uint32_t client_caps, uint16_t warnings,
                    uint16_t status)
 {
-    size_t start = pkt_begin(b);
-    pbuf_u8(b, 0xFE);
+    uint8_t pk[PKT_EOF_MAX];
+    pbuf_put(b, pk, pkt_put_eof(pk, seq, client_caps, warnings, status));
+}
+
+size_t pkt_put_eof(uint8_t out[PKT_EOF_MAX], uint8_t *seq, uint32_t client_caps,
+                   uint16_t warnings, uint16_t status)
+{
+    uint8_t *p = out + PKT_HEADER;
+    *p++ = 0xFE;
     if (client_caps & CAP_DEPRECATE_EOF) {
         /* An OK packet with the EOF header: affected rows, insert id, status, warnings. */
-        pbuf_lenenc(b, 0);
-        pbuf_lenenc(b, 0);
-        pbuf_u16(b, status);
-        pbuf_u16(b, warnings);
+        *p++ = 0;
+        *p++ = 0;
+        *p++ = (uint8_t)status;
+        *p++ = (uint8_t)(status >> 8);
+        *p++ = (uint8_t)warnings;
+        *p++ = (uint8_t)(warnings >> 8);
     } else {
-        pbuf_u16(b, warnings);
-        pbuf_u16(b, status);
+        *p++ = (uint8_t)warnings;
+        *p++ = (uint8_t)(warnings >> 8);
+        *p++ = (uint8_t)status;
+        *p++ = (uint8_t)(status >> 8);
     }
-    pkt_end(b, start, seq);
+    size_t payload = (size_t)(p - out) - PKT_HEADER;
+    pkt_put_header(out, payload, (*seq)++);
+    return PKT_HEADER + payload;
 }
 
 void pkt_build_errv(pbuf *b, uint8_t *seq, uint16_t code, const char *sqlstate, const char *fmt,

@@ -1,11 +1,11 @@
 /* relay.c: sends a client's command to its backend connection and streams the response
  * back packet by packet, without buffering a whole result.
  *
- * Rows and column definitions are copied as they arrive (only the sequence id in the
- * header is rewritten), so memory stays bounded whatever the size of a result. The small
- * packets that end a result (OK, EOF, ERR) are read whole and rewritten into the format the
- * client negotiated: backends never use CLIENT_DEPRECATE_EOF and always send session-state
- * tracking, clients may differ on both. */
+ * Rows and column definitions pass as they arrive (only the sequence id in the header is
+ * rewritten, in place: see "what goes to the client"), so memory stays bounded whatever the
+ * size of a result. The small packets that end a result (OK, EOF, ERR) are read whole and
+ * rewritten into the format the client negotiated: backends never use CLIENT_DEPRECATE_EOF
+ * and always send session-state tracking, clients may differ on both. */
 #include "envproxy.h"
 #include "log.h"
 #include "rewrite.h"
@@ -20,6 +20,7 @@
 #define RELAY_HIGH_WATER (1024 * 1024) /* pause the backend above this much client output */
 #define RELAY_LOW_WATER (256 * 1024)   /* and resume below this */
 #define RELAY_READ_MAX (256 * 1024)    /* bytes read from a backend at once */
+#define RELAY_CARRY_MAX 1024           /* bytes of a batch carried in front of the next read */
 #define INFILE_HIGH_WATER (1024 * 1024) /* stop reading a client's file above this much
                                          * backend output */
 #define INFILE_LOW_WATER (256 * 1024)   /* and read on below this */
@@ -30,22 +31,109 @@ static void infile_abort(client *c, uint16_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void infile_request(client *c, const uint8_t *p, size_t len, uint8_t be_seq);
 
-/* Sends the run of packets that went through unchanged but for their sequence ids. */
-static void run_flush(client *c)
+/* ---- what goes to the client ----
+ * The packets of a batch are gathered in order as a short list of pieces: runs of whole
+ * packets passed on in place from the window (only their sequence ids rewritten, see
+ * in_pass_packet) and the few packets the relay builds (copied into the worker's staging
+ * area). relay_flush_out hands them to the client's socket with one writev when nothing is
+ * queued there, so the bytes of rows are never copied in user space; what the socket does
+ * not take, and everything on a TLS connection, is copied into the socket buffer.
+ *
+ * The list belongs to one client at a time (a worker runs one batch at a time, but a batch
+ * may end a command whose successor starts another client's work): a client that finds it
+ * taken gathers in c->rl_out, as every client does outside a batch. What the client gets
+ * is c->rl_out followed by the list. The list never outlives its batch: it points into the
+ * window, so in_commit moves what is left of it into c->rl_out. */
+
+#define OUT_PIECES 16
+#define OUT_STAGE 8192
+
+static __thread struct {
+    client *owner;     /* whose pieces these are, NULL when none */
+    int n;             /* pieces in piece */
+    size_t staged;     /* bytes used in stage */
+    struct iovec piece[OUT_PIECES];
+    uint8_t stage[OUT_STAGE];
+} ob;
+
+/* Whether c may add to the list (taking it when free). */
+static bool ob_mine(client *c)
 {
-    if (c->rl_run_len == 0)
-        return;
-    if (!c->rl_sink)
-        evbuffer_add(c->rl_out, c->rl_in + c->rl_run_start, c->rl_run_len);
-    c->rl_run_len = 0;
+    if (ob.owner == c)
+        return true;
+    if (ob.owner || !c->rl_batch)
+        return false;
+    ob.owner = c;
+    ob.n = 0;
+    ob.staged = 0;
+    return true;
 }
 
-/* Where the relay puts what goes to the client: gathered, then moved to the socket's output
- * in one piece (adding to a bufferevent's output runs its callbacks each time). */
-static struct evbuffer *client_out(client *c)
+static void ob_release(void)
 {
-    run_flush(c); /* what came before goes first */
-    return c->rl_out;
+    ob.owner = NULL;
+    ob.n = 0;
+    ob.staged = 0;
+}
+
+/* Copies c's pieces into c->rl_out and frees the list. */
+static void ob_spill(client *c)
+{
+    if (ob.owner != c)
+        return;
+    for (int i = 0; i < ob.n; i++)
+        evbuffer_add(c->rl_out, ob.piece[i].iov_base, ob.piece[i].iov_len);
+    ob_release();
+}
+
+/* Adds n bytes that stay where they are until the list is written or spilled (the
+ * window's). */
+static void out_ref(client *c, const uint8_t *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (ob_mine(c)) {
+        struct iovec *last = ob.n ? &ob.piece[ob.n - 1] : NULL;
+        if (last && (const uint8_t *)last->iov_base + last->iov_len == p) {
+            last->iov_len += n;
+            return;
+        }
+        if (ob.n < OUT_PIECES) {
+            ob.piece[ob.n].iov_base = (void *)p;
+            ob.piece[ob.n].iov_len = n;
+            ob.n++;
+            return;
+        }
+        ob_spill(c);
+    }
+    evbuffer_add(c->rl_out, p, n);
+}
+
+/* Adds a copy of n bytes (a packet the relay built). */
+static void out_put(client *c, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    if (ob_mine(c) && n <= OUT_STAGE - ob.staged) {
+        uint8_t *to = ob.stage + ob.staged;
+        memcpy(to, p, n);
+        ob.staged += n;
+        out_ref(c, to, n); /* joins the staged piece before it when that is the last */
+        return;
+    }
+    ob_spill(c);
+    evbuffer_add(c->rl_out, p, n);
+}
+
+/* Room for n bytes at the end of the stage, for a packet built in place and then added
+ * with out_ref; NULL when the stage is taken or too full. */
+static uint8_t *out_room(client *c, size_t n)
+{
+    if (!ob_mine(c) || n > OUT_STAGE - ob.staged)
+        return NULL;
+    uint8_t *to = ob.stage + ob.staged;
+    ob.staged += n;
+    return to;
 }
 
 /* Hands what was gathered to the client's socket buffer. Called after each batch of
@@ -53,23 +141,53 @@ static struct evbuffer *client_out(client *c)
  * next command may write to the socket buffer itself). */
 void relay_flush_out(client *c)
 {
-    run_flush(c);
     if (c->rl_sink) {
         /* An interrupted statement: what the backend still sends never reaches the client. */
+        if (ob.owner == c)
+            ob_release();
         evbuffer_drain(c->rl_out, evbuffer_get_length(c->rl_out));
         return;
     }
-    size_t n = evbuffer_get_length(c->rl_out);
-    if (n == 0)
+    size_t queued = evbuffer_get_length(c->rl_out);
+    bool pieces = ob.owner == c && ob.n > 0;
+    if (!pieces && queued == 0)
         return;
-    c->rl_bytes += n;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (!c->tls && evbuffer_get_length(out) == 0) {
+    bool direct = !c->tls && c->fd >= 0 && evbuffer_get_length(out) == 0;
+    if (pieces && queued == 0 && direct) {
+        /* The usual case: the pieces straight from where they are to the socket. */
+        size_t total = 0;
+        for (int i = 0; i < ob.n; i++)
+            total += ob.piece[i].iov_len;
+        c->rl_bytes += total;
+        ssize_t w = writev(c->fd, ob.piece, ob.n);
+        size_t done = w > 0 ? (size_t)w : 0; /* EAGAIN or an error: the bufferevent takes over
+                                               * (and reports it) */
+        if (done == total) {
+            ob_release();
+            return;
+        }
+        for (int i = 0; i < ob.n; i++) {
+            size_t len = ob.piece[i].iov_len;
+            if (done >= len) {
+                done -= len;
+                continue;
+            }
+            evbuffer_add(c->rl_out, (const uint8_t *)ob.piece[i].iov_base + done, len - done);
+            done = 0;
+        }
+        ob_release();
+        evbuffer_add_buffer(out, c->rl_out);
+        return;
+    }
+    ob_spill(c);
+    size_t n = evbuffer_get_length(c->rl_out);
+    c->rl_bytes += n;
+    if (direct) {
         /* Nothing is queued: write now, which spares watching for writability (two
          * epoll_ctl calls and a wake-up) when the socket takes it all, as it mostly does. */
-        int fd = (int)bufferevent_getfd(c->bev);
-        while (fd >= 0 && evbuffer_get_length(c->rl_out) > 0) {
-            if (evbuffer_write(c->rl_out, fd) <= 0)
+        while (evbuffer_get_length(c->rl_out) > 0) {
+            if (evbuffer_write(c->rl_out, c->fd) <= 0)
                 break; /* EAGAIN or an error: the bufferevent takes over (and reports it) */
         }
         if (evbuffer_get_length(c->rl_out) == 0)
@@ -105,21 +223,18 @@ static void in_drain(client *c, size_t n)
 /* Copies n bytes of the window to the client. */
 static void in_to_out(client *c, size_t n)
 {
-    evbuffer_add(client_out(c), in_ptr(c), n);
+    out_put(c, in_ptr(c), n);
     c->rl_in_off += n;
 }
 
 /* Passes a whole packet of n bytes (header included) at the front of the window to the
- * client with its sequence id rewritten, joining the run of such packets. */
+ * client with its sequence id rewritten in place: no copy of its own. */
 static void in_pass_packet(client *c, size_t n)
 {
     uint8_t *h = in_ptr(c);
     h[3] = c->seq++;
-    if (c->rl_run_len && c->rl_run_start + c->rl_run_len != c->rl_in_off)
-        run_flush(c);
-    if (c->rl_run_len == 0)
-        c->rl_run_start = c->rl_in_off;
-    c->rl_run_len += n;
+    if (!c->rl_sink)
+        out_ref(c, h, n);
     c->rl_in_off += n;
 }
 
@@ -128,6 +243,7 @@ static void in_open(client *c, uint8_t *fresh, size_t n)
 {
     backend *b = c->be;
     c->rl_in_off = 0;
+    c->rl_batch = true;
     if (n > 0 && evbuffer_get_length(b->in) == 0) {
         c->rl_in = fresh;
         c->rl_in_len = n;
@@ -145,7 +261,8 @@ static void in_open(client *c, uint8_t *fresh, size_t n)
 static void in_commit(client *c)
 {
     backend *b = c->be;
-    run_flush(c);
+    ob_spill(c); /* pieces not written yet point into the window */
+    c->rl_batch = false;
     if (c->rl_in && b) {
         if (!c->rl_in_direct)
             evbuffer_drain(b->in, c->rl_in_off);
@@ -157,11 +274,12 @@ static void in_commit(client *c)
     c->rl_in_direct = false;
 }
 
-/* The response ended (or the relay stops): close the window, send what was gathered. */
+/* The response ended (or the relay stops): send what was gathered (from the window where
+ * it is), then close the window. */
 static void relay_end_batch(client *c)
 {
-    in_commit(c);
     relay_flush_out(c);
+    in_commit(c);
 }
 
 /* Counts the statement for /metrics. */
@@ -272,8 +390,12 @@ static void relay_finish(client *c, bool failed)
     health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
-    if (!c->rl_interrupt)
-        evtimer_del(c->timer); /* interrupted: the grace timer runs until the kill answered */
+    if (!c->rl_interrupt && c->rl_timer) {
+        /* An interrupted statement's grace timer runs until the kill is answered; a timer
+         * the relay did not add needs no event_del (which takes the loop's lock). */
+        evtimer_del(c->timer);
+        c->rl_timer = false;
+    }
     /* An error ends a response without the session state: a statement that may have set
      * sql_mode before it failed leaves the mode to be read again. A prepared statement's
      * text decides as a query's does. */
@@ -312,18 +434,14 @@ static void relay_finish(client *c, bool failed)
 static void put_header(client *c, size_t len)
 {
     uint8_t h[PKT_HEADER] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), c->seq++};
-    evbuffer_add(client_out(c), h, PKT_HEADER);
+    out_put(c, h, PKT_HEADER);
 }
 
 /* An end-of-rows packet in the client's format (EOF, or OK with CLIENT_DEPRECATE_EOF). */
 static void put_eof(client *c, uint16_t warnings, uint16_t status)
 {
-    uint8_t room[64];
-    pbuf out;
-    pbuf_init_on(&out, room, sizeof(room));
-    pkt_build_eof(&out, &c->seq, c->caps, warnings, status);
-    evbuffer_add(client_out(c), out.data, out.len);
-    pbuf_free(&out);
+    uint8_t pk[PKT_EOF_MAX];
+    out_put(c, pk, pkt_put_eof(pk, &c->seq, c->caps, warnings, status));
 }
 
 /* An interrupted statement's result is cut here: what was gathered goes to the client, the
@@ -377,7 +495,7 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     pbuf_init_on(&out, out_room, sizeof(out_room));
     pkt_build_ok(&out, &c->seq, ok.affected, ok.insert_id, txn_status(c, b, *status), ok.warnings,
                  (const char *)ok.info, ok.info_len);
-    evbuffer_add(client_out(c), out.data, out.len);
+    out_put(c, out.data, out.len);
     pbuf_free(&out);
     return 0;
 }
@@ -397,7 +515,7 @@ static void prep_forward(client *c, const uint8_t *p, size_t len)
     if (c->rl_silent)
         return;
     put_header(c, len);
-    evbuffer_add(client_out(c), p, len);
+    out_put(c, p, len);
 }
 
 /* After the parameter part of a PREPARE response: on to the columns, or the end. */
@@ -429,7 +547,7 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             } else {
                 /* Our own PREPARE failed: the client sees the error as its command's. */
                 put_header(c, len);
-                evbuffer_add(client_out(c), p, len);
+                out_put(c, p, len);
             }
             in_drain(c, PKT_HEADER + len);
             backend_park(b);
@@ -513,6 +631,56 @@ static bool is_progress(const uint8_t *p, size_t len)
     return len >= 3 && p[0] == 0xFF && p[1] == 0xFF && p[2] == 0xFF;
 }
 
+/* The run of whole rows at the front of the window, for a result that is not interrupted
+ * (the caller checks): each row's sequence id is rewritten in place and the run joins
+ * what goes to the client as one piece; past max_rows the rows are dropped instead, as the
+ * packet-by-packet path below does. Stops before the first packet that needs more than
+ * that: one not whole in the window, a long one (16 MiB - 1 bytes, continued in the next),
+ * an EOF, ERR or progress report, and the row that would pass the cap of a dump client. */
+static void rows_run(client *c)
+{
+    uint8_t *start = in_ptr(c), *p = start;
+    size_t room = in_avail(c);
+    long long cap = client_max_rows(c, c->route.env);
+    uint64_t limit = UINT64_MAX; /* rows this run may take */
+    if (cap > 0)
+        limit = c->rl_rows < (uint64_t)cap ? (uint64_t)cap - c->rl_rows : 0;
+    bool drop = limit == 0; /* past the cap: the whole run is dropped */
+    if (drop) {
+        if (c->dump_client)
+            return;
+        limit = UINT64_MAX;
+    }
+    uint8_t seq = c->seq;
+    uint64_t rows = 0;
+    while (room > PKT_HEADER && rows < limit) {
+        size_t len = pkt_u24(p);
+        /* Not empty, not continued (16 MiB - 1), whole in the window. */
+        if (len - 1 >= PKT_MAX_PAYLOAD - 1 || len > room - PKT_HEADER)
+            break;
+        uint8_t first = p[PKT_HEADER];
+        if (first >= 0xFE && (first == 0xFF || len < 9))
+            break; /* ERR or a progress report, EOF */
+        p[3] = seq++; /* dropped rows: the bytes go nowhere, seq is not kept */
+        rows++;
+        p += PKT_HEADER + len;
+        room -= PKT_HEADER + len;
+    }
+    size_t n = (size_t)(p - start);
+    if (n == 0)
+        return;
+    if (drop) {
+        c->rl_discard = true;
+        c->rl_truncated = true;
+    } else {
+        out_ref(c, start, n);
+        c->seq = seq;
+        c->rl_rows += rows;
+        c->rl_discard = false;
+    }
+    c->rl_in_off += n;
+}
+
 /* Handles the packets in the window. Returns false when the relay ended (finished or
  * failed). */
 static bool relay_process_packets(client *c)
@@ -563,6 +731,10 @@ static bool relay_process_packets(client *c)
                 return false;
             }
             continue;
+        }
+        if (c->rl == RL_ROWS && !c->rl_continued && !c->rl_interrupt && !c->rl_sink) {
+            rows_run(c);
+            avail = in_avail(c);
         }
         if (avail < PKT_HEADER)
             return true;
@@ -667,9 +839,7 @@ static bool relay_process_packets(client *c)
                          (int)(len > skip ? len - skip : 0), (const char *)p + skip);
             }
             /* ERR: unchanged but for the sequence id; the response ends here. */
-            stream_packet(c, len);
-            in_to_out(c, len);
-            c->rl_remaining = 0;
+            in_pass_packet(c, PKT_HEADER + len);
             c->rl_total_rows += c->rl_rows;
             relay_finish(c, true);
             return false;
@@ -682,7 +852,7 @@ static bool relay_process_packets(client *c)
             pbuf_init_on(&out, out_room, sizeof(out_room));
             int bad = pkt_copy_column(&out, &c->seq, p, len, b->ext_metadata, c->ext_meta);
             if (!bad) {
-                evbuffer_add(client_out(c), out.data, out.len);
+                out_put(c, out.data, out.len);
                 if (c->rl_capture && c->rl == RL_COLUMNS)
                     keep_packet(&c->stmt_be->result_columns, p, len);
             }
@@ -745,6 +915,23 @@ static bool relay_process_packets(client *c)
                 }
                 c->rl_columns = n;
                 in_drain(c, PKT_HEADER + len);
+                c->rl_capture = follows == 1 && e != NULL;
+                const pbuf *kept = follows == 0 ? &e->result_columns : NULL;
+                uint8_t *room = n < 251 && b->ext_metadata == c->ext_meta && !c->rl_capture
+                                    ? out_room(c, PKT_HEADER + 1 + (kept ? kept->len : 0))
+                                    : NULL;
+                if (room) {
+                    /* The usual case built in place: the count, and the definitions kept
+                     * from an earlier execution when the backend skipped them. */
+                    pkt_put_header(room, 1, c->seq++);
+                    room[PKT_HEADER] = (uint8_t)n;
+                    size_t used = PKT_HEADER + 1;
+                    if (kept)
+                        used += pkt_reframe_into(room + used, kept->data, kept->len, &c->seq);
+                    out_ref(c, room, used);
+                    c->rl = kept ? RL_COLS_EOF : RL_COLUMNS;
+                    continue;
+                }
                 uint8_t out_room[512];
                 pbuf out;
                 pbuf_init_on(&out, out_room, sizeof(out_room));
@@ -759,12 +946,11 @@ static bool relay_process_packets(client *c)
                 }
                 /* MariaDB skips the metadata when it did not change since the statement's
                  * last execution: keep this execution's for the next one. */
-                c->rl_capture = follows == 1 && e != NULL;
                 if (c->rl_capture) {
                     pbuf_reset(&e->result_columns);
                     e->n_result_columns = n;
                 }
-                evbuffer_add(client_out(c), out.data, out.len);
+                out_put(c, out.data, out.len);
                 pbuf_free(&out);
                 if (follows == 0) {
                     c->rl = RL_COLS_EOF;
@@ -778,11 +964,10 @@ static bool relay_process_packets(client *c)
                 relay_fail(c, 2027, "malformed result set from the backend");
                 return false;
             }
-            if (c->caps & CAP_DEPRECATE_EOF) {
+            if (c->caps & CAP_DEPRECATE_EOF)
                 in_drain(c, PKT_HEADER + len);
-            } else {
-                stream_packet(c, len);
-            }
+            else
+                in_pass_packet(c, PKT_HEADER + len); /* unchanged but for the sequence id */
             c->rl = RL_ROWS;
             continue;
         case RL_PREP_OK:
@@ -819,7 +1004,7 @@ static bool relay_process_packets(client *c)
                         continue;
                     pkt_build_text_row(&extra, &c->seq, 1, &names[k], NULL);
                 }
-                evbuffer_add(client_out(c), extra.data, extra.len);
+                out_put(c, extra.data, extra.len);
                 pbuf_free(&extra);
             }
             if (c->rl_truncated) {
@@ -917,20 +1102,27 @@ static void relay_backend_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (what & EV_READ) {
         /* Straight into the worker's buffer, and handled from there: bytes that end the
-         * response are never stored. */
+         * response are never stored. A few bytes left over from the last batch (a packet
+         * header cut by the end of a read) go in front of the new ones, so that the batch
+         * is still handled where it was read instead of being copied into b->in whole. */
         for (size_t total = 0; total < RELAY_READ_MAX;) {
-            int n = backend_read(b, read_buf, sizeof(read_buf));
+            size_t carry = evbuffer_get_length(b->in);
+            if (carry > RELAY_CARRY_MAX)
+                carry = 0; /* a long packet under way: in_open appends to b->in */
+            size_t cap = sizeof(read_buf) - carry;
+            int n = backend_read(b, read_buf + carry, cap);
             if (n == -2)
                 break;
             if (n <= 0) {
                 relay_fail(c, 2013, "lost connection to the backend during the query");
                 return;
             }
-            if (!relay_process(c, read_buf, (size_t)n))
+            if (carry)
+                evbuffer_remove(b->in, read_buf, carry);
+            if (!relay_process(c, read_buf, carry + (size_t)n))
                 return;
             total += (size_t)n;
-            if ((size_t)n < sizeof(read_buf) ||
-                client_out_queued(c) >= RELAY_HIGH_WATER)
+            if ((size_t)n < cap || client_out_queued(c) >= RELAY_HIGH_WATER)
                 break;
         }
     }
@@ -990,14 +1182,17 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     c->rl_error[0] = '\0';
     c->rl_in = NULL;
     c->rl_in_len = c->rl_in_off = 0;
-    c->rl_run_len = 0;
-    evbuffer_drain(b->in, evbuffer_get_length(b->in));
+    c->rl_batch = false;
+    size_t stale = evbuffer_get_length(b->in);
+    if (stale)
+        evbuffer_drain(b->in, stale);
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0) {
         /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
          * connection is closed (relay_timeout). */
         struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
         evtimer_add(c->timer, &tv);
+        c->rl_timer = true;
     }
 
     if (!b->ssl && len < PKT_MAX_PAYLOAD && evbuffer_get_length(b->out) == 0) {
@@ -1086,6 +1281,7 @@ bool relay_interrupt(client *c, int why)
     long long grace = kill_grace_ms(b);
     struct timeval tv = {.tv_sec = grace / 1000, .tv_usec = (grace % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+    c->rl_timer = true;
     struct be_kill *k = backend_kill_query(b->pool, c->w->base, b->thread_id, kill_answered, c);
     c->rl_kill = k; /* NULL when it was over at once */
     if (c->rl_paused && (interrupt_at_boundary(c) || interrupt_reads_on(c))) {
@@ -1188,6 +1384,8 @@ void relay_timeout(client *c)
 
 void relay_client_gone(client *c)
 {
+    if (ob.owner == c)
+        ob_release();
     backend_kill_forget(c->rl_kill);
     c->rl_kill = NULL;
 }
@@ -1228,6 +1426,7 @@ static void arm_stall_timer(client *c)
 {
     struct timeval tv = {.tv_sec = INFILE_STALL_MS / 1000, .tv_usec = 0};
     evtimer_add(c->timer, &tv);
+    c->rl_timer = true;
 }
 
 /* Keeps printable ASCII of a server's file name for the log. */
@@ -1256,7 +1455,7 @@ static void infile_request(client *c, const uint8_t *p, size_t len, uint8_t be_s
         why = "it is not the file the statement names";
     if (!why) {
         put_header(c, len);
-        evbuffer_add(client_out(c), p, len);
+        out_put(c, p, len);
         c->rl = RL_INFILE;
         c->rl_infile = INF_SENDING;
         c->rl_be_seq = (uint8_t)(be_seq + 1);

@@ -7,12 +7,16 @@ on purpose when a statement holds a marker:
   evil:huge       a packet header that claims 16 MiB - 1 bytes, a few of them, then a close
   evil:midrow     a result whose third row is cut in the middle, then a close
   evil:betweenrows a result that stops after two whole rows, then a close
+  trickle:N       a well-formed result of N rows (trickle_rows) sent in small pieces with
+                  pauses, cut inside packet headers, right after them, inside rows and
+                  inside the final EOF, so that the proxy reads it in many parts
 
 Each connection has its own thread; everything is bounded by the sockets' timeouts."""
 import os
 import socket
 import struct
 import threading
+import time
 
 
 def _pkt(seq, body):
@@ -108,6 +112,30 @@ class FakeBackend(LoopbackListener):
             out += cut(seq)
         c.sendall(out)
 
+    @staticmethod
+    def trickle_rows(n):
+        """The row payloads of trickle:N (text protocol, one column)."""
+        return [_lenenc(b"%d" % i + b"z" * ((i * 7) % 120)) for i in range(1, n + 1)]
+
+    def _trickle(self, c, n):
+        coldef = (_lenenc(b"def") + _lenenc(b"") + _lenenc(b"") + _lenenc(b"") + _lenenc(b"x")
+                  + _lenenc(b"") + b"\x0c" + struct.pack("<HIBHB", 33, 200, 0xFD, 0, 0)
+                  + b"\x00\x00")
+        out = _pkt(1, b"\x01") + _pkt(2, coldef) + _pkt(3, EOF_PKT)
+        cuts = set()
+        for i, row in enumerate(self.trickle_rows(n)):
+            if i % 15 == 0:
+                cuts.update(len(out) + k for k in range(1, 6))
+            out += _pkt(4 + i, row)
+        out += _pkt(4 + n, EOF_PKT)
+        cuts.add(len(out) - 3)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        last = 0
+        for cut in sorted(cuts) + [len(out)]:
+            c.sendall(out[last:cut])
+            last = cut
+            time.sleep(0.003)
+
     def _serve(self, c, tid):
         c.settimeout(60)
         try:
@@ -144,6 +172,9 @@ class FakeBackend(LoopbackListener):
                 if "evil:betweenrows" in sql:
                     self._result(c, 2, cut=lambda s: b"")
                     return
+                if "trickle:" in sql:
+                    self._trickle(c, int(sql.split("trickle:", 1)[1].split()[0]))
+                    continue
                 word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
                 if word in ("SELECT", "SHOW"):
                     self._result(c, 1, pad=0)

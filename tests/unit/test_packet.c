@@ -1799,6 +1799,20 @@ static void test_append_reframed(void)
     next = 0;
     pkt_append_reframed(&out, &cut, &next);
     CHECK(out.len == 0 && next == 0);
+
+    /* pkt_reframe_into: the same bytes as pkt_append_reframed, into a flat buffer; it stops
+     * at a header claiming 16 MiB - 1 bytes (never a kept packet) as at a cut one. */
+    uint8_t flat[64];
+    next = 9;
+    size_t used = pkt_reframe_into(flat, store.data, store.len, &next);
+    CHECK(used == store.len && next == 12);
+    pbuf_reset(&out);
+    next = 9;
+    pkt_append_reframed(&out, &store, &next);
+    CHECK(out.len == used && memcmp(out.data, flat, used) == 0);
+    uint8_t odd[2 * PKT_HEADER + 3] = {3, 0, 0, 0, 'a', 'b', 'c', 0xFF, 0xFF, 0xFF, 0};
+    next = 0;
+    CHECK(pkt_reframe_into(flat, odd, sizeof(odd), &next) == PKT_HEADER + 3 && next == 1);
     pbuf_free(&store);
     pbuf_free(&out);
 }
