@@ -553,7 +553,14 @@ struct client {
     /* Reads the plain socket into the bufferevent's input (client_sock_read_cb); NULL once
      * TLS took over the socket (the TLS filter then reads through the socket bufferevent). */
     struct event *rd_ev;
-    struct event *timer; /* handshake, pool-wait, idle and closing deadlines */
+    /* Handshake, pool-wait, idle, statement, kill-grace and closing deadlines. The statement
+     * and idle deadlines are kept lazily: the timer is left added when a statement or an idle
+     * spell ends, and a firing checks the deadline of the state it finds (client_timer_cb),
+     * re-adding itself for what is left. Added and deleted only through client_timer_arm()
+     * and client_timer_stop(), which keep timer_due_ms. */
+    struct event *timer;
+    uint64_t timer_due_ms; /* when c->timer fires (now_ms() clock), 0: not added */
+    uint64_t idle_since_ms; /* CL_IDLE: when the last command ended */
     struct event *wake;  /* activated by the pool */
     pool_waiter waiter;
 
@@ -640,8 +647,8 @@ struct client {
     size_t rl_in_len, rl_in_off;
     bool rl_in_direct;
     bool rl_batch; /* a batch of backend packets is being handled (relay.c, in_open) */
-    bool rl_timer; /* the relay added c->timer since relay_finish last deleted it */
     uint64_t rl_started_ms;
+    uint64_t rl_deadline_ms; /* the statement's statement_timeout deadline, 0: none */
     unsigned long long rl_bytes; /* bytes of the response sent to the client */
     /* The response's packets for the client, gathered while a batch of backend packets is
      * handled and handed to the client's socket buffer in one move (relay_flush_out). */
@@ -695,6 +702,10 @@ void client_accept(worker *w, int fd, const struct sockaddr *sa, int salen);
  * then serves commands as for any MySQL client. */
 void client_accept_internal(worker *w, int fd, const internal_login *login);
 void client_free(client *c);
+/* Adds c->timer to fire ms after now (now_ms() read by the caller), replacing any deadline
+ * it had; client_timer_stop() deletes it. */
+void client_timer_arm(client *c, uint64_t now, long long ms);
+void client_timer_stop(client *c);
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event);

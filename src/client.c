@@ -148,10 +148,24 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void client_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void txn_timer_cb(evutil_socket_t fd, short what, void *arg);
 
-static void set_timer(client *c, long long ms)
+void client_timer_arm(client *c, uint64_t now, long long ms)
 {
+    if (ms < 0)
+        ms = 0;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+    c->timer_due_ms = now + (uint64_t)ms;
+}
+
+void client_timer_stop(client *c)
+{
+    evtimer_del(c->timer);
+    c->timer_due_ms = 0;
+}
+
+static void set_timer(client *c, long long ms)
+{
+    client_timer_arm(c, now_ms(), ms);
 }
 
 /* Sends an error and closes the client once it has been written. */
@@ -486,7 +500,7 @@ void client_free(client *c)
     if (st != CL_GREETING && st != CL_AUTH_SWITCH)
         log_info("conn %u %s user=%s env=%s: disconnected", c->id, c->addr, c->user,
                  c->env ? c->env->name : "-");
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     relay_client_gone(c);
     atomic_fetch_sub(&c->p->clients_current, 1);
     if (c->busy) {
@@ -598,6 +612,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     client *c = arg;
+    c->timer_due_ms = 0; /* a timer that fired is no longer added */
     switch (c->state) {
     case CL_GREETING:
     case CL_AUTH_SWITCH:
@@ -634,7 +649,16 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
         closing_progress(c);
         return;
     case CL_IDLE: {
+        /* The timer may be a statement's, left added when it ended (relay_send): the session
+         * is closed only once it has idled for client_idle_timeout. */
         long long idle = c->cfg->client_idle_timeout_ms;
+        if (idle <= 0)
+            return;
+        uint64_t now = now_ms();
+        if (now < c->idle_since_ms + (uint64_t)idle) {
+            client_timer_arm(c, now, (long long)(c->idle_since_ms + (uint64_t)idle - now));
+            return;
+        }
         log_info("conn %u %s user=%s: no command for %lld ms (client_idle_timeout); "
                  "disconnecting",
                  c->id, c->addr, c->user, idle);
@@ -892,8 +916,14 @@ void client_command_done(client *c)
     free(c->infile_name);
     c->infile_name = NULL;
     c->infile_len = 0;
-    if (c->cfg->client_idle_timeout_ms > 0)
-        set_timer(c, c->cfg->client_idle_timeout_ms);
+    c->rl_deadline_ms = 0;
+    c->idle_since_ms = now;
+    /* client_idle_timeout: the timer is added again only when it would fire after the idle
+     * deadline (or not at all); an earlier firing finds the session idle and re-adds it for
+     * what is left (client_timer_cb). */
+    long long idle = c->cfg->client_idle_timeout_ms;
+    if (idle > 0 && (!c->timer_due_ms || c->timer_due_ms > now + (uint64_t)idle))
+        client_timer_arm(c, now, idle);
     if (c->in_paused) {
         c->in_paused = false;
         client_read_on(c);
@@ -1202,8 +1232,9 @@ static void authenticate(client *c, bool name_ok, const char *plugin_in, size_t 
         pbuf_init(&b);
         pkt_build_auth_switch(&b, &c->seq, PLUGIN_NATIVE, c->scramble);
         client_send(c, &b);
+        bool change_user = c->state != CL_GREETING && c->state != CL_AUTH_SWITCH;
         c->state = CL_AUTH_SWITCH;
-        if (!evtimer_pending(c->timer, NULL)) /* COM_CHANGE_USER: the handshake's deadline */
+        if (change_user) /* COM_CHANGE_USER: the handshake's deadline from here */
             set_timer(c, c->cfg->handshake_timeout_ms);
     }
 }
@@ -1336,7 +1367,7 @@ static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db
 /* Authenticated: settle the session's environment and database, then send OK. */
 static void login_succeeded(client *c)
 {
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     const config *cfg = c->cfg;
     throttle_success(c->host, c->user);
     c->last_status = ST_AUTOCOMMIT;
@@ -1680,7 +1711,8 @@ static void handle_command(client *c)
         client_free(c);
         return;
     }
-    evtimer_del(c->timer); /* client_idle_timeout */
+    /* c->timer stays added (client_idle_timeout, or the last statement's deadline): a firing
+     * while the command runs finds its own state's deadline (client_timer_cb). */
     refresh_config(c);
     if (!refresh_account(c)) {
         client_fail(c, 1045, "28000", "Access denied for user '%s'@'%s': the account was removed",
@@ -1912,7 +1944,7 @@ static void client_wake_cb(evutil_socket_t fd, short what, void *arg)
     c->waiter.state = PW_NONE;
     c->waiter.granted = NULL;
     pthread_mutex_unlock(&pl->mu);
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     if (st == PW_GRANTED) {
         backend_attach(b, c->w->base);
         hold(c, b);

@@ -330,7 +330,7 @@ static void relay_fail(client *c, uint16_t code, const char *msg)
     const cfg_env *e = b->pool->env;
     log_warn("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, e->name, msg);
     backend_unwatch(b);
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     c->rl_total_rows += c->rl_rows;
     relay_count(c, true);
     char note[200];
@@ -366,7 +366,7 @@ static void interrupt_error(client *c, const char *more)
  * whole (the statement ended before the kill). */
 static void interrupted_end(client *c)
 {
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     bool cut = c->rl_sink;
     bool failed = c->rl_end_failed;
     c->rl_sink = false;
@@ -390,12 +390,11 @@ static void relay_finish(client *c, bool failed)
     health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
-    if (!c->rl_interrupt && c->rl_timer) {
-        /* An interrupted statement's grace timer runs until the kill is answered; a timer
-         * the relay did not add needs no event_del (which takes the loop's lock). */
-        evtimer_del(c->timer);
-        c->rl_timer = false;
-    }
+    /* The statement's timer is not deleted (event_del takes the loop's lock): a firing finds
+     * no deadline and is ignored, or re-added for the next statement's (relay_timeout). An
+     * interrupted statement's grace timer runs until the kill is answered. */
+    if (!c->rl_interrupt)
+        c->rl_deadline_ms = 0;
     /* An error ends a response without the session state: a statement that may have set
      * sql_mode before it failed leaves the mode to be read again. A prepared statement's
      * text decides as a query's does. */
@@ -551,9 +550,8 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
             }
             in_drain(c, PKT_HEADER + len);
             backend_park(b);
-            evtimer_del(c->timer);
             relay_end_batch(c);
-            stmt_prepared(c, false);
+            stmt_prepared(c, false); /* ends the statement's deadline */
             return 0;
         }
         if (len < 12 || p[0] != 0x00)
@@ -1189,10 +1187,14 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     long long timeout = c->route.env->limits.statement_timeout_ms;
     if (timeout > 0) {
         /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
-         * connection is closed (relay_timeout). */
-        struct timeval tv = {.tv_sec = timeout / 1000, .tv_usec = (timeout % 1000) * 1000};
-        evtimer_add(c->timer, &tv);
-        c->rl_timer = true;
+         * connection is closed (relay_timeout). The timer is added only when it is not, or
+         * would fire after this deadline: one that fires earlier (a statement's before, the
+         * idle timeout's) is re-added by relay_timeout for what is left. */
+        c->rl_deadline_ms = c->rl_started_ms + (uint64_t)timeout;
+        if (!c->timer_due_ms || c->timer_due_ms > c->rl_deadline_ms)
+            client_timer_arm(c, c->rl_started_ms, timeout);
+    } else {
+        c->rl_deadline_ms = 0;
     }
 
     if (!b->ssl && len < PKT_MAX_PAYLOAD && evbuffer_get_length(b->out) == 0) {
@@ -1278,10 +1280,7 @@ bool relay_interrupt(client *c, int why)
     c->rl_interrupt = (uint8_t)why;
     c->rl_sink = false;
     c->rl_ended = false;
-    long long grace = kill_grace_ms(b);
-    struct timeval tv = {.tv_sec = grace / 1000, .tv_usec = (grace % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
-    c->rl_timer = true;
+    client_timer_arm(c, now_ms(), kill_grace_ms(b));
     struct be_kill *k = backend_kill_query(b->pool, c->w->base, b->thread_id, kill_answered, c);
     c->rl_kill = k; /* NULL when it was over at once */
     if (c->rl_paused && (interrupt_at_boundary(c) || interrupt_reads_on(c))) {
@@ -1370,6 +1369,15 @@ void relay_timeout(client *c)
         relay_give_up(c);
         return;
     }
+    /* The timer may have been added for an earlier deadline (a statement's before, the idle
+     * timeout's): before this statement's, it is added again for what is left. */
+    if (!c->rl_deadline_ms)
+        return;
+    uint64_t now = now_ms();
+    if (now < c->rl_deadline_ms) {
+        client_timer_arm(c, now, (long long)(c->rl_deadline_ms - now));
+        return;
+    }
     if (c->rl >= RL_ONE) {
         relay_fail(c, 2013, "no answer from the backend within statement_timeout; its "
                             "connection was closed");
@@ -1424,9 +1432,7 @@ static void set_reading(client *c, bool on)
 
 static void arm_stall_timer(client *c)
 {
-    struct timeval tv = {.tv_sec = INFILE_STALL_MS / 1000, .tv_usec = 0};
-    evtimer_add(c->timer, &tv);
-    c->rl_timer = true;
+    client_timer_arm(c, now_ms(), INFILE_STALL_MS);
 }
 
 /* Keeps printable ASCII of a server's file name for the log. */
@@ -1509,7 +1515,7 @@ static void infile_abort(client *c, uint16_t code, const char *fmt, ...)
     evbuffer_drain(b->out, evbuffer_get_length(b->out));
     if (b->fd >= 0)
         shutdown(b->fd, SHUT_RDWR); /* the end of the stream, no COM_QUIT inside the file */
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.180s", code, head);
     relay_count(c, true);
     interrupt_clear(c);
@@ -1545,7 +1551,7 @@ static void infile_bad_client(client *c, uint8_t seq)
         char note[200];
         client_lose_backend(c, b, note, sizeof(note));
     }
-    evtimer_del(c->timer);
+    client_timer_stop(c);
     c->rl_infile = INF_DRAIN;
     c->rl = RL_FIRST; /* nothing more of the client is read as a file */
     set_reading(c, true);
@@ -1610,7 +1616,7 @@ void relay_file_input(client *c)
                 arm_stall_timer(c);
             return;
         }
-        evtimer_del(c->timer);
+        client_timer_stop(c);
         c->rl = RL_FIRST;
         client_send_err(c, c->rl_infile_code, "HY000", "%s", c->rl_infile_msg);
         client_command_done(c);

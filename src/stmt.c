@@ -680,7 +680,7 @@ void stmt_prepared(client *c, bool ok)
     backend *b = c->be;
     cl_stmt *st = c->stmt;
     backend_park(b);
-    evtimer_del(c->timer);
+    c->rl_deadline_ms = 0; /* the PREPARE's; its timer stays added (relay_timeout) */
     if (c->stmt_reprepare) {
         c->stmt_reprepare = false;
         c->rl_silent = false;
