@@ -2023,6 +2023,42 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
     }
 }
 
+/* The transaction statements clients send as plain words (BEGIN, COMMIT, ...) and that the
+ * proxy sends itself, with the kind the classifier gives them; all are allowed read-only.
+ * Text of ASCII letters and single spaces reads the same in every quoting mode (no quote,
+ * backslash or comment to misplace) and in every supported character set (each is ASCII
+ * for these bytes), so such a text equal to one of these needs no lexing. test_sqlpolicy.c
+ * checks that the lexing check agrees for each, in every mode and character set. */
+static const struct {
+    const char *text;
+    stmt_kind kind;
+} pol_fixed[] = {
+    {"BEGIN", STMT_BEGIN},
+    {"BEGIN WORK", STMT_BEGIN},
+    {"START TRANSACTION", STMT_BEGIN},
+    {"START TRANSACTION READ ONLY", STMT_BEGIN},
+    {"COMMIT", STMT_COMMIT},
+    {"COMMIT WORK", STMT_COMMIT},
+    {"ROLLBACK", STMT_ROLLBACK},
+    {"ROLLBACK WORK", STMT_ROLLBACK},
+};
+
+stmt_kind sqlpolicy_fixed_text(const char *sql, size_t len)
+{
+    if (!sql || len == 0 || len > 27)
+        return STMT_OTHER;
+    for (size_t i = 0; i < sizeof(pol_fixed) / sizeof(pol_fixed[0]); i++) {
+        const char *t = pol_fixed[i].text;
+        size_t k = 0;
+        /* Byte for byte, letters in either case; a space only where the text has one. */
+        while (k < len && t[k] && (sql[k] == t[k] || (t[k] != ' ' && (sql[k] ^ 0x20) == t[k])))
+            k++;
+        if (k == len && !t[k])
+            return pol_fixed[i].kind;
+    }
+    return STMT_OTHER;
+}
+
 static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
 
 /* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
@@ -2031,7 +2067,8 @@ static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNO
  * stops at an error; ORACLE or MSSQL mode) is refused when it names a credential store
  * anywhere. */
 static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mode,
-                           const policy_session *ps, bool classify, policy_verdict *v)
+                           const policy_session *ps, bool classify, bool shortcut,
+                           policy_verdict *v)
 {
     pol_tok stack[POL_STACK_TOKENS];
     pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
@@ -2043,6 +2080,20 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
     memset(&r, 0, sizeof r);
     r.v.allowed = true;
     r.v.first_kind = STMT_EMPTY;
+    stmt_kind fixed = STMT_OTHER;
+    /* ORACLE and MSSQL modes read BEGIN as a block, and an unknown mode may be one of them:
+     * only a known mode of the other kind takes the shortcut. */
+    if (shortcut && !m.unknown && !m.unreadable && ctx.ps->charset != SQL_CS_UNSUPPORTED)
+        fixed = sqlpolicy_fixed_text(sql, len);
+    if (fixed != STMT_OTHER) {
+        *v = r.v;
+        v->n_statements = 1;
+        v->first_kind = fixed;
+        v->charset_after = ctx.ps->charset;
+        v->charset_set = false;
+        v->what[0] = 0;
+        return true;
+    }
     if (classify && ctx.ps->charset == SQL_CS_UNSUPPORTED) {
         pol_refuse(&r.v, "a client character set other than utf8mb4, utf8mb3, latin1, ascii "
                          "or binary");
@@ -2072,19 +2123,25 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
 bool sqlpolicy_check(const char *sql, size_t len, const sql_mode_flags *mode,
                      const policy_session *ps, policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, ps, true, v);
+    return pol_check_text(sql, len, mode, ps, true, true, v);
+}
+
+bool sqlpolicy_check_lexed(const char *sql, size_t len, const sql_mode_flags *mode,
+                           const policy_session *ps, bool classify, policy_verdict *v)
+{
+    return pol_check_text(sql, len, mode, ps, classify, false, v);
 }
 
 bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
                               policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, NULL, true, v);
+    return pol_check_text(sql, len, mode, NULL, true, true, v);
 }
 
 bool sqlpolicy_check_secrets(const char *sql, size_t len, const sql_mode_flags *mode,
                              const policy_session *ps, policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, ps, false, v);
+    return pol_check_text(sql, len, mode, ps, false, true, v);
 }
 
 void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)
