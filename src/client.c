@@ -792,10 +792,11 @@ static void txn_timer_stop(client *c)
     }
 }
 
-static void txn_timer_arm(client *c)
+/* now: the clock when the caller read it, or 0 (read here once a held transaction needs
+ * it). */
+static void txn_timer_arm(client *c, uint64_t now)
 {
     long long next = 0;
-    uint64_t now = 0; /* read once a held transaction needs it */
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
         long long t = txn_timeout(c->held[i]);
         if (t <= 0)
@@ -849,7 +850,7 @@ static void txn_timer_cb(evutil_socket_t fd, short what, void *arg)
         c->long_data_stmts = 0;
     }
     c->last_status &= (uint16_t)~ST_IN_TRANS;
-    txn_timer_arm(c);
+    txn_timer_arm(c, 0);
 }
 
 /* Answers the command after a rolled-back idle transaction with the error that says so.
@@ -898,7 +899,7 @@ void client_command_done(client *c)
         c->in_paused = false;
         client_read_on(c);
     }
-    txn_timer_arm(c);
+    txn_timer_arm(c, now); /* the command's end: idle since now */
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
