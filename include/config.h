@@ -105,6 +105,9 @@ typedef struct config {
     long long client_idle_timeout_ms; /* logged-in client with no command; 0 (default) = none */
     /* Sessions still using this configuration (the proxy frees a replaced one at 0). */
     atomic_int users;
+    /* 0 for the configuration loaded at start, one more for each one a reload installs:
+     * unlike the address, never the same for two configurations. */
+    unsigned generation;
 
     cfg_env *envs; /* in definition order: main file first, then included files */
     int n_envs;

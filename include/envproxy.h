@@ -489,6 +489,14 @@ typedef struct cl_stmt {
     bool txn_known;
     int txn_kind;
     sql_mode_flags txn_mode;
+    /* The account's grant for env (route_for_stmt), once grant_known: valid while the
+     * session's configuration generation, account store generation and account are these. */
+    bool grant_known;
+    bool grant_ok;
+    grant_level grant;
+    unsigned grant_cfg_gen;
+    int grant_acct_gen;
+    const account *grant_acct;
     char *sql;
     size_t sql_len;
     uint16_t n_params, n_columns, prep_warnings;

@@ -97,6 +97,17 @@ bool sqlpolicy_check(const char *sql, size_t len, const sql_mode_flags *mode,
 bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
                               policy_verdict *v);
 
+/* The kind of a fixed transaction text (BEGIN, BEGIN WORK, START TRANSACTION [READ ONLY],
+ * COMMIT [WORK], ROLLBACK [WORK]: ASCII letters in either case, single spaces, nothing
+ * else), or STMT_OTHER. The checks above allow such a text without lexing it when the mode
+ * is known and neither ORACLE nor MSSQL and the character set is supported. */
+stmt_kind sqlpolicy_fixed_text(const char *sql, size_t len);
+
+/* The check by the lexer alone, without the fixed-text shortcut: sqlpolicy_check (classify)
+ * or sqlpolicy_check_secrets (!classify). For tests that the shortcut agrees. */
+bool sqlpolicy_check_lexed(const char *sql, size_t len, const sql_mode_flags *mode,
+                           const policy_session *ps, bool classify, policy_verdict *v);
+
 /* The credential-store rule alone, for sessions that may write: refuses reads of
  * mysql.user, mysql.global_priv, mysql.password_history and the other tables that hold
  * password hashes or other servers' passwords, SHOW GRANTS for another account and SHOW

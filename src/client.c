@@ -816,10 +816,11 @@ static void txn_timer_stop(client *c)
     }
 }
 
-static void txn_timer_arm(client *c)
+/* now: the clock when the caller read it, or 0 (read here once a held transaction needs
+ * it). */
+static void txn_timer_arm(client *c, uint64_t now)
 {
     long long next = 0;
-    uint64_t now = 0; /* read once a held transaction needs it */
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
         long long t = txn_timeout(c->held[i]);
         if (t <= 0)
@@ -873,7 +874,7 @@ static void txn_timer_cb(evutil_socket_t fd, short what, void *arg)
         c->long_data_stmts = 0;
     }
     c->last_status &= (uint16_t)~ST_IN_TRANS;
-    txn_timer_arm(c);
+    txn_timer_arm(c, 0);
 }
 
 /* Answers the command after a rolled-back idle transaction with the error that says so.
@@ -928,7 +929,7 @@ void client_command_done(client *c)
         c->in_paused = false;
         client_read_on(c);
     }
-    txn_timer_arm(c);
+    txn_timer_arm(c, now); /* the command's end: idle since now */
     /* Pipelined commands already buffered: handle them from the loop, not from here. */
     if (!c->in_input && evbuffer_get_length(bufferevent_get_input(c->bev)) >= PKT_HEADER)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -2064,10 +2065,33 @@ void backend_policy_session(backend *b, policy_session *ps)
     ps->stored = NULL;
 }
 
+/* Whether sql is a fixed transaction text (BEGIN, COMMIT, ...: sqlpolicy_fixed_text) that
+ * backend b's session reads as such: its sql_mode is known and not ORACLE or MSSQL. */
+static bool backend_fixed_text(const backend *b, const char *sql, size_t len)
+{
+    return !b->mode.unknown && !b->mode.unreadable &&
+           sqlpolicy_fixed_text(sql, len) != STMT_OTHER;
+}
+
 bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,
                           policy_verdict *v)
 {
     policy_session ps;
+    if (backend_fixed_text(b, sql, len)) {
+        /* Only the character set can refuse it (sqlpolicy.c reads it without lexing); the
+         * server version, database and stored functions do not matter to it. */
+        const char *cs = backend_var(b, "character_set_client");
+        if (!cs && b->charset[0])
+            cs = b->charset;
+        ps.charset = sqlpolicy_charset(cs);
+        if (!b->text_cs_known || b->text_cs == ps.charset) {
+            ps.flavor = SQL_FLAVOR_UNKNOWN;
+            ps.db = NULL;
+            ps.stored = NULL;
+            return read_only ? sqlpolicy_check(sql, len, &b->mode, &ps, v)
+                             : sqlpolicy_check_secrets(sql, len, &b->mode, &ps, v);
+        }
+    }
     backend_policy_session(b, &ps);
     health *h = &b->pool->proxy->health[b->pool->index];
     stored_names *sn = read_only ? health_stored_get(h) : NULL;
@@ -2233,6 +2257,13 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
                             c->user, e->name, v.what, tip);
         client_command_done(c);
         return false;
+    }
+    if (!v.charset_set && backend_fixed_text(b, sql, len)) {
+        /* BEGIN, COMMIT and the like: no word of them pins a session, sets a variable or
+         * names session tracking, in any character set. */
+        c->job_mode_changed = false;
+        c->job_sets_tracking = false;
+        return true;
     }
     {
         /* The character set the text is read in; unsure when an earlier packet set one the

@@ -652,6 +652,7 @@ static void reload_config(proxy *p)
     p->old_cfg_ms = at;
     p->old_cfg_ms[p->n_old_cfgs] = now_ms();
     p->old_cfgs[p->n_old_cfgs++] = cur;
+    next->generation = cur->generation + 1;
     atomic_store(&p->cfg, next);
     log_level = next->log_level;
     log_info("reload: configuration from %s in effect (%d environment(s))", p->cfg_path,

@@ -2023,6 +2023,47 @@ static void pol_run(pol_ctx *ctx, size_t pos, sql_mode_flags mode, sql_charset c
     }
 }
 
+/* The transaction statements clients send as plain words (BEGIN, COMMIT, ...) and that the
+ * proxy sends itself, with the kind the classifier gives them; all are allowed read-only.
+ * Text of ASCII letters and single spaces reads the same in every quoting mode (no quote,
+ * backslash or comment to misplace) and in every supported character set (each is ASCII
+ * for these bytes), so such a text equal to one of these needs no lexing. test_sqlpolicy.c
+ * checks that the lexing check agrees for each, in every mode and character set. */
+#define POL_FIXED(t, k) {t, sizeof(t) - 1, k}
+static const struct {
+    const char *text;
+    size_t len;
+    stmt_kind kind;
+} pol_fixed[] = {
+    POL_FIXED("BEGIN", STMT_BEGIN),
+    POL_FIXED("BEGIN WORK", STMT_BEGIN),
+    POL_FIXED("START TRANSACTION", STMT_BEGIN),
+    POL_FIXED("START TRANSACTION READ ONLY", STMT_BEGIN),
+    POL_FIXED("COMMIT", STMT_COMMIT),
+    POL_FIXED("COMMIT WORK", STMT_COMMIT),
+    POL_FIXED("ROLLBACK", STMT_ROLLBACK),
+    POL_FIXED("ROLLBACK WORK", STMT_ROLLBACK),
+};
+#undef POL_FIXED
+
+stmt_kind sqlpolicy_fixed_text(const char *sql, size_t len)
+{
+    if (!sql)
+        return STMT_OTHER;
+    for (size_t i = 0; i < sizeof(pol_fixed) / sizeof(pol_fixed[0]); i++) {
+        const char *t = pol_fixed[i].text;
+        if (pol_fixed[i].len != len || (sql[0] & ~0x20) != t[0])
+            continue;
+        /* Byte for byte, letters in either case; a space only where the text has one. */
+        size_t k = 1;
+        while (k < len && (sql[k] == t[k] || (t[k] != ' ' && (sql[k] ^ 0x20) == t[k])))
+            k++;
+        if (k == len)
+            return pol_fixed[i].kind;
+    }
+    return STMT_OTHER;
+}
+
 static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
 
 /* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
@@ -2031,15 +2072,32 @@ static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNO
  * stops at an error; ORACLE or MSSQL mode) is refused when it names a credential store
  * anywhere. */
 static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mode,
-                           const policy_session *ps, bool classify, policy_verdict *v)
+                           const policy_session *ps, bool classify, bool shortcut,
+                           policy_verdict *v)
 {
-    pol_tok stack[POL_STACK_TOKENS];
-    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
-                   classify, true, false, false, ps ? ps : &pol_default_session};
-    pol_result r;
     sql_mode_flags m = {false, false, false, false};
     if (mode)
         m = *mode;
+    if (!ps)
+        ps = &pol_default_session;
+    /* ORACLE and MSSQL modes read BEGIN as a block, and an unknown mode may be one of them:
+     * only a known mode of the other kind takes the shortcut. */
+    stmt_kind fixed = STMT_OTHER;
+    if (shortcut && !m.unknown && !m.unreadable && ps->charset != SQL_CS_UNSUPPORTED)
+        fixed = sqlpolicy_fixed_text(sql, len);
+    if (fixed != STMT_OTHER) {
+        v->allowed = true;
+        v->what[0] = 0;
+        v->n_statements = 1;
+        v->first_kind = fixed;
+        v->charset_set = false;
+        v->charset_after = ps->charset;
+        return true;
+    }
+    pol_tok stack[POL_STACK_TOKENS];
+    pol_ctx ctx = {sql ? sql : "", sql ? len : 0, stack, POL_STACK_TOKENS, NULL, NULL, 0,
+                   classify, true, false, false, ps};
+    pol_result r;
     memset(&r, 0, sizeof r);
     r.v.allowed = true;
     r.v.first_kind = STMT_EMPTY;
@@ -2072,19 +2130,25 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
 bool sqlpolicy_check(const char *sql, size_t len, const sql_mode_flags *mode,
                      const policy_session *ps, policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, ps, true, v);
+    return pol_check_text(sql, len, mode, ps, true, true, v);
+}
+
+bool sqlpolicy_check_lexed(const char *sql, size_t len, const sql_mode_flags *mode,
+                           const policy_session *ps, bool classify, policy_verdict *v)
+{
+    return pol_check_text(sql, len, mode, ps, classify, false, v);
 }
 
 bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags *mode,
                               policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, NULL, true, v);
+    return pol_check_text(sql, len, mode, NULL, true, true, v);
 }
 
 bool sqlpolicy_check_secrets(const char *sql, size_t len, const sql_mode_flags *mode,
                              const policy_session *ps, policy_verdict *v)
 {
-    return pol_check_text(sql, len, mode, ps, false, v);
+    return pol_check_text(sql, len, mode, ps, false, true, v);
 }
 
 void sqlpolicy_track_sql_mode(const char *sql, size_t len, sql_mode_flags *mode)

@@ -321,8 +321,19 @@ static void handle_prepare(client *c)
 static bool route_for_stmt(client *c, cl_stmt *st)
 {
     const cfg_env *e = proxy_slot_env(c->p, st->env);
-    grant_level g;
-    if (!route_env_for(c->cfg, c->acct, e->name, &g)) {
+    /* route_env_for reads the configuration and the account alone: its answer is kept until
+     * either changes (a reload makes a new generation; the account store, a new acct_gen;
+     * COM_CHANGE_USER, another account). */
+    if (!st->grant_known || st->grant_cfg_gen != c->cfg->generation ||
+        st->grant_acct_gen != c->acct_gen || st->grant_acct != c->acct) {
+        st->grant_ok = route_env_for(c->cfg, c->acct, e->name, &st->grant) != NULL;
+        st->grant_cfg_gen = c->cfg->generation;
+        st->grant_acct_gen = c->acct_gen;
+        st->grant_acct = c->acct;
+        st->grant_known = true;
+    }
+    grant_level g = st->grant;
+    if (!st->grant_ok) {
         client_send_err(c, 1044, "42000", "Access denied for user '%s'@'%s' to environment '%s'",
                         c->user, c->host, e->name);
         client_command_done(c);

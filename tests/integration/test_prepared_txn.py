@@ -164,3 +164,63 @@ def test_commit_after_a_reload_made_the_route_read_only(make_proxy, servers):
             s.close()
         p.cli("user", "grant", "alice", "dev", "write")
         servers.sql("dev", "DELETE FROM shop.orders WHERE id IN (990, 991)")
+
+
+def test_transaction_words_refused_in_an_unsupported_character_set(make_proxy, servers):
+    """A read-only session (bob in prod) whose client character set, from the handshake,
+    is cp1250 (outside the lexer's allowlist): BEGIN, START TRANSACTION READ ONLY, COMMIT
+    and ROLLBACK, as text and as EXECUTEs of prepared statements, never reach the server:
+    the held-back BEGIN is refused (1290) with the first statement of the transaction, a
+    COMMIT or ROLLBACK without one is refused (1290) itself, and prod's state is unchanged.
+    The proxy reads such words without its lexer: the character-set rule must still
+    apply."""
+    from rawmysql import native_auth
+    p = make_proxy()
+    before = server_state(servers.prod)
+    for prepared in (False, True):
+        raw = Raw(p.port)
+        raw.read_greeting()
+        hs = bytearray(raw.handshake_payload("bob", native_auth("bob-pw", raw.scramble),
+                                             db="shop@prod"))
+        hs[8] = 26  # cp1250_general_ci
+        raw.send_packet(bytes(hs))
+        r = raw.recv_packet()
+        if r[:1] == b"\xfe":
+            raw.scramble = r[r.index(b"\0", 1) + 1:].rstrip(b"\0")
+            raw.send_packet(native_auth("bob-pw", raw.scramble))
+            r = raw.recv_packet()
+        assert r[:1] == b"\x00", err_of(r)
+        ids = {}
+
+        def run(sql):
+            if not prepared:
+                return raw.query(sql)
+            if sql not in ids:
+                raw.send_packet(bytes([COM_STMT_PREPARE]) + sql.encode(), seq=0)
+                ok = raw.recv_packet()
+                if ok[:1] != b"\x00":
+                    return ok
+                ids[sql] = struct.unpack("<I", ok[1:5])[0]
+                cols, params = struct.unpack("<HH", ok[5:9])
+                for _ in range(cols + params + (1 if cols + params else 0)):
+                    raw.recv_packet()
+            raw.send_packet(bytes([COM_STMT_EXECUTE]) + struct.pack("<IBI", ids[sql], 0, 1),
+                            seq=0)
+            return raw.recv_packet()
+
+        try:
+            for begin in ("BEGIN", "begin work", "START TRANSACTION READ ONLY"):
+                r = run(begin)
+                if r[:1] == b"\x00":  # held back: refused with the first read
+                    r = raw.query("SELECT 1")
+                    assert r[:1] == b"\xff" and err_of(r)[0] == 1290, (prepared, begin, r)
+                    run("ROLLBACK")  # ends the held-back BEGIN (answered by the proxy)
+                else:
+                    assert err_of(r)[0] == 1290, (prepared, begin, r)
+            for end in ("COMMIT", "commit work", "ROLLBACK", "ROLLBACK WORK"):
+                r = run(end)
+                assert r[:1] == b"\xff" and err_of(r)[0] == 1290, (prepared, end, r)
+        finally:
+            raw.close()
+    diff = state_diff(before, server_state(servers.prod))
+    assert not diff, f"prod changed: {diff}"

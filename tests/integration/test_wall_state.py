@@ -177,3 +177,85 @@ def test_state_held_when_the_account_is_demoted_is_not_dropped_silently(make_pro
         conn.close()
         p.cli("user", "grant", "alice", "dev", "write")
         servers.sql("dev", "DELETE FROM shop.orders WHERE id IN (990, 991)")
+
+
+def wait_exec_refused(d, code, what):
+    """Polls (15 s at most) an EXECUTE of driver d's read-only statement until it is refused
+    with code: the reload has been applied. Returns the error."""
+    deadline = time.monotonic() + 15
+    while True:
+        r = d.cmd("exec")
+        if r[0] == "ERR" and r[1] == code:
+            return r
+        assert time.monotonic() < deadline, f"the reload was not applied ({what}): {r}"
+        time.sleep(0.1)
+
+
+def test_prepared_statement_loses_a_revoked_grant(make_proxy, servers):
+    """alice prepares an UPDATE and a SELECT in dev and runs both (the proxy now knows her
+    grant for them). Her grant on dev is revoked and the proxy reloads: both EXECUTEs are
+    refused (1044) from then on and dev is unchanged. Granted again, they run again: what
+    the proxy kept of the grant follows the account store both ways."""
+    p = make_proxy()
+    upd = StmtDriver(p, db="shop")
+    sel = StmtDriver(p, db="shop")
+    try:
+        assert upd.cmd("prepare UPDATE orders SET note = 'changed' WHERE id = 1")[0] == "OK"
+        assert sel.cmd("prepare SELECT note FROM orders WHERE id = 1")[0] == "OK"
+        for _ in range(2):
+            assert upd.cmd("exec")[0] == "AFFECTED"
+            assert sel.cmd("exec")[0] == "ROWS"
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+        before = server_state(servers.dev)
+        p.cli("user", "revoke", "alice", "dev")
+        p.reload()
+        wait_exec_refused(sel, "1044", "revoke")
+        for _ in range(2):
+            err = upd.cmd("exec")
+            assert err[0] == "ERR" and err[1] == "1044", err
+        diff = state_diff(before, server_state(servers.dev))
+        assert not diff, f"dev changed: {diff}"
+        p.cli("user", "grant", "alice", "dev", "write")
+        p.reload()
+        deadline = time.monotonic() + 15
+        while sel.cmd("exec")[0] != "ROWS":
+            assert time.monotonic() < deadline, "the grant did not come back"
+            time.sleep(0.1)
+        assert upd.cmd("exec")[0] == "AFFECTED"
+    finally:
+        upd.close()
+        sel.close()
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+
+
+def test_prepared_statement_of_a_removed_environment(make_proxy, servers):
+    """alice, whose session is in prod, prepares a write routed to dev and runs it. dev is
+    removed from the configuration and the proxy reloads: the statement is refused at every
+    EXECUTE from then on and dev is unchanged (the grant the proxy kept for it belonged to
+    the configuration that had dev)."""
+    p = make_proxy()
+    d = StmtDriver(p, db="shop@prod")
+    probe = StmtDriver(p, db="shop@prod")
+    try:
+        assert d.cmd("prepare /* env=dev */ UPDATE shop.orders SET note = 'changed' "
+                     "WHERE id = 1")[0] == "OK"
+        assert probe.cmd("prepare /* env=dev */ SELECT 1")[0] == "OK"
+        assert d.cmd("exec")[0] == "AFFECTED"
+        assert probe.cmd("exec")[0] == "ROWS"
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+        before = server_state(servers.dev)
+        p.write_config({"default_environment": "prod", "environments": {"dev": None}})
+        p.reload()
+        deadline = time.monotonic() + 15
+        while probe.cmd("exec")[0] != "ERR":
+            assert time.monotonic() < deadline, "the reload was not applied"
+            time.sleep(0.1)
+        for _ in range(2):
+            err = d.cmd("exec")
+            assert err[0] == "ERR", err
+        diff = state_diff(before, server_state(servers.dev))
+        assert not diff, f"dev changed: {diff}"
+    finally:
+        d.close()
+        probe.close()
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")

@@ -867,6 +867,68 @@ static void test_lexer(void)
     CHECK_STR(lx.error, "unterminated string");
 }
 
+/* The fixed transaction texts the checks allow without lexing: the lexing check gives the
+ * same verdict for each, in every case, every sql_mode flag combination (both quoting flags
+ * and unknown / unreadable, where the shortcut must not apply: ORACLE reads BEGIN as a
+ * block) and every character set, supported or not; and texts that only look like them
+ * are not taken for them. */
+static void test_fixed_texts(void)
+{
+    static const char *const texts[] = {
+        "BEGIN", "begin", "Begin Work", "START TRANSACTION", "start transaction read only",
+        "COMMIT", "commit work", "ROLLBACK", "RollBack WORK",
+        /* near misses: lexed as before */
+        "BEGIN ", " BEGIN", "BEGIN  WORK", "BEGIN\tWORK", "BEGINWORK", "COMMIT;",
+        "START TRANSACTION READ WRITE", "COMMIT AND CHAIN", "ROLLBACK TO x", "BEGI", "COMMITS",
+        "START TRANSACTION READ ONLY ", "START TRANSACTION, READ ONLY", "BEGIN -- x",
+    };
+    static const sql_charset css[] = {SQL_CS_UNSUPPORTED, SQL_CS_UTF8, SQL_CS_LATIN1,
+                                      SQL_CS_ASCII, SQL_CS_BINARY};
+    CHECK(sqlpolicy_fixed_text("BEGIN", 5) == STMT_BEGIN);
+    CHECK(sqlpolicy_fixed_text("start transaction read only", 27) == STMT_BEGIN);
+    CHECK(sqlpolicy_fixed_text("Commit Work", 11) == STMT_COMMIT);
+    CHECK(sqlpolicy_fixed_text("rollback", 8) == STMT_ROLLBACK);
+    CHECK(sqlpolicy_fixed_text("BEGIN\0", 6) == STMT_OTHER);
+    CHECK(sqlpolicy_fixed_text("BEGIN ", 6) == STMT_OTHER);
+    CHECK(sqlpolicy_fixed_text("BEG\x09N", 5) == STMT_OTHER);
+    CHECK(sqlpolicy_fixed_text("START TRANSACTION READ WRITE", 28) == STMT_OTHER);
+    CHECK(sqlpolicy_fixed_text("COMMIT\x0b", 7) == STMT_OTHER);
+    CHECK(sqlpolicy_fixed_text(NULL, 0) == STMT_OTHER);
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        size_t len = strlen(texts[t]);
+        for (int m = 0; m < 16; m++) {
+            sql_mode_flags mode = {(m & 1) != 0, (m & 2) != 0, (m & 4) != 0, (m & 8) != 0};
+            for (size_t k = 0; k < sizeof css / sizeof css[0]; k++) {
+                policy_session ps = {css[k], SQL_FLAVOR_UNKNOWN, NULL, NULL};
+                for (int classify = 0; classify < 2; classify++) {
+                    policy_verdict fast, slow;
+                    bool a = classify ? sqlpolicy_check(texts[t], len, &mode, &ps, &fast)
+                                      : sqlpolicy_check_secrets(texts[t], len, &mode, &ps, &fast);
+                    bool b = sqlpolicy_check_lexed(texts[t], len, &mode, &ps, classify, &slow);
+                    CHECK(a == b);
+                    CHECK(fast.allowed == slow.allowed);
+                    CHECK_INT(fast.n_statements, slow.n_statements);
+                    if (classify)
+                        CHECK_INT(fast.first_kind, slow.first_kind);
+                    CHECK(fast.charset_set == slow.charset_set);
+                    CHECK_INT(fast.charset_after, slow.charset_after);
+                    CHECK_STR(fast.what, slow.what);
+                    if (a != b)
+                        fprintf(stderr, "fixed text '%s' mode %d cs %d classify %d\n",
+                                texts[t], m, (int)css[k], classify);
+                }
+            }
+        }
+    }
+    /* The rules that refuse them still do. */
+    sql_mode_flags oracle = {false, false, false, true};
+    policy_verdict v;
+    CHECK(!sqlpolicy_check_readonly("BEGIN", 5, &oracle, &v));
+    policy_session gbk = {SQL_CS_UNSUPPORTED, SQL_FLAVOR_UNKNOWN, NULL, NULL};
+    CHECK(!sqlpolicy_check("COMMIT", 6, NULL, &gbk, &v));
+    CHECK(!sqlpolicy_check_readonly("START TRANSACTION READ WRITE", 28, NULL, &v));
+}
+
 int main(void)
 {
     int cases = run_table(CASES_FILE);
@@ -892,5 +954,6 @@ int main(void)
     test_function_flavors();
     test_secrets_for_writers();
     test_lexer();
+    test_fixed_texts();
     return unit_report("sqlpolicy");
 }
