@@ -212,14 +212,15 @@ typedef enum {
     PW_SLOT,    /* permission to open a new connection was handed over */
 } pw_state;
 
-/* A client's place in a pool's queue. wake is activated (from any thread, under the pool's
- * lock) when the state leaves PW_QUEUED. */
+/* A client's place in a pool's queue. When the state leaves PW_QUEUED (on any thread, under
+ * the pool's lock), a WQ_WAKE request goes to owner, whose loop then activates wake. */
 typedef struct pool_waiter {
     struct pool_waiter *prev, *next;
     pool *pool;
     pw_state state;
     backend *granted;
     struct event *wake;
+    struct worker *owner; /* the worker that queued it (set by pool_acquire) */
 } pool_waiter;
 
 typedef enum { POOL_READY, POOL_CONNECT, POOL_QUEUED } pool_result;
@@ -248,8 +249,14 @@ void pool_free(pool *pl);
  * registered with that loop, see backend_park). */
 pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_base *base);
 /* Leaves the queue. Returns a connection granted meanwhile (the caller owns it), or NULL;
- * a slot granted meanwhile is given back. */
+ * a slot granted meanwhile is given back. A wake-up queued for w is withdrawn. */
 backend *pool_cancel(pool *pl, pool_waiter *w);
+/* The waiter's client goes away (its worker): leaves the queue if still there and withdraws
+ * any wake-up queued for it, so that nothing refers to w afterwards. */
+void pool_waiter_gone(pool_waiter *w);
+/* Runs on the worker whose loop is base (WQ_UNPARK): hands this pool's idle connections
+ * parked on base to the clients waiting in the queue. */
+void pool_unpark_for_waiters(pool *pl, struct event_base *base);
 /* A healthy, reset connection goes back: to the first waiter, else to the idle list. */
 void pool_release(pool *pl, backend *b);
 /* A connection that failed or was closed leaves the pool (b is freed); its slot goes to the
@@ -831,7 +838,8 @@ void local_ps_idle(client *c, uint64_t now);
 void local_kill(client *c, uint32_t id, bool query_only);
 void local_register(client *c);
 void local_unregister(client *c);
-void local_worker_init(worker *w);
+/* Runs on w (WQ_KILL): kills the statement or the connection of client id, if still there. */
+void local_kill_on_worker(worker *w, uint32_t id, bool query_only);
 
 /* virtual.c, compare.c: __envs, __compare, fan-out and compare hints. */
 struct vjob;
@@ -972,18 +980,42 @@ typedef struct accepted_fd {
     int salen;
 } accepted_fd;
 
+/* A request to a worker from another thread. The worker's loop is not locked (libevent's
+ * EVENT_BASE_FLAG_NOLOCK): other threads never touch its events; they queue one of these. */
+typedef enum {
+    WQ_NONE,         /* withdrawn (worker_forget_waiter) */
+    WQ_ACCEPT,       /* a new client socket: accept */
+    WQ_KILL,         /* KILL from another worker: kill */
+    WQ_WAKE,         /* a pool waiter's state left PW_QUEUED: waiter */
+    WQ_UNPARK,       /* clients wait for connections parked on this loop: pool */
+    WQ_FREE_BACKEND, /* an expired idle connection parked on this loop: backend */
+    WQ_STOP,         /* shutdown: leave the loop */
+} wq_kind;
+
+typedef struct wq_item {
+    wq_kind kind;
+    union {
+        accepted_fd accept;
+        kill_request kill;
+        pool_waiter *waiter;
+        pool *pool;
+        backend *backend;
+    } u;
+} wq_item;
+
 struct worker {
     proxy *p;
     int index;
     pthread_t thread;
-    struct event_base *base;
-    struct event *inbox_ev;
-    pthread_mutex_t inbox_mu;
-    accepted_fd *inbox;
-    int inbox_len, inbox_cap;
-    struct event *kill_ev; /* KILL requests from other workers (under inbox_mu) */
-    kill_request kills[64];
-    int kills_len;
+    struct event_base *base; /* EVENT_BASE_FLAG_NOLOCK: only this worker's thread uses it */
+    /* Requests from other threads: a FIFO under wq_mu, and an eventfd the loop reads. The
+     * eventfd is written when the queue stops being empty (wq_signalled false). */
+    int wq_fd;
+    struct event *wq_ev;
+    pthread_mutex_t wq_mu;
+    wq_item *wq;
+    int wq_head, wq_len, wq_cap;
+    bool wq_signalled;
     client *clients;
     int n_clients;
     struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
@@ -1072,6 +1104,14 @@ void worker_stop(worker *w);
 void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen);
 /* Hands one end of a socketpair to w as an internal session; w frees login. */
 void worker_hand_internal(worker *w, int fd, internal_login *login);
+/* Queues it for w's loop (any thread). */
+void worker_post(worker *w, const wq_item *it);
+/* Withdraws the WQ_WAKE requests for pw queued for w. Called with pw's pool lock held. */
+void worker_forget_waiter(worker *w, pool_waiter *pw);
+/* The worker whose thread calls, or NULL (the main thread, others). */
+worker *worker_self(void);
+/* The worker whose loop is base, or NULL. */
+worker *worker_of_base(proxy *p, struct event_base *base);
 
 /* tls.c */
 SSL_CTX *tls_server_ctx(const config *c, char *err, size_t errlen);

@@ -529,11 +529,7 @@ void client_free(client *c)
         c->be->done_arg = NULL;
     }
     c->be = NULL;
-    /* The pool may still hold the wake event under its lock: take the lock before freeing. */
-    if (c->waiter.pool) {
-        pthread_mutex_lock(&c->waiter.pool->mu);
-        pthread_mutex_unlock(&c->waiter.pool->mu);
-    }
+    pool_waiter_gone(&c->waiter); /* nothing queued refers to the waiter (or wake) any more */
     event_free(c->wake);
     event_free(c->timer);
     event_free(c->txn_timer);

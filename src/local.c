@@ -116,8 +116,9 @@ static void one_value(client *c, const char *column, const char *value, uint8_t 
 
 /* ---- KILL ---------------------------------------------------------------------------------- */
 
-/* Runs on the target's worker: kills the statement or the connection of client id. */
-static void kill_on_worker(worker *w, uint32_t id, bool query_only)
+/* Runs on the target's worker (a WQ_KILL request): kills the statement or the connection of
+ * client id. The request names the client by id: it may have gone meanwhile. */
+void local_kill_on_worker(worker *w, uint32_t id, bool query_only)
 {
     for (client *c = w->clients; c; c = c->next) {
         if (c->id != id)
@@ -130,26 +131,6 @@ static void kill_on_worker(worker *w, uint32_t id, bool query_only)
         }
         return;
     }
-}
-
-static void kill_cb(evutil_socket_t fd, short what, void *arg)
-{
-    worker *w = arg;
-    for (;;) {
-        pthread_mutex_lock(&w->inbox_mu);
-        if (w->kills_len == 0) {
-            pthread_mutex_unlock(&w->inbox_mu);
-            return;
-        }
-        kill_request k = w->kills[--w->kills_len];
-        pthread_mutex_unlock(&w->inbox_mu);
-        kill_on_worker(w, k.id, k.query_only);
-    }
-}
-
-void local_worker_init(worker *w)
-{
-    w->kill_ev = event_new(w->base, -1, 0, kill_cb, w);
 }
 
 /* KILL [HARD | SOFT] [CONNECTION | QUERY] [ID] n, and COM_PROCESS_KILL. Only sessions of
@@ -181,15 +162,8 @@ void local_kill(client *c, uint32_t id, bool query_only)
             found = 1;
             break;
         }
-        worker *w = t->w;
-        pthread_mutex_lock(&w->inbox_mu);
-        if (w->kills_len < (int)(sizeof(w->kills) / sizeof(w->kills[0]))) {
-            w->kills[w->kills_len].id = id;
-            w->kills[w->kills_len].query_only = query_only;
-            w->kills_len++;
-        }
-        event_active(w->kill_ev, EV_READ, 0);
-        pthread_mutex_unlock(&w->inbox_mu);
+        wq_item it = {.kind = WQ_KILL, .u.kill = {.id = id, .query_only = query_only}};
+        worker_post(t->w, &it);
         found = 2;
         break;
     }

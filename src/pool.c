@@ -3,7 +3,13 @@
  * The pool only counts and hands over; it never drives a connection itself. A client that
  * finds no idle connection either gets a slot (and opens a connection on its own loop) or
  * waits in a FIFO queue. Whoever frees a connection or a slot hands it to the first waiter
- * under the pool's lock and wakes the waiter's loop with event_active(). */
+ * under the pool's lock and queues a wake-up for the waiter's worker (worker_post).
+ *
+ * Worker loops are not locked, so a connection's registration with a loop is only ever
+ * touched by that loop's thread. An idle connection may stay registered (parked) with the
+ * loop that used it last (backend_park): only that worker takes it from the idle list. Any
+ * other worker that needs it queues and asks the owner (WQ_UNPARK) to unregister it and hand
+ * it over; the main loop asks the owner to close it when it expires (WQ_FREE_BACKEND). */
 #include "envproxy.h"
 #include "log.h"
 
@@ -54,11 +60,71 @@ static bool hand_to_waiter(pool *pl, backend *b)
     if (!w)
         return false;
     queue_remove(pl, w);
+    if (b && b->ev_added && b->base != w->owner->base)
+        backend_unwatch(b); /* parked on the caller's loop (pool_release runs there) */
     w->state = b ? PW_GRANTED : PW_SLOT;
     w->granted = b;
-    /* Activated under the lock: the waiter's owner takes the lock before freeing wake. */
-    event_active(w->wake, EV_READ, 0);
+    /* Queued under the lock: pool_cancel and pool_waiter_gone withdraw it under the lock. */
+    wq_item it = {.kind = WQ_WAKE, .u.waiter = w};
+    worker_post(w->owner, &it);
     return true;
+}
+
+/* Whether b, idle, is registered with a loop other than base: only that loop may take it. */
+static bool parked_elsewhere(const backend *b, struct event_base *base)
+{
+    return b->ev_added && b->base != base;
+}
+
+/* Asks each worker with connections of pl parked on its loop to hand them to the waiters.
+ * Called with the lock held, when every idle connection is parked on other loops. */
+static void ask_owners(pool *pl)
+{
+    proxy *p = pl->proxy;
+    for (int i = 0; i < p->n_workers; i++) {
+        worker *o = &p->workers[i];
+        for (backend *b = pl->idle; b; b = b->next) {
+            if (b->ev_added && b->base == o->base) {
+                wq_item it = {.kind = WQ_UNPARK, .u.pool = pl};
+                worker_post(o, &it);
+                break;
+            }
+        }
+    }
+}
+
+void pool_unpark_for_waiters(pool *pl, struct event_base *base)
+{
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        backend **at = &pl->idle;
+        if (pl->n_waiting > 0)
+            while (*at && parked_elsewhere(*at, base))
+                at = &(*at)->next;
+        backend *b = pl->n_waiting > 0 ? *at : NULL;
+        if (!b) {
+            /* Nothing of ours left (taken meanwhile): waiters that room remains for open
+             * connections of their own rather than wait for a release. */
+            while (pl->n_waiting > 0 && pl->n_total < pl->env->pool.max) {
+                pl->n_total++;
+                hand_to_waiter(pl, NULL);
+            }
+            pthread_mutex_unlock(&pl->mu);
+            return;
+        }
+        *at = b->next;
+        pl->n_idle--;
+        b->next = NULL;
+        pthread_mutex_unlock(&pl->mu);
+        if (backend_idle_dead(b, base)) {
+            log_debug("env %s: idle backend connection %lu was closed by the server",
+                      pl->env->name, b->thread_id);
+            pool_discard(pl, b); /* its slot goes to the first waiter */
+            continue;
+        }
+        backend_attach(b, base); /* unregistered here: ours, or nobody's */
+        pool_release(pl, b);
+    }
 }
 
 /* How many idle connections pool_acquire looks through for one of the caller's loop. */
@@ -74,8 +140,13 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             if ((*at)->base == base)
                 break;
         }
-        if (!*at)
-            at = &pl->idle; /* none of ours among the most recent: the most recent */
+        if (!*at) {
+            /* None of ours among the most recent: the most recent not parked on another
+             * worker's loop (that loop alone may unregister it). */
+            at = &pl->idle;
+            while (*at && parked_elsewhere(*at, base))
+                at = &(*at)->next;
+        }
         backend *b = *at;
         if (b) {
             *at = b->next;
@@ -98,12 +169,16 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             *out = b;
             return POOL_READY;
         }
-        if (pl->n_total < pl->env->pool.max) {
+        /* Every idle connection is parked on another loop: its owner hands one over (a
+         * thread hop is cheaper than a new connection). */
+        bool ask = pl->idle != NULL;
+        if (!ask && pl->n_total < pl->env->pool.max) {
             pl->n_total++;
             pthread_mutex_unlock(&pl->mu);
             return POOL_CONNECT;
         }
         w->pool = pl;
+        w->owner = worker_self();
         w->state = PW_QUEUED;
         w->granted = NULL;
         w->next = NULL;
@@ -114,6 +189,8 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             pl->wait_head = w;
         pl->wait_tail = w;
         pl->n_waiting++;
+        if (ask)
+            ask_owners(pl);
         pthread_mutex_unlock(&pl->mu);
         return POOL_QUEUED;
     }
@@ -139,10 +216,21 @@ backend *pool_cancel(pool *pl, pool_waiter *w)
     }
     w->state = PW_NONE;
     w->granted = NULL;
+    if (w->owner)
+        worker_forget_waiter(w->owner, w); /* a wake-up for the grant is not delivered */
     if (give_back_slot && !hand_to_waiter(pl, NULL))
         pl->n_total--;
     pthread_mutex_unlock(&pl->mu);
     return b;
+}
+
+void pool_waiter_gone(pool_waiter *w)
+{
+    if (!w->pool)
+        return;
+    backend *b = pool_cancel(w->pool, w);
+    if (b)
+        pool_discard(w->pool, b);
 }
 
 void pool_release(pool *pl, backend *b)
@@ -184,6 +272,16 @@ void pool_maintain(pool *pl, uint64_t now)
             *pp = b->next;
             pl->n_idle--;
             pl->n_total--;
+            worker *owner = b->ev_added ? worker_of_base(pl->proxy, b->base) : NULL;
+            if (owner) {
+                /* Parked on a worker's loop: that worker closes it. */
+                b->next = NULL;
+                log_debug("env %s: closing idle backend connection %lu", pl->env->name,
+                          b->thread_id);
+                wq_item it = {.kind = WQ_FREE_BACKEND, .u.backend = b};
+                worker_post(owner, &it);
+                continue;
+            }
             b->next = expired;
             expired = b;
         } else {

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,63 +361,155 @@ static void probe_version(proxy *p)
 
 /* ---- workers ----------------------------------------------------------------------------- */
 
-static void inbox_cb(evutil_socket_t fd, short what, void *arg)
+/* A worker's loop is not locked: every other thread reaches it through its queue. */
+
+static _Thread_local worker *self_worker;
+
+worker *worker_self(void)
+{
+    return self_worker;
+}
+
+worker *worker_of_base(proxy *p, struct event_base *base)
+{
+    for (int i = 0; i < p->n_workers; i++)
+        if (p->workers[i].base == base)
+            return &p->workers[i];
+    return NULL;
+}
+
+void worker_post(worker *w, const wq_item *it)
+{
+    pthread_mutex_lock(&w->wq_mu);
+    if (w->wq_len == w->wq_cap) {
+        if (w->wq_head > 0) { /* room at the front: move the pending ones there */
+            memmove(w->wq, w->wq + w->wq_head, (size_t)(w->wq_len - w->wq_head) * sizeof(*w->wq));
+            w->wq_len -= w->wq_head;
+            w->wq_head = 0;
+        }
+        if (w->wq_len == w->wq_cap) {
+            int cap = w->wq_cap ? w->wq_cap * 2 : 64;
+            wq_item *n = realloc(w->wq, (size_t)cap * sizeof(*n));
+            if (!n)
+                abort();
+            w->wq = n;
+            w->wq_cap = cap;
+        }
+    }
+    w->wq[w->wq_len++] = *it;
+    bool signal = !w->wq_signalled;
+    w->wq_signalled = true;
+    pthread_mutex_unlock(&w->wq_mu);
+    if (signal) {
+        uint64_t one = 1;
+        /* Fails only when the counter is near overflow, and then the loop is woken anyway. */
+        ssize_t n = write(w->wq_fd, &one, sizeof(one));
+        (void)n;
+    }
+}
+
+void worker_forget_waiter(worker *w, pool_waiter *pw)
+{
+    pthread_mutex_lock(&w->wq_mu);
+    for (int i = w->wq_head; i < w->wq_len; i++)
+        if (w->wq[i].kind == WQ_WAKE && w->wq[i].u.waiter == pw)
+            w->wq[i].kind = WQ_NONE;
+    pthread_mutex_unlock(&w->wq_mu);
+}
+
+/* Takes the oldest request off w's queue. False when it is empty: then the next worker_post
+ * writes the eventfd again. */
+static bool wq_pop(worker *w, wq_item *out)
+{
+    pthread_mutex_lock(&w->wq_mu);
+    if (w->wq_head == w->wq_len) {
+        w->wq_head = w->wq_len = 0;
+        w->wq_signalled = false;
+        pthread_mutex_unlock(&w->wq_mu);
+        return false;
+    }
+    *out = w->wq[w->wq_head++];
+    pthread_mutex_unlock(&w->wq_mu);
+    return true;
+}
+
+/* The worker's queue became non-empty. One request at a time: running one may withdraw
+ * others (a client freed by it withdraws its wake-ups under the queue's lock). */
+static void wq_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
-    for (;;) {
-        accepted_fd a;
-        pthread_mutex_lock(&w->inbox_mu);
-        if (w->inbox_len == 0) {
-            pthread_mutex_unlock(&w->inbox_mu);
-            return;
-        }
-        a = w->inbox[0];
-        memmove(w->inbox, w->inbox + 1, (size_t)(w->inbox_len - 1) * sizeof(*w->inbox));
-        w->inbox_len--;
-        pthread_mutex_unlock(&w->inbox_mu);
-        if (a.login) {
-            client_accept_internal(w, a.fd, a.login);
-            free(a.login);
-        } else {
-            client_accept(w, a.fd, (struct sockaddr *)&a.sa, a.salen);
+    uint64_t v;
+    ssize_t n = read(fd, &v, sizeof(v)); /* before the queue is read: no wake-up is lost */
+    (void)n;
+    wq_item it;
+    while (wq_pop(w, &it)) {
+        switch (it.kind) {
+        case WQ_NONE:
+            break;
+        case WQ_ACCEPT:
+            if (it.u.accept.login) {
+                client_accept_internal(w, it.u.accept.fd, it.u.accept.login);
+                free(it.u.accept.login);
+            } else {
+                client_accept(w, it.u.accept.fd, (struct sockaddr *)&it.u.accept.sa,
+                              it.u.accept.salen);
+            }
+            break;
+        case WQ_KILL:
+            local_kill_on_worker(w, it.u.kill.id, it.u.kill.query_only);
+            break;
+        case WQ_WAKE:
+            /* Withdrawn before its client goes (pool_cancel, pool_waiter_gone): valid. */
+            event_active(it.u.waiter->wake, EV_READ, 0);
+            break;
+        case WQ_UNPARK:
+            pool_unpark_for_waiters(it.u.pool, w->base);
+            break;
+        case WQ_FREE_BACKEND:
+            backend_free(it.u.backend);
+            break;
+        case WQ_STOP:
+            event_base_loopexit(w->base, NULL);
+            break;
         }
     }
 }
 
-/* Queues a for w (under its lock) and wakes it. */
-static void inbox_push(worker *w, const accepted_fd *in)
+/* Drops what is still queued for a stopped worker: sockets are closed; connections named by
+ * requests are freed with their pool. */
+static void wq_discard(worker *w)
 {
-    pthread_mutex_lock(&w->inbox_mu);
-    if (w->inbox_len == w->inbox_cap) {
-        int cap = w->inbox_cap ? w->inbox_cap * 2 : 64;
-        accepted_fd *n = realloc(w->inbox, (size_t)cap * sizeof(*n));
-        if (!n)
-            abort();
-        w->inbox = n;
-        w->inbox_cap = cap;
+    pthread_mutex_lock(&w->wq_mu);
+    for (int i = w->wq_head; i < w->wq_len; i++) {
+        if (w->wq[i].kind != WQ_ACCEPT)
+            continue;
+        close(w->wq[i].u.accept.fd);
+        free(w->wq[i].u.accept.login);
     }
-    w->inbox[w->inbox_len++] = *in;
-    event_active(w->inbox_ev, EV_READ, 0);
-    pthread_mutex_unlock(&w->inbox_mu);
+    w->wq_head = w->wq_len = 0;
+    pthread_mutex_unlock(&w->wq_mu);
 }
 
 void worker_hand_internal(worker *w, int fd, internal_login *login)
 {
-    accepted_fd a;
-    memset(&a, 0, sizeof(a));
-    a.fd = fd;
-    a.login = login;
-    inbox_push(w, &a);
+    wq_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = WQ_ACCEPT;
+    it.u.accept.fd = fd;
+    it.u.accept.login = login;
+    worker_post(w, &it);
 }
 
 void worker_hand_fd(worker *w, int fd, const struct sockaddr *sa, int salen)
 {
-    accepted_fd in;
-    memset(&in, 0, sizeof(in));
-    in.fd = fd;
-    memcpy(&in.sa, sa, (size_t)salen < sizeof(in.sa) ? (size_t)salen : sizeof(in.sa));
-    in.salen = salen;
-    inbox_push(w, &in);
+    wq_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = WQ_ACCEPT;
+    it.u.accept.fd = fd;
+    memcpy(&it.u.accept.sa, sa,
+           (size_t)salen < sizeof(it.u.accept.sa) ? (size_t)salen : sizeof(it.u.accept.sa));
+    it.u.accept.salen = salen;
+    worker_post(w, &it);
 }
 
 static void *worker_main(void *arg)
@@ -425,6 +518,7 @@ static void *worker_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the main loop's */
+    self_worker = w;
     metrics_bind_worker(w);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
@@ -432,30 +526,43 @@ static void *worker_main(void *arg)
 
 int worker_start(worker *w)
 {
-    w->base = event_base_new();
+    pthread_mutex_init(&w->wq_mu, NULL);
+    w->wq_fd = -1;
+    /* Without locks: no other thread touches this loop (see worker_post). */
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return -1;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     w->metrics = calloc(PROXY_MAX_SLOTS, sizeof *w->metrics);
     if (!w->base || !w->metrics)
         return -1;
-    w->inbox_ev = event_new(w->base, -1, 0, inbox_cb, w);
-    pthread_mutex_init(&w->inbox_mu, NULL);
-    local_worker_init(w);
+    w->wq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wq_fd < 0)
+        return -1;
+    w->wq_ev = event_new(w->base, w->wq_fd, EV_READ | EV_PERSIST, wq_cb, w);
+    if (!w->wq_ev || event_add(w->wq_ev, NULL))
+        return -1;
     return pthread_create(&w->thread, NULL, worker_main, w) ? -1 : 0;
+}
+
+/* Asks w's loop to stop (it finishes the callbacks of its current turn). */
+static void worker_signal_stop(worker *w)
+{
+    wq_item it = {.kind = WQ_STOP};
+    worker_post(w, &it);
 }
 
 /* Stops the loop and frees the worker's clients (their connections are closed). */
 void worker_stop(worker *w)
 {
-    event_base_loopexit(w->base, NULL);
+    worker_signal_stop(w);
     pthread_join(w->thread, NULL);
+    wq_discard(w);
     while (w->clients)
         client_free(w->clients);
-    pthread_mutex_lock(&w->inbox_mu);
-    for (int i = 0; i < w->inbox_len; i++) {
-        close(w->inbox[i].fd);
-        free(w->inbox[i].login);
-    }
-    w->inbox_len = 0;
-    pthread_mutex_unlock(&w->inbox_mu);
+    wq_discard(w);
 }
 
 /* ---- the main loop ------------------------------------------------------------------------ */
@@ -884,6 +991,10 @@ out:
     for (int i = 0; i < p->n_listeners; i++)
         evconnlistener_free(p->listeners[i]);
     free(p->listeners);
+    /* Every loop stops before any worker's clients are freed: freeing them hands connections
+     * and slots to waiters of other workers, which must not run meanwhile. */
+    for (int i = 0; i < p->n_workers; i++)
+        worker_signal_stop(&p->workers[i]);
     for (int i = 0; i < p->n_workers; i++)
         worker_stop(&p->workers[i]);
     for (int i = 0; i < atomic_load(&p->n_slots); i++) {
@@ -894,11 +1005,15 @@ out:
         event_free(p->drain_timer);
     for (int i = 0; i < p->n_workers; i++) {
         worker *w = &p->workers[i];
-        event_free(w->inbox_ev);
-        event_free(w->kill_ev);
-        event_base_free(w->base);
-        pthread_mutex_destroy(&w->inbox_mu);
-        free(w->inbox);
+        wq_discard(w); /* what freeing other workers' clients queued */
+        if (w->wq_ev)
+            event_free(w->wq_ev);
+        if (w->base)
+            event_base_free(w->base);
+        if (w->wq_fd >= 0)
+            close(w->wq_fd);
+        pthread_mutex_destroy(&w->wq_mu);
+        free(w->wq);
         free(w->metrics);
     }
     free(p->workers);

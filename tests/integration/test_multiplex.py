@@ -421,3 +421,60 @@ def test_read_only_statement_checked_again_in_a_new_character_set(small_pool, se
         conn._read_packet()
     assert e.value.args[0] == 1290, e.value.args
     conn.close()
+
+
+def test_one_connection_moves_between_the_workers(one_conn_pool, servers):
+    """One backend connection, sessions on both worker threads (accepted connections go to
+    the workers in turn): the connection stays registered with the loop of the worker that
+    used it last, and a session on the other worker gets it handed over by that worker.
+    Taking turns and all at once, every statement runs on that one connection (no second
+    one is opened, nobody waits out wait_timeout)."""
+    base = backend_connections(servers)
+    conns = [one_conn_pool.connect(autocommit=True) for _ in range(4)]
+    ids = set()
+    started = time.monotonic()
+    for _ in range(25):
+        for c in conns:
+            ids.add(one(c, "SELECT CONNECTION_ID() + 0")[0][0])
+    assert len(ids) == 1
+    assert time.monotonic() - started < 20  # 100 hand-overs, none waited 10 s
+    errors = []
+
+    def hammer(c):
+        try:
+            for _ in range(40):
+                ids.add(one(c, "SELECT CONNECTION_ID() + 0")[0][0])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=hammer, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    assert len(ids) == 1
+    assert backend_connections(servers) - base == 1
+    for c in conns:
+        c.close()
+
+
+def test_an_idle_connection_parked_on_a_worker_expires(make_proxy, servers):
+    """A session that stays connected gives its connection back to the pool after each
+    statement, still registered with its worker's loop. When idle_timeout passes, the main
+    loop's maintenance has that worker close it (the server sees it go), and the session's
+    next statement gets a new one."""
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"idle_timeout": "1s"}}}})
+    base = backend_connections(servers)
+    conns = [p.connect(autocommit=True) for _ in range(2)]  # one on each worker
+    first = {one(c, "SELECT CONNECTION_ID() + 0")[0][0] for c in conns}
+    assert backend_connections(servers) > base
+    deadline = time.monotonic() + 8
+    while backend_connections(servers) > base and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert backend_connections(servers) == base
+    again = {one(c, "SELECT CONNECTION_ID() + 0")[0][0] for c in conns}
+    assert not again & first
+    for c in conns:
+        c.close()
