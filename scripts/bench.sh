@@ -21,6 +21,10 @@
 #                    oltp_read_only (ranges, ORDER BY, DISTINCT, SUM: the relay's per-row cost
 #                    and BEGIN/COMMIT); the figure is per query either way
 # BENCH_TABLES, BENCH_TABLE_SIZE   sysbench data set (default 4 tables of 100000 rows)
+# Beside each sysbench rate, the CPU time (user + system, all threads) each proxy used per
+# query during that run is printed: it says where a rate gap comes from when the CPUs are
+# shared by the client, the server and the proxy.
+# BENCH_THREADS      sysbench thread counts, in quotes (default "1 8 64")
 # BENCH_KEEP=1       keep the temporary directory (logs, configurations) afterwards
 # BENCH_ONLY=http    only the HTTP front door's rows (no HAProxy, sysbench or callgrind): point
 #                    selects through POST /api/v1/query beside the MySQL port, and a
@@ -50,7 +54,12 @@ case "$ONLY" in
 '' | http) ;;
 *) echo "bench: BENCH_ONLY must be empty or http, got '$ONLY'" >&2 && exit 1 ;;
 esac
-THREAD_COUNTS=(1 8 64)
+read -r -a THREAD_COUNTS <<<"${BENCH_THREADS:-1 8 64}"
+for n in "${THREAD_COUNTS[@]}"; do
+    case "$n" in
+    '' | *[!0-9]* | 0*) echo "bench: BENCH_THREADS must be positive whole numbers, got '$n'" >&2 && exit 1 ;;
+    esac
+done
 WORKLOADS=(oltp_point_select oltp_read_only)
 
 DB_USER=app
@@ -330,7 +339,10 @@ environments:
     database: sbtest
     access: read_write
     limits: { max_rows: 0, statement_timeout: $timeout }
-    pool: { max: 64 }
+    # Twice the largest client count: each worker keeps the idle connections it parked, so
+    # a pool exactly as large as the number of clients holding transactions makes sessions
+    # wait for connections handed between the workers (README, Performance).
+    pool: { max: 128 }
     tls: { mode: disabled }
 EOF
 }
@@ -525,6 +537,13 @@ if [ "$MEASURE" = 1 ]; then
     idle_run envproxy
 fi
 
+# CPU time (user + system, clock ticks, every thread) a process has used so far; empty for
+# no process (direct connections).
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+    [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null
+}
+
 # sysbench
 sb() {
     sysbench "$1" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$2" \
@@ -548,10 +567,18 @@ if [ "$MEASURE" = 1 ]; then
             for t in "${TARGETS[@]}"; do
                 say "$w, $n thread(s), $t (${SECONDS_RUN}s)"
                 log=$T/sysbench-$w-$n-$t.log
+                pid=$(target_pid "$t")
+                c0=$(cpu_ticks "$pid")
                 if run sb "$w" "${T_PORT[$t]}" "${T_USER[$t]}" "${T_PASS[$t]}" \
                     --threads="$n" --time="$SECONDS_RUN" --report-interval=0 run \
                     >"$log" 2>&1; then
                     R[$w-$n,$t]=$(awk '$1 == "queries:" { gsub(/[(]/, "", $3); printf "%.0f", $3 }' "$log")
+                    c1=$(cpu_ticks "$pid")
+                    total=$(awk '$1 == "queries:" { print $2 }' "$log")
+                    if [ -n "$c0" ] && [ -n "$c1" ] && [ "${total:-0}" -gt 0 ]; then
+                        R[cpu-$w-$n,$t]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v q="$total" \
+                            'BEGIN { printf "%.1f", d / hz * 1e6 / q }')
+                    fi
                 fi
                 if [ -z "${R[$w-$n,$t]:-}" ]; then
                     R[$w-$n,$t]=failed
@@ -805,7 +832,7 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
     echo "Machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB RAM; client, MariaDB and proxy share them."
     echo "Versions: MariaDB $v_mariadb, HAProxy $v_haproxy, sysbench $v_sysbench, envproxy $v_envproxy."
     if [ -z "$ONLY" ]; then
-        echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 64, log_level warn;"
+        echo "sysbench: $TABLES tables x $TABLE_SIZE rows, ${SECONDS_RUN}s per run, prepared statements; envproxy: 2 threads, pool max 128, log_level warn;"
         echo "\"envproxy\": no audit log, no statement timeout; \"+ audit\": audit_log on, statement_timeout 30s."
     fi
     echo "HTTP: one Python client each (http.client with keep-alive; PyMySQL on the MySQL port), ${CONN_SECONDS}s per point-select run."
@@ -817,6 +844,11 @@ idle_label="RSS growth per 1,000 idle clients, MiB (opened: HAProxy ${R[idle_n,h
         for w in "${WORKLOADS[@]}"; do
             for n in "${THREAD_COUNTS[@]}"; do
                 row "${w#oltp_}, $n thread$([ "$n" -gt 1 ] && echo s), queries/s" "$w-$n"
+            done
+        done
+        for w in "${WORKLOADS[@]}"; do
+            for n in "${THREAD_COUNTS[@]}"; do
+                row "${w#oltp_}, $n thread$([ "$n" -gt 1 ] && echo s), CPU µs per query in the proxy" "cpu-$w-$n"
             done
         done
         row "$STREAM_ROWS-row result, rows/s (best of 3)" stream

@@ -93,6 +93,24 @@ static void ask_owners(pool *pl)
     }
 }
 
+/* Takes the idle connection at *at off the list and lets go of the pool's lock. Returns
+ * false when the server had closed it meanwhile: it is discarded (its slot goes to the
+ * first waiter) and the caller looks again. */
+static bool take_idle(pool *pl, backend **at, struct event_base *base)
+{
+    backend *b = *at;
+    *at = b->next;
+    pl->n_idle--;
+    b->next = NULL;
+    pthread_mutex_unlock(&pl->mu);
+    if (!backend_idle_dead(b, base))
+        return true;
+    log_debug("env %s: idle backend connection %lu was closed by the server", pl->env->name,
+              b->thread_id);
+    pool_discard(pl, b);
+    return false;
+}
+
 void pool_unpark_for_waiters(pool *pl, struct event_base *base)
 {
     for (;;) {
@@ -112,16 +130,8 @@ void pool_unpark_for_waiters(pool *pl, struct event_base *base)
             pthread_mutex_unlock(&pl->mu);
             return;
         }
-        *at = b->next;
-        pl->n_idle--;
-        b->next = NULL;
-        pthread_mutex_unlock(&pl->mu);
-        if (backend_idle_dead(b, base)) {
-            log_debug("env %s: idle backend connection %lu was closed by the server",
-                      pl->env->name, b->thread_id);
-            pool_discard(pl, b); /* its slot goes to the first waiter */
+        if (!take_idle(pl, at, base))
             continue;
-        }
         backend_attach(b, base); /* unregistered here: ours, or nobody's */
         pool_release(pl, b);
     }
@@ -149,16 +159,8 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
         }
         backend *b = *at;
         if (b) {
-            *at = b->next;
-            pl->n_idle--;
-            b->next = NULL;
-            pthread_mutex_unlock(&pl->mu);
-            if (backend_idle_dead(b, base)) {
-                log_debug("env %s: idle backend connection %lu was closed by the server",
-                          pl->env->name, b->thread_id);
-                pool_discard(pl, b);
+            if (!take_idle(pl, at, base))
                 continue;
-            }
             if (b->target != atomic_load(&pl->target)) {
                 /* Opened before a reload changed the server or the account: not reused. */
                 log_debug("env %s: closing backend connection %lu of the old configuration",
@@ -169,14 +171,17 @@ pool_result pool_acquire(pool *pl, pool_waiter *w, backend **out, struct event_b
             *out = b;
             return POOL_READY;
         }
-        /* Every idle connection is parked on another loop: its owner hands one over (a
-         * thread hop is cheaper than a new connection). */
-        bool ask = pl->idle != NULL;
-        if (!ask && pl->n_total < pl->env->pool.max) {
+        /* Every idle connection is parked on another loop. While the pool has room, this
+         * worker opens one of its own: it stays parked here, so that under steady load each
+         * worker has the connections it needs and no statement waits for a thread hop (with
+         * many clients on both workers, asking the owner every time cost a hop per
+         * statement). At the pool's size, the owner hands one over. */
+        if (pl->n_total < pl->env->pool.max) {
             pl->n_total++;
             pthread_mutex_unlock(&pl->mu);
             return POOL_CONNECT;
         }
+        bool ask = pl->idle != NULL;
         w->pool = pl;
         w->owner = worker_self();
         w->state = PW_QUEUED;
