@@ -341,7 +341,7 @@ environments:
     limits: { max_rows: 0, statement_timeout: $timeout }
     # Twice the largest client count: each worker keeps the idle connections it parked, so
     # a pool exactly as large as the number of clients holding transactions makes sessions
-    # wait for connections handed between the workers (README, Performance).
+    # wait for connections handed between the workers (docs/performance.md, "The pool").
     pool: { max: 128 }
     tls: { mode: disabled }
 EOF
