@@ -2,9 +2,12 @@
 #ifndef ENVPROXY_LOG_H
 #define ENVPROXY_LOG_H
 
+#include <stdatomic.h>
+
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
-extern int log_level;
+/* Set by the main thread (start, reload), read by every thread. */
+extern _Atomic int log_level;
 extern int log_json; /* 1: one JSON object per line ({"ts","level","msg"}) */
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

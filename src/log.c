@@ -6,7 +6,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-int log_level = LOG_INFO;
+_Atomic int log_level = LOG_INFO;
 int log_json = 0;
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
