@@ -103,6 +103,10 @@ bool sqlpolicy_check_readonly(const char *sql, size_t len, const sql_mode_flags 
  * is known and neither ORACLE nor MSSQL and the character set is supported. */
 stmt_kind sqlpolicy_fixed_text(const char *sql, size_t len);
 
+/* sqlpolicy_fixed_text for a session in sql_mode mode: STMT_OTHER as well when the mode is
+ * unknown, ORACLE or MSSQL (which read BEGIN as the start of a block). */
+stmt_kind sqlpolicy_fixed_text_in(const char *sql, size_t len, const sql_mode_flags *mode);
+
 /* The check by the lexer alone, without the fixed-text shortcut: sqlpolicy_check (classify)
  * or sqlpolicy_check_secrets (!classify). For tests that the shortcut agrees. */
 bool sqlpolicy_check_lexed(const char *sql, size_t len, const sql_mode_flags *mode,

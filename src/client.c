@@ -2061,12 +2061,11 @@ void backend_policy_session(backend *b, policy_session *ps)
     ps->stored = NULL;
 }
 
-/* Whether sql is a fixed transaction text (BEGIN, COMMIT, ...: sqlpolicy_fixed_text) that
- * backend b's session reads as such: its sql_mode is known and not ORACLE or MSSQL. */
+/* Whether sql is a fixed transaction text (BEGIN, COMMIT, ...) that backend b's session
+ * reads as such (sqlpolicy_fixed_text_in). */
 static bool backend_fixed_text(const backend *b, const char *sql, size_t len)
 {
-    return !b->mode.unknown && !b->mode.unreadable &&
-           sqlpolicy_fixed_text(sql, len) != STMT_OTHER;
+    return sqlpolicy_fixed_text_in(sql, len, &b->mode) != STMT_OTHER;
 }
 
 bool backend_policy_check(backend *b, const char *sql, size_t len, bool read_only,

@@ -2064,6 +2064,15 @@ stmt_kind sqlpolicy_fixed_text(const char *sql, size_t len)
     return STMT_OTHER;
 }
 
+stmt_kind sqlpolicy_fixed_text_in(const char *sql, size_t len, const sql_mode_flags *mode)
+{
+    /* ORACLE and MSSQL modes read BEGIN as a block, and an unknown mode may be one of them:
+     * only a known mode of the other kind reads these texts as transaction statements. */
+    if (mode->unknown || mode->unreadable)
+        return STMT_OTHER;
+    return sqlpolicy_fixed_text(sql, len);
+}
+
 static const policy_session pol_default_session = {SQL_CS_UTF8, SQL_FLAVOR_UNKNOWN, NULL, NULL};
 
 /* Runs the classifier (classify) or the credential-store rule alone over a packet. For the
@@ -2080,11 +2089,9 @@ static bool pol_check_text(const char *sql, size_t len, const sql_mode_flags *mo
         m = *mode;
     if (!ps)
         ps = &pol_default_session;
-    /* ORACLE and MSSQL modes read BEGIN as a block, and an unknown mode may be one of them:
-     * only a known mode of the other kind takes the shortcut. */
     stmt_kind fixed = STMT_OTHER;
-    if (shortcut && !m.unknown && !m.unreadable && ps->charset != SQL_CS_UNSUPPORTED)
-        fixed = sqlpolicy_fixed_text(sql, len);
+    if (shortcut && ps->charset != SQL_CS_UNSUPPORTED)
+        fixed = sqlpolicy_fixed_text_in(sql, len, &m);
     if (fixed != STMT_OTHER) {
         v->allowed = true;
         v->what[0] = 0;
