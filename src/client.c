@@ -2016,12 +2016,16 @@ void client_prepare_done(backend *b, int rc, void *arg)
         log_info("conn %u %s user=%s env=%s: %s", c->id, c->addr, c->user, b->pool->env->name,
                  b->err_msg);
         if (b->err_code >= 2000) {
-            /* The connection broke (or fell silent): it goes, with any session state. */
+            /* The connection broke (or fell silent): it goes, with any session state. The
+             * error is copied first: client_lose_backend frees b. */
             const cfg_env *e = b->pool->env;
-            char note[200];
+            uint16_t code = (uint16_t)b->err_code;
+            char state[sizeof(b->err_state)], msg[sizeof(b->err_msg)], note[200];
+            memcpy(state, b->err_state, sizeof(state));
+            memcpy(msg, b->err_msg, sizeof(msg));
             client_lose_backend(c, b, note, sizeof(note));
-            client_send_err(c, (uint16_t)b->err_code, b->err_state,
-                            "envproxy: environment '%s': %s%s", e->name, b->err_msg, note);
+            client_send_err(c, code, state, "envproxy: environment '%s': %s%s", e->name, msg,
+                            note);
         } else {
             client_send_err(c, (uint16_t)b->err_code, b->err_state, "%s", b->err_msg);
         }

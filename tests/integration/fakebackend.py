@@ -11,6 +11,11 @@ on purpose when a statement holds a marker:
                   pauses, cut inside packet headers, right after them, inside rows and
                   inside the final EOF, so that the proxy reads it in many parts
 
+Every command after the login is recorded in commands as (command byte, argument). A test
+may set fault to a function of (command byte, argument) that returns "close", "garbage" or
+"stall" (no answer until the socket's timeout) for any command, the proxy's own session
+setup (COM_INIT_DB, SET NAMES, COM_RESET_CONNECTION, ...) included, or None to answer it.
+
 Each connection has its own thread; everything is bounded by the sockets' timeouts."""
 import os
 import socket
@@ -73,6 +78,8 @@ class LoopbackListener:
 class FakeBackend(LoopbackListener):
     def __init__(self):
         self.queries = []
+        self.commands = []
+        self.fault = None
         self.next_id = 1
         super().__init__()
 
@@ -149,7 +156,17 @@ class FakeBackend(LoopbackListener):
             while not self.stop:
                 _, body = self._packet(c)
                 cmd, arg = body[0], body[1:]
+                self.commands.append((cmd, bytes(arg)))
                 if cmd == 0x01:
+                    return
+                fault = self.fault(cmd, bytes(arg)) if self.fault else None
+                if fault == "close":
+                    return
+                if fault == "garbage":
+                    c.sendall(b"\x05\x00\x00\x01\xfa\xfb\xfc\xfd\xfc")
+                    continue
+                if fault == "stall":
+                    time.sleep(5)
                     return
                 if cmd != 0x03:
                     c.sendall(_pkt(1, OK))
