@@ -481,6 +481,10 @@ typedef struct cl_stmt {
     bool sets_tracking; /* the text may set session_track_ variables */
     bool moves_session; /* no routing hint: what it changes is the session's (SET, USE) */
     bool long_data;     /* COM_STMT_SEND_LONG_DATA sent, EXECUTE or RESET not yet */
+    /* A SEND_LONG_DATA for it failed (it has no reply to carry the error): the ERR packet's
+     * payload, which its next EXECUTE gets instead of running, as a server does. */
+    uint8_t *deferred_err;
+    size_t deferred_err_len;
     bool local;         /* answered by the proxy itself (stmt_local.c): no backend statement */
     pbuf *local_long;   /* local: long data per parameter, or NULL */
     /* local, without parameters: the text is a transaction statement (txn_is_control), and
@@ -609,6 +613,10 @@ struct client {
     bool pinned;
     char pin_reason[64];
     int long_data_stmts; /* statements whose long data waits on the held connection */
+    /* The command running has no reply (COM_STMT_SEND_LONG_DATA): nothing goes to the
+     * client; an error is kept on no_reply_stmt for its next EXECUTE (client_send). */
+    bool no_reply;
+    struct cl_stmt *no_reply_stmt;
     uint16_t last_status; /* server status of the last response (transaction, autocommit) */
     /* limits.idle_transaction_timeout: fires while the session idles with a held backend
      * inside a transaction; the next command then gets txn_lost (the environment's name). */
@@ -873,6 +881,9 @@ void stmt_free_all(client *c);
 void stmt_relay_failed(client *c);
 /* The long data sent for the client's statements is gone (its connection was lost). */
 void stmt_forget_long_data(client *c);
+/* An ERR packet's payload p that the running no-reply command (SEND_LONG_DATA) would have
+ * sent: kept on its statement for the next EXECUTE (the first one only). */
+void stmt_defer_error(client *c, const uint8_t *p, size_t len);
 /* Forgets the backend statements of b (the server dropped them: reset, change user, close). */
 void stmt_cache_clear(backend *b);
 

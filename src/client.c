@@ -110,6 +110,13 @@ static void client_read_off(client *c)
 
 void client_send(client *c, pbuf *b)
 {
+    if (c->no_reply) {
+        /* A command without a reply: an error is kept for the statement's EXECUTE. */
+        if (b->len > PKT_HEADER)
+            stmt_defer_error(c, b->data + PKT_HEADER, b->len - PKT_HEADER);
+        pbuf_free(b);
+        return;
+    }
     /* What the relay gathered goes first, whole packets it passes on in place included:
      * their sequence ids come before b's. */
     relay_flush_out(c);
@@ -905,6 +912,8 @@ void client_command_done(client *c)
     c->job_words = 0;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
+    c->no_reply = false;
+    c->no_reply_stmt = NULL;
     c->be = NULL;
     c->stmt_be = NULL;
     c->rl_paused = false;

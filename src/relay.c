@@ -543,6 +543,8 @@ static int relay_prepare_packet(client *c, const uint8_t *p, size_t len)
         if (len > 0 && p[0] == 0xFF) {
             if (!c->rl_silent) {
                 prep_forward(c, p, len);
+            } else if (c->no_reply) {
+                stmt_defer_error(c, p, len); /* for SEND_LONG_DATA: its EXECUTE's error */
             } else {
                 /* Our own PREPARE failed: the client sees the error as its command's. */
                 put_header(c, len);

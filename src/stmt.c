@@ -29,6 +29,7 @@ static cl_stmt *stmt_find(client *c, uint32_t id)
 static void stmt_free(cl_stmt *st)
 {
     stmt_local_free(st);
+    free(st->deferred_err);
     free(st->sql);
     free(st->param_types);
     pbuf_free(&st->params);
@@ -396,6 +397,26 @@ void stmt_command(client *c, uint8_t cmd)
         client_command_done(c);
         return;
     }
+    if (st->deferred_err && (cmd == CMD_STMT_EXECUTE || cmd == CMD_STMT_RESET)) {
+        /* An earlier SEND_LONG_DATA failed: EXECUTE reports it instead of running without
+         * the data; RESET forgets it. Either way the long data is gone. */
+        if (cmd == CMD_STMT_EXECUTE) {
+            pbuf out;
+            pbuf_init(&out);
+            size_t start = pkt_begin(&out);
+            pbuf_put(&out, st->deferred_err, st->deferred_err_len);
+            pkt_end(&out, start, &c->seq);
+            client_send(c, &out);
+        }
+        free(st->deferred_err);
+        st->deferred_err = NULL;
+        st->deferred_err_len = 0;
+        stmt_note_long_data(c, st, false);
+        if (cmd == CMD_STMT_EXECUTE) {
+            client_command_done(c);
+            return;
+        }
+    }
     if (st->local && cmd != CMD_STMT_FETCH) {
         if (cmd == CMD_STMT_EXECUTE) {
             stmt_local_execute(c, st);
@@ -422,11 +443,31 @@ void stmt_command(client *c, uint8_t cmd)
         client_command_done(c);
         return;
     }
+    if (cmd == CMD_STMT_SEND_LONG_DATA) {
+        c->no_reply = true;
+        c->no_reply_stmt = st;
+    }
     if (!route_for_stmt(c, st))
         return;
     c->stmt = st;
     c->job = JOB_STMT;
     client_start_job(c);
+}
+
+void stmt_defer_error(client *c, const uint8_t *p, size_t len)
+{
+    cl_stmt *st = c->no_reply_stmt;
+    if (!st || st->deferred_err || len == 0 || p[0] != 0xFF)
+        return; /* the first error counts */
+    if (!(st->deferred_err = malloc(len)))
+        abort();
+    memcpy(st->deferred_err, p, len);
+    st->deferred_err_len = len;
+    size_t msg_at = len >= 9 && p[3] == '#' ? 9 : 3; /* code, then '#' and the SQLSTATE */
+    log_info("conn %u %s user=%s: long data for statement %u was not delivered (%.*s); its "
+             "next EXECUTE gets this error",
+             c->id, c->addr, c->user, st->id, (int)(len > msg_at ? len - msg_at : 0),
+             (const char *)p + msg_at);
 }
 
 /* COM_STMT_PREPARE of st's text on c->be, for the proxy itself. */

@@ -690,6 +690,9 @@ def test_long_data_is_not_lost_silently_after_a_restart(make_proxy, servers):
         assert d.cmd("prepare SELECT LENGTH(?), ?")[0] == "OK"
         assert d.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])
         assert d.cmd("longdata 0 abcdef") == ("OK",)
+        # Long data has no reply: a statement on the same session shows that the proxy has
+        # sent it on before the server dies (commands are handled in order).
+        assert d.cmd("query SELECT 1") == ("ROWS", [["1"]])
         kill_and_restart(servers["dev"])
         # The proxy answers 2013 naming the environment; Connector/C 3.3 reports any
         # client-range code (2001-2061) that comes from a server as 2027 "Received
@@ -699,6 +702,45 @@ def test_long_data_is_not_lost_silently_after_a_restart(make_proxy, servers):
         assert "lost with session state (long data" in p.log_text()
         assert d.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])
     finally:
+        d.close()
+
+
+def test_long_data_that_cannot_be_delivered_fails_its_execute(make_proxy, servers):
+    """COM_STMT_SEND_LONG_DATA has no reply: when the proxy cannot deliver it (the server is
+    down), nothing goes to the client then (an error there would be read as the answer to
+    the next command, and every answer after it would be one behind); the statement's next
+    EXECUTE gets the error instead of running without the data, as a server does it. Once the
+    server is back, the session is in step: each command gets its own answer."""
+    from harness import StmtDriver
+    p = make_proxy(extra_yaml=FAST)
+    d = StmtDriver(p, db="shop")
+    server = servers["dev"]
+    try:
+        assert d.cmd("prepare SELECT LENGTH(?), ?")[0] == "OK"
+        assert d.cmd("exec s:ab s:cd") == ("ROWS", [["2", "cd"]])
+        pid = server.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid)
+        server.pid = None
+        assert d.cmd("longdata 0 abcdef") == ("OK",)
+        answer = d.cmd("exec s:x s:y")
+        assert answer[0] == "ERR", answer
+        server.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            answer = d.cmd("exec s:ab s:cd")
+            if answer[0] != "ERR":
+                break
+            time.sleep(0.2)
+        assert answer == ("ROWS", [["2", "cd"]])
+        assert d.cmd("query SELECT 'in step'") == ("ROWS", [["in step"]])
+        assert d.cmd("exec s:abc s:de") == ("ROWS", [["3", "de"]])
+    finally:
+        if server.pid is None:
+            server.start()
         d.close()
 
 
