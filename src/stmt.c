@@ -468,6 +468,12 @@ static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
         client_send_err(c, 1835, "HY000", "Malformed communication packet");
         return -1;
     }
+    if (p[bound_at] > 1) {
+        /* The server takes 0 and 1 only (1835 for any other): refused here, before the types
+         * of another EXECUTE could be put in front of a packet the server would refuse. */
+        client_send_err(c, 1835, "HY000", "Malformed communication packet");
+        return -1;
+    }
     if (p[bound_at] == 1) {
         if (len < bound_at + 1 + types_len) {
             client_send_err(c, 1835, "HY000", "Malformed communication packet");
