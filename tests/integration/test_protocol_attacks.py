@@ -111,10 +111,15 @@ def prepare(r, sql):
     first = r.recv_packet()
     assert first[:1] == b"\x00", (sql, err_of(first))
     sid, ncols, nparams = struct.unpack("<IHH", first[1:9])
+    eof = 0 if getattr(r, "deprecate_eof", False) else 1
     for count in (nparams, ncols):
         if count:
-            for _ in range(count + 1):  # definitions, then EOF
-                r.recv_packet()
+            for _ in range(count):
+                d = r.recv_packet()
+                assert d[:4] == b"\x03def", d[:20]  # a column definition
+            if eof:
+                d = r.recv_packet()
+                assert d[:1] == b"\xfe" and len(d) < 9, d[:20]
     return sid, nparams
 
 
@@ -710,3 +715,167 @@ def test_handshake_odd_charsets_plugins_and_deprecate_eof(p, prod_state):
         finally:
             r.close()
     serves_everyone(p)
+
+
+def test_multi_packet_statement_commands(p, prod_state):
+    """PREPARE, SEND_LONG_DATA (to a backend statement and to one the proxy answers),
+    EXECUTE, COM_CHANGE_USER, COM_INIT_DB and COM_FIELD_LIST of more than 0xffffff bytes,
+    in several packets: the proxy reassembles them and passes them on whole, or refuses
+    them; where the server refuses one that large (max_allowed_packet) and drops the
+    connection, the client gets an error and its session goes on."""
+    big = PKT_MAX + 100
+    r = login(p, db="shop@prod")
+    try:
+        sid, _ = prepare(r, "SELECT ? AS v")
+        lsid, _ = prepare(r, "SELECT name FROM __envs.environments WHERE name = ?")
+        pad = b"SELECT ? /* " + b"p" * (big - 20) + b" */"
+        split_send(r, b"\x16" + pad)
+        got = read_response(r)
+        assert got[0] in ("err", "rows") or got == ("ok",), got
+        if got[0] == "rows" or got == ("ok",):
+            # The whole PREPARE answer: its first packet was read as a row count; start over.
+            r.close()
+            r = login(p, db="shop@prod")
+            sid, _ = prepare(r, "SELECT ? AS v")
+            lsid, _ = prepare(r, "SELECT name FROM __envs.environments WHERE name = ?")
+        assert probe(r)
+        for target in (sid, lsid):
+            split_send(r, b"\x18" + struct.pack("<IH", target, 0) + b"L" * big)
+            got = read_response_of(r, execute(target, rest=b"\x00\x01" + types((T_BLOB, 0))))
+            assert got[0] in ("err", "rows"), got
+            assert probe(r)
+        split_send(r, execute(sid, rest=b"\x00\x01" + types((T_BLOB, 0)) + lenenc(b"V" * big)))
+        got = read_response(r)
+        assert got[0] in ("err", "rows"), got
+        assert probe(r)
+        split_send(r, b"\x02" + b"d" * big)
+        assert read_response(r)[0] == "err"
+        assert probe(r)
+        split_send(r, b"\x04" + b"t" * big + b"\0")
+        assert read_response(r, fields=True)[0] == "err"
+        assert probe(r)
+        split_send(r, b"\x11" + b"u" * big + b"\0\x00\0" + struct.pack("<H", 45))
+        try:
+            first = r.recv_packet()
+            if first[:1] == b"\xfe":  # no answer yet: a switch, refused whatever comes
+                r.send_packet(b"\x01" * 20)
+                first = r.recv_packet()
+            assert err_of(first)[0] == 1045, first[:40]
+            r.expect_closed()
+        except (Closed, ConnectionResetError):
+            pass
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+def test_nul_bytes_and_attribute_prefixes_in_queries(p, prod_state):
+    """COM_QUERY texts with NUL bytes before, inside and after a write, and with the
+    prefix a client with CLIENT_QUERY_ATTRIBUTES would send (the proxy does not announce
+    it: the prefix is part of the text): no write reaches prod."""
+    r = login(p, db="shop@prod")
+    try:
+        write = b"UPDATE orders SET note = 'nul' WHERE id = 1"
+        for text in (b"\0" + write, write + b"\0", b"SELECT 1\0; " + write,
+                     b"SELECT 1 /* \0 */; " + write, b"/* \0 */ " + write,
+                     b"SELECT '\0' ; " + write, b"\x00\x01" + write,
+                     b"\x01\x01\x00\xfd\x00\x01a\x01x" + write, b"SELECT 1 -- \0\n; " + write,
+                     b"SELECT `\0`; " + write, b"SELECT 1 #\0\n" + write):
+            answer_then_probe(r, b"\x03" + text, ("err",))
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+def test_reset_connection_drops_long_data_and_statements(p, servers):
+    """Long data sent for a backend statement, then COM_RESET_CONNECTION: the statement is
+    gone (1243), and the next session on that backend connection finds no long data
+    waiting there: a new statement of the same text runs with the value it sends."""
+    r = login(p, db="shop@dev")
+    try:
+        sid, _ = prepare(r, "SELECT ? AS v")
+        r.send_packet(b"\x18" + struct.pack("<IH", sid, 0) + b"LONG", seq=0)
+        assert read_response_of(r, b"\x1f") == ("ok",)
+        got = read_response_of(r, execute(sid, rest=b"\x00\x01" + types((T_BLOB, 0))))
+        assert got == ("err", 1243), got
+        sid2, _ = prepare(r, "SELECT ? AS v")
+        got = read_response_of(r, execute(sid2, rest=b"\x00\x01" + types((T_VAR_STRING, 0)) +
+                                          lenenc(b"mine")))
+        assert got[0] == "rows" and got[1][-1].endswith(b"mine"), got
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+ALL_TYPES = list(range(0x00, 0x14)) + list(range(0xF2, 0x100)) + [0x20, 0x80]
+
+
+def test_execute_values_of_every_type_fuzzed(p, prod_state):
+    """EXECUTE packets with random (seeded, reproducible) types, unsigned flags, null
+    bitmaps and value bytes, short and long, for a backend statement and for statements
+    the proxy answers itself (their values are decoded by the proxy: __envs, __compare):
+    each gets an error or a result, and the session goes on."""
+    import random
+    rnd = random.Random(20261205)
+    r = login(p, db="shop@prod")
+    try:
+        stmts = [prepare(r, "SELECT ? AS a, ? AS b"),
+                 prepare(r, "SELECT name FROM __envs.environments WHERE name = ? OR name = ?"),
+                 prepare(r, "SELECT * FROM __compare.query WHERE envs = ? AND sql = ?")]
+        deadline = time.monotonic() + 20
+        for i in range(600):
+            if time.monotonic() > deadline:
+                break
+            sid, n = stmts[i % len(stmts)]
+            assert n == 2
+            ts = [(rnd.choice(ALL_TYPES), rnd.choice((0, 0x80, rnd.randrange(256))))
+                  for _ in range(n)]
+            values = b""
+            for t, _ in ts:
+                kind = rnd.randrange(5)
+                if kind == 0:
+                    values += bytes([rnd.randrange(13)]) + bytes(rnd.randrange(256)
+                                                                 for _ in range(rnd.randrange(14)))
+                elif kind == 1:
+                    values += lenenc(bytes(rnd.randrange(256) for _ in range(rnd.randrange(40))))
+                elif kind == 2:
+                    values += bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 2, 4, 8))))
+                elif kind == 3:
+                    values += rnd.choice((b"\xfb", b"\xfc\xff\xff", b"\xfd\xff\xff\xff",
+                                          b"\xfe" + b"\xff" * 8, b"\xff", b"\x0b\x01"))
+            nullmap = bytes([rnd.choice((0, 0, 1, 2, 3, rnd.randrange(256)))])
+            payload = execute(sid, rnd.choice((0, 0, 1, 8)),
+                              rest=nullmap + b"\x01" + types(*ts) + values)
+            answer_then_probe(r, payload, ("err", "rows", "ok"))
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+def test_deprecate_eof_framing_of_the_proxys_own_answers(p):
+    """A client with CLIENT_DEPRECATE_EOF gets no EOF after column definitions and an OK
+    (0xfe) at the end of rows, in every answer the proxy builds itself or passes on:
+    PREPARE of a backend and of a local statement, their EXECUTE, a virtual schema, the
+    local answers, COM_SET_OPTION, COM_FIELD_LIST; a framing error would show as the
+    next statement's answer read wrong."""
+    r = Raw(p.port, timeout=10)
+    try:
+        r.read_greeting()
+        r.send_packet(r.handshake_payload("alice", native_auth("alice-pw", r.scramble),
+                                          db="shop@dev", caps=BASE_CAPS | CLIENT_DEPRECATE_EOF))
+        assert r.recv_packet()[:1] == b"\x00"
+        r.deprecate_eof = True
+        for sql in ("SELECT ? AS v", "SELECT name FROM __envs.environments WHERE name = ?",
+                    "SELECT CONNECTION_ID()", "SELECT @@version_comment"):
+            sid, n = prepare(r, sql)
+            rest = b"\x00\x01" + types((T_VAR_STRING, 0)) + lenenc(b"dev") if n else b""
+            got = answer_then_probe(r, execute(sid, rest=rest), ("rows",))
+            assert got[1], (sql, got)
+        for q in (b"SELECT * FROM __envs.environments", b"SELECT CONNECTION_ID()",
+                  b"SHOW DATABASES", b"SELECT @@version_comment", b"/* env=dev,prod */ SELECT 1"):
+            assert answer_then_probe(r, b"\x03" + q, ("rows",))[1], q
+        got = answer_then_probe(r, b"\x1b\x01\x00", ("eof", "ok"))
+        got = answer_then_probe(r, b"\x04orders\0", ("fields",))
+        assert got[1], got
+    finally:
+        r.close()
