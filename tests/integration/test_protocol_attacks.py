@@ -879,3 +879,47 @@ def test_deprecate_eof_framing_of_the_proxys_own_answers(p):
         assert got[1], got
     finally:
         r.close()
+
+
+def test_collation_the_backend_does_not_know(p):
+    """Collation 250 (gb18030_chinese_ci) is known to Connector/C, whose table the proxy
+    uses, but not to MariaDB 10.11: a login without a database succeeds and each
+    statement that needs the backend gets the server's clear error (1115) instead of text
+    read in another character set; statements the proxy answers itself still work."""
+    r = Raw(p.port, timeout=10)
+    try:
+        r.read_greeting()
+        pkt = struct.pack("<IIB23x", BASE_CAPS, 1 << 24, 250) + b"alice\0\x14" + \
+            native_auth("alice-pw", r.scramble) + b"mysql_native_password\0"
+        r.send_packet(pkt, seq=1)
+        assert r.recv_packet()[:1] == b"\x00"
+        for _ in range(2):
+            assert read_response_of(r, b"\x03SELECT 1") == ("err", 1115)
+        assert read_response_of(r, b"\x03/* env=prod */ DELETE FROM shop.orders")[0] == "err"
+        got = read_response_of(r, b"\x03SELECT CONNECTION_ID()")
+        assert got[0] == "rows", got
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+def test_change_user_releases_locks_and_temporary_tables(p, servers):
+    """alice holds a user lock and a temporary table in dev; COM_CHANGE_USER (to alice
+    again): the lock is free for others at once, and the temporary table is gone for the
+    new session."""
+    r = login(p, db="shop@dev")
+    try:
+        assert read_response_of(r, b"\x03SELECT GET_LOCK('proto_cu_lock', 0)")[1][-1] == b"\x011"
+        assert read_response_of(r, b"\x03CREATE TEMPORARY TABLE proto_tmp (i INT)") == ("ok",)
+        assert servers.sql("dev", "SELECT IS_FREE_LOCK('proto_cu_lock')") == [(0,)]
+        r.send_packet(change_user(b"alice", native_auth("alice-pw", r.scramble),
+                                  db=b"shop@dev"), seq=0)
+        assert r.recv_packet()[:1] == b"\x00"
+        deadline = time.monotonic() + 5
+        while servers.sql("dev", "SELECT IS_FREE_LOCK('proto_cu_lock')") != [(1,)]:
+            assert time.monotonic() < deadline, "the lock outlived COM_CHANGE_USER"
+            time.sleep(0.05)
+        got = read_response_of(r, b"\x03SELECT * FROM proto_tmp")
+        assert got[0] == "err" and got[1] == 1146, got
+    finally:
+        r.close()
