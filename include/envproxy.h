@@ -868,6 +868,9 @@ void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
 void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
+/* Frees the statement of a PREPARE that ends (or whose client leaves) before the backend
+ * said OK: a connection that could not be had, a session setup that failed, a client gone. */
+void stmt_drop_pending(client *c);
 /* The relay of a PREPARE (or of its re-prepare) failed: a statement not yet registered is
  * dropped. */
 void stmt_relay_failed(client *c);

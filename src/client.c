@@ -895,6 +895,7 @@ void client_command_done(client *c)
     if (c->be)
         c->be->idle_since_ms = now; /* before it may go back to the pool */
     session_release(c);
+    stmt_drop_pending(c);
     if (c->busy) {
         c->busy = false;
         atomic_fetch_sub(&c->p->busy_clients, 1);

@@ -97,8 +97,24 @@ void stmt_relay_failed(client *c)
     c->rl_silent = false;
 }
 
+void stmt_drop_pending(client *c)
+{
+    /* A PREPARE on its way (waiting for a connection, for the session's setup or for the
+     * backend's answer) holds its statement in c->stmt alone: it is registered only at the
+     * backend's OK. The EXECUTE that prepares again (stmt_reprepare) runs a registered one. */
+    if (!c->stmt || c->job != JOB_PREPARE)
+        return;
+    bool registered = false;
+    for (cl_stmt *st = c->stmts; st && !registered; st = st->next)
+        registered = st == c->stmt;
+    if (!registered)
+        stmt_free(c->stmt);
+    c->stmt = NULL;
+}
+
 void stmt_free_all(client *c)
 {
+    stmt_drop_pending(c);
     while (c->stmts) {
         cl_stmt *st = c->stmts;
         c->stmts = st->next;

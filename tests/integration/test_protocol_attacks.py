@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from harness import server_state, state_diff
+from harness import Account, free_port, server_state, state_diff
 from rawmysql import (BASE_CAPS, CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF,
                       CLIENT_PROTOCOL_41, CLIENT_SSL, Closed, Raw, err_of, native_auth)
 
@@ -921,5 +921,147 @@ def test_change_user_releases_locks_and_temporary_tables(p, servers):
             time.sleep(0.05)
         got = read_response_of(r, b"\x03SELECT * FROM proto_tmp")
         assert got[0] == "err" and got[1] == 1146, got
+    finally:
+        r.close()
+
+
+def pkt(payload, seq=0):
+    return struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload
+
+
+def test_pipelined_statement_commands(p, servers, prod_state):
+    """A MariaDB connector pipelines PREPARE and EXECUTE with id -1; here whole batches go
+    in one write: PREPARE, EXECUTE(-1), SEND_LONG_DATA(-1), EXECUTE(-1) with it,
+    CLOSE(-1), EXECUTE(-1) of the closed statement, a refused PREPARE of a prod write and
+    EXECUTE(-1) after it, 300 SEND_LONG_DATA in a row, COM_RESET_CONNECTION, COM_CHANGE_USER
+    to bob with his statements behind it. Every answer comes in order, for the right
+    command and account."""
+    r = login(p, db="shop@dev")
+    try:
+        vs = b"\x00\x01" + types((T_VAR_STRING, 0))
+        batch = [b"\x16SELECT ? AS v", execute(0xFFFFFFFF, rest=vs + lenenc(b"first")),
+                 b"\x18" + struct.pack("<IH", 0xFFFFFFFF, 0) + b"LONG",
+                 execute(0xFFFFFFFF, rest=vs), b"\x19\xff\xff\xff\xff",
+                 execute(0xFFFFFFFF, rest=vs + lenenc(b"x")),
+                 b"\x16/* env=prod */ UPDATE shop.orders SET note = 'pl' WHERE id = 1",
+                 execute(0xFFFFFFFF, rest=vs + lenenc(b"x")),
+                 b"\x16SELECT ? AS w"]
+        batch += [b"\x18" + struct.pack("<IH", 0xFFFFFFFF, 0) + b"%03d," % i
+                  for i in range(300)]
+        batch += [execute(0xFFFFFFFF, rest=vs), b"\x1f", execute(0xFFFFFFFF, rest=vs),
+                  change_user(b"bob", native_auth("bob-pw", r.scramble)),
+                  b"\x03SELECT @@port", b"\x03UPDATE shop.orders SET note = 'pl' WHERE id = 1"]
+        r.sock.sendall(b"".join(pkt(x) for x in batch))
+        sid, n = struct.unpack("<IxxH", r.recv_packet()[1:9])
+        for _ in range(n + 1):
+            r.recv_packet()
+        got = read_response(r)
+        assert got[0] == "rows" and got[1][-1].endswith(b"first"), got
+        got = read_response(r)
+        assert got[0] == "rows" and got[1][-1].endswith(b"LONG"), got
+        assert read_response(r) == ("err", 1243)
+        assert read_response(r) == ("err", 1290)
+        assert read_response(r) == ("err", 1243)
+        first = r.recv_packet()
+        assert first[:1] == b"\x00", err_of(first)
+        for _ in range(2):
+            r.recv_packet()
+        got = read_response(r)
+        want = b"".join(b"%03d," % i for i in range(300))
+        assert got[0] == "rows" and got[1][-1].endswith(want), got
+        assert read_response(r) == ("ok",)
+        assert read_response(r) == ("err", 1243)
+        assert r.recv_packet()[:1] == b"\x00"  # bob
+        got = read_response(r)
+        assert got[0] == "rows" and got[1][-1][1:] == str(servers.prod.port).encode(), got
+        assert read_response(r) == ("err", 1290)
+        assert probe(r)
+    finally:
+        r.close()
+    serves_everyone(p)
+
+
+def reset_close(r):
+    """Closes with a TCP RST (SO_LINGER 0): the proxy's next write or read fails."""
+    try:
+        r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    r.close()
+
+
+def test_client_vanishes_in_the_middle_of_each_command(p, servers):
+    """A client that resets its connection right after sending (or in the middle of
+    sending) a command: a 16 MiB+ command being written to the backend, long data being
+    flushed, a PREPARE and an EXECUTE being answered, a COM_CHANGE_USER waiting for its
+    auth switch answer, half a multi-packet command, a slow statement. The proxy lets go
+    of the backend connection (no leak, no use after free), and serves everyone after."""
+    big = PKT_MAX + 4096
+    shapes = [
+        lambda r, sid: split_send(r, b"\x03SELECT 1 /* " + b"b" * big + b" */"),
+        lambda r, sid: split_send(r, b"\x18" + struct.pack("<IH", sid, 0) + b"L" * big),
+        lambda r, sid: r.sock.sendall(b"".join(pkt(b"\x18" + struct.pack("<IH", sid, 0) +
+                                                   b"l" * 60000) for _ in range(100))),
+        lambda r, sid: r.send_packet(b"\x16SELECT ?, SLEEP(0.2)", seq=0),
+        lambda r, sid: r.send_packet(execute(sid, rest=b"\x00\x01" + types((T_VAR_STRING, 0)) +
+                                             lenenc(b"v")), seq=0),
+        lambda r, sid: r.send_packet(change_user(b"alice", b"", plugin=b"dialog\0"), seq=0),
+        lambda r, sid: r.sock.sendall(struct.pack("<I", PKT_MAX)[:3] + b"\x00\x03" +
+                                      b" " * 1000),
+        lambda r, sid: r.send_packet(b"\x03SELECT SLEEP(0.3), REPEAT('x', 100000) FROM "
+                                     b"seq_1_to_50", seq=0),
+    ]
+    for shape in shapes:
+        for delay in (0, 0.05):
+            r = login(p, db="shop@dev")
+            sid, _ = prepare(r, "SELECT ? AS v")
+            try:
+                shape(r, sid)
+            except OSError:
+                pass
+            time.sleep(delay)
+            reset_close(r)
+    serves_everyone(p)
+    # Every backend connection came back: the pools hold no more than they may.
+    deadline = time.monotonic() + 10
+    while True:
+        rows = servers.sql("dev", "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                  "WHERE USER = 'app'")
+        if rows[0][0] <= 10 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows[0][0] <= 10, rows
+
+
+def test_prepare_that_never_gets_its_answer_frees_its_statement(p, servers, make_proxy):
+    """A PREPARE whose statement is not registered yet (the backend has not said OK) and
+    that ends another way: its client leaves while the server waits on a table lock, or
+    its environment cannot be reached. The statement is freed (LeakSanitizer would report
+    it when the proxy stops), the client that stays gets an error and goes on."""
+    holder = servers.dev.connect()
+    try:
+        with holder.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS shop.proto_locked (i INT)")
+            cur.execute("LOCK TABLES shop.proto_locked WRITE")
+        for _ in range(3):
+            r = login(p, db="shop@dev")
+            r.send_packet(b"\x16SELECT * FROM proto_locked WHERE i = ?", seq=0)
+            time.sleep(0.2)  # the server waits for the lock
+            reset_close(r)
+    finally:
+        holder.close()
+    serves_everyone(p)
+    q = make_proxy(extra_yaml={"environments": {"gone": {
+        "host": "127.0.0.1", "port": free_port(), "user": "x", "password": "y",
+        "database": "shop", "access": "read_only",
+        "pool": {"max": 2, "connect_timeout": "1s", "wait_timeout": "1s"}}}},
+        accounts=[Account("alice", "alice-pw", "dev",
+                          {"dev": "write", "prod": "read", "gone": "read"})])
+    r = login(q)
+    try:
+        for _ in range(3):
+            got = read_response_of(r, b"\x16/* env=gone */ SELECT ? AS v")
+            assert got[0] == "err", got
+        assert probe(r)
     finally:
         r.close()
