@@ -666,11 +666,8 @@ void stmt_run(client *c)
     if (c->job == JOB_PREPARE) {
         st->mode = b->mode;
         st->cs = stmt_text_cs(b);
-        if (!check_text(c, b, st)) {
-            stmt_free(st);
-            c->stmt = NULL;
-            return;
-        }
+        if (!check_text(c, b, st))
+            return; /* the refusal ended the command, which freed st (stmt_drop_pending) */
         be_stmt *e = cache_find(b, st);
         if (e) {
             answer_prepare(c, st, e);
