@@ -994,9 +994,12 @@ def test_client_vanishes_in_the_middle_of_each_command(p, servers):
     """A client that resets its connection right after sending (or in the middle of
     sending) a command: a 16 MiB+ command being written to the backend, long data being
     flushed, a PREPARE and an EXECUTE being answered, a COM_CHANGE_USER waiting for its
-    auth switch answer, half a multi-packet command, a slow statement. The proxy lets go
+    auth switch answer, half a multi-packet command, a slow statement, a statement run in
+    two environments, __compare and __envs.databases (plain and prepared), an uncommitted
+    write (rolled back: dev keeps no row of it). The proxy lets go
     of the backend connection (no leak, no use after free), and serves everyone after."""
     big = PKT_MAX + 4096
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.proto_cu (id INT PRIMARY KEY)")
     shapes = [
         lambda r, sid: split_send(r, b"\x03SELECT 1 /* " + b"b" * big + b" */"),
         lambda r, sid: split_send(r, b"\x18" + struct.pack("<IH", sid, 0) + b"L" * big),
@@ -1010,6 +1013,19 @@ def test_client_vanishes_in_the_middle_of_each_command(p, servers):
                                       b" " * 1000),
         lambda r, sid: r.send_packet(b"\x03SELECT SLEEP(0.3), REPEAT('x', 100000) FROM "
                                      b"seq_1_to_50", seq=0),
+        lambda r, sid: r.send_packet(b"\x03/* env=dev,prod */ SELECT SLEEP(0.2)", seq=0),
+        lambda r, sid: r.send_packet(b"\x03SELECT * FROM __compare.query WHERE envs = "
+                                     b"'dev,prod' AND sql = 'SELECT SLEEP(0.2), 1'", seq=0),
+        lambda r, sid: r.send_packet(b"\x03SELECT * FROM __envs.databases", seq=0),
+        lambda r, sid: r.sock.sendall(pkt(b"\x16SELECT * FROM __compare.query WHERE envs = ? "
+                                          b"AND sql = ?") +
+                                      pkt(execute(0xFFFFFFFF, rest=b"\x00\x01" +
+                                                  types((T_VAR_STRING, 0), (T_VAR_STRING, 0)) +
+                                                  lenenc(b"dev,prod") +
+                                                  lenenc(b"SELECT SLEEP(0.2)")))),
+        lambda r, sid: r.sock.sendall(pkt(b"\x03BEGIN") + pkt(b"\x03INSERT INTO shop.proto_cu "
+                                                              b"VALUES (77)") +
+                                      pkt(b"\x03SELECT SLEEP(0.3)")),
     ]
     for shape in shapes:
         for delay in (0, 0.05):
@@ -1022,6 +1038,7 @@ def test_client_vanishes_in_the_middle_of_each_command(p, servers):
             time.sleep(delay)
             reset_close(r)
     serves_everyone(p)
+    assert servers.sql("dev", "SELECT COUNT(*) FROM shop.proto_cu WHERE id = 77") == [(0,)]
     # Every backend connection came back: the pools hold no more than they may.
     deadline = time.monotonic() + 10
     while True:
@@ -1065,3 +1082,47 @@ def test_prepare_that_never_gets_its_answer_frees_its_statement(p, servers, make
         assert probe(r)
     finally:
         r.close()
+
+
+def test_kill_connection_in_the_middle_of_each_command(p, servers):
+    """KILL CONNECTION (COM_PROCESS_KILL) from the account's other session while the
+    victim's command is in flight: a PREPARE of a table another session holds locked, a
+    slow statement, a statement in two environments, __compare. The victim's connection
+    ends (after an error at most), nothing leaks, everyone else is served."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.proto_locked (i INT)")
+    commands = [b"\x16SELECT * FROM proto_locked WHERE i = ?",
+                b"\x03SELECT SLEEP(2)", b"\x03/* env=dev,prod */ SELECT SLEEP(2)",
+                b"\x03SELECT * FROM __compare.query WHERE envs = 'dev,prod' AND "
+                b"sql = 'SELECT SLEEP(2)'"]
+    killer = login(p)
+    holder = servers.dev.connect()
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLES shop.proto_locked WRITE")
+        for cmd in commands:
+            victim = Raw(p.port, timeout=10)
+            try:
+                greeting = victim.read_greeting()
+                i = greeting.index(b"\0", 1) + 1
+                vid = struct.unpack("<I", greeting[i:i + 4])[0]
+                victim.send_packet(victim.handshake_payload(
+                    "alice", native_auth("alice-pw", victim.scramble), db="shop@dev"))
+                assert victim.recv_packet()[:1] == b"\x00"
+                victim.send_packet(cmd, seq=0)
+                time.sleep(0.2)
+                assert read_response_of(killer, b"\x0c" + struct.pack("<I", vid)) == ("ok",)
+                # Whatever was answered before the KILL, an error at most after it, then
+                # the end of the connection.
+                try:
+                    for _ in range(1000):
+                        victim.recv_packet()
+                    raise AssertionError(f"{cmd!r}: the killed session goes on")
+                except (Closed, ConnectionResetError):
+                    pass
+            finally:
+                victim.close()
+        assert probe(killer)
+    finally:
+        holder.close()
+        killer.close()
+    serves_everyone(p)
