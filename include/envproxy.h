@@ -120,6 +120,8 @@ struct backend {
      * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
      * SELECT @@sql_mode) before the next statement is checked. */
     bool resync;
+    bool closing; /* the server answered with an error after which it closes the connection
+                   * (1153 packet too large, 1157-1161 network errors): never reused */
     bool read_fresh; /* BOP_READ_MODE follows a connect or reset (not a resync) */
     unsigned long thread_id;
 

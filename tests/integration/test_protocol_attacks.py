@@ -23,6 +23,7 @@ import time
 
 import pytest
 
+from fakebackend import OK as FAKE_OK, FakeBackend, LoopbackListener, _pkt
 from harness import Account, free_port, server_state, state_diff
 from rawmysql import (BASE_CAPS, CLIENT_CONNECT_WITH_DB, CLIENT_DEPRECATE_EOF,
                       CLIENT_PROTOCOL_41, CLIENT_SSL, Closed, Raw, err_of, native_auth)
@@ -1126,3 +1127,74 @@ def test_kill_connection_in_the_middle_of_each_command(p, servers):
         holder.close()
         killer.close()
     serves_everyone(p)
+
+
+class EarlyRefuser(LoopbackListener):
+    """A server that refuses a command larger than 1 MiB from its header, as MariaDB
+    refuses one above max_allowed_packet: ERR 1153 at once, then it reads the rest and
+    closes half a second later. Smaller commands get OK, or a one-row result for
+    SELECT/SHOW."""
+
+    def accepted(self, c):
+        self.conns.append(c)
+        import threading
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(30)
+        try:
+            scramble = b"s" * 20
+            greet = (b"\x0a5.5.5-10.11.0-early\0" + struct.pack("<I", 1) + scramble[:8] + b"\0" +
+                     struct.pack("<HBHHB", 0xA20D & 0xFFFF, 33, 2, 0x000B, 21) + b"\0" * 10 +
+                     scramble[8:] + b"\0mysql_native_password\0")
+            c.sendall(_pkt(0, greet))
+            h = FakeBackend._read(c, 4)
+            FakeBackend._read(c, h[0] | h[1] << 8 | h[2] << 16)
+            c.sendall(_pkt(h[3] + 1, FAKE_OK))
+            while not self.stop:
+                h = FakeBackend._read(c, 4)
+                n = h[0] | h[1] << 8 | h[2] << 16
+                if n > 1024 * 1024:
+                    c.sendall(_pkt(1, b"\xff\x81\x04#08S01Got a packet bigger than "
+                                      b"'max_allowed_packet' bytes"))
+                    FakeBackend._read(c, n)  # the rest, so that the proxy's write ends
+                    time.sleep(0.5)
+                    return
+                body = FakeBackend._read(c, n)
+                word = body[1:].lstrip().split(None, 1)[0].upper() if body[:1] == b"\x03" \
+                    and body[1:].strip() else b""
+                if word in (b"SELECT", b"SHOW"):
+                    FakeBackend._result(None, c, 1, pad=0)
+                else:
+                    c.sendall(_pkt(1, FAKE_OK))
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            c.close()
+
+
+def test_backend_that_refuses_a_command_before_reading_it_all(make_proxy):
+    """A server that refuses a too large command with ERR 1153 and closes the connection
+    (MariaDB past max_allowed_packet): the client gets that error, and the connection
+    serves nobody again: the client's next statement, sent at once, runs on another
+    connection instead of failing with 2013 on the closing one."""
+    fb = EarlyRefuser()
+    try:
+        q = make_proxy(extra_yaml={"max_packet_size": MAX_PACKET, "environments": {"early": {
+            "host": "127.0.0.1", "port": fb.port, "user": "x", "password": "y",
+            "access": "read_write", "pool": {"max": 4, "connect_timeout": "1s",
+                                             "wait_timeout": "2s"}}}},
+            accounts=[Account("alice", "alice-pw", "early",
+                              {"dev": "write", "prod": "read", "early": "write"})])
+        r = login(q)
+        try:
+            for _ in range(2):
+                got = read_response_of(r, b"\x03SELECT '" + b"x" * (4 * 1024 * 1024) + b"'")
+                assert got == ("err", 1153), got
+                got = read_response_of(r, b"\x03SELECT 1")
+                assert got[0] == "rows", got
+        finally:
+            r.close()
+        serves_everyone(q)
+    finally:
+        fb.close()
