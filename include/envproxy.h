@@ -120,6 +120,8 @@ struct backend {
      * sql_mode failed, a session_track_ variable changed): read it again (tracking on,
      * SELECT @@sql_mode) before the next statement is checked. */
     bool resync;
+    bool closing; /* the server answered with an error after which it closes the connection
+                   * (1153 packet too large, 1157-1161 network errors): never reused */
     bool read_fresh; /* BOP_READ_MODE follows a connect or reset (not a resync) */
     unsigned long thread_id;
 
@@ -876,6 +878,9 @@ void stmt_run(client *c);
 /* relay.c reports the end of a COM_STMT_PREPARE response (its id and counts are in c->stmt). */
 void stmt_prepared(client *c, bool ok);
 void stmt_free_all(client *c);
+/* Frees the statement of a PREPARE that ends (or whose client leaves) before the backend
+ * said OK: a connection that could not be had, a session setup that failed, a client gone. */
+void stmt_drop_pending(client *c);
 /* The relay of a PREPARE (or of its re-prepare) failed: a statement not yet registered is
  * dropped. */
 void stmt_relay_failed(client *c);

@@ -902,6 +902,7 @@ void client_command_done(client *c)
     if (c->be)
         c->be->idle_since_ms = now; /* before it may go back to the pool */
     session_release(c);
+    stmt_drop_pending(c);
     if (c->busy) {
         c->busy = false;
         atomic_fetch_sub(&c->p->busy_clients, 1);
@@ -1302,7 +1303,10 @@ static void handle_change_user(client *c)
     bool name_ok = take_user_name(c, user, user_len);
     if (!take_login_db(c, db, db_len, login_env, login_env_len))
         return;
-    c->charset = (uint8_t)charset;
+    /* Two bytes here (one in the handshake): an id above 255 is one the proxy has no name
+     * for, taken as unknown (the default character set), never cut to its low byte, which
+     * names another character set (0x154 is not 0x54, big5_bin). */
+    c->charset = charset > 0xFF ? 0 : (uint8_t)charset;
     c->acct_gen = -1; /* look the new name up */
     c->acct = NULL;
     log_info("conn %u %s: COM_CHANGE_USER to '%s'", c->id, c->addr, c->user);

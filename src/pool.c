@@ -244,6 +244,10 @@ void pool_release(pool *pl, backend *b)
         pool_discard(pl, b); /* gone from the configuration, or changed: drain */
         return;
     }
+    if (evbuffer_get_length(b->out) > 0 || b->closing) {
+        pool_discard(pl, b); /* part of a command unsent, or the server closes it */
+        return;
+    }
     b->next = NULL;
     pthread_mutex_lock(&pl->mu);
     if (!hand_to_waiter(pl, b)) {

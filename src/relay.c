@@ -407,6 +407,24 @@ static void relay_finish(client *c, bool failed)
         relay_fail(c, 2027, "unexpected bytes after the end of a response");
         return;
     }
+    if ((evbuffer_get_length(b->out) > 0 || b->closing) && !c->rl_interrupt) {
+        /* The server refused the packet (larger than its max_allowed_packet, or a network
+         * error reading it), perhaps before it had read it all, and closes the connection.
+         * Its answer went to the client; the connection serves no other statement (what is
+         * left of the command must not be followed by the next one either). As the server
+         * would, the client's connection is closed when its session had state there (a
+         * transaction, ...), so that nothing of it is lost silently. */
+        relay_count(c, failed);
+        char note[200];
+        log_warn("conn %u %s user=%s env=%s: the backend refused the command and closes its "
+                 "connection; it is dropped",
+                 c->id, c->addr, c->user, b->pool->env->name);
+        if (client_lose_backend(c, b, note, sizeof(note)))
+            client_close_after_flush(c);
+        else
+            client_command_done(c);
+        return;
+    }
     if (c->rl_interrupt) {
         c->rl_ended = true;
         c->rl_end_failed = failed;
@@ -838,6 +856,8 @@ static bool relay_process_packets(client *c)
                 snprintf(c->rl_error, sizeof(c->rl_error), "%u: %.*s", code,
                          (int)(len > skip ? len - skip : 0), (const char *)p + skip);
             }
+            if (code == 1153 || (code >= 1157 && code <= 1161))
+                c->be->closing = true; /* the server closes after these (net_read errors) */
             /* ERR: unchanged but for the sequence id; the response ends here. */
             in_pass_packet(c, PKT_HEADER + len);
             c->rl_total_rows += c->rl_rows;

@@ -98,8 +98,24 @@ void stmt_relay_failed(client *c)
     c->rl_silent = false;
 }
 
+void stmt_drop_pending(client *c)
+{
+    /* A PREPARE on its way (waiting for a connection, for the session's setup or for the
+     * backend's answer) holds its statement in c->stmt alone: it is registered only at the
+     * backend's OK. The EXECUTE that prepares again (stmt_reprepare) runs a registered one. */
+    if (!c->stmt || c->job != JOB_PREPARE)
+        return;
+    bool registered = false;
+    for (cl_stmt *st = c->stmts; st && !registered; st = st->next)
+        registered = st == c->stmt;
+    if (!registered)
+        stmt_free(c->stmt);
+    c->stmt = NULL;
+}
+
 void stmt_free_all(client *c)
 {
+    stmt_drop_pending(c);
     while (c->stmts) {
         cl_stmt *st = c->stmts;
         c->stmts = st->next;
@@ -509,6 +525,12 @@ static int build_stmt_packet(client *c, cl_stmt *st, be_stmt *e, pbuf *out)
         client_send_err(c, 1835, "HY000", "Malformed communication packet");
         return -1;
     }
+    if (p[bound_at] > 1) {
+        /* The server takes 0 and 1 only (1835 for any other): refused here, before the types
+         * of another EXECUTE could be put in front of a packet the server would refuse. */
+        client_send_err(c, 1835, "HY000", "Malformed communication packet");
+        return -1;
+    }
     if (p[bound_at] == 1) {
         if (len < bound_at + 1 + types_len) {
             client_send_err(c, 1835, "HY000", "Malformed communication packet");
@@ -685,11 +707,8 @@ void stmt_run(client *c)
     if (c->job == JOB_PREPARE) {
         st->mode = b->mode;
         st->cs = stmt_text_cs(b);
-        if (!check_text(c, b, st)) {
-            stmt_free(st);
-            c->stmt = NULL;
-            return;
-        }
+        if (!check_text(c, b, st))
+            return; /* the refusal ended the command, which freed st (stmt_drop_pending) */
         be_stmt *e = cache_find(b, st);
         if (e) {
             answer_prepare(c, st, e);

@@ -214,6 +214,10 @@ static unsigned bind_text(client *c, cl_stmt *st, pbuf *out, char *msg, size_t c
         snprintf(msg, cap, "Malformed communication packet");
         return 1835;
     }
+    if (p[10 + nb] > 1) { /* as the server: new_params_bound_flag is 0 or 1 */
+        snprintf(msg, cap, "Malformed communication packet");
+        return 1835;
+    }
     if (p[10 + nb] == 1) {
         size_t types_len = 2 * (size_t)n;
         if (len - pos < types_len) {
