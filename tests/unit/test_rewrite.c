@@ -335,6 +335,7 @@ static void test_load_local(void)
     CHECK(!LL("LOAD DATA INFILE '/tmp/x.csv' INTO TABLE t"));
     CHECK(!LL("SELECT 'LOAD DATA LOCAL INFILE'"));
     CHECK(!LL("SELECT local FROM t"));
+    CHECK(LL("SELECT 1; LoAd DaTa LoCaL INFILE 'x' INTO TABLE t"));
     CHECK(LL(";;load data concurrent local infile 'x' into table t"));
     CHECK(LL("SELECT 1;;LOAD DATA LOCAL"));
     CHECK(LL("LOAD DATA LOCAL INFILE 'x' 'unterminated"));
