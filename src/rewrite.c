@@ -14,21 +14,31 @@ typedef struct {
     const char *sql;
     sql_token *t;
     size_t n, cap;
-    bool several; /* more than one statement */
+    bool several;  /* more than one statement */
     bool error;
+    bool overflow; /* more tokens than the caller's limit: only the first ones are kept */
 } toklist;
 
+/* Token limits: a token takes 32 bytes, so a text of a few bytes a token ("1,1,1,...")
+ * would otherwise take some 20 times its size, and a statement of max_packet_size more
+ * than a gigabyte. Classifying a statement needs its first tokens only; rewriting one
+ * needs them all, and a statement of more is left alone as one over REWRITE_MAX_OUT. */
+#define CLASSIFY_MAX_TOKENS ((size_t)1 << 16) /* 2 MiB */
+#define REWRITE_MAX_TOKENS ((size_t)1 << 20)  /* 32 MiB */
+
 /* Reads the whole text into tl (tokens of the first statement only; tl->several when
- * another follows). Returns false when out of memory. */
+ * another follows), keeping at most max tokens (tl->overflow when there were more; the
+ * text is still read to its end, so several and error stay right). Returns false when out
+ * of memory. */
 static bool tokenize(const char *sql, size_t len, const sql_mode_flags *mode, toklist *tl,
-                     bool all_statements)
+                     bool all_statements, size_t max)
 {
     sql_lexer lx;
     sqllex_init(&lx, sql, len, mode);
     tl->sql = sql;
     tl->t = NULL;
     tl->n = tl->cap = 0;
-    tl->several = tl->error = false;
+    tl->several = tl->error = tl->overflow = false;
     bool after_semicolon = false;
     for (;;) {
         sql_token t = sqllex_next(&lx);
@@ -47,8 +57,14 @@ static bool tokenize(const char *sql, size_t len, const sql_mode_flags *mode, to
             if (!all_statements)
                 return true;
         }
+        if (tl->n == max) {
+            tl->overflow = true;
+            continue;
+        }
         if (tl->n == tl->cap) {
             size_t cap = tl->cap ? tl->cap * 2 : 64;
+            if (cap > max)
+                cap = max;
             sql_token *nt = realloc(tl->t, cap * sizeof(*nt));
             if (!nt)
                 return false;
@@ -86,11 +102,11 @@ static bool has_word(const toklist *tl, const char *kw)
 txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
 {
     toklist tl;
-    if (!tokenize(sql, len, mode, &tl, false))
+    if (!tokenize(sql, len, mode, &tl, false, CLASSIFY_MAX_TOKENS))
         return TXN_DATA;
     txn_kind k = TXN_DATA;
-    if (tl.error || tl.several)
-        goto out;
+    if (tl.error || tl.several || tl.overflow)
+        goto out; /* read as data: the statement that needs a backend's snapshot */
     if (tl.n == 0) {
         k = TXN_NO_DATA;
         goto out;
@@ -324,13 +340,13 @@ int rewrite_schema_names(const char *sql, size_t len, const sql_mode_flags *mode
     if (len > REWRITE_MAX_OUT || !memchr(sql, '@', len) || envs->n_envs == 0)
         return 0;
     toklist tl;
-    if (!tokenize(sql, len, mode, &tl, true)) {
+    if (!tokenize(sql, len, mode, &tl, true, REWRITE_MAX_TOKENS)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (tl.error) {
+    if (tl.error || tl.overflow) {
         free(tl.t);
-        return 0; /* unreadable: left to the policy check and the server */
+        return 0; /* unreadable or too long: left to the policy check and the server */
     }
     char *buf = NULL;
     size_t o = 0, copied = 0;
@@ -428,7 +444,7 @@ bool rewrite_is_schemata_list(const char *sql, size_t len)
 {
     sql_mode_flags mode = {0};
     toklist tl;
-    if (!tokenize(sql, len, &mode, &tl, false))
+    if (!tokenize(sql, len, &mode, &tl, false, CLASSIFY_MAX_TOKENS))
         return false;
     /* Adminer sends it as SET STATEMENT max_statement_time=N FOR SELECT ... */
     size_t b = 0;
@@ -437,7 +453,7 @@ bool rewrite_is_schemata_list(const char *sql, size_t len)
             ;
         b++;
     }
-    bool ok = !tl.error && !tl.several && tok_word(&tl, b, "SELECT") &&
+    bool ok = !tl.error && !tl.several && !tl.overflow && tok_word(&tl, b, "SELECT") &&
               tok_name(&tl, b + 1, "SCHEMA_NAME") && tok_word(&tl, b + 2, "FROM") &&
               tok_name(&tl, b + 3, "information_schema") && tok_punct(&tl, b + 4, '.') &&
               tok_name(&tl, b + 5, "SCHEMATA");
@@ -450,26 +466,51 @@ bool rewrite_is_schemata_list(const char *sql, size_t len)
     return ok;
 }
 
+/* Whether the first k tokens of a statement (k at most 4) read LOAD DATA|XML
+ * [LOW_PRIORITY|CONCURRENT] LOCAL. */
+static bool starts_load_local(const char *sql, const sql_token *t, size_t k)
+{
+    toklist tl = {.sql = sql, .t = (sql_token *)t, .n = k};
+    if (!tok_word(&tl, 0, "LOAD") || !(tok_word(&tl, 1, "DATA") || tok_word(&tl, 1, "XML")))
+        return false;
+    size_t j = 2;
+    if (tok_word(&tl, j, "LOW_PRIORITY") || tok_word(&tl, j, "CONCURRENT"))
+        j++;
+    return tok_word(&tl, j, "LOCAL");
+}
+
 bool rewrite_has_load_local(const char *sql, size_t len)
 {
-    sql_mode_flags mode = {0};
-    toklist tl;
-    if (!tokenize(sql, len, &mode, &tl, true))
+    /* Reads every statement of the text, keeping only the first four tokens of the current
+     * one: the memory does not grow with the text. Unreadable text is left to the policy
+     * check and the server (what was read before the error still counts). */
+    /* Cheap test first: a LOAD token is those four bytes of the text, in any case. */
+    bool maybe = false;
+    for (size_t i = 0; i + 4 <= len && !maybe; i++)
+        maybe = (sql[i] == 'L' || sql[i] == 'l') && strncasecmp(sql + i, "load", 4) == 0;
+    if (!maybe)
         return false;
-    bool found = false; /* unreadable text is left to the policy check and the server */
-    for (size_t i = 0; !found && i < tl.n; i++) {
-        if (!(tok_word(&tl, i, "LOAD") && (i == 0 || tl.t[i - 1].kind == SQLTOK_SEMICOLON)))
+    sql_mode_flags mode = {0};
+    sql_lexer lx;
+    sqllex_init(&lx, sql, len, &mode);
+    sql_token first[4];
+    size_t k = 0;
+    for (;;) {
+        sql_token t = sqllex_next(&lx);
+        if (t.kind == SQLTOK_SEMICOLON || t.kind == SQLTOK_END || t.kind == SQLTOK_ERROR) {
+            if (starts_load_local(sql, first, k))
+                return true;
+            if (t.kind != SQLTOK_SEMICOLON)
+                return false;
+            k = 0;
             continue;
-        size_t j = i + 1;
-        if (!tok_word(&tl, j, "DATA") && !tok_word(&tl, j, "XML"))
-            continue;
-        j++;
-        if (tok_word(&tl, j, "LOW_PRIORITY") || tok_word(&tl, j, "CONCURRENT"))
-            j++;
-        found = tok_word(&tl, j, "LOCAL");
+        }
+        if (k < 4) {
+            first[k++] = t;
+            if (k == 4 && starts_load_local(sql, first, k))
+                return true;
+        }
     }
-    free(tl.t);
-    return found;
 }
 
 int rewrite_load_local_file(const char *sql, size_t len, char *name, size_t cap, size_t *name_len)
@@ -479,7 +520,7 @@ int rewrite_load_local_file(const char *sql, size_t len, char *name, size_t cap,
     *name_len = 0;
     if (!rewrite_has_load_local(sql, len))
         return LL_NONE;
-    if (!tokenize(sql, len, &mode, &tl, false))
+    if (!tokenize(sql, len, &mode, &tl, false, CLASSIFY_MAX_TOKENS))
         return LL_UNREADABLE;
     int rc = LL_UNREADABLE;
     size_t j = 2;
@@ -557,10 +598,10 @@ int rewrite_schemata_virtual(const char *sql, size_t len, const sql_mode_flags *
     if (len > REWRITE_MAX_OUT)
         return 0;
     toklist tl;
-    if (!tokenize(sql, len, mode, &tl, false))
+    if (!tokenize(sql, len, mode, &tl, false, REWRITE_MAX_TOKENS))
         return -1;
     int rc = 0;
-    if (tl.error || tl.several || !tok_word(&tl, 0, "SELECT"))
+    if (tl.error || tl.several || tl.overflow || !tok_word(&tl, 0, "SELECT"))
         goto out;
     /* Every reference first: one that cannot be rewritten leaves the whole text alone. */
     size_t n_refs = 0;
@@ -690,11 +731,11 @@ int rewrite_user_calls(const char *sql, size_t len, const sql_mode_flags *mode,
     if (!maybe)
         return 0;
     toklist tl;
-    if (!tokenize(sql, len, mode, &tl, true))
+    if (!tokenize(sql, len, mode, &tl, true, REWRITE_MAX_TOKENS))
         return -1;
-    if (tl.error) {
+    if (tl.error || tl.overflow) {
         free(tl.t);
-        return 0; /* unreadable: left to the policy check and the server */
+        return 0; /* unreadable or too long: left to the policy check and the server */
     }
     char *buf = NULL;
     size_t o = 0, copied = 0, cap = 0;

@@ -335,7 +335,68 @@ static void test_load_local(void)
     CHECK(!LL("LOAD DATA INFILE '/tmp/x.csv' INTO TABLE t"));
     CHECK(!LL("SELECT 'LOAD DATA LOCAL INFILE'"));
     CHECK(!LL("SELECT local FROM t"));
+    CHECK(LL("SELECT 1; LoAd DaTa LoCaL INFILE 'x' INTO TABLE t"));
+    CHECK(LL(";;load data concurrent local infile 'x' into table t"));
+    CHECK(LL("SELECT 1;;LOAD DATA LOCAL"));
+    CHECK(LL("LOAD DATA LOCAL INFILE 'x' 'unterminated"));
+    CHECK(!LL("LOAD"));
+    CHECK(!LL("LOAD DATA"));
+    CHECK(!LL("LOAD DATA;LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(!LL("LOAD; DATA LOCAL INFILE 'x' INTO TABLE t"));
+    CHECK(!LL("SELECT 1 LOAD DATA LOCAL"));
+    CHECK(!LL("LOAD DATA LOW_PRIORITY CONCURRENT LOCAL INFILE 'x' INTO TABLE t"));
 #undef LL
+    /* Read to the end of a long text with a few tokens kept: a LOAD after a statement of
+     * more tokens than the classifying limit is still found. */
+    size_t n = 300000;
+    char *text = malloc(n * 2 + 64);
+    strcpy(text, "SELECT 1");
+    for (size_t i = 0; i < n; i++)
+        memcpy(text + 8 + i * 2, ",1", 2);
+    strcpy(text + 8 + n * 2, "; LOAD DATA LOCAL INFILE 'x' INTO TABLE t");
+    CHECK(rewrite_has_load_local(text, strlen(text)));
+    text[8 + n * 2] = 0;
+    CHECK(!rewrite_has_load_local(text, strlen(text)));
+    free(text);
+}
+
+/* Statements of more tokens than kept: classified as data, left alone by the rewrites
+ * (which never see all of them), never misread from their first tokens only. */
+static void test_long_statements(void)
+{
+    size_t n = (1u << 20) + 10;
+    char *text = malloc(n * 2 + 256);
+    /* SELECT without FROM reads no data, but one of more than 65536 tokens is not read. */
+    strcpy(text, "SELECT 1");
+    size_t o = 8;
+    for (size_t i = 0; i < 70000; i++, o += 2)
+        memcpy(text + o, ",1", 2);
+    text[o] = 0;
+    CHECK_INT(kind(text), TXN_DATA);
+    text[8 + 2 * 1000] = 0;
+    CHECK_INT(kind(text), TXN_NO_DATA);
+    /* A `db@env` name before more than a million tokens: the text is left as it is. */
+    strcpy(text, "SELECT * FROM `shop@dev`.t WHERE 1 IN (1");
+    o = strlen(text);
+    for (size_t i = 0; i < n / 2; i++, o += 2)
+        memcpy(text + o, ",1", 2);
+    strcpy(text + o, ")");
+    char *out;
+    size_t out_len;
+    char env[64], db[64], err[128];
+    sql_mode_flags m = {0};
+    CHECK_INT(rewrite_schema_names(text, strlen(text), &m, &envs, &out, &out_len, env, db, err,
+                                   sizeof(err)),
+              0);
+    CHECK(out == NULL);
+    /* The same with fewer tokens is rewritten. */
+    strcpy(text + 40 + 2 * 1000, ")");
+    CHECK_INT(rewrite_schema_names(text, strlen(text), &m, &envs, &out, &out_len, env, db, err,
+                                   sizeof(err)),
+              1);
+    CHECK(out != NULL && strncmp(out, "SELECT * FROM `shop`.t WHERE", 28) == 0);
+    free(out);
+    free(text);
 }
 
 /* The file name read from the client's own statement, and the check of the backend's
@@ -451,6 +512,7 @@ int main(void)
 {
     test_txn_words();
     test_load_local();
+    test_long_statements();
     test_load_local_file();
     test_schemata_list();
     test_schemata_virtual();
