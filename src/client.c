@@ -1835,10 +1835,37 @@ static void hold(client *c, backend *b)
             return;
         }
     }
-    /* Every slot taken: give back the oldest connection that is not this one. */
+    /* client_start_job made room (held_room) before it took b, and slots only empty while
+     * the session waits for it: this is a bug, said loudly. */
+    log_error("conn %u user=%s: no free slot to hold a connection to env %s; the one to env "
+              "%s is given back",
+              c->id, c->user, b->pool->env->name, c->held[0]->pool->env->name);
     backend_recycle(c->held[0]);
     c->held[0] = b;
     c->held_env[0] = env;
+}
+
+/* Makes room to hold one more connection: a slot is free, or a held connection whose
+ * session has no state there goes back to the pool (its carried variables are set again
+ * wherever the session goes next). Returns false when every held connection has state
+ * (a transaction, temporary tables, ...): giving one back would lose it silently. */
+static bool held_room(client *c)
+{
+    for (int i = 0; i < CLIENT_MAX_HELD; i++)
+        if (!c->held[i])
+            return true;
+    for (int i = 0; i < CLIENT_MAX_HELD; i++) {
+        backend *b = c->held[i];
+        if (b->op != BOP_NONE || client_session_has_state(c, b))
+            continue;
+        c->held[i] = NULL;
+        c->held_env[i] = -1;
+        if (c->be == b)
+            c->be = NULL;
+        backend_recycle(b);
+        return true;
+    }
+    return false;
 }
 
 void client_drop_backend(client *c, backend *b)
@@ -1993,6 +2020,16 @@ void client_start_job(client *c)
             prepare_step(c);
             return;
         }
+    }
+    if (!held_room(c)) {
+        client_send_err(c, 1105, "HY000",
+                        "envproxy: this session holds state (%s) in %d environments, the most "
+                        "one session holds; end it there (COMMIT, ROLLBACK, "
+                        "COM_RESET_CONNECTION) before using environment '%s'",
+                        c->pinned ? c->pin_reason : "open transactions", CLIENT_MAX_HELD,
+                        c->route.env->name);
+        job_failed(c);
+        return;
     }
     health *h = &p->health[env];
     if (!health_allow(h)) {

@@ -459,6 +459,19 @@ static void job_timeout_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     job_answer(j);
+    /* The tasks still waiting are stopped: a statement that never answers must not hold a
+     * backend connection (and the job) for ever, nor let a client that repeats it open more
+     * and more of them. The statement is killed on the server, the connection shut down;
+     * each task then fails through its own callback (task_end), the last one frees j. */
+    for (int i = 0; i < j->n; i++) {
+        vtask *t = &j->tasks[i];
+        if (t->done || !t->b)
+            continue;
+        if (t->step >= 3 && t->b->thread_id && !atomic_load(&t->b->pool->proxy->stopping))
+            backend_kill_query(t->b->pool, t->b->base, t->b->thread_id, NULL, NULL);
+        if (t->b->mysql)
+            mariadb_cancel(t->b->mysql);
+    }
 }
 
 /* Starts one task per environment of envs (indexes), with sql. The job answers later. */
@@ -472,6 +485,12 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
     j->pending = n;
     c->vjob = j;
     c->state = CL_PREPARE;
+    if (n == 0) {
+        /* No environment to ask (an account without grants, say): the answer is empty. */
+        job_answer(j);
+        job_free(j);
+        return;
+    }
     j->timer = evtimer_new(c->w->base, job_timeout_cb, j);
     struct timeval tv = {VIRTUAL_TIMEOUT_MS / 1000, (VIRTUAL_TIMEOUT_MS % 1000) * 1000};
     evtimer_add(j->timer, &tv);
