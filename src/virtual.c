@@ -21,7 +21,12 @@
  * result larger than that fails with an error rather than growing the proxy (10,000 rows of
  * 1 MB each are 10 GB). */
 #define VIRTUAL_MAX_BYTES ((size_t)64 << 20)
+/* And for all of them at once, in the whole process: many sessions each within its own
+ * bound must not add up to more memory than the machine has. */
+#define VIRTUAL_MAX_TOTAL ((size_t)256 << 20)
 #define VIRTUAL_TIMEOUT_MS 10000
+
+static _Atomic size_t virtual_bytes_total; /* held by every job now */
 
 typedef enum { VJ_DATABASES, VJ_FANOUT, VJ_COMPARE, VJ_SCHEMA } vjob_kind;
 
@@ -35,6 +40,7 @@ typedef struct vtask {
     long long cap;  /* rows kept */
     bool truncated;
     bool too_big; /* the job's results passed VIRTUAL_MAX_BYTES: failed when the fetch ends */
+    bool too_many; /* all jobs together passed VIRTUAL_MAX_TOTAL: failed the same way */
     bool done, failed;
     unsigned long long affected; /* the statement returned no result set: its row count */
     unsigned err_code;
@@ -267,6 +273,7 @@ static void answer_table(client *c, vq_query *q, vq_table *t, const char *schema
 
 static void job_free(vjob *j)
 {
+    atomic_fetch_sub(&virtual_bytes_total, j->bytes);
     for (int i = 0; i < j->n; i++)
         if (j->tasks[i].rows)
             vq_table_free(j->tasks[i].rows);
@@ -374,6 +381,11 @@ static bool task_row(backend *b, MYSQL_ROW row, unsigned long *lengths, void *ar
         t->too_big = true;
         return false;
     }
+    if (atomic_fetch_add(&virtual_bytes_total, size) + size > VIRTUAL_MAX_TOTAL) {
+        atomic_fetch_sub(&virtual_bytes_total, size);
+        t->too_many = true;
+        return false;
+    }
     t->job->bytes += size;
     size_t r = (size_t)vq_table_add_row(t->rows);
     for (size_t i = 0; i < t->rows->n_columns; i++)
@@ -395,6 +407,15 @@ static void task_done_cb(backend *b, int rc, void *arg)
                  "them in memory: narrow the statement",
                  VIRTUAL_MAX_BYTES >> 20);
         task_fail(t, 1104, msg);
+        return;
+    }
+    if (t->too_many) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "envproxy: fan-out and compare answers held at once for all sessions reached "
+                 "%zu MiB; try again shortly, or narrow the statement",
+                 VIRTUAL_MAX_TOTAL >> 20);
+        task_fail(t, 1041, msg);
         return;
     }
     if (t->step == 3 && !t->rows)

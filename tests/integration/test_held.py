@@ -6,8 +6,10 @@ make the proxy give one of them back behind the session's back: the statement is
 and the state everywhere else stays. Fan-out and __envs jobs end on time: a statement
 that does not answer within their 10 s is killed on the server and its connection
 closed, so repeating it cannot pile up backend connections; an account with no
-environment gets an empty answer at once."""
+environment gets an empty answer at once. The answers all fan-outs hold at once are bounded
+for the whole process."""
 
+import threading
 import time
 
 import pymysql
@@ -157,4 +159,44 @@ def test_a_fanout_that_never_answers_is_killed_and_its_connections_closed(make_p
     other = p.connect(user="bob", password="bob-pw")
     assert one(other, "SELECT 1") == ((1,),)
     other.close()
+    conn.close()
+
+
+def test_fanout_answers_held_at_once_are_bounded_for_all_sessions(make_proxy, servers):
+    # Each fan-out holds dev's 60 MB answer while prod waits for a lock (until the job's
+    # 10 s): five of them would hold 300 MB, over the proxy's 256 MiB for all sessions.
+    p = make_proxy()
+    locker = servers["prod"].connect()
+    one(locker, "LOCK TABLES shop.products WRITE")
+    sql = ("/* env=dev,prod */ SELECT REPEAT('x', 1000000) AS v FROM seq_1_to_60 "
+           "WHERE (SELECT COUNT(*) FROM shop.products) >= 0")
+    results = [None] * 5
+
+    def run(i):
+        conn = p.connect(read_timeout=40)
+        try:
+            got = one(conn, sql)
+            results[i] = sorted({(r[0], r[1]) for r in got})
+        except pymysql.err.MySQLError as e:
+            results[i] = e.args
+        finally:
+            conn.close()
+
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    finally:
+        locker.close()
+    assert all(r is not None for r in results), results
+    dev_errors = [dict(r)["dev"] for r in results]
+    refused = [e for e in dev_errors if e and "256 MiB" in e]
+    assert refused and all(e is None or e in refused for e in dev_errors), dev_errors
+    assert p.peak_rss_kb() < 900 * 1024
+    # Once the answers are gone, a big fan-out fits again.
+    conn = p.connect(read_timeout=40)
+    got = one(conn, "/* env=dev,prod */ SELECT REPEAT('x', 1000000) FROM seq_1_to_30")
+    assert len(got) == 60 and all(r[1] is None for r in got)
     conn.close()
