@@ -98,6 +98,7 @@ typedef struct config {
      * pools may use and a margin. Beyond it a new client gets ERR 1040 and is closed. */
     int max_client_connections;
     int max_connections_per_host;        /* from one address; 0 (default) = no limit */
+    int max_connections_per_account;     /* logged in as one account; 0 (default) = no limit */
     long long max_handshake_packet_size; /* largest packet before login; default 16 KiB */
     /* Bytes a client may send ahead while a command runs; reading stops above it until the
      * command ends. Default 1 MiB. */

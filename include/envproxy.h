@@ -593,6 +593,7 @@ struct client {
     char user[ROUTE_NAME_MAX + 1];
     char login_db[2 * ROUTE_NAME_MAX + 2];
     bool has_login_db;
+    char counted_user[ROUTE_NAME_MAX + 1]; /* counted for max_connections_per_account */
 
     /* The account, looked up again when the store changes. */
     struct acct_ref *acct_ref;
@@ -1106,6 +1107,10 @@ config *proxy_cfg_get(proxy *p);
 void proxy_cfg_put(config *cfg);
 /* A client connection admitted by the main loop from host ended. */
 void proxy_conn_gone(proxy *p, const char *host);
+/* Counts a logged-in client of account user; false (not counted) when the account already
+ * has max_connections_per_account of them. proxy_acct_gone undoes a count. */
+bool proxy_acct_admit(const config *cfg, const char *user);
+void proxy_acct_gone(const char *user);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
 /* The store was written by this process (main loop): publish the new content now. */

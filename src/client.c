@@ -553,6 +553,8 @@ void client_free(client *c)
     }
     bufferevent_free(c->bev);
     proxy_conn_gone(c->p, c->host);
+    if (c->counted_user[0])
+        proxy_acct_gone(c->counted_user);
     proxy_cfg_put(c->cfg);
     pbuf_free(&c->cmd);
     stmt_free_all(c);
@@ -1380,6 +1382,23 @@ static void login_succeeded(client *c)
     client_timer_stop(c);
     const config *cfg = c->cfg;
     throttle_success(c->host, c->user);
+    if (c->counted_user[0]) { /* COM_CHANGE_USER: the old account's place is given back */
+        proxy_acct_gone(c->counted_user);
+        c->counted_user[0] = '\0';
+    }
+    if (strcmp(c->via, "mysql") == 0) { /* HTTP and MCP sessions have their own bounds */
+        if (!proxy_acct_admit(cfg, c->user)) {
+            log_warn("conn %u %s user=%s: refused: the account has %d connections already "
+                     "(max_connections_per_account)",
+                     c->id, c->addr, c->user, cfg->max_connections_per_account);
+            client_fail(c, 1203, "42000",
+                        "User '%s' already has more than 'max_connections_per_account' (%d) "
+                        "active connections to envproxy",
+                        c->user, cfg->max_connections_per_account);
+            return;
+        }
+        snprintf(c->counted_user, sizeof(c->counted_user), "%s", c->user);
+    }
     c->last_status = ST_AUTOCOMMIT;
     c->pinned = false;
     c->env = route_initial_env(cfg, c->acct);

@@ -1585,6 +1585,7 @@ enum {
     TOP_CLIENT_WRITE_TIMEOUT,
     TOP_MAX_CLIENT_CONNECTIONS,
     TOP_MAX_CONNECTIONS_PER_HOST,
+    TOP_MAX_CONNECTIONS_PER_ACCOUNT,
     TOP_MAX_HANDSHAKE_PACKET_SIZE,
     TOP_MAX_PIPELINED_INPUT,
     TOP_CLIENT_IDLE_TIMEOUT,
@@ -1604,6 +1605,7 @@ static const char *const top_keys[TOP_COUNT] = {"listen",          "threads",
                                                 "client_write_timeout",
                                                 "max_client_connections",
                                                 "max_connections_per_host",
+                                                "max_connections_per_account",
                                                 "max_handshake_packet_size",
                                                 "max_pipelined_input",
                                                 "client_idle_timeout",
@@ -1703,6 +1705,11 @@ static void load_top(loader *ld, const ynode *root)
         case TOP_MAX_CONNECTIONS_PER_HOST:
             get_int32(ld, "max_connections_per_host", val, 0, 10000000,
                       "an integer from 0 (no limit) to 10000000", &c->max_connections_per_host);
+            break;
+        case TOP_MAX_CONNECTIONS_PER_ACCOUNT:
+            get_int32(ld, "max_connections_per_account", val, 0, 10000000,
+                      "an integer from 0 (no limit) to 10000000",
+                      &c->max_connections_per_account);
             break;
         case TOP_MAX_HANDSHAKE_PACKET_SIZE:
             get_size(ld, "max_handshake_packet_size", val, MIN_HANDSHAKE_PACKET_SIZE,

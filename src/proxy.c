@@ -225,6 +225,58 @@ static const char *conn_admit(const config *cfg, const char *host, char *why, si
     return refused;
 }
 
+/* ---- admission: logged-in client connections by account ----------------------------------- */
+
+typedef struct acct_count {
+    struct acct_count *next;
+    int n;
+    char user[ROUTE_NAME_MAX + 1];
+} acct_count;
+
+static acct_count *conns_by_acct[HOST_BUCKETS];
+
+static acct_count **acct_count_find(const char *user)
+{
+    acct_count **pp = &conns_by_acct[host_hash(user)];
+    while (*pp && strcmp((*pp)->user, user) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+bool proxy_acct_admit(const config *cfg, const char *user)
+{
+    bool ok = true;
+    pthread_mutex_lock(&conns_mu);
+    acct_count **pp = acct_count_find(user);
+    if (cfg->max_connections_per_account > 0 && *pp &&
+        (*pp)->n >= cfg->max_connections_per_account) {
+        ok = false;
+    } else {
+        if (!*pp) {
+            acct_count *a = calloc(1, sizeof(*a));
+            if (!a)
+                abort();
+            snprintf(a->user, sizeof(a->user), "%s", user);
+            *pp = a;
+        }
+        (*pp)->n++;
+    }
+    pthread_mutex_unlock(&conns_mu);
+    return ok;
+}
+
+void proxy_acct_gone(const char *user)
+{
+    pthread_mutex_lock(&conns_mu);
+    acct_count **pp = acct_count_find(user);
+    if (*pp && --(*pp)->n == 0) {
+        acct_count *a = *pp;
+        *pp = a->next;
+        free(a);
+    }
+    pthread_mutex_unlock(&conns_mu);
+}
+
 /* Answers a client that is not served with an error packet in place of the greeting
  * (sequence id 0, as a server does), then closes the socket. */
 static void refuse_fd(int fd, uint16_t code, const char *state, const char *msg)

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 
+import MySQLdb
 import pymysql
 import pytest
 
@@ -259,6 +260,47 @@ def test_max_connections_per_host(make_proxy):
     finally:
         for r in socks:
             r.close()
+
+
+def test_max_connections_per_account(make_proxy):
+    """One account cannot take every place: past max_connections_per_account a login as
+    it gets ERR 1203, counted after authentication (a wrong password neither counts nor
+    takes a place), while other accounts are served; a place is free again when one of its
+    connections ends, and COM_CHANGE_USER moves the place to the new account."""
+    p = make_proxy(extra_yaml={"max_connections_per_account": 2})
+
+    def my(user="alice", pw="alice-pw"):
+        return MySQLdb.connect(host="127.0.0.1", port=p.port, user=user, passwd=pw)
+
+    a1, a2 = my(), my()
+    with pytest.raises(MySQLdb.OperationalError) as e:
+        my()
+    assert e.value.args[0] == 1203 and "alice" in e.value.args[1]
+    assert "max_connections_per_account" in e.value.args[1]
+    with pytest.raises(MySQLdb.OperationalError) as e:
+        my(pw="wrong")
+    assert e.value.args[0] == 1045
+    b = my("bob", "bob-pw")
+    b.query("SELECT 1")
+    b.store_result()
+    a2.close()
+    deadline = time.monotonic() + 5
+    while True:  # the proxy sees the close a moment later
+        try:
+            a3 = my()
+            break
+        except MySQLdb.OperationalError as err:
+            assert err.args[0] == 1203 and time.monotonic() < deadline
+            time.sleep(0.1)
+    # bob's connection would be alice's third: refused.
+    with pytest.raises(MySQLdb.OperationalError) as e:
+        b.change_user("alice", "alice-pw")
+    assert e.value.args[0] == 1203
+    a3.change_user("bob", "bob-pw")  # alice keeps one place, bob has one
+    a4 = my()
+    for c in (a1, a3, a4):
+        c.close()
+    assert "max_connections_per_account" in p.log_text()
 
 
 def _limit_fds(pid, n):
