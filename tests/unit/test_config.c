@@ -273,6 +273,7 @@ static void test_defaults(void)
     CHECK_INT(c->log_level, 2);
     CHECK_INT(c->max_client_connections, 0);
     CHECK_INT(c->max_connections_per_host, 0);
+    CHECK_INT(c->max_connections_per_account, 0);
     CHECK_INT(c->max_handshake_packet_size, 16 * 1024);
     CHECK_INT(c->max_pipelined_input, 1024 * 1024);
     CHECK_INT(c->audit_buffer, 4 << 20);
@@ -334,6 +335,7 @@ static void test_errors(void)
           "include, tls, limits, audit_log, secret_key_file, http, max_packet_size, "
           "handshake_timeout, health_interval, shutdown_timeout, log_level, environments, "
           "login_throttle, client_write_timeout, max_client_connections, max_connections_per_host, "
+          "max_connections_per_account, "
           "max_handshake_packet_size, max_pipelined_input, client_idle_timeout, health_timeout, "
           "audit_buffer)",
         F ":16:11: port: expected an integer from 1 to 65535, got 'abc'",
@@ -562,6 +564,7 @@ static void test_client_bounds(void)
     char *ok = write_file(dir, "ok.yaml",
                           "max_client_connections: 500\n"
                           "max_connections_per_host: 20\n"
+                          "max_connections_per_account: 7\n"
                           "max_handshake_packet_size: 4KiB\n"
                           "max_pipelined_input: 256k\n"
                           "client_idle_timeout: 15m\n"
@@ -571,6 +574,7 @@ static void test_client_bounds(void)
     if (c) {
         CHECK_INT(c->max_client_connections, 500);
         CHECK_INT(c->max_connections_per_host, 20);
+        CHECK_INT(c->max_connections_per_account, 7);
         CHECK_INT(c->max_handshake_packet_size, 4096);
         CHECK_INT(c->max_pipelined_input, 256 * 1024);
         CHECK_INT(c->client_idle_timeout_ms, 15 * 60 * 1000);
