@@ -6,7 +6,7 @@
 #   make demo       two MariaDB servers (dev, prod) and the proxy on 127.0.0.1:3307
 #   make unit       unit tests only;  make integration   integration tests only
 #   make compat-gui Adminer and phpMyAdmin in headless Chromium (installs them; slow)
-#   make fuzz       libFuzzer on the SQL policy for FUZZ_SECONDS (60)
+#   make fuzz       libFuzzer on the SQL policy and parsers, FUZZ_SECONDS (60) each
 #   make robust     the robustness suite in full (its quick part runs in make test)
 #   make audit-load 1,000,000 statements through 64 clients, every one found in the audit log
 #   make install    PREFIX=/usr/local: the binary, the systemd unit, the example config
@@ -147,9 +147,10 @@ demo: deps
 demo-stop:
 	@scripts/demo.sh stop
 
-# libFuzzer on the SQL lexer and classifier (clang from Debian), then on the lexer against an
-# independent reading of quotes, comments and statement ends (fuzz_lexdiff.c). FUZZ_SECONDS
-# bounds each run.
+
+# libFuzzer on the SQL lexer and classifier (clang from Debian), on the lexer against an
+# independent reading of quotes, comments and statement ends (fuzz_lexdiff.c), and on the
+# other parsers a logged-in account reaches (fuzz_parsers.c). FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@mkdir -p build-fuzz/work build-fuzz/work-diff
@@ -161,6 +162,12 @@ fuzz:
 	    build-fuzz/work tests/fuzz/corpus
 	build-fuzz/fuzz_lexdiff -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    build-fuzz/work-diff tests/fuzz/corpus
+	@mkdir -p build-fuzz/work-parsers
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude \
+	    tests/fuzz/fuzz_parsers.c src/vquery.c src/json.c src/router.c src/rewrite.c \
+	    src/sqllex.c src/sqlpolicy.c -lm -o build-fuzz/fuzz_parsers
+	build-fuzz/fuzz_parsers -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    build-fuzz/work-parsers tests/fuzz/corpus-parsers
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
