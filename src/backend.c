@@ -1,6 +1,7 @@
 /* backend.c: one backend connection, driven without blocking by MariaDB Connector/C's
  * _start/_cont calls from whichever worker loop holds it. */
 #include "envproxy.h"
+#include "resolve.h"
 #include "log.h"
 
 /* Connector/C keeps its TLS session in its I/O layer: ma_pvio.h gives that layer, and the
@@ -17,6 +18,7 @@ struct tls_container {
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -154,6 +156,20 @@ static void take_login(backend *b, const cfg_env *e)
     }
 }
 
+/* Whether the server's certificate names host (DNS names of subjectAltName, or the common
+ * name without them; an IP address against the IP entries). */
+static bool cert_names_host(SSL *ssl, const char *host)
+{
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+    if (!cert)
+        return false;
+    bool ok = resolve_is_literal(host) && strcmp(host, "localhost") != 0
+                  ? X509_check_ip_asc(cert, host, 0) == 1
+                  : X509_check_host(cert, host, strlen(host), 0, NULL) == 1;
+    X509_free(cert);
+    return ok;
+}
+
 /* Starts (ready < 0) or continues the current operation; on completion calls done. */
 static void be_step(backend *b, int ready)
 {
@@ -162,8 +178,34 @@ static void be_step(backend *b, int ready)
     switch (b->op) {
     case BOP_CONNECT: {
         const cfg_env *e = b->pool->env;
-        if (start)
+        if (!start && b->op_phase == 1) {
+            /* The host name has no address (resolve.c): fail now, from the loop. */
+            b->ret_mysql = NULL;
+            break;
+        }
+        if (start) {
             take_login(b, e);
+            /* The address kept by the resolver thread: Connector/C would resolve the name
+             * here with getaddrinfo, which blocks the loop for as long as DNS takes. */
+            char addr[RESOLVE_ADDR_MAX];
+            if (resolve_get(e->host, addr, sizeof(addr), b->err_msg, sizeof(b->err_msg))) {
+                b->err_code = 2005; /* CR_UNKNOWN_HOST */
+                snprintf(b->err_state, sizeof(b->err_state), "HY000");
+                b->op_phase = 1;
+                backend_unwatch(b);
+                struct timeval now = {0, 0};
+                event_assign(&b->ev, b->base, -1, 0, be_event_cb, b);
+                event_add(&b->ev, &now); /* done is never called before this returns */
+                b->ev_added = true;
+                return;
+            }
+            if (strcmp(addr, b->login[0]) != 0) {
+                free(b->login[0]);
+                b->login[0] = strdup(addr);
+                if (!b->login[0])
+                    abort();
+            }
+        }
         status = start ? mysql_real_connect_start(&b->ret_mysql, b->mysql, b->login[0],
                                                   b->login[1], b->login[2],
                                                   b->no_db ? NULL : b->login[3],
@@ -308,7 +350,19 @@ static void be_step(backend *b, int ready)
                 snprintf(b->err_msg, sizeof(b->err_msg),
                          "TLS: cannot reach the TLS session of this Connector/C version");
             }
-            if (rc == 0 && b->pool->env->tls_mode == BTLS_VERIFY_CA &&
+            if (rc == 0 && b->pool->env->tls_mode == BTLS_VERIFY_FULL && b->ssl &&
+                SSL_get_verify_result(b->ssl) == X509_V_OK &&
+                !cert_names_host(b->ssl, b->pool->env->host)) {
+                rc = -1;
+                b->err_code = 2026;
+                snprintf(b->err_state, sizeof(b->err_state), "HY000");
+                snprintf(b->err_msg, sizeof(b->err_msg),
+                         "TLS: the server's certificate is not for host '%s'",
+                         b->pool->env->host);
+            }
+            if (rc == 0 &&
+                (b->pool->env->tls_mode == BTLS_VERIFY_CA ||
+                 b->pool->env->tls_mode == BTLS_VERIFY_FULL) &&
                 (!b->ssl || SSL_get_verify_result(b->ssl) != X509_V_OK)) {
                 rc = -1;
                 b->err_code = 2026;
@@ -419,7 +473,7 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
-    if (rc && !(b->op == BOP_CONNECT && b->err_code == 2026)) {
+    if (rc && !(b->op == BOP_CONNECT && (b->err_code == 2026 || b->op_phase == 1))) {
         be_take_error(b);
         if (b->op_deadline_ms && now_ms() >= b->op_deadline_ms) {
             /* Connector/C's "Lost connection" would hide that the server fell silent. */
@@ -569,10 +623,13 @@ void backend_connect(backend *b, struct event_base *base, be_done_fn done, void 
         mysql_ssl_set(b->mysql, NULL, NULL, e->tls_ca, NULL, NULL);
         mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &on);
         break;
-    case BTLS_VERIFY_FULL: /* chain and host name, by Connector/C */
+    case BTLS_VERIFY_FULL:
+        /* Chain and host name, checked after connecting: the connection goes to the
+         * address resolve.c keeps, which Connector/C would compare the certificate with. */
         mysql_ssl_set(b->mysql, NULL, NULL, e->tls_ca, NULL, NULL);
         mysql_options(b->mysql, MYSQL_OPT_SSL_ENFORCE, &on);
-        mysql_options(b->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+        if (resolve_is_literal(e->host) && strcmp(e->host, "localhost") != 0)
+            mysql_options(b->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
         break;
     }
     mysql_options(b->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");

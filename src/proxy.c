@@ -1,6 +1,7 @@
 /* proxy.c: start-up, the main loop (accept, signals, maintenance) and the worker threads. */
 #include "audit.h"
 #include "envproxy.h"
+#include "resolve.h"
 #include "log.h"
 #include "secret.h"
 
@@ -788,6 +789,8 @@ static void reload_config(proxy *p)
         config_free(next);
         return;
     }
+    for (int i = 0; i < next->n_envs; i++)
+        resolve_prepare(next->envs[i].host, false); /* a new name: the resolver asks now */
     config *cur = p->cfg;
     bool same_listen = cur->n_listen == next->n_listen;
     for (int i = 0; same_listen && i < cur->n_listen; i++)
@@ -989,6 +992,12 @@ int proxy_run(const char *config_path)
     if (assign_slots(p, cfg))
         goto out;
     retarget_slots(p, cfg);
+    if (resolve_start()) {
+        log_error("cannot start the resolver thread");
+        goto out;
+    }
+    for (int i = 0; i < cfg->n_envs; i++)
+        resolve_prepare(cfg->envs[i].host, true); /* before anyone connects */
     probe_version(p);
     p->accept_resume = evtimer_new(p->base, accept_resume_cb, p);
     if (!p->accept_resume || open_listeners(p) || http_start(p))
@@ -1039,6 +1048,7 @@ int proxy_run(const char *config_path)
 
 out:
     atomic_store(&p->stopping, true);
+    resolve_stop();
     http_stop(p);
     for (int i = 0; i < p->n_listeners; i++)
         evconnlistener_free(p->listeners[i]);

@@ -10,7 +10,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from harness import BACKEND_PASSWORD, REPO, free_port
+from dnsshim import shim_env
+from harness import BACKEND_PASSWORD, REPO, envproxy_bin, free_port
 
 KEY = "6f" * 32  # 64 hex digits: a test key
 
@@ -129,7 +130,7 @@ def make_certs(d):
         "ca.pem", "-days", "3", "-subj", "/CN=envproxy test CA")
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem", "-out",
         "server.csr", "-subj", "/CN=localhost")
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,DNS:db.fast.test,IP:127.0.0.1\n")
     ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
         "-CAcreateserial", "-out", "server.pem", "-days", "3", "-extfile", "ext.cnf")
     ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-key.pem", "-out",
@@ -181,6 +182,28 @@ def test_tls_to_the_backend(make_proxy, tls_server, mode):
     p.add_user("erin", "erin-pw", "secure", {"secure": "read"})
     time.sleep(1.2)
     assert backend_cipher(p)
+
+
+@pytest.mark.parametrize("host,ok", [("db.fast.test", True), ("other.fast.test", False)])
+def test_tls_verify_full_checks_the_host_name(make_proxy, tls_server, host, ok):
+    """The connection goes to the address the proxy's resolver keeps, and verify_full still
+    compares the certificate with the configured host name: db.fast.test is in its
+    subjectAltName, other.fast.test (resolving to the same server) is not."""
+    env = tls_env(tls_server, "verify_full", tls_server["certs"] / "ca.pem")
+    env["host"] = host
+    p = make_proxy(extra_yaml={"environments": {"secure": env}},
+                   env_overrides=shim_env(envproxy_bin()))
+    p.add_user("erin", "erin-pw", "secure", {"secure": "read"})
+    time.sleep(1.2)
+    if ok:
+        assert backend_cipher(p)
+        return
+    conn = p.connect(user="erin", password="erin-pw", autocommit=None)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            cur.execute("SELECT 1")
+        assert "'secure'" in e.value.args[1] and "other.fast.test" in e.value.args[1]
+    conn.close()
 
 
 def test_tls_verify_ca_refuses_an_unknown_ca(make_proxy, tls_server):

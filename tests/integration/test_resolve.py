@@ -1,0 +1,93 @@
+"""Host names of environments are resolved by a thread of the proxy's own, never on an
+event loop: a DNS server that takes seconds to answer does not stall the clients of the
+worker that opens a backend connection (Connector/C would call getaddrinfo inside
+mysql_real_connect_start, which blocks). A name that does not resolve fails its statements
+at once with ERR 2005 naming it, and the other environments are served.
+
+Names under .test are answered by tests/integration/dns_shim.c, preloaded into the proxy:
+*.slow.test after 3 s, *.none.test never."""
+
+import threading
+import time
+
+import pymysql
+import pytest
+
+from dnsshim import shim_env
+from harness import BACKEND_PASSWORD_VAR, BACKEND_USER, Account, envproxy_bin
+
+
+def env_at(host, port):
+    return {"host": host, "port": port, "user": BACKEND_USER,
+            "password": "${%s}" % BACKEND_PASSWORD_VAR, "database": "shop",
+            "access": "read_write", "pool": {"max": 10, "connect_timeout": "10s"}}
+
+
+@pytest.fixture
+def slow_dns_proxy(make_proxy, servers):
+    return make_proxy(
+        extra_yaml={"threads": 1, "environments": {
+            "far": env_at("db.slow.test", servers.dev.port),
+            "nowhere": env_at("db.none.test", servers.dev.port)}},
+        env_overrides=shim_env(envproxy_bin()),
+        accounts=[Account("alice", "alice-pw", "dev",
+                          {"dev": "write", "far": "write", "nowhere": "write"})])
+
+
+def test_slow_dns_does_not_stall_the_worker(slow_dns_proxy):
+    p = slow_dns_proxy
+    probe = p.connect()
+    stop = threading.Event()
+    worst = [0.0]
+
+    def measure():
+        while not stop.is_set():
+            t = time.monotonic()
+            with probe.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+            worst[0] = max(worst[0], time.monotonic() - t)
+            time.sleep(0.05)
+
+    th = threading.Thread(target=measure)
+    th.start()
+    holders = []
+    try:
+        start = time.monotonic()
+        # Three sessions each hold a transaction in far: three new backend connections to
+        # a host whose name takes 3 s to resolve.
+        for _ in range(3):
+            c = p.connect()
+            with c.cursor() as cur:
+                cur.execute("/* env=far */ BEGIN")
+                cur.execute("/* env=far */ SELECT @@port")
+                cur.fetchall()
+            holders.append(c)
+        took = time.monotonic() - start
+    finally:
+        stop.set()
+        th.join(10)
+        for c in holders:
+            c.close()
+        probe.close()
+    assert took < 2.5, f"three connections to far took {took:.1f} s"
+    assert worst[0] < 1.0, f"a SELECT 1 on the same worker waited {worst[0]:.1f} s"
+    assert "resolves to 127.0.0.1" in p.log_text()
+
+
+def test_a_name_that_does_not_resolve_fails_at_once(slow_dns_proxy):
+    p = slow_dns_proxy
+    conn = p.connect()
+    for _ in range(3):
+        start = time.monotonic()
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            with conn.cursor() as cur:
+                cur.execute("/* env=nowhere */ SELECT 1")
+        assert time.monotonic() - start < 1.0
+        assert e.value.args[0] in (2003, 2005), e.value.args
+        assert "db.none.test" in e.value.args[1] and "'nowhere'" in e.value.args[1]
+    with conn.cursor() as cur:
+        cur.execute("SELECT 'dev works'")
+        assert cur.fetchall() == (("dev works",),)
+    conn.close()
+    assert "cannot resolve host name 'db.none.test'" in p.log_text()
