@@ -56,6 +56,9 @@ typedef struct acct_store acct_store; /* an open SQLite store */
  * at path. Returns NULL and fills err on failure. */
 acct_store *acct_open(const char *path, char *err, size_t errlen);
 void acct_close(acct_store *s);
+/* Whether the file at the store's path is no longer the one opened (1: another file was put
+ * there, by mv or a copy to a new file; -1: there is none; 0: the same). */
+int acct_replaced(const acct_store *s);
 
 /* Management, used by the `user` subcommands. Each returns 0 on success, -1 with err
  * filled ("user 'x' does not exist", "user 'x' already exists", ...). */

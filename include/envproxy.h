@@ -1073,6 +1073,7 @@ struct proxy {
     acct_ref *acct_cur;
     atomic_int acct_gen;
     long long acct_version;
+    bool acct_file_trouble; /* the store's file is gone or unreadable (said once) */
 
     pthread_mutex_t version_mu;
     char server_version[96]; /* the default environment's version, "" until known */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,8 @@ static const char limits_table_sql[] =
 struct acct_store {
     sqlite3 *db;
     char *path; /* for error messages */
+    dev_t dev;  /* the file opened: another one at path means the store was replaced */
+    ino_t ino;
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -322,6 +325,8 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, "account store %s: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    int st_rc = fstat(fd, &st);
     close(fd);
 
     s = calloc(1, sizeof *s);
@@ -329,6 +334,10 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
         free(s);
         set_err(err, errlen, "account store %s: out of memory", path);
         return NULL;
+    }
+    if (st_rc == 0) {
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
     }
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -350,6 +359,14 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     return s;
+}
+
+int acct_replaced(const acct_store *s)
+{
+    struct stat st;
+    if (stat(s->path, &st) != 0)
+        return -1;
+    return st.st_dev != s->dev || st.st_ino != s->ino;
 }
 
 void acct_close(acct_store *s)

@@ -339,8 +339,45 @@ static int reload_accounts(proxy *p)
     return 0;
 }
 
+/* The store's file was replaced (restored from a backup, deployed by mv): the open one
+ * would go on serving the old accounts, a removed one included, with no sign of it. */
+static void check_store_file(proxy *p)
+{
+    int r = acct_replaced(p->store);
+    if (r == 0) {
+        p->acct_file_trouble = false;
+        return;
+    }
+    const char *path = p->cfg->accounts;
+    if (r < 0) {
+        if (!p->acct_file_trouble)
+            log_error("account store %s: the file is gone; the accounts read last stay in use "
+                      "until a store is there again",
+                      path);
+        p->acct_file_trouble = true;
+        return;
+    }
+    char err[256];
+    acct_store *next = acct_open(path, err, sizeof(err));
+    if (!next) {
+        if (!p->acct_file_trouble)
+            log_error("account store %s was replaced by a file that cannot be read (%s); the "
+                      "accounts read last stay in use",
+                      path, err);
+        p->acct_file_trouble = true;
+        return;
+    }
+    acct_close(p->store);
+    p->store = next;
+    p->acct_file_trouble = false;
+    p->acct_version = acct_data_version(next);
+    log_info("account store %s was replaced by another file: reading it", path);
+    reload_accounts(p);
+}
+
 static void check_accounts(proxy *p)
 {
+    check_store_file(p);
     long long v = acct_data_version(p->store);
     if (v >= 0 && v != p->acct_version) {
         p->acct_version = v;

@@ -1,6 +1,9 @@
 """Logging in: both auth plugins, TLS, wrong credentials, timeouts, live account changes."""
 
+import os
+import shutil
 import socket
+import subprocess
 import ssl
 import struct
 import time
@@ -162,6 +165,50 @@ def test_account_changes_apply_to_new_logins(proxy):
             break
         assert time.monotonic() < deadline, "deleted account still logs in"
         time.sleep(0.2)
+
+
+def test_an_account_store_replaced_by_another_file_is_read(make_proxy):
+    """Restoring the store from a backup or deploying a new one usually replaces the file
+    (mv, cp to a new inode, rsync, a configuration tool) rather than writing into it: the
+    proxy must read the new file, not keep serving the accounts of the old one, which would
+    keep a removed account (or a revoked grant) working with no sign of it."""
+    p = make_proxy()
+    p.connect(user="carol", password="carol-pw").close()
+    new = p.dir / "replacement.db"
+    shutil.copyfile(p.accounts_path, new)
+    # The replacement, made with a configuration naming it: carol is gone, dave is new.
+    other = p.dir / "replacement.yaml"
+    other.write_text(p.config_path.read_text().replace(str(p.accounts_path), str(new)))
+    for args in (["user", "del", "carol"], ["user", "add", "dave", "--password-stdin"]):
+        r = subprocess.run([p.binary, "-c", str(other)] + args, input="dave-pw\n",
+                           capture_output=True, text=True, timeout=30, env=p.env, cwd=p.dir)
+        assert r.returncode == 0, r.stderr
+    os.replace(new, p.accounts_path)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            p.connect(user="carol", password="carol-pw").close()
+        except pymysql.err.OperationalError as e:
+            assert e.args[0] == 1045
+            break
+        assert time.monotonic() < deadline, "an account of the replaced file still logs in"
+        time.sleep(0.2)
+    # The new file is the one watched from now on.
+    p.cli("user", "grant", "dave", "dev", "read")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            p.connect(user="dave", password="dave-pw").close()
+            break
+        except pymysql.err.OperationalError as e:
+            assert e.args[0] == 1044 and time.monotonic() < deadline, e
+            time.sleep(0.2)
+    assert "was replaced by another file" in p.log_text()
+    # A store that is gone leaves the accounts read last in use, said once.
+    os.unlink(p.accounts_path)
+    time.sleep(2.5)
+    p.connect(user="dave", password="dave-pw").close()
+    assert p.log_text().count("the file is gone") == 1
 
 
 # ---- a few raw protocol helpers ---------------------------------------------------------
