@@ -143,6 +143,7 @@ struct backend {
     unsigned err_code;
     char err_state[6];
     char err_msg[256];
+    int conn_tries; /* addresses of the host name tried after the first, this connect */
 };
 
 backend *backend_new(pool *pl);

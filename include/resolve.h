@@ -24,4 +24,8 @@ void resolve_prepare(const char *host, bool now);
  * resolved (the resolver's error, or "being resolved" while its first answer is awaited). */
 int resolve_get(const char *host, char *addr, size_t cap, char *err, size_t errlen);
 
+/* A connection to addr, an address of host, failed: the next address of the name becomes
+ * the first choice. Returns how many other addresses the name has (0 for one or none). */
+int resolve_failed(const char *host, const char *addr);
+
 #endif

@@ -170,6 +170,8 @@ static bool cert_names_host(SSL *ssl, const char *host)
     return ok;
 }
 
+static void be_new_handle(backend *b);
+
 /* Starts (ready < 0) or continues the current operation; on completion calls done. */
 static void be_step(backend *b, int ready)
 {
@@ -473,6 +475,22 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
+    if (b->op == BOP_CONNECT && rc && b->op_phase == 0 && b->err_code != 2026 &&
+        (mysql_errno(b->mysql) == 2002 || mysql_errno(b->mysql) == 2003) &&
+        now_ms() < b->op_deadline_ms &&
+        resolve_failed(b->pool->env->host, b->login[0]) > b->conn_tries) {
+        /* The name has other addresses: try the next one, as Connector/C does with all the
+         * addresses of a name it resolves itself (within the same deadline). */
+        log_info("env %s: cannot connect to %s (%s): trying the next address of %s",
+                 b->pool->env->name, b->login[0], mysql_error(b->mysql), b->pool->env->host);
+        b->conn_tries++;
+        backend_unwatch(b);
+        mysql_close(b->mysql);
+        b->fd = -1;
+        be_new_handle(b);
+        be_step(b, -1);
+        return;
+    }
     if (rc && !(b->op == BOP_CONNECT && (b->err_code == 2026 || b->op_phase == 1))) {
         be_take_error(b);
         if (b->op_deadline_ms && now_ms() >= b->op_deadline_ms) {
@@ -585,11 +603,10 @@ static int no_file_error(void *ptr, char *msg, unsigned int len)
     return 2000;
 }
 
-void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
+/* A new Connector/C handle for b, with every option of a connection to its environment. */
+static void be_new_handle(backend *b)
 {
     const cfg_env *e = b->pool->env;
-    b->base = base;
-    b->target = backend_target(e);
     b->mysql = mysql_init(NULL);
     if (!b->mysql)
         abort();
@@ -635,6 +652,14 @@ void backend_connect(backend *b, struct event_base *base, be_done_fn done, void 
     mysql_options(b->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(b->mysql, MYSQL_OPT_CONNECT_ATTR_RESET, 0);
     mysql_options4(b->mysql, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", "envproxy");
+}
+
+void backend_connect(backend *b, struct event_base *base, be_done_fn done, void *arg)
+{
+    b->base = base;
+    b->target = backend_target(b->pool->env);
+    b->conn_tries = 0;
+    be_new_handle(b);
     be_begin(b, BOP_CONNECT, done, arg);
 }
 

@@ -29,9 +29,15 @@
 #define RESOLVE_REFRESH_MS 30000
 #define RESOLVE_RETRY_MS 2000 /* after a failure */
 
+#define RESOLVE_MAX_ADDRS 4
+
 typedef struct {
     char host[RESOLVE_HOST_MAX];
-    char addr[RESOLVE_ADDR_MAX]; /* "" until it first resolves */
+    /* As getaddrinfo orders them; connections go to addrs[cur], the next one after a
+     * connection to it failed (as Connector/C tries each in turn). */
+    char addrs[RESOLVE_MAX_ADDRS][RESOLVE_ADDR_MAX];
+    int n_addrs, cur;
+    char addr[RESOLVE_ADDR_MAX]; /* addrs[cur]; "" until it first resolves */
     char error[400];             /* the last failure, "" after a success */
     uint64_t next_ms;            /* when to resolve again */
     bool wanted;                 /* asked for now */
@@ -58,8 +64,9 @@ bool resolve_is_literal(const char *host)
            inet_pton(AF_INET6, host, buf) == 1;
 }
 
-/* getaddrinfo as Connector/C would call it (TCP, any family), the first address. */
-static int lookup(const char *host, char *addr, size_t cap, char *err, size_t errlen)
+/* getaddrinfo as Connector/C would call it (TCP, any family): up to RESOLVE_MAX_ADDRS
+ * distinct addresses in its order. Returns how many, or -1 with err. */
+static int lookup(const char *host, char (*addrs)[RESOLVE_ADDR_MAX], char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
@@ -74,36 +81,57 @@ static int lookup(const char *host, char *addr, size_t cap, char *err, size_t er
             freeaddrinfo(res);
         return -1;
     }
-    const void *a = res->ai_family == AF_INET6
-                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    bool ok = inet_ntop(res->ai_family, a, addr, (socklen_t)cap) != NULL;
+    int n = 0;
+    for (struct addrinfo *ai = res; ai && n < RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
+        const void *a;
+        if (ai->ai_family == AF_INET6)
+            a = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        else if (ai->ai_family == AF_INET)
+            a = &((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        else
+            continue;
+        if (!inet_ntop(ai->ai_family, a, addrs[n], RESOLVE_ADDR_MAX))
+            continue;
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++)
+            seen = strcmp(addrs[k], addrs[n]) == 0;
+        if (!seen)
+            n++;
+    }
     freeaddrinfo(res);
-    if (!ok) {
+    if (n == 0) {
         snprintf(err, errlen, "cannot resolve host name '%s': no usable address", host);
         return -1;
     }
-    return 0;
+    return n;
 }
 
 /* Resolves e (the lock not held) and stores the outcome. */
 static void renew(int i)
 {
-    char host[RESOLVE_HOST_MAX], addr[RESOLVE_ADDR_MAX], err[400];
+    char host[RESOLVE_HOST_MAX], addrs[RESOLVE_MAX_ADDRS][RESOLVE_ADDR_MAX], err[400];
     pthread_mutex_lock(&mu);
     snprintf(host, sizeof(host), "%s", entries[i].host);
     entries[i].wanted = false;
     pthread_mutex_unlock(&mu);
-    int rc = lookup(host, addr, sizeof(addr), err, sizeof(err));
+    int n = lookup(host, addrs, err, sizeof(err));
     pthread_mutex_lock(&mu);
     entry *e = &entries[i];
-    if (rc == 0) {
-        if (strcmp(e->addr, addr) != 0)
-            log_info("host %s resolves to %s%s%s", host, addr, e->addr[0] ? " (was " : "",
-                     e->addr[0] ? e->addr : "");
+    if (n > 0) {
+        /* The address in use stays first choice while the name still has it. */
+        int cur = 0;
+        for (int k = 0; k < n; k++)
+            if (strcmp(addrs[k], e->addr) == 0)
+                cur = k;
+        if (strcmp(e->addr, addrs[cur]) != 0)
+            log_info("host %s resolves to %s%s%s%s", host, addrs[cur], n > 1 ? " (and more)" : "",
+                     e->addr[0] ? ", was " : "", e->addr[0] ? e->addr : "");
         if (e->addr[0] && e->error[0])
             log_info("host %s resolves again", host);
-        snprintf(e->addr, sizeof(e->addr), "%s", addr);
+        memcpy(e->addrs, addrs, sizeof(addrs));
+        e->n_addrs = n;
+        e->cur = cur;
+        snprintf(e->addr, sizeof(e->addr), "%s", addrs[cur]);
         e->error[0] = '\0';
         e->next_ms = mono_ms() + RESOLVE_REFRESH_MS;
     } else {
@@ -210,6 +238,25 @@ int resolve_get(const char *host, char *addr, size_t cap, char *err, size_t errl
     }
     pthread_mutex_unlock(&mu);
     return rc;
+}
+
+int resolve_failed(const char *host, const char *addr)
+{
+    int left = 0;
+    pthread_mutex_lock(&mu);
+    for (int i = 0; i < n_entries; i++) {
+        entry *e = &entries[i];
+        if (strcmp(e->host, host) != 0)
+            continue;
+        if (e->n_addrs > 1 && strcmp(e->addr, addr) == 0) {
+            e->cur = (e->cur + 1) % e->n_addrs;
+            memcpy(e->addr, e->addrs[e->cur], sizeof(e->addr));
+        }
+        left = e->n_addrs - 1;
+        break;
+    }
+    pthread_mutex_unlock(&mu);
+    return left;
 }
 
 int resolve_start(void)

@@ -3,6 +3,7 @@
  *   NAME.fast.test   127.0.0.1 at once
  *   NAME.slow.test   127.0.0.1 after DNS_SHIM_DELAY_MS (default 3000) milliseconds
  *   NAME.none.test   EAI_NONAME
+ *   NAME.dual.test   127.0.0.2 (where no test server listens), then 127.0.0.1
  * Every other name goes to the C library. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,6 +32,23 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         return real("127.0.0.1", service, hints, res);
+    }
+    if (node && ends_with(node, ".dual.test")) {
+        struct addrinfo *first = NULL, *second = NULL;
+        int rc = real("127.0.0.2", service, hints, &first);
+        if (rc != 0)
+            return rc;
+        rc = real("127.0.0.1", service, hints, &second);
+        if (rc != 0) {
+            freeaddrinfo(first);
+            return rc;
+        }
+        struct addrinfo *last = first;
+        while (last->ai_next)
+            last = last->ai_next;
+        last->ai_next = second; /* glibc's freeaddrinfo frees node by node */
+        *res = first;
+        return 0;
     }
     if (node && ends_with(node, ".fast.test"))
         return real("127.0.0.1", service, hints, res);

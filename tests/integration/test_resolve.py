@@ -5,7 +5,8 @@ mysql_real_connect_start, which blocks). A name that does not resolve fails its 
 at once with ERR 2005 naming it, and the other environments are served.
 
 Names under .test are answered by tests/integration/dns_shim.c, preloaded into the proxy:
-*.slow.test after 3 s, *.none.test never."""
+*.slow.test after 3 s, *.none.test never, *.dual.test as two addresses of which the first
+has no server."""
 
 import threading
 import time
@@ -28,10 +29,12 @@ def slow_dns_proxy(make_proxy, servers):
     return make_proxy(
         extra_yaml={"threads": 1, "environments": {
             "far": env_at("db.slow.test", servers.dev.port),
-            "nowhere": env_at("db.none.test", servers.dev.port)}},
+            "nowhere": env_at("db.none.test", servers.dev.port),
+            "dual": env_at("db.dual.test", servers.dev.port)}},
         env_overrides=shim_env(envproxy_bin()),
         accounts=[Account("alice", "alice-pw", "dev",
-                          {"dev": "write", "far": "write", "nowhere": "write"})])
+                          {"dev": "write", "far": "write", "nowhere": "write",
+                           "dual": "write"})])
 
 
 def test_slow_dns_does_not_stall_the_worker(slow_dns_proxy):
@@ -91,3 +94,21 @@ def test_a_name_that_does_not_resolve_fails_at_once(slow_dns_proxy):
         assert cur.fetchall() == (("dev works",),)
     conn.close()
     assert "cannot resolve host name 'db.none.test'" in p.log_text()
+
+
+def test_the_next_address_of_a_name_is_tried(slow_dns_proxy, servers):
+    """A name with two addresses, the first with no server (an IPv6 address the server does
+    not listen on, say): the connection goes to the second, as Connector/C does when it
+    resolves a name itself, and later connections go there first."""
+    p = slow_dns_proxy
+    conns = []
+    for _ in range(3):
+        c = p.connect()
+        with c.cursor() as cur:
+            cur.execute("/* env=dual */ BEGIN")
+            cur.execute("/* env=dual */ SELECT @@port")
+            assert cur.fetchall() == ((servers.dev.port,),)
+        conns.append(c)
+    for c in conns:
+        c.close()
+    assert p.log_text().count("trying the next address of db.dual.test") == 1
