@@ -475,10 +475,16 @@ static void be_step(backend *b, int ready)
         rc = b->ret_int ? -1 : 0;
         break;
     }
-    if (b->op == BOP_CONNECT && rc && b->op_phase == 0 && b->err_code != 2026 &&
-        (mysql_errno(b->mysql) == 2002 || mysql_errno(b->mysql) == 2003) &&
-        now_ms() < b->op_deadline_ms &&
-        resolve_failed(b->pool->env->host, b->login[0]) > b->conn_tries) {
+    unsigned cerr = b->op == BOP_CONNECT && rc && b->op_phase == 0 && b->err_code != 2026
+                        ? mysql_errno(b->mysql)
+                        : 0;
+    /* Not reached (refused, unreachable, no answer in time): the resolver moves to the
+     * name's next address and asks DNS again. */
+    int others = cerr == 2002 || cerr == 2003 || cerr == 2013
+                     ? resolve_failed(b->pool->env->host, b->login[0])
+                     : 0;
+    if ((cerr == 2002 || cerr == 2003) && now_ms() < b->op_deadline_ms &&
+        others > b->conn_tries) {
         /* The name has other addresses: try the next one, as Connector/C does with all the
          * addresses of a name it resolves itself (within the same deadline). */
         log_info("env %s: cannot connect to %s (%s): trying the next address of %s",

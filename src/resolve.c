@@ -40,6 +40,7 @@ typedef struct {
     char addr[RESOLVE_ADDR_MAX]; /* addrs[cur]; "" until it first resolves */
     char error[400];             /* the last failure, "" after a success */
     uint64_t next_ms;            /* when to resolve again */
+    uint64_t last_ms;            /* when it was last resolved (tried) */
     bool wanted;                 /* asked for now */
 } entry;
 
@@ -117,6 +118,7 @@ static void renew(int i)
     int n = lookup(host, addrs, err, sizeof(err));
     pthread_mutex_lock(&mu);
     entry *e = &entries[i];
+    e->last_ms = mono_ms();
     if (n > 0) {
         /* The address in use stays first choice while the name still has it. */
         int cur = 0;
@@ -253,6 +255,12 @@ int resolve_failed(const char *host, const char *addr)
             memcpy(e->addr, e->addrs[e->cur], sizeof(e->addr));
         }
         left = e->n_addrs - 1;
+        /* The server may have moved (a new address after a restart): ask DNS again now
+         * rather than at the next renewal, at most once a second. */
+        if (!e->wanted && mono_ms() - e->last_ms >= 1000) {
+            e->wanted = true;
+            pthread_cond_signal(&cond);
+        }
         break;
     }
     pthread_mutex_unlock(&mu);

@@ -4,10 +4,12 @@
  *   NAME.slow.test   127.0.0.1 after DNS_SHIM_DELAY_MS (default 3000) milliseconds
  *   NAME.none.test   EAI_NONAME
  *   NAME.dual.test   127.0.0.2 (where no test server listens), then 127.0.0.1
+ *   NAME.moving.test the address written in the file DNS_SHIM_MOVING_FILE, read at each call
  * Every other name goes to the C library. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,6 +51,18 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
         last->ai_next = second; /* glibc's freeaddrinfo frees node by node */
         *res = first;
         return 0;
+    }
+    if (node && ends_with(node, ".moving.test")) {
+        char addr[64] = "";
+        const char *path = getenv("DNS_SHIM_MOVING_FILE");
+        FILE *f = path ? fopen(path, "r") : NULL;
+        if (f) {
+            if (!fgets(addr, sizeof(addr), f))
+                addr[0] = '\0';
+            fclose(f);
+        }
+        addr[strcspn(addr, "\r\n")] = '\0';
+        return addr[0] ? real(addr, service, hints, res) : EAI_NONAME;
     }
     if (node && ends_with(node, ".fast.test"))
         return real("127.0.0.1", service, hints, res);

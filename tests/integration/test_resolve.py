@@ -6,7 +6,7 @@ at once with ERR 2005 naming it, and the other environments are served.
 
 Names under .test are answered by tests/integration/dns_shim.c, preloaded into the proxy:
 *.slow.test after 3 s, *.none.test never, *.dual.test as two addresses of which the first
-has no server."""
+has no server, *.moving.test as the address a file holds."""
 
 import threading
 import time
@@ -112,3 +112,35 @@ def test_the_next_address_of_a_name_is_tried(slow_dns_proxy, servers):
     for c in conns:
         c.close()
     assert p.log_text().count("trying the next address of db.dual.test") == 1
+
+
+def test_a_server_that_moved_is_found_again_without_waiting_for_the_renewal(make_proxy,
+                                                                          servers, tmp_path):
+    """The server comes back at another address (a container restarted): the first failed
+    connection makes the proxy ask DNS again, instead of going on with the old address
+    until the 30 s renewal."""
+    moving = tmp_path / "moving-address"
+    moving.write_text("127.0.0.2\n")  # no server there
+    env = dict(shim_env(envproxy_bin()), DNS_SHIM_MOVING_FILE=str(moving))
+    p = make_proxy(extra_yaml={"environments": {
+                       "moved": env_at("db.moving.test", servers.dev.port)}},
+                   env_overrides=env,
+                   accounts=[Account("alice", "alice-pw", "dev",
+                                     {"dev": "write", "moved": "write"})])
+    conn = p.connect()
+    with pytest.raises(pymysql.err.OperationalError):
+        with conn.cursor() as cur:
+            cur.execute("/* env=moved */ SELECT 1")
+    moving.write_text("127.0.0.1\n")
+    deadline = time.monotonic() + 8
+    while True:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("/* env=moved */ SELECT @@port")
+                assert cur.fetchall() == ((servers.dev.port,),)
+            break
+        except pymysql.err.OperationalError as e:
+            assert time.monotonic() < deadline, f"still not found at the new address: {e}"
+            time.sleep(0.3)
+    conn.close()
+    assert "resolves to 127.0.0.1" in p.log_text()
