@@ -1,5 +1,6 @@
 /* audit.c: the audit log. Producers append binary records to rings; a thread writes lines. */
 #include "audit.h"
+#include "redact.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +55,7 @@ static size_t line_bound(const line_src *src)
         size_t lim = field_limit(f);
         n += 6 * (src->n[f] < lim ? src->n[f] : lim) + 2;
     }
+    n += 6 * REDACT_EXTRA; /* a redacted statement may be that much longer */
     return n;
 }
 
@@ -311,8 +313,20 @@ static char *put_statement(char *o, const line_src *src)
     if (!src->s[F_SQL]) {
         PUT_LIT(o, "null");
     } else {
-        bool cut = false;
-        o = put_string(o, src->s[F_SQL], src->n[F_SQL], AUDIT_SQL_MAX, &cut);
+        /* Credentials in the text (IDENTIFIED BY 'pw', PASSWORD('pw')) are hidden first;
+         * only the formatter calls this, on the writer thread. */
+        static char redacted[AUDIT_SQL_MAX + 4 + REDACT_EXTRA];
+        const char *sql = src->s[F_SQL];
+        size_t n = src->n[F_SQL];
+        bool cut = n > AUDIT_SQL_MAX;
+        if (redact_may_hold(sql, n)) {
+            size_t r = redact_sql(sql, n, redacted, sizeof(redacted));
+            if (r) {
+                sql = redacted;
+                n = r;
+            }
+        }
+        o = put_string(o, sql, n, AUDIT_SQL_MAX, &cut);
         if (cut)
             PUT_LIT(o, ",\"truncated\":true");
     }

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pymysql
+from pymysql.constants import CLIENT
 import pytest
 
 from dnsshim import shim_env
@@ -59,6 +60,44 @@ def test_audit_lines_for_allowed_refused_and_failed_login(make_proxy, tmp_path):
     assert "wrong" not in text and BACKEND_PASSWORD not in text
     assert oct(log.stat().st_mode & 0o777) == "0o600"
     conn.close()
+
+
+def test_passwords_in_statements_are_hidden_in_the_audit_log(make_proxy, servers, tmp_path):
+    """CREATE USER ... IDENTIFIED BY, SET PASSWORD, PASSWORD() and the like carry a password
+    in clear (MariaDB does not mask them in its own logs): the audit line keeps the
+    statement up to the word that introduces it, then " <secret>"; the other statements
+    of the packet stay as they were, and refused statements are hidden the same way."""
+    log = tmp_path / "audit.jsonl"
+    p = make_proxy(extra_yaml={"audit_log": str(log)})
+    conn = p.connect(autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS)
+    secrets = ["Sekr1t-one", "Sekr1t-two", "Sekr1t-three", "Sekr1t-four"]
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE USER audit_pw_u@localhost IDENTIFIED BY '{secrets[0]}'")
+            cur.execute(f"ALTER USER audit_pw_u@localhost IDENTIFIED BY '{secrets[1]}'; "
+                        "SELECT 'after'")
+            while cur.nextset():
+                pass
+            cur.execute(f"SELECT PASSWORD('{secrets[2]}')")
+        prod = p.connect(database="shop@prod")
+        with prod.cursor() as cur:
+            with pytest.raises(pymysql.err.MySQLError):
+                cur.execute(f"SET PASSWORD FOR audit_pw_u@localhost = PASSWORD('{secrets[3]}')")
+        prod.close()
+    finally:
+        servers.sql("dev", "DROP USER IF EXISTS audit_pw_u@localhost")
+        conn.close()
+    lines = read_lines(log, 5)
+    text = log.read_text()
+    for secret in secrets:
+        assert secret not in text
+    sqls = [x["sql"] for x in lines if x.get("sql")]
+    assert "CREATE USER audit_pw_u@localhost IDENTIFIED <secret>" in sqls
+    assert any(q.startswith("ALTER USER audit_pw_u@localhost IDENTIFIED <secret>; SELECT 'after'")
+               for q in sqls), sqls
+    assert "SELECT PASSWORD <secret>" in sqls
+    refused = [x for x in lines if x.get("sql") == "SET PASSWORD <secret>"]
+    assert refused and refused[0]["verdict"] == "refused"
 
 
 def test_audit_log_reopened_on_sighup(make_proxy, tmp_path):
