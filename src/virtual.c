@@ -54,6 +54,7 @@ typedef struct vjob {
     vtask tasks[ROUTE_MAX_ENVS];
     int n, pending;
     bool answered;
+    bool starting; /* job_start is still starting tasks: the last one to end does not free j */
     struct event *timer;
     char *sql;
     char db[ROUTE_NAME_MAX + 1];
@@ -294,7 +295,7 @@ static void task_end(vtask *t)
         backend_free(t->b);
         t->b = NULL;
     }
-    if (--j->pending == 0) {
+    if (--j->pending == 0 && !j->starting) {
         if (!j->answered)
             job_answer(j);
         job_free(j);
@@ -525,6 +526,9 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         if (j->kind == VJ_COMPARE || j->kind == VJ_SCHEMA || j->kind == VJ_DATABASES)
             t->cap = VIRTUAL_MAX_ROWS;
     }
+    /* A task may end while it starts (an environment down, a connect that fails at once):
+     * the job stays until every task has started, then answers if they all ended. */
+    j->starting = true;
     for (int i = 0; i < n; i++) {
         vtask *t = &j->tasks[i];
         if (!health_allow(&c->p->health[t->env])) {
@@ -533,8 +537,6 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
             char msg[300];
             snprintf(msg, sizeof(msg), "environment is down: %s", hv.last_error);
             task_fail(t, 2003, msg);
-            if (c->vjob != j)
-                return; /* the job answered and ended */
             continue;
         }
         t->b = backend_new(c->p->pools[t->env]);
@@ -542,6 +544,11 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
         t->b->single_stmt = true; /* one statement, checked in this connection's sql_mode */
         t->step = 0; /* task_done_cb moves it to 1 once connected */
         backend_connect(t->b, c->w->base, task_done_cb, t);
+    }
+    j->starting = false;
+    if (j->pending == 0) {
+        job_answer(j);
+        job_free(j);
     }
 }
 
