@@ -116,6 +116,8 @@ static void renew(int i)
     entries[i].wanted = false;
     pthread_mutex_unlock(&mu);
     int n = lookup(host, addrs, err, sizeof(err));
+    char note[600] = ""; /* logged once the lock is let go */
+    bool warn = false;
     pthread_mutex_lock(&mu);
     entry *e = &entries[i];
     e->last_ms = mono_ms();
@@ -126,24 +128,31 @@ static void renew(int i)
             if (strcmp(addrs[k], e->addr) == 0)
                 cur = k;
         if (strcmp(e->addr, addrs[cur]) != 0)
-            log_info("host %s resolves to %s%s%s%s", host, addrs[cur], n > 1 ? " (and more)" : "",
-                     e->addr[0] ? ", was " : "", e->addr[0] ? e->addr : "");
-        if (e->addr[0] && e->error[0])
-            log_info("host %s resolves again", host);
+            snprintf(note, sizeof(note), "host %s resolves to %s%s%s%s", host, addrs[cur],
+                     n > 1 ? " (and more)" : "", e->addr[0] ? ", was " : "",
+                     e->addr[0] ? e->addr : "");
+        else if (e->error[0])
+            snprintf(note, sizeof(note), "host %s resolves again", host);
         memcpy(e->addrs, addrs, sizeof(addrs));
         e->n_addrs = n;
         e->cur = cur;
-        snprintf(e->addr, sizeof(e->addr), "%s", addrs[cur]);
+        memcpy(e->addr, addrs[cur], sizeof(e->addr));
         e->error[0] = '\0';
         e->next_ms = mono_ms() + RESOLVE_REFRESH_MS;
     } else {
-        if (strcmp(e->error, err) != 0)
-            log_warn("%s%s%s", err, e->addr[0] ? "; still using " : "",
+        if (strcmp(e->error, err) != 0) {
+            snprintf(note, sizeof(note), "%s%s%s", err, e->addr[0] ? "; still using " : "",
                      e->addr[0] ? e->addr : "");
+            warn = true;
+        }
         snprintf(e->error, sizeof(e->error), "%s", err);
         e->next_ms = mono_ms() + RESOLVE_RETRY_MS;
     }
     pthread_mutex_unlock(&mu);
+    if (note[0] && warn)
+        log_warn("%s", note);
+    else if (note[0])
+        log_info("%s", note);
 }
 
 static void *resolver_main(void *arg)
