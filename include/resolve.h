@@ -15,9 +15,13 @@ void resolve_stop(void);
 /* Whether host is used as it is: an IPv4 or IPv6 address, or "localhost" (a Unix socket). */
 bool resolve_is_literal(const char *host);
 
-/* Makes host one of the names kept resolved; with now, resolves it here first when it has
- * never been (start-up and reloads, on the main thread, before anyone connects to it). */
-void resolve_prepare(const char *host, bool now);
+/* Makes host one of the names kept resolved (at start-up and after a reload): the resolver
+ * thread asks for a new one at once. */
+void resolve_prepare(const char *host);
+
+/* Waits until every name has had a first answer (an address or an error), or ms passed:
+ * at start-up, so that the first health checks find the addresses. */
+void resolve_wait(long long ms);
 
 /* The address to connect to for host, without waiting: the address kept (the last one that
  * resolved), or host itself when it is an address. -1 with err when the name has never

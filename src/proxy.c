@@ -827,7 +827,7 @@ static void reload_config(proxy *p)
         return;
     }
     for (int i = 0; i < next->n_envs; i++)
-        resolve_prepare(next->envs[i].host, false); /* a new name: the resolver asks now */
+        resolve_prepare(next->envs[i].host); /* a new name: the resolver asks now */
     config *cur = p->cfg;
     bool same_listen = cur->n_listen == next->n_listen;
     for (int i = 0; same_listen && i < cur->n_listen; i++)
@@ -1034,7 +1034,8 @@ int proxy_run(const char *config_path)
         goto out;
     }
     for (int i = 0; i < cfg->n_envs; i++)
-        resolve_prepare(cfg->envs[i].host, true); /* before anyone connects */
+        resolve_prepare(cfg->envs[i].host);
+    resolve_wait(5000); /* a DNS server that does not answer delays the start 5 s at most */
     probe_version(p);
     p->accept_resume = evtimer_new(p->base, accept_resume_cb, p);
     if (!p->accept_resume || open_listeners(p) || http_start(p))

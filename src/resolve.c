@@ -46,6 +46,7 @@ typedef struct {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond;
+static pthread_cond_t answered; /* an entry got its first answer */
 static entry entries[RESOLVE_MAX_HOSTS];
 static int n_entries;
 static pthread_t thread;
@@ -148,6 +149,7 @@ static void renew(int i)
         snprintf(e->error, sizeof(e->error), "%s", err);
         e->next_ms = mono_ms() + RESOLVE_RETRY_MS;
     }
+    pthread_cond_broadcast(&answered);
     pthread_mutex_unlock(&mu);
     if (note[0] && warn)
         log_warn("%s", note);
@@ -205,24 +207,39 @@ static int find_or_add(const char *host)
     return n_entries++;
 }
 
-void resolve_prepare(const char *host, bool now)
+void resolve_prepare(const char *host)
 {
     if (!host || !*host || resolve_is_literal(host) || strlen(host) >= RESOLVE_HOST_MAX)
         return;
     pthread_mutex_lock(&mu);
     int i = find_or_add(host);
-    bool fresh = i >= 0 && !entries[i].addr[0] && !entries[i].error[0];
+    pthread_cond_signal(&cond);
     pthread_mutex_unlock(&mu);
-    if (i < 0) {
+    if (i < 0)
         log_warn("host %s: more than %d host names to resolve; connections to it resolve "
                  "the name themselves",
                  host, RESOLVE_MAX_HOSTS);
-        return;
+}
+
+void resolve_wait(long long ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
     }
-    if (now && fresh)
-        renew(i); /* before the loops start (start-up, or a reload naming a new host) */
-    else
-        pthread_cond_signal(&cond);
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        bool waiting = false;
+        for (int i = 0; i < n_entries && !waiting; i++)
+            waiting = !entries[i].addr[0] && !entries[i].error[0];
+        if (!waiting || pthread_cond_timedwait(&answered, &mu, &until) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 int resolve_get(const char *host, char *addr, size_t cap, char *err, size_t errlen)
@@ -282,6 +299,7 @@ int resolve_start(void)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&cond, &ca);
+    pthread_cond_init(&answered, &ca);
     pthread_condattr_destroy(&ca);
     stopping = false;
     if (pthread_create(&thread, NULL, resolver_main, NULL) != 0)
