@@ -403,6 +403,15 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A client whose host vanished (a crash, a cut network, a NAT that forgot the flow)
+     * sends no FIN: without keepalive its session, and the locks of a transaction it left
+     * open on a backend, would stay for ever. Probed after 60 s of silence, closed when 6
+     * probes 10 s apart go unanswered. (Internal sessions are not TCP: these fail.) */
+    int idle = 60, interval = 10, count = 6;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
     evutil_make_socket_nonblocking(fd);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(w->base, client_timer_cb, c);

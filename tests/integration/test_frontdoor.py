@@ -262,6 +262,27 @@ def test_max_connections_per_host(make_proxy):
             r.close()
 
 
+def test_client_connections_are_kept_alive(make_proxy):
+    """A client that vanishes without closing (its host crashed, a NAT forgot the flow) must
+    not keep its session, and a transaction's locks, for ever: client sockets have TCP
+    keepalive, probed after 60 s of silence (ss shows the timer)."""
+    p = make_proxy()
+    conn = p.connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    deadline = time.monotonic() + 5
+    while True:  # once every byte is acknowledged, the timer shown is keepalive's
+        r = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{p.port} )"],
+                           capture_output=True, text=True, timeout=10, check=True)
+        lines = [x for x in r.stdout.splitlines() if x.strip()]
+        if lines and all("timer:(keepalive," in x for x in lines):
+            break
+        assert time.monotonic() < deadline, r.stdout
+        time.sleep(0.2)
+    assert all("timer:(keepalive,5" in x or "timer:(keepalive,1m" in x for x in lines), r.stdout
+    conn.close()
+
+
 def test_max_connections_per_account(make_proxy):
     """One account cannot take every place: past max_connections_per_account a login as
     it gets ERR 1203, counted after authentication (a wrong password neither counts nor
