@@ -25,6 +25,8 @@ struct tls_container {
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 static void be_step(backend *b, int ready);
@@ -327,6 +329,12 @@ static void be_step(backend *b, int ready)
         if (rc == 0) {
             b->fd = mysql_get_socket(b->mysql);
             b->thread_id = mysql_thread_id(b->mysql);
+            /* Connector/C turns keepalive on with the system's timing (2 hours): a server
+             * whose host vanished would hold its pooled connections as long. */
+            int idle = 60, interval = 10, count = 6;
+            setsockopt(b->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+            setsockopt(b->fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+            setsockopt(b->fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
             b->multi_stmt = b->single_stmt ? 0 : 1; /* CLIENT_MULTI_STATEMENTS at connect */
             MARIADB_PVIO *pvio = b->mysql->net.pvio;
             b->ssl = pvio && pvio->ctls ? (SSL *)((struct tls_container *)pvio->ctls)->ssl

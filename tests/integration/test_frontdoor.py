@@ -262,10 +262,11 @@ def test_max_connections_per_host(make_proxy):
             r.close()
 
 
-def test_client_connections_are_kept_alive(make_proxy):
+def test_client_connections_are_kept_alive(make_proxy, servers):
     """A client that vanishes without closing (its host crashed, a NAT forgot the flow) must
     not keep its session, and a transaction's locks, for ever: client sockets have TCP
-    keepalive, probed after 60 s of silence (ss shows the timer)."""
+    keepalive, probed after 60 s of silence (ss shows the timer); a backend host that
+    vanished is found the same way."""
     p = make_proxy()
     conn = p.connect()
     with conn.cursor() as cur:
@@ -280,6 +281,13 @@ def test_client_connections_are_kept_alive(make_proxy):
         assert time.monotonic() < deadline, r.stdout
         time.sleep(0.2)
     assert all("timer:(keepalive,5" in x or "timer:(keepalive,1m" in x for x in lines), r.stdout
+    # So are its backend connections (Connector/C turns keepalive on with the system's 2 h).
+    r = subprocess.run(["ss", "-tnopH", "state", "established",
+                        f"( dport = :{servers.dev.port} )"],
+                       capture_output=True, text=True, timeout=10, check=True)
+    mine = [x for x in r.stdout.splitlines() if f"pid={p.pid}," in x]
+    assert mine and all("timer:(keepalive,5" in x or "timer:(keepalive,1m" in x
+                        for x in mine), r.stdout
     conn.close()
 
 
