@@ -890,8 +890,8 @@ static void reopen_file(audit *a, writer_state *w)
 static void check_file(audit *a, writer_state *w)
 {
     time_t now = time(NULL);
-    if (now - w->file_checked_at < FILE_CHECK_INTERVAL_S)
-        return;
+    if (now >= w->file_checked_at && now - w->file_checked_at < FILE_CHECK_INTERVAL_S)
+        return; /* (a clock set back does not stop the checks) */
     w->file_checked_at = now;
     struct stat st;
     if (fstat(a->fd, &st) != 0 || st.st_nlink > 0 || !S_ISREG(st.st_mode))
@@ -918,7 +918,8 @@ static void report_drops(audit *a, bool final)
     pthread_mutex_lock(&a->report_mu);
     time_t now = time(NULL);
     if (drops != a->drops_reported &&
-        (final || now - a->drops_reported_at >= DROP_REPORT_INTERVAL_S)) {
+        (final || now < a->drops_reported_at ||
+         now - a->drops_reported_at >= DROP_REPORT_INTERVAL_S)) {
         log_warn("audit log %s: %llu record(s) dropped because a buffer was full (%llu in all)",
                  a->path, drops - a->drops_reported, drops);
         a->drops_reported = drops;

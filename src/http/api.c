@@ -47,7 +47,9 @@ typedef struct {
     char hash[65]; /* of the token */
     char csrf[65];
     char user[ROUTE_NAME_MAX + 1];
-    long long expires;
+    long long expires;      /* wall clock, as the client is told */
+    long long mono_expires; /* the same on the monotonic clock, which decides (a clock set
+                               back must not lengthen a session) */
 } api_session;
 
 static api_session sessions[API_MAX_SESSIONS];
@@ -68,17 +70,24 @@ static void random_token(const char *prefix, char *out, size_t cap)
     OPENSSL_cleanse(rnd, sizeof(rnd));
 }
 
+static long long mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
+}
+
 static api_session *session_new(const char *user, char *token, size_t cap)
 {
-    long long now = (long long)time(NULL);
+    long long now = mono_now();
     api_session *slot = NULL;
     for (int i = 0; i < API_MAX_SESSIONS; i++) {
         api_session *s = &sessions[i];
-        if (!s->used || s->expires <= now) {
+        if (!s->used || s->mono_expires <= now) {
             slot = s;
             break;
         }
-        if (!slot || s->expires < slot->expires)
+        if (!slot || s->mono_expires < slot->mono_expires)
             slot = s; /* full: the one that ends first goes */
     }
     random_token("eps_", token, cap);
@@ -87,7 +96,8 @@ static api_session *session_new(const char *user, char *token, size_t cap)
     hj_token_hash(token, slot->hash);
     random_token("", slot->csrf, sizeof(slot->csrf));
     snprintf(slot->user, sizeof(slot->user), "%s", user);
-    slot->expires = now + API_SESSION_TTL;
+    slot->expires = (long long)time(NULL) + API_SESSION_TTL;
+    slot->mono_expires = now + API_SESSION_TTL;
     return slot;
 }
 
@@ -95,11 +105,11 @@ static api_session *session_find(const char *token)
 {
     char hash[65];
     hj_token_hash(token, hash);
-    long long now = (long long)time(NULL);
+    long long now = mono_now();
     for (int i = 0; i < API_MAX_SESSIONS; i++) {
         api_session *s = &sessions[i];
         if (s->used && CRYPTO_memcmp(s->hash, hash, 64) == 0)
-            return s->expires > now ? s : NULL;
+            return s->mono_expires > now ? s : NULL;
     }
     return NULL;
 }
