@@ -15,7 +15,7 @@ import time
 import pymysql
 import pytest
 
-from harness import BACKEND_PASSWORD_VAR, BACKEND_USER, Account
+from harness import BACKEND_PASSWORD_VAR, BACKEND_USER, Account, is_sanitizer_build
 
 EXTRA = [f"e{i}" for i in range(3, 11)]  # with dev: nine writable environments
 
@@ -194,7 +194,8 @@ def test_fanout_answers_held_at_once_are_bounded_for_all_sessions(make_proxy, se
     dev_errors = [dict(r)["dev"] for r in results]
     refused = [e for e in dev_errors if e and "256 MiB" in e]
     assert refused and all(e is None or e in refused for e in dev_errors), dev_errors
-    assert p.peak_rss_kb() < 900 * 1024
+    if not is_sanitizer_build(p.binary):  # ASan keeps freed memory in its quarantine
+        assert p.peak_rss_kb() < 900 * 1024
     # Once the answers are gone, a big fan-out fits again.
     conn = p.connect(read_timeout=40)
     got = one(conn, "/* env=dev,prod */ SELECT REPEAT('x', 1000000) FROM seq_1_to_30")

@@ -73,8 +73,9 @@ def test_slow_dns_does_not_stall_the_worker(slow_dns_proxy):
         for c in holders:
             c.close()
         probe.close()
-    assert took < 2.5, f"three connections to far took {took:.1f} s"
-    assert worst[0] < 1.0, f"a SELECT 1 on the same worker waited {worst[0]:.1f} s"
+    # Each connection would wait 3 s for the name (9 s in all), and so would the probe.
+    assert took < 6, f"three connections to far took {took:.1f} s"
+    assert worst[0] < 2, f"a SELECT 1 on the same worker waited {worst[0]:.1f} s"
     assert "resolves to 127.0.0.1" in p.log_text()
 
 
