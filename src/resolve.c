@@ -42,6 +42,7 @@ typedef struct {
     uint64_t next_ms;            /* when to resolve again */
     uint64_t last_ms;            /* when it was last resolved (tried) */
     bool wanted;                 /* asked for now */
+    bool busy;                   /* a lookup of it is under way */
 } entry;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -51,6 +52,11 @@ static entry entries[RESOLVE_MAX_HOSTS];
 static int n_entries;
 static pthread_t thread;
 static bool running, stopping;
+static int lookups; /* under way, each on a thread of its own */
+
+/* At most this many names are looked up at once: a name whose DNS server does not answer
+ * holds one lookup for the resolver's whole timeout, not the renewal of every other name. */
+#define RESOLVE_MAX_LOOKUPS 4
 
 static uint64_t mono_ms(void)
 {
@@ -157,6 +163,18 @@ static void renew(int i)
         log_info("%s", note);
 }
 
+static void *lookup_main(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    renew(i);
+    pthread_mutex_lock(&mu);
+    entries[i].busy = false;
+    lookups--;
+    pthread_cond_signal(&cond);
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
 static void *resolver_main(void *arg)
 {
     (void)arg;
@@ -166,15 +184,27 @@ static void *resolver_main(void *arg)
         int due = -1;
         uint64_t next = now + 1000;
         for (int i = 0; i < n_entries && due < 0; i++) {
+            if (entries[i].busy)
+                continue;
             if (entries[i].wanted || entries[i].next_ms <= now)
                 due = i;
             else if (entries[i].next_ms < next)
                 next = entries[i].next_ms;
         }
-        if (due >= 0) {
-            pthread_mutex_unlock(&mu);
-            renew(due);
-            pthread_mutex_lock(&mu);
+        if (due >= 0 && lookups < RESOLVE_MAX_LOOKUPS) {
+            entries[due].busy = true;
+            lookups++;
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            bool started = pthread_create(&t, &attr, lookup_main, (void *)(intptr_t)due) == 0;
+            pthread_attr_destroy(&attr);
+            if (!started) { /* out of threads: look it up here */
+                pthread_mutex_unlock(&mu);
+                lookup_main((void *)(intptr_t)due);
+                pthread_mutex_lock(&mu);
+            }
             continue;
         }
         struct timespec until;
