@@ -440,7 +440,13 @@ static void probe_version(proxy *p)
     mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &zero);
     if (e->tls_mode != BTLS_DISABLED)
         mysql_ssl_set(m, NULL, NULL, e->tls_ca, NULL, NULL);
-    if (mysql_real_connect(m, e->host, e->user, e->password, NULL, (unsigned)e->port, NULL, 0)) {
+    char addr[RESOLVE_ADDR_MAX], err[256];
+    if (resolve_get(e->host, addr, sizeof(addr), err, sizeof(err)) != 0) {
+        log_warn("env %s: not reachable at start-up: %s", e->name, err);
+        mysql_close(m);
+        return;
+    }
+    if (mysql_real_connect(m, addr, e->user, e->password, NULL, (unsigned)e->port, NULL, 0)) {
         proxy_note_version(p, e, mysql_get_server_info(m));
         log_info("env %s: reachable, server version %s", e->name, mysql_get_server_info(m));
     } else {
