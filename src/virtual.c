@@ -401,22 +401,19 @@ static void task_done_cb(backend *b, int rc, void *arg)
         task_fail(t, b->err_code, b->err_msg);
         return;
     }
-    if (t->too_big) {
+    if (t->too_big || t->too_many) {
         char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "envproxy: the results are larger than %zu MiB; fan-out and compare hold "
-                 "them in memory: narrow the statement",
-                 VIRTUAL_MAX_BYTES >> 20);
-        task_fail(t, 1104, msg);
-        return;
-    }
-    if (t->too_many) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "envproxy: fan-out and compare answers held at once for all sessions reached "
-                 "%zu MiB; try again shortly, or narrow the statement",
-                 VIRTUAL_MAX_TOTAL >> 20);
-        task_fail(t, 1041, msg);
+        if (t->too_big)
+            snprintf(msg, sizeof(msg),
+                     "envproxy: the results are larger than %zu MiB; fan-out and compare hold "
+                     "them in memory: narrow the statement",
+                     VIRTUAL_MAX_BYTES >> 20);
+        else
+            snprintf(msg, sizeof(msg),
+                     "envproxy: fan-out and compare answers held at once for all sessions "
+                     "reached %zu MiB; try again shortly, or narrow the statement",
+                     VIRTUAL_MAX_TOTAL >> 20);
+        task_fail(t, t->too_big ? 1104 : 1041, msg);
         return;
     }
     if (t->step == 3 && !t->rows)

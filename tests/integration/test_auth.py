@@ -156,14 +156,20 @@ def test_account_changes_apply_to_new_logins(proxy):
     conn.close()
     r = proxy.cli("user", "del", "dave")
     assert r.returncode == 0
-    deadline = time.monotonic() + 5
+    wait_refused(proxy, "dave", "dave-pw", "deleted account still logs in")
+
+
+def wait_refused(p, user, password, what, seconds=5):
+    """Waits (bounded) until a login as user is refused with 1045: the store is watched
+    once a second."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            proxy.connect(user="dave", password="dave-pw").close()
+            p.connect(user=user, password=password).close()
         except pymysql.err.OperationalError as e:
             assert e.args[0] == 1045
-            break
-        assert time.monotonic() < deadline, "deleted account still logs in"
+            return
+        assert time.monotonic() < deadline, what
         time.sleep(0.2)
 
 
@@ -184,15 +190,7 @@ def test_an_account_store_replaced_by_another_file_is_read(make_proxy):
                            capture_output=True, text=True, timeout=30, env=p.env, cwd=p.dir)
         assert r.returncode == 0, r.stderr
     os.replace(new, p.accounts_path)
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            p.connect(user="carol", password="carol-pw").close()
-        except pymysql.err.OperationalError as e:
-            assert e.args[0] == 1045
-            break
-        assert time.monotonic() < deadline, "an account of the replaced file still logs in"
-        time.sleep(0.2)
+    wait_refused(p, "carol", "carol-pw", "an account of the replaced file still logs in")
     # The new file is the one watched from now on.
     p.cli("user", "grant", "dave", "dev", "read")
     deadline = time.monotonic() + 5
