@@ -165,7 +165,8 @@ def test_a_fanout_that_never_answers_is_killed_and_its_connections_closed(make_p
 def test_fanout_answers_held_at_once_are_bounded_for_all_sessions(make_proxy, servers):
     # Each fan-out holds dev's 60 MB answer while prod waits for a lock (until the job's
     # 10 s): five of them would hold 300 MB, over the proxy's 256 MiB for all sessions.
-    p = make_proxy()
+    slow = {"pool": {"connect_timeout": "8s"}}  # five setups at once, on a sanitizer build
+    p = make_proxy(extra_yaml={"environments": {"dev": slow, "prod": slow}})
     locker = servers["prod"].connect()
     one(locker, "LOCK TABLES shop.products WRITE")
     sql = ("/* env=dev,prod */ SELECT REPEAT('x', 1000000) AS v FROM seq_1_to_60 "
@@ -173,7 +174,7 @@ def test_fanout_answers_held_at_once_are_bounded_for_all_sessions(make_proxy, se
     results = [None] * 5
 
     def run(i):
-        conn = p.connect(read_timeout=40)
+        conn = p.connect(read_timeout=60)
         try:
             got = one(conn, sql)
             results[i] = sorted({(r[0], r[1]) for r in got})
@@ -187,7 +188,7 @@ def test_fanout_answers_held_at_once_are_bounded_for_all_sessions(make_proxy, se
         for t in threads:
             t.start()
         for t in threads:
-            t.join(40)
+            t.join(60)
     finally:
         locker.close()
     assert all(r is not None for r in results), results

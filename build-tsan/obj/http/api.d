@@ -1,0 +1,29 @@
+build-tsan/obj/http/api.o: src/http/api.c include/http_api.h \
+ include/json.h include/packet.h include/acct_history.h \
+ include/accounts.h include/audit.h include/http_sql.h include/envproxy.h \
+ include/config.h include/grants.h include/router.h include/sqlpolicy.h \
+ /usr/include/mariadb/mysql.h /usr/include/mariadb/mariadb_com.h \
+ /usr/include/mariadb/mariadb_version.h /usr/include/mariadb/ma_list.h \
+ /usr/include/mariadb/mariadb_ctype.h /usr/include/mariadb/mariadb_stmt.h \
+ include/http_api.h include/log.h include/router.h
+include/http_api.h:
+include/json.h:
+include/packet.h:
+include/acct_history.h:
+include/accounts.h:
+include/audit.h:
+include/http_sql.h:
+include/envproxy.h:
+include/config.h:
+include/grants.h:
+include/router.h:
+include/sqlpolicy.h:
+/usr/include/mariadb/mysql.h:
+/usr/include/mariadb/mariadb_com.h:
+/usr/include/mariadb/mariadb_version.h:
+/usr/include/mariadb/ma_list.h:
+/usr/include/mariadb/mariadb_ctype.h:
+/usr/include/mariadb/mariadb_stmt.h:
+include/http_api.h:
+include/log.h:
+include/router.h:

@@ -1,0 +1,2 @@
+build-tsan/obj/packet.o: src/packet.c include/packet.h
+include/packet.h:

@@ -1,0 +1,2 @@
+build-tsan/obj/prompt.o: src/prompt.c include/prompt.h
+include/prompt.h:

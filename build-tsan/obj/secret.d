@@ -1,0 +1,2 @@
+build-tsan/obj/secret.o: src/secret.c include/secret.h
+include/secret.h:

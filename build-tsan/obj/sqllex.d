@@ -1,0 +1,2 @@
+build-tsan/obj/sqllex.o: src/sqllex.c include/sqlpolicy.h
+include/sqlpolicy.h:

@@ -1,0 +1,2 @@
+build-tsan/obj/sqlpolicy.o: src/sqlpolicy.c include/sqlpolicy.h
+include/sqlpolicy.h:

@@ -1,0 +1,22 @@
+build-tsan/obj/txn.o: src/txn.c include/envproxy.h include/accounts.h \
+ include/config.h include/grants.h include/packet.h include/router.h \
+ include/sqlpolicy.h /usr/include/mariadb/mysql.h \
+ /usr/include/mariadb/mariadb_com.h \
+ /usr/include/mariadb/mariadb_version.h /usr/include/mariadb/ma_list.h \
+ /usr/include/mariadb/mariadb_ctype.h /usr/include/mariadb/mariadb_stmt.h \
+ include/log.h include/rewrite.h
+include/envproxy.h:
+include/accounts.h:
+include/config.h:
+include/grants.h:
+include/packet.h:
+include/router.h:
+include/sqlpolicy.h:
+/usr/include/mariadb/mysql.h:
+/usr/include/mariadb/mariadb_com.h:
+/usr/include/mariadb/mariadb_version.h:
+/usr/include/mariadb/ma_list.h:
+/usr/include/mariadb/mariadb_ctype.h:
+/usr/include/mariadb/mariadb_stmt.h:
+include/log.h:
+include/rewrite.h:
