@@ -17,6 +17,8 @@ packages=(
     build-essential pkg-config clang
     libevent-dev libssl-dev libmariadb-dev libyaml-dev libsqlite3-dev
     mariadb-server mariadb-client sqlite3 openssl
+    # ss (test_frontdoor reads the keepalive timers of the proxy's sockets)
+    iproute2
     python3 python3-pytest python3-pymysql python3-mysqldb
     # the compatibility suite (tests/compat): Connector/J, SQLAlchemy, Node.js for mysql2,
     # PHP mysqli/PDO, Perl DBD::MariaDB/DBD::mysql, Ruby mysql2, Go's go-sql-driver
