@@ -12,6 +12,10 @@ extern int log_json; /* 1: one JSON object per line ({"ts","level","msg"}) */
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* For the server: when stderr is a pipe or a socket, writes to it no longer wait; a line the
+ * reader has no room for is dropped, and the count is logged once lines fit again. */
+void log_nonblocking(void);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -1035,6 +1035,7 @@ int proxy_run(const char *config_path)
     if (assign_slots(p, cfg))
         goto out;
     retarget_slots(p, cfg);
+    log_nonblocking();
     if (resolve_start()) {
         log_error("cannot start the resolver thread");
         goto out;

@@ -262,6 +262,45 @@ def test_max_connections_per_host(make_proxy):
             r.close()
 
 
+def test_a_log_reader_that_stops_does_not_stop_the_proxy(make_proxy):
+    """stderr is a pipe (journald, a container runtime, `| logger`) whose reader stopped
+    reading: once the pipe is full, a thread that logs must not wait on it. Lines that find
+    no room are dropped and counted; clients are served all along."""
+    p = make_proxy(start=False)
+    p.proc = subprocess.Popen([p.binary, "-c", str(p.config_path), "run"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, env=p.env, cwd=p.dir,
+                              start_new_session=True)
+    try:
+        p.wait_ready()
+        # Each login and disconnect logs two lines: 400 of them fill a 64 KiB pipe.
+        start = time.monotonic()
+        for _ in range(400):
+            pymysql.connect(host="127.0.0.1", port=p.port, user="alice", password="alice-pw",
+                            connect_timeout=5, read_timeout=5).close()
+            assert time.monotonic() - start < 60, "logins stalled"
+        conn = pymysql.connect(host="127.0.0.1", port=p.port, user="alice",
+                               password="alice-pw", connect_timeout=5, read_timeout=5)
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == ((1,),)
+        conn.close()
+        # Reading again: the next lines come through, with the count of those dropped.
+        os.set_blocking(p.proc.stderr.fileno(), False)
+        while p.proc.stderr.read():
+            pass
+        pymysql.connect(host="127.0.0.1", port=p.port, user="alice", password="alice-pw",
+                        connect_timeout=5).close()
+        deadline = time.monotonic() + 5
+        got = b""
+        while b"dropped: nobody read the log" not in got:
+            assert time.monotonic() < deadline, got[-500:]
+            got += p.proc.stderr.read() or b""
+            time.sleep(0.1)
+    finally:
+        p.stop()
+
+
 def test_client_connections_are_kept_alive(make_proxy, servers):
     """A client that vanishes without closing (its host crashed, a NAT forgot the flow) must
     not keep its session, and a transaction's locks, for ever: client sockets have TCP
