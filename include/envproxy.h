@@ -717,6 +717,11 @@ struct client {
     int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
     int job_words; /* 1 + txn_words_kind() of the command's text, 0: not known (txn.c) */
     bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
+    /* A result that passes max_rows fails (ERR 1104) instead of ending cut short: a dump
+     * program, or the mariadb/mysql command line in batch mode (no CLIENT_INTERACTIVE:
+     * -e, -B, input or output redirected), whose output is a file nobody reads warnings in.
+     * relay.c adds statements shaped as a dump's (SQL_NO_CACHE) from any client. */
+    bool cap_fails;
     bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
 

@@ -1165,6 +1165,9 @@ static void handle_handshake(client *c)
     c->dump_client = r.program &&
                      ((r.program_len == 9 && memcmp(r.program, "mysqldump", 9) == 0) ||
                       (r.program_len == 12 && memcmp(r.program, "mariadb-dump", 12) == 0));
+    bool cli = r.program && ((r.program_len == 5 && memcmp(r.program, "mysql", 5) == 0) ||
+                             (r.program_len == 7 && memcmp(r.program, "mariadb", 7) == 0));
+    c->cap_fails = c->dump_client || (cli && !(r.caps & CAP_INTERACTIVE));
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
     size_t user_len = r.user_len;
     const char *login_env;

@@ -1,0 +1,87 @@
+"""Backups and exports through envproxy are whole or fail loudly (README "Backups"): a result
+that passes limits.max_rows ends with ERR 1104, never cut short with only a note, for every
+program whose output nobody reads warnings in: a dump-shaped statement (SQL_NO_CACHE, as
+mysqldump, mydumper and scripts copying them send it) from a program that does not name
+itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, output to a
+file). The interactive command line and ordinary statements keep the truncated result with
+its note."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pymysql
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+ROWS = 3000
+CAP = {"environments": {"prod": {"limits": {"max_rows": 1000}}}}
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def dfx(servers):
+    """Database dfx in prod: table t of 3,000 rows (three times the cap used here)."""
+    for stmt in ["DROP DATABASE IF EXISTS dfx", "CREATE DATABASE dfx",
+                 "CREATE TABLE dfx.t (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)",
+                 f"INSERT INTO dfx.t SELECT seq, CONCAT('r', seq) FROM seq_1_to_{ROWS}"]:
+        servers.sql("prod", stmt, database="mysql")
+    yield "dfx"
+    servers.sql("prod", "DROP DATABASE IF EXISTS dfx")
+
+
+def cli(p, *args, stdin=subprocess.DEVNULL):
+    cmd = ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{p.port}", "-ualice", "-palice-pw",
+           "-D", "dfx@prod"] + list(args)
+    r = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, stdin=stdin)
+    return r.returncode, r.stdout, r.stderr.decode("utf-8", "replace")
+
+
+def test_dump_shaped_select_fails_at_the_cap_from_a_program_without_a_name(make_proxy, dfx):
+    """PyMySQL sends no program_name: its SELECT /*!40001 SQL_NO_CACHE */ * (what a dump
+    sends) passing the cap gets ERR 1104 naming max_rows instead of 1,000 of the 3,000 rows;
+    the connection goes on, and an ordinary SELECT is still cut with its note."""
+    p = make_proxy(extra_yaml=CAP)
+    conn = p.connect(database="dfx@prod", read_timeout=TIMEOUT)
+    with conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            cur.execute("SELECT /*!40001 SQL_NO_CACHE */ * FROM `t`")
+        assert e.value.args[0] == 1104 and "max_rows" in e.value.args[1], e.value.args
+        # Lower case, with a parameter (PyMySQL interpolates it into the text).
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            cur.execute("select sql_no_cache id from t where id > %s", (0,))
+        assert e.value.args[0] == 1104
+        # Under the cap it is answered whole.
+        assert cur.execute("SELECT /*!40001 SQL_NO_CACHE */ * FROM t WHERE id <= 1000") == 1000
+        # Not dump-shaped (the word inside a name): cut to the cap, with its note.
+        assert cur.execute("SELECT id AS sql_no_cache_x FROM t") == 1000
+        cur.execute("SHOW WARNINGS")
+        assert "truncated to 1000 rows" in cur.fetchall()[0][2]
+    conn.close()
+
+
+def test_batch_command_line_export_fails_at_the_cap(make_proxy, dfx):
+    """`mariadb -B -e "SELECT * FROM t" > file` (and a script on its input) exits non-zero with
+    ERR 1104 instead of writing 1,000 of 3,000 rows with exit status 0; the interactive
+    command line (a terminal, CLIENT_INTERACTIVE) still shows the cut result with its
+    warning."""
+    p = make_proxy(extra_yaml=CAP)
+    rc, out, err = cli(p, "-B", "-N", "-e", "SELECT * FROM t")
+    assert rc != 0 and "1104" in err and "max_rows" in err, (rc, err)
+    assert out.count(b"\n") <= 1000
+    r = subprocess.run(["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{p.port}", "-ualice",
+                        "-palice-pw", "-D", "dfx@prod", "-N"], input=b"SELECT id FROM t;\n",
+                       capture_output=True, timeout=TIMEOUT)
+    assert r.returncode != 0 and b"1104" in r.stderr, r
+    # Under the cap: whole, exit 0.
+    rc, out, err = cli(p, "-B", "-N", "-e", "SELECT id FROM t WHERE id <= 1000")
+    assert rc == 0 and out.count(b"\n") == 1000, err
+    if not shutil.which("script"):
+        return
+    r = subprocess.run(["script", "-qec", f"mariadb --no-defaults -h127.0.0.1 -P{p.port} "
+                        "-ualice -palice-pw -D dfx@prod", "/dev/null"],
+                       input=b"SELECT id FROM t;\nquit\n", capture_output=True, timeout=TIMEOUT)
+    assert b"1000 rows in set, 1 warning" in r.stdout, r.stdout[-400:]
