@@ -16,6 +16,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
+from harness import StmtDriver  # noqa: E402
 
 ROWS = 3000
 CAP = {"environments": {"prod": {"limits": {"max_rows": 1000}}}}
@@ -85,3 +86,19 @@ def test_batch_command_line_export_fails_at_the_cap(make_proxy, dfx):
                         "-ualice -palice-pw -D dfx@prod", "/dev/null"],
                        input=b"SELECT id FROM t;\nquit\n", capture_output=True, timeout=TIMEOUT)
     assert b"1000 rows in set, 1 warning" in r.stdout, r.stdout[-400:]
+
+
+def test_prepared_dump_shaped_select_fails_at_the_cap(make_proxy, dfx):
+    """The same through COM_STMT_EXECUTE (binary rows): the prepared text is read, so a
+    dump-shaped statement gets 1104 and an ordinary one its 1,000 rows."""
+    p = make_proxy(extra_yaml=CAP)
+    d = StmtDriver(p, db="dfx@prod")
+    try:
+        assert d.cmd("prepare SELECT SQL_NO_CACHE id FROM t")[0] == "OK"
+        r = d.cmd("exec 1")
+        assert r[0] == "ERR" and r[1] == "1104" and "max_rows" in r[2], r
+        assert d.cmd("prepare SELECT id FROM t")[0] == "OK"
+        r = d.cmd("exec 2")
+        assert r[0] == "ROWS" and len(r[1]) == 1000, r[:1]
+    finally:
+        d.close()
