@@ -722,6 +722,7 @@ struct client {
      * -e, -B, input or output redirected), whose output is a file nobody reads warnings in.
      * relay.c adds statements shaped as a dump's (SQL_NO_CACHE) from any client. */
     bool cap_fails;
+    bool dump_listed; /* a dump program ran SHOW DATABASES (--all-databases): handle_use */
     bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
 

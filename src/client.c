@@ -1478,6 +1478,21 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
 {
     route_target t;
     char err[200];
+    if (c->dump_listed && memchr(name, '@', len)) {
+        /* A dump of every database goes through the names SHOW DATABASES gave it: a server's
+         * database called `shop@dev` would be read as shop in dev (dumped from there under a
+         * prod name, or refused halfway), `a@b` as environment b. */
+        int n = len > 64 ? 64 : (int)len;
+        const char *env = c->env ? c->env->name : "ENV";
+        client_send_err(c, 1105, "HY000",
+                        "envproxy: a dump of every database cannot take `%.*s`: envproxy reads "
+                        "'@' in a database name as an environment; leave it out "
+                        "(--ignore-database=%.*s) and dump it alone as %.*s@%s "
+                        "(see \"Backups\" in the README)",
+                        n, name, n, name, n, name, env);
+        client_command_done(c);
+        return;
+    }
     if (route_parse_target(name, len, &t, err, sizeof(err))) {
         client_send_err(c, 1049, "42000", "envproxy: %s", err);
         client_command_done(c);
@@ -1668,6 +1683,12 @@ static void query_rest(client *c, route_hint *h, int words)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
+    if (c->dump_client && !words && !c->dump_listed) {
+        /* mariadb-dump --all-databases: the names it USEs next are the server's (handle_use). */
+        char *like = NULL;
+        c->dump_listed = virtual_is_show_databases(sql + h->end, len - h->end, &like);
+        free(like);
+    }
     c->rl_vdbs = !words && !c->dump_client &&
                  (virtual_is_show_databases(sql + h->end, len - h->end, &c->rl_vdbs_like) ||
                   rewrite_is_schemata_list(sql + h->end, len - h->end));

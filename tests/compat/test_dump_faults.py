@@ -4,7 +4,8 @@ program whose output nobody reads warnings in: a dump-shaped statement (SQL_NO_C
 mysqldump, mydumper and scripts copying them send it) from a program that does not name
 itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, output to a
 file). The interactive command line and ordinary statements keep the truncated result with
-its note."""
+its note. An --all-databases dump that meets a server database named like a routing hint
+(`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place."""
 
 import shutil
 import subprocess
@@ -102,3 +103,39 @@ def test_prepared_dump_shaped_select_fails_at_the_cap(make_proxy, dfx):
         assert r[0] == "ROWS" and len(r[1]) == 1000, r[:1]
     finally:
         d.close()
+
+
+@pytest.fixture
+def hint_named_db(servers):
+    """Database `shop@dev` in prod, with one table: its name reads as shop in dev."""
+    servers.sql("prod", "CREATE DATABASE `shop@dev`")
+    servers.sql("prod", "CREATE TABLE `shop@dev`.only_prod (x INT)")
+    servers.sql("prod", "INSERT INTO `shop@dev`.only_prod VALUES (42)")
+    yield "shop@dev"
+    servers.sql("prod", "DROP DATABASE IF EXISTS `shop@dev`")
+
+
+def dump(p, *args, user="alice@prod", password="alice-pw"):
+    cmd = ["mariadb-dump", "--no-defaults", "-h127.0.0.1", f"-P{p.port}", f"-u{user}",
+           f"-p{password}", "--default-character-set=utf8mb4"] + list(args)
+    r = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+def test_all_databases_dump_stops_at_a_database_named_like_a_routing_hint(make_proxy,
+                                                                          hint_named_db):
+    """prod's database `shop@dev`, met by --all-databases (here without a transaction, which
+    would have refused the move to dev): the USE of it gets ERR 1105 naming the way out and
+    mariadb-dump exits non-zero, instead of dumping dev's shop (CREATE DATABASE `shop`,
+    USE `shop@dev`) into prod's backup with exit status 0. Left out with --ignore-database
+    the dump is whole; dumped alone as shop@dev@prod it has prod's table."""
+    p = make_proxy(extra_yaml={"environments": {"prod": {"limits": {"max_rows": 0}}}})
+    base = ["--skip-lock-tables", "--all-databases", "--ignore-database=mysql"]
+    rc, out, err = dump(p, *base)
+    assert rc != 0 and "1105" in err and "--ignore-database=shop@dev" in err, (rc, err)
+    rc, out, err = dump(p, *base, "--ignore-database=shop@dev")
+    assert rc == 0, err
+    assert "shop@dev" not in out and "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop`" in out
+    rc, out, err = dump(p, "--single-transaction", "shop@dev@prod")
+    assert rc == 0, err
+    assert "CREATE TABLE `only_prod`" in out and "(42)" in out
