@@ -197,6 +197,38 @@ long long client_max_rows(const client *c, const cfg_env *env)
     return env->limits.max_rows;
 }
 
+/* Whether a result that passes max_rows must fail rather than end cut short: the client
+ * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
+ * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
+ * SQL_NO_CACHE). Called once per result, when the cap is passed (relay.c, virtual.c): the
+ * text is not scanned on the way of results that stay under it. A multi-statement text with the word in any
+ * of its statements fails: the safe side. */
+bool client_cap_fails(const client *c)
+{
+    if (c->cap_fails)
+        return true;
+    const char *sql = NULL;
+    size_t len = 0;
+    if (c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
+        sql = (const char *)c->cmd.data + 1;
+        len = c->cmd.len - 1;
+    } else if (c->cmd.len > 0 && c->stmt) {
+        sql = c->stmt->sql;
+        len = c->stmt->sql_len;
+    }
+    static const char word[] = "SQL_NO_CACHE";
+    const size_t wn = sizeof(word) - 1;
+    for (size_t i = 0; sql && i + wn <= len; i++) {
+        if ((sql[i] | 0x20) != 's' || strncasecmp(sql + i, word, wn) != 0)
+            continue;
+        bool before = i == 0 || !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_');
+        bool after = i + wn == len || !(isalnum((unsigned char)sql[i + wn]) || sql[i + wn] == '_');
+        if (before && after)
+            return true;
+    }
+    return false;
+}
+
 size_t client_out_queued(const client *c)
 {
     size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));

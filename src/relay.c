@@ -649,38 +649,6 @@ static bool is_progress(const uint8_t *p, size_t len)
     return len >= 3 && p[0] == 0xFF && p[1] == 0xFF && p[2] == 0xFF;
 }
 
-/* Whether a result that passes max_rows must fail rather than end cut short: the client
- * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
- * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
- * SQL_NO_CACHE). Called once per result, when the cap is passed: the text is not scanned
- * on the way of results that stay under it. A multi-statement text with the word in any
- * of its statements fails: the safe side. */
-static bool cap_fails(const client *c)
-{
-    if (c->cap_fails)
-        return true;
-    const char *sql = NULL;
-    size_t len = 0;
-    if (c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
-        sql = (const char *)c->cmd.data + 1;
-        len = c->cmd.len - 1;
-    } else if (c->cmd.len > 0 && c->stmt) {
-        sql = c->stmt->sql;
-        len = c->stmt->sql_len;
-    }
-    static const char word[] = "SQL_NO_CACHE";
-    const size_t wn = sizeof(word) - 1;
-    for (size_t i = 0; sql && i + wn <= len; i++) {
-        if ((sql[i] | 0x20) != 's' || strncasecmp(sql + i, word, wn) != 0)
-            continue;
-        bool before = i == 0 || !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_');
-        bool after = i + wn == len || !(isalnum((unsigned char)sql[i + wn]) || sql[i + wn] == '_');
-        if (before && after)
-            return true;
-    }
-    return false;
-}
-
 /* The run of whole rows at the front of the window, for a result that is not interrupted
  * (the caller checks): each row's sequence id is rewritten in place and the run joins
  * what goes to the client as one piece; past max_rows the rows are dropped instead, as the
@@ -822,7 +790,7 @@ static bool relay_process_packets(client *c)
                 /* max_rows: rows past the cap are read and dropped, never buffered. */
                 long long cap = client_max_rows(c, c->route.env);
                 if (cap > 0 && c->rl_rows >= (uint64_t)cap && !c->rl_truncated &&
-                    cap_fails(c)) {
+                    client_cap_fails(c)) {
                     /* A dump or export cut short would restore without complaint: fail it
                      * instead. Decided once per result, at its first row past the cap. */
                     char msg[240];

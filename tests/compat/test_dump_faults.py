@@ -3,8 +3,8 @@ that passes limits.max_rows ends with ERR 1104, never cut short with only a note
 program whose output nobody reads warnings in: a dump-shaped statement (SQL_NO_CACHE, as
 mysqldump, mydumper and scripts copying them send it) from a program that does not name
 itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, output to a
-file). The interactive command line and ordinary statements keep the truncated result with
-its note. An --all-databases dump that meets a server database named like a routing hint
+file), in one environment or in a fan-out. The interactive command line and ordinary
+statements keep the truncated result with its note. An --all-databases dump that meets a server database named like a routing hint
 (`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place."""
 
 import shutil
@@ -139,3 +139,27 @@ def test_all_databases_dump_stops_at_a_database_named_like_a_routing_hint(make_p
     rc, out, err = dump(p, "--single-transaction", "shop@dev@prod")
     assert rc == 0, err
     assert "CREATE TABLE `only_prod`" in out and "(42)" in out
+
+
+def test_fan_out_cut_to_the_cap_fails_for_an_export(make_proxy, servers, dfx):
+    """A fan-out (/* env=dev,prod */) whose part in prod passes the cap: the batch command line
+    and a dump-shaped statement get 1104 instead of an answer with prod's rows cut; an
+    ordinary fan-out from PyMySQL keeps its cut answer and note."""
+    servers.sql("dev", "CREATE DATABASE IF NOT EXISTS dfx")
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS dfx.t (id INT PRIMARY KEY, v VARCHAR(20))")
+    try:
+        p = make_proxy(extra_yaml=CAP)
+        sql = "/* env=dev,prod */ SELECT id FROM dfx.t"
+        rc, out, err = cli(p, "--comments", "-B", "-N", "-e", sql)
+        assert rc != 0 and "1104" in err and "'prod'" in err, (rc, err)
+        conn = p.connect(database="dfx@prod", read_timeout=TIMEOUT)
+        with conn.cursor() as cur:
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("/* env=dev,prod */ SELECT SQL_NO_CACHE id FROM dfx.t")
+            assert e.value.args[0] == 1104
+            assert cur.execute(sql) == 1000
+            cur.execute("SHOW WARNINGS")
+            assert "truncated to 1000 rows" in cur.fetchall()[0][2]
+        conn.close()
+    finally:
+        servers.sql("dev", "DROP DATABASE IF EXISTS dfx")
