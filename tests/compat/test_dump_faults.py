@@ -5,7 +5,8 @@ mysqldump, mydumper and scripts copying them send it) from a program that does n
 itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, output to a
 file), in one environment or in a fan-out. The interactive command line and ordinary
 statements keep the truncated result with its note. An --all-databases dump that meets a server database named like a routing hint
-(`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place."""
+(`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place. The
+binary log position a --single-transaction --master-data dump records is its snapshot's."""
 
 import shutil
 import subprocess
@@ -163,3 +164,59 @@ def test_fan_out_cut_to_the_cap_fails_for_an_export(make_proxy, servers, dfx):
         conn.close()
     finally:
         servers.sql("dev", "DROP DATABASE IF EXISTS dfx")
+
+
+@pytest.fixture(scope="module")
+def binlog_server(tmp_path_factory):
+    """A MariaDB server of its own with the binary log on (prod's has none), seeded as prod."""
+    import os
+    from harness import MariaDB, free_port
+    base = tmp_path_factory.mktemp("binlog")
+    seed = HERE.parent / "fixtures" / "seed-prod.sql"
+    server = MariaDB("binlog", base, free_port(), seed)
+    old = os.environ.get("MARIADB_TEST_ARGS")
+    os.environ["MARIADB_TEST_ARGS"] = ((old or "") + " --log-bin=binlog --server-id=1").strip()
+    try:
+        server.start()
+    finally:
+        if old is None:
+            os.environ.pop("MARIADB_TEST_ARGS")
+        else:
+            os.environ["MARIADB_TEST_ARGS"] = old
+    server.sql("CREATE TABLE shop.bl (id INT PRIMARY KEY)")
+    server.sql("INSERT INTO shop.bl VALUES (1)")
+    yield server
+    server.stop()
+
+
+def test_binlog_position_of_a_consistent_snapshot_is_the_snapshots(make_proxy, binlog_server):
+    """mariadb-dump --single-transaction --master-data reads the binary log position of its
+    snapshot with SHOW STATUS LIKE 'binlog_snapshot_%' right after START TRANSACTION WITH
+    CONSISTENT SNAPSHOT. That SHOW begins the held-back transaction: a write between it and
+    the first SELECT is neither in the rows nor before the position (before, the position
+    was read outside any snapshot and the snapshot began at the SELECT, with the write in it:
+    a replica built from the dump would apply that write twice)."""
+    p = make_proxy(extra_yaml={"environments": {"prod": {
+        "port": binlog_server.port, "limits": {"max_rows": 0}}}})
+    conn = p.connect(database="shop@prod", autocommit=True, read_timeout=TIMEOUT)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_position'")
+            pos = int(cur.fetchall()[0][1])
+            binlog_server.sql("INSERT INTO shop.bl VALUES (2)")
+            after = int(binlog_server.sql("SHOW MASTER STATUS")[0][1])
+            assert after > pos
+            cur.execute("SELECT COUNT(*) FROM bl")
+            assert cur.fetchall()[0][0] == 1  # the snapshot is from before the write
+            cur.execute("SHOW STATUS LIKE 'binlog_snapshot_position'")
+            assert int(cur.fetchall()[0][1]) == pos
+            cur.execute("COMMIT")
+        # The dump itself: whole, with the position as a comment.
+        rc, out, err = dump(p, "--single-transaction", "--master-data=2", "shop",
+                            user="alice@prod")
+        assert rc == 0, err
+        assert "-- CHANGE MASTER TO MASTER_LOG_FILE=" in out and "INSERT INTO `bl`" in out
+    finally:
+        conn.close()
+        binlog_server.sql("DELETE FROM shop.bl WHERE id = 2")
