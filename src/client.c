@@ -1592,6 +1592,50 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
+/* How a dump program asks for a table's triggers (unless --skip-triggers): mariadb-dump
+ * reads INFORMATION_SCHEMA.TRIGGERS, mysqldump sends SHOW TRIGGERS. */
+static bool is_show_triggers(const char *s, size_t len)
+{
+    static const char is[] = "INFORMATION_SCHEMA.TRIGGERS";
+    const size_t isn = sizeof(is) - 1;
+    for (size_t k = 0; k + isn <= len; k++)
+        if ((s[k] | 0x20) == 'i' && strncasecmp(s + k, is, isn) == 0)
+            return true;
+    static const char *const words[] = {"show", "triggers"};
+    size_t i = 0;
+    for (int w = 0; w < 2; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t n = strlen(words[w]);
+        if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
+            return false;
+        i += n;
+    }
+    return i == len || isspace((unsigned char)s[i]) || s[i] == ';';
+}
+
+/* A dump program's SHOW TRIGGERS where the backend account is known to change nothing: such
+ * an account lacks the TRIGGER privilege, and the server then shows it no trigger at all, so
+ * the dump would come out without them and exit 0. Refused, saying how to dump knowingly
+ * without them. */
+static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
+{
+    if (!c->dump_client || !c->route.env || !is_show_triggers(sql, len))
+        return false;
+    health_view v;
+    health_get(&c->p->health[env_index(c->p, c->route.env)], &v);
+    if (v.writable != 0)
+        return false;
+    client_send_err(c, 1105, "HY000",
+                    "envproxy: environment '%s' is read through a backend account without the "
+                    "TRIGGER privilege (it changes nothing), to which the server shows no "
+                    "trigger: the dump would leave every trigger out; dump with "
+                    "--skip-triggers to do so knowingly (see \"Backups\" in the README)",
+                    c->route.env->name);
+    client_command_done(c);
+    return true;
+}
+
 static void query_rest(client *c, route_hint *h, int words);
 
 bool client_charset_readable(client *c)
@@ -1725,6 +1769,8 @@ static void query_rest(client *c, route_hint *h, int words)
                  (virtual_is_show_databases(sql + h->end, len - h->end, &c->rl_vdbs_like) ||
                   rewrite_is_schemata_list(sql + h->end, len - h->end));
     if (!client_resolve(c, h))
+        return;
+    if (!words && dump_triggers_unreadable(c, sql + h->end, len - h->end))
         return;
     if (!words && !c->rl_vdbs && !client_rewrite_schemata(c, h))
         return;

@@ -6,7 +6,9 @@ itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, outp
 file), in one environment or in a fan-out. The interactive command line and ordinary
 statements keep the truncated result with its note. An --all-databases dump that meets a server database named like a routing hint
 (`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place. The
-binary log position a --single-transaction --master-data dump records is its snapshot's."""
+binary log position a --single-transaction --master-data dump records is its snapshot's.
+Through a backend account that changes nothing (and so sees no trigger) a dump's trigger
+query fails, naming --skip-triggers, instead of the dump coming out without triggers."""
 
 import shutil
 import subprocess
@@ -220,3 +222,33 @@ def test_binlog_position_of_a_consistent_snapshot_is_the_snapshots(make_proxy, b
     finally:
         conn.close()
         binlog_server.sql("DELETE FROM shop.bl WHERE id = 2")
+
+
+@pytest.fixture
+def reader_account(servers, dfx):
+    """A backend account on prod that can change nothing (docs/policy.md): SELECT and SHOW VIEW
+    on shop and dfx; dfx.t gets a trigger, which such an account is not shown."""
+    for stmt in ["CREATE USER IF NOT EXISTS 'dumprd'@'%' IDENTIFIED BY 'dumprd-pw'",
+                 "GRANT SELECT, SHOW VIEW ON shop.* TO 'dumprd'@'%'",
+                 "GRANT SELECT, SHOW VIEW ON dfx.* TO 'dumprd'@'%'",
+                 "CREATE TRIGGER dfx.t_bi BEFORE INSERT ON dfx.t FOR EACH ROW "
+                 "SET NEW.v = TRIM(NEW.v)"]:
+        servers.sql("prod", stmt)
+    yield {"environments": {"prod": {"user": "dumprd", "password": "dumprd-pw",
+                                     "limits": {"max_rows": 0}}}}
+    servers.sql("prod", "DROP TRIGGER IF EXISTS dfx.t_bi")
+    servers.sql("prod", "DROP USER IF EXISTS 'dumprd'@'%'")
+
+
+def test_dump_through_a_read_only_backend_account_does_not_drop_triggers(make_proxy,
+                                                                         reader_account):
+    """Through a backend account that changes nothing (no TRIGGER privilege) the server shows
+    no trigger, and mariadb-dump (triggers on by default) wrote a dump without dfx.t's
+    trigger, exit status 0. Its trigger query now gets ERR 1105 naming --skip-triggers, and
+    mariadb-dump exits non-zero; with --skip-triggers the dump is whole otherwise."""
+    p = make_proxy(extra_yaml=reader_account)
+    rc, out, err = dump(p, "--single-transaction", "dfx", user="alice@prod")
+    assert rc != 0 and "1105" in err and "--skip-triggers" in err, (rc, err)
+    rc, out, err = dump(p, "--single-transaction", "--skip-triggers", "dfx", user="alice@prod")
+    assert rc == 0, err
+    assert f"({ROWS},'r{ROWS}')" in out and "TRIGGER" not in out
