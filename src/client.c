@@ -1614,16 +1614,59 @@ static bool is_show_triggers(const char *s, size_t len)
     return i == len || isspace((unsigned char)s[i]) || s[i] == ';';
 }
 
-/* A dump program's SHOW TRIGGERS where the backend account is known to change nothing: such
+/* SHOW FUNCTION STATUS / SHOW PROCEDURE STATUS (mariadb-dump --routines lists them so). */
+static bool is_show_routines(const char *s, size_t len)
+{
+    static const char *const words[] = {"show", NULL, "status"};
+    size_t i = 0;
+    for (int w = 0; w < 3; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t n;
+        if (words[w]) {
+            n = strlen(words[w]);
+            if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
+                return false;
+        } else if (i + 8 <= len && strncasecmp(s + i, "function", 8) == 0) {
+            n = 8;
+        } else if (i + 9 <= len && strncasecmp(s + i, "procedure", 9) == 0) {
+            n = 9;
+        } else {
+            return false;
+        }
+        i += n;
+        if (i < len && !isspace((unsigned char)s[i]) && s[i] != ';')
+            return false;
+    }
+    return true;
+}
+
+/* A dump program's trigger query where the backend account is known to change nothing: such
  * an account lacks the TRIGGER privilege, and the server then shows it no trigger at all, so
- * the dump would come out without them and exit 0. Refused, saying how to dump knowingly
- * without them. */
+ * the dump would come out without them and exit 0. Likewise its routine listing where the
+ * account may not read mysql.proc (the server then lists none). Refused, saying how to dump
+ * knowingly without them or what to grant. */
 static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
 {
-    if (!c->dump_client || !c->route.env || !is_show_triggers(sql, len))
+    if (!c->dump_client || !c->route.env)
+        return false;
+    bool triggers = is_show_triggers(sql, len);
+    if (!triggers && !is_show_routines(sql, len))
         return false;
     health_view v;
     health_get(&c->p->health[env_index(c->p, c->route.env)], &v);
+    if (!triggers) {
+        if (v.reads_routines != 0)
+            return false;
+        client_send_err(c, 1105, "HY000",
+                        "envproxy: environment '%s' is read through a backend account that may "
+                        "not read mysql.proc, to which the server lists no stored routine: the "
+                        "dump would leave every routine out; grant it SELECT ON mysql.proc, or "
+                        "dump without --routines (see \"Backups\" in the README)",
+                        c->route.env->name);
+        client_command_done(c);
+        return true;
+    }
     if (v.writable != 0)
         return false;
     client_send_err(c, 1105, "HY000",

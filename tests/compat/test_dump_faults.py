@@ -8,7 +8,8 @@ statements keep the truncated result with its note. An --all-databases dump that
 (`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place. The
 binary log position a --single-transaction --master-data dump records is its snapshot's.
 Through a backend account that changes nothing (and so sees no trigger) a dump's trigger
-query fails, naming --skip-triggers, instead of the dump coming out without triggers."""
+query fails, naming --skip-triggers, and without SELECT on mysql.proc its routine listing
+fails, instead of the dump coming out without triggers or routines."""
 
 import shutil
 import subprocess
@@ -232,11 +233,13 @@ def reader_account(servers, dfx):
                  "GRANT SELECT, SHOW VIEW ON shop.* TO 'dumprd'@'%'",
                  "GRANT SELECT, SHOW VIEW ON dfx.* TO 'dumprd'@'%'",
                  "CREATE TRIGGER dfx.t_bi BEFORE INSERT ON dfx.t FOR EACH ROW "
-                 "SET NEW.v = TRIM(NEW.v)"]:
+                 "SET NEW.v = TRIM(NEW.v)",
+                 "CREATE FUNCTION dfx.f_one() RETURNS INT DETERMINISTIC RETURN 1"]:
         servers.sql("prod", stmt)
     yield {"environments": {"prod": {"user": "dumprd", "password": "dumprd-pw",
                                      "limits": {"max_rows": 0}}}}
     servers.sql("prod", "DROP TRIGGER IF EXISTS dfx.t_bi")
+    servers.sql("prod", "DROP FUNCTION IF EXISTS dfx.f_one")
     servers.sql("prod", "DROP USER IF EXISTS 'dumprd'@'%'")
 
 
@@ -252,3 +255,22 @@ def test_dump_through_a_read_only_backend_account_does_not_drop_triggers(make_pr
     rc, out, err = dump(p, "--single-transaction", "--skip-triggers", "dfx", user="alice@prod")
     assert rc == 0, err
     assert f"({ROWS},'r{ROWS}')" in out and "TRIGGER" not in out
+
+
+def test_routines_dump_through_an_account_that_may_not_read_mysql_proc_fails(make_proxy, servers,
+                                                                             reader_account):
+    """Without SELECT on mysql.proc the server lists the backend account no stored routine:
+    `--routines` wrote a dump without dfx.f_one, exit status 0. The listing now gets ERR 1105
+    naming mysql.proc; once the account may read it (seen by the proxy's grants check), the
+    function is in the dump."""
+    p = make_proxy(extra_yaml=reader_account)
+    rc, out, err = dump(p, "--single-transaction", "--skip-triggers", "--routines", "dfx",
+                        user="alice@prod")
+    assert rc != 0 and "1105" in err and "mysql.proc" in err, (rc, err)
+    p.stop()
+    servers.sql("prod", "GRANT SELECT ON mysql.proc TO 'dumprd'@'%'")
+    p = make_proxy(extra_yaml=reader_account)
+    rc, out, err = dump(p, "--single-transaction", "--skip-triggers", "--routines", "dfx",
+                        user="alice@prod")
+    assert rc == 0, err
+    assert "FUNCTION `f_one`" in out
