@@ -13,8 +13,9 @@
 typedef struct {
     bool writable;  /* some privilege (or a line not understood) can change something */
     bool unknown;   /* something could not be read (a role's grants): not proven read-only */
-    /* SELECT (or ALL) on *.*, mysql.* or mysql.proc: the server shows the account every stored
-     * routine (SHOW FUNCTION/PROCEDURE STATUS, SHOW CREATE), not only its own. */
+    /* SELECT (or ALL) on *.*, mysql.* or mysql.proc, or SHOW_ROUTINE / SHOW CREATE ROUTINE:
+     * the server shows the account every stored routine (SHOW FUNCTION/PROCEDURE STATUS,
+     * SHOW CREATE), not only its own. */
     bool reads_routines;
     char what[256]; /* the privileges that can, "INSERT ON `shop`.*, GRANT OPTION, ..." */
     /* Roles granted to a grantee seen, as `name` or `name`@`host`, ready for SHOW GRANTS FOR. */

@@ -180,6 +180,12 @@ static void test_reads_routines(void)
     CHECK(g.reads_routines);
     verdict_of("GRANT ALL PRIVILEGES ON *.* TO `app`@`%` WITH GRANT OPTION", &g);
     CHECK(g.reads_routines);
+    verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT SHOW_ROUTINE ON *.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SHOW_ROUTINE ON *.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SHOW CREATE ROUTINE ON `shop`.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
     verdict_of("GRANT INSERT ON `mysql`.`proc` TO `x`@`%`\n"
                "GRANT SELECT ON `mysql`.`procs_priv` TO `x`@`%`", &g);
     CHECK(!g.reads_routines);
