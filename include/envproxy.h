@@ -360,6 +360,7 @@ typedef struct health {
     long long checked_at; /* wall clock, seconds */
     int writable;         /* the backend account can change things: 1, 0, -1 unknown */
     int reads_routines;   /* it is shown every stored routine (grants.h): 1, 0, -1 unknown */
+    int reads_triggers;   /* it has TRIGGER somewhere (grants.h): 1, 0, -1 unknown */
     char privileges[256]; /* what can (or why unknown) */
     uint64_t started_ms, next_ms, last_try_ms;
     stored_names *stored; /* under mu; NULL until first read */
@@ -377,6 +378,7 @@ typedef struct {
     long long checked_at;
     int writable;
     int reads_routines;
+    int reads_triggers;
     char privileges[256];
 } health_view;
 

@@ -17,6 +17,8 @@ typedef struct {
      * the server shows the account every stored routine (SHOW FUNCTION/PROCEDURE STATUS,
      * SHOW CREATE), not only its own. */
     bool reads_routines;
+    /* TRIGGER (or ALL) on some object: without it anywhere, the server shows no trigger. */
+    bool reads_triggers;
     char what[256]; /* the privileges that can, "INSERT ON `shop`.*, GRANT OPTION, ..." */
     /* Roles granted to a grantee seen, as `name` or `name`@`host`, ready for SHOW GRANTS FOR. */
     char roles[GRANTS_MAX_ROLES][GRANTS_NAME_MAX];

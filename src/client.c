@@ -1641,9 +1641,9 @@ static bool is_show_routines(const char *s, size_t len)
     return true;
 }
 
-/* A dump program's trigger query where the backend account is known to change nothing: such
- * an account lacks the TRIGGER privilege, and the server then shows it no trigger at all, so
- * the dump would come out without them and exit 0. Likewise its routine listing where the
+/* A dump program's trigger query where the backend account has the TRIGGER privilege
+ * nowhere (an account that changes nothing never has it): the server then shows it no
+ * trigger at all, so the dump would come out without them and exit 0. Likewise its routine listing where the
  * account may not read mysql.proc (the server then lists none). Refused, saying how to dump
  * knowingly without them or what to grant. */
 static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
@@ -1667,12 +1667,11 @@ static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
         client_command_done(c);
         return true;
     }
-    if (v.writable != 0)
+    if (v.reads_triggers != 0)
         return false;
     client_send_err(c, 1105, "HY000",
                     "envproxy: environment '%s' is read through a backend account without the "
-                    "TRIGGER privilege (it changes nothing), to which the server shows no "
-                    "trigger: the dump would leave every trigger out; dump with "
+                    "TRIGGER privilege, to which the server shows no trigger: the dump would leave every trigger out; dump with "
                     "--skip-triggers to do so knowingly (see \"Backups\" in the README)",
                     c->route.env->name);
     client_command_done(c);

@@ -284,6 +284,10 @@ static void privilege_line(grants_info *g, const char *s, size_t on, size_t to, 
              (nlen >= 3 && strncasecmp(name, "ALL", 3) == 0 &&
               (nlen == 3 || strncasecmp(name, "ALL PRIVILEGES", nlen) == 0))))
             g->reads_routines = true;
+        if ((nlen == 7 && strncasecmp(name, "TRIGGER", 7) == 0) ||
+            (nlen >= 3 && strncasecmp(name, "ALL", 3) == 0 &&
+             (nlen == 3 || strncasecmp(name, "ALL PRIVILEGES", nlen) == 0)))
+            g->reads_triggers = true;
         /* MySQL 8's SHOW_ROUTINE, MariaDB 11.3's SHOW CREATE ROUTINE (on any object: the
          * refusal in client.c is for accounts proven blind to routines, never a guess). */
         if ((nlen == 12 && strncasecmp(name, "SHOW_ROUTINE", 12) == 0) ||

@@ -1,15 +1,20 @@
-"""Backups and exports through envproxy are whole or fail loudly (README "Backups"): a result
-that passes limits.max_rows ends with ERR 1104, never cut short with only a note, for every
-program whose output nobody reads warnings in: a dump-shaped statement (SQL_NO_CACHE, as
-mysqldump, mydumper and scripts copying them send it) from a program that does not name
-itself (PyMySQL here), and the mariadb command line in batch mode (-e / -B, output to a
-file), in one environment or in a fan-out. The interactive command line and ordinary
-statements keep the truncated result with its note. An --all-databases dump that meets a server database named like a routing hint
-(`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place. The
-binary log position a --single-transaction --master-data dump records is its snapshot's.
-Through a backend account that changes nothing (and so sees no trigger) a dump's trigger
-query fails, naming --skip-triggers, and without SELECT on mysql.proc its routine listing
-fails, instead of the dump coming out without triggers or routines."""
+"""Backups and exports through envproxy are whole or fail loudly (README "Backups").
+
+- A result that passes limits.max_rows ends with ERR 1104, never cut short with only a
+  note, for every program whose output nobody reads warnings in: a dump-shaped statement
+  (SQL_NO_CACHE, as mysqldump, mydumper and scripts copying them send it) from a program
+  that does not name itself (PyMySQL here), and the mariadb command line in batch mode
+  (-e / -B, output to a file), in one environment or in a fan-out. The interactive command
+  line and ordinary statements keep the truncated result with its note.
+- An --all-databases dump that meets a server database named like a routing hint
+  (`shop@dev` in prod) stops with an error instead of dumping dev's shop in its place.
+- The binary log position a --single-transaction --master-data dump records is its
+  snapshot's.
+- Through a backend account without the TRIGGER privilege (one that changes nothing never
+  has it), which the server shows no trigger, a dump's trigger query fails naming
+  --skip-triggers; without SELECT on mysql.proc its routine listing fails: never a dump
+  without triggers or routines and exit status 0.
+"""
 
 import shutil
 import subprocess
@@ -243,7 +248,7 @@ def reader_account(servers, dfx):
     servers.sql("prod", "DROP USER IF EXISTS 'dumprd'@'%'")
 
 
-def test_dump_through_a_read_only_backend_account_does_not_drop_triggers(make_proxy,
+def test_dump_through_a_read_only_backend_account_does_not_drop_triggers(make_proxy, servers,
                                                                          reader_account):
     """Through a backend account that changes nothing (no TRIGGER privilege) the server shows
     no trigger, and mariadb-dump (triggers on by default) wrote a dump without dfx.t's
@@ -255,6 +260,12 @@ def test_dump_through_a_read_only_backend_account_does_not_drop_triggers(make_pr
     rc, out, err = dump(p, "--single-transaction", "--skip-triggers", "dfx", user="alice@prod")
     assert rc == 0, err
     assert f"({ROWS},'r{ROWS}')" in out and "TRIGGER" not in out
+    # An account that may write but has no TRIGGER privilege is shown no trigger either.
+    p.stop()
+    servers.sql("prod", "GRANT INSERT ON dfx.* TO 'dumprd'@'%'")
+    p = make_proxy(extra_yaml=reader_account)
+    rc, out, err = dump(p, "--single-transaction", "dfx", user="alice@prod")
+    assert rc != 0 and "1105" in err and "--skip-triggers" in err, (rc, err)
 
 
 def test_routines_dump_through_an_account_that_may_not_read_mysql_proc_fails(make_proxy, servers,

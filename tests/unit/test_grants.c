@@ -186,6 +186,13 @@ static void test_reads_routines(void)
     CHECK(g.reads_routines);
     verdict_of("GRANT SHOW CREATE ROUTINE ON `shop`.* TO `u`@`%`", &g);
     CHECK(g.reads_routines);
+    CHECK(!g.reads_triggers);
+    verdict_of("GRANT SELECT, INSERT, UPDATE ON `shop`.* TO `w`@`%`", &g);
+    CHECK(!g.reads_triggers);
+    verdict_of("GRANT SELECT, TRIGGER ON `shop`.* TO `w`@`%`", &g);
+    CHECK(g.reads_triggers);
+    verdict_of("GRANT ALL PRIVILEGES ON `shop`.* TO `w`@`%`", &g);
+    CHECK(g.reads_triggers && !g.reads_routines);
     verdict_of("GRANT INSERT ON `mysql`.`proc` TO `x`@`%`\n"
                "GRANT SELECT ON `mysql`.`procs_priv` TO `x`@`%`", &g);
     CHECK(!g.reads_routines);
