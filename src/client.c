@@ -201,8 +201,8 @@ long long client_max_rows(const client *c, const cfg_env *env)
  * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
  * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
  * SQL_NO_CACHE). Called once per result, when the cap is passed (relay.c, virtual.c): the
- * text is not scanned on the way of results that stay under it. A multi-statement text with the word in any
- * of its statements fails: the safe side. */
+ * text is not scanned on the way of results that stay under it. A multi-statement text with
+ * the word in any of its statements fails: the safe side. */
 bool client_cap_fails(const client *c)
 {
     if (c->cap_fails)
@@ -1643,9 +1643,9 @@ static bool is_show_routines(const char *s, size_t len)
 
 /* A dump program's trigger query where the backend account has the TRIGGER privilege
  * nowhere (an account that changes nothing never has it): the server then shows it no
- * trigger at all, so the dump would come out without them and exit 0. Likewise its routine listing where the
- * account may not read mysql.proc (the server then lists none). Refused, saying how to dump
- * knowingly without them or what to grant. */
+ * trigger at all, so the dump would come out without them and exit 0. Likewise its routine
+ * listing where the account may not read mysql.proc (the server then lists none). Refused,
+ * saying how to dump knowingly without them or what to grant. */
 static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
 {
     if (!c->dump_client || !c->route.env)
@@ -1671,8 +1671,9 @@ static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
         return false;
     client_send_err(c, 1105, "HY000",
                     "envproxy: environment '%s' is read through a backend account without the "
-                    "TRIGGER privilege, to which the server shows no trigger: the dump would leave every trigger out; dump with "
-                    "--skip-triggers to do so knowingly (see \"Backups\" in the README)",
+                    "TRIGGER privilege, to which the server shows no trigger: the dump would "
+                    "leave every trigger out; dump with --skip-triggers to do so knowingly "
+                    "(see \"Backups\" in the README)",
                     c->route.env->name);
     client_command_done(c);
     return true;

@@ -245,8 +245,7 @@ static bool routines_object(const char *o, size_t n)
         buf[k++] = (char)tolower((unsigned char)o[i]);
     }
     buf[k] = '\0';
-    return strcmp(buf, "*.*") == 0 || strcmp(buf, "mysql.*") == 0 ||
-           strcmp(buf, "mysql.proc") == 0;
+    return strcmp(buf, "*.*") == 0 || strcmp(buf, "mysql.*") == 0 || strcmp(buf, "mysql.proc") == 0;
 }
 
 static void privilege_line(grants_info *g, const char *s, size_t on, size_t to, size_t len)

@@ -797,7 +797,8 @@ static bool relay_process_packets(client *c)
                     snprintf(msg, sizeof(msg),
                              "the result has more than %lld rows (limits.max_rows): a dump "
                              "or export of it would be incomplete; see \"Backups\" in the "
-                             "README (user limits NAME --max-rows 0)", cap);
+                             "README (user limits NAME --max-rows 0)",
+                             cap);
                     relay_fail(c, 1104, msg);
                     return false;
                 }

@@ -172,7 +172,8 @@ static void test_reads_routines(void)
     verdict_of("GRANT SELECT, SHOW VIEW ON `shop`.* TO `ro`@`%`", &g);
     CHECK(!g.reads_routines);
     verdict_of("GRANT SELECT, SHOW VIEW ON `shop`.* TO `ro`@`%`\n"
-               "GRANT SELECT ON `mysql`.`proc` TO `ro`@`%`", &g);
+               "GRANT SELECT ON `mysql`.`proc` TO `ro`@`%`",
+               &g);
     CHECK(g.reads_routines);
     verdict_of("GRANT SELECT ON mysql.* TO `ro`@`%`", &g);
     CHECK(g.reads_routines);
@@ -194,7 +195,8 @@ static void test_reads_routines(void)
     verdict_of("GRANT ALL PRIVILEGES ON `shop`.* TO `w`@`%`", &g);
     CHECK(g.reads_triggers && !g.reads_routines);
     verdict_of("GRANT INSERT ON `mysql`.`proc` TO `x`@`%`\n"
-               "GRANT SELECT ON `mysql`.`procs_priv` TO `x`@`%`", &g);
+               "GRANT SELECT ON `mysql`.`procs_priv` TO `x`@`%`",
+               &g);
     CHECK(!g.reads_routines);
 }
 
