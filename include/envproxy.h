@@ -360,6 +360,8 @@ typedef struct health {
     double latency_ms;
     long long checked_at; /* wall clock, seconds */
     int writable;         /* the backend account can change things: 1, 0, -1 unknown */
+    int reads_routines;   /* it is shown every stored routine (grants.h): 1, 0, -1 unknown */
+    int reads_triggers;   /* it has TRIGGER somewhere (grants.h): 1, 0, -1 unknown */
     char privileges[256]; /* what can (or why unknown) */
     uint64_t started_ms, next_ms, last_try_ms;
     stored_names *stored; /* under mu; NULL until first read */
@@ -376,6 +378,8 @@ typedef struct {
     double latency_ms;
     long long checked_at;
     int writable;
+    int reads_routines;
+    int reads_triggers;
     char privileges[256];
 } health_view;
 
@@ -719,6 +723,12 @@ struct client {
     int txn_cmd; /* the current command's txn_kind (rewrite.h) while a transaction may be open */
     int job_words; /* 1 + txn_words_kind() of the command's text, 0: not known (txn.c) */
     bool dump_client; /* connect attribute program_name is mysqldump or mariadb-dump */
+    /* A result that passes max_rows fails (ERR 1104) instead of ending cut short: a dump
+     * program, or the mariadb/mysql command line in batch mode (no CLIENT_INTERACTIVE:
+     * -e, -B, input or output redirected), whose output is a file nobody reads warnings in.
+     * relay.c adds statements shaped as a dump's (SQL_NO_CACHE) from any client. */
+    bool cap_fails;
+    bool dump_listed; /* a dump program ran SHOW DATABASES (--all-databases): handle_use */
     bool ext_meta;    /* the client asked for MariaDB's extended metadata (JSON, ...) */
 };
 
@@ -741,6 +751,9 @@ size_t client_out_queued(const client *c);
 /* The row cap for this session's results in env: the account's override (`user limits`)
  * when it has one, else env's limits.max_rows. 0 = no cap. */
 long long client_max_rows(const client *c, const cfg_env *env);
+/* A result past max_rows fails (ERR 1104) instead of ending cut short for this client and
+ * its current statement: a dump or batch export (client.c). */
+bool client_cap_fails(const client *c);
 /* Sends the client's packets built in b. */
 void client_send(client *c, pbuf *b);
 void client_send_err(client *c, uint16_t code, const char *state, const char *fmt, ...)

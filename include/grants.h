@@ -13,6 +13,12 @@
 typedef struct {
     bool writable;  /* some privilege (or a line not understood) can change something */
     bool unknown;   /* something could not be read (a role's grants): not proven read-only */
+    /* SELECT (or ALL) on *.*, mysql.* or mysql.proc, or SHOW_ROUTINE / SHOW CREATE ROUTINE:
+     * the server shows the account every stored routine (SHOW FUNCTION/PROCEDURE STATUS,
+     * SHOW CREATE), not only its own. */
+    bool reads_routines;
+    /* TRIGGER (or ALL) on some object: without it anywhere, the server shows no trigger. */
+    bool reads_triggers;
     char what[256]; /* the privileges that can, "INSERT ON `shop`.*, GRANT OPTION, ..." */
     /* Roles granted to a grantee seen, as `name` or `name`@`host`, ready for SHOW GRANTS FOR. */
     char roles[GRANTS_MAX_ROLES][GRANTS_NAME_MAX];

@@ -197,6 +197,38 @@ long long client_max_rows(const client *c, const cfg_env *env)
     return env->limits.max_rows;
 }
 
+/* Whether a result that passes max_rows must fail rather than end cut short: the client
+ * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
+ * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
+ * SQL_NO_CACHE). Called once per result, when the cap is passed (relay.c, virtual.c): the
+ * text is not scanned on the way of results that stay under it. A multi-statement text with
+ * the word in any of its statements fails: the safe side. */
+bool client_cap_fails(const client *c)
+{
+    if (c->cap_fails)
+        return true;
+    const char *sql = NULL;
+    size_t len = 0;
+    if (c->cmd.len > 0 && c->cmd.data[0] == CMD_QUERY) {
+        sql = (const char *)c->cmd.data + 1;
+        len = c->cmd.len - 1;
+    } else if (c->cmd.len > 0 && c->stmt) {
+        sql = c->stmt->sql;
+        len = c->stmt->sql_len;
+    }
+    static const char word[] = "SQL_NO_CACHE";
+    const size_t wn = sizeof(word) - 1;
+    for (size_t i = 0; sql && i + wn <= len; i++) {
+        if ((sql[i] | 0x20) != 's' || strncasecmp(sql + i, word, wn) != 0)
+            continue;
+        bool before = i == 0 || !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_');
+        bool after = i + wn == len || !(isalnum((unsigned char)sql[i + wn]) || sql[i + wn] == '_');
+        if (before && after)
+            return true;
+    }
+    return false;
+}
+
 size_t client_out_queued(const client *c)
 {
     size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
@@ -1176,6 +1208,9 @@ static void handle_handshake(client *c)
     c->dump_client = r.program &&
                      ((r.program_len == 9 && memcmp(r.program, "mysqldump", 9) == 0) ||
                       (r.program_len == 12 && memcmp(r.program, "mariadb-dump", 12) == 0));
+    bool cli = r.program && ((r.program_len == 5 && memcmp(r.program, "mysql", 5) == 0) ||
+                             (r.program_len == 7 && memcmp(r.program, "mariadb", 7) == 0));
+    c->cap_fails = c->dump_client || (cli && !(r.caps & CAP_INTERACTIVE));
     c->multi_stmt = (r.caps & CAP_MULTI_STATEMENTS) != 0;
     size_t user_len = r.user_len;
     const char *login_env;
@@ -1503,6 +1538,21 @@ static void handle_use(client *c, const char *name, size_t len, const route_hint
 {
     route_target t;
     char err[200];
+    if (c->dump_listed && memchr(name, '@', len)) {
+        /* A dump of every database goes through the names SHOW DATABASES gave it: a server's
+         * database called `shop@dev` would be read as shop in dev (dumped from there under a
+         * prod name, or refused halfway), `a@b` as environment b. */
+        int n = len > 64 ? 64 : (int)len;
+        const char *env = c->env ? c->env->name : "ENV";
+        client_send_err(c, 1105, "HY000",
+                        "envproxy: a dump of every database cannot take `%.*s`: envproxy reads "
+                        "'@' in a database name as an environment; leave it out "
+                        "(--ignore-database=%.*s) and dump it alone as %.*s@%s "
+                        "(see \"Backups\" in the README)",
+                        n, name, n, name, n, name, env);
+        client_command_done(c);
+        return;
+    }
     if (route_parse_target(name, len, &t, err, sizeof(err))) {
         client_send_err(c, 1049, "42000", "envproxy: %s", err);
         client_command_done(c);
@@ -1568,6 +1618,93 @@ static bool is_show_warnings(const char *s, size_t len)
     while (i < len && (isspace((unsigned char)s[i]) || s[i] == ';'))
         i++;
     return i == len;
+}
+
+/* How a dump program asks for a table's triggers (unless --skip-triggers): mariadb-dump
+ * reads INFORMATION_SCHEMA.TRIGGERS, mysqldump sends SHOW TRIGGERS. */
+static bool is_show_triggers(const char *s, size_t len)
+{
+    static const char is[] = "INFORMATION_SCHEMA.TRIGGERS";
+    const size_t isn = sizeof(is) - 1;
+    for (size_t k = 0; k + isn <= len; k++)
+        if ((s[k] | 0x20) == 'i' && strncasecmp(s + k, is, isn) == 0)
+            return true;
+    static const char *const words[] = {"show", "triggers"};
+    size_t i = 0;
+    for (int w = 0; w < 2; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t n = strlen(words[w]);
+        if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
+            return false;
+        i += n;
+    }
+    return i == len || isspace((unsigned char)s[i]) || s[i] == ';';
+}
+
+/* SHOW FUNCTION STATUS / SHOW PROCEDURE STATUS (mariadb-dump --routines lists them so). */
+static bool is_show_routines(const char *s, size_t len)
+{
+    static const char *const words[] = {"show", NULL, "status"};
+    size_t i = 0;
+    for (int w = 0; w < 3; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t n;
+        if (words[w]) {
+            n = strlen(words[w]);
+            if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
+                return false;
+        } else if (i + 8 <= len && strncasecmp(s + i, "function", 8) == 0) {
+            n = 8;
+        } else if (i + 9 <= len && strncasecmp(s + i, "procedure", 9) == 0) {
+            n = 9;
+        } else {
+            return false;
+        }
+        i += n;
+        if (i < len && !isspace((unsigned char)s[i]) && s[i] != ';')
+            return false;
+    }
+    return true;
+}
+
+/* A dump program's trigger query where the backend account has the TRIGGER privilege
+ * nowhere (an account that changes nothing never has it): the server then shows it no
+ * trigger at all, so the dump would come out without them and exit 0. Likewise its routine
+ * listing where the account may not read mysql.proc (the server then lists none). Refused,
+ * saying how to dump knowingly without them or what to grant. */
+static bool dump_triggers_unreadable(client *c, const char *sql, size_t len)
+{
+    if (!c->dump_client || !c->route.env)
+        return false;
+    bool triggers = is_show_triggers(sql, len);
+    if (!triggers && !is_show_routines(sql, len))
+        return false;
+    health_view v;
+    health_get(&c->p->health[env_index(c->p, c->route.env)], &v);
+    if (!triggers) {
+        if (v.reads_routines != 0)
+            return false;
+        client_send_err(c, 1105, "HY000",
+                        "envproxy: environment '%s' is read through a backend account that may "
+                        "not read mysql.proc, to which the server lists no stored routine: the "
+                        "dump would leave every routine out; grant it SELECT ON mysql.proc, or "
+                        "dump without --routines (see \"Backups\" in the README)",
+                        c->route.env->name);
+        client_command_done(c);
+        return true;
+    }
+    if (v.reads_triggers != 0)
+        return false;
+    client_send_err(c, 1105, "HY000",
+                    "envproxy: environment '%s' is read through a backend account without the "
+                    "TRIGGER privilege, to which the server shows no trigger: the dump would "
+                    "leave every trigger out; dump with --skip-triggers to do so knowingly "
+                    "(see \"Backups\" in the README)",
+                    c->route.env->name);
+    client_command_done(c);
+    return true;
 }
 
 static void query_rest(client *c, route_hint *h, int words);
@@ -1693,10 +1830,18 @@ static void query_rest(client *c, route_hint *h, int words)
     }
     free(c->rl_vdbs_like);
     c->rl_vdbs_like = NULL;
+    if (c->dump_client && !words && !c->dump_listed) {
+        /* mariadb-dump --all-databases: the names it USEs next are the server's (handle_use). */
+        char *like = NULL;
+        c->dump_listed = virtual_is_show_databases(sql + h->end, len - h->end, &like);
+        free(like);
+    }
     c->rl_vdbs = !words && !c->dump_client &&
                  (virtual_is_show_databases(sql + h->end, len - h->end, &c->rl_vdbs_like) ||
                   rewrite_is_schemata_list(sql + h->end, len - h->end));
     if (!client_resolve(c, h))
+        return;
+    if (!words && dump_triggers_unreadable(c, sql + h->end, len - h->end))
         return;
     if (!words && !c->rl_vdbs && !client_rewrite_schemata(c, h))
         return;

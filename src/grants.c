@@ -232,6 +232,22 @@ bool grants_role_pending(const grants_info *g, int i)
 
 /* "GRANT priv[, priv ...] ON object TO grantee [...]": each privilege that does more than
  * read counts, with its object. */
+/* Whether a grant's object covers mysql.proc: *.*, mysql.*, mysql.proc, quoted or not. */
+static bool routines_object(const char *o, size_t n)
+{
+    char buf[40];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o[i] == '`')
+            continue;
+        if (k + 1 >= sizeof(buf))
+            return false;
+        buf[k++] = (char)tolower((unsigned char)o[i]);
+    }
+    buf[k] = '\0';
+    return strcmp(buf, "*.*") == 0 || strcmp(buf, "mysql.*") == 0 || strcmp(buf, "mysql.proc") == 0;
+}
+
 static void privilege_line(grants_info *g, const char *s, size_t on, size_t to, size_t len)
 {
     const char *obj = s + on + 2;
@@ -262,6 +278,20 @@ static void privilege_line(grants_info *g, const char *s, size_t on, size_t to, 
         const char *name = s + start;
         size_t nlen = (name_end == (size_t)-1 ? i : name_end) - start;
         trim(&name, &nlen);
+        if (nlen && routines_object(obj, obj_len) &&
+            ((nlen == 6 && strncasecmp(name, "SELECT", 6) == 0) ||
+             (nlen >= 3 && strncasecmp(name, "ALL", 3) == 0 &&
+              (nlen == 3 || strncasecmp(name, "ALL PRIVILEGES", nlen) == 0))))
+            g->reads_routines = true;
+        if ((nlen == 7 && strncasecmp(name, "TRIGGER", 7) == 0) ||
+            (nlen >= 3 && strncasecmp(name, "ALL", 3) == 0 &&
+             (nlen == 3 || strncasecmp(name, "ALL PRIVILEGES", nlen) == 0)))
+            g->reads_triggers = true;
+        /* MySQL 8's SHOW_ROUTINE, MariaDB 11.3's SHOW CREATE ROUTINE (on any object: the
+         * refusal in client.c is for accounts proven blind to routines, never a guess). */
+        if ((nlen == 12 && strncasecmp(name, "SHOW_ROUTINE", 12) == 0) ||
+            (nlen == 19 && strncasecmp(name, "SHOW CREATE ROUTINE", 19) == 0))
+            g->reads_routines = true;
         if (nlen && !grants_privilege_reads_only(name, nlen)) {
             char buf[200];
             int n = snprintf(buf, sizeof(buf), "%.*s ON %.*s", (int)(nlen > 60 ? 60 : nlen), name,

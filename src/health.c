@@ -39,6 +39,8 @@ void health_init(health *h, pool *pl)
     memset(h, 0, sizeof(*h));
     h->pool = pl;
     h->writable = -1;
+    h->reads_routines = -1;
+    h->reads_triggers = -1;
     h->writable_logged = -2;
     pthread_mutex_init(&h->mu, NULL);
 }
@@ -215,6 +217,8 @@ void health_get(health *h, health_view *out)
     out->latency_ms = h->latency_ms;
     out->checked_at = h->checked_at;
     out->writable = h->writable;
+    out->reads_routines = h->reads_routines;
+    out->reads_triggers = h->reads_triggers;
     memcpy(out->privileges, h->privileges, sizeof(out->privileges));
     pthread_mutex_unlock(&h->mu);
 }
@@ -259,6 +263,8 @@ static void publish_grants(health *h)
     int w = g->writable ? 1 : g->unknown ? -1 : 0;
     pthread_mutex_lock(&h->mu);
     h->writable = w;
+    h->reads_routines = g->reads_routines ? 1 : g->unknown ? -1 : 0;
+    h->reads_triggers = g->reads_triggers ? 1 : g->unknown ? -1 : 0;
     snprintf(h->privileges, sizeof(h->privileges), "%s", g->what);
     pthread_mutex_unlock(&h->mu);
     if (e->access != ACCESS_READ_ONLY || w == h->writable_logged)

@@ -665,8 +665,8 @@ static void rows_run(client *c)
         limit = c->rl_rows < (uint64_t)cap ? (uint64_t)cap - c->rl_rows : 0;
     bool drop = limit == 0; /* past the cap: the whole run is dropped */
     if (drop) {
-        if (c->dump_client)
-            return;
+        if (!c->rl_truncated)
+            return; /* the first row past the cap: the path below decides (cap_fails) */
         limit = UINT64_MAX;
     }
     uint8_t seq = c->seq;
@@ -789,13 +789,16 @@ static bool relay_process_packets(client *c)
             if (c->rl == RL_ROWS) {
                 /* max_rows: rows past the cap are read and dropped, never buffered. */
                 long long cap = client_max_rows(c, c->route.env);
-                if (cap > 0 && c->rl_rows >= (uint64_t)cap && c->dump_client) {
-                    /* A dump cut short would restore without complaint: fail it instead. */
-                    char msg[200];
+                if (cap > 0 && c->rl_rows >= (uint64_t)cap && !c->rl_truncated &&
+                    client_cap_fails(c)) {
+                    /* A dump or export cut short would restore without complaint: fail it
+                     * instead. Decided once per result, at its first row past the cap. */
+                    char msg[240];
                     snprintf(msg, sizeof(msg),
                              "the result has more than %lld rows (limits.max_rows): a dump "
-                             "would be incomplete; see \"Backups\" in the README "
-                             "(user limits NAME --max-rows 0)", cap);
+                             "or export of it would be incomplete; see \"Backups\" in the "
+                             "README (user limits NAME --max-rows 0)",
+                             cap);
                     relay_fail(c, 1104, msg);
                     return false;
                 }

@@ -142,6 +142,16 @@ txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
             k = TXN_NO_DATA; /* SET x = (SELECT ... FROM t) reads a table */
     } else if (tok_word(&tl, 0, "UNLOCK") && tok_word(&tl, 1, "TABLES") && tl.n == 2) {
         k = TXN_NO_DATA;
+    } else if (tok_word(&tl, 0, "SHOW") &&
+               (tok_word(&tl, 1, "STATUS") ||
+                ((tok_word(&tl, 1, "GLOBAL") || tok_word(&tl, 1, "SESSION") ||
+                  tok_word(&tl, 1, "LOCAL")) &&
+                 tok_word(&tl, 2, "STATUS")))) {
+        /* MariaDB's Binlog_snapshot_file / _position are the binary log position of the
+         * session's consistent snapshot (mariadb-dump --single-transaction --master-data
+         * reads them right after START TRANSACTION WITH CONSISTENT SNAPSHOT): read inside
+         * the transaction, so that the snapshot is the one they describe. */
+        k = TXN_READ;
     } else if (tok_word(&tl, 0, "SHOW") || tok_word(&tl, 0, "DESCRIBE") ||
                tok_word(&tl, 0, "DESC")) {
         k = TXN_NO_DATA; /* metadata and variables: no snapshot is involved */
@@ -149,8 +159,7 @@ txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
         k = TXN_NO_DATA; /* SELECT @@x, SELECT DATABASE(), SELECT 1 */
     } else if ((tok_word(&tl, 0, "SELECT") || tok_word(&tl, 0, "WITH")) &&
                !has_word(&tl, "UPDATE") && !has_word(&tl, "SHARE") && !has_word(&tl, "INTO") &&
-               !has_word(&tl, "DELETE") && !has_word(&tl, "INSERT") &&
-               !has_word(&tl, "REPLACE")) {
+               !has_word(&tl, "DELETE") && !has_word(&tl, "INSERT") && !has_word(&tl, "REPLACE")) {
         k = TXN_READ; /* a plain read: FOR UPDATE, LOCK IN SHARE MODE, INTO are not */
     }
 out:

@@ -549,6 +549,15 @@ static void job_start(client *c, vjob *j, const int *envs, int n, const char *sq
     }
 }
 
+/* The first task of a fan-out whose rows were cut to its cap, or NULL. */
+static vtask *fanout_cut(vjob *j)
+{
+    for (int i = 0; i < j->n; i++)
+        if (!j->tasks[i].failed && j->tasks[i].rows && j->tasks[i].truncated)
+            return &j->tasks[i];
+    return NULL;
+}
+
 /* The job's answer: send it (when the client is still there) and mark it answered. */
 static void job_answer(vjob *j)
 {
@@ -582,6 +591,14 @@ static void job_answer(vjob *j)
             }
         }
         answer_table(c, &j->q, out, "__envs", "databases");
+    } else if (j->kind == VJ_FANOUT && fanout_cut(j) && client_cap_fails(c)) {
+        /* A dump or export cut short would look whole: fail it, as relay.c does. */
+        vtask *t = fanout_cut(j);
+        client_send_err(c, 1104, "HY000",
+                        "envproxy: the result has more than %lld rows in environment '%s' "
+                        "(limits.max_rows, or the %d rows a fan-out holds): a dump or export "
+                        "of it would be incomplete; see \"Backups\" in the README",
+                        t->cap, proxy_slot_env(c->p, t->env)->name, VIRTUAL_MAX_ROWS);
     } else if (j->kind == VJ_FANOUT) {
         /* Columns: _env, _error, then the first answering environment's. */
         vtask *ref = NULL;

@@ -165,9 +165,45 @@ static void test_bounds(void)
     CHECK_STR(grants_verdict(&g), "yes");
 }
 
+/* Whether the account is shown every stored routine: SELECT (or ALL) on mysql.proc. */
+static void test_reads_routines(void)
+{
+    grants_info g;
+    verdict_of("GRANT SELECT, SHOW VIEW ON `shop`.* TO `ro`@`%`", &g);
+    CHECK(!g.reads_routines);
+    verdict_of("GRANT SELECT, SHOW VIEW ON `shop`.* TO `ro`@`%`\n"
+               "GRANT SELECT ON `mysql`.`proc` TO `ro`@`%`",
+               &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SELECT ON mysql.* TO `ro`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SELECT ON *.* TO `ro`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT ALL PRIVILEGES ON *.* TO `app`@`%` WITH GRANT OPTION", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SELECT ON *.* TO `u`@`%`\nGRANT SHOW_ROUTINE ON *.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SHOW_ROUTINE ON *.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
+    verdict_of("GRANT SHOW CREATE ROUTINE ON `shop`.* TO `u`@`%`", &g);
+    CHECK(g.reads_routines);
+    CHECK(!g.reads_triggers);
+    verdict_of("GRANT SELECT, INSERT, UPDATE ON `shop`.* TO `w`@`%`", &g);
+    CHECK(!g.reads_triggers);
+    verdict_of("GRANT SELECT, TRIGGER ON `shop`.* TO `w`@`%`", &g);
+    CHECK(g.reads_triggers);
+    verdict_of("GRANT ALL PRIVILEGES ON `shop`.* TO `w`@`%`", &g);
+    CHECK(g.reads_triggers && !g.reads_routines);
+    verdict_of("GRANT INSERT ON `mysql`.`proc` TO `x`@`%`\n"
+               "GRANT SELECT ON `mysql`.`procs_priv` TO `x`@`%`",
+               &g);
+    CHECK(!g.reads_routines);
+}
+
 int main(void)
 {
     test_select_only();
+    test_reads_routines();
     test_writable();
     test_unreadable();
     test_roles();

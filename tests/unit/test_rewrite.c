@@ -37,6 +37,12 @@ static void test_txn_classify(void)
     CHECK_INT(kind("SET @x = (SELECT COUNT(*) FROM orders)"), TXN_DATA);
     CHECK_INT(kind("UNLOCK TABLES"), TXN_NO_DATA);
     CHECK_INT(kind("SHOW VARIABLES LIKE 'x'"), TXN_NO_DATA);
+    /* The binary log position of a consistent snapshot is read inside the transaction. */
+    CHECK_INT(kind("SHOW STATUS LIKE 'binlog_snapshot_%'"), TXN_READ);
+    CHECK_INT(kind("show global status like 'Binlog_snapshot_position'"), TXN_READ);
+    CHECK_INT(kind("SHOW SESSION STATUS"), TXN_READ);
+    CHECK_INT(kind("SHOW SLAVE STATUS"), TXN_NO_DATA);
+    CHECK_INT(kind("SHOW TABLE STATUS LIKE 't'"), TXN_NO_DATA);
     CHECK_INT(kind("SELECT @@version, DATABASE()"), TXN_NO_DATA);
     CHECK_INT(kind("SELECT 1 FROM DUAL"), TXN_READ);
     CHECK_INT(kind("SELECT (SELECT MAX(id) FROM orders)"), TXN_READ);
