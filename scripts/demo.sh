@@ -86,14 +86,16 @@ EOF
 }
 
 # prod's backend account may only read (docs/policy.md): even a statement that got past
-# envproxy's check could not change prod. Run on every start, so that older demo state
-# gets the account too.
+# envproxy's check could not change prod. SELECT on mysql.proc (routine definitions, no
+# credentials) lets a backup take stored routines. Run on every start, so that older demo
+# state gets the account too.
 create_reader() {
     local host
     for host in 127.0.0.1 localhost; do
         printf "CREATE USER IF NOT EXISTS 'envproxy_reader'@'%s' IDENTIFIED BY 'reader-secret';
 GRANT SELECT, SHOW VIEW ON shop.* TO 'envproxy_reader'@'%s';
-GRANT SELECT, SHOW VIEW ON billing.* TO 'envproxy_reader'@'%s';\n" "$host" "$host" "$host"
+GRANT SELECT, SHOW VIEW ON billing.* TO 'envproxy_reader'@'%s';
+GRANT SELECT ON mysql.proc TO 'envproxy_reader'@'%s';\n" "$host" "$host" "$host" "$host"
     done | mariadb --no-defaults --user=root --socket="$STATE/prod/mysqld.sock" ||
         die "could not create prod's SELECT-only account envproxy_reader"
 }
