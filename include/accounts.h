@@ -22,6 +22,8 @@ typedef struct {
     acct_grant *grants;
     int n_grants;
     long long max_rows; /* the operator's override of limits.max_rows (0 = no cap); -1 = none */
+    /* The override of limits.statement_timeout in ms (0 = none); -1 = no override. */
+    long long statement_timeout_ms;
 } account;
 
 /* An API token as stored: the SHA-256 (hex) of the token, never the token itself. */
@@ -73,6 +75,8 @@ int acct_grant_revoke(acct_store *s, const char *name, const char *env, char *er
 /* Sets the account's max_rows override (0 = no cap), or removes it when max_rows < 0. */
 int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *err,
                     size_t errlen);
+/* Sets the account's statement_timeout override in ms (0 = none), or removes it when ms < 0. */
+int acct_timeout_set(acct_store *s, const char *name, long long ms, char *err, size_t errlen);
 /* Prints one line per account: name, default env, grants ("dev=write,prod=read"). */
 int acct_list(acct_store *s, FILE *out, char *err, size_t errlen);
 

@@ -751,6 +751,8 @@ size_t client_out_queued(const client *c);
 /* The row cap for this session's results in env: the account's override (`user limits`)
  * when it has one, else env's limits.max_rows. 0 = no cap. */
 long long client_max_rows(const client *c, const cfg_env *env);
+/* limits.statement_timeout for this session in env: the account's override, else env's. */
+long long client_statement_timeout(const client *c, const cfg_env *env);
 /* A result past max_rows fails (ERR 1104) instead of ending cut short for this client and
  * its current statement: a dump or batch export (client.c). */
 bool client_cap_fails(const client *c);

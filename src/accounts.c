@@ -61,6 +61,13 @@ static const char limits_table_sql[] =
     "  max_rows INTEGER NOT NULL CHECK (max_rows >= 0)"
     ")";
 
+/* The same for the statement_timeout override (in ms, 0 = none). */
+static const char timeouts_table_sql[] =
+    "CREATE TABLE IF NOT EXISTS account_timeouts ("
+    "  account TEXT PRIMARY KEY REFERENCES accounts(name) ON DELETE CASCADE,"
+    "  statement_timeout_ms INTEGER NOT NULL CHECK (statement_timeout_ms >= 0)"
+    ")";
+
 #define ACCT_BUSY_TIMEOUT_MS 2000
 #define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
 
@@ -354,6 +361,8 @@ acct_store *acct_open(const char *path, char *err, size_t errlen)
     if (exec_sql(s, "PRAGMA foreign_keys = ON", err, errlen, "cannot enable foreign keys") < 0 ||
         migrate(s, err, errlen) < 0 ||
         exec_sql(s, limits_table_sql, err, errlen, "cannot create the account_limits table") < 0 ||
+        exec_sql(s, timeouts_table_sql, err, errlen,
+                 "cannot create the account_timeouts table") < 0 ||
         exec_sql(s, acct_history_table_sql, err, errlen, "cannot create the query_history table") < 0) {
         acct_close(s);
         return NULL;
@@ -615,8 +624,10 @@ static int load_accounts(acct_store *s, acct_snapshot *snap, char *err, size_t e
     int rc, cap = 0;
 
     st = prepare(s,
-                 "SELECT name, sha1_stage2, sha256_stage2, default_env, l.max_rows"
+                 "SELECT name, sha1_stage2, sha256_stage2, default_env, l.max_rows,"
+                 " t.statement_timeout_ms"
                  " FROM accounts LEFT JOIN account_limits l ON l.account = accounts.name"
+                 " LEFT JOIN account_timeouts t ON t.account = accounts.name"
                  " ORDER BY name",
                  err, errlen);
     if (!st)
@@ -655,6 +666,9 @@ static int load_accounts(acct_store *s, acct_snapshot *snap, char *err, size_t e
         a->max_rows = -1;
         if (sqlite3_column_type(st, 4) == SQLITE_INTEGER && sqlite3_column_int64(st, 4) >= 0)
             a->max_rows = sqlite3_column_int64(st, 4);
+        a->statement_timeout_ms = -1;
+        if (sqlite3_column_type(st, 5) == SQLITE_INTEGER && sqlite3_column_int64(st, 5) >= 0)
+            a->statement_timeout_ms = sqlite3_column_int64(st, 5);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
@@ -673,26 +687,22 @@ fail:
     return -1;
 }
 
-int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *err,
-                    size_t errlen)
+/* Sets (value >= 0) or removes (value < 0) an account's row in a one-value override table:
+ * del and put are the statements for each. */
+static int override_set(acct_store *s, const char *name, long long value, const char *del,
+                        const char *put, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     int rc;
 
     if (begin_on_user(s, name, err, errlen) < 0)
         return -1;
-    if (max_rows < 0)
-        st = prepare(s, "DELETE FROM account_limits WHERE account = ?1", err, errlen);
-    else
-        st = prepare(s,
-                     "INSERT INTO account_limits (account, max_rows) VALUES (?1, ?2)"
-                     " ON CONFLICT (account) DO UPDATE SET max_rows = excluded.max_rows",
-                     err, errlen);
+    st = prepare(s, value < 0 ? del : put, err, errlen);
     if (!st)
         goto fail;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (max_rows >= 0)
-        sqlite3_bind_int64(st, 2, max_rows);
+    if (value >= 0)
+        sqlite3_bind_int64(st, 2, value);
     rc = run(st);
     if (rc != SQLITE_DONE) {
         db_err(s, err, errlen, "cannot set the limits");
@@ -704,6 +714,24 @@ int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *e
 fail:
     rollback(s);
     return -1;
+}
+
+int acct_limits_set(acct_store *s, const char *name, long long max_rows, char *err,
+                    size_t errlen)
+{
+    return override_set(s, name, max_rows, "DELETE FROM account_limits WHERE account = ?1",
+                        "INSERT INTO account_limits (account, max_rows) VALUES (?1, ?2)"
+                        " ON CONFLICT (account) DO UPDATE SET max_rows = excluded.max_rows",
+                        err, errlen);
+}
+
+int acct_timeout_set(acct_store *s, const char *name, long long ms, char *err, size_t errlen)
+{
+    return override_set(s, name, ms, "DELETE FROM account_timeouts WHERE account = ?1",
+                        "INSERT INTO account_timeouts (account, statement_timeout_ms)"
+                        " VALUES (?1, ?2) ON CONFLICT (account) DO UPDATE SET"
+                        " statement_timeout_ms = excluded.statement_timeout_ms",
+                        err, errlen);
 }
 
 /* Attaches each grant row to its account in snap. */
@@ -888,10 +916,14 @@ int acct_list(acct_store *s, FILE *out, char *err, size_t errlen)
             "LIMITS");
     for (int i = 0; i < snap->n; i++) {
         const account *a = &snap->accounts[i];
-        char limits[40] = "-";
+        char limits[96] = "-";
+        int n = 0;
 
         if (a->max_rows >= 0)
-            snprintf(limits, sizeof limits, "max_rows=%lld", a->max_rows);
+            n = snprintf(limits, sizeof limits, "max_rows=%lld", a->max_rows);
+        if (a->statement_timeout_ms >= 0)
+            snprintf(limits + n, sizeof limits - (size_t)n, "%sstatement_timeout=%lldms",
+                     n ? "," : "", a->statement_timeout_ms);
         fprintf(out, "%-*s  %-*s  %-*s  %s\n", wname, a->name, wenv,
                 a->default_env ? a->default_env : "-", wgr, grants[i], limits);
         free(grants[i]);

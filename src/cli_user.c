@@ -1,5 +1,6 @@
 /* cli_user.c: the `envproxy -c FILE user ...` subcommands that manage the account store. */
 #include "cli_user.h"
+#include "config.h"
 #include "prompt.h"
 
 #include <errno.h>
@@ -22,13 +23,15 @@ static const char usage_text[] =
     "       envproxy -c FILE user passwd NAME [--password-stdin]\n"
     "       envproxy -c FILE user grant NAME ENV read|write\n"
     "       envproxy -c FILE user revoke NAME ENV\n"
-    "       envproxy -c FILE user limits NAME --max-rows N|default\n"
+    "       envproxy -c FILE user limits NAME [--max-rows N|default]\n"
+    "                                         [--statement-timeout DURATION|default]\n"
     "       envproxy -c FILE user del NAME\n"
     "       envproxy -c FILE user list\n"
     "Without --password-stdin the password is asked for twice on the terminal.\n"
     "With it, the first line of standard input is the password.\n"
     "user limits: N replaces limits.max_rows of every environment for this account's\n"
-    "sessions (0 = no cap); default removes the override.\n";
+    "sessions (0 = no cap); DURATION (30s, 10m, 2h, 0 = none) replaces\n"
+    "limits.statement_timeout; default removes an override.\n";
 
 /* ---- reading passwords -------------------------------------------------------------------- */
 
@@ -52,6 +55,7 @@ typedef struct {
     bool password_stdin;
     const char *default_env;
     const char *max_rows; /* user limits --max-rows */
+    const char *timeout;  /* user limits --statement-timeout */
 } user_args;
 
 /* Splits the words after the subcommand into positionals and options. Returns 0 or the
@@ -79,6 +83,13 @@ static int parse_args(int argc, char **argv, user_args *a)
             a->max_rows = argv[++i];
         } else if (!options_done && strncmp(w, "--max-rows=", 11) == 0) {
             a->max_rows = w + 11;
+        } else if (!options_done && strcmp(w, "--statement-timeout") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error(usage_text,
+                                       "--statement-timeout needs a duration or 'default'");
+            a->timeout = argv[++i];
+        } else if (!options_done && strncmp(w, "--statement-timeout=", 20) == 0) {
+            a->timeout = w + 20;
         } else if (!options_done &&
                    (strncmp(w, "--password", 10) == 0 || strncmp(w, "-p", 2) == 0)) {
             /* Someone used to `mysql -pSECRET`: refuse without echoing the word. */
@@ -186,7 +197,21 @@ static int parse_max_rows(const char *text, long long *out)
     return 0;
 }
 
-static int run_command(acct_store *s, const user_args *a, grant_level level, long long max_rows)
+/* Reads --statement-timeout: a duration as in the configuration ("30s", "10m", "0"), or
+ * "default" (-1: remove the override). Returns 0, or the usage-error exit code. */
+static int parse_timeout(const char *text, long long *out)
+{
+    *out = strcmp(text, "default") == 0 ? -1 : config_parse_duration_ms(text);
+    if (*out < 0 && strcmp(text, "default") != 0)
+        return cli_usage_error(usage_text,
+                               "--statement-timeout must be a duration such as 30s, 10m or 0 "
+                               "(none), or 'default', not '%s'",
+                               text);
+    return 0;
+}
+
+static int run_command(acct_store *s, const user_args *a, grant_level level, long long max_rows,
+                       long long timeout_ms)
 {
     char err[512];
     const char *name = a->pos[0];
@@ -209,14 +234,28 @@ static int run_command(acct_store *s, const user_args *a, grant_level level, lon
         return 0;
     }
     if (strcmp(a->sub, "limits") == 0) {
-        if (acct_limits_set(s, name, max_rows, err, sizeof err) < 0)
-            return cli_fail(err);
-        if (max_rows < 0)
-            printf("user '%s' now has the environments' max_rows\n", name);
-        else if (max_rows == 0)
-            printf("user '%s' now has no max_rows cap in any environment\n", name);
-        else
-            printf("user '%s' now has max_rows %lld in every environment\n", name, max_rows);
+        if (a->max_rows) {
+            if (acct_limits_set(s, name, max_rows, err, sizeof err) < 0)
+                return cli_fail(err);
+            if (max_rows < 0)
+                printf("user '%s' now has the environments' max_rows\n", name);
+            else if (max_rows == 0)
+                printf("user '%s' now has no max_rows cap in any environment\n", name);
+            else
+                printf("user '%s' now has max_rows %lld in every environment\n", name,
+                       max_rows);
+        }
+        if (a->timeout) {
+            if (acct_timeout_set(s, name, timeout_ms, err, sizeof err) < 0)
+                return cli_fail(err);
+            if (timeout_ms < 0)
+                printf("user '%s' now has the environments' statement_timeout\n", name);
+            else if (timeout_ms == 0)
+                printf("user '%s' now has no statement_timeout in any environment\n", name);
+            else
+                printf("user '%s' now has statement_timeout %lld ms in every environment\n",
+                       name, timeout_ms);
+        }
         return 0;
     }
     if (strcmp(a->sub, "del") == 0) {
@@ -238,14 +277,14 @@ int cli_user(const char *accounts_path, int argc, char **argv)
         int n_pos;
         bool password_opts; /* --password-stdin allowed */
         bool env_opt;       /* --default-env allowed */
-        bool limit_opts;    /* --max-rows allowed (and required) */
+        bool limit_opts;    /* --max-rows, --statement-timeout allowed (one required) */
     } subs[] = {
         {"add", 1, true, true, false},      {"passwd", 1, true, false, false},
         {"grant", 3, false, false, false},  {"revoke", 2, false, false, false},
         {"del", 1, false, false, false},    {"list", 0, false, false, false},
         {"limits", 1, false, false, true},
     };
-    long long max_rows = -1;
+    long long max_rows = -1, timeout_ms = -1;
     user_args a = {0};
     grant_level level = GRANT_NONE;
     char err[512];
@@ -276,10 +315,20 @@ int cli_user(const char *accounts_path, int argc, char **argv)
         return cli_usage_error(usage_text, "'user %s' takes no --default-env", a.sub);
     if (a.max_rows && !subs[spec].limit_opts)
         return cli_usage_error(usage_text, "'user %s' takes no --max-rows", a.sub);
-    if (subs[spec].limit_opts && !a.max_rows)
-        return cli_usage_error(usage_text, "'user %s' needs --max-rows N|default", a.sub);
+    if (a.timeout && !subs[spec].limit_opts)
+        return cli_usage_error(usage_text, "'user %s' takes no --statement-timeout", a.sub);
+    if (subs[spec].limit_opts && !a.max_rows && !a.timeout)
+        return cli_usage_error(usage_text,
+                               "'user %s' needs --max-rows N|default or --statement-timeout "
+                               "DURATION|default",
+                               a.sub);
     if (a.max_rows) {
         rc = parse_max_rows(a.max_rows, &max_rows);
+        if (rc != 0)
+            return rc;
+    }
+    if (a.timeout) {
+        rc = parse_timeout(a.timeout, &timeout_ms);
         if (rc != 0)
             return rc;
     }
@@ -303,7 +352,7 @@ int cli_user(const char *accounts_path, int argc, char **argv)
     s = acct_open(accounts_path, err, sizeof err);
     if (!s)
         return cli_fail(err);
-    rc = run_command(s, &a, level, max_rows);
+    rc = run_command(s, &a, level, max_rows, timeout_ms);
     acct_close(s);
     if (fflush(stdout) != 0 && rc == 0)
         rc = cli_fail("cannot write to standard output");

@@ -188,6 +188,15 @@ static void client_fail(client *c, uint16_t code, const char *state, const char 
     client_close_after_flush(c);
 }
 
+long long client_statement_timeout(const client *c, const cfg_env *env)
+{
+    /* As max_rows: the operator's override for this account (a backup account's long
+     * SELECTs) replaces the environment's. */
+    if (c->acct && c->acct->statement_timeout_ms >= 0)
+        return c->acct->statement_timeout_ms;
+    return env->limits.statement_timeout_ms;
+}
+
 long long client_max_rows(const client *c, const cfg_env *env)
 {
     /* The override replaces the environment's cap rather than lowering it: it is the

@@ -1209,7 +1209,7 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     size_t stale = evbuffer_get_length(b->in);
     if (stale)
         evbuffer_drain(b->in, stale);
-    long long timeout = c->route.env->limits.statement_timeout_ms;
+    long long timeout = client_statement_timeout(c, c->route.env);
     if (timeout > 0) {
         /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
          * connection is closed (relay_timeout). The timer is added only when it is not, or
@@ -1411,7 +1411,7 @@ void relay_timeout(client *c)
     log_warn("conn %u %s user=%s env=%s: statement_timeout (%lld ms) passed; killing query on "
              "backend thread %lu",
              c->id, c->addr, c->user, b->pool->env->name,
-             b->pool->env->limits.statement_timeout_ms, b->thread_id);
+             client_statement_timeout(c, b->pool->env), b->thread_id);
     relay_interrupt(c, RLI_TIMEOUT);
 }
 

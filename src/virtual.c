@@ -241,7 +241,7 @@ static vq_table *table_session(client *c)
     vq_set_str(t, r, 4, c->tls ? "yes" : "no");
     if (c->env) {
         vq_set_int(t, r, 5, client_max_rows(c, c->env));
-        vq_set_int(t, r, 6, c->env->limits.statement_timeout_ms);
+        vq_set_int(t, r, 6, client_statement_timeout(c, c->env));
     }
     return t;
 }

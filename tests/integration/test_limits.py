@@ -7,6 +7,8 @@ import pymysql.cursors
 import pytest
 from pymysql.constants import CLIENT
 
+from harness import Account
+
 LIMITS = {"limits": {"max_rows": 10, "statement_timeout": "1s"},
           "environments": {"prod": {"limits": {"max_rows": 3}}}}
 
@@ -156,3 +158,46 @@ def test_account_max_rows_override_replaces_the_environment_cap(make_proxy):
     assert _until_rows(p, "bob", "bob-pw", 3) == (3, 3)
     assert [l.split()[-1] for l in p._cli_ok("user", "list").stdout.splitlines()
             if l.startswith("bob ")] == ["-"]
+
+
+def test_account_statement_timeout_override(make_proxy):
+    """`user limits NAME --statement-timeout DURATION` replaces every environment's
+    statement_timeout for that account (0 = none: the account that takes backups, whose
+    SELECT of a large table streams for longer than the environments allow), in sessions
+    opened after the change; other accounts keep the environment's; `default` removes it;
+    `user list` shows it; bad durations are refused."""
+    # statement_timeout 1s; SLEEP() needs a session that may write
+    p = make_proxy(extra_yaml=LIMITS,
+                   accounts=[Account("bob", "bob-pw", "dev", {"dev": "write"}),
+                             Account("alice", "alice-pw", "dev", {"dev": "write"})])
+
+    def sleep_in_dev(user, pw, seconds=2):
+        conn = p.connect(user=user, password=pw)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT SLEEP({seconds})")
+                return cur.fetchall()[0][0]
+        except pymysql.err.MySQLError as e:
+            return e.args[0]
+        finally:
+            conn.close()
+
+    assert sleep_in_dev("bob", "bob-pw") == 3024
+    p._cli_ok("user", "limits", "bob", "--statement-timeout", "0")
+    deadline = time.monotonic() + 5
+    while sleep_in_dev("bob", "bob-pw") != 0:  # the store is watched once a second
+        assert time.monotonic() < deadline, "the override did not take effect"
+    assert sleep_in_dev("alice", "alice-pw") == 3024  # other accounts keep the timeout
+    listing = p._cli_ok("user", "list").stdout
+    assert "statement_timeout=0ms" in listing
+    p._cli_ok("user", "limits", "bob", "--max-rows", "5", "--statement-timeout=3s")
+    assert [l.split()[-1] for l in p._cli_ok("user", "list").stdout.splitlines()
+            if l.startswith("bob ")] == ["max_rows=5,statement_timeout=3000ms"]
+    for bad in (["--statement-timeout", "soon"], ["--statement-timeout", "-1s"],
+                ["--statement-timeout"]):
+        r = p.cli("user", "limits", "bob", *bad)
+        assert r.returncode != 0 and "statement-timeout" in r.stderr, (bad, r.stderr)
+    p._cli_ok("user", "limits", "bob", "--statement-timeout", "default")
+    deadline = time.monotonic() + 5
+    while sleep_in_dev("bob", "bob-pw") != 3024:
+        assert time.monotonic() < deadline, "the environment's timeout did not come back"

@@ -327,6 +327,29 @@ static void test_store(void)
         }
     }
 
+    /* statement_timeout overrides: their own table, beside max_rows in the list. */
+    CHECK_INT(acct_timeout_set(s, "bob", 0, err, sizeof err), 0);
+    CHECK_INT(acct_timeout_set(s, "alice", 90000, err, sizeof err), 0);
+    CHECK_INT(acct_timeout_set(s, "nobody", 0, err, sizeof err), -1);
+    CHECK_STR(err, "user 'nobody' does not exist");
+    {
+        acct_snapshot *snap = acct_snapshot_load(s, err, sizeof err);
+        CHECK(snap != NULL);
+        if (snap) {
+            CHECK(acct_find(snap, "alice")->statement_timeout_ms == 90000);
+            CHECK(acct_find(snap, "bob")->statement_timeout_ms == 0);
+            CHECK(acct_find(snap, "bob")->max_rows == 0);
+            acct_snapshot_free(snap);
+        }
+    }
+    text = list_text(s);
+    CHECK(strstr(text, "bob    -            prod=read            max_rows=0,statement_timeout=0ms\n") != NULL);
+    CHECK(strstr(text, "alice  dev          dev=write,prod=read  statement_timeout=90000ms\n") != NULL);
+    free(text);
+    CHECK_INT(acct_timeout_set(s, "alice", -1, err, sizeof err), 0);
+    CHECK_INT(acct_timeout_set(s, "bob", -1, err, sizeof err), 0);
+    CHECK_INT(raw_int(path, "SELECT count(*) FROM account_timeouts"), 0);
+
     /* passwd replaces both hashes. */
     CHECK_INT(acct_user_passwd(s, "bob", "secret", err, sizeof err), 0);
     CHECK_INT(acct_user_passwd(s, "nobody", "secret", err, sizeof err), -1);
