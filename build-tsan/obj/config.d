@@ -1,2 +1,0 @@
-build-tsan/obj/config.o: src/config.c include/config.h
-include/config.h:

@@ -1,2 +1,0 @@
-build-tsan/obj/log.o: src/log.c include/log.h
-include/log.h:

@@ -1,2 +1,0 @@
-build-tsan/obj/packet.o: src/packet.c include/packet.h
-include/packet.h:

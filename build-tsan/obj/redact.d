@@ -1,4 +1,0 @@
-build-tsan/obj/redact.o: src/redact.c include/redact.h \
- include/sqlpolicy.h
-include/redact.h:
-include/sqlpolicy.h:

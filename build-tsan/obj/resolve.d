@@ -1,3 +1,0 @@
-build-tsan/obj/resolve.o: src/resolve.c include/resolve.h include/log.h
-include/resolve.h:
-include/log.h:

@@ -1,2 +1,0 @@
-build-tsan/obj/sqlpolicy.o: src/sqlpolicy.c include/sqlpolicy.h
-include/sqlpolicy.h:

@@ -1,4 +1,0 @@
-build-tsan/obj/vquery.o: src/vquery.c include/vquery.h \
- include/sqlpolicy.h
-include/vquery.h:
-include/sqlpolicy.h:
