@@ -1611,19 +1611,29 @@ bool client_resolve(client *c, const route_hint *h)
     return true;
 }
 
+/* The offset just past words[0..n) at the start of s (any case, white space before each),
+ * or SIZE_MAX when s does not start so. */
+static size_t leading_words(const char *s, size_t len, const char *const *words, int n)
+{
+    size_t i = 0;
+    for (int w = 0; w < n; w++) {
+        while (i < len && isspace((unsigned char)s[i]))
+            i++;
+        size_t k = strlen(words[w]);
+        if (i + k > len || strncasecmp(s + i, words[w], k) != 0)
+            return SIZE_MAX;
+        i += k;
+    }
+    return i;
+}
+
 /* True for exactly `SHOW WARNINGS` (any case and spacing, an optional ';'). */
 static bool is_show_warnings(const char *s, size_t len)
 {
     static const char *const words[] = {"show", "warnings"};
-    size_t i = 0;
-    for (int w = 0; w < 2; w++) {
-        while (i < len && isspace((unsigned char)s[i]))
-            i++;
-        size_t n = strlen(words[w]);
-        if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
-            return false;
-        i += n;
-    }
+    size_t i = leading_words(s, len, words, 2);
+    if (i == SIZE_MAX)
+        return false;
     while (i < len && (isspace((unsigned char)s[i]) || s[i] == ';'))
         i++;
     return i == len;
@@ -1639,15 +1649,9 @@ static bool is_show_triggers(const char *s, size_t len)
         if ((s[k] | 0x20) == 'i' && strncasecmp(s + k, is, isn) == 0)
             return true;
     static const char *const words[] = {"show", "triggers"};
-    size_t i = 0;
-    for (int w = 0; w < 2; w++) {
-        while (i < len && isspace((unsigned char)s[i]))
-            i++;
-        size_t n = strlen(words[w]);
-        if (i + n > len || strncasecmp(s + i, words[w], n) != 0)
-            return false;
-        i += n;
-    }
+    size_t i = leading_words(s, len, words, 2);
+    if (i == SIZE_MAX)
+        return false;
     return i == len || isspace((unsigned char)s[i]) || s[i] == ';';
 }
 
