@@ -8,6 +8,7 @@ Raw sockets (rawmysql.py) where a driver would hide the bytes; the `mariadb` CLI
 PyMySQL over TLS where the real client's view matters.
 """
 
+import fcntl
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import termios
 import threading
 import time
 import urllib.request
@@ -273,26 +275,44 @@ def test_a_log_reader_that_stops_does_not_stop_the_proxy(make_proxy):
                               start_new_session=True)
     try:
         p.wait_ready()
-        # Each login and disconnect logs two lines: 400 of them fill a 64 KiB pipe.
+        # Each login and disconnect logs two lines: log in until the pipe is full (it holds
+        # nearly its capacity and stops growing: a line that does not fit the last page
+        # needs a page of its own), then 40 more times, so that lines were surely dropped.
+        fd = p.proc.stderr.fileno()
+        capacity = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
         start = time.monotonic()
-        for _ in range(400):
+        extra = 40
+        last = -1
+        for _ in range(5000):
             pymysql.connect(host="127.0.0.1", port=p.port, user="alice", password="alice-pw",
                             connect_timeout=5, read_timeout=5).close()
-            assert time.monotonic() - start < 60, "logins stalled"
+            assert time.monotonic() - start < 120, "logins stalled"
+            queued = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            full, last = queued > capacity - 4096 and queued == last, queued
+            if full:
+                extra -= 1
+                if extra == 0:
+                    break
+        assert extra == 0, "the pipe never filled"
         conn = pymysql.connect(host="127.0.0.1", port=p.port, user="alice",
                                password="alice-pw", connect_timeout=5, read_timeout=5)
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
             assert cur.fetchall() == ((1,),)
         conn.close()
-        # Reading again: the next lines come through, with the count of those dropped.
-        os.set_blocking(p.proc.stderr.fileno(), False)
-        while p.proc.stderr.read():
-            pass
+        # Reading again: the next lines come through, with the count of those dropped. The
+        # count rides on the first line that fits, which may be written while the pipe is
+        # being drained, so everything read from here on is searched.
+        os.set_blocking(fd, False)
+        got = b""
+        while True:
+            chunk = p.proc.stderr.read()
+            if not chunk:
+                break
+            got += chunk
         pymysql.connect(host="127.0.0.1", port=p.port, user="alice", password="alice-pw",
                         connect_timeout=5).close()
-        deadline = time.monotonic() + 5
-        got = b""
+        deadline = time.monotonic() + 10
         while b"dropped: nobody read the log" not in got:
             assert time.monotonic() < deadline, got[-500:]
             got += p.proc.stderr.read() or b""
