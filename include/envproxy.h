@@ -621,6 +621,8 @@ struct client {
     bool pinned;
     char pin_reason[64];
     int long_data_stmts; /* statements whose long data waits on the held connection */
+    struct cl_stmt *exec_long_data; /* an EXECUTE under way uses this statement's long data:
+                                     * it is state until the server has answered */
     /* The command running has no reply (COM_STMT_SEND_LONG_DATA): nothing goes to the
      * client; an error is kept on no_reply_stmt for its next EXECUTE (client_send). */
     bool no_reply;
@@ -903,6 +905,7 @@ void stmt_drop_pending(client *c);
 void stmt_relay_failed(client *c);
 /* The long data sent for the client's statements is gone (its connection was lost). */
 void stmt_forget_long_data(client *c);
+void stmt_exec_done(client *c);
 /* An ERR packet's payload p that the running no-reply command (SEND_LONG_DATA) would have
  * sent: kept on its statement for the next EXECUTE (the first one only). */
 void stmt_defer_error(client *c, const uint8_t *p, size_t len);

@@ -953,6 +953,7 @@ void client_command_done(client *c)
     uint64_t now = now_ms();
     if (c->be)
         c->be->idle_since_ms = now; /* before it may go back to the pool */
+    stmt_exec_done(c);
     session_release(c);
     stmt_drop_pending(c);
     if (c->busy) {

@@ -86,6 +86,17 @@ void stmt_forget_long_data(client *c)
     for (cl_stmt *st = c->stmts; st; st = st->next)
         st->long_data = false;
     c->long_data_stmts = 0;
+    c->exec_long_data = NULL;
+}
+
+/* The EXECUTE that used a statement's long data has its answer (or failed: the connection's
+ * loss then reported the long data as lost state first): the data is used up. */
+void stmt_exec_done(client *c)
+{
+    if (c->exec_long_data) {
+        stmt_note_long_data(c, c->exec_long_data, false);
+        c->exec_long_data = NULL;
+    }
 }
 
 void stmt_relay_failed(client *c)
@@ -125,6 +136,7 @@ void stmt_free_all(client *c)
     c->stmt_bytes = 0;
     c->stmt = NULL;
     c->long_data_stmts = 0;
+    c->exec_long_data = NULL;
 }
 
 /* ---- the statements of a backend connection ---- */
@@ -615,7 +627,10 @@ static void send_stmt_command(client *c, cl_stmt *st, be_stmt *e)
         return;
     }
     uint8_t cmd = c->cmd.data[0];
-    stmt_note_long_data(c, st, cmd == CMD_STMT_SEND_LONG_DATA);
+    if (cmd == CMD_STMT_EXECUTE && st->long_data)
+        c->exec_long_data = st; /* used up once the server answers: until then, state */
+    else
+        stmt_note_long_data(c, st, cmd == CMD_STMT_SEND_LONG_DATA);
     if (cmd == CMD_STMT_SEND_LONG_DATA) {
         /* No reply: write it and go on; the session keeps this connection until EXECUTE.
          * The client's next command waits until the whole packet is on the wire, so that

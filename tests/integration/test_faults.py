@@ -705,6 +705,39 @@ def test_long_data_is_not_lost_silently_after_a_restart(make_proxy, servers):
         d.close()
 
 
+def test_long_data_of_an_execute_cut_off_is_reported_lost(make_proxy, servers):
+    """Long data is the session's state until the EXECUTE using it has its answer: a server
+    that dies while that EXECUTE runs takes the data with it, and the proxy says so (the
+    lost-state line, the session reset) as it does when the server dies before the EXECUTE.
+    Whether the proxy's loop noticed the dead connection before or after sending the EXECUTE
+    must not change what is reported."""
+    from harness import StmtDriver
+    p = make_proxy(extra_yaml={"limits": {"statement_timeout": "30s", "max_rows": 0},
+                               "environments": {"dev": {"pool": {"connect_timeout": "1s"}}}})
+    d = StmtDriver(p, db="shop")
+    try:
+        assert d.cmd("prepare SELECT LENGTH(?), SLEEP(?)")[0] == "OK"
+        assert d.cmd("exec s:ab 0") == ("ROWS", [["2", "0"]])
+        assert d.cmd("longdata 0 abcdef") == ("OK",)
+        killer = threading.Timer(1.0, kill_and_restart, (servers["dev"],))
+        killer.start()
+        try:
+            answer = d.cmd("exec s:x 10")
+        finally:
+            killer.join(30)
+        assert answer[0] == "ERR" and answer[1] in ("2013", "2027"), answer
+        assert "lost with session state (long data" in p.log_text()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            answer = d.cmd("exec s:ab 0")
+            if answer[0] != "ERR":
+                break
+            time.sleep(0.2)
+        assert answer == ("ROWS", [["2", "0"]])
+    finally:
+        d.close()
+
+
 def test_long_data_that_cannot_be_delivered_fails_its_execute(make_proxy, servers):
     """COM_STMT_SEND_LONG_DATA has no reply: when the proxy cannot deliver it (the server is
     down), nothing goes to the client then (an error there would be read as the answer to
