@@ -825,10 +825,17 @@ static bool parked_quiet(const backend *b, struct event_base *base)
            !(b->ev.ev_evcallback.evcb_flags & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER));
 }
 
+/* A connection used within this long is trusted to the loop's watch; one idle longer is
+ * peeked at anyway. The watch only knows what the loop's last poll saw: a close that came
+ * after it (the server's wait_timeout, a KILL, a restart) would otherwise reach the next
+ * statement as a lost connection instead of a quiet reconnect. Servers close idle
+ * connections after seconds (wait_timeout is at least 1 s), not within a millisecond of use. */
+#define BACKEND_QUIET_TRUST_MS 1000
+
 bool backend_idle_dead(backend *b, struct event_base *base)
 {
-    if (parked_quiet(b, base))
-        return false; /* the loop watched it: no peek needed */
+    if (parked_quiet(b, base) && now_ms() - b->idle_since_ms < BACKEND_QUIET_TRUST_MS)
+        return false; /* the loop watched it a moment ago: no peek needed */
     return backend_is_dead(b);
 }
 
