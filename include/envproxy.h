@@ -1093,6 +1093,7 @@ struct proxy {
     atomic_int acct_gen;
     long long acct_version;
     bool acct_file_trouble; /* the store's file is gone or unreadable (said once) */
+    struct acct_thread *acct_thread; /* the only user of store once running (acct_thread.h) */
 
     pthread_mutex_t version_mu;
     char server_version[96]; /* the default environment's version, "" until known */
@@ -1133,10 +1134,11 @@ bool proxy_acct_admit(const config *cfg, const char *user);
 void proxy_acct_gone(const char *user);
 acct_ref *proxy_acct_get(proxy *p);
 void proxy_acct_put(acct_ref *r);
-/* The store was written by this process (main loop): publish the new content now. */
+/* The store was written by this process: publish the new content now (store's thread). */
 void proxy_accounts_changed(proxy *p);
-/* Publishes the store's content again if another process changed it (main loop). */
-void proxy_accounts_check(proxy *p);
+/* Publishes the store's content again if another process changed it or the file was
+ * replaced (store's thread, every second: acct_thread.c). */
+void proxy_accounts_poll(proxy *p);
 void proxy_note_version(proxy *p, const cfg_env *e, const char *version);
 void proxy_server_version(proxy *p, char *out, size_t cap);
 

@@ -1,5 +1,6 @@
 /* proxy.c: start-up, the main loop (accept, signals, maintenance) and the worker threads. */
 #include "audit.h"
+#include "acct_thread.h"
 #include "envproxy.h"
 #include "resolve.h"
 #include "log.h"
@@ -340,7 +341,8 @@ static int reload_accounts(proxy *p)
 }
 
 /* The store's file was replaced (restored from a backup, deployed by mv): the open one
- * would go on serving the old accounts, a removed one included, with no sign of it. */
+ * would go on serving the old accounts, a removed one included, with no sign of it. On the
+ * store's thread, as everything below that reads the store. */
 static void check_store_file(proxy *p)
 {
     int r = acct_replaced(p->store);
@@ -348,7 +350,8 @@ static void check_store_file(proxy *p)
         p->acct_file_trouble = false;
         return;
     }
-    const char *path = p->cfg->accounts;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", acct_path(p->store)); /* p->store may be closed below */
     if (r < 0) {
         if (!p->acct_file_trouble)
             log_error("account store %s: the file is gone; the accounts read last stay in use "
@@ -375,7 +378,7 @@ static void check_store_file(proxy *p)
     reload_accounts(p);
 }
 
-static void check_accounts(proxy *p)
+void proxy_accounts_poll(proxy *p)
 {
     check_store_file(p);
     long long v = acct_data_version(p->store);
@@ -383,11 +386,6 @@ static void check_accounts(proxy *p)
         p->acct_version = v;
         reload_accounts(p);
     }
-}
-
-void proxy_accounts_check(proxy *p)
-{
-    check_accounts(p);
 }
 
 /* SQLite's data_version does not change for the connection's own commits: read it all. */
@@ -907,7 +905,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         pool_fill(p->pools[i], p->base);
         health_tick(&p->health[i], p->base, now);
     }
-    check_accounts(p);
     free_unused_configs(p, now);
     audit_report(p->audit);
 }
@@ -1076,6 +1073,10 @@ int proxy_run(const char *config_path)
     event_add(p->sig_term, NULL);
     event_add(p->sig_hup, NULL);
     event_add(p->tick, &second);
+    if (acct_thread_start(p)) {
+        log_error("cannot start the account store's thread");
+        goto out;
+    }
     /* The first health checks run now; clients are accepted once each environment has an
      * answer (up or down), or after health_timeout (at most 5 s) at the latest. */
     for (int i = 0; i < p->n_listeners; i++)
@@ -1094,6 +1095,7 @@ int proxy_run(const char *config_path)
 out:
     atomic_store(&p->stopping, true);
     resolve_stop();
+    acct_thread_stop(p); /* before http_stop: an HTTP job not delivered lets go of its request */
     http_stop(p);
     for (int i = 0; i < p->n_listeners; i++)
         evconnlistener_free(p->listeners[i]);

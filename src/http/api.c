@@ -3,6 +3,7 @@
  * session (http/sql.c), so the MySQL port's grants, policy, limits and audit apply. */
 #include "http_api.h"
 #include "acct_history.h"
+#include "acct_thread.h"
 #include "audit.h"
 #include "http_sql.h"
 #include "log.h"
@@ -333,8 +334,176 @@ static bool origin_ok(struct evhttp_request *req)
     return o && strcmp(o + 3, hostname) == 0;
 }
 
+/* ---- the account store's work, on its own thread (acct_thread.h) ------------------------- */
+
+/* SQLite may wait for a lock another program holds or for the disk: the store is read and
+ * written on its thread, and the request is answered when that is done, unless its client
+ * went away meanwhile. */
+typedef enum {
+    SJ_RECHECK,       /* look for a token made a moment ago, then take the request again */
+    SJ_QUERY_PUT,     /* named query: add (POST) or replace (PUT) */
+    SJ_QUERY_DEL,     /* named query: remove */
+    SJ_HISTORY_LIST,  /* query history: read */
+    SJ_HISTORY_CLEAR, /* query history: remove one entry or all */
+    SJ_HISTORY_ADD,   /* query history: add */
+} store_op;
+
+typedef struct {
+    acct_job job; /* first: the thread sees this */
+    proxy *p;
+    struct evhttp_request *req; /* NULL once its client went away */
+    store_op op;
+    char user[ROUTE_NAME_MAX + 1];
+    char *name, *text, *env, *db; /* the job's own copies */
+    bool replace;
+    long long id;
+    int limit;
+    double ms;
+    unsigned code;
+    /* the answer: status, and body on success or err (code 1105 or 1305) on failure */
+    int status;
+    bool failed;
+    unsigned err_code;
+    const char *sqlstate;
+    char err[512];
+    json_buf out;
+} store_req;
+
+static void api_cb(struct evhttp_request *req, void *arg);
+/* The request being taken again after SJ_RECHECK: its token is not looked for twice. */
+static struct evhttp_request *rechecked_req;
+
+static void store_fail(store_req *j, int status, unsigned code, const char *state)
+{
+    j->failed = true;
+    j->status = status;
+    j->err_code = code;
+    j->sqlstate = state;
+}
+
+static void store_run(acct_job *job, acct_store *s)
+{
+    store_req *j = (store_req *)job;
+    switch (j->op) {
+    case SJ_RECHECK:
+        proxy_accounts_poll(j->p);
+        break;
+    case SJ_QUERY_PUT:
+        if (acct_query_put(s, j->name, j->text, j->replace, j->err, sizeof(j->err)) < 0) {
+            store_fail(j, j->replace ? 404 : 409, 1305, "42000");
+            break;
+        }
+        job->changed = true;
+        j->status = j->replace ? 200 : 201;
+        json_buf_puts(&j->out, j->text);
+        break;
+    case SJ_QUERY_DEL:
+        if (acct_query_del(s, j->name, j->err, sizeof(j->err)) < 0) {
+            store_fail(j, 404, 1305, "42000");
+            break;
+        }
+        job->changed = true;
+        j->status = 200;
+        json_buf_puts(&j->out, "{\"ok\":true}");
+        break;
+    case SJ_HISTORY_LIST:
+        if (acct_history_list(s, j->user, j->limit, &j->out, j->err, sizeof(j->err)) < 0)
+            store_fail(j, 503, 1105, "HY000");
+        else
+            j->status = 200;
+        break;
+    case SJ_HISTORY_CLEAR:
+        if (acct_history_clear(s, j->user, j->id, j->err, sizeof(j->err)) < 0) {
+            store_fail(j, 503, 1105, "HY000");
+            break;
+        }
+        j->status = 200;
+        json_buf_puts(&j->out, "{\"ok\":true}");
+        break;
+    case SJ_HISTORY_ADD: {
+        long long id = acct_history_add(s, j->user, j->env, j->db, j->text, j->ms, j->code,
+                                        j->err, sizeof(j->err));
+        if (id < 0) {
+            store_fail(j, 503, 1105, "HY000");
+            break;
+        }
+        j->status = 201;
+        json_buf_printf(&j->out, "{\"id\":%lld}", id);
+        break;
+    }
+    }
+}
+
+static void store_req_free(store_req *j)
+{
+    free(j->name);
+    free(j->text);
+    free(j->env);
+    free(j->db);
+    json_buf_free(&j->out);
+    free(j);
+}
+
+static void store_done(acct_job *job, bool deliver)
+{
+    store_req *j = (store_req *)job;
+    struct evhttp_request *req = j->req;
+    if (req)
+        http_conn_done(req);
+    if (req && deliver) {
+        if (j->op == SJ_RECHECK) {
+            rechecked_req = req;
+            api_cb(req, j->p);
+            rechecked_req = NULL;
+        } else if (j->failed) {
+            reply_error(req, j->status, j->err_code, j->sqlstate, NULL, "%s", j->err);
+        } else {
+            reply_text(req, j->status, j->out.data ? j->out.data : "", j->out.len);
+        }
+    }
+    store_req_free(j);
+}
+
+static void store_req_gone(void *arg)
+{
+    ((store_req *)arg)->req = NULL;
+}
+
+static store_req *store_req_new(proxy *p, store_op op, const char *user)
+{
+    store_req *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->job.run = store_run;
+    j->job.done = store_done;
+    j->p = p;
+    j->op = op;
+    snprintf(j->user, sizeof(j->user), "%s", user ? user : "");
+    json_buf_init(&j->out);
+    return j;
+}
+
+static char *dup_or_null(const char *s)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+/* The request is answered by j's done, on the main loop, once the store's thread ran it. */
+static void store_submit(store_req *j, struct evhttp_request *req)
+{
+    j->req = req;
+    http_conn_busy(req, store_req_gone, j);
+    acct_thread_submit(j->p, &j->job);
+}
+
 /* Finds the account of the request (Bearer token or session cookie) into r->user; false after
- * answering 401/403. */
+ * answering 401/403, or when the request is taken again later (a token not known yet: the
+ * store is looked at on its thread first). */
 static bool authenticate(proxy *p, struct evhttp_request *req, char *user, size_t cap)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
@@ -353,17 +522,18 @@ static bool authenticate(proxy *p, struct evhttp_request *req, char *user, size_
         } else if (strncmp(tok, "ept_", 4) == 0) {
             char hash[65];
             hj_token_hash(tok, hash);
-            /* A token made a moment ago by the CLI: look at the store again once. */
-            for (int attempt = 0; attempt < 2 && !who; attempt++) {
-                if (attempt)
-                    proxy_accounts_check(p);
-                acct_ref *ref = proxy_acct_get(p);
-                const acct_token *t = acct_token_find(ref->snap, hash, (long long)time(NULL));
-                if (t) {
-                    snprintf(user, cap, "%s", t->account);
-                    who = user;
-                }
-                proxy_acct_put(ref);
+            acct_ref *ref = proxy_acct_get(p);
+            const acct_token *t = acct_token_find(ref->snap, hash, (long long)time(NULL));
+            if (t) {
+                snprintf(user, cap, "%s", t->account);
+                who = user;
+            }
+            proxy_acct_put(ref);
+            if (!who && req != rechecked_req) {
+                /* A token made a moment ago by the CLI: the store is looked at again (on
+                 * its thread), then the request is taken again from the start. */
+                store_submit(store_req_new(p, SJ_RECHECK, NULL), req);
+                return false;
             }
         }
     } else if (cookie_value(req, cookie, sizeof(cookie))) {
@@ -1445,12 +1615,9 @@ static void do_query_write(proxy *p, struct evhttp_request *req, const char *use
             return;
         }
         if (m == EVHTTP_REQ_DELETE) {
-            if (acct_query_del(p->store, name, err, sizeof(err)) < 0) {
-                reply_error(req, 404, 1305, "42000", NULL, "%s", err);
-                return;
-            }
-            proxy_accounts_changed(p);
-            reply_text(req, 200, "{\"ok\":true}", 11);
+            store_req *j = store_req_new(p, SJ_QUERY_DEL, user);
+            j->name = dup_or_null(name);
+            store_submit(j, req);
             return;
         }
     }
@@ -1471,17 +1638,12 @@ static void do_query_write(proxy *p, struct evhttp_request *req, const char *use
         reply_error(req, 400, 1064, "42000", NULL, "%s", err);
         return;
     }
-    char *text = json_serialize(def, NULL);
-    const char *qn = json_string_value(json_get(def, "name"));
-    int rc = acct_query_put(p->store, qn, text, m == EVHTTP_REQ_PUT, err, sizeof(err));
-    if (rc < 0) {
-        reply_error(req, m == EVHTTP_REQ_PUT ? 404 : 409, 1305, "42000", NULL, "%s", err);
-    } else {
-        proxy_accounts_changed(p);
-        reply_text(req, m == EVHTTP_REQ_POST ? 201 : 200, text, strlen(text));
-    }
-    free(text);
+    store_req *j = store_req_new(p, SJ_QUERY_PUT, user);
+    j->text = json_serialize(def, NULL);
+    j->name = dup_or_null(json_string_value(json_get(def, "name")));
+    j->replace = m == EVHTTP_REQ_PUT;
     json_free(def);
+    store_submit(j, req);
 }
 
 static void do_query_run(proxy *p, struct evhttp_request *req, const char *user, const char *name)
@@ -1687,7 +1849,6 @@ static bool history_names_ok(const char *s, bool list)
 static void do_history(proxy *p, struct evhttp_request *req, const char *user, const char *id_seg)
 {
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    char err[300];
     if (m == EVHTTP_REQ_GET && !id_seg) {
         int limit = 100;
         const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -1705,13 +1866,9 @@ static void do_history(proxy *p, struct evhttp_request *req, const char *user, c
             }
             limit = (int)v;
         }
-        json_buf o;
-        json_buf_init(&o);
-        if (acct_history_list(p->store, user, limit, &o, err, sizeof(err)) < 0)
-            reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
-        else
-            reply_text(req, 200, o.data, o.len);
-        json_buf_free(&o);
+        store_req *j = store_req_new(p, SJ_HISTORY_LIST, user);
+        j->limit = limit;
+        store_submit(j, req);
         return;
     }
     if (m == EVHTTP_REQ_DELETE) {
@@ -1724,10 +1881,9 @@ static void do_history(proxy *p, struct evhttp_request *req, const char *user, c
                 return;
             }
         }
-        if (acct_history_clear(p->store, user, id, err, sizeof(err)) < 0)
-            reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
-        else
-            reply_text(req, 200, "{\"ok\":true}", 11);
+        store_req *j = store_req_new(p, SJ_HISTORY_CLEAR, user);
+        j->id = id;
+        store_submit(j, req);
         return;
     }
     if (m != EVHTTP_REQ_POST || id_seg) {
@@ -1782,15 +1938,14 @@ static void do_history(proxy *p, struct evhttp_request *req, const char *user, c
         reply_error(req, 400, 1064, "42000", NULL, "%s", bad);
         return;
     }
-    long long id = acct_history_add(p->store, user, env, db, sql, ms, code, err, sizeof(err));
+    store_req *j = store_req_new(p, SJ_HISTORY_ADD, user);
+    j->text = dup_or_null(sql);
+    j->env = dup_or_null(env);
+    j->db = dup_or_null(db);
+    j->ms = ms;
+    j->code = code;
     json_free(b);
-    if (id < 0) {
-        reply_error(req, 503, 1105, "HY000", NULL, "%s", err);
-        return;
-    }
-    char o[64];
-    int n = snprintf(o, sizeof(o), "{\"id\":%lld}", id);
-    reply_text(req, 201, o, (size_t)n);
+    store_submit(j, req);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
