@@ -27,6 +27,8 @@ typedef struct acct_job {
 int acct_thread_start(struct proxy *p);
 /* Queues j; its run() follows every job queued before it. */
 void acct_thread_submit(struct proxy *p, acct_job *j);
+/* Reads the whole store again soon (SIGHUP), on the thread. */
+void acct_thread_reload(struct proxy *p);
 /* Stops the thread after the job it is running; jobs not yet run or delivered get
  * done(j, false). Called on the main loop's thread. */
 void acct_thread_stop(struct proxy *p);

@@ -137,6 +137,28 @@ void acct_thread_submit(proxy *p, acct_job *j)
     pthread_mutex_unlock(&t->mu);
 }
 
+static void reload_run(acct_job *j, acct_store *s)
+{
+    (void)s;
+    j->changed = true; /* the thread reads it all again (proxy_accounts_changed) */
+}
+
+static void reload_done(acct_job *j, bool deliver)
+{
+    (void)deliver;
+    free(j);
+}
+
+void acct_thread_reload(proxy *p)
+{
+    acct_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        abort();
+    j->run = reload_run;
+    j->done = reload_done;
+    acct_thread_submit(p, j);
+}
+
 void acct_thread_stop(proxy *p)
 {
     struct acct_thread *t = p->acct_thread;

@@ -869,7 +869,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         log_info("SIGHUP: reloading the configuration and the account store, reopening the "
                  "audit log");
         reload_config(p);
-        reload_accounts(p);
+        acct_thread_reload(p);
         if (p->audit)
             audit_reopen(p->audit);
         return;

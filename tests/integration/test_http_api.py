@@ -618,3 +618,56 @@ def test_fan_out_cut_to_max_rows_is_flagged_truncated(api):
     assert any("truncated to 50 rows" in w["message"] for w in b["warnings"]), b["warnings"]
     s, b, _ = q(api, {"env": "dev", "sql": "/* env=* */ SELECT seq FROM seq_1_to_20"})
     assert s == 200 and b["row_count"] == 40 and b["truncated"] is False, b
+
+
+def test_a_locked_account_store_does_not_stop_mysql_logins(api):
+    """Another program holding the account store's lock (an operator's sqlite3 shell in a
+    transaction, a backup tool) makes SQLite wait up to its busy timeout. That wait happens on
+    the store's own thread: MySQL clients, accepted on the main loop, log in meanwhile, and
+    the HTTP write waiting for the lock is answered 503 once the wait ends. A client that
+    goes away while its write waits does not take the proxy with it."""
+    import socket
+    import sqlite3
+    import threading
+    import pymysql
+    lock = sqlite3.connect(str(api.accounts_path), isolation_level=None, timeout=5)
+    answers = {}
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+
+        def write():
+            answers["write"] = call(api.http_port, "POST", "/api/v1/history",
+                                    {"sql": "SELECT 'while locked'"}, token=api.alice)
+            answers["write_done"] = time.monotonic()
+
+        t = threading.Thread(target=write)
+        t.start()
+        # One more write whose client leaves at once: its answer has nowhere to go.
+        s = socket.create_connection(("127.0.0.1", api.http_port), timeout=5)
+        body = json.dumps({"sql": "SELECT 'gone'"}).encode()
+        s.sendall(b"POST /api/v1/history HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  api.alice.encode() + b"\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.2)
+        s.close()
+        for _ in range(5):
+            conn = pymysql.connect(host="127.0.0.1", port=api.port, user="alice",
+                                   password="alice-pw", connect_timeout=5, read_timeout=5)
+            conn.close()
+        logins_done = time.monotonic()
+        t.join(30)
+        assert not t.is_alive()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    # Ordering, not speed: SQLite gives up on the lock only after its busy timeout (2 s);
+    # the five logins were all done before that.
+    assert logins_done < answers["write_done"]
+    status, b, _ = answers["write"]
+    assert status == 503 and "locked" in b["error"]["message"], answers["write"]
+    # The store is free again: writes and reads go through, the proxy still serves.
+    s, b, _ = call(api.http_port, "POST", "/api/v1/history", {"sql": "SELECT 'after'"},
+                   token=api.alice)
+    assert s == 201 and b["id"] > 0
+    s, b, _ = call(api.http_port, "GET", "/api/v1/history?limit=5", token=api.alice)
+    assert s == 200 and b["history"][0]["sql"] == "SELECT 'after'"
