@@ -206,12 +206,64 @@ long long client_max_rows(const client *c, const cfg_env *env)
     return env->limits.max_rows;
 }
 
+/* Whether sql holds word (ASCII letters, digits and '_') as a word of its own, in any case. */
+static bool text_has_word(const char *sql, size_t len, const char *word)
+{
+    const size_t wn = strlen(word);
+    const char first = (char)(word[0] | 0x20);
+    for (size_t i = 0; i + wn <= len; i++) {
+        if ((sql[i] | 0x20) != first || strncasecmp(sql + i, word, wn) != 0)
+            continue;
+        bool before = i == 0 || !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_');
+        bool after =
+            i + wn == len || !(isalnum((unsigned char)sql[i + wn]) || sql[i + wn] == '_');
+        if (before && after)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the text begins (after blanks and comments) with SHOW, DESCRIBE or DESC: a list of
+ * databases, tables, columns, indexes, ... of the schema. */
+static bool text_lists_schema(const char *sql, size_t len)
+{
+    size_t i = 0;
+    for (int guard = 0; guard < 64 && i < len; guard++) {
+        if (isspace((unsigned char)sql[i])) {
+            i++;
+        } else if (sql[i] == '#' || (sql[i] == '-' && i + 2 < len && sql[i + 1] == '-' &&
+                                     isspace((unsigned char)sql[i + 2]))) {
+            while (i < len && sql[i] != '\n')
+                i++;
+        } else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+            const char *end = memmem(sql + i + 2, len - i - 2, "*/", 2);
+            if (!end)
+                return false;
+            i = (size_t)(end - sql) + 2;
+        } else {
+            break;
+        }
+    }
+    static const char *const words[] = {"SHOW", "DESCRIBE", "DESC"};
+    for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+        size_t n = strlen(words[w]);
+        if (i + n <= len && strncasecmp(sql + i, words[w], n) == 0 &&
+            (i + n == len || !(isalnum((unsigned char)sql[i + n]) || sql[i + n] == '_')))
+            return true;
+    }
+    return false;
+}
+
 /* Whether a result that passes max_rows must fail rather than end cut short: the client
  * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
  * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
- * SQL_NO_CACHE). Called once per result, when the cap is passed (relay.c, virtual.c): the
- * text is not scanned on the way of results that stay under it. A multi-statement text with
- * the word in any of its statements fails: the safe side. */
+ * SQL_NO_CACHE), or it lists the schema (a statement beginning with SHOW or DESCRIBE, or
+ * one that reads INFORMATION_SCHEMA): a list of tables cut short reads as the whole schema
+ * to whatever reads it, a dump program that then leaves tables out (mydumper sends no
+ * program name), a GUI's navigator, an ORM's reflection. Called once per result, when the
+ * cap is passed (relay.c, virtual.c): the text is not scanned on the way of results that
+ * stay under it. A multi-statement text with a word in any of its statements fails: the
+ * safe side. */
 bool client_cap_fails(const client *c)
 {
     if (c->cap_fails)
@@ -225,17 +277,10 @@ bool client_cap_fails(const client *c)
         sql = c->stmt->sql;
         len = c->stmt->sql_len;
     }
-    static const char word[] = "SQL_NO_CACHE";
-    const size_t wn = sizeof(word) - 1;
-    for (size_t i = 0; sql && i + wn <= len; i++) {
-        if ((sql[i] | 0x20) != 's' || strncasecmp(sql + i, word, wn) != 0)
-            continue;
-        bool before = i == 0 || !(isalnum((unsigned char)sql[i - 1]) || sql[i - 1] == '_');
-        bool after = i + wn == len || !(isalnum((unsigned char)sql[i + wn]) || sql[i + wn] == '_');
-        if (before && after)
-            return true;
-    }
-    return false;
+    if (!sql)
+        return false;
+    return text_has_word(sql, len, "SQL_NO_CACHE") ||
+           text_has_word(sql, len, "INFORMATION_SCHEMA") || text_lists_schema(sql, len);
 }
 
 size_t client_out_queued(const client *c)

@@ -39,6 +39,50 @@ def test_result_is_capped_with_a_warning(limited):
     conn.close()
 
 
+def test_a_list_of_the_schema_past_the_cap_fails_instead_of_looking_whole(limited, servers):
+    """A list of tables or columns cut at max_rows reads as the whole schema to whatever
+    reads it: a dump program that then leaves tables out (mydumper sends no program name, so
+    only what it asks tells), a GUI's navigator, an ORM's reflection. Such a result (a
+    statement beginning with SHOW, DESCRIBE or DESC, or one reading INFORMATION_SCHEMA) gets
+    ERR 1104 past the cap instead; data queries are still cut with a warning, and a list
+    under the cap is answered whole."""
+    cols = ", ".join(f"c{i} INT" for i in range(12))
+    servers.sql("dev", "CREATE DATABASE IF NOT EXISTS wide")
+    servers.sql("dev", f"CREATE OR REPLACE TABLE wide.t ({cols})")
+    for i in range(12):
+        servers.sql("dev", f"CREATE OR REPLACE TABLE wide.t{i} (id INT)")
+    conn = limited.connect(database="wide")
+    try:
+        with conn.cursor() as cur:
+            for sql in ("SHOW TABLES", "show full tables", "  /* listing */ SHOW TABLE STATUS",
+                        "-- x\nSHOW COLUMNS FROM t", "DESCRIBE t", "desc t",
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = 'wide'",
+                        "SELECT column_name FROM `INFORMATION_SCHEMA`.`COLUMNS` "
+                        "WHERE table_schema = 'wide' AND table_name = 't'"):
+                with pytest.raises(pymysql.err.MySQLError) as e:
+                    cur.execute(sql)
+                    cur.fetchall()
+                assert e.value.args[0] == 1104, (sql, e.value.args)
+                assert "limits.max_rows" in e.value.args[1], e.value.args
+            # The same kind of list under the cap is whole; a data query is still cut.
+            assert cur.execute("SHOW COLUMNS FROM t0") == 1
+            assert cur.execute("SELECT seq FROM seq_1_to_100") == 10
+        # Prepared (the binary protocol) the same.
+        from harness import StmtDriver
+        d = StmtDriver(limited, db="wide")
+        try:
+            assert d.cmd("prepare SELECT table_name FROM information_schema.tables "
+                         "WHERE table_schema = ?")[0] == "OK"
+            answer = d.cmd("exec s:wide")
+            assert answer[0] == "ERR" and answer[1] == "1104", answer
+        finally:
+            d.close()
+    finally:
+        conn.close()
+        servers.sql("dev", "DROP DATABASE wide")
+
+
 def test_environment_cap_overrides_the_default(limited):
     conn = limited.connect(database="shop@prod")
     with conn.cursor() as cur:
