@@ -223,8 +223,9 @@ static bool text_has_word(const char *sql, size_t len, const char *word)
     return false;
 }
 
-/* Whether the text begins (after blanks and comments) with SHOW, DESCRIBE or DESC: a list of
- * databases, tables, columns, indexes, ... of the schema. */
+/* Whether the text begins (after blanks and comments) with SHOW, DESCRIBE, DESC or EXPLAIN
+ * (`EXPLAIN t` lists t's columns): a list of databases, tables, columns, indexes, ... of
+ * the schema. */
 static bool text_lists_schema(const char *sql, size_t len)
 {
     size_t i = 0;
@@ -244,7 +245,7 @@ static bool text_lists_schema(const char *sql, size_t len)
             break;
         }
     }
-    static const char *const words[] = {"SHOW", "DESCRIBE", "DESC"};
+    static const char *const words[] = {"SHOW", "DESCRIBE", "DESC", "EXPLAIN"};
     for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
         size_t n = strlen(words[w]);
         if (i + n <= len && strncasecmp(sql + i, words[w], n) == 0 &&
@@ -256,14 +257,13 @@ static bool text_lists_schema(const char *sql, size_t len)
 
 /* Whether a result that passes max_rows must fail rather than end cut short: the client
  * is a dump program or a batch command line (cap_fails), or the statement reads as a dump's
- * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for
- * SQL_NO_CACHE), or it lists the schema (a statement beginning with SHOW or DESCRIBE, or
- * one that reads INFORMATION_SCHEMA): a list of tables cut short reads as the whole schema
- * to whatever reads it, a dump program that then leaves tables out (mydumper sends no
- * program name), a GUI's navigator, an ORM's reflection. Called once per result, when the
- * cap is passed (relay.c, virtual.c): the text is not scanned on the way of results that
- * stay under it. A multi-statement text with a word in any of its statements fails: the
- * safe side. */
+ * (mysqldump, mariadb-dump, mydumper and the scripts that copy them ask for SQL_NO_CACHE),
+ * or it lists the schema (it begins with SHOW, DESCRIBE or EXPLAIN, or reads
+ * INFORMATION_SCHEMA): a list of tables cut short reads as the whole schema to whatever
+ * reads it, a dump program that then leaves tables out (mydumper sends no program name), a
+ * GUI's navigator, an ORM's reflection. Called once per result, when the cap is passed
+ * (relay.c, virtual.c): the text is not scanned on the way of results that stay under it.
+ * A multi-statement text with a word in any of its statements fails: the safe side. */
 bool client_cap_fails(const client *c)
 {
     if (c->cap_fails)

@@ -43,7 +43,7 @@ def test_a_list_of_the_schema_past_the_cap_fails_instead_of_looking_whole(limite
     """A list of tables or columns cut at max_rows reads as the whole schema to whatever
     reads it: a dump program that then leaves tables out (mydumper sends no program name, so
     only what it asks tells), a GUI's navigator, an ORM's reflection. Such a result (a
-    statement beginning with SHOW, DESCRIBE or DESC, or one reading INFORMATION_SCHEMA) gets
+    statement beginning with SHOW, DESCRIBE, DESC or EXPLAIN, or one reading INFORMATION_SCHEMA) gets
     ERR 1104 past the cap instead; data queries are still cut with a warning, and a list
     under the cap is answered whole."""
     cols = ", ".join(f"c{i} INT" for i in range(12))
@@ -55,7 +55,7 @@ def test_a_list_of_the_schema_past_the_cap_fails_instead_of_looking_whole(limite
     try:
         with conn.cursor() as cur:
             for sql in ("SHOW TABLES", "show full tables", "  /* listing */ SHOW TABLE STATUS",
-                        "-- x\nSHOW COLUMNS FROM t", "DESCRIBE t", "desc t",
+                        "-- x\nSHOW COLUMNS FROM t", "DESCRIBE t", "desc t", "EXPLAIN t",
                         "SELECT table_name FROM information_schema.tables "
                         "WHERE table_schema = 'wide'",
                         "SELECT column_name FROM `INFORMATION_SCHEMA`.`COLUMNS` "
