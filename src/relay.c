@@ -388,6 +388,7 @@ static void relay_finish(client *c, bool failed)
 {
     backend *b = c->be;
     health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
+    stmt_exec_done(c); /* an EXECUTE's long data is used up by its answer, whatever follows */
     relay_end_batch(c);
     backend_park(b);
     /* The statement's timer is not deleted (event_del takes the loop's lock): a firing finds
@@ -892,6 +893,8 @@ static bool relay_process_packets(client *c)
         uint16_t status = 0;
         switch (c->rl) {
         case RL_FIRST:
+            if (c->exec_long_data)
+                stmt_exec_done(c); /* the server has the EXECUTE's long data: used up */
             if (first == 0x00) {
                 if (relay_ok(c, p, len, &status)) {
                     relay_fail(c, 2027, "malformed OK packet from the backend");
