@@ -100,6 +100,12 @@ void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *a
 void http_conn_done(struct evhttp_request *req);
 /* Whether the listener speaks HTTPS (http.tls). */
 bool http_tls_on(void);
+/* http/server.c: whether the request's body framing is unambiguous: at most one
+ * Content-Length, at most one Transfer-Encoding and that one exactly "chunked". Otherwise it
+ * answers 400 and closes the connection (a proxy in front may have framed the body another
+ * way, and what follows it on the connection would be read as a request of its own). Every
+ * callback of the listener asks this first. */
+bool http_framing_ok(struct evhttp_request *req);
 /* Counts an answer of the front door by status class (/metrics). */
 void http_api_count_status(int status);
 /* http/mcp.c: POST/DELETE /mcp for an authenticated user. */

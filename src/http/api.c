@@ -1963,6 +1963,8 @@ static void method_not_allowed(struct evhttp_request *req)
 static void api_cb(struct evhttp_request *req, void *arg)
 {
     proxy *p = arg;
+    if (!http_framing_ok(req))
+        return;
     const char *uri = evhttp_request_get_uri(req);
     struct evhttp_uri *u = evhttp_uri_parse_with_flags(uri, 0);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;

@@ -79,6 +79,8 @@ static bool accepts_gzip(const char *ae)
 static void asset_cb(struct evhttp_request *req, void *arg)
 {
     const console_asset *a = arg;
+    if (!http_framing_ok(req))
+        return;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     enum evhttp_cmd_type m = evhttp_request_get_command(req);

@@ -8,10 +8,12 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* Bounds of the HTTP port: a request's headers and body, the time a connection may go
@@ -249,6 +251,30 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+bool http_framing_ok(struct evhttp_request *req)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    int n_cl = 0, n_te = 0;
+    bool te_ok = true;
+    for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (strcasecmp(kv->key, "Content-Length") == 0)
+            n_cl++;
+        else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+            n_te++;
+            te_ok &= strcasecmp(kv->value, "chunked") == 0;
+        }
+    }
+    if (n_cl <= 1 && n_te <= 1 && te_ok)
+        return true;
+    log_info("http: a request with %s; answered 400 and closed",
+             n_cl > 1 ? "more than one Content-Length" : "a Transfer-Encoding other than chunked");
+    note_progress(req);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    evhttp_send_error(req, 400, "Bad Request: ambiguous body length (Content-Length, "
+                                "Transfer-Encoding)");
+    return false;
+}
+
 static void json_string(struct evbuffer *b, const char *s)
 {
     evbuffer_add(b, "\"", 1);
@@ -267,6 +293,8 @@ static void json_string(struct evbuffer *b, const char *s)
 static void health_cb(struct evhttp_request *req, void *arg)
 {
     proxy *p = arg;
+    if (!http_framing_ok(req))
+        return;
     struct evbuffer *b = evbuffer_new();
     bool serving = !atomic_load(&p->draining) && !atomic_load(&p->stopping);
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"environments\":[",
@@ -303,6 +331,8 @@ static void health_cb(struct evhttp_request *req, void *arg)
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
     proxy *p = arg;
+    if (!http_framing_ok(req))
+        return;
     struct evbuffer *b = evbuffer_new();
     metrics_render(p, b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
@@ -314,6 +344,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 
 static void other_cb(struct evhttp_request *req, void *arg)
 {
+    if (!http_framing_ok(req))
+        return;
     note_progress(req);
     evhttp_send_error(req, 404, "Not Found: try /health or /metrics");
 }

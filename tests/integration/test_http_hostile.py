@@ -1,0 +1,95 @@
+"""Hostile and malformed input on the http: listener: requests a careful client never sends.
+Each answer must be safe (no request read two ways, no error answered as success) and the
+proxy must go on serving everyone else."""
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from harness import free_port
+
+
+def call(port, method, path, body=None, token=None, headers=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=data, headers=h)
+    r = conn.getresponse()
+    text = r.read()
+    conn.close()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return r.status, parsed
+
+
+def exchange(port, data, timeout=10):
+    """Sends raw bytes and reads until the proxy closes the connection (bounded in time)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def api(make_module_proxy):
+    port = free_port()
+    p = make_module_proxy({"http": f"127.0.0.1:{port}"})
+    p.http_port = port
+    s, b = call(port, "POST", "/api/v1/session", {"user": "alice", "password": "alice-pw"})
+    assert s == 200, b
+    p.alice = b["token"]
+    return p
+
+
+def test_conflicting_body_lengths_are_refused_and_the_connection_closed(api):
+    """Two Content-Length headers, or a Transfer-Encoding other than chunked, make the body's
+    end a matter of opinion: a proxy in front may frame it otherwise and have the rest read as
+    a second request. Such a request is answered 400 and nothing after it on the connection is
+    read."""
+    auth = b"Authorization: Bearer " + api.alice.encode() + b"\r\n"
+    body = b'{"env":"dev","sql":"SELECT 1"}'
+    smuggled = (b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\n" + auth +
+                b"Content-Length: 0\r\n\r\n")
+    cases = [
+        b"Content-Length: %d\r\nContent-Length: 5\r\n" % len(body),
+        b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body)),
+        b"Content-Length: %d\r\nTransfer-Encoding: gzip, chunked\r\n" % len(body),
+    ]
+    for hdrs in cases:
+        req = (b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\n" + auth + hdrs + b"\r\n" + body)
+        out = exchange(api.http_port, req + smuggled)
+        assert out.startswith(b"HTTP/1.1 400 "), (hdrs, out[:200])
+        assert out.count(b"HTTP/1.1 ") == 1, (hdrs, out)
+    chunked = (b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\n" + auth +
+               b"Transfer-Encoding: gzip, chunked\r\n\r\n%x\r\n" % len(body) + body +
+               b"\r\n0\r\n\r\n")
+    out = exchange(api.http_port, chunked + smuggled)
+    assert out.startswith(b"HTTP/1.1 400 ") and out.count(b"HTTP/1.1 ") == 1, out[:300]
+    for path in (b"/health", b"/"):
+        out = exchange(api.http_port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Length: 0\r\nContent-Length: 3\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), (path, out[:200])
+    # One of each is fine, and the proxy still answers.
+    req = (b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\n" + auth +
+           b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    out = exchange(api.http_port, req)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    s, r = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 2 AS two"},
+                token=api.alice)
+    assert s == 200 and r["rows"] == [[2]]
