@@ -360,6 +360,20 @@ static bool is_request(const json *m)
     return m->type == JSON_OBJECT && json_get(m, "method") && json_get(m, "id");
 }
 
+/* Whether m is a JSON-RPC notification (a method, no id) or a response (an id, a result or
+ * an error, no method): what the transport accepts with 202 and no answer. */
+static bool is_notification_or_response(const json *m)
+{
+    const char *ver = json_string_value(json_get(m, "jsonrpc"));
+    if (m->type != JSON_OBJECT || !ver || strcmp(ver, "2.0") != 0)
+        return false;
+    const json *method = json_get(m, "method"), *id = json_get(m, "id");
+    if (method)
+        return method->type == JSON_STRING && !id;
+    return id && (id->type == JSON_STRING || id->type == JSON_NUMBER || id->type == JSON_NULL) &&
+           (json_get(m, "result") != NULL) != (json_get(m, "error") != NULL);
+}
+
 static bool is_cancel(const json *m)
 {
     const char *method = json_string_value(json_get(m, "method"));
@@ -454,12 +468,23 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
                         len > 1024 * 1024 ? "Parse error: message too large" : "Parse error");
         return;
     }
-    bool any_request = false, init = false;
+    bool any_request = false, init = false, all_accepted = true;
     size_t n = msg->type == JSON_ARRAY ? msg->u.arr.n : 1;
     for (size_t i = 0; i < n; i++) {
         const json *x = msg->type == JSON_ARRAY ? msg->u.arr.items[i] : msg;
         any_request |= is_request(x);
         init |= is_initialize(x);
+        all_accepted &= is_notification_or_response(x);
+    }
+    if (n == 0 || (!any_request && !all_accepted)) {
+        /* Not a message at all (or an empty batch): the transport answers such input with
+         * an HTTP error, not 202, so that the client learns it was not taken. */
+        json_free(msg);
+        reply_rpc_error(req, 400, "Bad Request", -32600,
+                        n == 0 ? "Invalid Request: an empty batch"
+                               : "Invalid Request: neither a request, a notification nor a "
+                                 "response");
+        return;
     }
     mcp_sess *s = NULL;
     if (init) {

@@ -116,6 +116,31 @@ def test_protocol_errors(mcp):
     assert post(port, rpc(7, "ping"), mcp.token, sid)[0] == 404
 
 
+def test_input_that_is_no_message_is_refused_not_accepted(mcp):
+    """202 means "notification or response taken": input that is neither (an empty batch, a
+    number, an object without method or result, a response with both result and error) gets
+    400 with a JSON-RPC Invalid Request, and the session goes on."""
+    port = mcp.http_port
+    sid = start_session(mcp)
+    bad = [[], 5, "x", {"foo": 1}, [1], {"jsonrpc": "2.0"},
+           {"jsonrpc": "1.0", "method": "notifications/initialized"},
+           {"jsonrpc": "2.0", "id": 3, "result": {}, "error": {"code": 1, "message": "m"}},
+           [{"jsonrpc": "2.0", "method": "notifications/initialized"}, {"nope": True}]]
+    for body in bad:
+        s, b, _ = post(port, json.dumps(body).encode(), mcp.token, sid)
+        assert s == 400 and b["error"]["code"] == -32600 and b["id"] is None, (body, s, b)
+    good = [{"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 9, "result": {}},
+            {"jsonrpc": "2.0", "id": "a", "error": {"code": -1, "message": "no"}},
+            [{"jsonrpc": "2.0", "method": "notifications/progress", "params": {}},
+             {"jsonrpc": "2.0", "id": 9, "result": {}}]]
+    for body in good:
+        s, b, _ = post(port, body, mcp.token, sid)
+        assert s == 202 and b is None, (body, s, b)
+    s, b, _ = post(port, rpc(8, "ping"), mcp.token, sid)
+    assert s == 200 and b["result"] == {}
+
+
 def test_tools_run_through_the_proxy_with_its_policy(mcp, servers):
     """Calls in dev and prod; a write in prod is refused with 1290; audit lines say via mcp."""
     sid = start_session(mcp)
