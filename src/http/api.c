@@ -36,6 +36,7 @@
 #define API_STREAM_HIGH (1024u * 1024)
 #define API_SESSION_TTL (8 * 3600)            /* seconds */
 #define API_MAX_SESSIONS 4096
+#define API_MAX_SESSIONS_PER_USER 64
 #define API_MAX_FANOUT 16
 #define API_MAX_PARAMS 256
 #define API_MAX_WARNINGS 20
@@ -78,19 +79,33 @@ static long long mono_now(void)
     return (long long)ts.tv_sec;
 }
 
+/* A new login session of user. An account past its share of the table ends its own session
+ * that ends first; a full table ends anyone's that ends first. (Without the share, one account
+ * logging in again and again would end everyone else's sessions.) */
 static api_session *session_new(const char *user, char *token, size_t cap)
 {
     long long now = mono_now();
-    api_session *slot = NULL;
+    api_session *slot = NULL, *free_slot = NULL, *mine = NULL;
+    int n_mine = 0;
     for (int i = 0; i < API_MAX_SESSIONS; i++) {
         api_session *s = &sessions[i];
         if (!s->used || s->mono_expires <= now) {
-            slot = s;
-            break;
+            if (!free_slot)
+                free_slot = s;
+            continue;
+        }
+        if (strcmp(s->user, user) == 0) {
+            n_mine++;
+            if (!mine || s->mono_expires < mine->mono_expires)
+                mine = s;
         }
         if (!slot || s->mono_expires < slot->mono_expires)
             slot = s; /* full: the one that ends first goes */
     }
+    if (n_mine >= API_MAX_SESSIONS_PER_USER)
+        slot = mine;
+    else if (free_slot)
+        slot = free_slot;
     random_token("eps_", token, cap);
     memset(slot, 0, sizeof(*slot));
     slot->used = true;

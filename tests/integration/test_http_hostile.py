@@ -93,3 +93,26 @@ def test_conflicting_body_lengths_are_refused_and_the_connection_closed(api):
     s, r = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 2 AS two"},
                 token=api.alice)
     assert s == 200 and r["rows"] == [[2]]
+
+
+def test_one_account_logging_in_over_and_over_ends_only_its_own_sessions(api):
+    """The session table is shared: an account that logs in thousands of times (a script, or
+    someone hostile with any account at all) gives way its own oldest sessions, never those
+    of others."""
+    victim = call(api.http_port, "POST", "/api/v1/session",
+                  {"user": "alice", "password": "alice-pw"})[1]["token"]
+    conn = http.client.HTTPConnection("127.0.0.1", api.http_port, timeout=30)
+    body = json.dumps({"user": "bob", "password": "bob-pw"})
+    first = None
+    for _ in range(4200):
+        conn.request("POST", "/api/v1/session", body=body,
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        answer = json.loads(r.read())
+        assert r.status == 200, answer
+        first = first or answer["token"]
+    conn.close()
+    assert call(api.http_port, "GET", "/api/v1/environments", token=victim)[0] == 200
+    assert call(api.http_port, "GET", "/api/v1/environments", token=api.alice)[0] == 200
+    assert call(api.http_port, "GET", "/api/v1/environments", token=first)[0] == 401
+    assert call(api.http_port, "GET", "/api/v1/environments", token=answer["token"])[0] == 200
