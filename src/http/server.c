@@ -160,9 +160,17 @@ static void conn_known_cb(evutil_socket_t fd, short what, void *arg)
     evhttp_connection_set_closecb(hc->evcon, conn_closed_cb, hc);
     bufferevent_decref(bev);
     if (n_conns > HTTP_MAX_CONNECTIONS) {
-        log_warn("http: more than %d connections at once; closing the newest",
-                 HTTP_MAX_CONNECTIONS);
-        evhttp_connection_free(hc->evcon); /* conn_closed_cb unlinks it */
+        /* The one that has gone the longest without completing a request gives way, not the
+         * newcomer: else a few sockets opened and left silent (no credentials needed) would
+         * keep everyone out. A connection whose answer is being produced stays. */
+        http_conn *victim = NULL;
+        for (http_conn *x = conns; x; x = x->next)
+            if (x != hc && x->evcon && !x->gone &&
+                (!victim || x->progress_ms < victim->progress_ms))
+                victim = x;
+        log_warn("http: more than %d connections at once; closing the %s",
+                 HTTP_MAX_CONNECTIONS, victim ? "one idle the longest" : "newest");
+        evhttp_connection_free(victim ? victim->evcon : hc->evcon); /* conn_closed_cb unlinks it */
     }
 }
 

@@ -116,3 +116,35 @@ def test_one_account_logging_in_over_and_over_ends_only_its_own_sessions(api):
     assert call(api.http_port, "GET", "/api/v1/environments", token=api.alice)[0] == 200
     assert call(api.http_port, "GET", "/api/v1/environments", token=first)[0] == 401
     assert call(api.http_port, "GET", "/api/v1/environments", token=answer["token"])[0] == 200
+
+
+def test_silent_connections_do_not_lock_everyone_out(api):
+    """Connections past the listener's bound close the one idle the longest, not the
+    newcomer: sockets opened and left silent (no credentials needed) cannot keep others out,
+    and a request being answered is never the one that gives way."""
+    import threading
+    slow = {}
+
+    def run_slow():
+        slow["answer"] = call(api.http_port, "POST", "/api/v1/query",
+                              {"env": "dev", "sql": "SELECT SLEEP(2) AS s"}, token=api.alice)
+
+    t = threading.Thread(target=run_slow)
+    t.start()
+    time.sleep(0.5)
+    silent = []
+    try:
+        for _ in range(40):
+            silent.append(socket.create_connection(("127.0.0.1", api.http_port), timeout=5))
+        time.sleep(0.3)
+        for _ in range(3):
+            s, b = call(api.http_port, "GET", "/health")
+            assert s == 200 and b["status"] == "serving"
+        s, b = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 3"},
+                    token=api.alice)
+        assert s == 200 and b["rows"] == [[3]]
+    finally:
+        for sock in silent:
+            sock.close()
+    t.join(30)
+    assert slow["answer"][0] == 200 and slow["answer"][1]["rows"] == [[0]], slow
