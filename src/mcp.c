@@ -1629,18 +1629,17 @@ static void mcp_run_named(mcp_server *s, const json *def, const json *args, mcp_
     free(rewritten);
     double t0 = mcp_clock_ms();
     MYSQL_STMT *st = mysql_stmt_init(s->db);
-    my_bool update_max = 1;
     mcp_error e = {0};
     MYSQL_RES *meta = NULL;
     MYSQL_BIND *rb = NULL;
     char **bufs = NULL;
-    unsigned long *rlens = NULL;
+    unsigned long *rlens = NULL, *caps = NULL;
     my_bool *rnull = NULL;
     unsigned nf = 0;
+    /* The rows are read as they come (not stored whole first), each value fetched at its
+     * own length, and the answer is cut at max_rows or past max_bytes, as execute_query's. */
     if (!st || mysql_stmt_prepare(st, text.data, (unsigned long)text.len) != 0 ||
-        (n > 0 && mysql_stmt_bind_param(st, binds) != 0) ||
-        mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max) != 0 ||
-        mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0)
+        (n > 0 && mysql_stmt_bind_param(st, binds) != 0) || mysql_stmt_execute(st) != 0)
         goto fail;
     json_buf *b = &out->text;
     json_buf_reset(b);
@@ -1662,7 +1661,8 @@ static void mcp_run_named(mcp_server *s, const json *def, const json *args, mcp_
     bufs = calloc(nf, sizeof(*bufs));
     rlens = calloc(nf, sizeof(*rlens));
     rnull = calloc(nf, sizeof(*rnull));
-    if (!rb || !bufs || !rlens || !rnull)
+    caps = calloc(nf, sizeof(*caps));
+    if (!rb || !bufs || !rlens || !rnull || !caps)
         abort();
     json_buf_puts(b, "\"columns\":[");
     for (unsigned i = 0; i < nf; i++) {
@@ -1673,26 +1673,50 @@ static void mcp_run_named(mcp_server *s, const json *def, const json *args, mcp_
         json_buf_puts(b, ",\"type\":");
         json_write_string(b, type, strlen(type));
         json_buf_putc(b, '}');
-        size_t cap = fields[i].max_length + 1 > 64 ? fields[i].max_length + 1 : 64;
-        bufs[i] = malloc(cap);
+        caps[i] = 256; /* grown to a longer value's length when one comes */
+        bufs[i] = malloc(caps[i]);
         if (!bufs[i])
             abort();
         rb[i].buffer_type = MYSQL_TYPE_STRING;
         rb[i].buffer = bufs[i];
-        rb[i].buffer_length = cap;
+        rb[i].buffer_length = caps[i];
         rb[i].length = &rlens[i];
         rb[i].is_null = &rnull[i];
     }
     json_buf_puts(b, "],\"rows\":[");
     if (mysql_stmt_bind_result(st, rb) != 0)
         goto fail;
+    size_t rows_start = b->len;
     long long count = 0;
-    bool cut = false;
+    const char *cut_by = NULL;
     int rc;
     while ((rc = mysql_stmt_fetch(st)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
         if (count >= s->o.max_rows) {
-            cut = true;
+            cut_by = "max_rows";
             break;
+        }
+        if (b->len - rows_start >= s->o.max_bytes) {
+            cut_by = "max_bytes";
+            break;
+        }
+        for (unsigned i = 0; i < nf; i++) {
+            if (rnull[i] || rlens[i] < caps[i])
+                continue;
+            /* Longer than its buffer: fetched again whole into a larger one. */
+            char *nb = realloc(bufs[i], rlens[i] + 1);
+            if (!nb)
+                abort();
+            bufs[i] = nb;
+            caps[i] = rlens[i] + 1;
+            MYSQL_BIND one = rb[i];
+            one.buffer = nb;
+            one.buffer_length = caps[i];
+            if (mysql_stmt_fetch_column(st, &one, i, 0) != 0)
+                goto fail;
+            rb[i].buffer = nb;
+            rb[i].buffer_length = caps[i];
+            if (mysql_stmt_bind_result(st, rb) != 0)
+                goto fail;
         }
         if (count)
             json_buf_putc(b, ',');
@@ -1705,8 +1729,14 @@ static void mcp_run_named(mcp_server *s, const json *def, const json *args, mcp_
         json_buf_putc(b, ']');
         count++;
     }
-    json_buf_printf(b, "],\"row_count\":%lld,\"truncated\":%s,\"execution_time_ms\":%.3f}", count,
-                    cut ? "true" : "false", mcp_clock_ms() - t0);
+    if (!cut_by && rc == 1)
+        goto fail; /* the result ended with an error (a timeout, a lost connection) */
+    json_buf_printf(b, "],\"row_count\":%lld,\"truncated\":%s", count, cut_by ? "true" : "false");
+    if (cut_by) {
+        json_buf_puts(b, ",\"truncated_by\":");
+        json_write_string(b, cut_by, strlen(cut_by));
+    }
+    json_buf_printf(b, ",\"execution_time_ms\":%.3f}", mcp_clock_ms() - t0);
     goto done;
 fail:
     e.code = st ? mysql_stmt_errno(st) : mysql_errno(s->db);
@@ -1721,6 +1751,7 @@ done:
     free(bufs);
     free(rb);
     free(rlens);
+    free(caps);
     free(rnull);
     if (meta)
         mysql_free_result(meta);

@@ -229,6 +229,34 @@ def test_named_queries_are_tools(mcp, tmp_path, servers):
     mcp.cli("query", "del", "touch_order")
 
 
+def test_named_query_tools_are_bounded_like_execute_query(mcp, tmp_path):
+    """A named query's rows are read as they come and cut past 1 MiB of text, as
+    execute_query's are: a result of large values neither comes back whole nor is held
+    whole in the proxy's memory first. Values longer than any before them come back intact."""
+    sql = tmp_path / "big.sql"
+    sql.write_text("SELECT seq, REPEAT('x', seq * 1000) AS v FROM seq_1_to_400 WHERE seq >= :n")
+    r = mcp.cli("query", "add", "big_values", "--sql-file", str(sql), "--param", "n:int:1",
+                "--env", "dev")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.2)
+    sid = start_session(mcp)
+    rss_before = mcp.rss_kb()
+    err, r = call_tool(mcp, sid, "nq_big_values", {})
+    assert not err, r
+    assert r["truncated"] is True and r["truncated_by"] == "max_bytes", {
+        k: v for k, v in r.items() if k != "rows"}
+    assert 1 <= r["row_count"] < 400
+    for seq, v in r["rows"]:
+        assert v == "x" * (seq * 1000)
+    text_len = len(json.dumps(r["rows"]))
+    assert 1024 * 1024 <= text_len < 2 * 1024 * 1024
+    assert mcp.rss_kb() - rss_before < 64 * 1024
+    err, r = call_tool(mcp, sid, "nq_big_values", {"n": 399})
+    assert not err and r["truncated"] is False and [x[0] for x in r["rows"]] == [399, 400]
+    assert r["rows"][1][1] == "x" * 400000
+    mcp.cli("query", "del", "big_values")
+
+
 def test_stdio_mcp_offers_named_queries_too(mcp, tmp_path):
     """`envproxy mcp` over stdio reads __queries.queries and offers the same nq_ tools."""
     from test_mcp import McpProcess
