@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
@@ -1378,9 +1379,11 @@ static bool bind_json(hreq *r, const json *v)
             r->param_text[i] = strdup(t);
             pa->s = r->param_text[i];
             pa->len = strlen(t);
-        } else {
+        } else if (isfinite(v->u.num.value)) {
             pa->kind = HP_DOUBLE;
             pa->d = v->u.num.value;
+        } else {
+            return false; /* 1e999: no double holds it (bound, it would become NULL) */
         }
         break;
     }
@@ -1479,7 +1482,8 @@ static void do_query(proxy *p, struct evhttp_request *req, const char *user)
     for (size_t i = 0; params && i < params->u.arr.n; i++) {
         if (!bind_json(r, params->u.arr.items[i])) {
             reply_error(req, 400, 1064, "42000", NULL,
-                        "params[%zu]: a string, number, boolean or null is needed", i);
+                        "params[%zu]: a string, a number (a double's range at most), a boolean "
+                        "or null is needed", i);
             hreq_free(r);
             json_free(b);
             return;

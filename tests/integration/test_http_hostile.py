@@ -148,3 +148,23 @@ def test_silent_connections_do_not_lock_everyone_out(api):
             sock.close()
     t.join(30)
     assert slow["answer"][0] == 200 and slow["answer"][1]["rows"] == [[0]], slow
+
+
+def test_a_number_no_double_holds_is_a_bad_parameter_not_null(api):
+    """JSON allows 1e999; bound as a double it would reach the server as NULL (so `x = ?`
+    would silently match nothing). It is a 400 naming the parameter; large exact numbers stay
+    exact."""
+    for raw in (b'{"env":"dev","sql":"SELECT ? AS v","params":[1e999]}',
+                b'{"env":"dev","sql":"SELECT ? AS v","params":[-1E400]}'):
+        conn = http.client.HTTPConnection("127.0.0.1", api.http_port, timeout=30)
+        conn.request("POST", "/api/v1/query", body=raw,
+                     headers={"Authorization": "Bearer " + api.alice,
+                              "Content-Type": "application/json"})
+        r = conn.getresponse()
+        b = json.loads(r.read())
+        conn.close()
+        assert r.status == 400 and "params[0]" in b["error"]["message"], (raw, b)
+    s, b = call(api.http_port, "POST", "/api/v1/query",
+                {"env": "dev", "sql": "SELECT ? AS v, ? AS w", "params": [1.5e300, 2.5]},
+                token=api.alice)
+    assert s == 200 and b["rows"] == [[1.5e300, "2.5"]], b  # 2.5 goes as an exact DECIMAL
