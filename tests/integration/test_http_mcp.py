@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import free_port
+from harness import free_port, is_sanitizer_build
 
 
 def post(port, body, token, sid=None, headers=None, method="POST", timeout=30):
@@ -250,7 +250,8 @@ def test_named_query_tools_are_bounded_like_execute_query(mcp, tmp_path):
         assert v == "x" * (seq * 1000)
     text_len = len(json.dumps(r["rows"]))
     assert 1024 * 1024 <= text_len < 2 * 1024 * 1024
-    assert mcp.rss_kb() - rss_before < 64 * 1024
+    if not is_sanitizer_build(mcp.binary):  # ASan keeps freed memory in quarantine
+        assert mcp.rss_kb() - rss_before < 64 * 1024
     err, r = call_tool(mcp, sid, "nq_big_values", {"n": 399})
     assert not err and r["truncated"] is False and [x[0] for x in r["rows"]] == [399, 400]
     assert r["rows"][1][1] == "x" * 400000
