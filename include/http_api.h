@@ -64,7 +64,8 @@ int hj_split_path(const char *path, char seg[][HJ_SEG_MAX + 1], int max);
 /* Named parameters: rewrites each :name of sql (found by the lexer: never inside quotes,
  * identifiers or comments) into '?', filling out (caller frees) and names[i] (the name of the
  * i-th '?', pointers into sql, lengths in name_lens). At most max parameters. Returns the
- * number of parameters, or -1 with err filled (unreadable SQL, a '?' of its own, too many). */
+ * number of parameters, or -1 with err filled (unreadable SQL, a '?' of its own, too many, a
+ * leading routing comment). */
 int hj_named_params(const char *sql, size_t len, char **out, const char **names,
                     size_t *name_lens, int max, char *err, size_t errlen);
 

@@ -3,6 +3,7 @@
 #include "http_api.h"
 #include "accounts.h"
 #include "config.h"
+#include "router.h"
 #include "sqlpolicy.h"
 
 #include <ctype.h>
@@ -360,6 +361,16 @@ int hj_split_path(const char *path, char seg[][HJ_SEG_MAX + 1], int max)
 int hj_named_params(const char *sql, size_t len, char **out, const char **names,
                     size_t *name_lens, int max, char *err, size_t errlen)
 {
+    /* Where a named query runs is its environments, its database and the caller's choice
+     * among them: a routing comment of its own would send it elsewhere (and its answer would
+     * still name the environment it was asked to run in). */
+    route_hint h;
+    char herr[160];
+    if (route_parse_hint(sql, len, &h, herr, sizeof(herr)) != 0 || h.present) {
+        snprintf(err, errlen, "a routing comment (env=, db=, compare=) cannot start a named "
+                              "query: its environments and database say where it runs");
+        return -1;
+    }
     sql_lexer lx;
     sqllex_init(&lx, sql, len, NULL);
     json_buf b;

@@ -168,3 +168,22 @@ def test_a_number_no_double_holds_is_a_bad_parameter_not_null(api):
                 {"env": "dev", "sql": "SELECT ? AS v, ? AS w", "params": [1.5e300, 2.5]},
                 token=api.alice)
     assert s == 200 and b["rows"] == [[1.5e300, "2.5"]], b  # 2.5 goes as an exact DECIMAL
+
+
+def test_a_named_query_cannot_route_itself_out_of_its_environments(api):
+    """A named query limited to prod whose SQL starts with its own `/* env=dev */` ran in dev,
+    and its answer still said "env": "prod". Such SQL is refused when saved."""
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "hop", "sql": "/* env=dev */ SELECT @@port AS p",
+                 "environments": ["prod"]}, token=api.alice)
+    assert s == 400 and "routing comment" in b["error"]["message"], b
+    assert call(api.http_port, "POST", "/api/v1/queries/hop/run", {}, token=api.alice)[0] == 404
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "hop", "sql": "/* the port */ SELECT @@port AS p",
+                 "environments": ["prod"]}, token=api.alice)
+    assert s == 201, b
+    s, b = call(api.http_port, "POST", "/api/v1/queries/hop/run", {}, token=api.alice)
+    s2, b2 = call(api.http_port, "POST", "/api/v1/query", {"env": "prod", "sql": "SELECT @@port"},
+                  token=api.alice)
+    assert s == 200 and b["env"] == "prod" and b["rows"] == b2["rows"], (b, b2)
+    assert call(api.http_port, "DELETE", "/api/v1/queries/hop", token=api.alice)[0] == 200

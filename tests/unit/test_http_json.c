@@ -177,6 +177,13 @@ static void test_named_params(void)
     CHECK(strncmp(rewrite("SELECT ?", &n), "ERR:", 4) == 0);
     CHECK(strncmp(rewrite("SELECT 'unterminated", &n), "ERR:", 4) == 0);
     CHECK(strncmp(rewrite("SELECT :a,:a,:a,:a,:a,:a,:a,:a,:a", &n), "ERR:", 4) == 0);
+    /* A routing comment of its own would run the query outside its environments. */
+    CHECK(strncmp(rewrite("/* env=dev */ SELECT :a", &n), "ERR:", 4) == 0);
+    CHECK(strncmp(rewrite("  /* db=shop */ SELECT 1", &n), "ERR:", 4) == 0);
+    CHECK(strncmp(rewrite("/* compare=dev,prod */ SELECT 1", &n), "ERR:", 4) == 0);
+    CHECK(strncmp(rewrite("/* env= */ SELECT 1", &n), "ERR:", 4) == 0);
+    CHECK_STR(rewrite("/* the orders of one day */ SELECT :d", &n),
+              "/* the orders of one day */ SELECT ? |d");
 }
 
 static const char *param(const char *type, const char *jsontext)
