@@ -174,6 +174,9 @@ struct hreq {
     long long page;        /* named-query runs: > 0 */
     run runs[API_MAX_FANOUT];
     int n_runs, pending;
+    /* The environment the answer names when the SQL's own routing comment (env=, compare=)
+     * sends the statement elsewhere than the request's env: "dev", "dev,prod", "*". */
+    char routed[ROUTE_MAX_ENVS * (ROUTE_NAME_MAX + 1) + 2];
     bool streaming; /* the answer's head went out (chunked); rows follow as they come */
     bool paused;    /* reading from the session waits for the HTTP client to drain */
     struct event *gone_ev; /* watches the HTTP connection for the client's going away */
@@ -742,11 +745,17 @@ static void conn_closed(void *arg)
 
 static void run_step(run *u);
 
+/* Where the run's statement went, as its answer names it. */
+static const char *run_env(const run *u)
+{
+    return u->r->routed[0] ? u->r->routed : u->env;
+}
+
 /* The head of a result, before its rows: {"env":..,"columns":[..],"rows":[ */
 static void write_head(json_buf *o, const run *u, const hsql_result *res)
 {
     json_buf_puts(o, "{\"env\":");
-    json_write_string(o, u->env, strlen(u->env));
+    json_write_string(o, run_env(u), strlen(run_env(u)));
     json_buf_puts(o, ",\"columns\":[");
     for (int i = 0; res->has_rows && i < res->n_cols; i++) {
         char tn[48];
@@ -862,7 +871,7 @@ static void run_failed(run *u, unsigned code, const char *state, const char *msg
     json_buf_reset(&u->out);
     json_buf_printf(&u->out, "%u", code); /* the status is worked out from it later */
     json_buf_reset(&u->rows);
-    write_error(&u->rows, code, state, msg, u->env);
+    write_error(&u->rows, code, state, msg, run_env(u));
 }
 
 static void hreq_maybe_done(hreq *r);
@@ -1469,12 +1478,32 @@ static void do_query(proxy *p, struct evhttp_request *req, const char *user)
         snprintf(err, sizeof(err), "envs and compare cannot be given together");
     else if (cmp && params && params->u.arr.n)
         snprintf(err, sizeof(err), "compare takes no params");
+    /* A routing comment at the start of the SQL (env=, compare=) decides where it runs, as on
+     * the MySQL port; the answer then names that place. With envs or compare every part
+     * would go there, each labelled as another environment: refused. */
+    route_hint hint;
+    char herr[160];
+    bool routed = !err[0] &&
+                  route_parse_hint(sql->u.str.s, sql->u.str.len, &hint, herr, sizeof(herr)) == 0 &&
+                  hint.present && (hint.n_envs > 0 || hint.all_envs || hint.n_compare > 0);
+    if (routed && (envs || cmp))
+        snprintf(err, sizeof(err), "%s cannot be combined with a routing comment (env=, "
+                 "compare=) at the start of sql", envs ? "envs" : "compare");
     if (err[0]) {
         reply_error(req, 400, 1064, "42000", NULL, "%s", err);
         json_free(b);
         return;
     }
     hreq *r = hreq_new(p, req, user, K_QUERY);
+    if (routed) {
+        int n_named = hint.n_compare > 0 ? hint.n_compare : hint.n_envs;
+        size_t at = 0;
+        if (hint.all_envs && hint.n_compare == 0)
+            at = (size_t)snprintf(r->routed, sizeof(r->routed), "*");
+        for (int i = 0; !(hint.all_envs && hint.n_compare == 0) && i < n_named; i++)
+            at += (size_t)snprintf(r->routed + at, sizeof(r->routed) - at, "%s%s", i ? "," : "",
+                                   hint.n_compare > 0 ? hint.compare[i] : hint.envs[i]);
+    }
     if (db && db->type == JSON_STRING)
         snprintf(r->db, sizeof(r->db), "%s", db->u.str.s);
     if (maxr)

@@ -187,3 +187,36 @@ def test_a_named_query_cannot_route_itself_out_of_its_environments(api):
                   token=api.alice)
     assert s == 200 and b["env"] == "prod" and b["rows"] == b2["rows"], (b, b2)
     assert call(api.http_port, "DELETE", "/api/v1/queries/hop", token=api.alice)[0] == 200
+
+
+def test_the_answer_names_where_a_routing_comment_sent_the_statement(api):
+    """`/* env=dev */` at the start of the SQL decides where it runs, as on the MySQL port. The
+    answer said "env": "prod" (the request's env) over dev's rows, and a fan-out labelled dev's
+    rows as prod's. The answer now names where it ran; with envs or compare it is a 400."""
+    def port_of(env):
+        s, b = call(api.http_port, "POST", "/api/v1/query",
+                    {"env": env, "sql": "SELECT @@port AS p"}, token=api.alice)
+        assert s == 200, b
+        return b["rows"][0][0]
+    dev, prod = port_of("dev"), port_of("prod")
+    assert dev != prod
+    s, b = call(api.http_port, "POST", "/api/v1/query",
+                {"env": "prod", "sql": "/* env=dev */ SELECT @@port AS p"}, token=api.alice)
+    assert s == 200 and b["rows"] == [[dev]] and b["env"] == "dev", b
+    for body in ({"envs": ["dev", "prod"], "sql": "/* env=dev */ SELECT @@port AS p"},
+                 {"compare": {"envs": ["dev", "prod"]}, "sql": "/* env=dev */ SELECT 1 AS id"}):
+        s, b = call(api.http_port, "POST", "/api/v1/query", body, token=api.alice)
+        assert s == 400 and "routing comment" in b["error"]["message"], (body, b)
+    s, b = call(api.http_port, "POST", "/api/v1/query",
+                {"env": "dev", "sql": "/* env=dev,prod */ SELECT @@port AS p"}, token=api.alice)
+    assert s == 200 and b["env"] == "dev,prod", b
+    assert sorted(r[0] for r in b["rows"]) == ["dev", "prod"]
+    bob = call(api.http_port, "POST", "/api/v1/session",
+               {"user": "bob", "password": "bob-pw"})[1]["token"]
+    s, b = call(api.http_port, "POST", "/api/v1/query",
+                {"env": "prod", "sql": "/* env=dev */ SELECT 1"}, token=bob)
+    assert s == 404 and b["error"]["code"] == 1044 and b["error"]["env"] == "dev", b
+    # A comment that routes nothing changes nothing.
+    s, b = call(api.http_port, "POST", "/api/v1/query",
+                {"env": "prod", "sql": "/* the port */ SELECT @@port AS p"}, token=api.alice)
+    assert s == 200 and b["rows"] == [[prod]] and b["env"] == "prod", b
