@@ -244,8 +244,12 @@ int acct_query_put(acct_store *s, const char *name, const char *definition, bool
 {
     const char *sql = replace ? "UPDATE named_queries SET definition = ?2, updated_at = " NOW_SQL
                                 " WHERE name = ?1"
-                              : "INSERT OR IGNORE INTO named_queries (name, definition, updated_at)"
-                                " VALUES (?1, ?2, " NOW_SQL ")";
+                              /* One name whatever its case: CALL __queries.NAME finds a
+                               * query regardless of case, as MySQL finds a procedure, so
+                               * "Report" next to "report" would stand in for it. */
+                              : "INSERT INTO named_queries (name, definition, updated_at)"
+                                " SELECT ?1, ?2, " NOW_SQL " WHERE NOT EXISTS (SELECT 1 FROM"
+                                " named_queries WHERE name = ?1 COLLATE NOCASE)";
     sqlite3_stmt *st = prep(s, sql, err, errlen);
     if (!st)
         return -1;
@@ -259,7 +263,8 @@ int acct_query_put(acct_store *s, const char *name, const char *definition, bool
     }
     if (sqlite3_changes(acct_sqlite(s)) == 0) {
         set_err(err, errlen, replace ? "named query '%s' does not exist"
-                                     : "named query '%s' already exists",
+                                     : "named query '%s' already exists (names are the same "
+                                       "whatever their case)",
                 name);
         return -1;
     }

@@ -297,7 +297,12 @@ static int call_query(client *c, const acct_snapshot *snap, const account *acct,
         client_command_done(c);
         return 1;
     }
+    /* The name as written first; then one that differs only in case (a store from before
+     * such names were refused may hold both). */
     const json *def = NULL;
+    for (int i = 0; i < snap->n_queries && !def; i++)
+        if (strcmp(snap->queries[i].name, name) == 0 && visible(acct, snap->queries[i].def))
+            def = snap->queries[i].def;
     for (int i = 0; i < snap->n_queries && !def; i++)
         if (strcasecmp(snap->queries[i].name, name) == 0 && visible(acct, snap->queries[i].def))
             def = snap->queries[i].def;

@@ -220,3 +220,27 @@ def test_the_answer_names_where_a_routing_comment_sent_the_statement(api):
     s, b = call(api.http_port, "POST", "/api/v1/query",
                 {"env": "prod", "sql": "/* the port */ SELECT @@port AS p"}, token=api.alice)
     assert s == 200 and b["rows"] == [[prod]] and b["env"] == "prod", b
+
+
+def test_a_named_query_name_cannot_be_taken_again_in_another_case(api, tmp_path):
+    """CALL __queries.NAME finds a query whatever the case of NAME (as MySQL finds a
+    procedure). Another account could save "Orders_week" next to "orders_week", and
+    `CALL __queries.orders_week()` then ran the other account's SQL, with the caller's
+    grants. A name that differs only in case is now taken (409); CALL prefers the exact
+    name."""
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "orders_week", "sql": "SELECT 'mine' AS who"}, token=api.alice)
+    assert s == 201, b
+    bob = call(api.http_port, "POST", "/api/v1/session",
+               {"user": "bob", "password": "bob-pw"})[1]["token"]
+    for name in ("Orders_week", "ORDERS_WEEK"):
+        s, b = call(api.http_port, "POST", "/api/v1/queries",
+                    {"name": name, "sql": "SELECT 'theirs' AS who"}, token=bob)
+        assert s == 409 and "already exists" in b["error"]["message"], (name, b)
+    assert api.query("CALL __queries.orders_week()") == [("mine",)]
+    assert api.query("CALL __queries.ORDERS_WEEK()") == [("mine",)]
+    sql = tmp_path / "q.sql"
+    sql.write_text("SELECT 'cli' AS who")
+    r = api.cli("query", "add", "Orders_Week", "--sql-file", str(sql))
+    assert r.returncode != 0 and "already exists" in r.stderr, (r.stdout, r.stderr)
+    assert call(api.http_port, "DELETE", "/api/v1/queries/orders_week", token=api.alice)[0] == 200
