@@ -14,7 +14,7 @@ typedef struct {
     grant_level level;
 } acct_grant;
 
-typedef struct {
+typedef struct account {
     char *name;
     uint8_t sha1_stage2[20];   /* SHA1(SHA1(password)): mysql_native_password */
     uint8_t sha256_stage2[32]; /* SHA256(SHA256(password)): caching_sha2_password */

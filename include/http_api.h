@@ -80,10 +80,14 @@ bool hj_param_type_valid(const char *type);
  * "database"}) against cfg and returns a normalized copy with "owner" set, or NULL with err:
  * names, types and defaults valid, every :name of the SQL declared and every declared one
  * used, and SQL that is not read-only only when every environment it may run in is
- * read_write. */
+ * read_write. by (NULL: the CLI, which answers to no grant) is the account saving it: it needs
+ * a grant on every environment listed (one it has none on does not exist for it), and a write
+ * grant on each for SQL that is not read-only (else it could leave a write for someone who may
+ * write there to run). */
 struct config;
-json *hj_query_check(const json *def, const char *owner, const struct config *cfg, char *err,
-                     size_t errlen);
+struct account;
+json *hj_query_check(const json *def, const char *owner, const struct account *by,
+                     const struct config *cfg, char *err, size_t errlen);
 
 /* ---- the front door (http/api.c) ------------------------------------------------------------ */
 

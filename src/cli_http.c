@@ -200,7 +200,7 @@ static int query_add(acct_store *s, const config *cfg, int argc, char **argv)
         rc = cli_usage_error(query_usage, "'query add' needs --sql-file");
     json *checked = NULL;
     if (rc == 0) {
-        checked = hj_query_check(def, "cli", cfg, err, sizeof(err));
+        checked = hj_query_check(def, "cli", NULL, cfg, err, sizeof(err));
         if (!checked) {
             fprintf(stderr, "envproxy: named query '%s': %s\n", argv[2], err);
             rc = 1;

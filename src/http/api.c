@@ -1680,7 +1680,12 @@ static void do_query_write(proxy *p, struct evhttp_request *req, const char *use
         reply_error(req, 400, 1064, "42000", NULL, "name: the body names another query");
         return;
     }
-    json *def = hj_query_check(b, user, p->cfg, err, sizeof(err));
+    acct_ref *ref = proxy_acct_get(p);
+    const account *by = acct_find(ref->snap, user);
+    json *def = by ? hj_query_check(b, user, by, p->cfg, err, sizeof(err)) : NULL;
+    if (!by)
+        snprintf(err, sizeof(err), "the account no longer exists");
+    proxy_acct_put(ref);
     json_free(b);
     if (!def) {
         reply_error(req, 400, 1064, "42000", NULL, "%s", err);

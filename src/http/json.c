@@ -550,8 +550,8 @@ static bool ident_ok(const char *s, size_t len, size_t max)
     return true;
 }
 
-json *hj_query_check(const json *def, const char *owner, const config *cfg, char *err,
-                     size_t errlen)
+json *hj_query_check(const json *def, const char *owner, const account *by, const config *cfg,
+                     char *err, size_t errlen)
 {
     if (!def || def->type != JSON_OBJECT) {
         snprintf(err, errlen, "a named query is a JSON object");
@@ -692,6 +692,8 @@ json *hj_query_check(const json *def, const char *owner, const config *cfg, char
     for (size_t i = 0; envs && i < envs->u.arr.n; i++) {
         const json *e = envs->u.arr.items[i];
         const cfg_env *ce = e->type == JSON_STRING ? config_find_env(cfg, e->u.str.s) : NULL;
+        if (ce && by && acct_grant_for(by, ce->name) == GRANT_NONE)
+            ce = NULL;
         if (!ce) {
             snprintf(err, errlen, "environments: '%.64s' is not a configured environment",
                      e->type == JSON_STRING ? e->u.str.s : "?");
@@ -701,6 +703,12 @@ json *hj_query_check(const json *def, const char *owner, const config *cfg, char
             snprintf(err, errlen,
                      "sql is refused in read-only environment '%s': %s is not allowed",
                      ce->name, v.what);
+            goto fail;
+        }
+        if (!read_only && by && acct_grant_for(by, ce->name) != GRANT_WRITE) {
+            snprintf(err, errlen,
+                     "sql is not read-only (%s) and this account may only read in '%s'", v.what,
+                     ce->name);
             goto fail;
         }
         json_array_add(oenvs, json_clone(e));

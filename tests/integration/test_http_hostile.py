@@ -244,3 +244,34 @@ def test_a_named_query_name_cannot_be_taken_again_in_another_case(api, tmp_path)
     r = api.cli("query", "add", "Orders_Week", "--sql-file", str(sql))
     assert r.returncode != 0 and "already exists" in r.stderr, (r.stdout, r.stderr)
     assert call(api.http_port, "DELETE", "/api/v1/queries/orders_week", token=api.alice)[0] == 200
+
+
+def test_a_named_query_needs_the_savers_grants_on_its_environments(api):
+    """Named queries run with the caller's grants. An account could save one for an
+    environment it has no grant on, or a write where it may only read, and leave it for
+    someone who may write there to run (as a tool with a harmless description, say). Each
+    listed environment now needs the saver's grant, and a write grant for SQL that writes."""
+    carol = call(api.http_port, "POST", "/api/v1/session",
+                 {"user": "carol", "password": "carol-pw"})[1]["token"]
+    bob = call(api.http_port, "POST", "/api/v1/session",
+               {"user": "bob", "password": "bob-pw"})[1]["token"]
+    cases = [(bob, {"name": "bq1", "sql": "SELECT 1", "environments": ["dev"]},
+              "not a configured environment"),
+             (bob, {"name": "bq2", "sql": "UPDATE shop.orders SET note = note",
+                    "environments": ["dev"]}, "not a configured environment"),
+             (carol, {"name": "cq1", "sql": "UPDATE shop.orders SET note = note",
+                      "environments": ["dev"]}, "may only read")]
+    for tok, body, why in cases:
+        s, b = call(api.http_port, "POST", "/api/v1/queries", body, token=tok)
+        assert s == 400 and why in b["error"]["message"], (body, b)
+        assert call(api.http_port, "GET", "/api/v1/queries/" + body["name"],
+                    token=api.alice)[0] == 404
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "cq2", "sql": "SELECT 1 AS one", "environments": ["dev"]}, token=carol)
+    assert s == 201, b
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "aq1", "sql": "UPDATE shop.orders SET note = note WHERE id = 0",
+                 "environments": ["dev"]}, token=api.alice)
+    assert s == 201, b
+    for name, tok in (("cq2", carol), ("aq1", api.alice)):
+        assert call(api.http_port, "DELETE", "/api/v1/queries/" + name, token=tok)[0] == 200
