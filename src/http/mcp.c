@@ -38,6 +38,7 @@ typedef struct mcp_sess {
     mcp_server *srv;
     pthread_mutex_t run_mu; /* one request at a time uses srv */
     int refs;               /* the registry's, plus one per running request */
+    json *running_ids;      /* under mcp_mu: the ids of the requests srv is answering now */
     bool ended;
     long long last_used;
 } mcp_sess;
@@ -70,6 +71,7 @@ static void sess_put(mcp_sess *s)
     bool last = --s->refs == 0;
     pthread_mutex_unlock(&mcp_mu);
     if (last) {
+        json_free(s->running_ids);
         mcp_server_free(s->srv);
         pthread_mutex_destroy(&s->run_mu);
         OPENSSL_cleanse(s, sizeof(*s));
@@ -275,13 +277,30 @@ static void job_done(evutil_socket_t fd, short what, void *arg)
     job_free(j);
 }
 
+static bool is_request(const json *m);
+
 static void *job_thread(void *arg)
 {
     mcp_job *j = arg;
     pthread_mutex_lock(&j->sess->run_mu);
+    /* What a notifications/cancelled may name while this runs. */
+    json *ids = json_new_array();
+    size_t n = j->msg->type == JSON_ARRAY ? j->msg->u.arr.n : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json *x = j->msg->type == JSON_ARRAY ? j->msg->u.arr.items[i] : j->msg;
+        if (is_request(x))
+            json_array_add(ids, json_clone(json_get(x, "id")));
+    }
+    pthread_mutex_lock(&mcp_mu);
+    j->sess->running_ids = ids;
+    pthread_mutex_unlock(&mcp_mu);
     mcp_server_set_named(j->sess->srv, j->named);
     j->named = NULL;
     json *r = mcp_server_handle(j->sess->srv, j->msg);
+    pthread_mutex_lock(&mcp_mu);
+    j->sess->running_ids = NULL;
+    pthread_mutex_unlock(&mcp_mu);
+    json_free(ids);
     pthread_mutex_unlock(&j->sess->run_mu);
     if (r) {
         j->answer = json_serialize(r, &j->answer_len);
@@ -378,6 +397,29 @@ static bool is_cancel(const json *m)
 {
     const char *method = json_string_value(json_get(m, "method"));
     return method && strcmp(method, "notifications/cancelled") == 0;
+}
+
+static bool same_id(const json *a, const json *b)
+{
+    if (!a || !b || a->type != b->type)
+        return false;
+    if (a->type == JSON_STRING)
+        return a->u.str.len == b->u.str.len && memcmp(a->u.str.s, b->u.str.s, a->u.str.len) == 0;
+    return a->type == JSON_NUMBER && a->u.num.value == b->u.num.value;
+}
+
+/* Whether the cancellation m names a request the session is answering now: one that ended
+ * already (or was never sent) is ignored, as the protocol allows, rather than stopping
+ * whichever request runs at the time. */
+static bool cancel_names_running(mcp_sess *s, const json *m)
+{
+    const json *rid = json_get(json_get(m, "params"), "requestId");
+    bool found = false;
+    pthread_mutex_lock(&mcp_mu);
+    for (size_t i = 0; s->running_ids && i < s->running_ids->u.arr.n && !found; i++)
+        found = same_id(s->running_ids->u.arr.items[i], rid);
+    pthread_mutex_unlock(&mcp_mu);
+    return found;
 }
 
 static bool is_initialize(const json *m)
@@ -555,7 +597,7 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     }
     for (size_t i = 0; i < n; i++) {
         const json *x = msg->type == JSON_ARRAY ? msg->u.arr.items[i] : msg;
-        if (is_cancel(x))
+        if (is_cancel(x) && cancel_names_running(s, x))
             cancel_running(p, s, addr, host);
     }
     if (!any_request) {

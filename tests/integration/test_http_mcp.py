@@ -192,6 +192,44 @@ def test_cancellation_stops_the_running_statement(mcp):
     assert err or r["rows"] == [[1]] or r["rows"] == [{"s": 1}], r
 
 
+def test_a_cancellation_stops_only_the_request_it_names(mcp):
+    """A notifications/cancelled for a request that already ended (or never ran) stopped
+    whatever the session ran at the time. It is now ignored, as the protocol allows; one
+    naming the running request (a string id too) still stops it."""
+    sid = start_session(mcp)
+
+    def run(id_, seconds, out):
+        t0 = time.time()
+        s, b, _ = post(mcp.http_port, rpc(id_, "tools/call", {
+            "name": "execute_query",
+            "arguments": {"environment": "dev", "sql": f"SELECT SLEEP({seconds}) AS s"}}),
+            mcp.token, sid)
+        out["answer"], out["t"] = (s, b), time.time() - t0
+
+    def cancel(request_id):
+        s, _, _ = post(mcp.http_port, {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                       "params": {"requestId": request_id}}, mcp.token, sid)
+        assert s == 202
+
+    out = {}
+    t = threading.Thread(target=run, args=(21, 3, out))
+    t.start()
+    time.sleep(1.0)
+    for stale in (20, "21", 21.5, None):
+        cancel(stale)
+    t.join(30)
+    s, b = out["answer"]
+    text = json.loads(b["result"]["content"][0]["text"])
+    assert s == 200 and text["rows"] == [[0]] and out["t"] >= 2.5, (out, text)
+    out = {}
+    t = threading.Thread(target=run, args=("job-22", 15, out))
+    t.start()
+    time.sleep(1.0)
+    cancel("job-22")
+    t.join(30)
+    assert not t.is_alive() and out["t"] < 10, out
+
+
 def test_named_queries_are_tools(mcp, tmp_path, servers):
     """Each named query is a tool nq_NAME with its parameters as the input schema; arguments
     are bound server-side (a quote stays a value) and typed; a write is refused in prod."""
