@@ -101,7 +101,13 @@ void http_api_register(struct proxy *p, struct evhttp *http);
  * (its request deadline does not apply) and gone(arg) runs if the connection closes first
  * (evhttp then frees the request). http_conn_done: the answer goes now (not busy; the
  * connection's deadline starts again); also for answers given at once. */
-void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg);
+void http_conn_busy(struct evhttp_request *req, const char *user, void (*gone)(void *arg),
+                    void *arg);
+/* Whether user may start one more request that is answered later: an account has at most
+ * HTTP_MAX_BUSY_PER_USER of them at once (the listener's connections are shared by all; one
+ * account must not hold them all with slow statements). */
+#define HTTP_MAX_BUSY_PER_USER 8
+bool http_user_may_start(const char *user);
 void http_conn_done(struct evhttp_request *req);
 /* Whether the listener speaks HTTPS (http.tls). */
 bool http_tls_on(void);

@@ -516,7 +516,7 @@ static char *dup_or_null(const char *s)
 static void store_submit(store_req *j, struct evhttp_request *req)
 {
     j->req = req;
-    http_conn_busy(req, store_req_gone, j);
+    http_conn_busy(req, j->user, store_req_gone, j);
     acct_thread_submit(j->p, &j->job);
 }
 
@@ -1274,7 +1274,14 @@ static void gone_cb(evutil_socket_t fd, short what, void *arg)
 /* Opens a session per run; the answer comes from hreq_maybe_done. */
 static void hreq_start(hreq *r)
 {
-    http_conn_busy(r->req, conn_closed, r);
+    if (!http_user_may_start(r->user)) {
+        reply_error(r->req, 429, 1203, "42000", NULL,
+                    "user '%s' already has %d requests running; try again when one ends",
+                    r->user, HTTP_MAX_BUSY_PER_USER);
+        hreq_free(r);
+        return;
+    }
+    http_conn_busy(r->req, r->user, conn_closed, r);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {

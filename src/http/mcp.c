@@ -528,6 +528,13 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
                                  "response");
         return;
     }
+    if (any_request && !http_user_may_start(user)) {
+        json_free(msg);
+        reply_rpc_error(req, 429, "Too Many Requests", -32000,
+                        "this account already has its share of requests running; try again "
+                        "when one ends");
+        return;
+    }
     mcp_sess *s = NULL;
     if (init) {
         if (msg->type == JSON_ARRAY) {
@@ -630,7 +637,7 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     j->initialize = init;
     j->named = visible_queries(p, user);
     j->done_ev = event_new(p->base, -1, 0, job_done, j);
-    http_conn_busy(req, job_conn_closed, j);
+    http_conn_busy(req, user, job_conn_closed, j);
     snprintf(j->addr, sizeof(j->addr), "%s", addr);
     snprintf(j->host, sizeof(j->host), "%s", host);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(j->evcon);

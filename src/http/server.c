@@ -37,6 +37,7 @@ typedef struct http_conn {
     void (*gone)(void *arg);
     void *gone_arg;
     struct evhttp_request *busy_req; /* the request being answered later */
+    char busy_user[ROUTE_NAME_MAX + 1]; /* its account */
 } http_conn;
 
 static http_conn *conns;
@@ -118,15 +119,25 @@ static void answering_timeouts(struct evhttp_request *req)
     evhttp_request_set_on_complete_cb(req, answer_complete_cb, evcon);
 }
 
-void http_conn_busy(struct evhttp_request *req, void (*gone)(void *arg), void *arg)
+void http_conn_busy(struct evhttp_request *req, const char *user, void (*gone)(void *arg),
+                    void *arg)
 {
     http_conn *hc = conn_of(req);
     if (hc) {
         hc->gone = gone;
         hc->gone_arg = arg;
         hc->busy_req = req;
+        snprintf(hc->busy_user, sizeof(hc->busy_user), "%s", user);
     }
     answering_timeouts(req);
+}
+
+bool http_user_may_start(const char *user)
+{
+    int n = 0;
+    for (http_conn *hc = conns; hc; hc = hc->next)
+        n += hc->gone && strcmp(hc->busy_user, user) == 0;
+    return n < HTTP_MAX_BUSY_PER_USER;
 }
 
 void http_conn_done(struct evhttp_request *req)
@@ -136,6 +147,7 @@ void http_conn_done(struct evhttp_request *req)
         hc->gone = NULL;
         hc->gone_arg = NULL;
         hc->busy_req = NULL;
+        hc->busy_user[0] = '\0';
         hc->progress_ms = now_ms();
     }
 }

@@ -275,3 +275,40 @@ def test_a_named_query_needs_the_savers_grants_on_its_environments(api):
     assert s == 201, b
     for name, tok in (("cq2", carol), ("aq1", api.alice)):
         assert call(api.http_port, "DELETE", "/api/v1/queries/" + name, token=tok)[0] == 200
+
+
+def test_one_account_cannot_hold_every_connection_with_slow_statements(api):
+    """The listener's 32 connections are shared: an account running slow statements on all
+    of them kept every other account out until they ended. An account now has at most 8
+    requests running at once (the API and MCP together); more are 429 at once, and another
+    account is still served."""
+    import threading
+    results = []
+
+    def slow():
+        results.append(call(api.http_port, "POST", "/api/v1/query",
+                            {"env": "dev", "sql": "SELECT SLEEP(3) AS s"}, token=api.alice))
+
+    threads = [threading.Thread(target=slow) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    s, b = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 1"},
+                token=api.alice)
+    assert s == 429 and b["error"]["code"] == 1203, b
+    mcp = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    s, b = call(api.http_port, "POST", "/mcp",
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-06-18"}}, token=api.alice, headers=mcp)
+    assert s == 429, b
+    bob = call(api.http_port, "POST", "/api/v1/session",
+               {"user": "bob", "password": "bob-pw"})[1]["token"]
+    s, b = call(api.http_port, "POST", "/api/v1/query", {"env": "prod", "sql": "SELECT 2"},
+                token=bob)
+    assert s == 200 and b["rows"] == [[2]], b
+    for t in threads:
+        t.join(30)
+    assert [r[0] for r in results] == [200] * 8, results
+    s, b = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 3"},
+                token=api.alice)
+    assert s == 200 and b["rows"] == [[3]]
