@@ -13,6 +13,7 @@
 #include <mysql.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,9 @@ typedef struct {
 struct mcp_server {
     mcp_options o;
     MYSQL *db; /* NULL until the first tool call, and after the connection was lost */
+    /* db's connection id, or 0: read by other threads (a cancellation) while the tools use
+     * db, which they may close at any moment. */
+    _Atomic unsigned long conn_id;
     bool output_failed;
     json *named; /* named-query definitions offered as tools, or NULL */
     bool named_given; /* set by the HTTP door; else read from __queries.queries */
@@ -130,6 +134,7 @@ static bool mcp_connection_lost(unsigned code)
 static void mcp_close(mcp_server *s)
 {
     if (s->db) {
+        atomic_store(&s->conn_id, 0);
         mysql_close(s->db);
         s->db = NULL;
     }
@@ -201,6 +206,7 @@ static bool mcp_connect(mcp_server *s, mcp_error *e)
         return false;
     }
     s->db = c;
+    atomic_store(&s->conn_id, mysql_thread_id(c));
     return true;
 }
 
@@ -2292,7 +2298,7 @@ json *mcp_server_handle(mcp_server *s, const json *msg)
 
 unsigned long mcp_server_connection_id(mcp_server *s)
 {
-    return s->db ? mysql_thread_id(s->db) : 0;
+    return atomic_load(&s->conn_id);
 }
 
 void mcp_server_set_named(mcp_server *s, json *defs)
