@@ -233,6 +233,7 @@ typedef struct {
     char *answer; /* serialized reply, NULL for none */
     size_t answer_len;
     bool initialize;
+    bool init_ok; /* initialize: answered with a result (not an error) */
     bool gone; /* the HTTP client went away */
     struct event *gone_ev;
     char addr[64], host[48];
@@ -265,8 +266,19 @@ static void job_done(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&mcp_mu);
     mcp_running--;
     pthread_mutex_unlock(&mcp_mu);
+    if (j->initialize && (j->gone || !j->init_ok)) {
+        /* An initialize that failed (or whose client left) starts no session: the client
+         * never learns its id, and it would hold a place until it idled out. */
+        pthread_mutex_lock(&mcp_mu);
+        bool registered = !j->sess->ended;
+        if (registered)
+            sess_end_locked(j->sess);
+        pthread_mutex_unlock(&mcp_mu);
+        if (registered)
+            sess_put(j->sess); /* the registry's; job_free drops the job's */
+    }
     if (!j->gone) {
-        if (j->initialize)
+        if (j->initialize && j->init_ok)
             evhttp_add_header(evhttp_request_get_output_headers(j->req), "Mcp-Session-Id",
                               j->sess->id);
         if (j->answer)
@@ -303,6 +315,7 @@ static void *job_thread(void *arg)
     json_free(ids);
     pthread_mutex_unlock(&j->sess->run_mu);
     if (r) {
+        j->init_ok = json_get(r, "result") != NULL;
         j->answer = json_serialize(r, &j->answer_len);
         json_free(r);
     }

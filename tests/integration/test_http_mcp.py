@@ -141,6 +141,20 @@ def test_input_that_is_no_message_is_refused_not_accepted(mcp):
     assert s == 200 and b["result"] == {}
 
 
+def test_a_failed_initialize_starts_no_session(mcp):
+    """An initialize answered with an error still made a session and sent its id; each took
+    one of the account's 32 places, so a client retrying a bad initialize ended its own
+    working sessions. Now it gets no Mcp-Session-Id and holds no place."""
+    sid = start_session(mcp)
+    for i in range(40):
+        s, b, h = post(mcp.http_port, rpc(100 + i, "initialize", {"protocolVersion": 5}),
+                       mcp.token)
+        assert s == 200 and b["error"]["code"] == -32602, b
+        assert "mcp-session-id" not in h, h
+    s, b, _ = post(mcp.http_port, rpc(7, "ping"), mcp.token, sid)
+    assert s == 200 and b["result"] == {}, (s, b)
+
+
 def test_tools_run_through_the_proxy_with_its_policy(mcp, servers):
     """Calls in dev and prod; a write in prod is refused with 1290; audit lines say via mcp."""
     sid = start_session(mcp)
