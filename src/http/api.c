@@ -1657,7 +1657,9 @@ static void do_query_write(proxy *p, struct evhttp_request *req, const char *use
         const acct_query *q = acct_query_find(ref->snap, name);
         const char *owner = q ? json_string_value(json_get(q->def, "owner")) : NULL;
         bool mine = owner && strcmp(owner, user) == 0;
-        bool exists = q != NULL;
+        /* One the account may not see does not exist for it, as with GET (its owner is
+         * not told either). */
+        bool exists = q != NULL && (mine || query_visible(acct_find(ref->snap, user), q->def));
         proxy_acct_put(ref);
         if (!exists) {
             reply_error(req, 404, 1305, "42000", NULL, "named query '%s' does not exist", name);

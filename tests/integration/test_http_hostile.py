@@ -312,3 +312,25 @@ def test_one_account_cannot_hold_every_connection_with_slow_statements(api):
     s, b = call(api.http_port, "POST", "/api/v1/query", {"env": "dev", "sql": "SELECT 3"},
                 token=api.alice)
     assert s == 200 and b["rows"] == [[3]]
+
+
+def test_a_named_query_another_account_cannot_see_is_404_to_change_too(api):
+    """GET answers 404 for a named query the account may not see (it lists only environments
+    the account has no grant on), but PUT and DELETE answered 403 naming its owner, telling
+    that it exists and whose it is. They are 404 too."""
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "dev_only", "sql": "SELECT 1 AS one", "environments": ["dev"]},
+                token=api.alice)
+    assert s == 201, b
+    bob = call(api.http_port, "POST", "/api/v1/session",
+               {"user": "bob", "password": "bob-pw"})[1]["token"]
+    assert call(api.http_port, "GET", "/api/v1/queries/dev_only", token=bob)[0] == 404
+    for method, body in (("PUT", {"sql": "SELECT 2 AS two"}), ("DELETE", None)):
+        s, b = call(api.http_port, method, "/api/v1/queries/dev_only", body, token=bob)
+        assert s == 404 and "alice" not in b["error"]["message"], (method, b)
+    # Visible to carol (dev read) but not hers: 403.
+    carol = call(api.http_port, "POST", "/api/v1/session",
+                 {"user": "carol", "password": "carol-pw"})[1]["token"]
+    s, b = call(api.http_port, "DELETE", "/api/v1/queries/dev_only", token=carol)
+    assert s == 403, b
+    assert call(api.http_port, "DELETE", "/api/v1/queries/dev_only", token=api.alice)[0] == 200
