@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import free_port
+from harness import free_port, server_state, state_diff
 
 
 def call(port, method, path, body=None, token=None, headers=None, timeout=30):
@@ -334,3 +334,82 @@ def test_a_named_query_another_account_cannot_see_is_404_to_change_too(api):
     s, b = call(api.http_port, "DELETE", "/api/v1/queries/dev_only", token=carol)
     assert s == 403, b
     assert call(api.http_port, "DELETE", "/api/v1/queries/dev_only", token=api.alice)[0] == 200
+
+
+HTTP_WALL_ATTACKS = [
+    "UPDATE orders SET note = 'changed' WHERE id = 1",
+    "/*!99999 SELECT 1 */ UPDATE orders SET note = 'x'",
+    "/*! UPDATE orders SET note = 'x' */",
+    "/*M!100000 DELETE FROM orders */",
+    "SELECT 1; UPDATE orders SET note = 'x'",
+    "SET GLOBAL net_read_timeout = 41",
+    "SET @@global.net_read_timeout = 41",
+    "SET STATEMENT max_statement_time=1 FOR UPDATE orders SET note = 'x'",
+    "SELECT * FROM orders INTO OUTFILE '/tmp/envproxy-http-wall'",
+    "SELECT * FROM orders FOR UPDATE",
+    "SELECT * FROM orders LOCK IN SHARE MODE",
+    "CREATE TEMPORARY TABLE t_http (a INT)",
+    "CREATE TABLE t_http (a INT)",
+    "CALL mysql.nonexistent()",
+    "LOAD DATA INFILE '/etc/hostname' INTO TABLE orders",
+    "PREPARE s FROM 'UPDATE orders SET note = 1'",
+    "EXECUTE IMMEDIATE 'UPDATE orders SET note = 1'",
+    "WITH a AS (SELECT 1) UPDATE orders SET note = 'x'",
+    "DO GET_LOCK('http-wall', 0)",
+    "SELECT GET_LOCK('http-wall', 0)",
+    "SELECT NEXTVAL(seq_http)",
+    "XA START 'http'",
+    "LOCK TABLES orders WRITE",
+    "FLUSH TABLES",
+    "ANALYZE TABLE orders",
+    "OPTIMIZE TABLE orders",
+    "HANDLER orders OPEN",
+    "GRANT ALL ON *.* TO 'x'@'%' IDENTIFIED BY 'x'",
+    "INSTALL SONAME 'ha_blackhole'",
+    "BEGIN NOT ATOMIC UPDATE orders SET note = 'x'; END",
+    "SET PASSWORD = PASSWORD('x')",
+    "SET SESSION TRANSACTION READ WRITE",
+    "START TRANSACTION READ WRITE",
+]
+
+
+def test_the_read_only_wall_holds_on_every_http_door(api, servers):
+    """prod's backend account can change anything: envproxy alone stands between an HTTP
+    client and a change. Each attack goes through /api/v1/query (plain and with a bound
+    parameter), a fan-out, compare, MCP's execute_query and a named query, and prod's whole
+    state is compared before and after."""
+    before = server_state(servers.prod)
+    mcp_h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    conn = http.client.HTTPConnection("127.0.0.1", api.http_port, timeout=30)
+    conn.request("POST", "/mcp", body=json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18"}}),
+        headers=dict(mcp_h, Authorization="Bearer " + api.alice))
+    r = conn.getresponse()
+    sid = r.getheader("Mcp-Session-Id")
+    r.read()
+    conn.close()
+    assert r.status == 200 and sid
+    for n, sql in enumerate(HTTP_WALL_ATTACKS):
+        bodies = [{"env": "prod", "database": "shop", "sql": sql},
+                  {"env": "prod", "database": "shop", "sql": sql + " -- ?", "params": [1]},
+                  {"envs": ["prod"], "sql": sql},
+                  {"compare": {"envs": ["prod", "dev"]}, "sql": sql}]
+        for body in bodies:
+            s, b = call(api.http_port, "POST", "/api/v1/query", body, token=api.alice)
+            assert s != 200 or "results" in b or body.get("compare") or b.get("error"), (body, b)
+        s, b = call(api.http_port, "POST", "/mcp",
+                    {"jsonrpc": "2.0", "id": 10 + n, "method": "tools/call",
+                     "params": {"name": "execute_query",
+                                "arguments": {"environment": "prod", "database": "shop",
+                                              "sql": sql}}},
+                    token=api.alice, headers=dict(mcp_h, **{"Mcp-Session-Id": sid}))
+        assert s == 200 and b["result"]["isError"] is True, (sql, b)
+        s, b = call(api.http_port, "POST", "/api/v1/queries",
+                    {"name": "wall_%d" % n, "sql": sql, "environments": ["prod"],
+                     "database": "shop"}, token=api.alice)
+        if s == 201:  # read-only by the lexer: then it must not change prod when run
+            call(api.http_port, "POST", "/api/v1/queries/wall_%d/run" % n, {}, token=api.alice)
+            call(api.http_port, "DELETE", "/api/v1/queries/wall_%d" % n, token=api.alice)
+    diff = state_diff(before, server_state(servers.prod))
+    assert not diff, f"prod changed: {diff}"
