@@ -43,7 +43,7 @@ typedef struct {
 } acct_query;
 
 /* An immutable in-memory copy of the store, shared read-only by worker threads. */
-typedef struct {
+typedef struct acct_snapshot {
     account *accounts;
     int n;
     acct_token *tokens;

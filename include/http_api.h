@@ -124,5 +124,12 @@ void http_mcp_handle(struct proxy *p, struct evhttp_request *req, const char *us
                      const char *addr, const char *host);
 /* Ends every MCP session (at shutdown, after the listener is gone). */
 void http_mcp_shutdown(void);
+/* The login sessions and MCP sessions of accounts that are no longer in the store end (main
+ * loop; cheap when the store was not read again since the last call): an account made again
+ * under the same name does not inherit them. Called by the listener's sweep and before each
+ * authentication. */
+void http_accounts_follow(struct proxy *p);
+struct acct_snapshot;
+void http_mcp_accounts_reloaded(const struct acct_snapshot *snap); /* the MCP part */
 
 #endif

@@ -131,6 +131,23 @@ static api_session *session_find(const char *token)
     return NULL;
 }
 
+void http_accounts_follow(proxy *p)
+{
+    static int seen_gen = -1; /* the store's generation the sessions were last checked at */
+    int gen = atomic_load(&p->acct_gen);
+    if (gen == seen_gen)
+        return;
+    seen_gen = gen;
+    acct_ref *ref = proxy_acct_get(p);
+    for (int i = 0; i < API_MAX_SESSIONS; i++) {
+        api_session *s = &sessions[i];
+        if (s->used && !acct_find(ref->snap, s->user))
+            memset(s, 0, sizeof(*s));
+    }
+    http_mcp_accounts_reloaded(ref->snap);
+    proxy_acct_put(ref);
+}
+
 /* ---- requests ------------------------------------------------------------------------------- */
 
 typedef enum { K_QUERY, K_ENVS, K_DATABASES, K_SCHEMA } run_kind;
@@ -525,6 +542,7 @@ static void store_submit(store_req *j, struct evhttp_request *req)
  * store is looked at on its thread first). */
 static bool authenticate(proxy *p, struct evhttp_request *req, char *user, size_t cap)
 {
+    http_accounts_follow(p);
     struct evkeyvalq *h = evhttp_request_get_input_headers(req);
     const char *auth = evhttp_find_header(h, "Authorization");
     char cookie[128];

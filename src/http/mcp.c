@@ -461,6 +461,23 @@ static json *visible_queries(proxy *p, const char *user)
     return out;
 }
 
+void http_mcp_accounts_reloaded(const acct_snapshot *snap)
+{
+    mcp_sess *gone[MCP_MAX_SESSIONS];
+    int n = 0;
+    pthread_mutex_lock(&mcp_mu);
+    for (mcp_sess *s = mcp_sessions, *next; s; s = next) {
+        next = s->next;
+        if (!acct_find(snap, s->user) && n < MCP_MAX_SESSIONS) {
+            sess_end_locked(s);
+            gone[n++] = s;
+        }
+    }
+    pthread_mutex_unlock(&mcp_mu);
+    for (int i = 0; i < n; i++)
+        sess_put(gone[i]); /* a running request keeps its own reference */
+}
+
 void http_mcp_shutdown(void)
 {
     mcp_sess *all[MCP_MAX_SESSIONS];

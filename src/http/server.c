@@ -258,6 +258,8 @@ static void note_progress(struct evhttp_request *req)
  * a byte now and then never trips evhttp's inactivity timeout. */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
+    if (http_proxy)
+        http_accounts_follow(http_proxy);
     uint64_t now = now_ms();
     http_conn *hc = conns;
     while (hc) {

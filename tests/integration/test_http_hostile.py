@@ -413,3 +413,35 @@ def test_the_read_only_wall_holds_on_every_http_door(api, servers):
             call(api.http_port, "DELETE", "/api/v1/queries/wall_%d" % n, token=api.alice)
     diff = state_diff(before, server_state(servers.prod))
     assert not diff, f"prod changed: {diff}"
+
+
+def test_an_account_made_again_does_not_inherit_the_old_ones_sessions(api):
+    """Login sessions were only refused while their account was missing: one deleted and
+    made again under the same name (for someone else) found the old sessions valid again.
+    They now end when the store is read without the account."""
+    api.add_user("dave", "dave-pw", "dev", {"dev": "read"})
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        s, b = call(api.http_port, "POST", "/api/v1/session",
+                    {"user": "dave", "password": "dave-pw"})
+        if s == 200:
+            break
+        time.sleep(0.2)
+    old = b["token"]
+    assert call(api.http_port, "GET", "/api/v1/environments", token=old)[0] == 200
+    assert api.cli("user", "del", "dave").returncode == 0
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if call(api.http_port, "GET", "/api/v1/environments", token=old)[0] == 401:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # the store has certainly been read again
+    api.add_user("dave", "other-pw", "dev", {"dev": "write"})
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if call(api.http_port, "POST", "/api/v1/session",
+                {"user": "dave", "password": "other-pw"})[0] == 200:
+            break
+        time.sleep(0.2)
+    s, b = call(api.http_port, "GET", "/api/v1/environments", token=old)
+    assert s == 401, b
