@@ -38,6 +38,7 @@
 #define API_SESSION_TTL (8 * 3600)            /* seconds */
 #define API_MAX_SESSIONS 4096
 #define API_MAX_SESSIONS_PER_USER 64
+#define API_MAX_QUERIES_PER_USER 200 /* named queries an account may own */
 #define API_MAX_FANOUT 16
 #define API_MAX_PARAMS 256
 #define API_MAX_WARNINGS 20
@@ -1709,6 +1710,21 @@ static void do_query_write(proxy *p, struct evhttp_request *req, const char *use
     }
     acct_ref *ref = proxy_acct_get(p);
     const account *by = acct_find(ref->snap, user);
+    /* Every definition is held in memory by every snapshot of the store: an account's
+     * share is bounded. */
+    int owned = 0;
+    for (int i = 0; m == EVHTTP_REQ_POST && i < ref->snap->n_queries; i++) {
+        const char *o = json_string_value(json_get(ref->snap->queries[i].def, "owner"));
+        owned += o && strcmp(o, user) == 0;
+    }
+    if (owned >= API_MAX_QUERIES_PER_USER) {
+        proxy_acct_put(ref);
+        json_free(b);
+        reply_error(req, 403, 1226, "42000", NULL,
+                    "user '%s' already owns %d named queries (the most an account may own)",
+                    user, API_MAX_QUERIES_PER_USER);
+        return;
+    }
     json *def = by ? hj_query_check(b, user, by, p->cfg, err, sizeof(err)) : NULL;
     if (!by)
         snprintf(err, sizeof(err), "the account no longer exists");

@@ -580,8 +580,10 @@ json *hj_query_check(const json *def, const char *owner, const account *by, cons
         snprintf(err, errlen, "sql: a statement of at most 64 KiB is needed");
         return NULL;
     }
-    if (desc && desc->type != JSON_STRING && desc->type != JSON_NULL) {
-        snprintf(err, errlen, "description: a string is needed");
+    if (desc && ((desc->type != JSON_STRING && desc->type != JSON_NULL) ||
+                 (desc->type == JSON_STRING && desc->u.str.len > HJ_QUERY_DESC_MAX))) {
+        snprintf(err, errlen, "description: a string of at most %d bytes is needed",
+                 HJ_QUERY_DESC_MAX);
         return NULL;
     }
     if (params && params->type != JSON_ARRAY) {
