@@ -84,7 +84,8 @@ bool hj_param_type_valid(const char *type);
  * a grant on every environment listed (one it has none on does not exist for it), and a write
  * grant on each for SQL that is not read-only (else it could leave a write for someone who may
  * write there to run). */
-#define HJ_QUERY_DESC_MAX 4096 /* bytes of a named query's description */
+#define HJ_QUERY_DESC_MAX 4096          /* bytes of a named query's description */
+#define HJ_QUERY_DEF_MAX (96 * 1024)     /* bytes of its whole definition, as stored */
 struct config;
 struct account;
 json *hj_query_check(const json *def, const char *owner, const struct account *by,

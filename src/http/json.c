@@ -725,6 +725,12 @@ json *hj_query_check(const json *def, const char *owner, const account *by, cons
     json_object_set(out, "database",
                     db && db->type == JSON_STRING ? json_clone(db) : json_new_null());
     json_object_set(out, "owner", json_new_cstr(owner ? owner : ""));
+    size_t text_len = 0;
+    free(json_serialize(out, &text_len));
+    if (text_len > HJ_QUERY_DEF_MAX) { /* parameter defaults are the rest that could grow */
+        snprintf(err, errlen, "the definition is larger than %d bytes", HJ_QUERY_DEF_MAX);
+        goto fail;
+    }
     return out;
 fail:
     json_free(out);

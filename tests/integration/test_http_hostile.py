@@ -455,6 +455,11 @@ def test_named_queries_an_account_saves_are_bounded(api):
                 {"name": "long_desc", "sql": "SELECT 1", "description": "x" * 4097},
                 token=api.alice)
     assert s == 400 and "description" in b["error"]["message"], b
+    s, b = call(api.http_port, "POST", "/api/v1/queries",
+                {"name": "long_default", "sql": "SELECT :s AS s",
+                 "params": [{"name": "s", "type": "string", "default": "y" * 200000}]},
+                token=api.alice)
+    assert s == 400 and "larger than" in b["error"]["message"], b
     bob = call(api.http_port, "POST", "/api/v1/session",
                {"user": "bob", "password": "bob-pw"})[1]["token"]
     conn = http.client.HTTPConnection("127.0.0.1", api.http_port, timeout=30)
