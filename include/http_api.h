@@ -105,6 +105,12 @@ void http_api_register(struct proxy *p, struct evhttp *http);
  * connection's deadline starts again); also for answers given at once. */
 void http_conn_busy(struct evhttp_request *req, const char *user, void (*gone)(void *arg),
                     void *arg);
+/* The events that tell that the client of a connection being answered went away: the
+ * peer's close itself (EV_CLOSED) where the event loop can see it apart from bytes waiting to
+ * be read (a pipelined request, or over TLS the close_notify a client sends before its FIN),
+ * else readability, which the caller tells apart with a peek. */
+struct event_base;
+short http_gone_events(struct event_base *base);
 /* Whether user may start one more request that is answered later: an account has at most
  * HTTP_MAX_BUSY_PER_USER of them at once (the listener's connections are shared by all; one
  * account must not hold them all with slow statements). */

@@ -1275,15 +1275,19 @@ static void hreq_add_env(hreq *r, const char *env)
 }
 
 /* evhttp reads nothing while a request is being answered, so it would notice a client that
- * went away only when writing the answer. This peeks at the socket instead: at its end the
- * connection is dropped, which frees the request (conn_closed) and so stops its statements.
- * Bytes of a pipelined request end the watch (they are evhttp's to read). */
+ * went away only when writing the answer. This watches the socket instead (http_gone_events):
+ * at the peer's close the connection is dropped, which frees the request (conn_closed) and so
+ * stops its statements. Where only readability can be watched, bytes (a pipelined request,
+ * evhttp's to read) end the watch; with EV_CLOSED they do not, so a TLS client's close_notify,
+ * sent before its FIN, does not hide its going away. */
 static void gone_cb(evutil_socket_t fd, short what, void *arg)
 {
     hreq *r = arg;
     char ch;
-    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+    ssize_t n = (what & EV_CLOSED) ? 0 : recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return; /* nothing after all: keep watching */
+    if (n > 0) {
         event_del(r->gone_ev);
         return;
     }
@@ -1304,7 +1308,7 @@ static void hreq_start(hreq *r)
     struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
     if (fd >= 0) {
-        r->gone_ev = event_new(r->p->base, fd, EV_READ | EV_PERSIST, gone_cb, r);
+        r->gone_ev = event_new(r->p->base, fd, http_gone_events(r->p->base), gone_cb, r);
         if (r->gone_ev)
             event_add(r->gone_ev, NULL);
     }

@@ -376,7 +376,7 @@ static void job_gone_cb(evutil_socket_t fd, short what, void *arg)
 {
     mcp_job *j = arg;
     char ch;
-    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = (what & EV_CLOSED) ? 0 : recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return; /* nothing after all: keep watching */
     event_del(j->gone_ev);
@@ -673,7 +673,7 @@ void http_mcp_handle(proxy *p, struct evhttp_request *req, const char *user, con
     struct bufferevent *bev = evhttp_connection_get_bufferevent(j->evcon);
     evutil_socket_t gfd = bev ? bufferevent_getfd(bev) : -1;
     if (gfd >= 0) {
-        j->gone_ev = event_new(p->base, gfd, EV_READ | EV_PERSIST, job_gone_cb, j);
+        j->gone_ev = event_new(p->base, gfd, http_gone_events(p->base), job_gone_cb, j);
         if (j->gone_ev)
             event_add(j->gone_ev, NULL);
     }

@@ -132,6 +132,12 @@ void http_conn_busy(struct evhttp_request *req, const char *user, void (*gone)(v
     answering_timeouts(req);
 }
 
+short http_gone_events(struct event_base *base)
+{
+    return (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE) ? EV_CLOSED | EV_PERSIST
+                                                                      : EV_READ | EV_PERSIST;
+}
+
 bool http_user_may_start(const char *user)
 {
     int n = 0;

@@ -245,3 +245,37 @@ def test_stdio_mcp_tls_ca_checks_the_certificate(make_proxy, tmp_path):
         assert "cannot connect" in e["message"], e
     finally:
         assert m.close() == 0
+
+
+def test_an_https_client_that_goes_away_has_its_statement_killed(https, servers):
+    """Over TLS a client that leaves sends close_notify before its FIN: those bytes ended the
+    watch for its going away (they looked like a next request), and its statement ran on to
+    its end or its timeout. It is killed as over plain HTTP."""
+    tok = login(https.http_port)[0]["token"]
+    body = json.dumps({"env": "dev", "sql": "SELECT SLEEP(25) AS marker_https_gone"}).encode()
+    raw = socket.create_connection(("127.0.0.1", https.http_port), timeout=5)
+    s = tls_context().wrap_socket(raw)
+    s.sendall(b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode()
+              + b"\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    running = ("SELECT count(*) FROM information_schema.PROCESSLIST "
+               "WHERE INFO LIKE '%marker_https_gone%' AND INFO NOT LIKE '%PROCESSLIST%'")
+
+    def count():
+        return servers.sql("dev", running)[0][0]
+
+    deadline = time.time() + 10
+    while time.time() < deadline and count() == 0:
+        time.sleep(0.2)
+    assert count() == 1
+    s.settimeout(0.5)
+    try:
+        s.unwrap()  # close_notify, as browsers and curl send it (no answer comes)
+    except (ssl.SSLError, OSError):
+        pass
+    s.close()
+    deadline = time.time() + 8
+    while time.time() < deadline and count() != 0:
+        time.sleep(0.3)
+    assert count() == 0
+    assert call(https.http_port, "GET", "/health")[0] == 200
