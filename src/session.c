@@ -243,6 +243,10 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         PIN_WORD("DEALLOCATE"),   PIN_WORD("HANDLER"),        PIN_WORD("XA"),
         PIN_WORD("SAVEPOINT"),    PIN_WORD("LAST_INSERT_ID"), PIN_WORD("ROW_COUNT"),
         PIN_WORD("FOUND_ROWS"),   PIN_WORD("SQL_CALC_FOUND_ROWS"), PIN_WORD("CALL"),
+        /* A sequence's last value is the session's (LASTVAL, PREVIOUS VALUE FOR): another
+         * session on the connection would read it, and this one would lose it. */
+        PIN_WORD("NEXTVAL"),      PIN_WORD("LASTVAL"),        PIN_WORD("SETVAL"),
+        PIN_WORD("CURRVAL"),
     };
 #undef PIN_WORD
     sql_lexer lx;
@@ -256,6 +260,7 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         if ((prev.kind == SQLTOK_WORD || prev.kind == SQLTOK_QIDENT) && t.kind == SQLTOK_PUNCT &&
             sql[t.start] == '(' && stored_has(stored, sql, prev, prev.kind))
             return "a stored function";
+        sql_token before = prev;
         prev = t;
         if (t.kind == SQLTOK_END)
             return NULL;
@@ -265,6 +270,12 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
             return "user variables";
         if (t.kind != SQLTOK_WORD)
             continue;
+        /* NEXT VALUE FOR s, PREVIOUS VALUE FOR s: the other spellings of NEXTVAL and LASTVAL. */
+        if (t.len == 5 && strncasecmp(sql + t.start, "VALUE", 5) == 0 &&
+            before.kind == SQLTOK_WORD &&
+            ((before.len == 4 && strncasecmp(sql + before.start, "NEXT", 4) == 0) ||
+             (before.len == 8 && strncasecmp(sql + before.start, "PREVIOUS", 8) == 0)))
+            return "a sequence";
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
@@ -320,7 +331,8 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
         static const char *const raw[] = {"@", "TEMPORARY", "LOCK", "PREPARE", "EXECUTE",
                                           "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
                                           "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
-                                          "CALL", "("};
+                                          "CALL", "NEXTVAL", "LASTVAL", "SETVAL",
+                                          "CURRVAL", "VALUE", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");

@@ -478,3 +478,24 @@ def test_an_idle_connection_parked_on_a_worker_expires(make_proxy, servers):
     assert not again & first
     for c in conns:
         c.close()
+
+
+@pytest.mark.parametrize("take", ["SELECT NEXTVAL(mx_seq)", "SELECT NEXT VALUE FOR mx_seq"])
+def test_sequence_values_pin_the_session(make_proxy, servers, take):
+    """A sequence's last value (LASTVAL, PREVIOUS VALUE FOR) belongs to the backend session
+    that took it: the session that took a value keeps its connection, so it reads its own
+    value back while another session uses the pool, and the other session, which took
+    none, reads NULL rather than the first one's value. One worker thread: the second
+    session would take the connection the first one left parked there."""
+    servers.sql("dev", "CREATE SEQUENCE IF NOT EXISTS shop.mx_seq")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        taken = one(a, take)[0][0]
+        assert one(b, "SELECT LASTVAL(mx_seq), PREVIOUS VALUE FOR mx_seq") == ((None, None),)
+        assert one(a, "SELECT LASTVAL(mx_seq), PREVIOUS VALUE FOR mx_seq") == ((taken, taken),)
+        assert one(b, "SELECT LASTVAL(mx_seq)") == ((None,),)
+    finally:
+        a.close()
+        b.close()
