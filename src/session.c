@@ -247,6 +247,8 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
          * session on the connection would read it, and this one would lose it. */
         PIN_WORD("NEXTVAL"),      PIN_WORD("LASTVAL"),        PIN_WORD("SETVAL"),
         PIN_WORD("CURRVAL"),
+        /* Locks without the word LOCK: FLUSH TABLES t FOR EXPORT, BACKUP STAGE. */
+        PIN_WORD("EXPORT"),       PIN_WORD("BACKUP"),
     };
 #undef PIN_WORD
     sql_lexer lx;
@@ -332,7 +334,7 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                                           "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
                                           "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
                                           "CALL", "NEXTVAL", "LASTVAL", "SETVAL",
-                                          "CURRVAL", "VALUE", "("};
+                                          "CURRVAL", "VALUE", "EXPORT", "BACKUP", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");

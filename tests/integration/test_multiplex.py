@@ -499,3 +499,29 @@ def test_sequence_values_pin_the_session(make_proxy, servers, take):
     finally:
         a.close()
         b.close()
+
+
+def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers):
+    """FLUSH TABLES t FOR EXPORT holds a read lock until UNLOCK TABLES without the word
+    LOCK in its text: the session keeps its connection, so another session is not handed a
+    connection under that lock (its INSERT elsewhere failed with 1100, table not locked),
+    the lock holds against it until the first session's UNLOCK TABLES, and that UNLOCK runs
+    where the lock is."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_fx (a INT) ENGINE=InnoDB")
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_other (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "FLUSH TABLES mx_fx FOR EXPORT")
+        one(b, "INSERT INTO mx_other VALUES (1)")
+        one(b, "SET SESSION lock_wait_timeout = 1")
+        with pytest.raises(pymysql.MySQLError) as e:
+            one(b, "INSERT INTO mx_fx VALUES (1)")
+        assert e.value.args[0] == 1205, e.value.args
+        one(a, "UNLOCK TABLES")
+        one(b, "INSERT INTO mx_fx VALUES (2)")
+    finally:
+        a.close()
+        b.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_fx, shop.mx_other")
