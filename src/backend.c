@@ -529,6 +529,11 @@ static void be_step(backend *b, int ready)
         return;
     }
     if (b->op == BOP_QUERY && rc == 0) {
+        /* The session's status after the proxy's own statement (a held-back BEGIN, SET
+         * autocommit): whether the connection may go back to the pool depends on it. */
+        unsigned int st = 0;
+        if (mariadb_get_infov(b->mysql, MARIADB_CONNECTION_SERVER_STATUS, &st) == 0)
+            b->status = (uint16_t)(st & ~(unsigned)ST_SESSION_STATE_CHANGED);
         /* Setup statements return no rows, but drain any result to keep the protocol in step. */
         MYSQL_RES *res = mysql_use_result(b->mysql);
         if (res) {

@@ -351,28 +351,36 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
         session_pin(c, why);
 }
 
+/* Whether b holds a transaction of the session (or runs with autocommit off), by its own
+ * status: the last statement may have run on another connection (a routing hint sends one
+ * elsewhere without moving the session) while this one is inside a transaction. */
+static bool holds_transaction(const client *c, const backend *b)
+{
+    if ((b->status & ST_IN_TRANS) || !(b->status & ST_AUTOCOMMIT) ||
+        c->txn_env == b->pool->index)
+        return true;
+    /* The statement just answered ran here: its status counts too (an ERR carries none). */
+    return c->be == b &&
+           ((c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT));
+}
+
 void session_release(client *c)
 {
-    backend *b = NULL;
-    int slot = -1;
+    if (c->pinned || c->long_data_stmts > 0)
+        return;
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i]) {
-            b = c->held[i];
-            slot = i;
-            break;
-        }
+        backend *b = c->held[i];
+        if (!b || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
+            holds_transaction(c, b))
+            continue;
+        c->held[i] = NULL;
+        c->held_env[i] = -1;
+        backend_park(b);
+        if (b->dirty)
+            backend_recycle(b); /* a change that is not carried: reset first */
+        else
+            pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
     }
-    if (!b || c->pinned || c->long_data_stmts > 0 || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
-        (c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT))
-        return;
-    c->held[slot] = NULL;
-    c->held_env[slot] = -1;
-    backend_park(b);
-    if (b->dirty) {
-        backend_recycle(b); /* a change that is not carried: reset first */
-        return;
-    }
-    pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
 }
 
 /* Whether a value is a number as the server reports one ("7", "5.000000", "-1"): numeric
