@@ -408,6 +408,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->diag = b->diag_hold = false;
             b->status = ST_AUTOCOMMIT;
             b->tainted = false;
         }
@@ -430,6 +431,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->diag = b->diag_hold = false;
             b->status = ST_AUTOCOMMIT;
             b->tainted = false;
         }

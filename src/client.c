@@ -964,6 +964,8 @@ void client_command_done(client *c)
     local_ps_idle(c, now);
     c->job = JOB_NONE;
     c->job_words = 0;
+    c->rl_warned = false;
+    c->job_reads_diag = false;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
     c->no_reply = false;
@@ -1640,6 +1642,26 @@ static bool is_show_warnings(const char *s, size_t len)
     return i == len;
 }
 
+/* True for a statement that reads the diagnostics area: SHOW WARNINGS, SHOW ERRORS, SHOW
+ * COUNT(*) WARNINGS|ERRORS, GET [CURRENT|STACKED] DIAGNOSTICS. */
+static bool reads_diagnostics(const char *s, size_t len)
+{
+    static const char *const show[] = {"show"}, *const get[] = {"get"};
+    size_t i = leading_words(s, len, show, 1);
+    if (i == SIZE_MAX && (i = leading_words(s, len, get, 1)) == SIZE_MAX)
+        return false;
+    if (i == len || !isspace((unsigned char)s[i]))
+        return false;
+    while (i < len && isspace((unsigned char)s[i]))
+        i++;
+    static const char *const next[] = {"warnings", "errors", "count", "diagnostics", "current",
+                                       "stacked"};
+    for (size_t k = 0; k < sizeof(next) / sizeof(next[0]); k++)
+        if (leading_words(s + i, len - i, &next[k], 1) != SIZE_MAX)
+            return true;
+    return false;
+}
+
 /* How a dump program asks for a table's triggers (unless --skip-triggers): mariadb-dump
  * reads INFORMATION_SCHEMA.TRIGGERS, mysqldump sends SHOW TRIGGERS. */
 static bool is_show_triggers(const char *s, size_t len)
@@ -1829,6 +1851,7 @@ static void query_rest(client *c, route_hint *h, int words)
         return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
+    c->job_reads_diag = !words && reads_diagnostics(sql + h->end, len - h->end);
     if (truncated && !words && is_show_warnings(sql + h->end, len - h->end)) {
         char n[32], msg[160];
         snprintf(n, sizeof(n), "%d", 1105);

@@ -390,6 +390,10 @@ static void relay_finish(client *c, bool failed)
     health_seen_alive(&c->p->health[b->pool->index]); /* a whole response came back */
     relay_end_batch(c);
     backend_park(b);
+    if (failed || c->rl_warned)
+        b->diag = b->diag_hold = true; /* what SHOW WARNINGS there shows is this session's */
+    else if (!c->job_reads_diag)
+        b->diag_hold = false;
     /* The statement's timer is not deleted (event_del takes the loop's lock): a firing finds
      * no deadline and is ignored, or re-added for the next statement's (relay_timeout). An
      * interrupted statement's grace timer runs until the kill is answered. */
@@ -507,6 +511,8 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     b->status = *status;
     if (ok.insert_id != 0)
         session_pin(c, "LAST_INSERT_ID"); /* a later SELECT LAST_INSERT_ID() must see it */
+    if (ok.warnings)
+        c->rl_warned = true;
     uint8_t out_room[512];
     pbuf out;
     pbuf_init_on(&out, out_room, sizeof(out_room));
@@ -1010,6 +1016,8 @@ static bool relay_process_packets(client *c)
             }
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
+            if (warnings)
+                c->rl_warned = true;
             c->last_status = status;
             b->status = status;
             session_note_status(b, status);

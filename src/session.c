@@ -373,11 +373,13 @@ void session_release(client *c)
         if (!b || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
             holds_transaction(c, b))
             continue;
+        if (b->diag_hold && b == c->be)
+            continue; /* the statement's warnings or error: its SHOW WARNINGS reads them here */
         c->held[i] = NULL;
         c->held_env[i] = -1;
         backend_park(b);
-        if (b->dirty)
-            backend_recycle(b); /* a change that is not carried: reset first */
+        if (b->dirty || b->diag)
+            backend_recycle(b); /* a change that is not carried, or warnings: reset first */
         else
             pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
     }

@@ -525,3 +525,41 @@ def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers)
         a.close()
         b.close()
         servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_fx, shop.mx_other")
+
+
+def test_warnings_and_errors_stay_with_their_session(make_proxy):
+    """SHOW WARNINGS reads the backend session's diagnostics area: after a statement with
+    warnings or an error, the session keeps its connection until its next statement, so
+    that its own SHOW WARNINGS finds them and another session is never handed them (it was:
+    the connection went back to the pool, and the next session's SHOW WARNINGS listed the
+    first one's messages, with the values they quote). A connection with diagnostics that
+    its session no longer reads is reset before another session gets it. One worker thread
+    and a pool of two: the other session takes whatever the first one left parked."""
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "SELECT CAST('secret-of-a' AS INT)")
+        assert one(b, "SHOW WARNINGS") == ()
+        assert "secret-of-a" in one(a, "SHOW WARNINGS")[0][2]
+        assert "secret-of-a" in one(a, "SHOW WARNINGS")[0][2]  # SHOW WARNINGS keeps them
+        with pytest.raises(pymysql.MySQLError):
+            one(a, "SELECT * FROM no_such_table_of_a")
+        assert one(b, "SHOW WARNINGS") == ()
+        assert "no_such_table_of_a" in one(a, "SHOW WARNINGS")[0][2]
+        # A statement that uses a table clears them, and the connection is free again.
+        one(a, "SELECT COUNT(*) FROM customers")
+        assert one(a, "SHOW WARNINGS") == ()
+        # One that uses none leaves them in the server's session (SELECT 1, DO, SET):
+        # the connection is reset before another session gets it.
+        for then in ("SELECT 1", "/* env=prod */ SELECT 1"):
+            one(a, "SELECT CAST('secret-of-a' AS INT)")
+            assert one(a, then) == ((1,),)
+            assert one(b, "SHOW WARNINGS") == ()
+            assert one(b, "SHOW ERRORS") == ()
+        c = p.connect(database="shop", autocommit=True)
+        assert one(c, "SHOW WARNINGS") == ()
+        c.close()
+    finally:
+        a.close()
+        b.close()
