@@ -1375,8 +1375,21 @@ static void relay_give_up(client *c)
              c->rl_interrupt == RLI_TIMEOUT ? "3024: statement_timeout"
                                             : "1317: Query execution was interrupted");
     relay_count(c, true);
-    char note[200], more[400];
-    client_lose_backend(c, b, note, sizeof(note));
+    char note[200] = "", more[400];
+    if (client_session_has_state(c, b)) {
+        /* 3024 and 1317 end a statement, not a transaction: a client goes on with it, and
+         * its COMMIT, on a new connection, answered OK for work that was gone. The closed
+         * connection stays held, as for a response that had ended (above): the session's
+         * next statement there fails as after a restart (2013, the state named). */
+        snprintf(note, sizeof(note),
+                 "; the session's state there is lost with it: its next statement there "
+                 "fails");
+        log_warn("conn %u %s user=%s env=%s: backend connection %lu closed with session "
+                 "state; the next statement there reports it",
+                 c->id, c->addr, c->user, e->name, b->thread_id);
+    } else {
+        client_drop_backend(c, b);
+    }
     snprintf(more, sizeof(more),
              " (envproxy: environment '%s' did not stop it within %lld ms, so its connection "
              "was closed%s)",
