@@ -1596,6 +1596,22 @@ bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h)
     return false;
 }
 
+/* The account lost its grant on the environment the statement was for, where the session
+ * holds state (a transaction, locks): it could not end it there any more, not even with a
+ * ROLLBACK, and held its locks until it left. The connection goes (the server rolls back),
+ * and note says so for the refusal. */
+static void drop_denied_state(client *c, const route_hint *h, char *note, size_t cap)
+{
+    const char *name = h && h->present && h->n_envs == 1 ? h->envs[0]
+                       : c->env                          ? c->env->name
+                                                         : NULL;
+    const cfg_env *e = name ? config_find_env(c->cfg, name) : NULL;
+    backend *b = e ? client_held(c, env_index(c->p, e)) : NULL;
+    note[0] = '\0';
+    if (b && b->op == BOP_NONE && client_session_has_state(c, b))
+        client_lose_backend(c, b, note, cap);
+}
+
 bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
@@ -1603,7 +1619,9 @@ bool client_resolve(client *c, const route_hint *h)
                              c->has_db ? c->db : NULL, h, &c->route, err, sizeof(err));
     if (code) {
         log_info("conn %u %s user=%s: %s", c->id, c->addr, c->user, err);
-        client_send_err(c, (uint16_t)code, "42000", "%s", err);
+        char note[200];
+        drop_denied_state(c, h, note, sizeof(note));
+        client_send_err(c, (uint16_t)code, "42000", "%s%s", err, note);
         client_command_done(c);
         return false;
     }
