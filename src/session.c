@@ -311,6 +311,35 @@ static bool raw_has(const char *sql, size_t len, const char *word)
     return false;
 }
 
+bool session_has_xa(const sql_mode_flags *mode, sql_charset cs, const char *sql, size_t len)
+{
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    if (cs == SQL_CS_UNSUPPORTED || !raw_has(sql, len, "XA"))
+        return raw_has(sql, len, "XA");
+    for (int m = -1; m < 4; m++) {
+        sql_lexer lx;
+        sqllex_init(&lx, sql, len, m < 0 ? mode : &every[m]);
+        lx.charset = cs;
+        for (int i = 0; i < 100000; i++) {
+            sql_token t = sqllex_next(&lx);
+            if (t.kind == SQLTOK_END)
+                break;
+            if (t.kind == SQLTOK_ERROR)
+                return true;
+            if (t.kind == SQLTOK_WORD && t.len == 2 && strncasecmp(sql + t.start, "XA", 2) == 0)
+                return true;
+        }
+        if (mode_blind(sql, len))
+            break; /* every reading is this one */
+    }
+    return false;
+}
+
 void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                         const sql_name_set *stored, const char *sql, size_t len)
 {

@@ -563,3 +563,35 @@ def test_warnings_and_errors_stay_with_their_session(make_proxy):
     finally:
         a.close()
         b.close()
+
+
+def test_connection_of_a_prepared_xa_transaction_is_not_reused(make_proxy, servers):
+    """A client prepares an XA transaction (XA START, INSERT, XA END, XA PREPARE) and
+    leaves. The server keeps the prepared transaction for XA COMMIT or XA ROLLBACK from any
+    session; but a server session that is reset after XA PREPARE cannot write any more
+    (1031), and such a connection went back to the pool: the next session's INSERT failed.
+    The connection is closed instead, and the next session writes."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_xa (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1}}}})
+    try:
+        a = p.connect(database="shop", autocommit=True)
+        for sql in ("XA START 'mx-xa'", "INSERT INTO mx_xa VALUES (1)", "XA END 'mx-xa'",
+                    "XA PREPARE 'mx-xa'"):
+            one(a, sql)
+        a.close()
+        b = p.connect(database="shop", autocommit=True)
+        deadline = time.monotonic() + 10
+        while True:  # the proxy lets go of a's connection once it has seen the client leave
+            try:
+                one(b, "INSERT INTO mx_xa VALUES (2)")
+                break
+            except pymysql.err.OperationalError as e:
+                assert e.args[0] == 1040 and time.monotonic() < deadline, e.args
+        b.close()
+        assert [r[3] for r in servers.sql("dev", "XA RECOVER")] == [b"mx-xa"]
+    finally:
+        try:
+            servers.sql("dev", "XA ROLLBACK 'mx-xa'")
+        except pymysql.MySQLError:
+            pass
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_xa")
