@@ -2155,6 +2155,7 @@ bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
     c->pinned = false;
     c->pin_reason[0] = '\0';
     c->last_status = ST_AUTOCOMMIT;
+    txn_reset(c); /* no transaction anywhere: not the one in another environment either */
     return true;
 }
 

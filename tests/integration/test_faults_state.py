@@ -183,3 +183,30 @@ def test_transaction_closed_by_a_timeout_fails_the_commit(make_proxy, servers):
     finally:
         conn.close()
     both_served(p)
+
+
+def test_state_in_two_environments_is_reset_everywhere_when_one_is_lost(make_proxy, servers):
+    """A transaction in dev and a user variable in prod; prod is restarted. The next prod
+    statement gets 2013 saying the session was reset, and the dev transaction is rolled back
+    with it, as in a new server session. The session then moves freely: USE shop@prod was
+    refused with 1179 for a transaction 'open in dev' that no longer existed."""
+    servers.sql("dev", "DELETE FROM faults2.t")
+    p = make_proxy(extra_yaml=FAST)
+    conn = p.connect(database="faults2", autocommit=True, read_timeout=20)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO t VALUES ('lost')")
+            cur.execute("/* env=prod db=shop */ SELECT @x := 1")
+            kill_and_restart(servers["prod"])
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("/* env=prod db=shop */ SELECT @x")
+            code, msg = e.value.args
+            assert code == 2013 and "'prod'" in msg and "reset" in msg, e.value.args
+            cur.execute("USE shop@prod")
+            cur.execute("SELECT @@in_transaction, @x")
+            assert cur.fetchall() == ((0, None),)
+        assert rows(servers) == []
+    finally:
+        conn.close()
+    both_served(p)
