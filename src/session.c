@@ -278,6 +278,12 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
             ((before.len == 4 && strncasecmp(sql + before.start, "NEXT", 4) == 0) ||
              (before.len == 8 && strncasecmp(sql + before.start, "PREVIOUS", 8) == 0)))
             return "a sequence";
+        /* SET TRANSACTION without SESSION: the next transaction's isolation level or access
+         * mode, kept by the backend session and reported by no session tracking. */
+        if (t.len == 11 && strncasecmp(sql + t.start, "TRANSACTION", 11) == 0 &&
+            before.kind == SQLTOK_WORD && before.len == 3 &&
+            strncasecmp(sql + before.start, "SET", 3) == 0)
+            return "SET TRANSACTION";
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
@@ -363,7 +369,8 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                                           "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
                                           "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
                                           "CALL", "NEXTVAL", "LASTVAL", "SETVAL",
-                                          "CURRVAL", "VALUE", "EXPORT", "BACKUP", "("};
+                                          "CURRVAL", "VALUE", "EXPORT", "BACKUP",
+                                          "TRANSACTION", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");

@@ -595,3 +595,36 @@ def test_connection_of_a_prepared_xa_transaction_is_not_reused(make_proxy, serve
         except pymysql.MySQLError:
             pass
         servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_xa")
+
+
+@pytest.mark.parametrize("sent", ["SET TRANSACTION READ ONLY; SELECT 1",
+                                  "/* env=dev */ SET TRANSACTION READ ONLY"])
+def test_next_transaction_characteristics_stay_with_their_session(make_proxy, servers, sent):
+    """SET TRANSACTION without SESSION sets the next transaction's access mode (or isolation
+    level) in the backend session; sent to the backend (in a multi-statement packet, or with
+    a routing hint), it stayed on a connection that went back to the pool: another session's
+    next transaction there was read-only (its INSERT got 1792) and this one's was not. The
+    session keeps its connection now. One worker thread and a pool of two: the other session
+    takes whatever the first one left parked."""
+    from pymysql.constants import CLIENT
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_ro (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        with a.cursor() as cur:
+            cur.execute(sent)
+            while cur.nextset():
+                pass
+        one(b, "BEGIN")
+        one(b, "INSERT INTO mx_ro VALUES (1)")
+        one(b, "ROLLBACK")
+        one(a, "BEGIN")
+        with pytest.raises(pymysql.MySQLError) as e:
+            one(a, "INSERT INTO mx_ro VALUES (2)")
+        assert e.value.args[0] == 1792, e.value.args
+        one(a, "ROLLBACK")
+    finally:
+        a.close()
+        b.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_ro")
