@@ -115,9 +115,10 @@ struct backend {
     /* They are the session's latest statement's: it keeps the connection until its next
      * statement that is not SHOW WARNINGS, SHOW ERRORS or GET DIAGNOSTICS. */
     bool diag_hold;
-    /* A client's XA statement ran on it: closed instead of reset when let go (a server
-     * session reset after XA PREPARE stays broken: every write fails with 1031). */
-    bool xa_used;
+    /* A client's XA or SET ROLE ran on it: closed instead of reset when let go (a server
+     * session reset after XA PREPARE stays broken, every write fails with 1031; a reset
+     * keeps the current role). */
+    bool no_reset;
     uint16_t status; /* server status of its last response (transaction, autocommit) */
     struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
     bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
@@ -962,8 +963,10 @@ void session_forget_charset(backend *b);
 void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                         const sql_name_set *stored, const char *sql, size_t len);
 void session_pin(client *c, const char *reason);
-/* Whether sql (read as session_check_pins reads it) holds an XA statement's word. */
-bool session_has_xa(const sql_mode_flags *mode, sql_charset cs, const char *sql, size_t len);
+/* Whether sql (read as session_check_pins reads it) holds the word XA or ROLE: what such
+ * statements leave in a backend session a reset does not clear. */
+bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql,
+                          size_t len);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);
 

@@ -2555,8 +2555,8 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         stored_names *sn = health_stored_get(h);
         session_check_pins(c, &b->mode, cs, sn ? &sn->set : NULL, sql, len);
         health_stored_put(h, sn);
-        if (!b->xa_used && session_has_xa(&b->mode, cs, sql, len))
-            b->xa_used = true;
+        if (!b->no_reset && session_defies_reset(&b->mode, cs, sql, len))
+            b->no_reset = true;
     }
     c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);

@@ -249,6 +249,8 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         PIN_WORD("CURRVAL"),
         /* Locks without the word LOCK: FLUSH TABLES t FOR EXPORT, BACKUP STAGE. */
         PIN_WORD("EXPORT"),       PIN_WORD("BACKUP"),
+        /* SET ROLE: the current role, and its privileges, are the backend session's. */
+        PIN_WORD("ROLE"),
     };
 #undef PIN_WORD
     sql_lexer lx;
@@ -317,7 +319,15 @@ static bool raw_has(const char *sql, size_t len, const char *word)
     return false;
 }
 
-bool session_has_xa(const sql_mode_flags *mode, sql_charset cs, const char *sql, size_t len)
+/* Whether token t of sql is word w (upper case). */
+static bool is_word(const char *sql, sql_token t, const char *w)
+{
+    size_t n = strlen(w);
+    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
+}
+
+bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql,
+                          size_t len)
 {
     static const sql_mode_flags every[4] = {
         {false, false, false, false},
@@ -325,8 +335,9 @@ bool session_has_xa(const sql_mode_flags *mode, sql_charset cs, const char *sql,
         {false, true, false, false},
         {true, true, false, false},
     };
-    if (cs == SQL_CS_UNSUPPORTED || !raw_has(sql, len, "XA"))
-        return raw_has(sql, len, "XA");
+    bool raw = raw_has(sql, len, "XA") || raw_has(sql, len, "ROLE");
+    if (cs == SQL_CS_UNSUPPORTED || !raw)
+        return raw;
     for (int m = -1; m < 4; m++) {
         sql_lexer lx;
         sqllex_init(&lx, sql, len, m < 0 ? mode : &every[m]);
@@ -335,9 +346,7 @@ bool session_has_xa(const sql_mode_flags *mode, sql_charset cs, const char *sql,
             sql_token t = sqllex_next(&lx);
             if (t.kind == SQLTOK_END)
                 break;
-            if (t.kind == SQLTOK_ERROR)
-                return true;
-            if (t.kind == SQLTOK_WORD && t.len == 2 && strncasecmp(sql + t.start, "XA", 2) == 0)
+            if (t.kind == SQLTOK_ERROR || is_word(sql, t, "XA") || is_word(sql, t, "ROLE"))
                 return true;
         }
         if (mode_blind(sql, len))
@@ -370,7 +379,7 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                                           "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
                                           "CALL", "NEXTVAL", "LASTVAL", "SETVAL",
                                           "CURRVAL", "VALUE", "EXPORT", "BACKUP",
-                                          "TRANSACTION", "("};
+                                          "TRANSACTION", "ROLE", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");

@@ -628,3 +628,35 @@ def test_next_transaction_characteristics_stay_with_their_session(make_proxy, se
         a.close()
         b.close()
         servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_ro")
+
+
+def test_current_role_stays_with_its_session(make_proxy, servers):
+    """SET ROLE gives the backend session a role's privileges, which no session tracking
+    reports: the connection went back to the pool with it, and another session there ran
+    with the role (CURRENT_ROLE() named it). The session keeps its connection now, and the
+    role is gone from the connection once the session has left."""
+    for host in ("127.0.0.1", "localhost"):
+        servers.sql("dev", "CREATE ROLE IF NOT EXISTS mx_role")
+        servers.sql("dev", f"GRANT mx_role TO 'app'@'{host}'")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 1}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "SET ROLE mx_role")
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(b, "SELECT CURRENT_ROLE()")  # the only connection is a's
+        assert e.value.args[0] == 1040, e.value.args
+        assert one(a, "SELECT CURRENT_ROLE()") == (("mx_role",),)
+        a.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert one(b, "SELECT CURRENT_ROLE()") == ((None,),)
+                break
+            except pymysql.err.OperationalError as e:
+                assert e.args[0] == 1040 and time.monotonic() < deadline, e.args
+    finally:
+        for conn in (a, b):
+            if conn.open:
+                conn.close()
+        servers.sql("dev", "DROP ROLE IF EXISTS mx_role")
