@@ -145,6 +145,8 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
                 b->parse_epoch++;
             c->rl_mode_tracked = true;
         }
+        if (name_len == 9 && strncasecmp((const char *)name, "profiling", 9) == 0)
+            b->no_reset = true; /* SHOW PROFILES lists the statements even after a reset */
         if (name_len >= 14 && strncasecmp((const char *)name, "session_track_", 14) == 0) {
             /* The proxy relies on these (a client's SET of them does not stay, see
              * session_after_tracking; a stored procedure or EXECUTE in a writable

@@ -660,3 +660,21 @@ def test_current_role_stays_with_its_session(make_proxy, servers):
             if conn.open:
                 conn.close()
         servers.sql("dev", "DROP ROLE IF EXISTS mx_role")
+
+
+def test_profiles_of_a_session_do_not_reach_the_next(make_proxy):
+    """SET profiling = 1: SHOW PROFILES lists the session's statements, text included, and a
+    reset of the backend session does not empty that list. The connection went back to the
+    pool reset after the client left, and the next session's SHOW PROFILES listed the first
+    one's statements; it is closed instead."""
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1}}}})
+    a = p.connect(database="shop", autocommit=True)
+    one(a, "SET profiling = 1")
+    one(a, "SELECT 'text-of-a' FROM customers LIMIT 1")
+    assert any("text-of-a" in r[2] for r in one(a, "SHOW PROFILES"))
+    a.close()
+    b = p.connect(database="shop", autocommit=True)  # waits for a's connection, if kept
+    try:
+        assert not any("text-of-a" in r[2] for r in one(b, "SHOW PROFILES"))
+    finally:
+        b.close()
