@@ -425,7 +425,7 @@ void session_release(client *c)
         c->held[i] = NULL;
         c->held_env[i] = -1;
         backend_park(b);
-        if (b->dirty || b->diag)
+        if (b->dirty || b->diag || b->no_reset)
             backend_recycle(b); /* a change that is not carried, or warnings: reset first */
         else
             pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
