@@ -2143,19 +2143,33 @@ bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
      * included: autocommit is on again), no pins; the other connections are reset too, so
      * that nothing of the old session survives anywhere. Prepared statements stay: they are
      * the proxy's, prepared again where they next run. */
+    int kept_txn = -1;
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i] && c->held[i] != c->be) {
-            backend_recycle(c->held[i]);
-            c->held[i] = NULL;
-            c->held_env[i] = -1;
+        backend *o = c->held[i];
+        if (!o || o == c->be)
+            continue;
+        if ((o->status & ST_IN_TRANS) && o->op == BOP_NONE) {
+            /* A transaction in another environment (a routing hint opened it): rolled back
+             * with the rest, but the client, told of this environment only, may go on to
+             * COMMIT it there. The connection is closed and stays held: its next statement
+             * fails as after a restart (2013, the transaction named), never an OK. */
+            backend_unwatch(o);
+            if (o->fd >= 0)
+                shutdown(o->fd, SHUT_RDWR);
+            kept_txn = c->held_env[i];
+            continue;
         }
+        backend_recycle(o);
+        c->held[i] = NULL;
+        c->held_env[i] = -1;
     }
     stmt_forget_long_data(c);
     session_vars_clear(c->vars, &c->n_vars);
     c->pinned = false;
     c->pin_reason[0] = '\0';
     c->last_status = ST_AUTOCOMMIT;
-    txn_reset(c); /* no transaction anywhere: not the one in another environment either */
+    txn_reset(c);
+    c->txn_env = kept_txn; /* where COMMIT and ROLLBACK go, to be told */
     return true;
 }
 

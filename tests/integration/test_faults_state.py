@@ -187,9 +187,11 @@ def test_transaction_closed_by_a_timeout_fails_the_commit(make_proxy, servers):
 
 def test_state_in_two_environments_is_reset_everywhere_when_one_is_lost(make_proxy, servers):
     """A transaction in dev and a user variable in prod; prod is restarted. The next prod
-    statement gets 2013 saying the session was reset, and the dev transaction is rolled back
-    with it, as in a new server session. The session then moves freely: USE shop@prod was
-    refused with 1179 for a transaction 'open in dev' that no longer existed."""
+    statement gets 2013 saying the session was reset; the dev transaction is rolled back with
+    it, as in a new server session. A client told of prod only may go on to COMMIT in dev:
+    that COMMIT was answered OK (and, before, USE shop@prod was refused with 1179 for the
+    transaction that no longer existed). Now the COMMIT gets 2013 naming dev and the
+    transaction, and the session then moves freely."""
     servers.sql("dev", "DELETE FROM faults2.t")
     p = make_proxy(extra_yaml=FAST)
     conn = p.connect(database="faults2", autocommit=True, read_timeout=20)
@@ -203,6 +205,10 @@ def test_state_in_two_environments_is_reset_everywhere_when_one_is_lost(make_pro
                 cur.execute("/* env=prod db=shop */ SELECT @x")
             code, msg = e.value.args
             assert code == 2013 and "'prod'" in msg and "reset" in msg, e.value.args
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("COMMIT")
+            code, msg = e.value.args
+            assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
             cur.execute("USE shop@prod")
             cur.execute("SELECT @@in_transaction, @x")
             assert cur.fetchall() == ((0, None),)
