@@ -1672,8 +1672,8 @@ static bool reads_diagnostics(const char *s, size_t len)
         return false;
     while (i < len && isspace((unsigned char)s[i]))
         i++;
-    static const char *const next[] = {"warnings", "errors", "count", "diagnostics", "current",
-                                       "stacked"};
+    static const char *const next[] = {"warnings",    "errors",  "count",
+                                       "diagnostics", "current", "stacked"};
     for (size_t k = 0; k < sizeof(next) / sizeof(next[0]); k++)
         if (leading_words(s + i, len - i, &next[k], 1) != SIZE_MAX)
             return true;
