@@ -963,7 +963,7 @@ void session_forget_charset(backend *b);
 void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                         const sql_name_set *stored, const char *sql, size_t len);
 void session_pin(client *c, const char *reason);
-/* Whether sql (read as session_check_pins reads it) holds the word XA or ROLE: what such
+/* Whether sql (read as session_check_pins reads it) holds XA or SET ROLE: what such
  * statements leave in a backend session a reset does not clear. */
 bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql, size_t len);
 /* After a command: gives the backend connection back when nothing pins the session. */

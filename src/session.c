@@ -230,6 +230,13 @@ static bool stored_has(const sql_name_set *set, const char *sql, sql_token t,
     return false;
 }
 
+/* Whether token t of sql is word w (upper case). */
+static bool is_word(const char *sql, sql_token t, const char *w)
+{
+    size_t n = strlen(w);
+    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
+}
+
 static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
                                  sql_charset cs, const sql_name_set *stored)
 {
@@ -249,10 +256,22 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
          * session on the connection would read it, and this one would lose it. */
         PIN_WORD("NEXTVAL"),      PIN_WORD("LASTVAL"),        PIN_WORD("SETVAL"),
         PIN_WORD("CURRVAL"),
-        /* Locks without the word LOCK: FLUSH TABLES t FOR EXPORT, BACKUP STAGE. */
-        PIN_WORD("EXPORT"),       PIN_WORD("BACKUP"),
-        /* SET ROLE: the current role, and its privileges, are the backend session's. */
-        PIN_WORD("ROLE"),
+    };
+    /* Two words in a row, where the second alone is an ordinary name (a column `role`). */
+    static const struct {
+        const char *first, *second, *why;
+    } pairs[] = {
+        /* The other spellings of NEXTVAL and LASTVAL. */
+        {"NEXT", "VALUE", "a sequence"},
+        {"PREVIOUS", "VALUE", "a sequence"},
+        /* Locks without the word LOCK. */
+        {"FOR", "EXPORT", "FLUSH TABLES ... FOR EXPORT"},
+        {"BACKUP", "STAGE", "BACKUP STAGE"},
+        /* The current role, and its privileges, are the backend session's. */
+        {"SET", "ROLE", "SET ROLE"},
+        /* Without SESSION: the next transaction's isolation level or access mode, kept by
+         * the backend session and reported by no session tracking. */
+        {"SET", "TRANSACTION", "SET TRANSACTION"},
     };
 #undef PIN_WORD
     sql_lexer lx;
@@ -276,18 +295,9 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
             return "user variables";
         if (t.kind != SQLTOK_WORD)
             continue;
-        /* NEXT VALUE FOR s, PREVIOUS VALUE FOR s: the other spellings of NEXTVAL and LASTVAL. */
-        if (t.len == 5 && strncasecmp(sql + t.start, "VALUE", 5) == 0 &&
-            before.kind == SQLTOK_WORD &&
-            ((before.len == 4 && strncasecmp(sql + before.start, "NEXT", 4) == 0) ||
-             (before.len == 8 && strncasecmp(sql + before.start, "PREVIOUS", 8) == 0)))
-            return "a sequence";
-        /* SET TRANSACTION without SESSION: the next transaction's isolation level or access
-         * mode, kept by the backend session and reported by no session tracking. */
-        if (t.len == 11 && strncasecmp(sql + t.start, "TRANSACTION", 11) == 0 &&
-            before.kind == SQLTOK_WORD && before.len == 3 &&
-            strncasecmp(sql + before.start, "SET", 3) == 0)
-            return "SET TRANSACTION";
+        for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++)
+            if (is_word(sql, t, pairs[k].second) && is_word(sql, before, pairs[k].first))
+                return pairs[k].why;
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
@@ -321,13 +331,6 @@ static bool raw_has(const char *sql, size_t len, const char *word)
     return false;
 }
 
-/* Whether token t of sql is word w (upper case). */
-static bool is_word(const char *sql, sql_token t, const char *w)
-{
-    size_t n = strlen(w);
-    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
-}
-
 bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql,
                           size_t len)
 {
@@ -344,12 +347,15 @@ bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char
         sql_lexer lx;
         sqllex_init(&lx, sql, len, m < 0 ? mode : &every[m]);
         lx.charset = cs;
+        sql_token before = {SQLTOK_END, false, 0, 0, 0};
         for (int i = 0; i < 100000; i++) {
             sql_token t = sqllex_next(&lx);
             if (t.kind == SQLTOK_END)
                 break;
-            if (t.kind == SQLTOK_ERROR || is_word(sql, t, "XA") || is_word(sql, t, "ROLE"))
+            if (t.kind == SQLTOK_ERROR || is_word(sql, t, "XA") ||
+                (is_word(sql, t, "ROLE") && is_word(sql, before, "SET")))
                 return true;
+            before = t;
         }
         if (mode_blind(sql, len))
             break; /* every reading is this one */
