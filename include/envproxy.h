@@ -108,6 +108,17 @@ struct backend {
     sess_var vars[SESSION_VARS]; /* carried variables as this session has them */
     int n_vars;
     bool dirty; /* a session variable changed that is not carried: reset before reuse */
+    /* Its diagnostics area may hold a client statement's warnings or error, which only a
+     * statement that uses tables, or a reset, clears: reset before another session uses it
+     * (SHOW WARNINGS, GET DIAGNOSTICS would read them). */
+    bool diag;
+    /* They are the session's latest statement's: it keeps the connection until its next
+     * statement that is not SHOW WARNINGS, SHOW ERRORS or GET DIAGNOSTICS. */
+    bool diag_hold;
+    /* A client's XA or SET ROLE ran on it: closed instead of reset when let go (a server
+     * session reset after XA PREPARE stays broken, every write fails with 1031; a reset
+     * keeps the current role). */
+    bool no_reset;
     uint16_t status; /* server status of its last response (transaction, autocommit) */
     struct be_kill *kill; /* a KILL QUERY side connection: its request (freed with it) */
     bool mariadb; /* a MariaDB server: its status flags show ANSI_QUOTES too */
@@ -661,6 +672,8 @@ struct client {
     uint64_t rl_rows;      /* rows of the current result set sent to the client */
     bool rl_discard;       /* the current packet is dropped: past max_rows */
     bool rl_truncated;     /* the current result set lost rows to max_rows */
+    bool rl_warned;        /* the response so far carried the backend's warnings */
+    bool job_reads_diag;   /* the statement is SHOW WARNINGS|ERRORS|COUNT, GET DIAGNOSTICS */
     /* An interrupted statement (statement_timeout, KILL QUERY; relay.c): its query is being
      * killed; from the first packet that would start or continue a result, the rest of
      * the response is read and dropped (the sink), and the client then gets the
@@ -950,6 +963,9 @@ void session_forget_charset(backend *b);
 void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                         const sql_name_set *stored, const char *sql, size_t len);
 void session_pin(client *c, const char *reason);
+/* Whether sql (read as session_check_pins reads it) holds XA or SET ROLE: what such
+ * statements leave in a backend session a reset does not clear. */
+bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql, size_t len);
 /* After a command: gives the backend connection back when nothing pins the session. */
 void session_release(client *c);
 

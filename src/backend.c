@@ -408,6 +408,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->diag = b->diag_hold = false;
             b->status = ST_AUTOCOMMIT;
             b->tainted = false;
         }
@@ -430,6 +431,7 @@ static void be_step(backend *b, int ready)
             stmt_cache_clear(b); /* the server closed them */
             b->parse_epoch++;
             b->dirty = false;
+            b->diag = b->diag_hold = false;
             b->status = ST_AUTOCOMMIT;
             b->tainted = false;
         }
@@ -529,6 +531,11 @@ static void be_step(backend *b, int ready)
         return;
     }
     if (b->op == BOP_QUERY && rc == 0) {
+        /* The session's status after the proxy's own statement (a held-back BEGIN, SET
+         * autocommit): whether the connection may go back to the pool depends on it. */
+        unsigned int st = 0;
+        if (mariadb_get_infov(b->mysql, MARIADB_CONNECTION_SERVER_STATUS, &st) == 0)
+            b->status = (uint16_t)(st & ~(unsigned)ST_SESSION_STATE_CHANGED);
         /* Setup statements return no rows, but drain any result to keep the protocol in step. */
         MYSQL_RES *res = mysql_use_result(b->mysql);
         if (res) {

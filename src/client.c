@@ -1009,6 +1009,8 @@ void client_command_done(client *c)
     local_ps_idle(c, now);
     c->job = JOB_NONE;
     c->job_words = 0;
+    c->rl_warned = false;
+    c->job_reads_diag = false;
     c->job_mode_changed = false;
     c->job_sets_tracking = false;
     c->no_reply = false;
@@ -1639,6 +1641,22 @@ bool client_parse_hint(client *c, const char *sql, size_t len, route_hint *h)
     return false;
 }
 
+/* The account lost its grant on the environment the statement was for, where the session
+ * holds state (a transaction, locks): it could not end it there any more, not even with a
+ * ROLLBACK, and held its locks until it left. The connection goes (the server rolls back),
+ * and note says so for the refusal. */
+static void drop_denied_state(client *c, const route_hint *h, char *note, size_t cap)
+{
+    const char *name = h && h->present && h->n_envs == 1 ? h->envs[0]
+                       : c->env                          ? c->env->name
+                                                         : NULL;
+    const cfg_env *e = name ? config_find_env(c->cfg, name) : NULL;
+    backend *b = e ? client_held(c, env_index(c->p, e)) : NULL;
+    note[0] = '\0';
+    if (b && b->op == BOP_NONE && client_session_has_state(c, b))
+        client_lose_backend(c, b, note, cap);
+}
+
 bool client_resolve(client *c, const route_hint *h)
 {
     char err[256];
@@ -1646,7 +1664,9 @@ bool client_resolve(client *c, const route_hint *h)
                              c->has_db ? c->db : NULL, h, &c->route, err, sizeof(err));
     if (code) {
         log_info("conn %u %s user=%s: %s", c->id, c->addr, c->user, err);
-        client_send_err(c, (uint16_t)code, "42000", "%s", err);
+        char note[200];
+        drop_denied_state(c, h, note, sizeof(note));
+        client_send_err(c, (uint16_t)code, "42000", "%s%s", err, note);
         client_command_done(c);
         return false;
     }
@@ -1683,6 +1703,26 @@ static bool is_show_warnings(const char *s, size_t len)
     while (i < len && (isspace((unsigned char)s[i]) || s[i] == ';'))
         i++;
     return i == len;
+}
+
+/* True for a statement that reads the diagnostics area: SHOW WARNINGS, SHOW ERRORS, SHOW
+ * COUNT(*) WARNINGS|ERRORS, GET [CURRENT|STACKED] DIAGNOSTICS. */
+static bool reads_diagnostics(const char *s, size_t len)
+{
+    static const char *const show[] = {"show"}, *const get[] = {"get"};
+    size_t i = leading_words(s, len, show, 1);
+    if (i == SIZE_MAX && (i = leading_words(s, len, get, 1)) == SIZE_MAX)
+        return false;
+    if (i == len || !isspace((unsigned char)s[i]))
+        return false;
+    while (i < len && isspace((unsigned char)s[i]))
+        i++;
+    static const char *const next[] = {"warnings",    "errors",  "count",
+                                       "diagnostics", "current", "stacked"};
+    for (size_t k = 0; k < sizeof(next) / sizeof(next[0]); k++)
+        if (leading_words(s + i, len - i, &next[k], 1) != SIZE_MAX)
+            return true;
+    return false;
 }
 
 /* How a dump program asks for a table's triggers (unless --skip-triggers): mariadb-dump
@@ -1874,6 +1914,7 @@ static void query_rest(client *c, route_hint *h, int words)
         return;
     long long truncated = c->truncated_to;
     c->truncated_to = 0;
+    c->job_reads_diag = !words && reads_diagnostics(sql + h->end, len - h->end);
     if (truncated && !words && is_show_warnings(sql + h->end, len - h->end)) {
         char n[32], msg[160];
         snprintf(n, sizeof(n), "%d", 1105);
@@ -2147,18 +2188,33 @@ bool client_lose_backend(client *c, backend *b, char *note, size_t cap)
      * included: autocommit is on again), no pins; the other connections are reset too, so
      * that nothing of the old session survives anywhere. Prepared statements stay: they are
      * the proxy's, prepared again where they next run. */
+    int kept_txn = -1;
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i] && c->held[i] != c->be) {
-            backend_recycle(c->held[i]);
-            c->held[i] = NULL;
-            c->held_env[i] = -1;
+        backend *o = c->held[i];
+        if (!o || o == c->be)
+            continue;
+        if ((o->status & ST_IN_TRANS) && o->op == BOP_NONE) {
+            /* A transaction in another environment (a routing hint opened it): rolled back
+             * with the rest, but the client, told of this environment only, may go on to
+             * COMMIT it there. The connection is closed and stays held: its next statement
+             * fails as after a restart (2013, the transaction named), never an OK. */
+            backend_unwatch(o);
+            if (o->fd >= 0)
+                shutdown(o->fd, SHUT_RDWR);
+            kept_txn = c->held_env[i];
+            continue;
         }
+        backend_recycle(o);
+        c->held[i] = NULL;
+        c->held_env[i] = -1;
     }
     stmt_forget_long_data(c);
     session_vars_clear(c->vars, &c->n_vars);
     c->pinned = false;
     c->pin_reason[0] = '\0';
     c->last_status = ST_AUTOCOMMIT;
+    txn_reset(c);
+    c->txn_env = kept_txn; /* where COMMIT and ROLLBACK go, to be told */
     return true;
 }
 
@@ -2558,6 +2614,8 @@ bool client_check_policy(client *c, backend *b, const char *sql, size_t len)
         stored_names *sn = health_stored_get(h);
         session_check_pins(c, &b->mode, cs, sn ? &sn->set : NULL, sql, len);
         health_stored_put(h, sn);
+        if (!b->no_reset && session_defies_reset(&b->mode, cs, sql, len))
+            b->no_reset = true;
     }
     c->job_mode_changed = session_may_set(sql, len);
     c->job_sets_tracking = session_sets_tracking(sql, len, &b->mode);

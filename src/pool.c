@@ -332,9 +332,11 @@ void backend_recycle(backend *b)
         pool_discard(b->pool, b);
         return;
     }
-    if (evbuffer_get_length(b->out) > 0) {
+    if (evbuffer_get_length(b->out) > 0 || b->no_reset) {
         /* Part of a packet may be on the wire already: whatever the reset wrote would be
-         * read by the server as the rest of it. */
+         * read by the server as the rest of it. A session that ran XA may leave a prepared
+         * XA transaction: the server keeps it when the connection closes, but a reset
+         * leaves the session unable to write (1031); a reset keeps SET ROLE's role. */
         pool_discard(b->pool, b);
         return;
     }

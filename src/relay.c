@@ -391,6 +391,10 @@ static void relay_finish(client *c, bool failed)
     stmt_exec_done(c); /* an EXECUTE's long data is used up by its answer, whatever follows */
     relay_end_batch(c);
     backend_park(b);
+    if (failed || c->rl_warned)
+        b->diag = b->diag_hold = true; /* what SHOW WARNINGS there shows is this session's */
+    else if (!c->job_reads_diag)
+        b->diag_hold = false;
     /* The statement's timer is not deleted (event_del takes the loop's lock): a firing finds
      * no deadline and is ignored, or re-added for the next statement's (relay_timeout). An
      * interrupted statement's grace timer runs until the kill is answered. */
@@ -508,6 +512,8 @@ static int relay_ok(client *c, const uint8_t *p, size_t len, uint16_t *status)
     b->status = *status;
     if (ok.insert_id != 0)
         session_pin(c, "LAST_INSERT_ID"); /* a later SELECT LAST_INSERT_ID() must see it */
+    if (ok.warnings)
+        c->rl_warned = true;
     uint8_t out_room[512];
     pbuf out;
     pbuf_init_on(&out, out_room, sizeof(out_room));
@@ -1013,6 +1019,8 @@ static bool relay_process_packets(client *c)
             }
             uint16_t warnings;
             pkt_parse_eof(p, len, &warnings, &status);
+            if (warnings)
+                c->rl_warned = true;
             c->last_status = status;
             b->status = status;
             session_note_status(b, status);
@@ -1370,8 +1378,21 @@ static void relay_give_up(client *c)
              c->rl_interrupt == RLI_TIMEOUT ? "3024: statement_timeout"
                                             : "1317: Query execution was interrupted");
     relay_count(c, true);
-    char note[200], more[400];
-    client_lose_backend(c, b, note, sizeof(note));
+    char note[200] = "", more[400];
+    if (client_session_has_state(c, b)) {
+        /* 3024 and 1317 end a statement, not a transaction: a client goes on with it, and
+         * its COMMIT, on a new connection, answered OK for work that was gone. The closed
+         * connection stays held, as for a response that had ended (above): the session's
+         * next statement there fails as after a restart (2013, the state named). */
+        snprintf(note, sizeof(note),
+                 "; the session's state there is lost with it: its next statement there "
+                 "fails");
+        log_warn("conn %u %s user=%s env=%s: backend connection %lu closed with session "
+                 "state; the next statement there reports it",
+                 c->id, c->addr, c->user, e->name, b->thread_id);
+    } else {
+        client_drop_backend(c, b);
+    }
     snprintf(more, sizeof(more),
              " (envproxy: environment '%s' did not stop it within %lld ms, so its connection "
              "was closed%s)",

@@ -145,6 +145,8 @@ void session_note_changes(client *c, backend *b, const uint8_t *state, size_t le
                 b->parse_epoch++;
             c->rl_mode_tracked = true;
         }
+        if (name_len == 9 && strncasecmp((const char *)name, "profiling", 9) == 0)
+            b->no_reset = true; /* SHOW PROFILES lists the statements even after a reset */
         if (name_len >= 14 && strncasecmp((const char *)name, "session_track_", 14) == 0) {
             /* The proxy relies on these (a client's SET of them does not stay, see
              * session_after_tracking; a stored procedure or EXECUTE in a writable
@@ -228,6 +230,13 @@ static bool stored_has(const sql_name_set *set, const char *sql, sql_token t,
     return false;
 }
 
+/* Whether token t of sql is word w (upper case). */
+static bool is_word(const char *sql, sql_token t, const char *w)
+{
+    size_t n = strlen(w);
+    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
+}
+
 static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
                                  sql_charset cs, const sql_name_set *stored)
 {
@@ -243,6 +252,26 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         PIN_WORD("DEALLOCATE"),   PIN_WORD("HANDLER"),        PIN_WORD("XA"),
         PIN_WORD("SAVEPOINT"),    PIN_WORD("LAST_INSERT_ID"), PIN_WORD("ROW_COUNT"),
         PIN_WORD("FOUND_ROWS"),   PIN_WORD("SQL_CALC_FOUND_ROWS"), PIN_WORD("CALL"),
+        /* A sequence's last value is the session's (LASTVAL, PREVIOUS VALUE FOR): another
+         * session on the connection would read it, and this one would lose it. */
+        PIN_WORD("NEXTVAL"),      PIN_WORD("LASTVAL"),        PIN_WORD("SETVAL"),
+        PIN_WORD("CURRVAL"),
+    };
+    /* Two words in a row, where the second alone is an ordinary name (a column `role`). */
+    static const struct {
+        const char *first, *second, *why;
+    } pairs[] = {
+        /* The other spellings of NEXTVAL and LASTVAL. */
+        {"NEXT", "VALUE", "a sequence"},
+        {"PREVIOUS", "VALUE", "a sequence"},
+        /* Locks without the word LOCK. */
+        {"FOR", "EXPORT", "FLUSH TABLES ... FOR EXPORT"},
+        {"BACKUP", "STAGE", "BACKUP STAGE"},
+        /* The current role, and its privileges, are the backend session's. */
+        {"SET", "ROLE", "SET ROLE"},
+        /* Without SESSION: the next transaction's isolation level or access mode, kept by
+         * the backend session and reported by no session tracking. */
+        {"SET", "TRANSACTION", "SET TRANSACTION"},
     };
 #undef PIN_WORD
     sql_lexer lx;
@@ -256,6 +285,7 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         if ((prev.kind == SQLTOK_WORD || prev.kind == SQLTOK_QIDENT) && t.kind == SQLTOK_PUNCT &&
             sql[t.start] == '(' && stored_has(stored, sql, prev, prev.kind))
             return "a stored function";
+        sql_token before = prev;
         prev = t;
         if (t.kind == SQLTOK_END)
             return NULL;
@@ -265,6 +295,9 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
             return "user variables";
         if (t.kind != SQLTOK_WORD)
             continue;
+        for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++)
+            if (is_word(sql, t, pairs[k].second) && is_word(sql, before, pairs[k].first))
+                return pairs[k].why;
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
         for (size_t k = 0; k < sizeof(words) / sizeof(words[0]); k++)
@@ -298,6 +331,38 @@ static bool raw_has(const char *sql, size_t len, const char *word)
     return false;
 }
 
+bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql,
+                          size_t len)
+{
+    static const sql_mode_flags every[4] = {
+        {false, false, false, false},
+        {true, false, false, false},
+        {false, true, false, false},
+        {true, true, false, false},
+    };
+    bool raw = raw_has(sql, len, "XA") || raw_has(sql, len, "ROLE");
+    if (cs == SQL_CS_UNSUPPORTED || !raw)
+        return raw;
+    for (int m = -1; m < 4; m++) {
+        sql_lexer lx;
+        sqllex_init(&lx, sql, len, m < 0 ? mode : &every[m]);
+        lx.charset = cs;
+        sql_token before = {SQLTOK_END, false, 0, 0, 0};
+        for (int i = 0; i < 100000; i++) {
+            sql_token t = sqllex_next(&lx);
+            if (t.kind == SQLTOK_END)
+                break;
+            if (t.kind == SQLTOK_ERROR || is_word(sql, t, "XA") ||
+                (is_word(sql, t, "ROLE") && is_word(sql, before, "SET")))
+                return true;
+            before = t;
+        }
+        if (mode_blind(sql, len))
+            break; /* every reading is this one */
+    }
+    return false;
+}
+
 void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
                         const sql_name_set *stored, const char *sql, size_t len)
 {
@@ -320,7 +385,9 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
         static const char *const raw[] = {"@", "TEMPORARY", "LOCK", "PREPARE", "EXECUTE",
                                           "DEALLOCATE", "HANDLER", "XA", "SAVEPOINT",
                                           "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS",
-                                          "CALL", "("};
+                                          "CALL", "NEXTVAL", "LASTVAL", "SETVAL",
+                                          "CURRVAL", "VALUE", "EXPORT", "BACKUP",
+                                          "TRANSACTION", "ROLE", "("};
         for (size_t k = 0; k < sizeof(raw) / sizeof(raw[0]); k++)
             if (raw_has(sql, len, raw[k])) {
                 session_pin(c, "a statement in a character set the lexer does not read");
@@ -337,28 +404,38 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
         session_pin(c, why);
 }
 
+/* Whether b holds a transaction of the session (or runs with autocommit off), by its own
+ * status: the last statement may have run on another connection (a routing hint sends one
+ * elsewhere without moving the session) while this one is inside a transaction. */
+static bool holds_transaction(const client *c, const backend *b)
+{
+    if ((b->status & ST_IN_TRANS) || !(b->status & ST_AUTOCOMMIT) ||
+        c->txn_env == b->pool->index)
+        return true;
+    /* The statement just answered ran here: its status counts too (an ERR carries none). */
+    return c->be == b &&
+           ((c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT));
+}
+
 void session_release(client *c)
 {
-    backend *b = NULL;
-    int slot = -1;
+    if (c->pinned || c->long_data_stmts > 0)
+        return;
     for (int i = 0; i < CLIENT_MAX_HELD; i++) {
-        if (c->held[i]) {
-            b = c->held[i];
-            slot = i;
-            break;
-        }
+        backend *b = c->held[i];
+        if (!b || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
+            holds_transaction(c, b))
+            continue;
+        if (b->diag_hold && b == c->be)
+            continue; /* the statement's warnings or error: its SHOW WARNINGS reads them here */
+        c->held[i] = NULL;
+        c->held_env[i] = -1;
+        backend_park(b);
+        if (b->dirty || b->diag || b->no_reset)
+            backend_recycle(b); /* a change that is not carried, or warnings: reset first */
+        else
+            pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
     }
-    if (!b || c->pinned || c->long_data_stmts > 0 || b->op != BOP_NONE || !b->pool->env->pool.multiplex ||
-        (c->last_status & ST_IN_TRANS) || !(c->last_status & ST_AUTOCOMMIT))
-        return;
-    c->held[slot] = NULL;
-    c->held_env[slot] = -1;
-    backend_park(b);
-    if (b->dirty) {
-        backend_recycle(b); /* a change that is not carried: reset first */
-        return;
-    }
-    pool_release(b->pool, b); /* its variables are set right by whoever takes it next */
 }
 
 /* Whether a value is a number as the server reports one ("7", "5.000000", "-1"): numeric

@@ -3,7 +3,9 @@ backend is killed (-9) and restarted: every form of it (a transaction opened by 
 BEGIN or by a multi-statement packet, a SAVEPOINT, a read-only transaction in a read-write
 environment, LOCK TABLES, a temporary table, GET_LOCK, XA) makes the next statement fail
 with 2013 naming the environment, never an OK for work that is gone; a fresh client is
-served in both environments afterwards. The HTTP front door holds no state between
+served in both environments afterwards. So does a transaction whose connection the proxy
+closes because the backend did not answer a statement_timeout's kill: the 3024 ends the
+statement only, and the COMMIT after it gets 2013. The HTTP front door holds no state between
 requests, so it has nothing to lose.
 
 Servers are killed only by the PID the harness started them with, and started again."""
@@ -14,7 +16,7 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
-from test_faults import FAST, eventually_serves, kill_and_restart
+from test_faults import FAST, eventually_serves, kill_and_restart, stopped
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -150,4 +152,67 @@ def test_backend_killed_mid_row_closes_the_client_instead_of_hanging_it(make_pro
             assert err and b"'dev'" in err, err
     finally:
         raw.close()
+    both_served(p)
+
+
+def test_transaction_closed_by_a_timeout_fails_the_commit(make_proxy, servers):
+    """BEGIN; INSERT; the backend stops answering (kill -STOP), so the statement_timeout's
+    kill is not answered and the proxy closes the connection: the statement gets 3024, a
+    code that ends only a statement, and the client goes on to COMMIT, which was answered
+    OK on a new connection although the row was gone. Now the COMMIT gets 2013 naming the
+    environment and the transaction, the row is not in the table, and the session goes on
+    clean."""
+    servers.sql("dev", "DELETE FROM faults2.t")
+    p = make_proxy(extra_yaml=FAST)
+    conn = p.connect(database="faults2", autocommit=True, read_timeout=20)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO t VALUES ('lost')")
+            with stopped(servers["dev"]):
+                with pytest.raises(pymysql.err.MySQLError) as e:
+                    cur.execute("SELECT 1")
+            assert e.value.args[0] == 3024 and "closed" in e.value.args[1], e.value.args
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("COMMIT")
+            code, msg = e.value.args
+            assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
+            cur.execute("SELECT @@autocommit, @@in_transaction")
+            assert cur.fetchall() == ((1, 0),)
+        assert rows(servers) == []
+    finally:
+        conn.close()
+    both_served(p)
+
+
+def test_state_in_two_environments_is_reset_everywhere_when_one_is_lost(make_proxy, servers):
+    """A transaction in dev and a user variable in prod; prod is restarted. The next prod
+    statement gets 2013 saying the session was reset; the dev transaction is rolled back with
+    it, as in a new server session. A client told of prod only may go on to COMMIT in dev:
+    that COMMIT was answered OK (and, before, USE shop@prod was refused with 1179 for the
+    transaction that no longer existed). Now the COMMIT gets 2013 naming dev and the
+    transaction, and the session then moves freely."""
+    servers.sql("dev", "DELETE FROM faults2.t")
+    p = make_proxy(extra_yaml=FAST)
+    conn = p.connect(database="faults2", autocommit=True, read_timeout=20)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO t VALUES ('lost')")
+            cur.execute("/* env=prod db=shop */ SELECT @x := 1")
+            kill_and_restart(servers["prod"])
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("/* env=prod db=shop */ SELECT @x")
+            code, msg = e.value.args
+            assert code == 2013 and "'prod'" in msg and "reset" in msg, e.value.args
+            with pytest.raises(pymysql.err.OperationalError) as e:
+                cur.execute("COMMIT")
+            code, msg = e.value.args
+            assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
+            cur.execute("USE shop@prod")
+            cur.execute("SELECT @@in_transaction, @x")
+            assert cur.fetchall() == ((0, None),)
+        assert rows(servers) == []
+    finally:
+        conn.close()
     both_served(p)

@@ -113,6 +113,39 @@ def test_moving_inside_a_transaction_that_touched_data_is_1179(proxy):
     conn.close()
 
 
+def test_transaction_keeps_its_connection_after_a_statement_elsewhere(make_proxy, servers):
+    """A statement that touches no data may go to another environment inside a transaction
+    (a routing hint), but the transaction's connection stays with the session: it went back
+    to the pool after such a statement, with the transaction open, so that the next
+    session that took it saw the uncommitted row and its COMMIT committed it, and the first
+    session's ROLLBACK rolled back nothing. One worker thread and a pool of two: the other
+    session takes whatever the first one left parked."""
+    servers.sql("dev", "CREATE TABLE shop.follow_k (id INT PRIMARY KEY) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(autocommit=True)
+    b = p.connect(autocommit=True)
+    try:
+        with a.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO follow_k VALUES (1)")
+            cur.execute("/* env=prod */ SELECT @@version")
+            cur.execute("/* env=prod */ SHOW VARIABLES LIKE 'version'")
+        with b.cursor() as cur:
+            cur.execute("SELECT @@in_transaction, (SELECT COUNT(*) FROM follow_k)")
+            assert cur.fetchall() == ((0, 0),)
+            cur.execute("COMMIT")
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.follow_k")[0][0] == 0
+        with a.cursor() as cur:
+            assert _count(cur, "SELECT @@in_transaction") == 1
+            assert _count(cur, "SELECT COUNT(*) FROM follow_k") == 1
+            cur.execute("ROLLBACK")
+        assert servers.sql("dev", "SELECT COUNT(*) FROM shop.follow_k")[0][0] == 0
+    finally:
+        a.close()
+        b.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.follow_k")
+
+
 def test_autocommit_off_reads_stay_free_and_a_write_binds(proxy, servers):
     """With autocommit=0 (DB-API drivers) plain reads in prod and dev go on side by side; a
     change of data in dev binds the session there: a read in prod is then refused with 1179,

@@ -478,3 +478,205 @@ def test_an_idle_connection_parked_on_a_worker_expires(make_proxy, servers):
     assert not again & first
     for c in conns:
         c.close()
+
+
+@pytest.mark.parametrize("take", ["SELECT NEXTVAL(mx_seq)", "SELECT NEXT VALUE FOR mx_seq"])
+def test_sequence_values_pin_the_session(make_proxy, servers, take):
+    """A sequence's last value (LASTVAL, PREVIOUS VALUE FOR) belongs to the backend session
+    that took it: the session that took a value keeps its connection, so it reads its own
+    value back while another session uses the pool, and the other session, which took
+    none, reads NULL rather than the first one's value. One worker thread: the second
+    session would take the connection the first one left parked there."""
+    servers.sql("dev", "CREATE SEQUENCE IF NOT EXISTS shop.mx_seq")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        taken = one(a, take)[0][0]
+        assert one(b, "SELECT LASTVAL(mx_seq), PREVIOUS VALUE FOR mx_seq") == ((None, None),)
+        assert one(a, "SELECT LASTVAL(mx_seq), PREVIOUS VALUE FOR mx_seq") == ((taken, taken),)
+        assert one(b, "SELECT LASTVAL(mx_seq)") == ((None,),)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers):
+    """FLUSH TABLES t FOR EXPORT holds a read lock until UNLOCK TABLES without the word
+    LOCK in its text: the session keeps its connection, so another session is not handed a
+    connection under that lock (its INSERT elsewhere failed with 1100, table not locked),
+    the lock holds against it until the first session's UNLOCK TABLES, and that UNLOCK runs
+    where the lock is."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_fx (a INT) ENGINE=InnoDB")
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_other (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "FLUSH TABLES mx_fx FOR EXPORT")
+        one(b, "INSERT INTO mx_other VALUES (1)")
+        one(b, "SET SESSION lock_wait_timeout = 1")
+        with pytest.raises(pymysql.MySQLError) as e:
+            one(b, "INSERT INTO mx_fx VALUES (1)")
+        assert e.value.args[0] == 1205, e.value.args
+        one(a, "UNLOCK TABLES")
+        one(b, "INSERT INTO mx_fx VALUES (2)")
+    finally:
+        a.close()
+        b.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_fx, shop.mx_other")
+
+
+def test_warnings_and_errors_stay_with_their_session(make_proxy):
+    """SHOW WARNINGS reads the backend session's diagnostics area: after a statement with
+    warnings or an error, the session keeps its connection until its next statement, so
+    that its own SHOW WARNINGS finds them and another session is never handed them (it was:
+    the connection went back to the pool, and the next session's SHOW WARNINGS listed the
+    first one's messages, with the values they quote). A connection with diagnostics that
+    its session no longer reads is reset before another session gets it. One worker thread
+    and a pool of two: the other session takes whatever the first one left parked."""
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "SELECT CAST('secret-of-a' AS INT)")
+        assert one(b, "SHOW WARNINGS") == ()
+        assert "secret-of-a" in one(a, "SHOW WARNINGS")[0][2]
+        assert "secret-of-a" in one(a, "SHOW WARNINGS")[0][2]  # SHOW WARNINGS keeps them
+        with pytest.raises(pymysql.MySQLError):
+            one(a, "SELECT * FROM no_such_table_of_a")
+        assert one(b, "SHOW WARNINGS") == ()
+        assert "no_such_table_of_a" in one(a, "SHOW WARNINGS")[0][2]
+        # A statement that uses a table clears them, and the connection is free again.
+        one(a, "SELECT COUNT(*) FROM customers")
+        assert one(a, "SHOW WARNINGS") == ()
+        # One that uses none leaves them in the server's session (SELECT 1, DO, SET):
+        # the connection is reset before another session gets it.
+        for then in ("SELECT 1", "/* env=prod */ SELECT 1"):
+            one(a, "SELECT CAST('secret-of-a' AS INT)")
+            assert one(a, then) == ((1,),)
+            assert one(b, "SHOW WARNINGS") == ()
+            assert one(b, "SHOW ERRORS") == ()
+        c = p.connect(database="shop", autocommit=True)
+        assert one(c, "SHOW WARNINGS") == ()
+        c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_connection_of_a_prepared_xa_transaction_is_not_reused(make_proxy, servers):
+    """A client prepares an XA transaction (XA START, INSERT, XA END, XA PREPARE) and
+    leaves. The server keeps the prepared transaction for XA COMMIT or XA ROLLBACK from any
+    session; but a server session that is reset after XA PREPARE cannot write any more
+    (1031), and such a connection went back to the pool: the next session's INSERT failed.
+    The connection is closed instead, and the next session writes."""
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_xa (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1}}}})
+    try:
+        a = p.connect(database="shop", autocommit=True)
+        for sql in ("XA START 'mx-xa'", "INSERT INTO mx_xa VALUES (1)", "XA END 'mx-xa'",
+                    "XA PREPARE 'mx-xa'"):
+            one(a, sql)
+        a.close()
+        b = p.connect(database="shop", autocommit=True)
+        deadline = time.monotonic() + 10
+        while True:  # the proxy lets go of a's connection once it has seen the client leave
+            try:
+                one(b, "INSERT INTO mx_xa VALUES (2)")
+                break
+            except pymysql.err.OperationalError as e:
+                assert e.args[0] == 1040 and time.monotonic() < deadline, e.args
+        b.close()
+        assert [r[3] for r in servers.sql("dev", "XA RECOVER")] == [b"mx-xa"]
+    finally:
+        try:
+            servers.sql("dev", "XA ROLLBACK 'mx-xa'")
+        except pymysql.MySQLError:
+            pass
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_xa")
+
+
+@pytest.mark.parametrize("sent", ["SET TRANSACTION READ ONLY; SELECT 1",
+                                  "/* env=dev */ SET TRANSACTION READ ONLY"])
+def test_next_transaction_characteristics_stay_with_their_session(make_proxy, servers, sent):
+    """SET TRANSACTION without SESSION sets the next transaction's access mode (or isolation
+    level) in the backend session; sent to the backend (in a multi-statement packet, or with
+    a routing hint), it stayed on a connection that went back to the pool: another session's
+    next transaction there was read-only (its INSERT got 1792) and this one's was not. The
+    session keeps its connection now. One worker thread and a pool of two: the other session
+    takes whatever the first one left parked."""
+    from pymysql.constants import CLIENT
+    servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_ro (a INT) ENGINE=InnoDB")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    a = p.connect(database="shop", autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        with a.cursor() as cur:
+            cur.execute(sent)
+            while cur.nextset():
+                pass
+        one(b, "BEGIN")
+        one(b, "INSERT INTO mx_ro VALUES (1)")
+        one(b, "ROLLBACK")
+        one(a, "BEGIN")
+        with pytest.raises(pymysql.MySQLError) as e:
+            one(a, "INSERT INTO mx_ro VALUES (2)")
+        assert e.value.args[0] == 1792, e.value.args
+        one(a, "ROLLBACK")
+    finally:
+        a.close()
+        b.close()
+        servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_ro")
+
+
+def test_current_role_stays_with_its_session(make_proxy, servers):
+    """SET ROLE gives the backend session a role's privileges, which no session tracking
+    reports: the connection went back to the pool with it, and another session there ran
+    with the role (CURRENT_ROLE() named it). The session keeps its connection now, and the
+    role is gone from the connection once the session has left."""
+    for host in ("127.0.0.1", "localhost"):
+        servers.sql("dev", "CREATE ROLE IF NOT EXISTS mx_role")
+        servers.sql("dev", f"GRANT mx_role TO 'app'@'{host}'")
+    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 1}}}})
+    a = p.connect(database="shop", autocommit=True)
+    b = p.connect(database="shop", autocommit=True)
+    try:
+        one(a, "SELECT 'reader' AS role")  # the word alone is a name: nothing pins
+        assert one(b, "SELECT 1") == ((1,),)
+        one(a, "SET ROLE mx_role")
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(b, "SELECT CURRENT_ROLE()")  # the only connection is a's
+        assert e.value.args[0] == 1040, e.value.args
+        assert one(a, "SELECT CURRENT_ROLE()") == (("mx_role",),)
+        a.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert one(b, "SELECT CURRENT_ROLE()") == ((None,),)
+                break
+            except pymysql.err.OperationalError as e:
+                assert e.args[0] == 1040 and time.monotonic() < deadline, e.args
+    finally:
+        for conn in (a, b):
+            if conn.open:
+                conn.close()
+        servers.sql("dev", "DROP ROLE IF EXISTS mx_role")
+
+
+def test_profiles_of_a_session_do_not_reach_the_next(make_proxy):
+    """SET profiling = 1: SHOW PROFILES lists the session's statements, text included, and a
+    reset of the backend session does not empty that list. The connection went back to the
+    pool reset after the client left, and the next session's SHOW PROFILES listed the first
+    one's statements; it is closed instead."""
+    p = make_proxy(extra_yaml={"environments": {"dev": {"pool": {"max": 1}}}})
+    a = p.connect(database="shop", autocommit=True)
+    one(a, "SET profiling = 1")
+    one(a, "SELECT 'text-of-a' FROM customers LIMIT 1")
+    assert any("text-of-a" in r[2] for r in one(a, "SHOW PROFILES"))
+    a.close()
+    b = p.connect(database="shop", autocommit=True)  # waits for a's connection, if kept
+    try:
+        assert not any("text-of-a" in r[2] for r in one(b, "SHOW PROFILES"))
+    finally:
+        b.close()

@@ -179,6 +179,45 @@ def test_state_held_when_the_account_is_demoted_is_not_dropped_silently(make_pro
         servers.sql("dev", "DELETE FROM shop.orders WHERE id IN (990, 991)")
 
 
+def test_transaction_of_a_revoked_grant_is_rolled_back_and_said(make_proxy, servers):
+    """alice holds a row lock in an open dev transaction; her grant on dev is revoked and
+    the proxy reloads. Every statement of hers for dev was refused with 1044, ROLLBACK too,
+    while the transaction stayed open with its lock until she disconnected. Now the first
+    refusal also says that the transaction there is gone: the lock is released at once (an
+    UPDATE of the row by root does not wait) and the change is not committed."""
+    import pymysql
+    servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+    p = make_proxy()
+    conn = p.connect(database="shop", autocommit=True)
+    root = servers.dev.connect(database="shop", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("UPDATE orders SET note = 'revoked' WHERE id = 1")
+        p.cli("user", "revoke", "alice", "dev")
+        p.reload()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+            except pymysql.err.MySQLError as e:
+                code, msg = e.args
+                break
+            assert time.monotonic() < deadline, "the reload was not applied"
+            time.sleep(0.1)
+        assert code == 1044 and "'dev'" in msg and "transaction" in msg and "gone" in msg, msg
+        with root.cursor() as rc:
+            rc.execute("SET SESSION innodb_lock_wait_timeout = 3")
+            rc.execute("UPDATE orders SET note = 'root' WHERE id = 1")
+        assert servers.sql("dev", "SELECT note FROM shop.orders WHERE id = 1") == [("root",)]
+    finally:
+        conn.close()
+        root.close()
+        p.cli("user", "grant", "alice", "dev", "write")
+        servers.sql("dev", "UPDATE shop.orders SET note = NULL WHERE id = 1")
+
+
 def wait_exec_refused(d, code, what):
     """Polls (15 s at most) an EXECUTE of driver d's read-only statement until it is refused
     with code: the reload has been applied. Returns the error."""
