@@ -306,30 +306,37 @@ static char *put_session(char *o, const line_src *src)
     return o;
 }
 
-/* The rest of the line after put_session. */
-static char *put_statement(char *o, const line_src *src)
+/* ,"sql": and the statement's text (its credentials hidden), with ,"truncated":true when it
+ * was cut. */
+static char *put_sql(char *o, const line_src *src)
 {
     PUT_LIT(o, ",\"sql\":");
     if (!src->s[F_SQL]) {
         PUT_LIT(o, "null");
-    } else {
-        /* Credentials in the text (IDENTIFIED BY 'pw', PASSWORD('pw')) are hidden first;
-         * only the formatter calls this, on the writer thread. */
-        static char redacted[AUDIT_SQL_MAX + 4 + REDACT_EXTRA];
-        const char *sql = src->s[F_SQL];
-        size_t n = src->n[F_SQL];
-        bool cut = n > AUDIT_SQL_MAX;
-        if (redact_may_hold(sql, n)) {
-            size_t r = redact_sql(sql, n, redacted, sizeof(redacted));
-            if (r) {
-                sql = redacted;
-                n = r;
-            }
-        }
-        o = put_string(o, sql, n, AUDIT_SQL_MAX, &cut);
-        if (cut)
-            PUT_LIT(o, ",\"truncated\":true");
+        return o;
     }
+    /* Credentials in the text (IDENTIFIED BY 'pw', PASSWORD('pw')) are hidden first; only the
+     * formatter calls this, on the writer thread. */
+    static char redacted[AUDIT_SQL_MAX + 4 + REDACT_EXTRA];
+    const char *sql = src->s[F_SQL];
+    size_t n = src->n[F_SQL];
+    bool cut = n > AUDIT_SQL_MAX;
+    if (redact_may_hold(sql, n)) {
+        size_t r = redact_sql(sql, n, redacted, sizeof(redacted));
+        if (r) {
+            sql = redacted;
+            n = r;
+        }
+    }
+    o = put_string(o, sql, n, AUDIT_SQL_MAX, &cut);
+    if (cut)
+        PUT_LIT(o, ",\"truncated\":true");
+    return o;
+}
+
+/* The rest of the line after put_sql. */
+static char *put_outcome(char *o, const line_src *src)
+{
     PUT_FIELD(o, ",\"verdict\":", src, F_VERDICT);
     PUT_LIT(o, ",\"rows\":");
     if (src->rows < 0)
@@ -352,6 +359,11 @@ static char *put_statement(char *o, const line_src *src)
     PUT_FIELD(o, ",\"error\":", src, F_ERROR);
     PUT_LIT(o, "}\n");
     return o;
+}
+
+static char *put_statement(char *o, const line_src *src)
+{
+    return put_outcome(put_sql(o, src), src);
 }
 
 /* Writes the line of src (see audit_format) at o, which has room for line_bound(src) bytes,
@@ -472,6 +484,13 @@ typedef struct {
 #define SESSION_RAW_MAX 256 /* the strings user .. db as a ring stores them, NULs included */
 #define SESSION_TEXT_MAX (6 * SESSION_RAW_MAX + 128) /* keys, quotes, nulls, conn: < 128 */
 
+/* Beside it, the text put_sql wrote for the connection's last statement: a connection that
+ * runs the same statement again (a prepared statement, a poll) gets a copy of it instead of
+ * a second search for credentials and escaping. Statements longer than SQL_RAW_MAX bytes, or
+ * whose text passed SQL_TEXT_MAX, are formatted every time. */
+#define SQL_RAW_MAX 256
+#define SQL_TEXT_MAX 512
+
 typedef struct {
     bool used;
     uint32_t conn;
@@ -479,6 +498,11 @@ typedef struct {
     uint16_t text_len;
     unsigned char raw[SESSION_RAW_MAX];
     char text[SESSION_TEXT_MAX];
+    /* The last statement: sql_len bytes (a NULL SQL is never kept), 0 text bytes: none. */
+    uint32_t sql_conn;
+    uint16_t sql_len, sql_text_len;
+    unsigned char sql_raw[SQL_RAW_MAX];
+    char sql_text[SQL_TEXT_MAX];
 } session_text;
 
 struct audit_ring {
@@ -801,6 +825,32 @@ static char *put_session_cached(audit *a, char *o, const line_src *src, const ui
     return end;
 }
 
+/* put_sql for a record of a ring, through the writer's session_text of its connection. */
+static char *put_sql_cached(audit *a, char *o, const line_src *src)
+{
+    size_t n = src->n[F_SQL];
+    if (!src->s[F_SQL] || n > SQL_RAW_MAX)
+        return put_sql(o, src);
+    session_text *t = &a->sessions[src->conn % SESSION_SLOTS];
+    if (t->sql_text_len && t->sql_conn == src->conn && t->sql_len == n &&
+        memcmp(t->sql_raw, src->s[F_SQL], n) == 0) {
+        memcpy(o, t->sql_text, t->sql_text_len);
+        return o + t->sql_text_len;
+    }
+    char *end = put_sql(o, src);
+    size_t text_len = (size_t)(end - o);
+    if (text_len <= SQL_TEXT_MAX) {
+        t->sql_conn = src->conn;
+        t->sql_len = (uint16_t)n;
+        memcpy(t->sql_raw, src->s[F_SQL], n);
+        memcpy(t->sql_text, o, text_len);
+        t->sql_text_len = (uint16_t)text_len;
+    } else {
+        t->sql_text_len = 0;
+    }
+    return end;
+}
+
 /* Formats the records of q from its head up to limit into the batch, writing the batch each
  * time it fills. Returns how many records it took. */
 static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
@@ -835,7 +885,8 @@ static size_t drain_ring(audit *a, writer_state *w, audit_ring *q, size_t limit)
         if (src.s[F_EVENT])
             PUT_FIELD(o, ",\"event\":", &src, F_EVENT);
         o = put_session_cached(a, o, &src, h.len, raw, (size_t)(p_session - raw));
-        o = put_statement(o, &src);
+        o = put_sql_cached(a, o, &src);
+        o = put_outcome(o, &src);
         w->len += (size_t)(o - line);
         w->lines++;
         head += h.size;

@@ -1179,6 +1179,79 @@ static void test_session_text(void)
     free(path);
 }
 
+/* The writer copies the text of a connection's last statement when the next one is the same:
+ * a statement that differs in one byte, in length, by a NULL (a failed login) or comes from
+ * another connection of the same slot is formatted afresh; a statement that repeats a
+ * credential is hidden each time; texts too long to keep (257 bytes, or 256 bytes of
+ * control characters that become 1,536) are right every time. */
+static void test_sql_text(void)
+{
+    char long_sql[258], ctl_sql[257];
+    memset(long_sql, 'x', 257);
+    memcpy(long_sql, "SELECT '", 8);
+    long_sql[256] = '\'';
+    long_sql[257] = '\0';
+    memset(ctl_sql, 0x01, 256);
+    ctl_sql[256] = '\0';
+    struct {
+        uint32_t conn;
+        const char *sql;
+    } cases[] = {
+        {7, "SELECT c FROM t WHERE id=?"},
+        {7, "SELECT c FROM t WHERE id=?"},
+        {7, "SELECT c FROM t WHERE id=!"},  /* one byte changed */
+        {7, "SELECT c FROM t WHERE id=!!"}, /* longer */
+        {7, "SELECT c FROM t WHERE id="},   /* shorter */
+        {71, "SELECT c FROM t WHERE id="},  /* the same slot, another connection */
+        {7, "SELECT c FROM t WHERE id="},
+        {7, NULL},
+        {7, "SELECT c FROM t WHERE id="},
+        {7, "SET PASSWORD = 'pw1'"},
+        {7, "SET PASSWORD = 'pw1'"},
+        {7, "SET PASSWORD = 'pw2'"},
+        {7, "SELECT \"q\" FROM t"},
+        {7, "SELECT \"q\" FROM t"},
+        {7, long_sql},
+        {7, long_sql},
+        {7, ctl_sql},
+        {7, ctl_sql},
+        {135, ctl_sql},
+        {7, ""},
+        {7, ""},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    char err[256] = "";
+    char *path = tmp_path("sql.jsonl");
+    unlink(path);
+    audit *a = audit_open(path, 0, err, sizeof err);
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
+    if (!q) {
+        free(path);
+        return;
+    }
+    char *want = malloc(N * 4096), *at = want;
+    for (int i = 0; i < N; i++) {
+        audit_record r = statement(cases[i].sql);
+        r.conn = cases[i].conn;
+        if (!cases[i].sql) {
+            r.event = "login_failed";
+            r.verdict = "refused";
+        }
+        at += audit_format(&r, at, 4096);
+        audit_ring_log(q, &r);
+    }
+    audit_close(a);
+    char *got = slurp(path, NULL);
+    CHECK(got != NULL);
+    CHECK_STR(got, want);
+    CHECK(got && strstr(got, "pw1") == NULL && strstr(got, "pw2") == NULL);
+    free(got);
+    free(want);
+    unlink(path);
+    free(path);
+}
+
 /* A log serves at most AUDIT_MAX_RINGS rings, and a NULL ring is a no-op. */
 static void test_ring_limit(void)
 {
@@ -1225,6 +1298,7 @@ int main(void)
     test_ring_limit();
     test_format_against_reference();
     test_session_text();
+    test_sql_text();
     rmdir(tmpdir);
     return unit_report("audit");
 }

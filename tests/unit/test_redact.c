@@ -2,7 +2,10 @@
 #include "redact.h"
 #include "unit.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 /* The redacted text, or the text itself when nothing is hidden. */
 static const char *red(const char *sql)
@@ -128,8 +131,61 @@ static void test_bounded_output(void)
     }
 }
 
+/* redact_may_hold reads eight bytes at a time: it must find what a byte-by-byte reading
+ * finds, wherever the word falls in a word of eight (its first byte, its last, across two,
+ * in the tail shorter than eight), in any case, beside bytes that differ from 'i'/'p' only
+ * in bit 0x20 or the high bit. */
+static bool naive_may_hold(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((i + 10 <= n && strncasecmp(s + i, "identified", 10) == 0) ||
+            (i + 8 <= n && strncasecmp(s + i, "password", 8) == 0))
+            return true;
+    return false;
+}
+
+static void test_trigger_found_at_every_offset(void)
+{
+    static const char *words[] = {"identified", "IDENTIFIED", "IdEnTiFiEd", "password",
+                                  "PASSWORD",   "pAsSwOrD",   "identifie",  "passwor"};
+    static const char fill[] = {'x', 'i', 'p', 'I', 'P', 'I' ^ 0x80, 'p' ^ 0x80, 0x09, 0x10};
+    char buf[64];
+    int bad = 0;
+    for (size_t w = 0; w < sizeof words / sizeof *words; w++)
+        for (size_t f = 0; f < sizeof fill; f++)
+            for (size_t off = 0; off < 20; off++)
+                for (size_t tail = 0; tail < 12; tail++) {
+                    size_t wl = strlen(words[w]);
+                    size_t n = off + wl + tail;
+                    memset(buf, fill[f], sizeof buf);
+                    memcpy(buf + off, words[w], wl);
+                    if ((redact_may_hold(buf, n) != 0) != naive_may_hold(buf, n))
+                        bad++;
+                    /* The word cut by the end of the text is no trigger. */
+                    if ((redact_may_hold(buf, off + wl - 1) != 0) !=
+                        naive_may_hold(buf, off + wl - 1))
+                        bad++;
+                }
+    CHECK(bad == 0);
+    /* Random texts over a small alphabet that makes near misses common. */
+    static const char alpha[] = "idpaswordentfIDPASWORDENTF _'";
+    unsigned seed = 12345;
+    bad = 0;
+    for (int t = 0; t < 200000; t++) {
+        size_t n = (size_t)(t % 40);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[i] = alpha[(seed >> 16) % (sizeof alpha - 1)];
+        }
+        if ((redact_may_hold(buf, n) != 0) != naive_may_hold(buf, n))
+            bad++;
+    }
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
+    test_trigger_found_at_every_offset();
     test_credentials_hidden();
     test_only_the_statement_is_hidden();
     test_reading_errs_on_hiding();
