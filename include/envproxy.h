@@ -579,6 +579,7 @@ struct client {
         atomic_bool has_info;
     } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
+    bool in_lent;      /* the input holds bytes of the worker's read_buf (client_input_own) */
     bool free_pending;
     bool tls;
     bool tls_shut;  /* CL_CLOSING: close_notify queued */
@@ -758,6 +759,11 @@ void client_free(client *c);
  * it had; client_timer_stop() deletes it. */
 void client_timer_arm(client *c, uint64_t now, long long ms);
 void client_timer_stop(client *c);
+/* Copies into the client's input the bytes it still holds of its worker's read buffer (a
+ * plain client's read lends them for the callback); before anything moves the input's
+ * memory elsewhere. */
+void client_input_own(client *c);
+
 /* Writes one audit line for the current statement (no-op without audit_log). */
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event);
@@ -1055,6 +1061,9 @@ typedef struct wq_item {
     } u;
 } wq_item;
 
+/* Bytes one read of a client's socket takes at most. */
+#define WORKER_READ_BUF 16384
+
 struct worker {
     proxy *p;
     int index;
@@ -1072,6 +1081,9 @@ struct worker {
     int n_clients;
     struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
     struct env_metrics *metrics; /* this thread's counters, PROXY_MAX_SLOTS of them */
+    /* A plain client's read into an empty input lands here and is lent to its input for
+     * the callback (client_sock_read_cb): no chain is allocated and freed per command. */
+    unsigned char read_buf[WORKER_READ_BUF];
     atomic_ullong stmts_by_door[3];
 };
 

@@ -484,10 +484,12 @@ typedef struct {
 #define SESSION_RAW_MAX 256 /* the strings user .. db as a ring stores them, NULs included */
 #define SESSION_TEXT_MAX (6 * SESSION_RAW_MAX + 128) /* keys, quotes, nulls, conn: < 128 */
 
-/* Beside it, the text put_sql wrote for the connection's last statement: a connection that
- * runs the same statement again (a prepared statement, a poll) gets a copy of it instead of
- * a second search for credentials and escaping. Statements longer than SQL_RAW_MAX bytes, or
- * whose text passed SQL_TEXT_MAX, are formatted every time. */
+/* What put_sql wrote for a statement text, in a table the writer looks texts up in: a text
+ * seen again (a prepared statement, a poll, any statement a program repeats, whichever
+ * connection sends it) gets a copy instead of a second search for credentials and escaping.
+ * SQL_SLOTS entries chosen by a hash of the text; a collision only costs a miss. Texts longer
+ * than SQL_RAW_MAX bytes, or whose line text passed SQL_TEXT_MAX, are formatted every time. */
+#define SQL_SLOTS 256
 #define SQL_RAW_MAX 256
 #define SQL_TEXT_MAX 512
 
@@ -498,12 +500,13 @@ typedef struct {
     uint16_t text_len;
     unsigned char raw[SESSION_RAW_MAX];
     char text[SESSION_TEXT_MAX];
-    /* The last statement: sql_len bytes (a NULL SQL is never kept), 0 text bytes: none. */
-    uint32_t sql_conn;
-    uint16_t sql_len, sql_text_len;
-    unsigned char sql_raw[SQL_RAW_MAX];
-    char sql_text[SQL_TEXT_MAX];
 } session_text;
+
+typedef struct {
+    uint16_t raw_len, text_len; /* text_len 0: the slot is empty */
+    unsigned char raw[SQL_RAW_MAX];
+    char text[SQL_TEXT_MAX];
+} sql_text;
 
 struct audit_ring {
     /* The producer's line: tail and its own view of head. */
@@ -527,6 +530,7 @@ struct audit {
     size_t ring_bytes;
     char *batch; /* the writer's lines gathered for one write(2): WRITE_CHUNK + LINE_MAX_BYTES */
     session_text *sessions; /* the writer's: SESSION_SLOTS of them */
+    sql_text *sqls;         /* the writer's: SQL_SLOTS of them */
 
     audit_ring *rings[AUDIT_MAX_RINGS];
     atomic_int n_rings; /* rings[0 .. n_rings) are published (release) */
@@ -825,28 +829,44 @@ static char *put_session_cached(audit *a, char *o, const line_src *src, const ui
     return end;
 }
 
-/* put_sql for a record of a ring, through the writer's session_text of its connection. */
+/* A hash of s[0 .. n), eight bytes at a time (n <= SQL_RAW_MAX). */
+static size_t sql_hash(const unsigned char *s, size_t n)
+{
+    uint64_t h = n * 0x9e3779b97f4a7c15ull, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        w = 0;
+        memcpy(&w, s + i, n - i);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+    }
+    h ^= h >> 32;
+    return (size_t)(h % SQL_SLOTS);
+}
+
+/* put_sql for a record of a ring, through the writer's table of statement texts. */
 static char *put_sql_cached(audit *a, char *o, const line_src *src)
 {
     size_t n = src->n[F_SQL];
     if (!src->s[F_SQL] || n > SQL_RAW_MAX)
         return put_sql(o, src);
-    session_text *t = &a->sessions[src->conn % SESSION_SLOTS];
-    if (t->sql_text_len && t->sql_conn == src->conn && t->sql_len == n &&
-        memcmp(t->sql_raw, src->s[F_SQL], n) == 0) {
-        memcpy(o, t->sql_text, t->sql_text_len);
-        return o + t->sql_text_len;
+    const unsigned char *raw = (const unsigned char *)src->s[F_SQL];
+    sql_text *t = &a->sqls[sql_hash(raw, n)];
+    if (t->text_len && t->raw_len == n && memcmp(t->raw, raw, n) == 0) {
+        memcpy(o, t->text, t->text_len);
+        return o + t->text_len;
     }
     char *end = put_sql(o, src);
     size_t text_len = (size_t)(end - o);
     if (text_len <= SQL_TEXT_MAX) {
-        t->sql_conn = src->conn;
-        t->sql_len = (uint16_t)n;
-        memcpy(t->sql_raw, src->s[F_SQL], n);
-        memcpy(t->sql_text, o, text_len);
-        t->sql_text_len = (uint16_t)text_len;
-    } else {
-        t->sql_text_len = 0;
+        t->raw_len = (uint16_t)n;
+        memcpy(t->raw, raw, n);
+        memcpy(t->text, o, text_len);
+        t->text_len = (uint16_t)text_len;
     }
     return end;
 }
@@ -1057,6 +1077,7 @@ static void free_audit(audit *a)
     ring_free(a->shared);
     free(a->batch);
     free(a->sessions);
+    free(a->sqls);
     free(a->path);
     free(a);
 }
@@ -1088,7 +1109,8 @@ audit *audit_open(const char *path, size_t ring_bytes, char *err, size_t errlen)
     atomic_init(&a->reopen_gen, 0);
     if (!(a->path = strdup(path)) || !(a->shared = ring_alloc(a)) ||
         !(a->batch = malloc(1 + WRITE_CHUNK + LINE_MAX_BYTES)) ||
-        !(a->sessions = calloc(SESSION_SLOTS, sizeof *a->sessions))) {
+        !(a->sessions = calloc(SESSION_SLOTS, sizeof *a->sessions)) ||
+        !(a->sqls = calloc(SQL_SLOTS, sizeof *a->sqls))) {
         snprintf(err, errlen, "audit log %s: out of memory", path);
         free_audit(a);
         return NULL;

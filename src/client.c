@@ -71,7 +71,23 @@ static void client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
     evbuffer_unfreeze(in, 0);
     ssize_t n = -1;
     int err = ENOMEM;
-    if (evbuffer_reserve_space(in, CLIENT_READ_CHUNK, &v, 1) == 1) {
+    if (evbuffer_get_length(in) == 0 && !relay_reads_file(c)) {
+        /* The usual case, one command and nothing left from before: the bytes are read into
+         * the worker's buffer and lent to the input until the callback ends, when
+         * client_process_input copies what is left of them (client_input_own). */
+        n = recv(fd, c->w->read_buf, WORKER_READ_BUF, 0);
+        err = errno;
+        if (n > 0 && evbuffer_add_reference(in, c->w->read_buf, (size_t)n, NULL, NULL) == 0) {
+            evbuffer_freeze(in, 0);
+            c->in_lent = true;
+            client_read_cb(c->bev, c);
+            return;
+        }
+        if (n > 0) { /* out of memory: as a read that failed */
+            n = -1;
+            err = ENOMEM;
+        }
+    } else if (evbuffer_reserve_space(in, CLIENT_READ_CHUNK, &v, 1) == 1) {
         n = recv(fd, v.iov_base, v.iov_len < CLIENT_READ_CHUNK ? v.iov_len : CLIENT_READ_CHUNK, 0);
         err = errno;
         if (n > 0) {
@@ -87,6 +103,29 @@ static void client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
         return;
     client_event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+}
+
+/* The end of a read lent from the worker's buffer (client_sock_read_cb): the bytes the
+ * commands did not take are copied into the input's own memory before the buffer serves
+ * another client. */
+void client_input_own(client *c)
+{
+    if (!c->in_lent)
+        return;
+    c->in_lent = false;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t left = evbuffer_get_length(in);
+    if (!left)
+        return;
+    /* What is left is the end of the worker's buffer, read once: moved to its front, then
+     * copied back after the reference is dropped. */
+    unsigned char *rest = evbuffer_pullup(in, (ssize_t)left);
+    memmove(c->w->read_buf, rest, left);
+    evbuffer_drain(in, left);
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_add(in, c->w->read_buf, left) != 0)
+        abort(); /* as an allocation that failed anywhere else */
+    evbuffer_freeze(in, 0);
 }
 
 /* Starts or stops reading the client (the plain socket's event, or the TLS bufferevent). */
@@ -796,6 +835,7 @@ static void client_process_input(client *c)
     if (relay_reads_file(c))
         relay_file_input(c); /* the input is a LOAD DATA LOCAL INFILE file, not commands */
     process_packets(c);
+    client_input_own(c);
     c->in_input = false;
     if (c->free_pending) {
         client_free(c);

@@ -1613,6 +1613,7 @@ void relay_file_input(client *c)
 {
     if (!relay_reads_file(c))
         return;
+    client_input_own(c); /* chains of the input are moved to the backend below */
     struct evbuffer *in = bufferevent_get_input(c->bev);
     backend *b = c->rl_infile == INF_SENDING ? c->be : NULL;
     bool ended = false, moved = false;

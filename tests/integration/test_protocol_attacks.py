@@ -982,6 +982,43 @@ def test_pipelined_statement_commands(p, servers, prod_state):
     serves_everyone(p)
 
 
+def test_partial_packets_of_many_clients_interleaved(p):
+    """A read of a client's socket is lent from a buffer its worker shares with every other
+    client; what a read leaves unused (a packet cut in two, commands sent ahead) must be
+    the client's own before the next read. 16 clients (both workers) each send a statement
+    carrying its own 3,000-byte literal cut at a different byte, and three statements
+    pipelined in one write, in turns: the first parts of all, then every second part. Each
+    gets its own literals back, in order, three rounds."""
+    clients = [login(p, db="shop@dev") for _ in range(16)]
+    try:
+        for rnd in range(3):
+            want = {}
+            rest = {}
+            for i, r in enumerate(clients):
+                tag = ("%02d%d" % (i, rnd)).encode()
+                lits = [tag + b"-" + bytes([65 + (i + k) % 26]) * 3000 for k in range(4)]
+                want[i] = lits
+                wire = b"".join(pkt(b"\x03SELECT '" + lit + b"' AS v") for lit in lits)
+                cut = 1 + (i * 997 + rnd * 131) % (len(wire) - 2)
+                r.sock.sendall(wire[:cut])
+                rest[i] = wire[cut:]
+            time.sleep(0.2)  # every first part read and lent
+            for i, r in enumerate(clients):
+                r.sock.sendall(rest[i])
+            for i, r in enumerate(clients):
+                for lit in want[i]:
+                    got = read_response(r)
+                    assert got[0] == "rows", (i, rnd, got)
+                    # The row: a length-encoded string (0xfc + 2 bytes for 3,003+ bytes).
+                    assert got[1][-1][3:] == lit, (i, rnd, got[1][-1][:20])
+        for r in clients:
+            assert probe(r)
+    finally:
+        for r in clients:
+            r.close()
+    serves_everyone(p)
+
+
 def reset_close(r):
     """Closes with a TCP RST (SO_LINGER 0): the proxy's next write or read fails."""
     try:

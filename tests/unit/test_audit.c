@@ -1179,11 +1179,12 @@ static void test_session_text(void)
     free(path);
 }
 
-/* The writer copies the text of a connection's last statement when the next one is the same:
- * a statement that differs in one byte, in length, by a NULL (a failed login) or comes from
- * another connection of the same slot is formatted afresh; a statement that repeats a
- * credential is hidden each time; texts too long to keep (257 bytes, or 256 bytes of
- * control characters that become 1,536) are right every time. */
+/* The writer keeps the text it wrote for a statement and copies it when the statement comes
+ * again: a statement that differs in one byte, in length or by a NULL (a failed login) is
+ * formatted afresh; a statement that repeats a credential is hidden each time; texts too long
+ * to keep (257 bytes, or 256 bytes of control characters that become 1,536) are right every
+ * time; 600 texts, more than the table holds, twice over (slots taken over by another text)
+ * give the lines audit_format gives. */
 static void test_sql_text(void)
 {
     char long_sql[258], ctl_sql[257];
@@ -1219,7 +1220,7 @@ static void test_sql_text(void)
         {7, ""},
         {7, ""},
     };
-    enum { N = sizeof cases / sizeof cases[0] };
+    enum { N = sizeof cases / sizeof cases[0], MANY = 600 };
     char err[256] = "";
     char *path = tmp_path("sql.jsonl");
     unlink(path);
@@ -1230,7 +1231,7 @@ static void test_sql_text(void)
         free(path);
         return;
     }
-    char *want = malloc(N * 4096), *at = want;
+    char *want = malloc(N * 4096 + 2 * MANY * 512), *at = want;
     for (int i = 0; i < N; i++) {
         audit_record r = statement(cases[i].sql);
         r.conn = cases[i].conn;
@@ -1239,6 +1240,14 @@ static void test_sql_text(void)
             r.verdict = "refused";
         }
         at += audit_format(&r, at, 4096);
+        audit_ring_log(q, &r);
+    }
+    for (int i = 0; i < 2 * MANY; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT %d FROM t%d WHERE p = '\t'", i % MANY, i % 7);
+        audit_record r = statement(sql);
+        r.conn = (uint32_t)i;
+        at += audit_format(&r, at, 512);
         audit_ring_log(q, &r);
     }
     audit_close(a);
