@@ -579,7 +579,10 @@ struct client {
         atomic_bool has_info;
     } ps;
     bool in_input;     /* inside client_process_input(): freeing is deferred */
-    bool in_lent;      /* the input holds bytes of the worker's read_buf (client_input_own) */
+    /* A read lent from the worker's read_buf for one callback (client_sock_read_cb): bytes
+     * lent[lent_off .. lent_len) come before the input's; NULL when none. */
+    const uint8_t *lent;
+    size_t lent_len, lent_off;
     bool free_pending;
     bool tls;
     bool tls_shut;  /* CL_CLOSING: close_notify queued */
@@ -760,8 +763,8 @@ void client_free(client *c);
 void client_timer_arm(client *c, uint64_t now, long long ms);
 void client_timer_stop(client *c);
 /* Copies into the client's input the bytes it still holds of its worker's read buffer (a
- * plain client's read lends them for the callback); before anything moves the input's
- * memory elsewhere. */
+ * plain client's read lends them for the callback): before the callback ends, and before
+ * anything reads the input itself. */
 void client_input_own(client *c);
 
 /* Writes one audit line for the current statement (no-op without audit_log). */

@@ -65,37 +65,38 @@ static void client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     client *c = arg;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer_iovec v;
-    /* A bufferevent keeps the end of its input frozen against other writers; its own read
-     * unfreezes it the same way. */
-    evbuffer_unfreeze(in, 0);
     ssize_t n = -1;
     int err = ENOMEM;
     if (evbuffer_get_length(in) == 0 && !relay_reads_file(c)) {
         /* The usual case, one command and nothing left from before: the bytes are read into
-         * the worker's buffer and lent to the input until the callback ends, when
-         * client_process_input copies what is left of them (client_input_own). */
+         * the worker's buffer and lent to the client for the callback (process_packets
+         * takes its packets from there); client_process_input copies what is left of them
+         * into the input before the buffer serves another client (client_input_own). */
         n = recv(fd, c->w->read_buf, WORKER_READ_BUF, 0);
-        err = errno;
-        if (n > 0 && evbuffer_add_reference(in, c->w->read_buf, (size_t)n, NULL, NULL) == 0) {
-            evbuffer_freeze(in, 0);
-            c->in_lent = true;
+        if (n > 0) {
+            c->lent = c->w->read_buf;
+            c->lent_len = (size_t)n;
+            c->lent_off = 0;
             client_read_cb(c->bev, c);
             return;
         }
-        if (n > 0) { /* out of memory: as a read that failed */
-            n = -1;
-            err = ENOMEM;
-        }
-    } else if (evbuffer_reserve_space(in, CLIENT_READ_CHUNK, &v, 1) == 1) {
-        n = recv(fd, v.iov_base, v.iov_len < CLIENT_READ_CHUNK ? v.iov_len : CLIENT_READ_CHUNK, 0);
         err = errno;
-        if (n > 0) {
-            v.iov_len = (size_t)n;
-            evbuffer_commit_space(in, &v, 1);
+    } else {
+        /* A bufferevent keeps the end of its input frozen against other writers; its own
+         * read unfreezes it the same way. */
+        struct evbuffer_iovec v;
+        evbuffer_unfreeze(in, 0);
+        if (evbuffer_reserve_space(in, CLIENT_READ_CHUNK, &v, 1) == 1) {
+            n = recv(fd, v.iov_base, v.iov_len < CLIENT_READ_CHUNK ? v.iov_len : CLIENT_READ_CHUNK,
+                     0);
+            err = errno;
+            if (n > 0) {
+                v.iov_len = (size_t)n;
+                evbuffer_commit_space(in, &v, 1);
+            }
         }
+        evbuffer_freeze(in, 0);
     }
-    evbuffer_freeze(in, 0);
     if (n > 0) {
         client_read_cb(c->bev, c);
         return;
@@ -106,26 +107,20 @@ static void client_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The end of a read lent from the worker's buffer (client_sock_read_cb): the bytes the
- * commands did not take are copied into the input's own memory before the buffer serves
- * another client. */
+ * commands did not take are copied into the input's own memory. */
 void client_input_own(client *c)
 {
-    if (!c->in_lent)
+    if (!c->lent)
         return;
-    c->in_lent = false;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t left = evbuffer_get_length(in);
+    size_t left = c->lent_len - c->lent_off;
+    const uint8_t *rest = c->lent + c->lent_off;
+    c->lent = NULL;
     if (!left)
         return;
-    /* What is left is the end of the worker's buffer, read once: moved to its front, then
-     * copied back after the reference is dropped. */
-    unsigned char *rest = evbuffer_pullup(in, (ssize_t)left);
-    memmove(c->w->read_buf, rest, left);
-    evbuffer_drain(in, left);
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_add(in, c->w->read_buf, left) != 0)
+    /* The lent bytes come before anything the input holds (it was empty when they were
+     * read). A bufferevent freezes its input's end, not its start. */
+    if (evbuffer_prepend(bufferevent_get_input(c->bev), rest, left) != 0)
         abort(); /* as an allocation that failed anywhere else */
-    evbuffer_freeze(in, 0);
 }
 
 /* Starts or stops reading the client (the plain socket's event, or the TLS bufferevent). */
@@ -338,7 +333,8 @@ size_t client_out_queued(const client *c)
  * kernel send a reset, which can destroy the error packet before the client reads it. */
 static bool unread_input(const client *c)
 {
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+    if ((c->lent && c->lent_off < c->lent_len) ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)))
         return true;
     struct bufferevent *under = c->tls ? bufferevent_get_underlying(c->bev) : NULL;
     if (under && evbuffer_get_length(bufferevent_get_input(under)))
@@ -860,7 +856,9 @@ static void process_packets(client *c)
         /* Before login only small packets: a handshake response is a few hundred bytes. */
         bool login = c->state != CL_IDLE;
         long long max = login ? c->cfg->max_handshake_packet_size : c->cfg->max_packet_size;
-        size_t avail = evbuffer_get_length(in);
+        /* The bytes of a read lent by the worker (client_sock_read_cb) come first. */
+        const uint8_t *lent = c->lent ? c->lent + c->lent_off : NULL;
+        size_t avail = lent ? c->lent_len - c->lent_off : evbuffer_get_length(in);
         if (avail < PKT_HEADER)
             return;
         /* Most packets sit whole in the input's first chunk: they are read from there,
@@ -868,8 +866,10 @@ static void process_packets(client *c)
         struct evbuffer_iovec first_chunk = {NULL, 0};
         uint8_t hb[PKT_HEADER];
         const uint8_t *h = hb;
-        if (evbuffer_peek(in, PKT_HEADER, NULL, &first_chunk, 1) == 1 &&
-            first_chunk.iov_len >= PKT_HEADER)
+        if (lent)
+            h = lent;
+        else if (evbuffer_peek(in, PKT_HEADER, NULL, &first_chunk, 1) == 1 &&
+                 first_chunk.iov_len >= PKT_HEADER)
             h = first_chunk.iov_base;
         else
             evbuffer_copyout(in, hb, PKT_HEADER);
@@ -910,7 +910,10 @@ static void process_packets(client *c)
         }
         c->seq = (uint8_t)(seq + 1);
         pbuf_reserve(&c->cmd, len);
-        if (h != hb && first_chunk.iov_len - PKT_HEADER >= len) {
+        if (lent) {
+            memcpy(c->cmd.data + c->cmd.len, lent + PKT_HEADER, len);
+            c->lent_off += PKT_HEADER + len;
+        } else if (h != hb && first_chunk.iov_len - PKT_HEADER >= len) {
             memcpy(c->cmd.data + c->cmd.len, (const uint8_t *)first_chunk.iov_base + PKT_HEADER,
                    len);
             evbuffer_drain(in, PKT_HEADER + len);
