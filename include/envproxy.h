@@ -992,6 +992,15 @@ void relay_resume(client *c);
 /* The client's timer fired while the relay runs: statement_timeout passed (the query is
  * killed), or the grace time after an interruption did (the backend connection is closed). */
 void relay_timeout(client *c);
+/* The worker's deadline watch (see worker.deadline_due): a statement of w runs until
+ * deadline_ms (monotonic). On w's thread. */
+void relay_note_deadline(worker *w, uint64_t deadline_ms);
+/* On w's thread (WQ_DEADLINES): statements past their deadline are killed or their
+ * connections closed; the earliest deadline still ahead is noted. */
+void relay_check_deadlines(worker *w);
+/* The main loop's deadline watch, every DEADLINE_WATCH_MS: posts WQ_DEADLINES to each worker
+ * whose earliest noted deadline passed. */
+#define DEADLINE_WATCH_MS 25
 enum { RLI_NONE, RLI_TIMEOUT, RLI_KILLED };
 /* Interrupts the running statement (RLI_TIMEOUT or RLI_KILLED): kills it on the backend,
  * drops the rest of its result, and holds the deadline even when the backend does not
@@ -1050,6 +1059,7 @@ typedef enum {
     WQ_WAKE,         /* a pool waiter's state left PW_QUEUED: waiter */
     WQ_UNPARK,       /* clients wait for connections parked on this loop: pool */
     WQ_FREE_BACKEND, /* an expired idle connection parked on this loop: backend */
+    WQ_DEADLINES,    /* a statement's deadline passed: relay_check_deadlines */
     WQ_STOP,         /* shutdown: leave the loop */
 } wq_kind;
 
@@ -1084,6 +1094,13 @@ struct worker {
     int n_clients;
     struct audit_ring *audit; /* this thread's ring of the audit log, or NULL */
     struct env_metrics *metrics; /* this thread's counters, PROXY_MAX_SLOTS of them */
+    /* Statement deadlines (statement_timeout) are not timers of the worker's loop, whose
+     * every turn then computed a wait: the worker notes the earliest one here
+     * (relay_note_deadline), the main loop's deadline watch posts WQ_DEADLINES once it has
+     * passed, and the worker looks at its clients (relay_check_deadlines). Monotonic ms; 0:
+     * none. */
+    _Atomic uint64_t deadline_due;
+    atomic_bool deadline_posted; /* WQ_DEADLINES is queued and not yet handled */
     /* A plain client's read into an empty input lands here and is lent to its input for
      * the callback (client_sock_read_cb): no chain is allocated and freed per command. */
     unsigned char read_buf[WORKER_READ_BUF];
@@ -1147,6 +1164,7 @@ struct proxy {
     uint64_t drain_deadline_ms;
     struct audit *audit;
     struct event *sig_int, *sig_term, *sig_hup, *tick;
+    struct event *deadline_watch; /* deadline_watch_cb, every DEADLINE_WATCH_MS */
     struct event *gate; /* start-up: listeners open after the first health checks */
     uint64_t gate_deadline_ms;
 };

@@ -562,6 +562,9 @@ static void wq_cb(evutil_socket_t fd, short what, void *arg)
         case WQ_FREE_BACKEND:
             backend_free(it.u.backend);
             break;
+        case WQ_DEADLINES:
+            relay_check_deadlines(w);
+            break;
         case WQ_STOP:
             event_base_loopexit(w->base, NULL);
             break;
@@ -893,6 +896,20 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     drain_cb(-1, 0, p);
 }
 
+static void deadline_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    proxy *p = arg;
+    uint64_t now = now_ms();
+    for (int i = 0; i < p->n_workers; i++) {
+        worker *w = &p->workers[i];
+        uint64_t due = atomic_load_explicit(&w->deadline_due, memory_order_relaxed);
+        if (due && now >= due && !atomic_exchange(&w->deadline_posted, true)) {
+            wq_item it = {.kind = WQ_DEADLINES};
+            worker_post(w, &it);
+        }
+    }
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     proxy *p = arg;
@@ -1068,7 +1085,10 @@ int proxy_run(const char *config_path)
     p->sig_term = evsignal_new(p->base, SIGTERM, signal_cb, p);
     p->sig_hup = evsignal_new(p->base, SIGHUP, signal_cb, p);
     p->tick = event_new(p->base, -1, EV_PERSIST, tick_cb, p);
+    p->deadline_watch = event_new(p->base, -1, EV_PERSIST, deadline_watch_cb, p);
     struct timeval second = {1, 0};
+    struct timeval watch = {0, DEADLINE_WATCH_MS * 1000};
+    event_add(p->deadline_watch, &watch);
     event_add(p->sig_int, NULL);
     event_add(p->sig_term, NULL);
     event_add(p->sig_hup, NULL);
@@ -1126,8 +1146,8 @@ out:
         free(w->metrics);
     }
     free(p->workers);
-    struct event *evs[] = {p->sig_int, p->sig_term,      p->sig_hup,
-                           p->tick,    p->accept_resume, p->gate};
+    struct event *evs[] = {p->sig_int,       p->sig_term, p->sig_hup,       p->tick,
+                           p->deadline_watch, p->gate,     p->accept_resume};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);

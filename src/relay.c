@@ -395,8 +395,7 @@ static void relay_finish(client *c, bool failed)
         b->diag = b->diag_hold = true; /* what SHOW WARNINGS there shows is this session's */
     else if (!c->job_reads_diag)
         b->diag_hold = false;
-    /* The statement's timer is not deleted (event_del takes the loop's lock): a firing finds
-     * no deadline and is ignored, or re-added for the next statement's (relay_timeout). An
+    /* The statement's deadline ends here (the deadline watch then finds none). An
      * interrupted statement's grace timer runs until the kill is answered. */
     if (!c->rl_interrupt)
         c->rl_deadline_ms = 0;
@@ -1223,12 +1222,10 @@ void relay_send(client *c, relay_state first, const uint8_t *payload, size_t len
     long long timeout = client_statement_timeout(c, c->route.env);
     if (timeout > 0) {
         /* A PREPARE or one-packet response runs nothing to kill: past the deadline its
-         * connection is closed (relay_timeout). The timer is added only when it is not, or
-         * would fire after this deadline: one that fires earlier (a statement's before, the
-         * idle timeout's) is re-added by relay_timeout for what is left. */
+         * connection is closed (deadline_passed). No timer: the worker's deadline watch
+         * (relay_note_deadline) looks at it. */
         c->rl_deadline_ms = c->rl_started_ms + (uint64_t)timeout;
-        if (!c->timer_due_ms || c->timer_due_ms > c->rl_deadline_ms)
-            client_timer_arm(c, c->rl_started_ms, timeout);
+        relay_note_deadline(c->w, c->rl_deadline_ms);
     } else {
         c->rl_deadline_ms = 0;
     }
@@ -1402,6 +1399,8 @@ static void relay_give_up(client *c)
     client_command_done(c);
 }
 
+static void deadline_passed(client *c);
+
 void relay_timeout(client *c)
 {
     backend *b = c->be;
@@ -1418,15 +1417,16 @@ void relay_timeout(client *c)
         relay_give_up(c);
         return;
     }
-    /* The timer may have been added for an earlier deadline (a statement's before, the idle
-     * timeout's): before this statement's, it is added again for what is left. */
-    if (!c->rl_deadline_ms)
-        return;
-    uint64_t now = now_ms();
-    if (now < c->rl_deadline_ms) {
-        client_timer_arm(c, now, (long long)(c->rl_deadline_ms - now));
-        return;
-    }
+    /* The timer may have been added for something else (the idle timeout's): the statement's
+     * deadline is the deadline watch's (relay_check_deadlines). */
+    if (c->rl_deadline_ms && now_ms() >= c->rl_deadline_ms)
+        deadline_passed(c);
+}
+
+/* The statement of c (in the relay, not interrupted) ran past its statement_timeout. */
+static void deadline_passed(client *c)
+{
+    backend *b = c->be;
     if (c->rl >= RL_ONE) {
         relay_fail(c, 2013, "no answer from the backend within statement_timeout; its "
                             "connection was closed");
@@ -1437,6 +1437,33 @@ void relay_timeout(client *c)
              c->id, c->addr, c->user, b->pool->env->name,
              client_statement_timeout(c, b->pool->env), b->thread_id);
     relay_interrupt(c, RLI_TIMEOUT);
+}
+
+void relay_note_deadline(worker *w, uint64_t deadline_ms)
+{
+    uint64_t due = atomic_load_explicit(&w->deadline_due, memory_order_relaxed);
+    if (!due || deadline_ms < due)
+        atomic_store_explicit(&w->deadline_due, deadline_ms, memory_order_relaxed);
+}
+
+void relay_check_deadlines(worker *w)
+{
+    /* Cleared first: a deadline noted from here on is seen by the next watch. */
+    atomic_store(&w->deadline_posted, false);
+    uint64_t now = now_ms(), next = 0;
+    client *c = w->clients;
+    while (c) {
+        client *after = c->next; /* deadline_passed may end c, never another client */
+        /* An interrupted statement waits for its grace time on the client's own timer. */
+        if (c->state == CL_RELAY && c->be && c->rl_deadline_ms && !c->rl_interrupt) {
+            if (now >= c->rl_deadline_ms)
+                deadline_passed(c);
+            else if (!next || c->rl_deadline_ms < next)
+                next = c->rl_deadline_ms;
+        }
+        c = after;
+    }
+    atomic_store_explicit(&w->deadline_due, next, memory_order_relaxed);
 }
 
 void relay_client_gone(client *c)

@@ -766,7 +766,7 @@ void stmt_prepared(client *c, bool ok)
     backend *b = c->be;
     cl_stmt *st = c->stmt;
     backend_park(b);
-    c->rl_deadline_ms = 0; /* the PREPARE's; its timer stays added (relay_timeout) */
+    c->rl_deadline_ms = 0; /* the PREPARE's: the deadline watch finds none */
     if (c->stmt_reprepare) {
         c->stmt_reprepare = false;
         c->rl_silent = false;
