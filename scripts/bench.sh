@@ -20,6 +20,8 @@
 # BENCH_CG_WORKLOAD  the sysbench workload run under callgrind: oltp_point_select (default) or
 #                    oltp_read_only (ranges, ORDER BY, DISTINCT, SUM: the relay's per-row cost
 #                    and BEGIN/COMMIT); the figure is per query either way
+# BENCH_CG_THREADS   sysbench threads of the run under callgrind (default 1): what the count
+#                    of instructions does with many sessions at once
 # BENCH_TABLES, BENCH_TABLE_SIZE   sysbench data set (default 4 tables of 100000 rows)
 # Beside each sysbench rate, the CPU time (user + system, all threads) each proxy used per
 # query during that run is printed: it says where a rate gap comes from when the CPUs are
@@ -45,6 +47,7 @@ IDLE=${BENCH_IDLE:-10000}
 CALLGRIND=${BENCH_CALLGRIND:-1}
 CG_QUERIES=${BENCH_QUERIES:-20000}
 CG_WORKLOAD=${BENCH_CG_WORKLOAD:-oltp_point_select}
+CG_THREADS=${BENCH_CG_THREADS:-1}
 TABLES=${BENCH_TABLES:-4}
 TABLE_SIZE=${BENCH_TABLE_SIZE:-100000}
 STREAM_ROWS=1000000
@@ -80,6 +83,9 @@ case "$CG_WORKLOAD" in
 oltp_point_select) CG_WHAT="point select" ;;
 oltp_read_only) CG_WHAT="read_only query" ;;
 *) die "BENCH_CG_WORKLOAD must be oltp_point_select or oltp_read_only, got '$CG_WORKLOAD'" ;;
+esac
+case "$CG_THREADS" in
+'' | *[!0-9]* | 0) die "BENCH_CG_THREADS must be a positive number, got '$CG_THREADS'" ;;
 esac
 case "$CALLGRIND" in
 0 | 1 | only) ;;
@@ -664,7 +670,7 @@ cg_measure() {
         return
     fi
     out=$T/callgrind-$t-run.log
-    if run sb "$CG_WORKLOAD" "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads=1 \
+    if run sb "$CG_WORKLOAD" "$port" "${T_USER[$t]}" "${T_PASS[$t]}" --threads="$CG_THREADS" \
         --events="$CG_QUERIES" --time=0 --report-interval=0 run >"$out" 2>&1 &&
         callgrind_control -d "$CG_PID" >>"$T/callgrind-$t.log" 2>&1; then
         dump=$T/callgrind.$t.$CG_PID.1
