@@ -45,6 +45,7 @@ typedef struct {
 
 typedef struct {
     char *name;        /* [A-Za-z0-9_-]{1,64} */
+    size_t name_len;   /* strlen(name), for the audit log */
     char *description; /* "" when absent */
     char *host;        /* required */
     int port;          /* default 3306 */

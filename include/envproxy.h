@@ -556,6 +556,7 @@ struct client {
     int fd;
     struct bufferevent *bev;
     char addr[64]; /* "127.0.0.1:51234" */
+    uint16_t addr_len; /* strlen(addr), for the audit log (0: not known) */
     char host[48]; /* "127.0.0.1" */
     const char *via; /* "mysql", or "http"/"mcp" for an internal session (audit) */
     cl_state state;
@@ -611,6 +612,7 @@ struct client {
     uint8_t charset;
     uint8_t seq; /* next sequence id toward the client */
     char user[ROUTE_NAME_MAX + 1];
+    uint16_t user_len; /* strlen(user): set wherever user is */
     char login_db[2 * ROUTE_NAME_MAX + 2];
     bool has_login_db;
     char counted_user[ROUTE_NAME_MAX + 1]; /* counted for max_connections_per_account */
@@ -660,6 +662,7 @@ struct client {
     job_kind job;
     route_result route;
     char job_db[ROUTE_NAME_MAX + 1];
+    uint16_t job_db_len; /* strlen(job_db): set wherever job_db is */
     bool job_has_db;
     bool job_moves_session; /* the statement runs at the session's position */
     bool job_mode_changed;  /* the statement may set sql_mode: read it again if it fails */

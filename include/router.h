@@ -12,12 +12,13 @@
 #define ROUTE_NAME_MAX 64 /* environment names and database names, in bytes */
 #define ROUTE_MAX_ENVS 32
 
-/* Copies a name into dst (cap bytes with the NUL), cut at cap - 1 bytes. */
-static inline void route_copy_name(char *dst, size_t cap, const char *src)
+/* Copies a name into dst (cap bytes with the NUL), cut at cap - 1 bytes; returns its length. */
+static inline size_t route_copy_name(char *dst, size_t cap, const char *src)
 {
     size_t n = strnlen(src, cap - 1);
     memcpy(dst, src, n);
     dst[n] = '\0';
+    return n;
 }
 
 /* A leading routing comment: `/\* env=prod db=shop *\/`, `/\* env=dev,prod *\/`,

@@ -391,6 +391,16 @@ static inline size_t field_len(const char *s)
     return s ? strnlen(s, AUDIT_FIELD_MAX + 4) : 0;
 }
 
+/* Bytes of a string field given its length as the caller knows it (0: unknown). */
+static inline size_t known_len(const char *s, size_t n)
+{
+    if (!s)
+        return 0;
+    if (!n)
+        return field_len(s);
+    return n < AUDIT_FIELD_MAX + 4 ? n : AUDIT_FIELD_MAX + 4;
+}
+
 /* The strings of r with their lengths as the formatter needs them: the SQL up to
  * AUDIT_SQL_MAX + 4 bytes of sql_len, the others up to AUDIT_FIELD_MAX + 4 bytes of their
  * strlen. */
@@ -401,19 +411,19 @@ static void record_src(const audit_record *r, line_src *src)
     src->ms = r->ms;
     src->conn = r->conn;
     src->s[F_USER] = r->user;
-    src->n[F_USER] = field_len(r->user);
+    src->n[F_USER] = known_len(r->user, r->user_len);
     src->s[F_CLIENT] = r->client;
-    src->n[F_CLIENT] = field_len(r->client);
+    src->n[F_CLIENT] = known_len(r->client, r->client_len);
     src->s[F_VIA] = r->via;
-    src->n[F_VIA] = field_len(r->via);
+    src->n[F_VIA] = known_len(r->via, r->via_len);
     src->s[F_ENV] = r->env;
-    src->n[F_ENV] = field_len(r->env);
+    src->n[F_ENV] = known_len(r->env, r->env_len);
     src->s[F_DB] = r->db;
-    src->n[F_DB] = field_len(r->db);
+    src->n[F_DB] = known_len(r->db, r->db_len);
     src->s[F_SQL] = r->sql;
     src->n[F_SQL] = !r->sql ? 0 : r->sql_len < AUDIT_SQL_MAX + 4 ? r->sql_len : AUDIT_SQL_MAX + 4;
     src->s[F_VERDICT] = r->verdict;
-    src->n[F_VERDICT] = field_len(r->verdict);
+    src->n[F_VERDICT] = known_len(r->verdict, r->verdict_len);
     src->s[F_ERROR] = r->error;
     src->n[F_ERROR] = field_len(r->error);
     src->s[F_EVENT] = r->event;

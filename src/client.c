@@ -458,6 +458,12 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
         .client = c->addr,
         .env = event ? NULL : c->route.env ? c->route.env->name : NULL,
         .db = event ? NULL : c->job_has_db ? c->job_db : NULL,
+        .user_len = c->user_len,
+        .client_len = c->addr_len,
+        .env_len = event || !c->route.env ? 0 : (uint16_t)c->route.env->name_len,
+        .db_len = c->job_db_len,
+        /* c->via is one of the three literals (client_new, client_accept_internal) */
+        .via_len = c->via[0] == 'h' ? 4 : c->via[1] == 'c' ? 3 : 5,
         .verdict = outcome,
         .rows = rows,
         .ms = ms,
@@ -521,6 +527,7 @@ static client *client_new(worker *w, int fd, const struct sockaddr *sa)
     }
     snprintf(c->host, sizeof(c->host), "%s", host);
     snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
+    c->addr_len = (uint16_t)strlen(c->addr);
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1161,6 +1168,7 @@ static bool take_user_name(client *c, const char *name, size_t len)
     size_t ul = len > ROUTE_NAME_MAX ? ROUTE_NAME_MAX : len;
     memcpy(c->user, name, ul);
     c->user[ul] = '\0';
+    c->user_len = (uint16_t)ul;
     for (size_t i = 0; i < ul; i++) {
         if (!isprint((unsigned char)c->user[i]) || c->user[i] == '\'') {
             c->user[i] = '?';
@@ -1514,7 +1522,7 @@ static void switch_to(client *c, const cfg_env *e, grant_level g, const char *db
     c->route.env = e;
     c->route.grant = g;
     c->route.read_only = e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
-    snprintf(c->job_db, sizeof(c->job_db), "%s", db);
+    c->job_db_len = (uint16_t)route_copy_name(c->job_db, sizeof(c->job_db), db);
     c->job_has_db = true;
     c->job = job;
     client_start_job(c);
@@ -1594,9 +1602,11 @@ void client_accept_internal(worker *w, int fd, const internal_login *login)
     none.ss_family = AF_UNSPEC;
     client *c = client_new(w, fd, (const struct sockaddr *)&none);
     snprintf(c->addr, sizeof(c->addr), "%s", login->addr);
+    c->addr_len = (uint16_t)strlen(c->addr);
     snprintf(c->host, sizeof(c->host), "%s", login->host);
     c->via = strcmp(login->via, "mcp") == 0 ? "mcp" : "http";
     snprintf(c->user, sizeof(c->user), "%s", login->user);
+    c->user_len = (uint16_t)strlen(c->user);
     c->caps = INTERNAL_CAPS;
     c->charset = 45; /* utf8mb4_general_ci: JSON is UTF-8 */
     c->multi_stmt = false;
@@ -1715,7 +1725,7 @@ bool client_resolve(client *c, const route_hint *h)
     }
     c->job_has_db = c->route.db != NULL && !virtual_is_schema(c->route.db);
     if (c->job_has_db)
-        route_copy_name(c->job_db, sizeof(c->job_db), c->route.db);
+        c->job_db_len = (uint16_t)route_copy_name(c->job_db, sizeof(c->job_db), c->route.db);
     c->job_moves_session = !(h && h->present && (h->n_envs || h->has_db));
     return true;
 }

@@ -1370,6 +1370,7 @@ static void load_environments(loader *ld, const ynode *n)
         cfg_env e;
         env_init(&e);
         e.name = xstrdup(name->text);
+        e.name_len = strlen(e.name);
         e.mark.file = ld->file;
         e.mark.line = name->line;
         e.mark.col = name->col;

@@ -374,7 +374,7 @@ static bool route_for_stmt(client *c, cl_stmt *st)
     c->route.read_only = st->read_only || e->access != ACCESS_READ_WRITE || g != GRANT_WRITE;
     c->job_has_db = st->has_db;
     if (st->has_db)
-        route_copy_name(c->job_db, sizeof(c->job_db), st->db);
+        c->job_db_len = (uint16_t)route_copy_name(c->job_db, sizeof(c->job_db), st->db);
     c->job_moves_session = st->moves_session;
     return true;
 }

@@ -1261,6 +1261,53 @@ static void test_sql_text(void)
     free(path);
 }
 
+/* Lengths the caller gives (audit_record.user_len ...) give the line the measured strings
+ * give; 0 means "measure", also for an empty string; a length past AUDIT_FIELD_MAX is cut as
+ * a measured one is. */
+static void test_given_lengths(void)
+{
+    static char big[AUDIT_FIELD_MAX + 100];
+    memset(big, 'u', sizeof big - 1);
+    char want[8192], got[8192];
+    audit_record r = statement("SELECT 1");
+    r.via = "mysql";
+    size_t n = audit_format(&r, want, sizeof want);
+    r.user_len = 5;
+    r.client_len = (uint16_t)strlen(r.client);
+    r.env_len = 4;
+    r.db_len = 4;
+    r.via_len = 5;
+    r.verdict_len = 7;
+    CHECK_INT(audit_format(&r, got, sizeof got), n);
+    CHECK_STR(got, want);
+    r.db = "";
+    r.db_len = 0;
+    n = audit_format(&r, got, sizeof got);
+    CHECK(strstr(got, "\"db\":\"\"") != NULL);
+    r.user = big;
+    r.user_len = 0;
+    n = audit_format(&r, want, sizeof want);
+    r.user_len = (uint16_t)strlen(big);
+    CHECK_INT(audit_format(&r, got, sizeof got), n);
+    CHECK_STR(got, want);
+    /* Through a ring: the same lines. */
+    char err[256] = "";
+    char *path = tmp_path("lengths.jsonl");
+    unlink(path);
+    audit *a = audit_open(path, 0, err, sizeof err);
+    audit_ring *q = audit_ring_new(a);
+    CHECK(q != NULL);
+    if (q)
+        audit_ring_log(q, &r);
+    audit_close(a);
+    char *file = slurp(path, NULL);
+    CHECK(file != NULL);
+    CHECK_STR(file, want);
+    free(file);
+    unlink(path);
+    free(path);
+}
+
 /* A log serves at most AUDIT_MAX_RINGS rings, and a NULL ring is a no-op. */
 static void test_ring_limit(void)
 {
@@ -1308,6 +1355,7 @@ int main(void)
     test_format_against_reference();
     test_session_text();
     test_sql_text();
+    test_given_lengths();
     rmdir(tmpdir);
     return unit_report("audit");
 }
