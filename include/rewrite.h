@@ -23,6 +23,12 @@ typedef enum {
 /* Classifies one COM_QUERY text (after any routing hint). Only a packet holding exactly one
  * statement (an optional ';' after it) can be anything but TXN_DATA. */
 txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode);
+/* A cheap look before txn_classify: false only when sql cannot be TXN_BEGIN, TXN_SET_NEXT or
+ * TXN_END in any sql_mode, because it starts (after spaces, tabs and line breaks) with a
+ * plain word other than BEGIN, START, COMMIT, ROLLBACK and SET; anything else (a comment, a
+ * quote, a parenthesis) is true, for txn_classify to read. Every PREPARE asks, and most are
+ * SELECTs. */
+bool txn_may_be_control(const char *sql, size_t len);
 /* The txn_kind of sql when it is BEGIN, START TRANSACTION, COMMIT or ROLLBACK written in
  * plain words (ASCII letters, spaces, tabs, line ends and commas only: no comment, quote,
  * routing hint, '@', '(' or ';'), else -1. Such a text reads the same in every sql_mode and

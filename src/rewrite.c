@@ -99,6 +99,26 @@ static bool has_word(const toklist *tl, const char *kw)
 
 /* ---- transactions ------------------------------------------------------------------------ */
 
+bool txn_may_be_control(const char *sql, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r'))
+        i++;
+    size_t start = i;
+    while (i < len && ((sql[i] | 0x20) >= 'a' && (sql[i] | 0x20) <= 'z'))
+        i++;
+    if (i == start)
+        return true; /* not a plain word first */
+    if (i < len && !(sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r' ||
+                     sql[i] == ';'))
+        return true; /* a word that goes on (digits, '_', '$', a multi-byte letter, ...) */
+    static const char *const words[] = {"BEGIN", "START", "COMMIT", "ROLLBACK", "SET"};
+    for (size_t w = 0; w < sizeof words / sizeof *words; w++)
+        if (strlen(words[w]) == i - start && strncasecmp(sql + start, words[w], i - start) == 0)
+            return true;
+    return false;
+}
+
 txn_kind txn_classify(const char *sql, size_t len, const sql_mode_flags *mode)
 {
     toklist tl;

@@ -57,7 +57,7 @@ static bool session_read_only(client *c, const char *sql, size_t len)
 
 bool txn_is_control(const char *sql, size_t len)
 {
-    if (len > TXN_TEXT_MAX)
+    if (len > TXN_TEXT_MAX || !txn_may_be_control(sql, len))
         return false;
     sql_mode_flags mode = {0};
     txn_kind k = txn_classify(sql, len, &mode);

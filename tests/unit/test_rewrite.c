@@ -514,8 +514,65 @@ static void test_txn_words(void)
     }
 }
 
+/* txn_may_be_control is false only where txn_classify finds no transaction statement, in
+ * every sql_mode: texts that are control statements (any case, spaces, comments, a trailing
+ * ';'), near misses, and random texts over an alphabet of their pieces. */
+static bool is_control(txn_kind k)
+{
+    return k == TXN_BEGIN || k == TXN_SET_NEXT || k == TXN_END;
+}
+
+static void test_txn_may_be_control(void)
+{
+    static const char *const texts[] = {
+        "BEGIN", "begin", " \t\r\nBEGIN WORK", "START TRANSACTION READ ONLY", "COMMIT;",
+        "rollback work", "SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "/* x */ COMMIT",
+        "/*!BEGIN*/", "(COMMIT)", "`BEGIN`", "BEGIN/**/WORK", "COMMIT-- x\n", "BEGIN#\n",
+        "SELECT 1", "SELECT c FROM t WHERE id=?", "BEGINS", "BEGIN1", "BEGIN_", "SETX", "\v BEGIN",
+        "\f COMMIT", "\xc2\xa0" "COMMIT", "", " ", "SET @a = 1", "STARTTRANSACTION",
+    };
+    static const char *const modes[] = {"", "ANSI_QUOTES", "NO_BACKSLASH_ESCAPES"};
+    int bad = 0;
+    for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+        sql_mode_flags mode = {0};
+        mode.ansi_quotes = m == 1;
+        mode.no_backslash_escapes = m == 2;
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+            size_t n = strlen(texts[i]);
+            if (!txn_may_be_control(texts[i], n) && is_control(txn_classify(texts[i], n, &mode)))
+                bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(!txn_may_be_control("SELECT c FROM t WHERE id=?", 26)); /* the look is of use */
+    CHECK(txn_may_be_control("COMMIT", 6));
+    static const char *const pieces[] = {"BEGIN", "WORK",  "COMMIT", "START", "TRANSACTION",
+                                         "SET",   "SELECT", " ",     "\t",    "\n", ";",
+                                         "/*x*/", "--\n",   "#\n",    "(",     "`",  "_", "1"};
+    enum { P = sizeof pieces / sizeof *pieces };
+    unsigned seed = 7;
+    char buf[256];
+    bad = 0;
+    for (int t = 0; t < 100000; t++) {
+        size_t n = 0;
+        int k = t % 5 + 1;
+        for (int j = 0; j < k; j++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *pc = pieces[(seed >> 16) % P];
+            size_t l = strlen(pc);
+            memcpy(buf + n, pc, l);
+            n += l;
+        }
+        sql_mode_flags mode = {0};
+        if (!txn_may_be_control(buf, n) && is_control(txn_classify(buf, n, &mode)))
+            bad++;
+    }
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
+    test_txn_may_be_control();
     test_txn_words();
     test_load_local();
     test_long_statements();
