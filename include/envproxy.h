@@ -728,6 +728,7 @@ struct client {
     uint32_t n_stmts;    /* in stmts, bounded by CLIENT_MAX_STMTS */
     size_t stmt_bytes;   /* what they hold (cl_stmt.charged), bounded by CLIENT_MAX_STMT_BYTES */
     uint32_t next_stmt_id;
+    struct cl_stmt **stmt_slots; /* stmt.c's index of stmts by id, made at the first PREPARE */
     uint32_t last_prepared_id; /* MariaDB's statement id 0xFFFFFFFF means this one; 0: none */
     bool binary_rows; /* the command is an EXECUTE the proxy answers itself: binary rows */
     cl_stmt *stmt;        /* the statement of the current command */

@@ -1262,7 +1262,8 @@ static bool login_allowed(client *c)
 static void start_tls(client *c)
 {
     /* From here the TLS filter reads the socket, through the socket bufferevent (bytes
-     * already read wait in its input). */
+     * already read wait in its input: those of a lent read are put there first). */
+    client_input_own(c);
     if (c->rd_ev) {
         event_free(c->rd_ev);
         c->rd_ev = NULL;

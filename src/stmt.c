@@ -18,11 +18,26 @@
 #define CURSOR_TYPE_MASK 0x0F
 #define STMT_ID_LAST_PREPARED 0xFFFFFFFFu /* MariaDB: the statement prepared last */ /* the flags byte of COM_STMT_EXECUTE, low bits: cursor type */
 
+/* The statements of a session are found by id through STMT_SLOTS slots (id modulo, ids
+ * count up from 1), then the list: walking the list on every EXECUTE cost a cache miss per
+ * statement passed once many sessions' statements no longer fit the caches (sysbench
+ * read_only, 64 sessions of 22 statements: 4% of the proxy's time). */
+#define STMT_SLOTS 64
+
 static cl_stmt *stmt_find(client *c, uint32_t id)
 {
-    for (cl_stmt *st = c->stmts; st; st = st->next)
-        if (st->id == id)
+    if (c->stmt_slots) {
+        cl_stmt *st = c->stmt_slots[id % STMT_SLOTS];
+        if (st && st->id == id)
             return st;
+    }
+    for (cl_stmt *st = c->stmts; st; st = st->next) {
+        if (st->id == id) {
+            if (c->stmt_slots)
+                c->stmt_slots[id % STMT_SLOTS] = st;
+            return st;
+        }
+    }
     return NULL;
 }
 
@@ -39,6 +54,8 @@ static void stmt_free(cl_stmt *st)
 
 static void stmt_unlink(client *c, cl_stmt *st)
 {
+    if (c->stmt_slots && c->stmt_slots[st->id % STMT_SLOTS] == st)
+        c->stmt_slots[st->id % STMT_SLOTS] = NULL;
     for (cl_stmt **pp = &c->stmts; *pp; pp = &(*pp)->next) {
         if (*pp == st) {
             *pp = st->next;
@@ -132,6 +149,8 @@ void stmt_free_all(client *c)
         c->stmts = st->next;
         stmt_free(st);
     }
+    free(c->stmt_slots);
+    c->stmt_slots = NULL;
     c->n_stmts = 0;
     c->stmt_bytes = 0;
     c->stmt = NULL;
@@ -673,6 +692,10 @@ void stmt_register(client *c, cl_stmt *st)
 {
     st->next = c->stmts;
     c->stmts = st;
+    if (!c->stmt_slots)
+        c->stmt_slots = calloc(STMT_SLOTS, sizeof(*c->stmt_slots)); /* NULL: the list alone */
+    if (c->stmt_slots)
+        c->stmt_slots[st->id % STMT_SLOTS] = st;
     st->charged = sizeof(*st) + st->sql_len + st->params.cap + st->columns.cap;
     c->n_stmts++;
     c->stmt_bytes += st->charged;
