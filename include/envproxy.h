@@ -142,6 +142,7 @@ struct backend {
     /* Prepared statements living on this connection, most recently used first; shared by
      * every client whose statement has the same text and database (stmt.c). */
     struct be_stmt *stmts;
+    struct be_stmt **stmt_slots; /* stmt.c's index of stmts by text hash, made at the first */
     int n_stmts;
     uint64_t next_stmt_uid;
     uint64_t parse_epoch; /* bumped when a setting that changes how SQL is read changes */
@@ -457,7 +458,7 @@ typedef enum {
  * and database use it, on whichever connection they run; it goes when the connection is
  * reset or closed, or when the connection has too many (the least recently used). */
 typedef struct be_stmt {
-    struct be_stmt *next;
+    struct be_stmt *next, *prev; /* most recently used first */
     uint64_t uid;        /* unique on its connection */
     uint32_t backend_id; /* the server's statement id */
     uint32_t hash;       /* of the text and database */
