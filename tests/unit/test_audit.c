@@ -1123,6 +1123,40 @@ static void test_format_against_reference(void)
     free(path);
 }
 
+/* A log in a fresh file with one ring: the tests below log records through the ring and
+ * compare the file with what audit_format gives for them. */
+typedef struct {
+    char *path;
+    audit *a;
+    audit_ring *q;
+} ring_log;
+
+static bool ring_log_open(ring_log *t, const char *name)
+{
+    char err[256] = "";
+    t->path = tmp_path(name);
+    unlink(t->path);
+    t->a = audit_open(t->path, 0, err, sizeof err);
+    t->q = audit_ring_new(t->a);
+    CHECK(t->q != NULL);
+    if (!t->q) {
+        audit_close(t->a);
+        free(t->path);
+    }
+    return t->q != NULL;
+}
+
+/* Closes the log (the writer writes what is queued) and returns the file's content. */
+static char *ring_log_close(ring_log *t)
+{
+    audit_close(t->a);
+    char *got = slurp(t->path, NULL);
+    CHECK(got != NULL);
+    unlink(t->path);
+    free(t->path);
+    return got;
+}
+
 /* The writer copies a connection's part of the line (conn .. db) while it repeats: a line
  * whose strings changed (to NULL and "" swapped between two fields, a longer or shorter db),
  * or of another connection in the same slot of its memory, is formatted afresh. */
@@ -1147,16 +1181,9 @@ static void test_session_text(void)
         {7, "bob", "10.0.0.5:1", "prod", ""},
     };
     enum { N = sizeof cases / sizeof cases[0] };
-    char err[256] = "";
-    char *path = tmp_path("session.jsonl");
-    unlink(path);
-    audit *a = audit_open(path, 0, err, sizeof err);
-    audit_ring *q = audit_ring_new(a);
-    CHECK(q != NULL);
-    if (!q) {
-        free(path);
+    ring_log t;
+    if (!ring_log_open(&t, "session.jsonl"))
         return;
-    }
     char *want = malloc(N * 1024), *at = want;
     for (int i = 0; i < N; i++) {
         audit_record r = statement("SELECT 1");
@@ -1167,16 +1194,12 @@ static void test_session_text(void)
         r.db = cases[i].db;
         r.via = "mysql";
         at += audit_format(&r, at, 1024);
-        audit_ring_log(q, &r);
+        audit_ring_log(t.q, &r);
     }
-    audit_close(a);
-    char *got = slurp(path, NULL);
-    CHECK(got != NULL);
+    char *got = ring_log_close(&t);
     CHECK_STR(got, want);
     free(got);
     free(want);
-    unlink(path);
-    free(path);
 }
 
 /* The writer keeps the text it wrote for a statement and copies it when the statement comes
@@ -1221,16 +1244,9 @@ static void test_sql_text(void)
         {7, ""},
     };
     enum { N = sizeof cases / sizeof cases[0], MANY = 600 };
-    char err[256] = "";
-    char *path = tmp_path("sql.jsonl");
-    unlink(path);
-    audit *a = audit_open(path, 0, err, sizeof err);
-    audit_ring *q = audit_ring_new(a);
-    CHECK(q != NULL);
-    if (!q) {
-        free(path);
+    ring_log t;
+    if (!ring_log_open(&t, "sql.jsonl"))
         return;
-    }
     char *want = malloc(N * 4096 + 2 * MANY * 512), *at = want;
     for (int i = 0; i < N; i++) {
         audit_record r = statement(cases[i].sql);
@@ -1240,7 +1256,7 @@ static void test_sql_text(void)
             r.verdict = "refused";
         }
         at += audit_format(&r, at, 4096);
-        audit_ring_log(q, &r);
+        audit_ring_log(t.q, &r);
     }
     for (int i = 0; i < 2 * MANY; i++) {
         char sql[64];
@@ -1248,17 +1264,13 @@ static void test_sql_text(void)
         audit_record r = statement(sql);
         r.conn = (uint32_t)i;
         at += audit_format(&r, at, 512);
-        audit_ring_log(q, &r);
+        audit_ring_log(t.q, &r);
     }
-    audit_close(a);
-    char *got = slurp(path, NULL);
-    CHECK(got != NULL);
+    char *got = ring_log_close(&t);
     CHECK_STR(got, want);
     CHECK(got && strstr(got, "pw1") == NULL && strstr(got, "pw2") == NULL);
     free(got);
     free(want);
-    unlink(path);
-    free(path);
 }
 
 /* Lengths the caller gives (audit_record.user_len ...) give the line the measured strings
@@ -1290,22 +1302,14 @@ static void test_given_lengths(void)
     r.user_len = (uint16_t)strlen(big);
     CHECK_INT(audit_format(&r, got, sizeof got), n);
     CHECK_STR(got, want);
-    /* Through a ring: the same lines. */
-    char err[256] = "";
-    char *path = tmp_path("lengths.jsonl");
-    unlink(path);
-    audit *a = audit_open(path, 0, err, sizeof err);
-    audit_ring *q = audit_ring_new(a);
-    CHECK(q != NULL);
-    if (q)
-        audit_ring_log(q, &r);
-    audit_close(a);
-    char *file = slurp(path, NULL);
-    CHECK(file != NULL);
+    /* Through a ring: the same line. */
+    ring_log t;
+    if (!ring_log_open(&t, "lengths.jsonl"))
+        return;
+    audit_ring_log(t.q, &r);
+    char *file = ring_log_close(&t);
     CHECK_STR(file, want);
     free(file);
-    unlink(path);
-    free(path);
 }
 
 /* A log serves at most AUDIT_MAX_RINGS rings, and a NULL ring is a no-op. */
