@@ -198,4 +198,11 @@ void sqllex_init(sql_lexer *lx, const char *sql, size_t len, const sql_mode_flag
 /* Reads the next token. After SQLTOK_END or SQLTOK_ERROR it keeps returning the same kind. */
 sql_token sqllex_next(sql_lexer *lx);
 
+/* Whether token t of sql is the unquoted word w (any case). */
+bool sqllex_is_word(const char *sql, sql_token t, const char *w);
+
+/* The four readings of the quoting flags (ANSI_QUOTES, NO_BACKSLASH_ESCAPES off and on): a
+ * check that must hold whatever the session's sql_mode reads a text in each of them. */
+extern const sql_mode_flags SQL_QUOTING_MODES[4];
+
 #endif

@@ -2590,12 +2590,6 @@ static bool sets_tracking_in(const char *sql, size_t len, const sql_mode_flags *
 
 bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mode)
 {
-    static const sql_mode_flags every[4] = {
-        {false, false, false, false},
-        {true, false, false, false},
-        {false, true, false, false},
-        {true, true, false, false},
-    };
     static const char name[] = "session_track_";
     bool named = false; /* the bytes hold the name at all (any case): else no lexing */
     for (size_t i = 0; !named && i + sizeof(name) - 1 <= len; i++)
@@ -2605,7 +2599,7 @@ bool session_sets_tracking(const char *sql, size_t len, const sql_mode_flags *mo
     if (!mode->unknown)
         return sets_tracking_in(sql, len, mode);
     for (int i = 0; i < 4; i++)
-        if (sets_tracking_in(sql, len, &every[i]))
+        if (sets_tracking_in(sql, len, &SQL_QUOTING_MODES[i]))
             return true;
     return false;
 }

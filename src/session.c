@@ -230,13 +230,6 @@ static bool stored_has(const sql_name_set *set, const char *sql, sql_token t,
     return false;
 }
 
-/* Whether token t of sql is word w (upper case). */
-static bool is_word(const char *sql, sql_token t, const char *w)
-{
-    size_t n = strlen(w);
-    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
-}
-
 static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_flags *mode,
                                  sql_charset cs, const sql_name_set *stored)
 {
@@ -296,7 +289,8 @@ static const char *pin_reason_in(const char *sql, size_t len, const sql_mode_fla
         if (t.kind != SQLTOK_WORD)
             continue;
         for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++)
-            if (is_word(sql, t, pairs[k].second) && is_word(sql, before, pairs[k].first))
+            if (sqllex_is_word(sql, t, pairs[k].second) &&
+                sqllex_is_word(sql, before, pairs[k].first))
                 return pairs[k].why;
         /* SET of carried variables does not pin: those follow the session. A SET of anything
          * else shows up as a non-carried variable change (session_note_changes). */
@@ -334,26 +328,20 @@ static bool raw_has(const char *sql, size_t len, const char *word)
 bool session_defies_reset(const sql_mode_flags *mode, sql_charset cs, const char *sql,
                           size_t len)
 {
-    static const sql_mode_flags every[4] = {
-        {false, false, false, false},
-        {true, false, false, false},
-        {false, true, false, false},
-        {true, true, false, false},
-    };
     bool raw = raw_has(sql, len, "XA") || raw_has(sql, len, "ROLE");
     if (cs == SQL_CS_UNSUPPORTED || !raw)
         return raw;
     for (int m = -1; m < 4; m++) {
         sql_lexer lx;
-        sqllex_init(&lx, sql, len, m < 0 ? mode : &every[m]);
+        sqllex_init(&lx, sql, len, m < 0 ? mode : &SQL_QUOTING_MODES[m]);
         lx.charset = cs;
         sql_token before = {SQLTOK_END, false, 0, 0, 0};
         for (int i = 0; i < 100000; i++) {
             sql_token t = sqllex_next(&lx);
             if (t.kind == SQLTOK_END)
                 break;
-            if (t.kind == SQLTOK_ERROR || is_word(sql, t, "XA") ||
-                (is_word(sql, t, "ROLE") && is_word(sql, before, "SET")))
+            if (t.kind == SQLTOK_ERROR || sqllex_is_word(sql, t, "XA") ||
+                (sqllex_is_word(sql, t, "ROLE") && sqllex_is_word(sql, before, "SET")))
                 return true;
             before = t;
         }
@@ -371,12 +359,6 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
      * strings end (`'a\', @x := 1 -- '` hides a user variable from a reading without
      * NO_BACKSLASH_ESCAPES), in every combination of the two quoting flags too. Any reading
      * that finds session state pins. */
-    static const sql_mode_flags every[4] = {
-        {false, false, false, false},
-        {true, false, false, false},
-        {false, true, false, false},
-        {true, true, false, false},
-    };
     if (c->pinned)
         return;
     if (cs == SQL_CS_UNSUPPORTED) {
@@ -399,7 +381,7 @@ void session_check_pins(client *c, const sql_mode_flags *mode, sql_charset cs,
     /* Where no reading can differ from this one, the four others are not needed. */
     bool differ = !why && !mode_blind(sql, len);
     for (int i = 0; differ && !why && i < 4; i++)
-        why = pin_reason_in(sql, len, &every[i], cs, stored);
+        why = pin_reason_in(sql, len, &SQL_QUOTING_MODES[i], cs, stored);
     if (why)
         session_pin(c, why);
 }

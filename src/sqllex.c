@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* How the server reads a byte outside quotes depends on the client character set: its
  * lexer classifies each byte from the character set's ctype table (space, control, letter,
@@ -408,6 +409,19 @@ static sql_token lex_ident_done(sql_lexer *lx, sql_token t)
 }
 
 static sql_token lex_token(sql_lexer *lx);
+
+const sql_mode_flags SQL_QUOTING_MODES[4] = {
+    {false, false, false, false},
+    {true, false, false, false},
+    {false, true, false, false},
+    {true, true, false, false},
+};
+
+bool sqllex_is_word(const char *sql, sql_token t, const char *w)
+{
+    size_t n = strlen(w);
+    return t.kind == SQLTOK_WORD && t.len == n && strncasecmp(sql + t.start, w, n) == 0;
+}
 
 sql_token sqllex_next(sql_lexer *lx)
 {

@@ -334,7 +334,7 @@ static bool is_use_statement(const char *sql, size_t len)
     sql_lexer lx;
     sqllex_init(&lx, sql, len, NULL);
     sql_token t = sqllex_next(&lx);
-    return t.kind == SQLTOK_WORD && t.len == 3 && strncasecmp(sql + t.start, "USE", 3) == 0;
+    return sqllex_is_word(sql, t, "USE");
 }
 
 static void handle_prepare(client *c)
