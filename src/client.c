@@ -445,8 +445,12 @@ void client_close_after_flush(client *c)
 void client_audit(client *c, const char *outcome, long long rows, double ms, const char *error,
                   const char *event)
 {
+    /* c->via is one of the three literals (client_new, client_accept_internal): its door
+     * for the metrics, and its length for the audit record. */
+    static const uint16_t via_len[3] = {5, 4, 3}; /* "mysql", "http", "mcp" */
+    int door = c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0;
     if (!event) /* per door: one count per statement, as the audit log has one line */
-        metrics_door(c->p, c->via[0] == 'h' ? 1 : c->via[1] == 'c' ? 2 : 0);
+        metrics_door(c->p, door);
     if (!c->p->audit)
         return;
     struct timeval tv;
@@ -462,8 +466,7 @@ void client_audit(client *c, const char *outcome, long long rows, double ms, con
         .client_len = c->addr_len,
         .env_len = event || !c->route.env ? 0 : (uint16_t)c->route.env->name_len,
         .db_len = c->job_db_len,
-        /* c->via is one of the three literals (client_new, client_accept_internal) */
-        .via_len = c->via[0] == 'h' ? 4 : c->via[1] == 'c' ? 3 : 5,
+        .via_len = via_len[door],
         .verdict = outcome,
         .rows = rows,
         .ms = ms,
