@@ -1,5 +1,6 @@
 /* audit.c: the audit log. Producers append binary records to rings; a thread writes lines. */
 #include "audit.h"
+#include "bytes8.h"
 #include "redact.h"
 
 #include <errno.h>
@@ -105,16 +106,6 @@ static const bool plain_table[256] = {
     [0x5d ... 0x7f] = true,
 };
 
-#define BYTES_01 0x0101010101010101ull
-#define BYTES_80 0x8080808080808080ull
-
-static inline uint64_t load8(const unsigned char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-    return w;
-}
-
 static inline uint32_t load4(const unsigned char *p)
 {
     uint32_t w;
@@ -123,15 +114,13 @@ static inline uint32_t load4(const unsigned char *p)
 }
 
 /* The bytes of w that are not plain (plain_table), each as its high bit (0x80), the others 0.
- * Exact for every byte: each sum below stays within its byte (at most 0x7f + 0x7f), so no
+ * Exact for every byte: the sum below stays within its byte (at most 0x7f + 0x60), so no
  * carry reaches a neighbour. */
 static inline uint64_t not_plain(uint64_t w)
 {
-    uint64_t low7 = w & ~BYTES_80;                           /* each byte's low 7 bits */
-    uint64_t ctl = ~(low7 + 0x60 * BYTES_01);                /* high bit: below 0x20 */
-    uint64_t quote = ~((low7 ^ 0x22 * BYTES_01) + 0x7f * BYTES_01);     /* '"' */
-    uint64_t backslash = ~((low7 ^ 0x5c * BYTES_01) + 0x7f * BYTES_01); /* '\\' */
-    return (w | ctl | quote | backslash) & BYTES_80; /* w: bytes 0x80 and above */
+    uint64_t ctl = ~((w & BYTES_7F) + 0x60 * BYTES_01); /* high bit: below 0x20 */
+    /* w's own high bits: the bytes 0x80 and above */
+    return (w | ctl | bytes_equal(w, '"') | bytes_equal(w, '\\')) & BYTES_80;
 }
 
 /* Copies the plain bytes at the start of p (n of them) to o and returns how many there were,

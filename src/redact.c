@@ -9,6 +9,7 @@
  * taken for the statement's), executable comments are read as SQL, and a text the lexer
  * cannot read is cut after the first such word.
  */
+#include "bytes8.h"
 #include "redact.h"
 #include "sqlpolicy.h"
 
@@ -35,17 +36,6 @@ static bool trigger_at(const char *s, size_t len, size_t i)
            (c == 'p' && next == 'a' && at(s, len, i, "password", 8));
 }
 
-#define BYTES_01 0x0101010101010101ull
-#define BYTES_7F 0x7f7f7f7f7f7f7f7full
-#define BYTES_80 0x8080808080808080ull
-
-/* The bytes of w equal to 0, each as its high bit, the others 0 (exact: no carry crosses a
- * byte). */
-static inline uint64_t zero_bytes(uint64_t w)
-{
-    return ~(((w & BYTES_7F) + BYTES_7F) | w) & BYTES_80;
-}
-
 /* Offset of the first IDENTIFIED or PASSWORD at or after from, or len. Every statement the
  * audit log writes passes here: eight bytes at a time, a word without an i or a p (either
  * case) is skipped whole. */
@@ -53,10 +43,9 @@ static size_t find_trigger(const char *s, size_t len, size_t from)
 {
     size_t i = from;
     for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        w |= 0x20 * BYTES_01; /* 'I' -> 'i', 'P' -> 'p'; no other byte becomes either */
-        uint64_t m = zero_bytes(w ^ ('i' * BYTES_01)) | zero_bytes(w ^ ('p' * BYTES_01));
+        uint64_t w = load8(s + i) | 0x20 * BYTES_01; /* 'I' -> 'i', 'P' -> 'p'; no other
+                                                        byte becomes either */
+        uint64_t m = bytes_equal(w, 'i') | bytes_equal(w, 'p');
         for (; m; m &= m - 1) {
             /* Little-endian load: the lowest set bit is the first byte. */
             size_t k = i + (size_t)__builtin_ctzll(m) / 8;
