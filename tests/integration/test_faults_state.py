@@ -35,6 +35,15 @@ def both_served(p):
     eventually_serves(p, env_db="shop@prod")
 
 
+def commit_fails_for_the_lost_dev_transaction(cur):
+    """COMMIT of a transaction the proxy lost gets 2013 naming dev and the transaction,
+    never OK."""
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        cur.execute("COMMIT")
+    code, msg = e.value.args
+    assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
+
+
 def rows(servers):
     return sorted(r[0] for r in servers.sql("dev", "SELECT v FROM faults2.t"))
 
@@ -173,10 +182,7 @@ def test_transaction_closed_by_a_timeout_fails_the_commit(make_proxy, servers):
                 with pytest.raises(pymysql.err.MySQLError) as e:
                     cur.execute("SELECT 1")
             assert e.value.args[0] == 3024 and "closed" in e.value.args[1], e.value.args
-            with pytest.raises(pymysql.err.OperationalError) as e:
-                cur.execute("COMMIT")
-            code, msg = e.value.args
-            assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
+            commit_fails_for_the_lost_dev_transaction(cur)
             cur.execute("SELECT @@autocommit, @@in_transaction")
             assert cur.fetchall() == ((1, 0),)
         assert rows(servers) == []
@@ -205,10 +211,7 @@ def test_state_in_two_environments_is_reset_everywhere_when_one_is_lost(make_pro
                 cur.execute("/* env=prod db=shop */ SELECT @x")
             code, msg = e.value.args
             assert code == 2013 and "'prod'" in msg and "reset" in msg, e.value.args
-            with pytest.raises(pymysql.err.OperationalError) as e:
-                cur.execute("COMMIT")
-            code, msg = e.value.args
-            assert code == 2013 and "'dev'" in msg and "transaction" in msg, e.value.args
+            commit_fails_for_the_lost_dev_transaction(cur)
             cur.execute("USE shop@prod")
             cur.execute("SELECT @@in_transaction, @x")
             assert cur.fetchall() == ((0, None),)

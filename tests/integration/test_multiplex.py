@@ -22,6 +22,13 @@ def small_pool(make_proxy):
                                                                      "wait_timeout": "10s"}}}})
 
 
+@pytest.fixture
+def one_worker_pool(make_proxy):
+    """One worker thread and a pool of two: a second session takes the connection the first
+    one left parked there."""
+    return make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+
+
 def backend_connections(servers):
     return servers.sql("dev", "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                               "WHERE USER = 'app' AND DB IS NOT NULL")[0][0]
@@ -481,14 +488,14 @@ def test_an_idle_connection_parked_on_a_worker_expires(make_proxy, servers):
 
 
 @pytest.mark.parametrize("take", ["SELECT NEXTVAL(mx_seq)", "SELECT NEXT VALUE FOR mx_seq"])
-def test_sequence_values_pin_the_session(make_proxy, servers, take):
+def test_sequence_values_pin_the_session(one_worker_pool, servers, take):
     """A sequence's last value (LASTVAL, PREVIOUS VALUE FOR) belongs to the backend session
     that took it: the session that took a value keeps its connection, so it reads its own
     value back while another session uses the pool, and the other session, which took
     none, reads NULL rather than the first one's value. One worker thread: the second
     session would take the connection the first one left parked there."""
     servers.sql("dev", "CREATE SEQUENCE IF NOT EXISTS shop.mx_seq")
-    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    p = one_worker_pool
     a = p.connect(database="shop", autocommit=True)
     b = p.connect(database="shop", autocommit=True)
     try:
@@ -501,7 +508,7 @@ def test_sequence_values_pin_the_session(make_proxy, servers, take):
         b.close()
 
 
-def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers):
+def test_flush_for_export_keeps_its_locks_on_its_connection(one_worker_pool, servers):
     """FLUSH TABLES t FOR EXPORT holds a read lock until UNLOCK TABLES without the word
     LOCK in its text: the session keeps its connection, so another session is not handed a
     connection under that lock (its INSERT elsewhere failed with 1100, table not locked),
@@ -509,7 +516,7 @@ def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers)
     where the lock is."""
     servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_fx (a INT) ENGINE=InnoDB")
     servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_other (a INT) ENGINE=InnoDB")
-    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    p = one_worker_pool
     a = p.connect(database="shop", autocommit=True)
     b = p.connect(database="shop", autocommit=True)
     try:
@@ -527,7 +534,7 @@ def test_flush_for_export_keeps_its_locks_on_its_connection(make_proxy, servers)
         servers.sql("dev", "DROP TABLE IF EXISTS shop.mx_fx, shop.mx_other")
 
 
-def test_warnings_and_errors_stay_with_their_session(make_proxy):
+def test_warnings_and_errors_stay_with_their_session(one_worker_pool):
     """SHOW WARNINGS reads the backend session's diagnostics area: after a statement with
     warnings or an error, the session keeps its connection until its next statement, so
     that its own SHOW WARNINGS finds them and another session is never handed them (it was:
@@ -535,7 +542,7 @@ def test_warnings_and_errors_stay_with_their_session(make_proxy):
     first one's messages, with the values they quote). A connection with diagnostics that
     its session no longer reads is reset before another session gets it. One worker thread
     and a pool of two: the other session takes whatever the first one left parked."""
-    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    p = one_worker_pool
     a = p.connect(database="shop", autocommit=True)
     b = p.connect(database="shop", autocommit=True)
     try:
@@ -599,7 +606,8 @@ def test_connection_of_a_prepared_xa_transaction_is_not_reused(make_proxy, serve
 
 @pytest.mark.parametrize("sent", ["SET TRANSACTION READ ONLY; SELECT 1",
                                   "/* env=dev */ SET TRANSACTION READ ONLY"])
-def test_next_transaction_characteristics_stay_with_their_session(make_proxy, servers, sent):
+def test_next_transaction_characteristics_stay_with_their_session(one_worker_pool, servers,
+                                                                 sent):
     """SET TRANSACTION without SESSION sets the next transaction's access mode (or isolation
     level) in the backend session; sent to the backend (in a multi-statement packet, or with
     a routing hint), it stayed on a connection that went back to the pool: another session's
@@ -608,7 +616,7 @@ def test_next_transaction_characteristics_stay_with_their_session(make_proxy, se
     takes whatever the first one left parked."""
     from pymysql.constants import CLIENT
     servers.sql("dev", "CREATE TABLE IF NOT EXISTS shop.mx_ro (a INT) ENGINE=InnoDB")
-    p = make_proxy(extra_yaml={"threads": 1, "environments": {"dev": {"pool": {"max": 2}}}})
+    p = one_worker_pool
     a = p.connect(database="shop", autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS)
     b = p.connect(database="shop", autocommit=True)
     try:
